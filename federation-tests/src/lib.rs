@@ -1,0 +1,1 @@
+//! Multi-node federation tests live in `tests/`.

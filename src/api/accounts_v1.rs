@@ -1,0 +1,94 @@
+//! accounts.v1: PublicAccountsService and AccountsService. Calls that start a session
+//! return its token in the response metadata `authorization: Bearer <token>`.
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
+
+use super::context::{principal, request_context, with_token};
+use super::status::unimplemented;
+use crate::domain::{accounts::SignUp, Domain};
+use crate::pb::accounts::v1::{
+    accounts_service_server::AccountsService,
+    public_accounts_service_server::PublicAccountsService, IsEmailVerifiedRequest,
+    IsEmailVerifiedResponse, NewPasswordRequest, ResetPasswordRequest, SignInRequest,
+    SignUpRequest,
+};
+
+/// Both account services.
+#[derive(Debug, Clone)]
+pub struct AccountsApi(pub Arc<Domain>);
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl PublicAccountsService for AccountsApi {
+    async fn sign_in(&self, req: Request<SignInRequest>) -> Result<Response<()>, Status> {
+        let ctx = request_context(&req);
+        let r = req.into_inner();
+        let signed = self.0.sign_in(&r.email, &r.password, &ctx).await?;
+        with_token((), signed.token.expose())
+    }
+
+    async fn sign_up(&self, req: Request<SignUpRequest>) -> Result<Response<()>, Status> {
+        let ctx = request_context(&req);
+        let r = req.into_inner();
+        let signed = self
+            .0
+            .sign_up(
+                SignUp {
+                    email: Some(r.email),
+                    password: Some(Zeroizing::new(r.password)),
+                    name: None,
+                    invite_code: non_empty(r.invite_code),
+                },
+                &ctx,
+            )
+            .await?;
+        with_token((), signed.token.expose())
+    }
+
+    async fn reset_password(
+        &self,
+        req: Request<ResetPasswordRequest>,
+    ) -> Result<Response<()>, Status> {
+        let email = req.into_inner().data.map(|d| d.email).unwrap_or_default();
+        self.0.request_password_reset(&email).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn new_password(&self, req: Request<NewPasswordRequest>) -> Result<Response<()>, Status> {
+        let r = req.into_inner();
+        let email = r.data.map(|d| d.email).unwrap_or_default();
+        let password = Zeroizing::new(r.password.map(|p| p.password).unwrap_or_default());
+        self.0.reset_password(&email, &r.code, &password).await?;
+        Ok(Response::new(()))
+    }
+}
+
+#[tonic::async_trait]
+impl AccountsService for AccountsApi {
+    async fn is_email_verified(
+        &self,
+        req: Request<IsEmailVerifiedRequest>,
+    ) -> Result<Response<IsEmailVerifiedResponse>, Status> {
+        let p = principal(&req)?;
+        let email = req.into_inner().data.map(|d| d.email);
+        let verified = self.0.is_email_verified(&p, email.as_deref()).await?;
+        Ok(Response::new(IsEmailVerifiedResponse { verified }))
+    }
+
+    async fn refresh_session(&self, req: Request<()>) -> Result<Response<()>, Status> {
+        let p = principal(&req)?;
+        let token = self.0.refresh_session(&p).await?;
+        with_token((), token.expose())
+    }
+
+    async fn token_authorization(&self, _: Request<()>) -> Result<Response<()>, Status> {
+        Err(unimplemented(
+            "accounts.v1.AccountsService/TokenAuthorization",
+        ))
+    }
+}

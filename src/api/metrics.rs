@@ -1,0 +1,130 @@
+//! Request metrics for `/metrics` (Prometheus text): requests by method and status, and a
+//! latency histogram by method. The status is read from the response headers, which is
+//! exact for unary calls (tonic sends errors as trailers-only responses).
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::auth::HTTP_ROUTES;
+use super::SERVICES;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+type LatencyFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+/// The node's metrics registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hearth");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "requests",
+            "Requests by method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to response headers, by method",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+        }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Known paths keep their name; anything else is "other", so labels stay bounded.
+fn method_label(path: &str) -> String {
+    let known = SERVICES.iter().any(|s| {
+        path.strip_prefix('/')
+            .and_then(|p| p.strip_prefix(s))
+            .is_some_and(|m| m.starts_with('/'))
+    }) || HTTP_ROUTES.contains(&path);
+    if known {
+        path.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+fn code_label(res: &Response) -> String {
+    if let Some(code) = res
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+    {
+        let code: i32 = code.parse().unwrap_or(2);
+        return format!("{:?}", tonic::Code::from_i32(code));
+    }
+    let grpc = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        "Ok".into()
+    } else {
+        res.status().as_u16().to_string()
+    }
+}
+
+/// The middleware.
+pub async fn layer(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let method = method_label(req.uri().path());
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let code = code_label(&res);
+    metrics
+        .latency
+        .get_or_create(&MethodLabels {
+            method: method.clone(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels { method, code })
+        .inc();
+    res
+}

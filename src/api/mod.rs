@@ -1,0 +1,111 @@
+//! The gRPC surface: one adapter file per service, the auth and metrics layers, and the one
+//! place (`router`) where services, HTTP routes and middleware are composed.
+pub mod accounts_v1;
+pub mod auth;
+pub mod context;
+pub mod harmony;
+pub mod metrics;
+pub mod oidc;
+pub mod peer_auth;
+pub mod status;
+pub mod tangle;
+pub mod test_v1;
+pub mod tokens_v1;
+
+use std::sync::Arc;
+
+use tonic::service::Routes;
+
+use crate::domain::Domain;
+use crate::pb;
+
+/// Every gRPC service the node serves, by full name (seed services first).
+pub const SERVICES: &[&str] = &[
+    "auth.Auth",
+    "auth.v1alpha1.AuthAPI",
+    "protocol.auth.v1.AuthService",
+    "accounts.v1.AccountsService",
+    "accounts.v1.PublicAccountsService",
+    "tokens.v1.TokensService",
+    "test.v1.TestAuthService",
+    "test.v1.TestNoAuthService",
+    "tangle.client.auth.Auth",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Why the router could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("gRPC reflection: {0}")]
+pub struct RouterError(#[from] tonic_reflection::server::Error);
+
+/// Builds the whole request path. Order, outermost first:
+/// metrics → auth (principal or refusal) → route → [gRPC-Web translation, gRPC routes only]
+/// → handler. tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
+/// the gRPC routes; auth reads only the path and `authorization`, which it does not change.
+pub async fn router(
+    domain: Arc<Domain>,
+    metrics: Arc<metrics::Metrics>,
+    http_routes: axum::Router,
+) -> Result<axum::Router, RouterError> {
+    use pb::accounts::v1::{
+        accounts_service_server::AccountsServiceServer,
+        public_accounts_service_server::PublicAccountsServiceServer,
+    };
+    use pb::test::v1::{
+        test_auth_service_server::TestAuthServiceServer,
+        test_no_auth_service_server::TestNoAuthServiceServer,
+    };
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for service in SERVICES {
+        health_reporter
+            .set_service_status(*service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+
+    let accounts = accounts_v1::AccountsApi(domain.clone());
+    let grpc = Routes::new(pb::auth::auth_server::AuthServer::new(
+        peer_auth::PeerAuthApi,
+    ))
+    .add_service(pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(
+        oidc::OidcApi,
+    ))
+    .add_service(
+        pb::protocol::auth::v1::auth_service_server::AuthServiceServer::new(harmony::HarmonyApi(
+            domain.clone(),
+        )),
+    )
+    .add_service(AccountsServiceServer::new(accounts.clone()))
+    .add_service(PublicAccountsServiceServer::new(accounts))
+    .add_service(
+        pb::tokens::v1::tokens_service_server::TokensServiceServer::new(tokens_v1::TokensApi),
+    )
+    .add_service(TestAuthServiceServer::new(test_v1::TestApi))
+    .add_service(TestNoAuthServiceServer::new(test_v1::TestApi))
+    .add_service(pb::tangle::client::auth::auth_server::AuthServer::new(
+        tangle::TangleApi(domain.clone()),
+    ))
+    .add_service(health)
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha)
+    .into_axum_router()
+    .layer(tonic_web::GrpcWebLayer::new());
+
+    let trusted = context::TrustedProxies(Arc::new(domain.config().listen.trusted_proxies.clone()));
+    Ok(grpc
+        .merge(http_routes)
+        .layer(axum::middleware::from_fn_with_state(domain, auth::layer))
+        .layer(axum::Extension(trusted))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::layer,
+        )))
+}

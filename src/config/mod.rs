@@ -1,0 +1,468 @@
+//! The configuration contract of DESIGN.md §7: built-in defaults, a TOML file, and
+//! `HEARTH_<SECTION>_<KEY>` environment overrides. Unknown keys and bad values are errors
+//! that name the key and say what is expected.
+mod env;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::federation::server_id::ServerId;
+
+/// The commented example config; `hearth init` writes it, and a test keeps it in step with
+/// the structs below.
+pub const EXAMPLE: &str = include_str!("../../config/hearth.example.toml");
+
+/// A configuration problem, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key is unknown or its value is wrong.
+    #[error("config key `{key}`: {message}")]
+    Key {
+        /// The dotted key, e.g. `listen.addr`.
+        key: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node's canonical name.
+    pub server_id: ServerId,
+    /// SQLite file, node key, JWT keys.
+    pub data_dir: PathBuf,
+    /// Where the node listens.
+    pub listen: Listen,
+    /// TLS for the listener; absent means plaintext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// Registration and sign-in rules.
+    pub accounts: Accounts,
+    /// Password hashing (DESIGN.md §3).
+    pub passwords: Passwords,
+    /// Session lifetimes.
+    pub sessions: Sessions,
+    /// Outgoing mail.
+    pub mail: Mail,
+    /// Links with other nodes.
+    pub federation: Federation,
+    /// OAuth/OIDC providers for GetJWT.
+    pub oidc: Oidc,
+    /// JWTs issued by GetJWT.
+    pub jwt: Jwt,
+}
+
+/// `[listen]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// gRPC, gRPC-Web and HTTP on one port; port 0 picks a free port.
+    #[serde(with = "socket_addr")]
+    pub addr: SocketAddr,
+    /// Proxies whose `X-Forwarded-For` is believed; empty means none.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone.
+    Open,
+    /// Only with an invite code.
+    Invite,
+    /// Nobody (the CLI still can).
+    Closed,
+}
+
+/// `[accounts]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Accounts {
+    /// open | invite | closed
+    pub registration: Registration,
+    /// Allow name-only guest accounts (tangle SignUp without e-mail).
+    pub allow_guests: bool,
+    /// Refuse sign-in until the e-mail address is verified.
+    pub require_email_verification: bool,
+    /// Sign-in attempts allowed per client IP per minute.
+    pub sign_ins_per_ip_per_minute: u32,
+}
+
+/// `[passwords]`: argon2id parameters and the hashing concurrency cap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Passwords {
+    /// Memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// Time cost (iterations).
+    pub argon2_iterations: u32,
+    /// Parallelism.
+    pub argon2_parallelism: u32,
+    /// At most this many hashes run at once; 0 means the number of CPU cores.
+    pub max_concurrent_hashes: usize,
+}
+
+/// `[sessions]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    /// A session unused this long expires.
+    pub idle_timeout_secs: u64,
+    /// A session expires this long after sign-in, used or not.
+    pub lifetime_secs: u64,
+}
+
+/// `[mail]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mail {
+    /// `smtp://` (STARTTLS when offered) or `smtps://`; absent keeps mail in the outbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    /// Sender address.
+    pub from: String,
+    /// Base URL of this node's HTTP routes, used in links inside mails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+/// Which nodes may federate with this one.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FederationPolicy {
+    /// Any discoverable node; its key is pinned on first use.
+    Open,
+    /// Only `[[federation.peers]]`.
+    Allowlist,
+    /// None.
+    Closed,
+}
+
+/// `[federation]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Federation {
+    /// open | allowlist | closed
+    pub policy: FederationPolicy,
+    /// server_ids always refused.
+    pub deny: Vec<ServerId>,
+    /// DNS servers for discovery; empty uses the system resolver.
+    #[serde(with = "socket_addrs")]
+    pub dns_servers: Vec<SocketAddr>,
+    /// Allow loopback/private targets (tests, LANs).
+    pub allow_private_addresses: bool,
+    /// Federation over http:// instead of https://.
+    pub allow_plaintext: bool,
+    /// A PEM CA trusted in addition to the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_ca: Option<PathBuf>,
+    /// Port used when discovery finds no SRV record or well-known document.
+    pub default_port: u16,
+    /// Peers linked at start-up.
+    pub peers: Vec<Peer>,
+}
+
+/// `[[federation.peers]]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// The peer's server_id.
+    pub server_id: ServerId,
+    /// Optional static route; otherwise discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// `[oidc]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Oidc {
+    /// `[[oidc.providers]]`
+    pub providers: Vec<OidcProvider>,
+}
+
+/// `[[oidc.providers]]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// Matched against Account.provider.
+    pub id: String,
+    /// oidc | oauth
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// oidc: the issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Optional client id; with a secret, introspection is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Optional client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// oauth: the user endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_url: Option<String>,
+    /// oauth: the field that must equal provider_account_id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    /// http:// endpoints only when true.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// First use creates the local account.
+    #[serde(default = "yes")]
+    pub auto_register: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[jwt]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jwt {
+    /// The `aud` claim.
+    pub audience: String,
+    /// Token lifetime.
+    pub lifetime_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_id: ServerId::localhost(),
+            data_dir: PathBuf::from("./data"),
+            listen: Listen {
+                addr: SocketAddr::from(([127, 0, 0, 1], 7450)),
+                trusted_proxies: Vec::new(),
+            },
+            tls: None,
+            accounts: Accounts {
+                registration: Registration::Open,
+                allow_guests: false,
+                require_email_verification: false,
+                sign_ins_per_ip_per_minute: 30,
+            },
+            passwords: Passwords {
+                argon2_memory_kib: 19_456,
+                argon2_iterations: 2,
+                argon2_parallelism: 1,
+                max_concurrent_hashes: 0,
+            },
+            sessions: Sessions {
+                idle_timeout_secs: 30 * 24 * 3600,
+                lifetime_secs: 90 * 24 * 3600,
+            },
+            mail: Mail {
+                smtp_url: None,
+                from: "hearth@localhost".into(),
+                public_url: None,
+            },
+            federation: Federation {
+                policy: FederationPolicy::Open,
+                deny: Vec::new(),
+                dns_servers: Vec::new(),
+                allow_private_addresses: false,
+                allow_plaintext: false,
+                extra_ca: None,
+                default_port: 7450,
+                peers: Vec::new(),
+            },
+            oidc: Oidc::default(),
+            jwt: Jwt {
+                audience: "hearth".into(),
+                lifetime_secs: 3600,
+            },
+        }
+    }
+}
+
+macro_rules! defaults_from_config {
+    ($($t:ident . $f:ident),*) => {$(
+        impl Default for $t {
+            fn default() -> Self { Config::default().$f }
+        }
+    )*};
+}
+defaults_from_config!(
+    Listen.listen,
+    Accounts.accounts,
+    Passwords.passwords,
+    Sessions.sessions,
+    Mail.mail,
+    Federation.federation,
+    Jwt.jwt
+);
+
+impl Config {
+    /// Loads defaults, then `path` (if any), then `HEARTH_*` variables from `vars`.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Syntax {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        env::apply(&mut table, vars)?;
+        Self::from_table(table)
+    }
+
+    /// Loads from TOML text (tests and `init` checks).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: PathBuf::from("<text>"),
+                message: e.to_string(),
+            })?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::key(key, e.into_inner().message().to_owned())
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.passwords;
+        if p.argon2_memory_kib < 8 * p.argon2_parallelism.max(1) {
+            return Err(ConfigError::key(
+                "passwords.argon2_memory_kib",
+                "must be at least 8 KiB per lane of argon2_parallelism",
+            ));
+        }
+        if p.argon2_iterations == 0 || p.argon2_parallelism == 0 {
+            return Err(ConfigError::key(
+                "passwords.argon2_iterations",
+                "argon2_iterations and argon2_parallelism must be at least 1",
+            ));
+        }
+        if self.sessions.idle_timeout_secs == 0 || self.sessions.lifetime_secs == 0 {
+            return Err(ConfigError::key(
+                "sessions.lifetime_secs",
+                "session lifetimes must be at least 1 second",
+            ));
+        }
+        if self.accounts.sign_ins_per_ip_per_minute == 0 {
+            return Err(ConfigError::key(
+                "accounts.sign_ins_per_ip_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.mail.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(ConfigError::key(
+                    "mail.smtp_url",
+                    format!("`{url}` must start with smtp:// or smtps://"),
+                ));
+            }
+        }
+        if self.server_id.is_ip_literal() && !self.federation.allow_private_addresses {
+            return Err(ConfigError::key(
+                "server_id",
+                "an IP literal is only allowed with federation.allow_private_addresses = true",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Path of the SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("hearth.sqlite3")
+    }
+}
+
+mod socket_addr {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(addr)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    pub fn parse(text: &str) -> Result<SocketAddr, String> {
+        text.parse().map_err(|_| {
+            format!("`{text}` is not a socket address (expected host:port, e.g. 127.0.0.1:7450)")
+        })
+    }
+}
+
+mod socket_addrs {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(addrs: &[SocketAddr], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(addrs.iter().map(|a| a.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| super::socket_addr::parse(t).map_err(D::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! Password rules and hashing (DESIGN.md §3): NFKC, 8..=128 code points, no very common
+//! passwords, never truncated; argon2id with configured cost, run on the blocking pool with
+//! a concurrency cap; a dummy hash so unknown accounts cost the same as wrong passwords.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::rngs::OsRng;
+use tokio::sync::Semaphore;
+use unicode_normalization::UnicodeNormalization;
+use zeroize::Zeroizing;
+
+use super::DomainError;
+use crate::config::Passwords;
+
+/// Shortest allowed password, in code points after NFKC.
+pub const MIN_LEN: usize = 8;
+/// Longest allowed password, in code points after NFKC.
+pub const MAX_LEN: usize = 128;
+
+/// Checks a new password and returns its NFKC form. Runs before any hashing.
+pub fn validate(field: &'static str, password: &str) -> Result<Zeroizing<String>, DomainError> {
+    // A cheap bound first, so a huge input is refused without normalising it.
+    if password.len() > MAX_LEN * 4 * 4 {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {MAX_LEN} characters"),
+        ));
+    }
+    let normalized = Zeroizing::new(password.nfkc().collect::<String>());
+    let len = normalized.chars().count();
+    if len < MIN_LEN {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at least {MIN_LEN} characters"),
+        ));
+    }
+    if len > MAX_LEN {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {MAX_LEN} characters"),
+        ));
+    }
+    // zxcvbn's cost grows with length; its dictionaries hold nothing near 64 characters.
+    let probe: String = normalized.chars().take(64).collect();
+    let entropy = zxcvbn::zxcvbn(&probe, &[]);
+    if entropy.score() == zxcvbn::Score::Zero {
+        let hint = entropy
+            .feedback()
+            .and_then(|f| f.warning())
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        return Err(DomainError::invalid(
+            field,
+            format!("is too common or too easy to guess{hint}; choose a longer or less predictable password"),
+        ));
+    }
+    Ok(normalized)
+}
+
+/// NFKC form of a password being checked (no rules applied: old passwords stay usable).
+pub fn normalize(password: &str) -> Zeroizing<String> {
+    Zeroizing::new(password.nfkc().collect())
+}
+
+/// Hashes and verifies passwords off the async workers, at most `cap` at a time.
+#[derive(Debug)]
+pub struct Hasher {
+    params: Params,
+    permits: Arc<Semaphore>,
+    dummy: String,
+    verifications: AtomicU64,
+}
+
+/// Result of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The password matched.
+    pub ok: bool,
+    /// The stored hash uses other parameters and should be rewritten.
+    pub needs_rehash: bool,
+}
+
+impl Hasher {
+    /// A hasher with the configured cost. Computes the dummy hash once (blocking).
+    pub fn new(cfg: &Passwords) -> Result<Self, DomainError> {
+        let params = Params::new(
+            cfg.argon2_memory_kib,
+            cfg.argon2_iterations,
+            cfg.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| DomainError::Internal(format!("argon2 parameters: {e}")))?;
+        let cap = match cfg.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let dummy = hash_blocking(&params, "hearth dummy password for unknown accounts")?;
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(cap)),
+            dummy,
+            verifications: AtomicU64::new(0),
+        })
+    }
+
+    /// Hashes `password` (already validated) to a PHC string.
+    pub async fn hash(&self, password: Zeroizing<String>) -> Result<String, DomainError> {
+        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let params = self.params.clone();
+        tokio::task::spawn_blocking(move || hash_blocking(&params, &password))
+            .await
+            .map_err(|_| closed())?
+    }
+
+    /// Verifies `password` against `stored`, or against the dummy hash when there is no
+    /// stored hash, so both paths run exactly one argon2 verification.
+    pub async fn verify(
+        &self,
+        password: Zeroizing<String>,
+        stored: Option<String>,
+    ) -> Result<Verified, DomainError> {
+        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let params = self.params.clone();
+        let known = stored.is_some();
+        let phc = stored.unwrap_or_else(|| self.dummy.clone());
+        tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&phc)
+                .map_err(|e| DomainError::Internal(format!("stored password hash: {e}")))?;
+            let ok = Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            Ok(Verified {
+                ok: ok && known,
+                needs_rehash: ok && known && !matches_params(&parsed, &params),
+            })
+        })
+        .await
+        .map_err(|_| closed())?
+    }
+
+    /// How many verifications ran (tests check the enumeration rule with it).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+}
+
+fn closed() -> DomainError {
+    DomainError::Internal("password hashing pool is closed".into())
+}
+
+fn hash_blocking(params: &Params, password: &str) -> Result<String, DomainError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| DomainError::Internal(format!("argon2: {e}")))
+}
+
+fn matches_params(hash: &PasswordHash<'_>, want: &Params) -> bool {
+    let Ok(have) = Params::try_from(hash) else {
+        return false;
+    };
+    hash.algorithm.as_str() == "argon2id"
+        && have.m_cost() == want.m_cost()
+        && have.t_cost() == want.t_cost()
+        && have.p_cost() == want.p_cost()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_of(pw: &str) -> String {
+        validate("password", pw)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn length_is_counted_in_code_points_after_nfkc() {
+        assert!(err_of("Zq7#xLp").contains("at least 8"));
+        assert!(validate("password", "Zq7#xLp!").is_ok());
+        let long: String = "Zq7#xLp!".repeat(16);
+        assert_eq!(long.chars().count(), 128);
+        assert!(validate("password", &long).is_ok());
+        assert!(err_of(&format!("{long}x")).contains("at most 128"));
+        // "ﬀ" (one code point) becomes "ff" (two) under NFKC.
+        assert!(validate("password", "ﬀZq7#xL").is_ok());
+    }
+
+    #[test]
+    fn common_passwords_are_refused_with_the_reason() {
+        let msg = err_of("password1");
+        assert!(msg.contains("too common"), "{msg}");
+    }
+}

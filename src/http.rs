@@ -1,0 +1,67 @@
+//! Plain HTTP routes served on the gRPC port: health, metrics, the e-mail verification link
+//! and this node's federation well-known document.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::api::metrics::Metrics;
+use crate::domain::Domain;
+
+#[derive(Clone)]
+struct HttpState {
+    domain: Arc<Domain>,
+    metrics: Arc<Metrics>,
+}
+
+/// The HTTP routes.
+pub fn routes(domain: Arc<Domain>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .route("/email/verify", get(verify_email))
+        .route("/.well-known/hearth/server", get(well_known))
+        .with_state(HttpState { domain, metrics })
+}
+
+async fn metrics_text(State(s): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn verify_email(
+    State(s): State<HttpState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> impl IntoResponse {
+    let (Some(email), Some(code)) = (q.get("email"), q.get("code")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the link is missing its email or code parameter\n".to_owned(),
+        );
+    };
+    match s.domain.verify_email(email, code).await {
+        Ok(()) => (
+            StatusCode::OK,
+            format!("{email} is verified. You can close this page.\n"),
+        ),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+async fn well_known(State(s): State<HttpState>) -> impl IntoResponse {
+    let config = s.domain.config();
+    let server = match config.server_id.port() {
+        Some(_) => config.server_id.to_string(),
+        None => format!("{}:{}", config.server_id.host(), s.domain.advertised_port()),
+    };
+    Json(serde_json::json!({ "server": server }))
+}

@@ -1,0 +1,131 @@
+//! The outbox sender: a background task that delivers queued mail over SMTP (lettre), with
+//! retries and exponential backoff. RPCs only queue mail in their own transaction; none waits
+//! on SMTP. Without `mail.smtp_url` mail stays in the outbox (`hearth mail list`).
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::watch;
+
+use crate::domain::Domain;
+use crate::store::outbox::{self, MailRow};
+use crate::store::StoreError;
+
+/// Longest wait between attempts at one mail.
+const MAX_BACKOFF_MS: u64 = 3600 * 1000;
+/// Time allowed for one SMTP conversation.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Builds the SMTP transport from `mail.smtp_url`: `smtps://` is TLS from the start,
+/// `smtp://` upgrades with STARTTLS when the server offers it.
+pub fn transport(url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map_err(|e| format!("config key `mail.smtp_url`: {e}"))?;
+    let builder = if url.starts_with("smtp://") && !url.contains("tls=") {
+        let host = url
+            .trim_start_matches("smtp://")
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .split([':', '/', '?'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let params =
+            TlsParameters::new(host).map_err(|e| format!("config key `mail.smtp_url`: {e}"))?;
+        builder.tls(Tls::Opportunistic(params))
+    } else {
+        builder
+    };
+    Ok(builder.timeout(Some(SMTP_TIMEOUT)).build())
+}
+
+/// Delay before the next attempt after `attempts` failures.
+pub fn backoff_ms(attempts: u32) -> u64 {
+    (5_000u64 << attempts.min(20)).min(MAX_BACKOFF_MS)
+}
+
+fn message(from: &Mailbox, m: &MailRow) -> Result<Message, String> {
+    let to: Mailbox = m.recipient.parse().map_err(|e| format!("recipient: {e}"))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(m.subject.clone())
+        .body(m.body.clone())
+        .map_err(|e| e.to_string())
+}
+
+/// Starts the sender; it stops when `stop` changes.
+pub fn spawn(
+    domain: Arc<Domain>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let url = domain.config().mail.smtp_url.clone()?;
+    let transport = match transport(&url) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("{e}; mail stays in the outbox");
+            return None;
+        }
+    };
+    let from: Mailbox = match domain.config().mail.from.parse() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("config key `mail.from`: {e}; mail stays in the outbox");
+            return None;
+        }
+    };
+    let wakeup = domain.mail_wakeup();
+    Some(tokio::spawn(async move {
+        loop {
+            if let Err(e) = send_due(&domain, &transport, &from).await {
+                tracing::warn!(error = %e, "mail outbox");
+            }
+            tokio::select! {
+                () = wakeup.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }))
+}
+
+async fn send_due(
+    domain: &Domain,
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &Mailbox,
+) -> Result<(), StoreError> {
+    let store = domain.store();
+    let now = domain.clock().now_ms();
+    let due = store.read(move |c| outbox::due(c, now, 20)).await?;
+    for mail in due {
+        let result = match message(from, &mail) {
+            Ok(msg) => transport
+                .send(msg)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let now = domain.clock().now_ms();
+        let id = mail.id;
+        match result {
+            Ok(()) => {
+                tracing::info!(id, "mail sent");
+                store
+                    .write(move |tx| outbox::mark_sent(tx, id, now))
+                    .await?;
+            }
+            Err(error) => {
+                let next = now + backoff_ms(mail.attempts);
+                tracing::warn!(id, attempts = mail.attempts + 1, %error, "mail delivery failed; will retry");
+                store
+                    .write(move |tx| outbox::mark_failed(tx, id, &error, next))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! The `outbox` table: mail waiting to be sent, durable across restarts.
+use rusqlite::{params, Connection, Row};
+
+use super::StoreError;
+
+/// One queued mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailRow {
+    /// Row id.
+    pub id: u64,
+    /// Recipient address.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+    /// Queued at (unix ms).
+    pub created_at: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Sent at (unix ms), once sent.
+    pub sent_at: Option<u64>,
+    /// Last delivery error.
+    pub last_error: Option<String>,
+}
+
+const COLUMNS: &str = "id, recipient, subject, body, created_at, attempts, sent_at, last_error";
+
+fn from_row(r: &Row<'_>) -> Result<MailRow, rusqlite::Error> {
+    Ok(MailRow {
+        id: r.get::<_, i64>(0)? as u64,
+        recipient: r.get(1)?,
+        subject: r.get(2)?,
+        body: r.get(3)?,
+        created_at: r.get::<_, i64>(4)? as u64,
+        attempts: r.get(5)?,
+        sent_at: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        last_error: r.get(7)?,
+    })
+}
+
+/// Queues a mail for sending now.
+pub fn enqueue(
+    tx: &Connection,
+    recipient: &str,
+    subject: &str,
+    body: &str,
+    now: u64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO outbox (recipient, subject, body, created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![recipient, subject, body, now as i64],
+    )?;
+    Ok(())
+}
+
+/// Mail due for an attempt at `now`, oldest first.
+pub fn due(c: &Connection, now: u64, limit: u32) -> Result<Vec<MailRow>, StoreError> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![now as i64, limit], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// All mail, newest first.
+pub fn list(c: &Connection) -> Result<Vec<MailRow>, StoreError> {
+    let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM outbox ORDER BY id DESC"))?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks a mail sent.
+pub fn mark_sent(tx: &Connection, id: u64, now: u64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+        params![id as i64, now as i64],
+    )?;
+    Ok(())
+}
+
+/// Records a failed attempt and when to try again.
+pub fn mark_failed(
+    tx: &Connection,
+    id: u64,
+    error: &str,
+    next_attempt_at: u64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+        params![id as i64, error, next_attempt_at as i64],
+    )?;
+    Ok(())
+}

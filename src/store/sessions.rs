@@ -1,0 +1,156 @@
+//! The `sessions` table. Rows hold only the SHA-256 of the session token.
+use rusqlite::{params, Connection, Row};
+
+use super::{optional, StoreError};
+
+/// Facts about the client that opened a session, from request metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// `x-client-id`
+    pub client_id: u32,
+    /// `x-device-type`
+    pub device_type: String,
+    /// `x-device-version`
+    pub device_version: String,
+    /// `x-app-name` (or `user-agent`)
+    pub app_name: String,
+    /// `x-app-version`
+    pub app_version: String,
+}
+
+/// One session row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Snowflake id.
+    pub id: u64,
+    /// Owner.
+    pub user_id: u64,
+    /// SHA-256 of the bearer token.
+    pub token_hash: [u8; 32],
+    /// Client facts.
+    pub device: DeviceFacts,
+    /// Sign-in time (unix ms).
+    pub created_at: u64,
+    /// Last use (unix ms), written at most once a minute.
+    pub last_active: u64,
+    /// Absolute expiry (unix ms).
+    pub expires_at: u64,
+}
+
+const COLUMNS: &str = "id, user_id, token_hash, client_id, device_type, device_version, \
+                       app_name, app_version, created_at, last_active, expires_at";
+
+fn from_row(r: &Row<'_>) -> Result<SessionRow, rusqlite::Error> {
+    let hash: Vec<u8> = r.get(2)?;
+    Ok(SessionRow {
+        id: r.get::<_, i64>(0)? as u64,
+        user_id: r.get::<_, i64>(1)? as u64,
+        token_hash: hash.try_into().unwrap_or([0; 32]),
+        device: DeviceFacts {
+            client_id: r.get(3)?,
+            device_type: r.get(4)?,
+            device_version: r.get(5)?,
+            app_name: r.get(6)?,
+            app_version: r.get(7)?,
+        },
+        created_at: r.get::<_, i64>(8)? as u64,
+        last_active: r.get::<_, i64>(9)? as u64,
+        expires_at: r.get::<_, i64>(10)? as u64,
+    })
+}
+
+/// Inserts a session.
+pub fn insert(tx: &Connection, s: &SessionRow) -> Result<(), StoreError> {
+    tx.execute(
+        &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+        params![
+            s.id as i64,
+            s.user_id as i64,
+            &s.token_hash[..],
+            s.device.client_id,
+            s.device.device_type,
+            s.device.device_version,
+            s.device.app_name,
+            s.device.app_version,
+            s.created_at as i64,
+            s.last_active as i64,
+            s.expires_at as i64,
+        ],
+    )?;
+    Ok(())
+}
+
+/// The session whose token hashes to `hash`.
+pub fn by_token_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
+    optional(c.query_row(
+        &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"),
+        [&hash[..]],
+        from_row,
+    ))
+}
+
+/// A user's sessions, newest first.
+pub fn list_for_user(c: &Connection, user_id: u64) -> Result<Vec<SessionRow>, StoreError> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE user_id = ?1 ORDER BY id DESC"
+    ))?;
+    let rows = stmt.query_map([user_id as i64], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes the listed sessions of `user_id`; returns the ids that were deleted.
+pub fn delete_for_user(tx: &Connection, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
+    let mut deleted = Vec::new();
+    for id in ids {
+        let n = tx.execute(
+            "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2",
+            params![*id as i64, user_id as i64],
+        )?;
+        if n > 0 {
+            deleted.push(*id);
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes every session of `user_id` except `keep`; returns the deleted ids.
+pub fn delete_all_for_user(
+    tx: &Connection,
+    user_id: u64,
+    keep: Option<u64>,
+) -> Result<Vec<u64>, StoreError> {
+    let keep = keep.map(|k| k as i64).unwrap_or(-1);
+    let mut stmt =
+        tx.prepare("DELETE FROM sessions WHERE user_id = ?1 AND id != ?2 RETURNING id")?;
+    let rows = stmt.query_map(params![user_id as i64, keep], |r| r.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|v| v as u64))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Deletes one session by id; returns whether it existed.
+pub fn delete(tx: &Connection, id: u64) -> Result<bool, StoreError> {
+    Ok(tx.execute("DELETE FROM sessions WHERE id = ?1", [id as i64])? > 0)
+}
+
+/// Records activity.
+pub fn touch(tx: &Connection, id: u64, now: u64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE sessions SET last_active = ?2 WHERE id = ?1",
+        params![id as i64, now as i64],
+    )?;
+    Ok(())
+}
+
+/// Gives a session a new token hash (rotation); returns whether it existed.
+pub fn replace_token(
+    tx: &Connection,
+    id: u64,
+    hash: &[u8; 32],
+    now: u64,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "UPDATE sessions SET token_hash = ?2, last_active = ?3 WHERE id = ?1",
+        params![id as i64, &hash[..], now as i64],
+    )? > 0)
+}
