@@ -19,12 +19,14 @@ pub struct Snowflake {
 }
 
 impl Snowflake {
-    /// A generator for `worker` (only the low 10 bits are used).
-    pub fn new(clock: SharedClock, worker: u16) -> Self {
+    /// A generator for `worker` (only the low 10 bits are used) whose IDs are all greater
+    /// than `floor`, the highest ID already stored: a restart, or a clock that stepped back,
+    /// can then never repeat an ID.
+    pub fn new(clock: SharedClock, worker: u16, floor: u64) -> Self {
         Self {
             clock,
             worker: u64::from(worker) & ((1 << WORKER_BITS) - 1),
-            state: Mutex::new((0, 0)),
+            state: Mutex::new((floor >> (WORKER_BITS + SEQ_BITS), floor & SEQ_MASK)),
         }
     }
 
@@ -57,9 +59,12 @@ mod tests {
     #[test]
     fn ids_are_unique_and_increasing_within_one_millisecond() {
         let clock = ManualClock::new();
-        let gen = Snowflake::new(clock.clone(), 3);
+        let gen = Snowflake::new(clock.clone(), 3, 0);
         let ids: Vec<u64> = (0..10_000).map(|_| gen.next_id()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert_eq!((ids[0] >> SEQ_BITS) & 0x3ff, 3, "worker bits are kept");
+        // A restart with the same clock continues above the stored IDs.
+        let again = Snowflake::new(clock, 3, *ids.last().unwrap_or(&0));
+        assert!(again.next_id() > *ids.last().unwrap_or(&0));
     }
 }

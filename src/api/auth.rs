@@ -66,9 +66,10 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
         .trim();
     let token = match value.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        _ => value,
+        _ => value.trim(),
     };
-    (!token.is_empty()).then_some(token)
+    // A scheme with no token (the header value may have lost its trailing space) is none.
+    (!token.is_empty() && !token.eq_ignore_ascii_case("bearer")).then_some(token)
 }
 
 fn refuse(status: Status) -> Response {

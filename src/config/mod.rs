@@ -199,6 +199,7 @@ pub struct Federation {
     /// Port used when discovery finds no SRV record or well-known document.
     pub default_port: u16,
     /// Peers linked at start-up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<Peer>,
 }
 
@@ -218,6 +219,7 @@ pub struct Peer {
 #[serde(deny_unknown_fields, default)]
 pub struct Oidc {
     /// `[[oidc.providers]]`
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub providers: Vec<OidcProvider>,
 }
 

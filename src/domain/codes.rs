@@ -2,6 +2,9 @@
 //! single use, short-lived, dead after 5 wrong tries. Checking a code happens inside the
 //! writer's transaction, so parallel guesses are evaluated one at a time and at most 5 are
 //! ever compared. Also the flows that use codes: e-mail verification and password reset.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
@@ -73,6 +76,42 @@ fn mac(key: &[u8], user_id: u64, purpose: Purpose, code: &str) -> Result<[u8; 32
 enum Check {
     Good,
     Wrong,
+}
+
+/// What checking a code needs inside the writer's transaction: the HMAC key and the
+/// counter of comparisons (tests read it to prove at most 5 guesses are ever compared).
+struct CodeChecker {
+    key: Zeroizing<Vec<u8>>,
+    comparisons: Arc<AtomicU64>,
+    now: u64,
+}
+
+impl CodeChecker {
+    /// A wrong code spends a try and is committed (so the caller must still return an
+    /// error); a good one is deleted. Expired or exhausted codes are deleted unread.
+    fn check_in(
+        &self,
+        tx: &rusqlite::Connection,
+        user_id: u64,
+        purpose: Purpose,
+        code: &str,
+    ) -> Result<Check, DomainError> {
+        let Some(row) = codes::get(tx, user_id, purpose.as_str())? else {
+            return Ok(Check::Wrong);
+        };
+        if row.expires_at <= self.now || row.tries_left == 0 {
+            codes::delete(tx, user_id, purpose.as_str())?;
+            return Ok(Check::Wrong);
+        }
+        self.comparisons.fetch_add(1, Ordering::Relaxed);
+        if bool::from(mac(&self.key, user_id, purpose, code)?.ct_eq(&row.mac)) {
+            codes::delete(tx, user_id, purpose.as_str())?;
+            Ok(Check::Good)
+        } else {
+            codes::spend_try(tx, user_id, purpose.as_str())?;
+            Ok(Check::Wrong)
+        }
+    }
 }
 
 fn check_format(code: &str) -> Result<(), DomainError> {
@@ -150,29 +189,11 @@ impl Domain {
         }
     }
 
-    /// Checks `code` inside a write transaction. A wrong code spends a try and is committed
-    /// (so the caller must still return an error); a good one is deleted.
-    fn check_code_in(
-        tx: &rusqlite::Connection,
-        key: &[u8],
-        user_id: u64,
-        purpose: Purpose,
-        code: &str,
-        now: u64,
-    ) -> Result<Check, DomainError> {
-        let Some(row) = codes::get(tx, user_id, purpose.as_str())? else {
-            return Ok(Check::Wrong);
-        };
-        if row.expires_at <= now || row.tries_left == 0 {
-            codes::delete(tx, user_id, purpose.as_str())?;
-            return Ok(Check::Wrong);
-        }
-        if bool::from(mac(key, user_id, purpose, code)?.ct_eq(&row.mac)) {
-            codes::delete(tx, user_id, purpose.as_str())?;
-            Ok(Check::Good)
-        } else {
-            codes::spend_try(tx, user_id, purpose.as_str())?;
-            Ok(Check::Wrong)
+    fn code_checker(&self) -> CodeChecker {
+        CodeChecker {
+            key: self.code_key.clone(),
+            comparisons: self.code_comparisons.clone(),
+            now: self.clock.now_ms(),
         }
     }
 
@@ -218,11 +239,11 @@ impl Domain {
                 message: BAD_CODE.into(),
             })?;
         let hash = self.hasher.hash(password).await?;
-        let (key, code, now) = (self.code_key.clone(), code.to_owned(), self.clock.now_ms());
+        let (checker, code) = (self.code_checker(), code.to_owned());
         let revoked = self
             .store
             .write(move |tx| {
-                match Self::check_code_in(tx, &key, user.id, Purpose::ResetPassword, &code, now)? {
+                match checker.check_in(tx, user.id, Purpose::ResetPassword, &code)? {
                     Check::Wrong => Ok(None),
                     Check::Good => {
                         users::set_password_hash(tx, user.id, &hash)?;
@@ -243,18 +264,18 @@ impl Domain {
         check_format(code)?;
         let bad = || DomainError::invalid("code", BAD_CODE.trim_start_matches("code: "));
         let user = self.local_user(email).await?.ok_or_else(bad)?;
-        let (key, code, now) = (self.code_key.clone(), code.to_owned(), self.clock.now_ms());
+        let (checker, code) = (self.code_checker(), code.to_owned());
         let good = self
             .store
-            .write(move |tx| {
-                match Self::check_code_in(tx, &key, user.id, Purpose::VerifyEmail, &code, now)? {
+            .write(
+                move |tx| match checker.check_in(tx, user.id, Purpose::VerifyEmail, &code)? {
                     Check::Wrong => Ok(false),
                     Check::Good => {
                         users::set_email_verified(tx, user.id)?;
                         Ok::<_, DomainError>(true)
                     }
-                }
-            })
+                },
+            )
             .await?;
         good.then_some(()).ok_or_else(bad)
     }

@@ -56,6 +56,7 @@ pub struct Domain {
     pub(crate) throttle: throttle::Throttle,
     pub(crate) mail_wakeup: Arc<tokio::sync::Notify>,
     pub(crate) node_key: NodeKey,
+    pub(crate) code_comparisons: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Domain {
@@ -80,8 +81,9 @@ impl Domain {
             })
             .await
             .map_err(DomainError::from)?;
+        let floor = store.read(|c| crate::store::highest_id(c)).await?;
         Ok(Self {
-            ids: Snowflake::new(clock.clone(), 1),
+            ids: Snowflake::new(clock.clone(), 1, floor),
             throttle: throttle::Throttle::new(config.accounts.sign_ins_per_ip_per_minute),
             cache: session_cache::SessionCache::default(),
             code_key: Zeroizing::new(code_key),
@@ -91,6 +93,7 @@ impl Domain {
             config,
             hasher,
             node_key,
+            code_comparisons: Arc::default(),
         })
     }
 
@@ -107,6 +110,17 @@ impl Domain {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Number of argon2 hashes made so far.
+    pub fn password_hashes(&self) -> u64 {
+        self.hasher.hashes()
+    }
+
+    /// Number of e-mail codes compared against a stored code so far.
+    pub fn code_comparisons(&self) -> u64 {
+        self.code_comparisons
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Number of argon2 verifications so far.

@@ -71,6 +71,7 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     dummy: String,
     verifications: AtomicU64,
+    hashes: AtomicU64,
 }
 
 /// Result of a verification.
@@ -102,12 +103,14 @@ impl Hasher {
             permits: Arc::new(Semaphore::new(cap)),
             dummy,
             verifications: AtomicU64::new(0),
+            hashes: AtomicU64::new(0),
         })
     }
 
     /// Hashes `password` (already validated) to a PHC string.
     pub async fn hash(&self, password: Zeroizing<String>) -> Result<String, DomainError> {
         let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        self.hashes.fetch_add(1, Ordering::Relaxed);
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || hash_blocking(&params, &password))
             .await
@@ -139,6 +142,11 @@ impl Hasher {
         })
         .await
         .map_err(|_| closed())?
+    }
+
+    /// How many hashes were made (tests check that bad passwords are refused before).
+    pub fn hashes(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
     }
 
     /// How many verifications ran (tests check the enumeration rule with it).

@@ -204,6 +204,16 @@ impl Store {
     }
 }
 
+/// The highest snowflake id stored in any table that holds them (0 when empty).
+pub fn highest_id(c: &Connection) -> Result<u64, StoreError> {
+    let max: Option<i64> = c.query_row(
+        "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM users UNION ALL SELECT MAX(id) FROM sessions)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(max.unwrap_or(0) as u64)
+}
+
 /// Reads an optional row: `Ok(None)` when the query returns nothing.
 pub(crate) fn optional<T>(r: Result<T, rusqlite::Error>) -> Result<Option<T>, StoreError> {
     match r {

@@ -1,0 +1,548 @@
+//! Issue: accounts, passwords and sessions (DESIGN.md §3) over tangle.client.auth and
+//! accounts.v1.
+use hearth::pb::accounts::v1 as acc;
+use hearth::pb::tangle::client::auth as tangle;
+use hearth::store::{sessions, users};
+use tonic::{Code, Request};
+
+use crate::support::*;
+
+async fn user_row(n: &TestNode, email: &str) -> users::UserRow {
+    let email = email.to_owned();
+    n.domain()
+        .store()
+        .read(move |c| users::by_email(c, &email))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn count(n: &TestNode, table: &'static str) -> i64 {
+    n.domain()
+        .store()
+        .read(move |c| {
+            c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .map_err(hearth::store::StoreError::from)
+        })
+        .await
+        .unwrap()
+}
+
+fn tangle_sign_up(email: &str, password: &str) -> tangle::SignUp {
+    tangle::SignUp {
+        email: Some(email.into()),
+        password: Some(password.into()),
+        name: "N".into(),
+        invite_code: None,
+    }
+}
+
+#[tokio::test]
+async fn stored_hash_is_argon2id_with_configured_cost_and_is_upgraded_at_sign_in() {
+    let n = TestNode::start().await;
+    n.sign_up("hash@example.org").await;
+    let hash = user_row(&n, "hash@example.org")
+        .await
+        .password_hash
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{hash}");
+
+    let n = n
+        .restart_with(|c| {
+            c.passwords.argon2_memory_kib = 512;
+            c.passwords.argon2_iterations = 2;
+        })
+        .await;
+    n.sign_in("hash@example.org", PASSWORD).await.unwrap();
+    let hash = user_row(&n, "hash@example.org")
+        .await
+        .password_hash
+        .unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=512,t=2,p=1$"),
+        "not re-hashed: {hash}"
+    );
+    n.sign_in("hash@example.org", PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn password_length_and_commonness_rules() {
+    let n = TestNode::start().await;
+    let mut t = n.tangle();
+    let seven = "Zq7#xLp";
+    let eight = "Zq7#xLp!";
+    let max: String = "Zq7#xLp!".repeat(16);
+    assert_eq!(max.chars().count(), 128);
+    assert_code(
+        t.sign_up(tangle_sign_up("a@example.org", seven)).await,
+        Code::InvalidArgument,
+        "password: must be at least 8",
+    );
+    t.sign_up(tangle_sign_up("b@example.org", eight))
+        .await
+        .unwrap();
+    t.sign_up(tangle_sign_up("c@example.org", &max))
+        .await
+        .unwrap();
+
+    let hashes = n.domain().password_hashes();
+    let too_long = format!("{max}x");
+    assert_code(
+        t.sign_up(tangle_sign_up("d@example.org", &too_long)).await,
+        Code::InvalidArgument,
+        "at most 128",
+    );
+    assert_eq!(
+        n.domain().password_hashes(),
+        hashes,
+        "129 code points must be refused before hashing"
+    );
+
+    assert_code(
+        t.sign_up(tangle_sign_up("e@example.org", "password123"))
+            .await,
+        Code::InvalidArgument,
+        "too common",
+    );
+
+    // No truncation: the 128-character password plus one more character is a different one.
+    assert_code(
+        n.sign_in("c@example.org", &too_long).await,
+        Code::Unauthenticated,
+        "wrong",
+    );
+    assert_code(
+        n.sign_in("b@example.org", &format!("{eight}x")).await,
+        Code::Unauthenticated,
+        "wrong",
+    );
+    n.sign_in("c@example.org", &max).await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_look_the_same_and_cost_the_same() {
+    let n = TestNode::start().await;
+    n.sign_up("known@example.org").await;
+    let before = n.domain().password_verifications();
+    let wrong = n
+        .sign_in("known@example.org", "not the password at all")
+        .await
+        .unwrap_err();
+    let after_wrong = n.domain().password_verifications();
+    let unknown = n
+        .sign_in("nobody@example.org", "not the password at all")
+        .await
+        .unwrap_err();
+    let after_unknown = n.domain().password_verifications();
+    assert_eq!(wrong.code(), unknown.code());
+    assert_eq!(wrong.message(), unknown.message());
+    assert_eq!(after_wrong - before, 1, "wrong password: one verification");
+    assert_eq!(
+        after_unknown - after_wrong,
+        1,
+        "unknown e-mail: one (dummy) verification"
+    );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_delay_progressively_lock_at_100_and_clear_on_success() {
+    let n = TestNode::start().await;
+    n.sign_up("slow@example.org").await;
+    for _ in 0..4 {
+        assert_code(
+            n.sign_in("slow@example.org", "wrong password!").await,
+            Code::Unauthenticated,
+            "wrong",
+        );
+    }
+    n.sign_in("slow@example.org", PASSWORD).await.unwrap();
+    assert_eq!(
+        user_row(&n, "slow@example.org").await.failed_sign_ins,
+        0,
+        "a success clears the counter"
+    );
+
+    for _ in 0..5 {
+        let _ = n.sign_in("slow@example.org", "wrong password!").await;
+    }
+    // The fifth failure starts a delay: even the right password must wait.
+    assert_code(
+        n.sign_in("slow@example.org", PASSWORD).await,
+        Code::ResourceExhausted,
+        "try again in 1 s",
+    );
+    n.clock.advance_ms(1_000);
+    let _ = n.sign_in("slow@example.org", "wrong password!").await;
+    assert_code(
+        n.sign_in("slow@example.org", PASSWORD).await,
+        Code::ResourceExhausted,
+        "try again in 2 s",
+    );
+
+    // Keep failing, waiting out each delay, up to 100 consecutive failures.
+    let mut failures = user_row(&n, "slow@example.org").await.failed_sign_ins;
+    while failures < 100 {
+        n.clock.advance_ms(hearth::domain::throttle::MAX_DELAY_MS);
+        assert_code(
+            n.sign_in("slow@example.org", "wrong password!").await,
+            Code::Unauthenticated,
+            "wrong",
+        );
+        failures += 1;
+    }
+    n.clock.advance_ms(hearth::domain::throttle::MAX_DELAY_MS);
+    assert_code(
+        n.sign_in("slow@example.org", PASSWORD).await,
+        Code::ResourceExhausted,
+        "locked after 100",
+    );
+    n.clock.advance_ms(hearth::domain::throttle::LOCK_MS);
+    n.sign_in("slow@example.org", PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn per_ip_limit_trusts_forwarded_for_only_from_configured_proxies() {
+    let sign_in = |n: &TestNode, xff: &'static str| {
+        let mut req = Request::new(tangle::SignIn {
+            email: "ip@example.org".into(),
+            password: "whatever pw".into(),
+        });
+        req.metadata_mut()
+            .insert("x-forwarded-for", xff.parse().unwrap());
+        let mut t = n.tangle();
+        async move { t.sign_in(req).await }
+    };
+    let untrusted = TestNode::start_with(|c| c.accounts.sign_ins_per_ip_per_minute = 3).await;
+    for xff in ["1.1.1.1", "2.2.2.2", "3.3.3.3"] {
+        assert_code(
+            sign_in(&untrusted, xff).await,
+            Code::Unauthenticated,
+            "wrong",
+        );
+    }
+    // Different X-Forwarded-For values do not help: the header is not believed.
+    assert_code(
+        sign_in(&untrusted, "4.4.4.4").await,
+        Code::ResourceExhausted,
+        "127.0.0.1",
+    );
+
+    let trusted = TestNode::start_with(|c| {
+        c.accounts.sign_ins_per_ip_per_minute = 3;
+        c.listen.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    for _ in 0..3 {
+        assert_code(
+            sign_in(&trusted, "1.1.1.1").await,
+            Code::Unauthenticated,
+            "wrong",
+        );
+    }
+    assert_code(
+        sign_in(&trusted, "1.1.1.1").await,
+        Code::ResourceExhausted,
+        "1.1.1.1",
+    );
+    assert_code(
+        sign_in(&trusted, "2.2.2.2").await,
+        Code::Unauthenticated,
+        "wrong",
+    );
+}
+
+#[tokio::test]
+async fn sessions_carry_device_facts_and_revoke_one_at_a_time() {
+    let n = TestNode::start().await;
+    let (first, first_id, _) = n.sign_up("dev@example.org").await;
+    let mut req = Request::new(tangle::SignIn {
+        email: "dev@example.org".into(),
+        password: PASSWORD.into(),
+    });
+    for (k, v) in [
+        ("x-client-id", "7"),
+        ("x-device-type", "mobile"),
+        ("x-device-version", "14"),
+        ("x-app-name", "Tangle"),
+        ("x-app-version", "2.1"),
+    ] {
+        req.metadata_mut().insert(k, v.parse().unwrap());
+    }
+    let second = n.tangle().sign_in(req).await.unwrap().into_inner();
+    assert_ne!(second.token, first, "a new token at every sign-in");
+
+    let list = n
+        .tangle()
+        .get_sessions(authed(tangle::GetSessions {}, &second.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.current, second.session_id);
+    assert_eq!(list.sessions.len(), 2);
+    let s = list
+        .sessions
+        .iter()
+        .find(|s| s.id == second.session_id)
+        .unwrap();
+    assert_eq!(
+        (
+            s.client_id,
+            s.device_type.as_str(),
+            s.device_version.as_str()
+        ),
+        (7, "mobile", "14")
+    );
+    assert_eq!(
+        (s.app_name.as_str(), s.app_version.as_str()),
+        ("Tangle", "2.1")
+    );
+    assert!(
+        s.last_active > 1_600_000_000,
+        "last_active is unix seconds: {}",
+        s.last_active
+    );
+
+    // Someone else's session cannot be revoked, and nothing is revoked by trying.
+    let (other, other_id, _) = n.sign_up("other@example.org").await;
+    let r = n
+        .tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: vec![first_id, other_id],
+            },
+            &second.token,
+        ))
+        .await;
+    assert_code(r, Code::NotFound, "not one of your sessions");
+    n.pong(Some(&first)).await.unwrap();
+    n.pong(Some(&other)).await.unwrap();
+
+    n.tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: vec![first_id],
+            },
+            &second.token,
+        ))
+        .await
+        .unwrap();
+    assert_code(n.pong(Some(&first)).await, Code::Unauthenticated, "revoked");
+    n.pong(Some(&second.token)).await.unwrap();
+    // The current session may revoke itself.
+    n.tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: vec![second.session_id],
+            },
+            &second.token,
+        ))
+        .await
+        .unwrap();
+    assert_code(
+        n.pong(Some(&second.token)).await,
+        Code::Unauthenticated,
+        "revoked",
+    );
+}
+
+#[tokio::test]
+async fn last_active_is_written_at_most_once_a_minute_and_idle_sessions_expire() {
+    let n = TestNode::start_with(|c| c.sessions.idle_timeout_secs = 600).await;
+    let (token, id, _) = n.sign_up("idle@example.org").await;
+    let last_active = |n: &TestNode| {
+        let store = n.domain().store().clone();
+        async move {
+            store
+                .read(move |c| {
+                    sessions::list_for_user(c, 0).map(|_| ()).and_then(|_| {
+                        c.query_row(
+                            "SELECT last_active FROM sessions WHERE id = ?1",
+                            [id as i64],
+                            |r| r.get::<_, i64>(0),
+                        )
+                        .map_err(Into::into)
+                    })
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let t0 = last_active(&n).await;
+    n.clock.advance_ms(30_000);
+    n.pong(Some(&token)).await.unwrap();
+    assert_eq!(last_active(&n).await, t0, "not written within a minute");
+    n.clock.advance_ms(31_000);
+    n.pong(Some(&token)).await.unwrap();
+    assert_eq!(last_active(&n).await, t0 + 61_000);
+    n.clock.advance_ms(601_000);
+    assert_code(n.pong(Some(&token)).await, Code::Unauthenticated, "idle");
+}
+
+#[tokio::test]
+async fn accounts_v1_returns_tokens_in_metadata_and_refresh_rotates() {
+    let n = TestNode::start().await;
+    let res = n
+        .public()
+        .sign_up(acc::SignUpRequest {
+            email: "meta@example.org".into(),
+            password: PASSWORD.into(),
+            invite_code: String::new(),
+        })
+        .await
+        .unwrap();
+    let token = res
+        .metadata()
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
+    n.pong(Some(&token)).await.unwrap();
+
+    let res = n
+        .public()
+        .sign_in(acc::SignInRequest {
+            email: "meta@example.org".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap();
+    let signed_in = res
+        .metadata()
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()[7..]
+        .to_owned();
+    assert_ne!(signed_in, token);
+
+    let verified = n
+        .accounts()
+        .is_email_verified(authed(acc::IsEmailVerifiedRequest { data: None }, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .verified;
+    assert!(!verified);
+    let someone_else = acc::IsEmailVerifiedRequest {
+        data: Some(acc::AccountData {
+            name: String::new(),
+            email: "x@example.org".into(),
+        }),
+    };
+    assert_code(
+        n.accounts()
+            .is_email_verified(authed(someone_else, &token))
+            .await,
+        Code::PermissionDenied,
+        "your own",
+    );
+
+    let res = n
+        .accounts()
+        .refresh_session(authed((), &token))
+        .await
+        .unwrap();
+    let fresh = res
+        .metadata()
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()[7..]
+        .to_owned();
+    assert_code(n.pong(Some(&token)).await, Code::Unauthenticated, "revoked");
+    n.pong(Some(&fresh)).await.unwrap();
+    n.pong(Some(&signed_in)).await.unwrap();
+}
+
+#[tokio::test]
+async fn registration_modes_and_guests() {
+    let closed =
+        TestNode::start_with(|c| c.accounts.registration = hearth::config::Registration::Closed)
+            .await;
+    assert_code(
+        closed
+            .tangle()
+            .sign_up(tangle_sign_up("x@example.org", PASSWORD))
+            .await,
+        Code::PermissionDenied,
+        "closed",
+    );
+    let invite =
+        TestNode::start_with(|c| c.accounts.registration = hearth::config::Registration::Invite)
+            .await;
+    assert_code(
+        invite
+            .tangle()
+            .sign_up(tangle_sign_up("x@example.org", PASSWORD))
+            .await,
+        Code::FailedPrecondition,
+        "invite",
+    );
+
+    let open = TestNode::start().await;
+    let guest = tangle::SignUp {
+        email: None,
+        password: None,
+        name: "Guest".into(),
+        invite_code: None,
+    };
+    assert_code(
+        open.tangle().sign_up(guest.clone()).await,
+        Code::PermissionDenied,
+        "guest",
+    );
+    let guests = TestNode::start_with(|c| c.accounts.allow_guests = true).await;
+    let a = guests.tangle().sign_up(guest).await.unwrap().into_inner();
+    assert_eq!(a.user.unwrap().name, "Guest");
+    guests.pong(Some(&a.token)).await.unwrap();
+    let half = tangle::SignUp {
+        email: Some("h@example.org".into()),
+        password: None,
+        name: "H".into(),
+        invite_code: None,
+    };
+    assert_code(
+        guests.tangle().sign_up(half).await,
+        Code::InvalidArgument,
+        "password",
+    );
+}
+
+#[tokio::test]
+async fn a_failed_request_writes_nothing() {
+    let n = TestNode::start().await;
+    n.sign_up("taken@example.org").await;
+    let (users_before, sessions_before, mail_before) = (
+        count(&n, "users").await,
+        count(&n, "sessions").await,
+        count(&n, "outbox").await,
+    );
+    let r = n
+        .tangle()
+        .sign_up(tangle_sign_up("TAKEN@example.org", PASSWORD))
+        .await;
+    assert_code(r, Code::AlreadyExists, "e-mail address is already taken");
+    let writes = n.domain().store().writes();
+    assert_code(
+        n.tangle()
+            .sign_up(tangle_sign_up("bad address", PASSWORD))
+            .await,
+        Code::InvalidArgument,
+        "email",
+    );
+    assert_eq!(n.domain().store().writes(), writes);
+    assert_eq!(count(&n, "users").await, users_before);
+    assert_eq!(
+        count(&n, "sessions").await,
+        sessions_before,
+        "no session for a refused sign-up"
+    );
+    assert_eq!(
+        count(&n, "outbox").await,
+        mail_before,
+        "no mail for a refused sign-up"
+    );
+}

@@ -1,0 +1,401 @@
+//! Issue: the foundation. Reflection, health, gRPC-Web, the auth layer, config errors from
+//! the real binary, restarts, and a damaged node key.
+use std::process::Command;
+
+use hearth::pb;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_reflection::pb::v1::{
+    server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+    server_reflection_response::MessageResponse, ServerReflectionRequest,
+};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn reflection_lists_every_seed_service() {
+    let n = TestNode::start().await;
+    let mut client = ServerReflectionClient::new(n.channel.clone());
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        stream.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a list response")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "auth.Auth",
+        "auth.v1alpha1.AuthAPI",
+        "protocol.auth.v1.AuthService",
+        "accounts.v1.AccountsService",
+        "accounts.v1.PublicAccountsService",
+        "tokens.v1.TokensService",
+        "test.v1.TestAuthService",
+        "test.v1.TestNoAuthService",
+        "tangle.client.auth.Auth",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_service_and_http_routes_answer() {
+    let n = TestNode::start().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(n.channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "test.v1.TestNoAuthService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let http = reqwest::Client::new();
+    let body = http
+        .get(format!("{}/healthz", n.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body.trim(), "ok");
+    let mut ping =
+        pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(n.channel.clone());
+    ping.ping(pb::test::v1::PingRequest {}).await.unwrap();
+    let _ = n.pong(None).await;
+    let metrics = http
+        .get(format!("{}/metrics", n.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"hearth_requests_total{method="/test.v1.TestNoAuthService/Ping",code="Ok"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"method="/test.v1.TestAuthService/Pong",code="Unauthenticated"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hearth_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn grpc_web_calls_work_over_http1() {
+    let n = TestNode::start().await;
+    let res = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .unwrap()
+        .post(format!("{}/test.v1.TestNoAuthService/Ping", n.url()))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/grpc-web"));
+    let body = res.bytes().await.unwrap();
+    let trailers = String::from_utf8_lossy(&body);
+    assert!(trailers.contains("grpc-status:0"), "{trailers:?}");
+}
+
+#[tokio::test]
+async fn pong_needs_a_valid_live_session() {
+    let n = TestNode::start().await;
+    assert_code(n.pong(None).await, Code::Unauthenticated, "credential");
+    assert_code(
+        n.pong(Some("Bearer not-a-token")).await,
+        Code::Unauthenticated,
+        "prefix",
+    );
+    assert_code(
+        n.pong(Some("hs_short")).await,
+        Code::Unauthenticated,
+        "malformed",
+    );
+
+    let (token, session_id, _) = n.sign_up("pong@example.org").await;
+    n.pong(Some(&token)).await.unwrap();
+    n.pong(Some(&format!("Bearer {token}"))).await.unwrap();
+
+    // Same length and alphabet, one character changed: the checksum fails, no database read.
+    let mut forged = token.clone().into_bytes();
+    let i = forged.len() - 8;
+    forged[i] = if forged[i] == b'a' { b'b' } else { b'a' };
+    let forged = String::from_utf8(forged).unwrap();
+    let reads = n.domain().store().reads();
+    assert_code(
+        n.pong(Some(&forged)).await,
+        Code::Unauthenticated,
+        "checksum",
+    );
+    assert_eq!(
+        n.domain().store().reads(),
+        reads,
+        "a bad checksum must not touch the database"
+    );
+
+    let unknown = hearth::secret::BearerSecret::generate(hearth::secret::SecretKind::Session);
+    assert_code(
+        n.pong(Some(unknown.expose())).await,
+        Code::Unauthenticated,
+        "does not exist",
+    );
+
+    assert!(n.domain().revoke_session_by_id(session_id).await.unwrap());
+    assert_code(n.pong(Some(&token)).await, Code::Unauthenticated, "revoked");
+}
+
+#[tokio::test]
+async fn methods_of_later_versions_say_unimplemented_by_name() {
+    let n = TestNode::start().await;
+    let mut tokens =
+        pb::tokens::v1::tokens_service_client::TokensServiceClient::new(n.channel.clone());
+    let (token, _, _) = n.sign_up("later@example.org").await;
+    let s = tokens
+        .get_token(authed(
+            pb::tokens::v1::GetTokenRequest { token_uuid: None },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::Unimplemented);
+    assert!(
+        s.message().contains("tokens.v1.TokensService/GetToken"),
+        "{}",
+        s.message()
+    );
+}
+
+#[tokio::test]
+async fn restart_keeps_key_users_and_sessions() {
+    let n = TestNode::start().await;
+    let (token, _, _) = n.sign_up("stay@example.org").await;
+    let key = n.domain().node_key().public();
+    let n = n.restart().await;
+    assert_eq!(n.domain().node_key().public(), key);
+    assert!(!n.running().key_created());
+    n.pong(Some(&token)).await.unwrap();
+    n.sign_in("stay@example.org", PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_node_key_stops_start_up_and_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("node.key"), "not a key").unwrap();
+    let err = hearth::Node::start(test_config(data.clone()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("node.key") && err.contains("corrupt"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("node.key")).unwrap(),
+        "not a key"
+    );
+
+    // Unreadable (a directory where the file should be; root ignores file modes).
+    std::fs::remove_file(data.join("node.key")).unwrap();
+    std::fs::create_dir(data.join("node.key")).unwrap();
+    let err = hearth::Node::start(test_config(data))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node key file") && err.contains("node.key"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_hearth_is_refused() {
+    let n = TestNode::start().await;
+    let db = n.config.database_path();
+    let mut n = n;
+    n.stop().await;
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let err = hearth::Node::start(n.config.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("schema version 999") && err.contains("newer Hearth"),
+        "{err}"
+    );
+}
+
+fn serve_with(config: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hearth.toml");
+    std::fs::write(&path, config).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("HEARTH_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn serve_refuses_bad_config_naming_the_key() {
+    for (config, key) in [
+        (
+            "[listen]\naddr = \"127.0.0.1:0\"\ncolour = \"blue\"\n",
+            "colour",
+        ),
+        ("[listen]\naddr = \"not an address\"\n", "listen.addr"),
+        (
+            "[accounts]\nregistration = \"sometimes\"\n",
+            "accounts.registration",
+        ),
+        (
+            "[federation]\npolicy = \"open\"\nallow_plaintext = \"yes\"\n",
+            "federation.allow_plaintext",
+        ),
+    ] {
+        let out = serve_with(config);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config} was accepted");
+        assert!(
+            stderr.contains(key),
+            "stderr for {config:?} lacks {key}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn init_writes_the_example_and_serve_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hearth.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("init")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(hearth::Config::from_toml(&text).is_ok());
+    let again = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("init")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "init must not overwrite without --force"
+    );
+}
+
+#[test]
+fn cli_adds_users_and_issues_and_revokes_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let hearth = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_DATA_DIR", &data)
+            .env("HEARTH_PASSWORDS_ARGON2_MEMORY_KIB", "256")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = hearth(&["user", "list"], "");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("hearth serve"));
+    // A node run creates the database; the CLI then works on it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        hearth::Node::start(test_config(data.clone()))
+            .await
+            .unwrap()
+            .shutdown()
+            .await
+    });
+
+    let out = hearth(&["user", "add", "--email", "Op@Example.org"], "password1\n");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too common"));
+    let out = hearth(
+        &["user", "add", "--email", "Op@Example.org"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = String::from_utf8_lossy(&hearth(&["user", "list"], "").stdout).to_string();
+    assert!(list.contains("op@example.org"), "{list}");
+
+    let out = hearth(&["session", "issue", "--email", "op@example.org"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        hearth::secret::BearerSecret::parse(&token).is_ok(),
+        "{token}"
+    );
+    let id: String = String::from_utf8_lossy(&out.stderr)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(hearth(&["session", "revoke", &id], "").status.success());
+    assert!(
+        !hearth(&["session", "revoke", &id], "").status.success(),
+        "revoking twice must fail"
+    );
+
+    // The revoked token no longer works on a node started afterwards.
+    rt.block_on(async {
+        let node = hearth::Node::start(test_config(data.clone()))
+            .await
+            .unwrap();
+        assert!(node.domain().authenticate(&token).await.is_err());
+        node.shutdown().await;
+    });
+}

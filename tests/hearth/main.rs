@@ -1,0 +1,8 @@
+//! The one integration-test binary of the `hearth` crate: real nodes on real sockets with
+//! temporary data dirs, started through `Node::start`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accounts;
+mod codes;
+mod foundation;
+mod support;

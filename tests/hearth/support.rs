@@ -1,0 +1,209 @@
+//! `TestNode`: a node on 127.0.0.1:0 with a temp data dir, a manual clock, fast argon2
+//! (selected explicitly here, never by a cfg), and typed clients.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hearth::clock::ManualClock;
+use hearth::pb;
+use hearth::{Config, Node, RunningNode};
+use tempfile::TempDir;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub type Tangle = pb::tangle::client::auth::auth_client::AuthClient<Channel>;
+pub type Public =
+    pb::accounts::v1::public_accounts_service_client::PublicAccountsServiceClient<Channel>;
+pub type Accounts = pb::accounts::v1::accounts_service_client::AccountsServiceClient<Channel>;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestNode {
+    pub node: Option<RunningNode>,
+    pub dir: Arc<TempDir>,
+    pub clock: Arc<ManualClock>,
+    pub config: Config,
+    pub channel: Channel,
+}
+
+/// The test policy: cheap argon2 and generous per-IP limits, on loopback port 0.
+pub fn test_config(data_dir: PathBuf) -> Config {
+    let mut c = Config {
+        data_dir,
+        ..Config::default()
+    };
+    c.listen.addr = "127.0.0.1:0".parse().unwrap();
+    c.passwords.argon2_memory_kib = 256;
+    c.passwords.argon2_iterations = 1;
+    c.accounts.sign_ins_per_ip_per_minute = 10_000;
+    c
+}
+
+impl TestNode {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(dir.path().join("data"));
+        edit(&mut config);
+        Self::boot(dir, config, ManualClock::new()).await
+    }
+
+    async fn boot(dir: Arc<TempDir>, config: Config, clock: Arc<ManualClock>) -> Self {
+        let node = Node::start_with_clock(config.clone(), clock.clone())
+            .await
+            .unwrap_or_else(|e| panic!("node did not start: {e}"));
+        let channel = Channel::from_shared(node.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            node: Some(node),
+            dir,
+            clock,
+            config,
+            channel,
+        }
+    }
+
+    /// Stops the node and starts it again on the same data dir (a new port).
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let (dir, config, clock) = (self.dir.clone(), self.config.clone(), self.clock.clone());
+        Self::boot(dir, config, clock).await
+    }
+
+    /// Like `restart`, with a changed config.
+    pub async fn restart_with(mut self, edit: impl FnOnce(&mut Config)) -> Self {
+        edit(&mut self.config);
+        self.restart().await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+    }
+
+    pub fn running(&self) -> &RunningNode {
+        self.node.as_ref().expect("node is running")
+    }
+
+    pub fn domain(&self) -> &Arc<hearth::domain::Domain> {
+        self.running().domain()
+    }
+
+    pub fn url(&self) -> String {
+        self.running().url()
+    }
+
+    pub fn tangle(&self) -> Tangle {
+        Tangle::new(self.channel.clone())
+    }
+
+    pub fn public(&self) -> Public {
+        Public::new(self.channel.clone())
+    }
+
+    pub fn accounts(&self) -> Accounts {
+        Accounts::new(self.channel.clone())
+    }
+
+    pub fn test_auth(
+        &self,
+    ) -> pb::test::v1::test_auth_service_client::TestAuthServiceClient<Channel> {
+        pb::test::v1::test_auth_service_client::TestAuthServiceClient::new(self.channel.clone())
+    }
+
+    /// Signs up `email` through tangle and returns (token, session id, user id).
+    pub async fn sign_up(&self, email: &str) -> (String, u64, u64) {
+        let a = self
+            .tangle()
+            .sign_up(pb::tangle::client::auth::SignUp {
+                email: Some(email.into()),
+                password: Some(PASSWORD.into()),
+                name: "Test".into(),
+                invite_code: None,
+            })
+            .await
+            .unwrap_or_else(|s| panic!("sign-up of {email} failed: {s:?}"))
+            .into_inner();
+        (a.token, a.session_id, a.user.unwrap().id)
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<String, Status> {
+        Ok(self
+            .tangle()
+            .sign_in(pb::tangle::client::auth::SignIn {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await?
+            .into_inner()
+            .token)
+    }
+
+    /// Pong with `token` (None: no authorization header).
+    pub async fn pong(&self, token: Option<&str>) -> Result<(), Status> {
+        let mut req = Request::new(pb::test::v1::PongRequest {});
+        if let Some(t) = token {
+            req.metadata_mut()
+                .insert("authorization", MetadataValue::try_from(t).unwrap());
+        }
+        self.test_auth().pong(req).await.map(|_| ())
+    }
+
+    /// The newest mail to `to` in the outbox.
+    pub async fn last_mail_to(&self, to: &str) -> hearth::store::outbox::MailRow {
+        let mails = self
+            .domain()
+            .store()
+            .read(hearth::store::outbox::list)
+            .await
+            .unwrap();
+        mails
+            .into_iter()
+            .find(|m| m.recipient == to)
+            .unwrap_or_else(|| panic!("no mail to {to}"))
+    }
+}
+
+/// The first 8-digit number in a mail's text.
+pub fn code_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 8)
+        .unwrap_or_else(|| panic!("no code in {text}"))
+        .to_owned()
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    req
+}
+
+pub fn assert_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, needle: &str) -> Status {
+    let s = r.expect_err("expected an error");
+    assert_eq!(s.code(), code, "{s:?}");
+    assert!(
+        s.message().contains(needle),
+        "message {:?} lacks {needle:?}",
+        s.message()
+    );
+    s
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(node) = &self.node {
+            node.domain().store().close();
+        }
+    }
+}
