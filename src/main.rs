@@ -124,7 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("created user {} <{}>", user.id, email.trim().to_lowercase());
                 }
                 UserCommand::List => {
-                    println!("{:<20} {:<32} {:<9} {}", "ID", "E-MAIL", "VERIFIED", "HOME");
+                    println!("{:<20} {:<32} {:<9} HOME", "ID", "E-MAIL", "VERIFIED");
                     for u in domain.list_users().await? {
                         let home = u
                             .home

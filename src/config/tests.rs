@@ -1,3 +1,4 @@
+//! Tests of the configuration contract: defaults, example file, key-naming errors, env.
 use super::*;
 
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

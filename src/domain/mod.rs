@@ -81,7 +81,7 @@ impl Domain {
             })
             .await
             .map_err(DomainError::from)?;
-        let floor = store.read(|c| crate::store::highest_id(c)).await?;
+        let floor = store.read(crate::store::highest_id).await?;
         Ok(Self {
             ids: Snowflake::new(clock.clone(), 1, floor),
             throttle: throttle::Throttle::new(config.accounts.sign_ins_per_ip_per_minute),

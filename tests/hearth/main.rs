@@ -5,4 +5,5 @@
 mod accounts;
 mod codes;
 mod foundation;
+mod layering;
 mod support;
