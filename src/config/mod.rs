@@ -159,6 +159,12 @@ pub struct Mail {
     /// `smtp://` (STARTTLS when offered) or `smtps://`; absent keeps mail in the outbox.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp_url: Option<String>,
+    /// SMTP user name, when not in the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_username: Option<String>,
+    /// SMTP password, when not in the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_password: Option<String>,
     /// Sender address.
     pub from: String,
     /// Base URL of this node's HTTP routes, used in links inside mails.
@@ -297,6 +303,8 @@ impl Default for Config {
             },
             mail: Mail {
                 smtp_url: None,
+                smtp_username: None,
+                smtp_password: None,
                 from: "hearth@localhost".into(),
                 public_url: None,
             },
@@ -405,6 +413,12 @@ impl Config {
             return Err(ConfigError::key(
                 "accounts.sign_ins_per_ip_per_minute",
                 "must be at least 1",
+            ));
+        }
+        if self.mail.smtp_username.is_some() != self.mail.smtp_password.is_some() {
+            return Err(ConfigError::key(
+                "mail.smtp_password",
+                "set both mail.smtp_username and mail.smtp_password, or neither",
             ));
         }
         if let Some(url) = &self.mail.smtp_url {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::watch;
@@ -18,9 +19,11 @@ const MAX_BACKOFF_MS: u64 = 3600 * 1000;
 /// Time allowed for one SMTP conversation.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Builds the SMTP transport from `mail.smtp_url`: `smtps://` is TLS from the start,
-/// `smtp://` upgrades with STARTTLS when the server offers it.
-pub fn transport(url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+/// Builds the SMTP transport from `[mail]`: `smtps://` is TLS from the start, `smtp://`
+/// upgrades with STARTTLS when the server offers it; credentials come from the URL or from
+/// `smtp_username`/`smtp_password`.
+pub fn transport(mail: &crate::config::Mail) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let url = mail.smtp_url.as_deref().unwrap_or_default();
     let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
         .map_err(|e| format!("config key `mail.smtp_url`: {e}"))?;
     let builder = if url.starts_with("smtp://") && !url.contains("tls=") {
@@ -38,6 +41,12 @@ pub fn transport(url: &str) -> Result<AsyncSmtpTransport<Tokio1Executor>, String
         builder.tls(Tls::Opportunistic(params))
     } else {
         builder
+    };
+    let builder = match (&mail.smtp_username, &mail.smtp_password) {
+        (Some(user), Some(password)) => {
+            builder.credentials(Credentials::new(user.clone(), password.clone()))
+        }
+        _ => builder,
     };
     Ok(builder.timeout(Some(SMTP_TIMEOUT)).build())
 }
@@ -62,8 +71,8 @@ pub fn spawn(
     domain: Arc<Domain>,
     mut stop: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let url = domain.config().mail.smtp_url.clone()?;
-    let transport = match transport(&url) {
+    domain.config().mail.smtp_url.as_ref()?;
+    let transport = match transport(&domain.config().mail) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("{e}; mail stays in the outbox");

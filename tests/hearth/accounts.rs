@@ -546,3 +546,36 @@ async fn a_failed_request_writes_nothing() {
         "no mail for a refused sign-up"
     );
 }
+
+#[tokio::test]
+async fn authorize_reauthenticates_with_a_token_in_the_body() {
+    let n = TestNode::start().await;
+    let (token, session_id, user_id) = n.sign_up("auth@example.org").await;
+    let a = n
+        .tangle()
+        .authorize(tangle::Authorize {
+            token: token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (a.session_id, a.user.unwrap().id, a.token),
+        (session_id, user_id, token.clone())
+    );
+    assert_code(
+        n.tangle()
+            .authorize(tangle::Authorize {
+                token: "hs_nope".into(),
+            })
+            .await,
+        Code::Unauthenticated,
+        "malformed",
+    );
+    n.domain().revoke_session_by_id(session_id).await.unwrap();
+    assert_code(
+        n.tangle().authorize(tangle::Authorize { token }).await,
+        Code::Unauthenticated,
+        "revoked",
+    );
+}
