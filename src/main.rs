@@ -9,8 +9,13 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hearth::clock::SystemClock;
 use hearth::config::{Config, Registration};
+use hearth::domain::peering::PeerHello;
+use hearth::domain::pins::PeerDirectory;
 use hearth::domain::Domain;
-use hearth::federation::key::NodeKey;
+use hearth::federation::client::PeerClient;
+use hearth::federation::key::{address_of, parse_address, NodeKey};
+use hearth::federation::rotation;
+use hearth::federation::server_id::ServerId;
 use hearth::store::{outbox, sessions::DeviceFacts, Store};
 use hearth::Node;
 
@@ -47,6 +52,57 @@ enum Command {
     /// Inspect the mail outbox.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Manage the node key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage federation peers.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the node's address (ed25519:<hex public key>) and rotation history.
+    Show,
+    /// Print the secret key file to stdout (keep it safe).
+    Export,
+    /// Replace the node key with one from FILE (as written by `export`).
+    Import {
+        /// The key file.
+        file: PathBuf,
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a new key, signed over by the old one (stop the node first).
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum PeerCommand {
+    /// List known peers: link state, pinned key, last error.
+    List,
+    /// Ask for a link with SERVER (the running node links within a second).
+    Link {
+        /// The peer's server_id.
+        server: String,
+        /// A static route, e.g. https://beta.example.org:7450 (else discovery).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Drop the link with SERVER.
+    Unlink {
+        /// The peer's server_id.
+        server: String,
+    },
+    /// Pin SERVER's key: the given one, or the one it serves now (after checking it yourself).
+    Pin {
+        /// The peer's server_id.
+        server: String,
+        /// The key to pin, as ed25519:<64 hex>; without it, fetch the current key.
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +219,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Key(cmd) => key_command(load_config(cli.config.as_deref())?, cmd).await,
+        Command::Peer(cmd) => peer_command(load_config(cli.config.as_deref())?, cmd).await,
         Command::Mail(MailCommand::List) => {
             let config = load_config(cli.config.as_deref())?;
             let store = open_store(&config)?;
@@ -198,9 +256,135 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn open_domain(config: Config) -> anyhow::Result<Domain> {
+    Ok(open_federation(config).await?.0)
+}
+
+/// The domain plus a client for other nodes, as the node itself has them.
+async fn open_federation(config: Config) -> anyhow::Result<(Domain, Arc<PeerClient>)> {
     let store = open_store(&config)?;
     let (key, _) = NodeKey::load_or_generate(&config.data_dir)?;
-    Ok(Domain::new(store, Arc::new(config), Arc::new(SystemClock), key).await?)
+    let me = PeerHello {
+        name: config.server_id.to_string(),
+        address: key.address(),
+        url: config.mail.public_url.clone().unwrap_or_default(),
+    };
+    let clock = Arc::new(SystemClock);
+    let client = Arc::new(
+        PeerClient::new(&config, key.clone(), me, clock.clone()).map_err(anyhow::Error::msg)?,
+    );
+    let domain = Domain::new(store, Arc::new(config), clock, key, client.clone()).await?;
+    Ok((domain, client))
+}
+
+fn server_id(text: &str) -> anyhow::Result<ServerId> {
+    Ok(ServerId::parse(text)?)
+}
+
+async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeyCommand::Show => {
+            let domain = open_domain(config).await?;
+            println!("{}", domain.node_key().address());
+            for r in domain.key_history() {
+                println!(
+                    "  rotated at {} from {} to {}",
+                    r.at,
+                    address_of(&r.old_key),
+                    address_of(&r.new_key)
+                );
+            }
+        }
+        KeyCommand::Export => {
+            let path = config.data_dir.join(hearth::federation::key::KEY_FILE);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let key = NodeKey::decode(&path, &bytes)?;
+            eprintln!(
+                "the secret key of {} follows; anyone who has it can act as this node",
+                key.address()
+            );
+            print!("{}", key.encode().as_str());
+        }
+        KeyCommand::Import { file, force } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let key = NodeKey::decode(&file, &bytes)?;
+            std::fs::create_dir_all(&config.data_dir)?;
+            rotation::import(&config.data_dir, &key, force).map_err(anyhow::Error::msg)?;
+            println!("imported {}", key.address());
+        }
+        KeyCommand::Rotate => {
+            let store = open_store(&config)?;
+            let row = rotation::rotate(
+                &config.data_dir,
+                &store,
+                hearth::clock::Clock::now_ms(&SystemClock),
+            )
+            .await?;
+            println!(
+                "rotated {} -> {}",
+                address_of(&row.old_key),
+                address_of(&row.new_key)
+            );
+            println!(
+                "restart the node to use the new key; peers follow the signed rotation record"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn peer_command(config: Config, cmd: PeerCommand) -> anyhow::Result<()> {
+    let (domain, client) = open_federation(config).await?;
+    match cmd {
+        PeerCommand::List => {
+            println!(
+                "{:<32} {:<9} {:<24} {}",
+                "SERVER", "STATE", "PINNED KEY", "LAST ERROR"
+            );
+            for p in domain.list_peers().await? {
+                let key = p
+                    .pinned_key
+                    .map(|k| address_of(&k)[..24].to_owned() + "…")
+                    .unwrap_or_else(|| "-".into());
+                let state = if p.linked || p.state != "new" {
+                    p.state
+                } else {
+                    "seen".into()
+                };
+                println!(
+                    "{:<32} {:<9} {:<24} {}",
+                    p.server_id,
+                    state,
+                    key,
+                    p.last_error.unwrap_or_default()
+                );
+            }
+        }
+        PeerCommand::Link { server, url } => {
+            domain
+                .set_peer_link(&server_id(&server)?, true, url)
+                .await?;
+            println!("{server} will be linked (a running node picks this up within a second)");
+        }
+        PeerCommand::Unlink { server } => {
+            domain
+                .set_peer_link(&server_id(&server)?, false, None)
+                .await?;
+            println!("{server} unlinked");
+        }
+        PeerCommand::Pin { server, key } => {
+            let id = server_id(&server)?;
+            let key = match key {
+                Some(k) => parse_address(&k)
+                    .context("--key: expected ed25519: followed by 64 lowercase hex digits")?,
+                None => client.fetch_key(&id).await?.key,
+            };
+            domain.pin_peer(&id, key).await?;
+            println!("pinned {server} to {}", address_of(&key));
+        }
+    }
+    Ok(())
 }
 
 fn read_password() -> anyhow::Result<zeroize::Zeroizing<String>> {

@@ -9,8 +9,11 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::domain::peering::PeerHello;
 use crate::domain::{Domain, DomainError};
+use crate::federation::client::PeerClient;
 use crate::federation::key::{KeyError, NodeKey};
+use crate::federation::links::Links;
 use crate::store::{Store, StoreError};
 
 /// Why a node could not start. Each message says what to fix.
@@ -36,6 +39,9 @@ pub enum StartError {
     /// The listener or TLS.
     #[error("{0}")]
     Listen(String),
+    /// Federation settings (resolver, extra CA).
+    #[error("{0}")]
+    Federation(String),
 }
 
 /// Starts nodes.
@@ -49,6 +55,7 @@ pub struct RunningNode {
     tls: bool,
     key_created: bool,
     domain: Arc<Domain>,
+    links: Arc<Links>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -95,7 +102,18 @@ impl Node {
             config.mail.public_url = Some(format!("{scheme}://{addr}"));
         }
 
-        let domain = Arc::new(Domain::new(store, Arc::new(config), clock, key).await?);
+        let me = PeerHello {
+            name: config.server_id.to_string(),
+            address: key.address(),
+            url: config.mail.public_url.clone().unwrap_or_default(),
+        };
+        let client = Arc::new(
+            PeerClient::new(&config, key.clone(), me, clock.clone())
+                .map_err(StartError::Federation)?,
+        );
+        let domain =
+            Arc::new(Domain::new(store, Arc::new(config), clock, key, client.clone()).await?);
+        let links = Links::new(domain.clone(), client);
         let metrics = Arc::new(crate::api::metrics::Metrics::default());
         let http = crate::http::routes(domain.clone(), metrics.clone());
         let app = crate::api::router(domain.clone(), metrics, http)
@@ -114,6 +132,7 @@ impl Node {
                 let _ = server_stop.changed().await;
             },
         )));
+        tasks.push(links.clone().spawn(stopped.clone()));
         tasks.extend(crate::mail::spawn(domain.clone(), stopped));
         tracing::info!(%addr, server_id = %domain.config().server_id, "listening on {addr}");
         Ok(RunningNode {
@@ -121,6 +140,7 @@ impl Node {
             tls: is_tls,
             key_created,
             domain,
+            links,
             stop,
             tasks,
         })
@@ -159,6 +179,11 @@ impl RunningNode {
     /// The node's domain (tests and the CLI inspect state through it).
     pub fn domain(&self) -> &Arc<Domain> {
         &self.domain
+    }
+
+    /// The federation link keeper.
+    pub fn links(&self) -> &Arc<Links> {
+        &self.links
     }
 
     /// Stops accepting, drains in-flight requests, stops background tasks.

@@ -1,20 +1,24 @@
 //! protocol.auth.v1.AuthService: Harmony's federation (Key, Federate, LoginFederated) and
-//! step-by-step auth (built in a later version).
+//! step-by-step auth (built in a later version). TokenData is encoded and decoded here; the
+//! domain signs and verifies the exact bytes.
 use std::pin::Pin;
 use std::sync::Arc;
 
+use prost::Message;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::context::principal;
+use super::context::{principal, request_context};
 use super::status::unimplemented;
+use crate::domain::federation::{Claims, SignedToken};
 use crate::domain::Domain;
 use crate::pb::protocol::auth::v1::{
     auth_service_server::AuthService, BeginAuthRequest, BeginAuthResponse, CheckLoggedInRequest,
-    CheckLoggedInResponse, FederateRequest, FederateResponse, KeyRequest, KeyResponse,
-    LoginFederatedRequest, LoginFederatedResponse, NextStepRequest, NextStepResponse,
-    StepBackRequest, StepBackResponse, StreamStepsRequest, StreamStepsResponse,
+    CheckLoggedInResponse, FederateRequest, FederateResponse, KeyRequest, KeyResponse, KeyRotation,
+    LoginFederatedRequest, LoginFederatedResponse, NextStepRequest, NextStepResponse, Session,
+    StepBackRequest, StepBackResponse, StreamStepsRequest, StreamStepsResponse, TokenData,
 };
+use crate::pb::protocol::harmonytypes::v1::Token;
 
 /// The Harmony auth service.
 #[derive(Debug, Clone)]
@@ -22,51 +26,126 @@ pub struct HarmonyApi(pub Arc<Domain>);
 
 type StepStream = Pin<Box<dyn Stream<Item = Result<StreamStepsResponse, Status>> + Send>>;
 
+fn encode(c: &Claims) -> Vec<u8> {
+    TokenData {
+        user_id: c.user_id,
+        server_id: c.server_id.clone(),
+        username: c.username.clone(),
+        avatar: c.avatar.clone(),
+        issued_at: c.issued_at,
+        expires_at: c.expires_at,
+        nonce: c.nonce.clone(),
+    }
+    .encode_to_vec()
+}
+
+fn decode(data: &[u8]) -> Result<Claims, String> {
+    let t = TokenData::decode(data).map_err(|e| format!("not a TokenData message: {e}"))?;
+    Ok(Claims {
+        user_id: t.user_id,
+        server_id: t.server_id,
+        username: t.username,
+        avatar: t.avatar,
+        issued_at: t.issued_at,
+        expires_at: t.expires_at,
+        nonce: t.nonce,
+    })
+}
+
 #[tonic::async_trait]
 impl AuthService for HarmonyApi {
     async fn federate(
         &self,
-        _: Request<FederateRequest>,
+        req: Request<FederateRequest>,
     ) -> Result<Response<FederateResponse>, Status> {
-        Err(unimplemented("protocol.auth.v1.AuthService/Federate"))
+        let p = principal(&req)?;
+        let signed = self
+            .0
+            .federate(&p, &req.into_inner().server_id, encode)
+            .await?;
+        Ok(Response::new(FederateResponse {
+            token: Some(Token {
+                sig: signed.sig,
+                data: signed.data,
+            }),
+        }))
     }
+
     async fn login_federated(
         &self,
-        _: Request<LoginFederatedRequest>,
+        req: Request<LoginFederatedRequest>,
     ) -> Result<Response<LoginFederatedResponse>, Status> {
-        Err(unimplemented("protocol.auth.v1.AuthService/LoginFederated"))
+        let ctx = request_context(&req);
+        let r = req.into_inner();
+        let token = r.auth_token.ok_or_else(|| {
+            Status::invalid_argument(
+                "auth_token: required (get one from Federate on your home server)",
+            )
+        })?;
+        let signed = SignedToken {
+            data: token.data,
+            sig: token.sig,
+        };
+        let (secret, user_id) = self
+            .0
+            .login_federated(&signed, &r.server_id, decode, &ctx)
+            .await?;
+        Ok(Response::new(LoginFederatedResponse {
+            session: Some(Session {
+                user_id,
+                session_token: secret.expose().to_owned(),
+                guest_token: None,
+            }),
+        }))
     }
+
     async fn key(&self, _: Request<KeyRequest>) -> Result<Response<KeyResponse>, Status> {
         Ok(Response::new(KeyResponse {
             key: self.0.node_key().public().to_vec(),
-            history: Vec::new(),
+            history: self
+                .0
+                .key_history()
+                .iter()
+                .map(|r| KeyRotation {
+                    old_key: r.old_key.to_vec(),
+                    new_key: r.new_key.to_vec(),
+                    at: r.at,
+                    sig: r.sig.clone(),
+                })
+                .collect(),
         }))
     }
+
     async fn begin_auth(
         &self,
         _: Request<BeginAuthRequest>,
     ) -> Result<Response<BeginAuthResponse>, Status> {
         Err(unimplemented("protocol.auth.v1.AuthService/BeginAuth"))
     }
+
     async fn next_step(
         &self,
         _: Request<NextStepRequest>,
     ) -> Result<Response<NextStepResponse>, Status> {
         Err(unimplemented("protocol.auth.v1.AuthService/NextStep"))
     }
+
     async fn step_back(
         &self,
         _: Request<StepBackRequest>,
     ) -> Result<Response<StepBackResponse>, Status> {
         Err(unimplemented("protocol.auth.v1.AuthService/StepBack"))
     }
+
     type StreamStepsStream = StepStream;
+
     async fn stream_steps(
         &self,
         _: Request<StreamStepsRequest>,
     ) -> Result<Response<Self::StreamStepsStream>, Status> {
         Err(unimplemented("protocol.auth.v1.AuthService/StreamSteps"))
     }
+
     async fn check_logged_in(
         &self,
         req: Request<CheckLoggedInRequest>,

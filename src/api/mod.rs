@@ -73,7 +73,7 @@ pub async fn router(
 
     let accounts = accounts_v1::AccountsApi(domain.clone());
     let grpc = Routes::new(pb::auth::auth_server::AuthServer::new(
-        peer_auth::PeerAuthApi,
+        peer_auth::PeerAuthApi(domain.clone()),
     ))
     .add_service(pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(
         oidc::OidcApi,

@@ -1,34 +1,81 @@
-//! auth.Auth: the peer challenge between nodes (DESIGN.md §4.4).
+//! auth.Auth: the peer challenge between nodes (DESIGN.md §4.4). Tokens travel in the body.
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
-use super::status::unimplemented;
+use crate::domain::peering::PeerHello;
+use crate::domain::Domain;
 use crate::pb::auth::{
-    auth_server::Auth, AuthToken, ChallengeRequest, ChallengeResponse, SignedChallenge,
+    auth_server::Auth, AuthToken, ChallengeRequest, ChallengeResponse, Peer, SignedChallenge,
     SignoutResponse,
 };
 
 /// The peer challenge service.
-#[derive(Debug, Default, Clone)]
-pub struct PeerAuthApi;
+#[derive(Debug, Clone)]
+pub struct PeerAuthApi(pub Arc<Domain>);
+
+fn hello(peer: Option<Peer>) -> Result<PeerHello, Status> {
+    let p =
+        peer.ok_or_else(|| Status::invalid_argument("client: required (this node's auth.Peer)"))?;
+    Ok(PeerHello {
+        name: p.name,
+        address: p.participant_address,
+        url: p.url,
+    })
+}
+
+fn as_peer(p: PeerHello) -> Peer {
+    Peer {
+        url: p.url,
+        name: p.name,
+        operator_address: p.address.clone(),
+        participant_address: p.address,
+    }
+}
 
 #[tonic::async_trait]
 impl Auth for PeerAuthApi {
     async fn get_challenge(
         &self,
-        _: Request<ChallengeRequest>,
+        req: Request<ChallengeRequest>,
     ) -> Result<Response<ChallengeResponse>, Status> {
-        Err(unimplemented("auth.Auth/GetChallenge"))
+        let r = req.into_inner();
+        let client = hello(r.client)?;
+        let reply = self
+            .0
+            .peer_challenge(&client, &r.operator_address, &r.client_challenge)
+            .await?;
+        Ok(Response::new(ChallengeResponse {
+            server: Some(as_peer(reply.server)),
+            server_challenge: reply.server_challenge,
+            server_signature: reply.server_signature,
+        }))
     }
+
     async fn authenticate(
         &self,
-        _: Request<SignedChallenge>,
+        req: Request<SignedChallenge>,
     ) -> Result<Response<AuthToken>, Status> {
-        Err(unimplemented("auth.Auth/Authenticate"))
+        let r = req.into_inner();
+        let client = hello(r.client)?;
+        let token = self
+            .0
+            .peer_authenticate(&client, &r.signed_server_challenge)
+            .await?;
+        Ok(Response::new(AuthToken {
+            token: token.token.expose().to_owned(),
+        }))
     }
-    async fn token_refresh(&self, _: Request<AuthToken>) -> Result<Response<AuthToken>, Status> {
-        Err(unimplemented("auth.Auth/TokenRefresh"))
+
+    async fn token_refresh(&self, req: Request<AuthToken>) -> Result<Response<AuthToken>, Status> {
+        let token = self.0.peer_token_refresh(&req.into_inner().token).await?;
+        Ok(Response::new(AuthToken {
+            token: token.token.expose().to_owned(),
+        }))
     }
-    async fn signout(&self, _: Request<AuthToken>) -> Result<Response<SignoutResponse>, Status> {
-        Err(unimplemented("auth.Auth/Signout"))
+
+    async fn signout(&self, req: Request<AuthToken>) -> Result<Response<SignoutResponse>, Status> {
+        self.0.peer_signout(&req.into_inner().token).await?;
+        Ok(Response::new(SignoutResponse {}))
     }
 }

@@ -204,6 +204,9 @@ pub struct Federation {
     pub extra_ca: Option<PathBuf>,
     /// Port used when discovery finds no SRV record or well-known document.
     pub default_port: u16,
+    /// Port of `/.well-known/hearth/server` lookups; absent: 443 (https) or 80 (http).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub well_known_port: Option<u16>,
     /// Peers linked at start-up.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<Peer>,
@@ -316,6 +319,7 @@ impl Default for Config {
                 allow_plaintext: false,
                 extra_ca: None,
                 default_port: 7450,
+                well_known_port: None,
                 peers: Vec::new(),
             },
             oidc: Oidc::default(),

@@ -3,7 +3,10 @@
 pub mod accounts;
 pub mod codes;
 mod error;
+pub mod federation;
 pub mod passwords;
+pub mod peering;
+pub mod pins;
 mod session_cache;
 pub mod sessions;
 pub mod throttle;
@@ -57,6 +60,10 @@ pub struct Domain {
     pub(crate) mail_wakeup: Arc<tokio::sync::Notify>,
     pub(crate) node_key: NodeKey,
     pub(crate) code_comparisons: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) peers: Arc<dyn pins::PeerDirectory>,
+    pub(crate) pending: peering::PendingChallenges,
+    pub(crate) fetch_locks: pins::FetchLocks,
+    pub(crate) key_history: Vec<crate::store::key_rotations::RotationRow>,
 }
 
 impl Domain {
@@ -66,6 +73,7 @@ impl Domain {
         config: Arc<Config>,
         clock: SharedClock,
         node_key: NodeKey,
+        peers: Arc<dyn pins::PeerDirectory>,
     ) -> Result<Self, DomainError> {
         let pw = config.passwords.clone();
         let hasher = tokio::task::spawn_blocking(move || passwords::Hasher::new(&pw))
@@ -82,6 +90,7 @@ impl Domain {
             .await
             .map_err(DomainError::from)?;
         let floor = store.read(crate::store::highest_id).await?;
+        let key_history = store.read(crate::store::key_rotations::list).await?;
         Ok(Self {
             ids: Snowflake::new(clock.clone(), 1, floor),
             throttle: throttle::Throttle::new(config.accounts.sign_ins_per_ip_per_minute),
@@ -94,6 +103,10 @@ impl Domain {
             hasher,
             node_key,
             code_comparisons: Arc::default(),
+            peers,
+            pending: peering::PendingChallenges::default(),
+            fetch_locks: pins::FetchLocks::default(),
+            key_history,
         })
     }
 
@@ -131,6 +144,11 @@ impl Domain {
     /// The node's identity key.
     pub fn node_key(&self) -> &NodeKey {
         &self.node_key
+    }
+
+    /// This node's key rotation records, oldest first.
+    pub fn key_history(&self) -> &[crate::store::key_rotations::RotationRow] {
+        &self.key_history
     }
 
     /// The port other nodes reach this one on (the bound listen port).

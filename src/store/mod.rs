@@ -2,8 +2,12 @@
 //! reads use a small pool of connections on tokio's blocking pool. No SQLite call ever runs
 //! on an async worker thread. SQL text lives only under this module.
 pub mod codes;
+pub mod key_rotations;
 mod migrations;
+pub mod nonces;
 pub mod outbox;
+pub mod peer_tokens;
+pub mod peers;
 pub mod secrets;
 pub mod sessions;
 pub mod users;

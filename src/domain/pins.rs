@@ -1,0 +1,255 @@
+//! Peer keys: which key this node trusts for another node, and how that changes. A first
+//! contact pins the key (trust on first use, where policy allows); a later key is accepted
+//! only through an unbroken chain of signed rotation records; anything else is refused until
+//! the operator re-pins. Also the federation policy (open / allowlist / closed, denylist).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{Domain, DomainError};
+use crate::config::FederationPolicy;
+use crate::federation::key::{address_of, verify};
+use crate::federation::proofs::{follow_chain, Rotation};
+use crate::federation::server_id::ServerId;
+use crate::store::peers::{self, PeerRow};
+
+/// The longest a federation token may live.
+pub const TOKEN_MAX_MS: u64 = 5 * 60 * 1000;
+/// Clock difference tolerated between nodes.
+pub const CLOCK_SKEW_MS: u64 = 30 * 1000;
+
+/// A key as another node serves it through `Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedKey {
+    /// The current key.
+    pub key: [u8; 32],
+    /// Its rotation history, oldest first.
+    pub history: Vec<Rotation>,
+}
+
+/// What the domain needs from the network; `federation::client` implements it.
+#[async_trait::async_trait]
+pub trait PeerDirectory: Send + Sync + std::fmt::Debug {
+    /// Discovers `server` and asks its `Key` RPC.
+    async fn fetch_key(&self, server: &ServerId) -> Result<FetchedKey, DomainError>;
+}
+
+/// The keys that may have signed a token from a peer.
+#[derive(Debug, Clone)]
+pub struct PeerKeys {
+    current: [u8; 32],
+    previous: Option<([u8; 32], u64)>,
+}
+
+impl PeerKeys {
+    /// True when `sig` over `data` is by the current key, or by the previous key while tokens
+    /// it signed can still be alive.
+    pub fn verifies(&self, data: &[u8], sig: &[u8], now: u64) -> bool {
+        verify(&self.current, data, sig)
+            || self.previous.is_some_and(|(key, retired_at)| {
+                now <= retired_at + TOKEN_MAX_MS + CLOCK_SKEW_MS && verify(&key, data, sig)
+            })
+    }
+}
+
+/// One lock per origin, so concurrent logins trigger one key fetch, not many.
+#[derive(Debug, Default)]
+pub(crate) struct FetchLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl FetchLocks {
+    fn get(&self, server: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(server.to_owned()).or_default().clone()
+    }
+}
+
+fn keys_of(row: &PeerRow) -> Option<PeerKeys> {
+    Some(PeerKeys {
+        current: row.pinned_key?,
+        previous: row.previous_key,
+    })
+}
+
+impl Domain {
+    /// Refuses `server` if policy says so.
+    pub(crate) async fn check_policy(&self, server: &ServerId) -> Result<(), DomainError> {
+        let fed = &self.config.federation;
+        if fed.deny.contains(server) {
+            return Err(DomainError::PermissionDenied(format!(
+                "{server} is on this node's federation denylist"
+            )));
+        }
+        match fed.policy {
+            FederationPolicy::Open => Ok(()),
+            FederationPolicy::Closed => Err(DomainError::PermissionDenied(
+                "federation is closed on this node (federation.policy = \"closed\")".into(),
+            )),
+            FederationPolicy::Allowlist => {
+                if fed.peers.iter().any(|p| &p.server_id == server) {
+                    return Ok(());
+                }
+                let name = server.to_string();
+                let linked = self
+                    .store
+                    .read(move |c| peers::get(c, &name))
+                    .await?
+                    .is_some_and(|p| p.linked);
+                if linked {
+                    Ok(())
+                } else {
+                    Err(DomainError::PermissionDenied(format!(
+                        "{server} is not on this node's federation allowlist (federation.peers or `hearth peer link`)"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The keys trusted for `server`: the pinned ones, or fetched and pinned on first use.
+    pub(crate) async fn trusted_keys(&self, server: &ServerId) -> Result<PeerKeys, DomainError> {
+        let name = server.to_string();
+        if let Some(keys) = self
+            .store
+            .read(move |c| peers::get(c, &name))
+            .await?
+            .as_ref()
+            .and_then(keys_of)
+        {
+            return Ok(keys);
+        }
+        self.refetch_keys(server).await
+    }
+
+    /// Fetches `server`'s key again (one fetch per origin at a time) and accepts it if the
+    /// pin allows.
+    pub(crate) async fn refetch_keys(&self, server: &ServerId) -> Result<PeerKeys, DomainError> {
+        let lock = self.fetch_locks.get(&server.to_string());
+        let _guard = lock.lock().await;
+        let fetched = self.peers.fetch_key(server).await?;
+        self.accept_key(server, &fetched).await
+    }
+
+    /// Records a key seen for `server`: pins it on first contact, follows a valid rotation
+    /// chain from the pin, and refuses any other change.
+    pub async fn accept_key(
+        &self,
+        server: &ServerId,
+        fetched: &FetchedKey,
+    ) -> Result<PeerKeys, DomainError> {
+        let (name, fetched, now) = (server.to_string(), fetched.clone(), self.clock.now_ms());
+        self.store
+            .write(move |tx| {
+                let mut row = peers::get(tx, &name)?.unwrap_or_else(|| PeerRow {
+                    server_id: name.clone(),
+                    state: "new".into(),
+                    ..PeerRow::default()
+                });
+                match row.pinned_key {
+                    Some(pinned) if pinned == fetched.key => return keys_of(&row).ok_or_else(|| DomainError::Internal("pin vanished".into())),
+                    Some(pinned) => {
+                        let at = follow_chain(&pinned, &fetched.key, &fetched.history).map_err(|e| {
+                            DomainError::PermissionDenied(format!(
+                                "{name} now presents key {}, but this node pinned {} and {e}. If the change is expected, \
+                                 the operator can accept it with `hearth peer pin {name}`",
+                                address_of(&fetched.key),
+                                address_of(&pinned)
+                            ))
+                        })?;
+                        row.previous_key = Some((pinned, at.max(1).min(now)));
+                    }
+                    None => {}
+                }
+                row.pinned_key = Some(fetched.key);
+                row.updated_at = now;
+                peers::put(tx, &row)?;
+                keys_of(&row).ok_or_else(|| DomainError::Internal("pin vanished".into()))
+            })
+            .await
+    }
+
+    /// Operator: pins `key` for `server`, replacing any pin (and forgetting the old key).
+    pub async fn pin_peer(&self, server: &ServerId, key: [u8; 32]) -> Result<(), DomainError> {
+        let (name, now) = (server.to_string(), self.clock.now_ms());
+        self.store
+            .write(move |tx| {
+                let mut row = peers::get(tx, &name)?.unwrap_or_else(|| PeerRow {
+                    server_id: name.clone(),
+                    state: "new".into(),
+                    ..PeerRow::default()
+                });
+                row.pinned_key = Some(key);
+                row.previous_key = None;
+                row.updated_at = now;
+                Ok::<_, DomainError>(peers::put(tx, &row)?)
+            })
+            .await
+    }
+
+    /// Operator: asks for a link with `server` (optionally by a static URL), or drops it.
+    pub async fn set_peer_link(
+        &self,
+        server: &ServerId,
+        linked: bool,
+        url: Option<String>,
+    ) -> Result<(), DomainError> {
+        let (name, now) = (server.to_string(), self.clock.now_ms());
+        self.store
+            .write(move |tx| {
+                let mut row = peers::get(tx, &name)?.unwrap_or_else(|| PeerRow {
+                    server_id: name.clone(),
+                    state: "new".into(),
+                    ..PeerRow::default()
+                });
+                row.linked = linked;
+                if url.is_some() {
+                    row.url = url;
+                }
+                if !linked {
+                    row.state = "unlinked".into();
+                    row.link_expires_at = None;
+                }
+                row.updated_at = now;
+                Ok::<_, DomainError>(peers::put(tx, &row)?)
+            })
+            .await
+    }
+
+    /// Records the outcome of a link attempt with `server`.
+    pub async fn record_link(
+        &self,
+        server: &ServerId,
+        outcome: Result<u64, String>,
+    ) -> Result<(), DomainError> {
+        let (name, now) = (server.to_string(), self.clock.now_ms());
+        self.store
+            .write(move |tx| {
+                let mut row = peers::get(tx, &name)?.unwrap_or_else(|| PeerRow {
+                    server_id: name.clone(),
+                    ..PeerRow::default()
+                });
+                match outcome {
+                    Ok(expires) => {
+                        row.state = "linked".into();
+                        row.last_error = None;
+                        row.link_expires_at = Some(expires);
+                    }
+                    Err(e) => {
+                        row.state = if e.contains("hearth peer pin") {
+                            "refused"
+                        } else {
+                            "down"
+                        }
+                        .into();
+                        row.last_error = Some(e);
+                    }
+                }
+                row.updated_at = now;
+                Ok::<_, DomainError>(peers::put(tx, &row)?)
+            })
+            .await
+    }
+
+    /// Every peer this node knows.
+    pub async fn list_peers(&self) -> Result<Vec<PeerRow>, DomainError> {
+        self.store.read(|c| Ok(peers::list(c)?)).await
+    }
+}

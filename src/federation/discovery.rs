@@ -1,0 +1,424 @@
+//! Finding another node (DESIGN.md §4.2): a static route from config, else DNS SRV
+//! `_hearth._tcp.<host>` (hickory), else `/.well-known/hearth/server` (reqwest), else
+//! `<host>:<default port>`. Results are cached; failures back off. Private and loopback
+//! addresses are refused unless `federation.allow_private_addresses`.
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, Protocol, ResolverConfig, ResolverOpts};
+use hickory_resolver::error::{ResolveError, ResolveErrorKind};
+use hickory_resolver::TokioAsyncResolver;
+
+use super::server_id::ServerId;
+use crate::clock::SharedClock;
+use crate::config::Federation;
+
+const SUCCESS_TTL_MS: u64 = 60_000;
+const MAX_BACKOFF_MS: u64 = 60_000;
+const WELL_KNOWN_LIMIT: usize = 4096;
+const WELL_KNOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where to reach a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The host name to present for TLS (SNI and certificate check).
+    pub host: String,
+    /// The address to connect to.
+    pub addr: SocketAddr,
+    /// How it was found: "static route", "SRV", "well-known" or "default port".
+    pub via: &'static str,
+    /// Whether to speak TLS.
+    pub tls: bool,
+}
+
+impl Target {
+    /// `http(s)://<addr>`.
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
+    }
+}
+
+/// Why a node could not be found; lists every lookup that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot find {server}: {}", .tried.join("; "))]
+pub struct DiscoveryError {
+    /// The name looked up.
+    pub server: String,
+    /// What was tried and how each failed.
+    pub tried: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    result: Result<Target, DiscoveryError>,
+    until: u64,
+    failures: u32,
+}
+
+/// The discovery service; one per node.
+#[derive(Debug)]
+pub struct Discovery {
+    resolver: TokioAsyncResolver,
+    http: reqwest::Client,
+    statics: Mutex<HashMap<ServerId, String>>,
+    config: Federation,
+    clock: SharedClock,
+    cache: Mutex<HashMap<ServerId, Cached>>,
+}
+
+/// True for loopback, private, link-local and unspecified addresses.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+fn describe(e: &ResolveError) -> String {
+    match e.kind() {
+        ResolveErrorKind::NoRecordsFound { response_code, .. } => {
+            format!("no records ({response_code})")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Hands reqwest our resolver, so well-known lookups see the same DNS (and the same
+/// private-address rule) as everything else.
+#[derive(Debug, Clone)]
+struct ReqwestDns {
+    resolver: TokioAsyncResolver,
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for ReqwestDns {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let this = self.clone();
+        Box::pin(async move {
+            let ips = this
+                .resolver
+                .lookup_ip(format!("{}.", name.as_str()))
+                .await?;
+            let addrs: Vec<SocketAddr> = ips
+                .iter()
+                .filter(|ip| this.allow_private || !is_private(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
+            if addrs.is_empty() {
+                return Err("only private addresses (refused by federation.allow_private_addresses = false)".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+impl Discovery {
+    /// Builds discovery from `[federation]`.
+    pub fn new(
+        config: &Federation,
+        extra_ca: Option<&[u8]>,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
+        let resolver = if config.dns_servers.is_empty() {
+            TokioAsyncResolver::tokio_from_system_conf()
+                .map_err(|e| format!("system DNS resolver: {e}"))?
+        } else {
+            let mut rc = ResolverConfig::new();
+            for addr in &config.dns_servers {
+                rc.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
+            }
+            let mut opts = ResolverOpts::default();
+            opts.timeout = Duration::from_secs(2);
+            opts.attempts = 1;
+            TokioAsyncResolver::tokio(rc, opts)
+        };
+        let dns = ReqwestDns {
+            resolver: resolver.clone(),
+            allow_private: config.allow_private_addresses,
+        };
+        let mut http = reqwest::Client::builder()
+            .timeout(WELL_KNOWN_TIMEOUT)
+            .dns_resolver(Arc::new(dns))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_host = attempt.previous().first().and_then(|u| u.host_str())
+                    == attempt.url().host_str();
+                if same_host && attempt.previous().len() < 3 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }));
+        if let Some(pem) = extra_ca {
+            let ca = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| format!("federation.extra_ca: {e}"))?;
+            http = http.add_root_certificate(ca);
+        }
+        let statics = config
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.server_id.clone(), p.url.clone()?)))
+            .collect();
+        Ok(Self {
+            resolver,
+            http: http
+                .build()
+                .map_err(|e| format!("federation HTTP client: {e}"))?,
+            statics: Mutex::new(statics),
+            config: config.clone(),
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Adds or replaces a static route (e.g. from `hearth peer link --url`).
+    pub fn set_static(&self, server: ServerId, url: String) {
+        if let Ok(mut s) = self.statics.lock() {
+            s.insert(server, url);
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.clear();
+        }
+    }
+
+    /// Forgets cached results for `server` (after it failed to answer).
+    pub fn forget(&self, server: &ServerId) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(server);
+        }
+    }
+
+    /// Finds `server`, from the cache when fresh.
+    pub async fn resolve(&self, server: &ServerId) -> Result<Target, DiscoveryError> {
+        let now = self.clock.now_ms();
+        let previous = self.cache.lock().ok().and_then(|c| c.get(server).cloned());
+        if let Some(hit) = previous.as_ref().filter(|c| c.until > now) {
+            return hit.result.clone();
+        }
+        let result = self.lookup(server).await;
+        let failures = match (&result, &previous) {
+            (Ok(_), _) => 0,
+            (Err(_), Some(p)) => p.failures + 1,
+            (Err(_), None) => 1,
+        };
+        let until = match &result {
+            Ok(_) => now + SUCCESS_TTL_MS,
+            Err(_) => now + (500u64 << failures.min(10)).min(MAX_BACKOFF_MS),
+        };
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(
+                server.clone(),
+                Cached {
+                    result: result.clone(),
+                    until,
+                    failures,
+                },
+            );
+        }
+        result
+    }
+
+    fn tls(&self) -> bool {
+        !self.config.allow_plaintext
+    }
+
+    async fn lookup(&self, server: &ServerId) -> Result<Target, DiscoveryError> {
+        let mut tried = Vec::new();
+        let fail = |tried: Vec<String>| DiscoveryError {
+            server: server.to_string(),
+            tried,
+        };
+        let static_url = self
+            .statics
+            .lock()
+            .ok()
+            .and_then(|s| s.get(server).cloned());
+        if let Some(url) = static_url {
+            let (tls, host, port) = self
+                .parse_url(&url)
+                .map_err(|e| fail(vec![format!("static route {url}: {e}")]))?;
+            return self
+                .target(&host, port, "static route", tls, tried)
+                .await
+                .map_err(fail);
+        }
+        let host = server.host().to_owned();
+        if let Some(port) = server.port() {
+            return self
+                .target(&host, port, "explicit port", self.tls(), tried)
+                .await
+                .map_err(fail);
+        }
+        if !server.is_ip_literal() {
+            match self
+                .resolver
+                .srv_lookup(format!("_hearth._tcp.{host}."))
+                .await
+            {
+                Ok(srv) => {
+                    if let Some(best) = srv
+                        .iter()
+                        .min_by_key(|r| (r.priority(), std::cmp::Reverse(r.weight())))
+                    {
+                        let target = best.target().to_utf8().trim_end_matches('.').to_owned();
+                        return self
+                            .target(&target, best.port(), "SRV", self.tls(), tried)
+                            .await
+                            .map_err(fail);
+                    }
+                    tried.push(format!("SRV _hearth._tcp.{host}: empty answer"));
+                }
+                Err(e) => tried.push(format!("SRV _hearth._tcp.{host}: {}", describe(&e))),
+            }
+            match self.well_known(&host).await {
+                Ok((h, port)) => {
+                    return self
+                        .target(&h, port, "well-known", self.tls(), tried)
+                        .await
+                        .map_err(fail)
+                }
+                Err(e) => tried.push(e),
+            }
+        }
+        self.target(
+            &host,
+            self.config.default_port,
+            "default port",
+            self.tls(),
+            tried,
+        )
+        .await
+        .map_err(fail)
+    }
+
+    fn parse_url(&self, url: &str) -> Result<(bool, String, u16), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+        let tls = match parsed.scheme() {
+            "https" => true,
+            "http" if self.config.allow_plaintext => false,
+            "http" => return Err("http:// needs federation.allow_plaintext = true".into()),
+            other => return Err(format!("unsupported scheme {other}")),
+        };
+        let host = parsed
+            .host_str()
+            .ok_or("no host")?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = parsed.port_or_known_default().ok_or("no port")?;
+        Ok((tls, host, port))
+    }
+
+    async fn well_known(&self, host: &str) -> Result<(String, u16), String> {
+        let scheme = if self.tls() { "https" } else { "http" };
+        let port = self
+            .config
+            .well_known_port
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        let url = format!("{scheme}://{host}{port}/.well-known/hearth/server");
+        let failed = |e: String| format!("well-known {url}: {e}");
+        let mut res = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| failed(error_chain(&e)))?;
+        if !res.status().is_success() {
+            return Err(failed(format!("HTTP {}", res.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| failed(e.to_string()))? {
+            body.extend_from_slice(&chunk);
+            if body.len() > WELL_KNOWN_LIMIT {
+                return Err(failed(format!("larger than {WELL_KNOWN_LIMIT} bytes")));
+            }
+        }
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            server: String,
+        }
+        let doc: Doc = serde_json::from_slice(&body)
+            .map_err(|e| failed(format!("not {{\"server\":\"host:port\"}}: {e}")))?;
+        let (h, p) = doc
+            .server
+            .rsplit_once(':')
+            .ok_or_else(|| failed("`server` has no :port".into()))?;
+        let p: u16 = p
+            .parse()
+            .map_err(|_| failed("`server` has a bad port".into()))?;
+        Ok((h.to_owned(), p))
+    }
+
+    async fn target(
+        &self,
+        host: &str,
+        port: u16,
+        via: &'static str,
+        tls: bool,
+        mut tried: Vec<String>,
+    ) -> Result<Target, Vec<String>> {
+        let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => match self.resolver.lookup_ip(format!("{host}.")).await {
+                Ok(found) => found.iter().collect(),
+                Err(e) => {
+                    tried.push(format!("A/AAAA {host} (via {via}): {}", describe(&e)));
+                    return Err(tried);
+                }
+            },
+        };
+        let allowed = ips
+            .iter()
+            .copied()
+            .find(|ip| self.config.allow_private_addresses || !is_private(*ip));
+        match allowed {
+            Some(ip) => Ok(Target {
+                host: host.to_owned(),
+                addr: SocketAddr::new(ip, port),
+                via,
+                tls,
+            }),
+            None => {
+                tried.push(format!(
+                    "{host} (via {via}) resolves only to private or loopback addresses {ips:?}; \
+                     set federation.allow_private_addresses = true to allow them"
+                ));
+                Err(tried)
+            }
+        }
+    }
+}
+
+/// An error and its sources, joined (transport errors hide the useful part in a source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,199 @@
+//! Keeping peers linked (DESIGN.md §4.5): peers from `[[federation.peers]]` and from
+//! `hearth peer link` are linked at start-up, refreshed before their peer token expires, and
+//! retried with backoff while down. A pinned key that changed is followed only through a valid
+//! rotation chain; otherwise the link is refused until the operator re-pins.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::client::PeerClient;
+use super::key::address_of;
+use super::server_id::ServerId;
+use crate::domain::pins::PeerDirectory;
+use crate::domain::{Domain, DomainError};
+
+/// Re-link this long before the peer token expires.
+pub const REFRESH_BEFORE_MS: u64 = 10 * 60 * 1000;
+const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+
+#[derive(Debug, Default, Clone)]
+struct LinkState {
+    token: Option<String>,
+    expires_at: u64,
+    next_attempt: u64,
+    failures: u32,
+}
+
+/// Links this node with its peers.
+#[derive(Debug)]
+pub struct Links {
+    domain: Arc<Domain>,
+    client: Arc<PeerClient>,
+    state: Mutex<HashMap<ServerId, LinkState>>,
+}
+
+impl Links {
+    /// A link keeper for `domain`, calling out through `client`.
+    pub fn new(domain: Arc<Domain>, client: Arc<PeerClient>) -> Arc<Self> {
+        Arc::new(Self {
+            domain,
+            client,
+            state: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn get(&self, server: &ServerId) -> LinkState {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.get(server).cloned())
+            .unwrap_or_default()
+    }
+
+    fn set(&self, server: &ServerId, state: LinkState) {
+        if let Ok(mut s) = self.state.lock() {
+            s.insert(server.clone(), state);
+        }
+    }
+
+    /// The peers that should be linked: configured ones and operator-linked ones.
+    async fn wanted(&self) -> Result<Vec<ServerId>, DomainError> {
+        let mut wanted: Vec<ServerId> = self
+            .domain
+            .config()
+            .federation
+            .peers
+            .iter()
+            .map(|p| p.server_id.clone())
+            .collect();
+        for row in self.domain.list_peers().await? {
+            if let (true, Ok(id)) = (row.linked, ServerId::parse(&row.server_id)) {
+                if let Some(url) = row.url {
+                    self.client.discovery().set_static(id.clone(), url);
+                }
+                if !wanted.contains(&id) {
+                    wanted.push(id);
+                }
+            }
+        }
+        Ok(wanted)
+    }
+
+    /// Links (or refreshes the link) with `server` now, and records the outcome.
+    pub async fn link_now(&self, server: &ServerId) -> Result<(), DomainError> {
+        let mut state = self.get(server);
+        let now = self.domain.clock().now_ms();
+        let refreshed = match &state.token {
+            Some(token) if state.expires_at > now => self.client.refresh(server, token).await.ok(),
+            _ => None,
+        };
+        let result = match refreshed {
+            Some(pair) => Ok(pair),
+            None => self
+                .link_with_pin(server)
+                .await
+                .map(|l| (l.token, l.expires_at)),
+        };
+        let now = self.domain.clock().now_ms();
+        match result {
+            Ok((token, expires_at)) => {
+                self.domain.record_link(server, Ok(expires_at)).await?;
+                self.set(
+                    server,
+                    LinkState {
+                        token: Some(token),
+                        expires_at,
+                        next_attempt: expires_at.saturating_sub(REFRESH_BEFORE_MS),
+                        failures: 0,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.domain.record_link(server, Err(e.to_string())).await?;
+                state.failures += 1;
+                state.next_attempt = now + (1_000u64 << state.failures.min(10)).min(MAX_BACKOFF_MS);
+                self.set(server, state);
+                Err(e)
+            }
+        }
+    }
+
+    async fn pinned(&self, server: &ServerId) -> Result<Option<[u8; 32]>, DomainError> {
+        let name = server.to_string();
+        Ok(self
+            .domain
+            .list_peers()
+            .await?
+            .into_iter()
+            .find(|p| p.server_id == name)
+            .and_then(|p| p.pinned_key))
+    }
+
+    async fn link_with_pin(&self, server: &ServerId) -> Result<super::client::Linked, DomainError> {
+        let pinned = self.pinned(server).await?;
+        let expected = pinned.map(|k| address_of(&k));
+        let linked = match self.client.link(server, expected.as_deref()).await {
+            Err(DomainError::FailedPrecondition(_)) if pinned.is_some() => {
+                // The peer has another key than our pin: accept it only through its chain.
+                let fetched = self.client.fetch_key(server).await?;
+                self.domain.accept_key(server, &fetched).await?;
+                self.client
+                    .link(server, Some(&address_of(&fetched.key)))
+                    .await?
+            }
+            other => other?,
+        };
+        let history = match pinned {
+            Some(p) if p != linked.key => self.client.fetch_key(server).await?.history,
+            _ => Vec::new(),
+        };
+        let fetched = crate::domain::pins::FetchedKey {
+            key: linked.key,
+            history,
+        };
+        self.domain.accept_key(server, &fetched).await?;
+        Ok(linked)
+    }
+
+    /// Revokes our token at `server` (best effort) and forgets the link.
+    pub async fn unlink(&self, server: &ServerId) -> Result<(), DomainError> {
+        let state = self.get(server);
+        if let Some(token) = &state.token {
+            self.client.signout(server, token).await?;
+        }
+        self.set(server, LinkState::default());
+        Ok(())
+    }
+
+    /// Our current peer token at `server`, if linked.
+    pub fn token(&self, server: &ServerId) -> Option<String> {
+        self.get(server).token
+    }
+
+    /// The background loop: one pass a second over peers that are due.
+    pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Ok(wanted) = self.wanted().await {
+                    let now = self.domain.clock().now_ms();
+                    for server in wanted {
+                        if self.get(&server).next_attempt <= now {
+                            if let Err(e) = self.link_now(&server).await {
+                                tracing::warn!(peer = %server, error = %e, "federation link failed; will retry");
+                            } else {
+                                tracing::info!(peer = %server, "federation link up");
+                            }
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,42 @@
+//! The `key_rotations` table: this node's key continuity records, oldest first.
+use rusqlite::{params, Connection};
+
+use super::StoreError;
+
+/// One rotation: the old key's signature over the new key and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationRow {
+    /// The retired key.
+    pub old_key: [u8; 32],
+    /// The key that replaced it.
+    pub new_key: [u8; 32],
+    /// When (unix ms).
+    pub at: u64,
+    /// The old key's signature.
+    pub sig: Vec<u8>,
+}
+
+/// Every record, oldest first.
+pub fn list(c: &Connection) -> Result<Vec<RotationRow>, StoreError> {
+    let mut stmt = c.prepare("SELECT old_key, new_key, at, sig FROM key_rotations ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| {
+        let old: Vec<u8> = r.get(0)?;
+        let new: Vec<u8> = r.get(1)?;
+        Ok(RotationRow {
+            old_key: old.try_into().unwrap_or([0; 32]),
+            new_key: new.try_into().unwrap_or([0; 32]),
+            at: r.get::<_, i64>(2)? as u64,
+            sig: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Appends a record.
+pub fn insert(tx: &Connection, r: &RotationRow) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO key_rotations (old_key, new_key, at, sig) VALUES (?1, ?2, ?3, ?4)",
+        params![&r.old_key[..], &r.new_key[..], r.at as i64, r.sig],
+    )?;
+    Ok(())
+}
