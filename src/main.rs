@@ -339,8 +339,8 @@ async fn peer_command(config: Config, cmd: PeerCommand) -> anyhow::Result<()> {
     match cmd {
         PeerCommand::List => {
             println!(
-                "{:<32} {:<9} {:<24} {}",
-                "SERVER", "STATE", "PINNED KEY", "LAST ERROR"
+                "{:<32} {:<9} {:<26} LAST ERROR",
+                "SERVER", "STATE", "PINNED KEY"
             );
             for p in domain.list_peers().await? {
                 let key = p
@@ -353,7 +353,7 @@ async fn peer_command(config: Config, cmd: PeerCommand) -> anyhow::Result<()> {
                     "seen".into()
                 };
                 println!(
-                    "{:<32} {:<9} {:<24} {}",
+                    "{:<32} {:<9} {:<26} {}",
                     p.server_id,
                     state,
                     key,

@@ -53,11 +53,15 @@ pub struct PeerToken {
     pub expires_at: u64,
 }
 
+/// A challenger: its claimed name and the key it presented.
+type Challenger = (String, [u8; 32]);
+
+/// Open challenges: (challenge text, expiry in unix ms) per challenger.
 #[derive(Debug, Default)]
-pub(crate) struct PendingChallenges(Mutex<HashMap<(String, [u8; 32]), (String, u64)>>);
+pub(crate) struct PendingChallenges(Mutex<HashMap<Challenger, (String, u64)>>);
 
 impl PendingChallenges {
-    fn put(&self, peer: (String, [u8; 32]), challenge: String, expires_at: u64, now: u64) {
+    fn put(&self, peer: Challenger, challenge: String, expires_at: u64, now: u64) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_PENDING {
             map.retain(|_, (_, exp)| *exp > now);
@@ -66,7 +70,7 @@ impl PendingChallenges {
     }
 
     /// Takes the challenge (single use), if it is still alive.
-    fn take(&self, peer: &(String, [u8; 32]), now: u64) -> Option<String> {
+    fn take(&self, peer: &Challenger, now: u64) -> Option<String> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(peer)
             .filter(|(_, exp)| *exp > now)
