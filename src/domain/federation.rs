@@ -105,7 +105,7 @@ impl Domain {
         let mut keys = self.trusted_keys(&origin).await?;
         if !keys.verifies(&token.data, &token.sig, now) {
             // The origin may have rotated its key since we pinned it: fetch once and retry.
-            keys = self.refetch_keys(&origin).await?;
+            keys = self.refetch_keys(&origin, Some(&keys)).await?;
             if !keys.verifies(&token.data, &token.sig, now) {
                 return Err(DomainError::Unauthenticated(format!(
                     "the token's signature does not verify with {origin}'s key (tampered, or not from {origin})"

@@ -104,26 +104,39 @@ impl Domain {
         }
     }
 
-    /// The keys trusted for `server`: the pinned ones, or fetched and pinned on first use.
-    pub(crate) async fn trusted_keys(&self, server: &ServerId) -> Result<PeerKeys, DomainError> {
+    async fn pinned_keys(&self, server: &ServerId) -> Result<Option<PeerKeys>, DomainError> {
         let name = server.to_string();
-        if let Some(keys) = self
+        Ok(self
             .store
             .read(move |c| peers::get(c, &name))
             .await?
             .as_ref()
-            .and_then(keys_of)
-        {
-            return Ok(keys);
-        }
-        self.refetch_keys(server).await
+            .and_then(keys_of))
     }
 
-    /// Fetches `server`'s key again (one fetch per origin at a time) and accepts it if the
-    /// pin allows.
-    pub(crate) async fn refetch_keys(&self, server: &ServerId) -> Result<PeerKeys, DomainError> {
+    /// The keys trusted for `server`: the pinned ones, or fetched and pinned on first use.
+    pub(crate) async fn trusted_keys(&self, server: &ServerId) -> Result<PeerKeys, DomainError> {
+        match self.pinned_keys(server).await? {
+            Some(keys) => Ok(keys),
+            None => self.refetch_keys(server, None).await,
+        }
+    }
+
+    /// Fetches `server`'s key again and accepts it if the pin allows. One fetch per origin
+    /// at a time: a caller that waited for the lock first looks whether the one before it
+    /// already replaced `stale` (the keys that failed it), and then does not fetch again.
+    pub(crate) async fn refetch_keys(
+        &self,
+        server: &ServerId,
+        stale: Option<&PeerKeys>,
+    ) -> Result<PeerKeys, DomainError> {
         let lock = self.fetch_locks.get(&server.to_string());
         let _guard = lock.lock().await;
+        if let Some(now_pinned) = self.pinned_keys(server).await? {
+            if stale.is_none_or(|s| s.current != now_pinned.current) {
+                return Ok(now_pinned);
+            }
+        }
         let fetched = self.peers.fetch_key(server).await?;
         self.accept_key(server, &fetched).await
     }

@@ -354,14 +354,12 @@ async fn last_active_is_written_at_most_once_a_minute_and_idle_sessions_expire()
         async move {
             store
                 .read(move |c| {
-                    sessions::list_for_user(c, 0).map(|_| ()).and_then(|_| {
-                        c.query_row(
-                            "SELECT last_active FROM sessions WHERE id = ?1",
-                            [id as i64],
-                            |r| r.get::<_, i64>(0),
-                        )
-                        .map_err(Into::into)
-                    })
+                    c.query_row(
+                        "SELECT last_active FROM sessions WHERE id = ?1",
+                        [id as i64],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(hearth::store::StoreError::from)
                 })
                 .await
                 .unwrap()
@@ -578,4 +576,77 @@ async fn authorize_reauthenticates_with_a_token_in_the_body() {
         Code::Unauthenticated,
         "revoked",
     );
+}
+
+#[tokio::test]
+async fn only_the_sha256_of_a_session_token_is_stored() {
+    use sha2::Digest;
+    let n = TestNode::start().await;
+    let (token, session_id, _) = n.sign_up("hashonly@example.org").await;
+    let row = n
+        .domain()
+        .store()
+        .read(move |c| {
+            c.query_row(
+                "SELECT * FROM sessions WHERE id = ?1",
+                [session_id as i64],
+                |r| {
+                    let mut cells = Vec::new();
+                    for i in 0..r.as_ref().column_count() {
+                        cells.push(format!("{:?}", r.get_ref(i)?));
+                    }
+                    Ok(cells.join("|"))
+                },
+            )
+            .map_err(hearth::store::StoreError::from)
+        })
+        .await
+        .unwrap();
+    assert!(
+        !row.contains(&token),
+        "the token itself is in the sessions row"
+    );
+    let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    let found = n
+        .domain()
+        .store()
+        .read(move |c| sessions::by_token_hash(c, &hash))
+        .await
+        .unwrap();
+    assert_eq!(found.map(|s| s.id), Some(session_id));
+}
+
+#[test]
+fn open_registration_on_a_public_address_is_announced_loudly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("serve")
+        .env("HEARTH_DATA_DIR", dir.path().join("data"))
+        .env("HEARTH_LISTEN_ADDR", "0.0.0.0:0")
+        .env("HEARTH_PASSWORDS_ARGON2_MEMORY_KIB", "256")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut warned = false;
+    while let Ok(line) =
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if line.contains("REGISTRATION IS OPEN") {
+            warned = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "no warning about open registration on 0.0.0.0");
 }

@@ -625,3 +625,115 @@ async fn the_same_flows_over_tls_with_a_test_ca() {
         "not for this node",
     );
 }
+
+#[tokio::test]
+async fn the_peer_cli_links_and_unlinks_a_running_node() {
+    let c = Cluster::start(&["alpha", "beta"]).await;
+    let (alpha, beta) = (c.get("alpha"), c.get("beta"));
+    let (ok, _, err) = alpha.cli(&["peer", "link", &beta.server_id]);
+    assert!(ok, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list, _) = alpha.cli(&["peer", "list"]);
+        if list
+            .lines()
+            .any(|l| l.starts_with(&beta.server_id) && l.contains(" linked "))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the running node did not pick up `peer link`:\n{list}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        alpha.pinned(&beta.server_id).await,
+        Some(beta.domain().node_key().public())
+    );
+    let (ok, _, _) = alpha.cli(&["peer", "unlink", &beta.server_id]);
+    assert!(ok);
+    let (_, list, _) = alpha.cli(&["peer", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&beta.server_id) && l.contains("unlinked")),
+        "{list}"
+    );
+    let (ok, _, err) = alpha.cli(&["peer", "pin", &beta.server_id, "--key", "ed25519:zz"]);
+    assert!(!ok && err.contains("--key"), "{err}");
+}
+
+#[tokio::test]
+async fn links_are_refreshed_before_their_peer_token_expires() {
+    let c = Cluster::start_with(
+        &["alpha", "beta"],
+        Options {
+            peers: true,
+            ..Options::default()
+        },
+        |_, _| {},
+    )
+    .await;
+    let (alpha, beta) = (c.get("alpha"), c.get("beta"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(t) = alpha.running().links().token(&beta.id()) {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "alpha never linked beta");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // 55 minutes later the 1-hour token is within the refresh window.
+    alpha.clock.advance_ms(55 * 60 * 1000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let second = loop {
+        match alpha.running().links().token(&beta.id()) {
+            Some(t) if t != first => break t,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the link was not refreshed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        beta.domain().peer_of_token(&first).await.is_err(),
+        "TokenRefresh retired the old token"
+    );
+    assert_eq!(
+        beta.domain().peer_of_token(&second).await.unwrap(),
+        alpha.server_id
+    );
+}
+
+async fn key_fetches(node: &Member) -> u64 {
+    let url = format!("{}/metrics", node.running().url());
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("hearth_requests_total{method=\"/protocol.auth.v1.AuthService/Key\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn parallel_first_logins_fetch_the_origin_key_once() {
+    let c = Cluster::start(&["alpha", "beta"]).await;
+    let (alpha, beta) = (c.get("alpha"), c.get("beta"));
+    let (token, _) = alpha.sign_up("crowd@example.org").await;
+    let mut tokens = Vec::new();
+    for _ in 0..10 {
+        tokens.push(alpha.federate(&token, &beta.server_id).await.unwrap());
+    }
+    let before = key_fetches(alpha).await;
+    let logins = tokens
+        .into_iter()
+        .map(|t| beta.login_federated(t, &alpha.server_id));
+    for r in futures_util::future::join_all(logins).await {
+        r.unwrap();
+    }
+    assert_eq!(
+        key_fetches(alpha).await - before,
+        1,
+        "ten parallel logins, one Key fetch"
+    );
+}

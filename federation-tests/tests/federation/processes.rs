@@ -12,30 +12,7 @@ use hearth::pb::protocol::auth::v1::{
 use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignUp};
 use tonic::transport::Channel;
 
-use crate::support::{authed, PASSWORD};
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// The `hearth` binary next to this test's own executable, built if it is not there yet.
-fn hearth_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("hearth");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "hearth", "--bin", "hearth"])
-            .current_dir(workspace())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "building the hearth binary failed");
-    }
-    bin
-}
+use crate::support::{authed, hearth_bin, workspace, PASSWORD};
 
 struct Process {
     name: &'static str,

@@ -18,6 +18,29 @@ use crate::dns::Dns;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The `hearth` binary next to this test's own executable, built if it is not there yet.
+pub fn hearth_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("hearth");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "-p", "hearth", "--bin", "hearth"])
+            .current_dir(workspace())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "building the hearth binary failed");
+    }
+    bin
+}
+
 /// A test certificate authority and where its PEM lives.
 pub struct TestCa {
     pub dir: tempfile::TempDir,
@@ -65,15 +88,7 @@ pub struct Member {
     pub clock: Arc<OffsetClock>,
     pub channel: Option<Channel>,
     ca_pem: Option<Vec<u8>>,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    dir: tempfile::TempDir,
 }
 
 /// Settings for a node of the cluster.
@@ -111,6 +126,8 @@ impl Member {
         let node = Node::start_with_clock(self.config.clone(), self.clock.clone())
             .await
             .unwrap_or_else(|e| panic!("{} did not start: {e}", self.server_id));
+        // Keep the port the node got, so a restart comes back at the same address.
+        self.config.listen.addr = node.addr();
         let mut endpoint = Channel::from_shared(node.url()).unwrap();
         if let Some(pem) = &self.ca_pem {
             let tls = ClientTlsConfig::new()
@@ -202,6 +219,28 @@ impl Member {
         self.running().links().link_now(&other.id()).await
     }
 
+    /// Writes this node's config to a TOML file, for running the CLI against its data dir.
+    pub fn config_file(&self) -> PathBuf {
+        let path = self.dir.path().join("hearth.toml");
+        std::fs::write(&path, toml::to_string(&self.config).unwrap()).unwrap();
+        path
+    }
+
+    /// Runs `hearth ARGS --config <this node's config>`; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(hearth_bin())
+            .args(args)
+            .arg("--config")
+            .arg(self.config_file())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The key this node has pinned for `server`, if any.
     pub async fn pinned(&self, server: &str) -> Option<[u8; 32]> {
         let peers = self.domain().list_peers().await.unwrap();
@@ -251,10 +290,8 @@ impl Cluster {
         let ca = opts.tls.then(TestCa::new);
         let mut members = Vec::new();
         for name in names {
-            let port = free_port();
-            dns.add_node(name, port).await;
             let dir = tempfile::tempdir().unwrap();
-            let mut config = node_config(name, &dns, dir.path().join("data"), port);
+            let mut config = node_config(name, &dns, dir.path().join("data"), 0);
             if let Some(ca) = &ca {
                 let (cert, key) = ca.issue(&format!("{name}.hearth.test"));
                 config.tls = Some(hearth::config::Tls { cert, key });
@@ -280,11 +317,13 @@ impl Cluster {
                 clock: OffsetClock::new(),
                 channel: None,
                 ca_pem: ca.as_ref().map(|c| std::fs::read(c.ca_path()).unwrap()),
-                _dir: dir,
+                dir,
             });
         }
         for m in &mut members {
             m.start().await;
+            let name = m.server_id.trim_end_matches(".hearth.test").to_owned();
+            dns.add_node(&name, m.config.listen.addr.port()).await;
         }
         Self {
             dns,
