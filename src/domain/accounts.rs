@@ -145,21 +145,17 @@ impl Domain {
         };
         let (token, session) = self.new_session(user.id, ctx.device.clone());
         let code = match &user.email {
-            Some(_) => Some(self.new_code(user.id, Purpose::VerifyEmail)?),
+            Some(_) => Some(self.code_and_mail(&user, Purpose::VerifyEmail)?),
             None => None,
         };
         let (u, s) = (user.clone(), session.clone());
-        let mail = code
-            .as_ref()
-            .map(|(code, _)| self.verification_mail(&u, code));
         let now = self.clock.now_ms();
         self.store
             .write(move |tx| {
                 users::insert(tx, &u)?;
                 sessions::insert(tx, &s)?;
-                if let (Some((_, row)), Some(mail)) = (code, mail) {
-                    Self::put_code_in(tx, u.id, Purpose::VerifyEmail, &row)?;
-                    mail.enqueue_in(tx, now)?;
+                if let Some((row, mail)) = &code {
+                    Self::send_code_in(tx, u.id, Purpose::VerifyEmail, row, mail, now)?;
                 }
                 Ok::<_, DomainError>(())
             })

@@ -144,13 +144,42 @@ impl Domain {
         Ok((code, row))
     }
 
-    pub(crate) fn put_code_in(
+    /// A fresh code for `purpose` and the mail that carries it to `user`.
+    pub(crate) fn code_and_mail(
+        &self,
+        user: &UserRow,
+        purpose: Purpose,
+    ) -> Result<(CodeRow, OutgoingMail), DomainError> {
+        let (code, row) = self.new_code(user.id, purpose)?;
+        let mail = match purpose {
+            Purpose::VerifyEmail => self.verification_mail(user, &code),
+            Purpose::ResetPassword => self.reset_mail(user, &code),
+        };
+        Ok((row, mail))
+    }
+
+    /// Stores a code and queues its mail, in the caller's transaction.
+    pub(crate) fn send_code_in(
         tx: &rusqlite::Connection,
         user_id: u64,
         purpose: Purpose,
         row: &CodeRow,
+        mail: &OutgoingMail,
+        now: u64,
     ) -> Result<(), DomainError> {
-        Ok(codes::put(tx, user_id, purpose.as_str(), row)?)
+        codes::put(tx, user_id, purpose.as_str(), row)?;
+        mail.enqueue_in(tx, now)
+    }
+
+    /// Issues a code for `purpose` and queues its mail, in one transaction.
+    async fn send_code(&self, user: UserRow, purpose: Purpose) -> Result<(), DomainError> {
+        let (row, mail) = self.code_and_mail(&user, purpose)?;
+        let now = self.clock.now_ms();
+        self.store
+            .write(move |tx| Self::send_code_in(tx, user.id, purpose, &row, &mail, now))
+            .await?;
+        self.mail_wakeup.notify_one();
+        Ok(())
     }
 
     fn link(&self, path: &str, email: &str, code: &str) -> String {
@@ -162,7 +191,7 @@ impl Domain {
         format!("{}{path}?{query}", base.trim_end_matches('/'))
     }
 
-    pub(crate) fn verification_mail(&self, user: &UserRow, code: &str) -> OutgoingMail {
+    fn verification_mail(&self, user: &UserRow, code: &str) -> OutgoingMail {
         let to = user.email.clone().unwrap_or_default();
         OutgoingMail {
             subject: format!("Your {} verification code: {code}", self.config.server_id),
@@ -207,16 +236,7 @@ impl Domain {
     pub async fn request_password_reset(&self, email: &str) -> Result<(), DomainError> {
         let email = canonical_email("email", email)?;
         if let Some(user) = self.local_user(email).await? {
-            let (code, row) = self.new_code(user.id, Purpose::ResetPassword)?;
-            let mail = self.reset_mail(&user, &code);
-            let now = self.clock.now_ms();
-            self.store
-                .write(move |tx| {
-                    Self::put_code_in(tx, user.id, Purpose::ResetPassword, &row)?;
-                    mail.enqueue_in(tx, now)
-                })
-                .await?;
-            self.mail_wakeup.notify_one();
+            self.send_code(user, Purpose::ResetPassword).await?;
         }
         Ok(())
     }
@@ -298,16 +318,7 @@ impl Domain {
             }
         };
         if let Some(user) = user.filter(|u| !u.email_verified && u.email.is_some()) {
-            let (code, row) = self.new_code(user.id, Purpose::VerifyEmail)?;
-            let mail = self.verification_mail(&user, &code);
-            let now = self.clock.now_ms();
-            self.store
-                .write(move |tx| {
-                    Self::put_code_in(tx, user.id, Purpose::VerifyEmail, &row)?;
-                    mail.enqueue_in(tx, now)
-                })
-                .await?;
-            self.mail_wakeup.notify_one();
+            self.send_code(user, Purpose::VerifyEmail).await?;
         }
         Ok(())
     }

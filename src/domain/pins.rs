@@ -141,46 +141,12 @@ impl Domain {
         self.accept_key(server, &fetched).await
     }
 
-    /// Records a key seen for `server`: pins it on first contact, follows a valid rotation
-    /// chain from the pin, and refuses any other change.
-    pub async fn accept_key(
+    /// Changes `server`'s row (created if new) in one transaction.
+    async fn update_peer<R: Send + 'static>(
         &self,
         server: &ServerId,
-        fetched: &FetchedKey,
-    ) -> Result<PeerKeys, DomainError> {
-        let (name, fetched, now) = (server.to_string(), fetched.clone(), self.clock.now_ms());
-        self.store
-            .write(move |tx| {
-                let mut row = peers::get(tx, &name)?.unwrap_or_else(|| PeerRow {
-                    server_id: name.clone(),
-                    state: "new".into(),
-                    ..PeerRow::default()
-                });
-                match row.pinned_key {
-                    Some(pinned) if pinned == fetched.key => return keys_of(&row).ok_or_else(|| DomainError::Internal("pin vanished".into())),
-                    Some(pinned) => {
-                        let at = follow_chain(&pinned, &fetched.key, &fetched.history).map_err(|e| {
-                            DomainError::PermissionDenied(format!(
-                                "{name} now presents key {}, but this node pinned {} and {e}. If the change is expected, \
-                                 the operator can accept it with `hearth peer pin {name}`",
-                                address_of(&fetched.key),
-                                address_of(&pinned)
-                            ))
-                        })?;
-                        row.previous_key = Some((pinned, at.max(1).min(now)));
-                    }
-                    None => {}
-                }
-                row.pinned_key = Some(fetched.key);
-                row.updated_at = now;
-                peers::put(tx, &row)?;
-                keys_of(&row).ok_or_else(|| DomainError::Internal("pin vanished".into()))
-            })
-            .await
-    }
-
-    /// Operator: pins `key` for `server`, replacing any pin (and forgetting the old key).
-    pub async fn pin_peer(&self, server: &ServerId, key: [u8; 32]) -> Result<(), DomainError> {
+        change: impl FnOnce(&mut PeerRow) -> Result<R, DomainError> + Send + 'static,
+    ) -> Result<R, DomainError> {
         let (name, now) = (server.to_string(), self.clock.now_ms());
         self.store
             .write(move |tx| {
@@ -189,12 +155,48 @@ impl Domain {
                     state: "new".into(),
                     ..PeerRow::default()
                 });
-                row.pinned_key = Some(key);
-                row.previous_key = None;
+                let result = change(&mut row)?;
                 row.updated_at = now;
-                Ok::<_, DomainError>(peers::put(tx, &row)?)
+                peers::put(tx, &row)?;
+                Ok(result)
             })
             .await
+    }
+
+    /// Records a key seen for `server`: pins it on first contact, follows a valid rotation
+    /// chain from the pin, and refuses any other change.
+    pub async fn accept_key(
+        &self,
+        server: &ServerId,
+        fetched: &FetchedKey,
+    ) -> Result<PeerKeys, DomainError> {
+        let (name, fetched, now) = (server.to_string(), fetched.clone(), self.clock.now_ms());
+        self.update_peer(server, move |row| {
+            if let Some(pinned) = row.pinned_key.filter(|p| *p != fetched.key) {
+                let at = follow_chain(&pinned, &fetched.key, &fetched.history).map_err(|e| {
+                    DomainError::PermissionDenied(format!(
+                        "{name} now presents key {}, but this node pinned {} and {e}. If the change is expected, \
+                         the operator can accept it with `hearth peer pin {name}`",
+                        address_of(&fetched.key),
+                        address_of(&pinned)
+                    ))
+                })?;
+                row.previous_key = Some((pinned, at.max(1).min(now)));
+            }
+            row.pinned_key = Some(fetched.key);
+            keys_of(row).ok_or_else(|| DomainError::Internal("pin vanished".into()))
+        })
+        .await
+    }
+
+    /// Operator: pins `key` for `server`, replacing any pin (and forgetting the old key).
+    pub async fn pin_peer(&self, server: &ServerId, key: [u8; 32]) -> Result<(), DomainError> {
+        self.update_peer(server, move |row| {
+            row.pinned_key = Some(key);
+            row.previous_key = None;
+            Ok(())
+        })
+        .await
     }
 
     /// Operator: asks for a link with `server` (optionally by a static URL), or drops it.
@@ -204,61 +206,44 @@ impl Domain {
         linked: bool,
         url: Option<String>,
     ) -> Result<(), DomainError> {
-        let (name, now) = (server.to_string(), self.clock.now_ms());
-        self.store
-            .write(move |tx| {
-                let mut row = peers::get(tx, &name)?.unwrap_or_else(|| PeerRow {
-                    server_id: name.clone(),
-                    state: "new".into(),
-                    ..PeerRow::default()
-                });
-                row.linked = linked;
-                if url.is_some() {
-                    row.url = url;
-                }
-                if !linked {
-                    row.state = "unlinked".into();
-                    row.link_expires_at = None;
-                }
-                row.updated_at = now;
-                Ok::<_, DomainError>(peers::put(tx, &row)?)
-            })
-            .await
+        self.update_peer(server, move |row| {
+            row.linked = linked;
+            if url.is_some() {
+                row.url = url;
+            }
+            if !linked {
+                row.state = "unlinked".into();
+                row.link_expires_at = None;
+            }
+            Ok(())
+        })
+        .await
     }
 
-    /// Records the outcome of a link attempt with `server`.
+    /// Records the outcome of a link attempt with `server`: "linked" until the given expiry,
+    /// "refused" when the peer's key is not accepted, "down" for any other failure.
     pub async fn record_link(
         &self,
         server: &ServerId,
-        outcome: Result<u64, String>,
+        outcome: Result<u64, &DomainError>,
     ) -> Result<(), DomainError> {
-        let (name, now) = (server.to_string(), self.clock.now_ms());
-        self.store
-            .write(move |tx| {
-                let mut row = peers::get(tx, &name)?.unwrap_or_else(|| PeerRow {
-                    server_id: name.clone(),
-                    ..PeerRow::default()
-                });
-                match outcome {
-                    Ok(expires) => {
-                        row.state = "linked".into();
-                        row.last_error = None;
-                        row.link_expires_at = Some(expires);
-                    }
-                    Err(e) => {
-                        row.state = if e.contains("hearth peer pin") {
-                            "refused"
-                        } else {
-                            "down"
-                        }
-                        .into();
-                        row.last_error = Some(e);
-                    }
+        let outcome =
+            outcome.map_err(|e| (matches!(e, DomainError::PermissionDenied(_)), e.to_string()));
+        self.update_peer(server, move |row| {
+            match outcome {
+                Ok(expires) => {
+                    row.state = "linked".into();
+                    row.last_error = None;
+                    row.link_expires_at = Some(expires);
                 }
-                row.updated_at = now;
-                Ok::<_, DomainError>(peers::put(tx, &row)?)
-            })
-            .await
+                Err((refused, message)) => {
+                    row.state = if refused { "refused" } else { "down" }.into();
+                    row.last_error = Some(message);
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Every peer this node knows.

@@ -112,7 +112,7 @@ impl Links {
                 Ok(())
             }
             Err(e) => {
-                self.domain.record_link(server, Err(e.to_string())).await?;
+                self.domain.record_link(server, Err(&e)).await?;
                 state.failures += 1;
                 state.next_attempt = now + (1_000u64 << state.failures.min(10)).min(MAX_BACKOFF_MS);
                 self.set(server, state);
