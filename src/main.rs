@@ -448,7 +448,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     println!("Next steps:");
     println!("  hearth user add --email you@example.org     # create an account");
-    println!("  grpcurl -plaintext {addr} list                # every service, via reflection");
+    let plaintext = if node.url().starts_with("https") {
+        ""
+    } else {
+        "-plaintext "
+    };
+    println!("  grpcurl {plaintext}{addr} list   # every service, via reflection");
     println!("Stop with Ctrl-C.");
     shutdown_signal().await;
     eprintln!("shutting down…");

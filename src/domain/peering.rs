@@ -61,12 +61,25 @@ type Challenger = (String, [u8; 32]);
 pub(crate) struct PendingChallenges(Mutex<HashMap<Challenger, (String, u64)>>);
 
 impl PendingChallenges {
-    fn put(&self, peer: Challenger, challenge: String, expires_at: u64, now: u64) {
+    /// Stores a challenge; refuses when too many live ones are open (a flood).
+    fn put(
+        &self,
+        peer: Challenger,
+        challenge: String,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), DomainError> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_PENDING {
             map.retain(|_, (_, exp)| *exp > now);
         }
+        if map.len() >= MAX_PENDING && !map.contains_key(&peer) {
+            return Err(DomainError::ResourceExhausted(
+                "too many peer challenges are open; try again in a minute".into(),
+            ));
+        }
         map.insert(peer, (challenge, expires_at));
+        Ok(())
     }
 
     /// Takes the challenge (single use), if it is still alive.
@@ -137,7 +150,7 @@ impl Domain {
             challenge.clone(),
             now + CHALLENGE_MS,
             now,
-        );
+        )?;
         let proof = server_proof(
             &me.name,
             &me.address,

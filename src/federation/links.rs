@@ -158,14 +158,36 @@ impl Links {
         Ok(linked)
     }
 
-    /// Revokes our token at `server` (best effort) and forgets the link.
+    /// Forgets the link with `server` and revokes our token there (Signout).
     pub async fn unlink(&self, server: &ServerId) -> Result<(), DomainError> {
         let state = self.get(server);
-        if let Some(token) = &state.token {
-            self.client.signout(server, token).await?;
-        }
         self.set(server, LinkState::default());
-        Ok(())
+        match &state.token {
+            Some(token) => self.client.signout(server, token).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Signs out of peers that are linked here but no longer wanted (`hearth peer unlink`).
+    async fn drop_unwanted(&self, wanted: &[ServerId]) {
+        let stale: Vec<ServerId> = self
+            .state
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|(id, st)| st.token.is_some() && !wanted.contains(id))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for server in stale {
+            match self.unlink(&server).await {
+                Ok(()) => tracing::info!(peer = %server, "unlinked; peer token signed out"),
+                Err(e) => {
+                    tracing::warn!(peer = %server, error = %e, "unlinked; signing out at the peer failed")
+                }
+            }
+        }
     }
 
     /// Our current peer token at `server`, if linked.
@@ -178,6 +200,7 @@ impl Links {
         tokio::spawn(async move {
             loop {
                 if let Ok(wanted) = self.wanted().await {
+                    self.drop_unwanted(&wanted).await;
                     let now = self.domain.clock().now_ms();
                     for server in wanted {
                         if self.get(&server).next_attempt <= now {
