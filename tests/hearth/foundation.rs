@@ -399,3 +399,68 @@ fn cli_adds_users_and_issues_and_revokes_sessions() {
         node.shutdown().await;
     });
 }
+
+#[test]
+fn cli_shows_exports_imports_and_rotates_the_node_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let hearth = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let first = rt.block_on(async {
+        let node = hearth::Node::start(test_config(data.clone()))
+            .await
+            .unwrap();
+        let address = node.domain().node_key().address();
+        node.shutdown().await;
+        address
+    });
+    let (ok, shown, _) = hearth(&["key", "show"]);
+    assert!(ok && shown.trim() == first, "{shown}");
+
+    let (ok, exported, warning) = hearth(&["key", "export"]);
+    assert!(ok && warning.contains("secret"));
+    let backup = dir.path().join("backup.key");
+    std::fs::write(&backup, &exported).unwrap();
+
+    let (ok, rotated, err) = hearth(&["key", "rotate"]);
+    assert!(ok, "{err}");
+    assert!(rotated.contains(&first), "{rotated}");
+    let (_, shown, _) = hearth(&["key", "show"]);
+    let mut lines = shown.lines();
+    let second = lines.next().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .contains(&format!("from {first} to {second}")),
+        "{shown}"
+    );
+    let retired = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("node.key.retired-")
+        });
+    assert!(retired, "the old key is kept for recovery");
+
+    let (ok, _, err) = hearth(&["key", "import", backup.to_str().unwrap()]);
+    assert!(!ok && err.contains("--force"), "{err}");
+    let (ok, _, _) = hearth(&["key", "import", "--force", backup.to_str().unwrap()]);
+    assert!(ok);
+    let (_, shown, _) = hearth(&["key", "show"]);
+    assert_eq!(shown.lines().next().unwrap(), first);
+}
