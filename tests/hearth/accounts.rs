@@ -457,28 +457,18 @@ async fn accounts_v1_returns_tokens_in_metadata_and_refresh_rotates() {
 
 #[tokio::test]
 async fn registration_modes_and_guests() {
-    let closed =
-        TestNode::start_with(|c| c.accounts.registration = hearth::config::Registration::Closed)
-            .await;
-    assert_code(
-        closed
+    use hearth::config::Registration;
+    for (mode, code, needle) in [
+        (Registration::Closed, Code::PermissionDenied, "closed"),
+        (Registration::Invite, Code::FailedPrecondition, "invite"),
+    ] {
+        let n = TestNode::start_with(|c| c.accounts.registration = mode).await;
+        let r = n
             .tangle()
             .sign_up(tangle_sign_up("x@example.org", PASSWORD))
-            .await,
-        Code::PermissionDenied,
-        "closed",
-    );
-    let invite =
-        TestNode::start_with(|c| c.accounts.registration = hearth::config::Registration::Invite)
             .await;
-    assert_code(
-        invite
-            .tangle()
-            .sign_up(tangle_sign_up("x@example.org", PASSWORD))
-            .await,
-        Code::FailedPrecondition,
-        "invite",
-    );
+        assert_code(r, code, needle);
+    }
 
     let open = TestNode::start().await;
     let guest = tangle::SignUp {

@@ -49,6 +49,10 @@ async fn reflection_lists_every_seed_service() {
     }
 }
 
+async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test]
 async fn health_service_and_http_routes_answer() {
     let n = TestNode::start().await;
@@ -66,28 +70,13 @@ async fn health_service_and_http_routes_answer() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    let http = reqwest::Client::new();
-    let body = http
-        .get(format!("{}/healthz", n.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(&format!("{}/healthz", n.url())).await;
     assert_eq!(body.trim(), "ok");
     let mut ping =
         pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(n.channel.clone());
     ping.ping(pb::test::v1::PingRequest {}).await.unwrap();
     let _ = n.pong(None).await;
-    let metrics = http
-        .get(format!("{}/metrics", n.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{}/metrics", n.url())).await;
     assert!(
         metrics.contains(
             r#"hearth_requests_total{method="/test.v1.TestNoAuthService/Ping",code="Ok"} 1"#
