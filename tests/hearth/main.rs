@@ -7,3 +7,4 @@ mod codes;
 mod foundation;
 mod layering;
 mod support;
+mod wire;
