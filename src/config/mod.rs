@@ -153,7 +153,7 @@ pub struct Sessions {
 }
 
 /// `[mail]`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mail {
     /// `smtp://` (STARTTLS when offered) or `smtps://`; absent keeps mail in the outbox.
@@ -233,7 +233,7 @@ pub struct Oidc {
 }
 
 /// `[[oidc.providers]]`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OidcProvider {
     /// Matched against Account.provider.
@@ -266,6 +266,48 @@ pub struct OidcProvider {
 
 fn yes() -> bool {
     true
+}
+
+/// `Debug` for config sections that hold credentials: secrets print as `<redacted>`, and a
+/// URL keeps its scheme and host but not its userinfo.
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
+}
+
+fn url_without_userinfo(url: &Option<String>) -> Option<String> {
+    url.as_ref()
+        .map(|u| match (u.split_once("://"), u.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://<redacted>@{}", &u[at + 1..]),
+            _ => u.clone(),
+        })
+}
+
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("smtp_url", &url_without_userinfo(&self.smtp_url))
+            .field("smtp_username", &self.smtp_username)
+            .field("smtp_password", &redacted(&self.smtp_password))
+            .field("from", &self.from)
+            .field("public_url", &self.public_url)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("user_url", &self.user_url)
+            .field("id_field", &self.id_field)
+            .field("allow_http", &self.allow_http)
+            .field("auto_register", &self.auto_register)
+            .finish()
+    }
 }
 
 /// `[jwt]`

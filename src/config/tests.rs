@@ -106,3 +106,16 @@ fn environment_overrides_file_and_defaults() {
         .unwrap_or_default()
         .contains("port"));
 }
+
+#[test]
+fn debug_output_never_shows_credentials() {
+    let c = Config::from_toml(
+        "[mail]\nsmtp_url = \"smtp://bob:hunter2-url@mail.example.org:2525\"\n\
+         smtp_username = \"bob\"\nsmtp_password = \"hunter2-field\"\n\
+         [[oidc.providers]]\nid = \"x\"\ntype = \"oidc\"\nclient_secret = \"hunter2-oidc\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!("{c:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("mail.example.org:2525"), "{text}");
+}
