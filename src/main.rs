@@ -9,7 +9,6 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hearth::clock::SystemClock;
 use hearth::config::{Config, Registration};
-use hearth::domain::peering::PeerHello;
 use hearth::domain::pins::PeerDirectory;
 use hearth::domain::Domain;
 use hearth::federation::client::PeerClient;
@@ -263,17 +262,7 @@ async fn open_domain(config: Config) -> anyhow::Result<Domain> {
 async fn open_federation(config: Config) -> anyhow::Result<(Domain, Arc<PeerClient>)> {
     let store = open_store(&config)?;
     let (key, _) = NodeKey::load_or_generate(&config.data_dir)?;
-    let me = PeerHello {
-        name: config.server_id.to_string(),
-        address: key.address(),
-        url: config.mail.public_url.clone().unwrap_or_default(),
-    };
-    let clock = Arc::new(SystemClock);
-    let client = Arc::new(
-        PeerClient::new(&config, key.clone(), me, clock.clone()).map_err(anyhow::Error::msg)?,
-    );
-    let domain = Domain::new(store, Arc::new(config), clock, key, client.clone()).await?;
-    Ok((domain, client))
+    Ok(Node::assemble(config, store, key, Arc::new(SystemClock)).await?)
 }
 
 fn server_id(text: &str) -> anyhow::Result<ServerId> {

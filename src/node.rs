@@ -61,6 +61,23 @@ pub struct RunningNode {
 }
 
 impl Node {
+    /// The domain over an open store, with its client for other nodes: what `start` serves,
+    /// and what the operator CLI uses without serving.
+    pub async fn assemble(
+        config: Config,
+        store: Store,
+        key: NodeKey,
+        clock: SharedClock,
+    ) -> Result<(Domain, Arc<PeerClient>), StartError> {
+        let me = PeerHello::of(&config, &key);
+        let client = Arc::new(
+            PeerClient::new(&config, key.clone(), me, clock.clone())
+                .map_err(StartError::Federation)?,
+        );
+        let domain = Domain::new(store, Arc::new(config), clock, key, client.clone()).await?;
+        Ok((domain, client))
+    }
+
     /// Starts a node with the system clock.
     pub async fn start(config: Config) -> Result<RunningNode, StartError> {
         Self::start_with_clock(config, Arc::new(SystemClock)).await
@@ -102,17 +119,8 @@ impl Node {
             config.mail.public_url = Some(format!("{scheme}://{addr}"));
         }
 
-        let me = PeerHello {
-            name: config.server_id.to_string(),
-            address: key.address(),
-            url: config.mail.public_url.clone().unwrap_or_default(),
-        };
-        let client = Arc::new(
-            PeerClient::new(&config, key.clone(), me, clock.clone())
-                .map_err(StartError::Federation)?,
-        );
-        let domain =
-            Arc::new(Domain::new(store, Arc::new(config), clock, key, client.clone()).await?);
+        let (domain, client) = Self::assemble(config, store, key, clock).await?;
+        let domain = Arc::new(domain);
         let links = Links::new(domain.clone(), client);
         let metrics = Arc::new(crate::api::metrics::Metrics::default());
         let http = crate::http::routes(domain.clone(), metrics.clone());

@@ -10,7 +10,8 @@ use rand::RngCore;
 
 use super::pins::FetchedKey;
 use super::{Domain, DomainError};
-use crate::federation::key::{address_of, parse_address, verify};
+use crate::config::Config;
+use crate::federation::key::{address_of, parse_address, verify, NodeKey};
 use crate::federation::proofs::{client_proof, server_proof};
 use crate::federation::server_id::ServerId;
 use crate::secret::{BearerSecret, SecretKind};
@@ -31,6 +32,17 @@ pub struct PeerHello {
     pub address: String,
     /// Where it can be reached (informational).
     pub url: String,
+}
+
+impl PeerHello {
+    /// The node configured by `config` with `key`, as it introduces itself to peers.
+    pub fn of(config: &Config, key: &NodeKey) -> Self {
+        Self {
+            name: config.server_id.to_string(),
+            address: key.address(),
+            url: config.mail.public_url.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// This node's answer to a challenge request.
@@ -106,11 +118,7 @@ fn parse_peer(p: &PeerHello) -> Result<(ServerId, [u8; 32]), DomainError> {
 impl Domain {
     /// This node as a peer.
     pub fn me(&self) -> PeerHello {
-        PeerHello {
-            name: self.config.server_id.to_string(),
-            address: self.node_key.address(),
-            url: self.config.mail.public_url.clone().unwrap_or_default(),
-        }
+        PeerHello::of(&self.config, &self.node_key)
     }
 
     /// GetChallenge: answers with a fresh challenge and this node's proof over the client's.

@@ -87,12 +87,7 @@ impl Domain {
                 if fed.peers.iter().any(|p| &p.server_id == server) {
                     return Ok(());
                 }
-                let name = server.to_string();
-                let linked = self
-                    .store
-                    .read(move |c| peers::get(c, &name))
-                    .await?
-                    .is_some_and(|p| p.linked);
+                let linked = self.peer(server).await?.is_some_and(|p| p.linked);
                 if linked {
                     Ok(())
                 } else {
@@ -104,14 +99,19 @@ impl Domain {
         }
     }
 
-    async fn pinned_keys(&self, server: &ServerId) -> Result<Option<PeerKeys>, DomainError> {
+    /// The row this node keeps for `server`, if any.
+    async fn peer(&self, server: &ServerId) -> Result<Option<PeerRow>, DomainError> {
         let name = server.to_string();
-        Ok(self
-            .store
-            .read(move |c| peers::get(c, &name))
-            .await?
-            .as_ref()
-            .and_then(keys_of))
+        self.store.read(move |c| Ok(peers::get(c, &name)?)).await
+    }
+
+    async fn pinned_keys(&self, server: &ServerId) -> Result<Option<PeerKeys>, DomainError> {
+        Ok(self.peer(server).await?.as_ref().and_then(keys_of))
+    }
+
+    /// The key pinned for `server`, if any.
+    pub async fn pinned_key(&self, server: &ServerId) -> Result<Option<[u8; 32]>, DomainError> {
+        Ok(self.peer(server).await?.and_then(|p| p.pinned_key))
     }
 
     /// The keys trusted for `server`: the pinned ones, or fetched and pinned on first use.

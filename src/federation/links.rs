@@ -121,25 +121,15 @@ impl Links {
         }
     }
 
-    async fn pinned(&self, server: &ServerId) -> Result<Option<[u8; 32]>, DomainError> {
-        let name = server.to_string();
-        Ok(self
-            .domain
-            .list_peers()
-            .await?
-            .into_iter()
-            .find(|p| p.server_id == name)
-            .and_then(|p| p.pinned_key))
-    }
-
     async fn link_with_pin(&self, server: &ServerId) -> Result<super::client::Linked, DomainError> {
-        let pinned = self.pinned(server).await?;
+        let mut pinned = self.domain.pinned_key(server).await?;
         let expected = pinned.map(|k| address_of(&k));
         let linked = match self.client.link(server, expected.as_deref()).await {
             Err(DomainError::FailedPrecondition(_)) if pinned.is_some() => {
                 // The peer has another key than our pin: accept it only through its chain.
                 let fetched = self.client.fetch_key(server).await?;
                 self.domain.accept_key(server, &fetched).await?;
+                pinned = Some(fetched.key);
                 self.client
                     .link(server, Some(&address_of(&fetched.key)))
                     .await?
