@@ -59,7 +59,7 @@ async fn main() {
         .unwrap()
         .into_inner()
         .token;
-    let p = node.domain().config().passwords.clone();
+    let p = node.services().config().passwords.clone();
     println!(
         "argon2id m={} KiB t={} p={}, {} cores",
         p.argon2_memory_kib,

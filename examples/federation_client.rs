@@ -24,7 +24,7 @@ fn with_token<T>(msg: T, token: &str) -> Request<T> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 4 || args.len() % 2 != 0 {
+    if args.len() < 4 || !args.len().is_multiple_of(2) {
         eprintln!("usage: federation_client HOME_URL HOME_ID TARGET_URL TARGET_ID [TARGET_URL TARGET_ID]...");
         std::process::exit(2);
     }

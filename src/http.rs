@@ -10,22 +10,23 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::api::metrics::Metrics;
-use crate::domain::Domain;
+use crate::api::status::http_error;
+use crate::domain::Services;
 
 #[derive(Clone)]
 struct HttpState {
-    domain: Arc<Domain>,
+    services: Arc<Services>,
     metrics: Arc<Metrics>,
 }
 
 /// The HTTP routes.
-pub fn routes(domain: Arc<Domain>, metrics: Arc<Metrics>) -> Router {
+pub fn routes(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .route("/email/verify", get(verify_email))
         .route("/.well-known/hearth/server", get(well_known))
-        .with_state(HttpState { domain, metrics })
+        .with_state(HttpState { services, metrics })
 }
 
 async fn metrics_text(State(s): State<HttpState>) -> impl IntoResponse {
@@ -48,20 +49,24 @@ async fn verify_email(
             "the link is missing its email or code parameter\n".to_owned(),
         );
     };
-    match s.domain.verify_email(email, code).await {
+    match s.services.codes.verify_email(email, code).await {
         Ok(()) => (
             StatusCode::OK,
             format!("{email} is verified. You can close this page.\n"),
         ),
-        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+        Err(e) => http_error(&e),
     }
 }
 
 async fn well_known(State(s): State<HttpState>) -> impl IntoResponse {
-    let config = s.domain.config();
+    let config = s.services.config();
     let server = match config.server_id.port() {
         Some(_) => config.server_id.to_string(),
-        None => format!("{}:{}", config.server_id.host(), s.domain.advertised_port()),
+        None => format!(
+            "{}:{}",
+            config.server_id.host(),
+            s.services.advertised_port()
+        ),
     };
     Json(serde_json::json!({ "server": server }))
 }

@@ -9,13 +9,14 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hearth::clock::SystemClock;
 use hearth::config::{Config, Registration};
-use hearth::domain::pins::PeerDirectory;
-use hearth::domain::Domain;
+use hearth::domain::accounts::cli_device;
+use hearth::domain::federation::PeerNetwork;
+use hearth::domain::state::Store;
+use hearth::domain::Services;
 use hearth::federation::client::PeerClient;
-use hearth::federation::key::{address_of, parse_address, NodeKey};
-use hearth::federation::rotation;
-use hearth::federation::server_id::ServerId;
-use hearth::store::{outbox, sessions::DeviceFacts, Store};
+use hearth::identity::key::{address_of, parse_address};
+use hearth::identity::server_id::ServerId;
+use hearth::keyfile;
 use hearth::Node;
 
 /// Hearth: a self-hosted, federated auth homeserver.
@@ -172,58 +173,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init { path, force } => init(&path, force),
         Command::User(cmd) => {
             let domain = open_domain(load_config(cli.config.as_deref())?).await?;
-            match cmd {
-                UserCommand::Add { email } => {
-                    let password = read_password()?;
-                    let user = domain.add_user(&email, &password).await?;
-                    println!("created user {} <{}>", user.id, email.trim().to_lowercase());
-                }
-                UserCommand::List => {
-                    println!("{:<20} {:<32} {:<9} HOME", "ID", "E-MAIL", "VERIFIED");
-                    for u in domain.list_users().await? {
-                        let home = u
-                            .home
-                            .map(|(s, id)| format!("{s} (user {id})"))
-                            .unwrap_or_else(|| "local".into());
-                        println!(
-                            "{:<20} {:<32} {:<9} {}",
-                            u.id,
-                            u.email.unwrap_or_else(|| format!("({})", u.name)),
-                            u.email_verified,
-                            home
-                        );
-                    }
-                }
-            }
-            Ok(())
+            let result = user_command(&domain, cmd).await;
+            let _ = domain.id_lease().release().await;
+            result
         }
         Command::Session(cmd) => {
             let domain = open_domain(load_config(cli.config.as_deref())?).await?;
-            match cmd {
-                SessionCommand::Issue { email } => {
-                    let device = DeviceFacts {
-                        app_name: "hearth-cli".into(),
-                        ..DeviceFacts::default()
-                    };
-                    let (token, row) = domain.issue_session_for(&email, device).await?;
-                    eprintln!("session {} for {email}:", row.id);
-                    println!("{}", token.expose());
-                }
-                SessionCommand::Revoke { id } => {
-                    if !domain.revoke_session_by_id(id).await? {
-                        bail!("no session has id {id}");
-                    }
-                    println!("revoked session {id}");
-                }
-            }
-            Ok(())
+            let result = session_command(&domain, cmd).await;
+            let _ = domain.id_lease().release().await;
+            result
         }
         Command::Key(cmd) => key_command(load_config(cli.config.as_deref())?, cmd).await,
         Command::Peer(cmd) => peer_command(load_config(cli.config.as_deref())?, cmd).await,
         Command::Mail(MailCommand::List) => {
-            let config = load_config(cli.config.as_deref())?;
-            let store = open_store(&config)?;
-            let mails = store.read(outbox::list).await?;
+            let domain = open_domain(load_config(cli.config.as_deref())?).await?;
+            let mails = domain.outbox.list().await?;
+            let _ = domain.id_lease().release().await;
             if mails.is_empty() {
                 println!("the outbox is empty");
             }
@@ -243,6 +208,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+async fn user_command(domain: &Services, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { email } => {
+            let password = read_password()?;
+            let user = domain.accounts.add_user(&email, &password).await?;
+            println!("created user {} <{}>", user.id, email.trim().to_lowercase());
+        }
+        UserCommand::List => {
+            println!("{:<20} {:<32} {:<9} HOME", "ID", "E-MAIL", "VERIFIED");
+            for u in domain.accounts.list().await? {
+                let home = u
+                    .home
+                    .map(|(s, id)| format!("{s} (user {id})"))
+                    .unwrap_or_else(|| "local".into());
+                println!(
+                    "{:<20} {:<32} {:<9} {}",
+                    u.id,
+                    u.email.unwrap_or_else(|| format!("({})", u.name)),
+                    u.email_verified,
+                    home
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn session_command(domain: &Services, cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::Issue { email } => {
+            let (token, row) = domain
+                .sessions
+                .issue_for_email(&email, cli_device())
+                .await?;
+            eprintln!("session {} for {email}:", row.id);
+            println!("{}", token.expose());
+        }
+        SessionCommand::Revoke { id } => {
+            if !domain.sessions.revoke_by_id(id).await? {
+                bail!("no session has id {id}");
+            }
+            println!("revoked session {id}");
+        }
+    }
+    Ok(())
+}
+
 fn open_store(config: &Config) -> anyhow::Result<Store> {
     let path = config.database_path();
     if !path.exists() {
@@ -251,18 +263,20 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
             path.display()
         );
     }
-    Ok(Store::open(&path, 1)?)
+    Ok(Node::open_store(config, 1)?)
 }
 
-async fn open_domain(config: Config) -> anyhow::Result<Domain> {
+async fn open_domain(config: Config) -> anyhow::Result<Services> {
     Ok(open_federation(config).await?.0)
 }
 
-/// The domain plus a client for other nodes, as the node itself has them.
-async fn open_federation(config: Config) -> anyhow::Result<(Domain, Arc<PeerClient>)> {
+/// The services plus a client for other nodes, as the node itself has them. The CLI leases
+/// its own snowflake worker, so ids it makes never collide with a running node's.
+async fn open_federation(config: Config) -> anyhow::Result<(Services, Arc<PeerClient>)> {
     let store = open_store(&config)?;
-    let (key, _) = NodeKey::load_or_generate(&config.data_dir)?;
-    Ok(Node::assemble(config, store, key, Arc::new(SystemClock)).await?)
+    let (key, _) = keyfile::load_or_generate(&config.data_dir)?;
+    let holder = format!("cli pid {}", std::process::id());
+    Ok(Node::assemble(config, store, key, Arc::new(SystemClock), holder).await?)
 }
 
 fn server_id(text: &str) -> anyhow::Result<ServerId> {
@@ -273,6 +287,7 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
     match cmd {
         KeyCommand::Show => {
             let domain = open_domain(config).await?;
+            let _ = domain.id_lease().release().await;
             println!("{}", domain.node_key().address());
             for r in domain.key_history() {
                 println!(
@@ -284,10 +299,10 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
             }
         }
         KeyCommand::Export => {
-            let path = config.data_dir.join(hearth::federation::key::KEY_FILE);
+            let path = config.data_dir.join(keyfile::KEY_FILE);
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let key = NodeKey::decode(&path, &bytes)?;
+            let key = keyfile::decode(&path, &bytes)?;
             eprintln!(
                 "the secret key of {} follows; anyone who has it can act as this node",
                 key.address()
@@ -297,14 +312,14 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Import { file, force } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let key = NodeKey::decode(&file, &bytes)?;
+            let key = keyfile::decode(&file, &bytes)?;
             std::fs::create_dir_all(&config.data_dir)?;
-            rotation::import(&config.data_dir, &key, force).map_err(anyhow::Error::msg)?;
+            keyfile::import(&config.data_dir, &key, force).map_err(anyhow::Error::msg)?;
             println!("imported {}", key.address());
         }
         KeyCommand::Rotate => {
             let store = open_store(&config)?;
-            let row = rotation::rotate(
+            let row = keyfile::rotate(
                 &config.data_dir,
                 &store,
                 hearth::clock::Clock::now_ms(&SystemClock),
@@ -325,13 +340,23 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
 
 async fn peer_command(config: Config, cmd: PeerCommand) -> anyhow::Result<()> {
     let (domain, client) = open_federation(config).await?;
+    let result = peer_command_on(&domain, &client, cmd).await;
+    let _ = domain.id_lease().release().await;
+    result
+}
+
+async fn peer_command_on(
+    domain: &Services,
+    client: &PeerClient,
+    cmd: PeerCommand,
+) -> anyhow::Result<()> {
     match cmd {
         PeerCommand::List => {
             println!(
                 "{:<32} {:<9} {:<26} LAST ERROR",
                 "SERVER", "STATE", "PINNED KEY"
             );
-            for p in domain.list_peers().await? {
+            for p in domain.peers.list().await? {
                 let key = p
                     .pinned_key
                     .map(|k| address_of(&k)[..24].to_owned() + "…")
@@ -352,13 +377,15 @@ async fn peer_command(config: Config, cmd: PeerCommand) -> anyhow::Result<()> {
         }
         PeerCommand::Link { server, url } => {
             domain
-                .set_peer_link(&server_id(&server)?, true, url)
+                .peers
+                .set_link(&server_id(&server)?, true, url)
                 .await?;
             println!("{server} will be linked (a running node picks this up within a second)");
         }
         PeerCommand::Unlink { server } => {
             domain
-                .set_peer_link(&server_id(&server)?, false, None)
+                .peers
+                .set_link(&server_id(&server)?, false, None)
                 .await?;
             println!("{server} unlinked");
         }
@@ -369,7 +396,7 @@ async fn peer_command(config: Config, cmd: PeerCommand) -> anyhow::Result<()> {
                     .context("--key: expected ed25519: followed by 64 lowercase hex digits")?,
                 None => client.fetch_key(&id).await?.key,
             };
-            domain.pin_peer(&id, key).await?;
+            domain.peers.pin(&id, key).await?;
             println!("pinned {server} to {}", address_of(&key));
         }
     }
@@ -414,7 +441,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let node = Node::start(config).await?;
     let addr = node.addr();
-    let domain = node.domain().clone();
+    let domain = node.services().clone();
     if open_registration && !addr.ip().is_loopback() {
         tracing::warn!(
             "REGISTRATION IS OPEN on non-loopback address {addr}: anyone who can reach it can create an account. \

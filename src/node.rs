@@ -9,12 +9,12 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::domain::peering::PeerHello;
-use crate::domain::{Domain, DomainError};
+use crate::domain::state::{Store, StoreError};
+use crate::domain::{DomainError, NodeState, Services};
 use crate::federation::client::PeerClient;
-use crate::federation::key::{KeyError, NodeKey};
-use crate::federation::links::Links;
-use crate::store::{Store, StoreError};
+use crate::identity::key::NodeKey;
+use crate::keyfile::KeyError;
+use crate::store::sqlite::Sqlite;
 
 /// Why a node could not start. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -54,28 +54,34 @@ pub struct RunningNode {
     addr: SocketAddr,
     tls: bool,
     key_created: bool,
-    domain: Arc<Domain>,
-    links: Arc<Links>,
+    services: Arc<Services>,
+    client: Arc<PeerClient>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Node {
-    /// The domain over an open store, with its client for other nodes: what `start` serves,
-    /// and what the operator CLI uses without serving.
+    /// Opens the configured store (SQLite in the data dir). Blocking.
+    pub fn open_store(config: &Config, readers: usize) -> Result<Store, StoreError> {
+        let sqlite = Sqlite::open(&config.database_path(), readers)?;
+        Ok(Store::new(Arc::new(sqlite)))
+    }
+
+    /// The services over an open store, with the client for other nodes: what `start`
+    /// serves, and what the operator CLI uses without serving. `holder` names the process
+    /// for its id-worker lease.
     pub async fn assemble(
         config: Config,
         store: Store,
         key: NodeKey,
         clock: SharedClock,
-    ) -> Result<(Domain, Arc<PeerClient>), StartError> {
-        let me = PeerHello::of(&config, &key);
-        let client = Arc::new(
-            PeerClient::new(&config, key.clone(), me, clock.clone())
-                .map_err(StartError::Federation)?,
-        );
-        let domain = Domain::new(store, Arc::new(config), clock, key, client.clone()).await?;
-        Ok((domain, client))
+        holder: String,
+    ) -> Result<(Services, Arc<PeerClient>), StartError> {
+        let client =
+            Arc::new(PeerClient::new(&config, clock.clone()).map_err(StartError::Federation)?);
+        let state = NodeState::local(store, clock);
+        let services = Services::new(Arc::new(config), state, key, client.clone(), holder).await?;
+        Ok((services, client))
     }
 
     /// Starts a node with the system clock.
@@ -92,12 +98,12 @@ impl Node {
         let blocking = |e: tokio::task::JoinError| StartError::Listen(e.to_string());
         let (key, key_created) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
             create_private_dir(&dir)?;
-            Ok(NodeKey::load_or_generate(&dir)?)
+            Ok(crate::keyfile::load_or_generate(&dir)?)
         })
         .await
         .map_err(blocking)??;
-        let db = config.database_path();
-        let store = tokio::task::spawn_blocking(move || Store::open(&db, 4))
+        let cfg = config.clone();
+        let store = tokio::task::spawn_blocking(move || Self::open_store(&cfg, 4))
             .await
             .map_err(blocking)??;
 
@@ -119,12 +125,12 @@ impl Node {
             config.mail.public_url = Some(format!("{scheme}://{addr}"));
         }
 
-        let (domain, client) = Self::assemble(config, store, key, clock).await?;
-        let domain = Arc::new(domain);
-        let links = Links::new(domain.clone(), client);
+        let holder = format!("node {} pid {}", config.server_id, std::process::id());
+        let (services, client) = Self::assemble(config, store, key, clock, holder).await?;
+        let services = Arc::new(services);
         let metrics = Arc::new(crate::api::metrics::Metrics::default());
-        let http = crate::http::routes(domain.clone(), metrics.clone());
-        let app = crate::api::router(domain.clone(), metrics, http)
+        let http = crate::http::routes(services.clone(), metrics.clone());
+        let app = crate::api::router(services.clone(), metrics, http)
             .await
             .map_err(|e| StartError::Listen(e.to_string()))?;
 
@@ -140,19 +146,36 @@ impl Node {
                 let _ = server_stop.changed().await;
             },
         )));
-        tasks.push(links.clone().spawn(stopped.clone()));
-        tasks.extend(crate::mail::spawn(domain.clone(), stopped));
-        tracing::info!(%addr, server_id = %domain.config().server_id, "listening on {addr}");
+        tasks.push(services.links.clone().spawn(stopped.clone()));
+        tasks.push(renew_id_lease(services.clone(), stopped.clone()));
+        tasks.extend(crate::mail::spawn(services.clone(), stopped));
+        tracing::info!(%addr, server_id = %services.config().server_id, "listening on {addr}");
         Ok(RunningNode {
             addr,
             tls: is_tls,
             key_created,
-            domain,
-            links,
+            services,
+            client,
             stop,
             tasks,
         })
     }
+}
+
+/// Renews the node's id-worker lease every minute; gives it back on shutdown.
+fn renew_id_lease(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                _ = stop.changed() => break,
+            }
+            if let Err(e) = services.id_lease().renew().await {
+                tracing::error!(error = %e, "renewing the snowflake worker lease");
+            }
+        }
+        let _ = services.id_lease().release().await;
+    })
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
@@ -184,14 +207,14 @@ impl RunningNode {
         self.key_created
     }
 
-    /// The node's domain (tests and the CLI inspect state through it).
-    pub fn domain(&self) -> &Arc<Domain> {
-        &self.domain
+    /// The node's services (tests inspect state through them).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
-    /// The federation link keeper.
-    pub fn links(&self) -> &Arc<Links> {
-        &self.links
+    /// The client this node calls other nodes with.
+    pub fn client(&self) -> &Arc<PeerClient> {
+        &self.client
     }
 
     /// Stops accepting, drains in-flight requests, stops background tasks.
@@ -200,6 +223,6 @@ impl RunningNode {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.domain.store().close();
+        self.services.store().close();
     }
 }

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::context::{principal, request_context, with_token};
 use super::status::unimplemented;
-use crate::domain::{accounts::SignUp, Domain};
+use crate::domain::{accounts::SignUp, Services};
 use crate::pb::accounts::v1::{
     accounts_service_server::AccountsService,
     public_accounts_service_server::PublicAccountsService, IsEmailVerifiedRequest,
@@ -17,7 +17,7 @@ use crate::pb::accounts::v1::{
 
 /// Both account services.
 #[derive(Debug, Clone)]
-pub struct AccountsApi(pub Arc<Domain>);
+pub struct AccountsApi(pub Arc<Services>);
 
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
@@ -28,7 +28,7 @@ impl PublicAccountsService for AccountsApi {
     async fn sign_in(&self, req: Request<SignInRequest>) -> Result<Response<()>, Status> {
         let ctx = request_context(&req);
         let r = req.into_inner();
-        let signed = self.0.sign_in(&r.email, &r.password, &ctx).await?;
+        let signed = self.0.accounts.sign_in(&r.email, &r.password, &ctx).await?;
         with_token((), signed.token.expose())
     }
 
@@ -37,6 +37,7 @@ impl PublicAccountsService for AccountsApi {
         let r = req.into_inner();
         let signed = self
             .0
+            .accounts
             .sign_up(
                 SignUp {
                     email: Some(r.email),
@@ -55,7 +56,7 @@ impl PublicAccountsService for AccountsApi {
         req: Request<ResetPasswordRequest>,
     ) -> Result<Response<()>, Status> {
         let email = req.into_inner().data.map(|d| d.email).unwrap_or_default();
-        self.0.request_password_reset(&email).await?;
+        self.0.codes.request_password_reset(&email).await?;
         Ok(Response::new(()))
     }
 
@@ -63,7 +64,10 @@ impl PublicAccountsService for AccountsApi {
         let r = req.into_inner();
         let email = r.data.map(|d| d.email).unwrap_or_default();
         let password = Zeroizing::new(r.password.map(|p| p.password).unwrap_or_default());
-        self.0.reset_password(&email, &r.code, &password).await?;
+        self.0
+            .codes
+            .reset_password(&email, &r.code, &password)
+            .await?;
         Ok(Response::new(()))
     }
 }
@@ -76,13 +80,17 @@ impl AccountsService for AccountsApi {
     ) -> Result<Response<IsEmailVerifiedResponse>, Status> {
         let p = principal(&req)?;
         let email = req.into_inner().data.map(|d| d.email);
-        let verified = self.0.is_email_verified(&p, email.as_deref()).await?;
+        let verified = self
+            .0
+            .accounts
+            .is_email_verified(&p, email.as_deref())
+            .await?;
         Ok(Response::new(IsEmailVerifiedResponse { verified }))
     }
 
     async fn refresh_session(&self, req: Request<()>) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
-        let token = self.0.refresh_session(&p).await?;
+        let token = self.0.sessions.refresh(&p).await?;
         with_token((), token.expose())
     }
 

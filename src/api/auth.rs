@@ -1,6 +1,7 @@
 //! The auth layer: runs before every handler, turns `authorization` into a [`Principal`]
-//! and refuses everything that is not on the public allowlist when no valid credential
-//! came. Deny by default: a method missing from these lists needs a credential.
+//! through the credential dispatcher, and checks it against the method's one requirement in
+//! [`REQUIREMENTS`]. Deny by default: a path missing from the table needs a credential, and
+//! a test fails when a served method has no entry.
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -8,38 +9,99 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tonic::Status;
 
-use crate::domain::Domain;
+use crate::domain::{DomainError, Reason, Requirement, Services};
 
-/// gRPC methods callable without a credential.
-pub const PUBLIC_METHODS: &[&str] = &[
-    "/test.v1.TestNoAuthService/Ping",
-    "/accounts.v1.PublicAccountsService/SignIn",
-    "/accounts.v1.PublicAccountsService/SignUp",
-    "/accounts.v1.PublicAccountsService/ResetPassword",
-    "/accounts.v1.PublicAccountsService/NewPassword",
-    "/tangle.client.auth.Auth/SignIn",
-    "/tangle.client.auth.Auth/SignUp",
-    "/tangle.client.auth.Auth/Authorize",
-    "/tangle.client.auth.Auth/ResetPassword",
-    "/tangle.client.auth.Auth/VerifyEmail",
-    "/tangle.client.auth.Auth/ResendEmailVerification",
-    "/tangle.client.auth.Auth/LookupInvite",
-    "/auth.v1alpha1.AuthAPI/GetJWT",
-    "/protocol.auth.v1.AuthService/Key",
-    "/protocol.auth.v1.AuthService/LoginFederated",
-    "/protocol.auth.v1.AuthService/BeginAuth",
-    "/protocol.auth.v1.AuthService/NextStep",
-    "/protocol.auth.v1.AuthService/StepBack",
-    "/protocol.auth.v1.AuthService/StreamSteps",
-];
+use Requirement::{AnyCredential, Public, Scope, SessionOnly};
 
-/// Whole services that are public: peer tokens travel in the body (auth.Auth), and the
-/// standard health and reflection services.
-pub const PUBLIC_SERVICES: &[&str] = &[
-    "/auth.Auth/",
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
+/// Every gRPC method the node serves, with its one requirement.
+pub const REQUIREMENTS: &[(&str, Requirement)] = &[
+    ("/auth.Auth/GetChallenge", Public),
+    ("/auth.Auth/Authenticate", Public),
+    ("/auth.Auth/TokenRefresh", Public),
+    ("/auth.Auth/Signout", Public),
+    ("/auth.v1alpha1.AuthAPI/GetJWT", Public),
+    (
+        "/protocol.auth.v1.AuthService/Federate",
+        Scope("federation"),
+    ),
+    ("/protocol.auth.v1.AuthService/LoginFederated", Public),
+    ("/protocol.auth.v1.AuthService/Key", Public),
+    ("/protocol.auth.v1.AuthService/BeginAuth", Public),
+    ("/protocol.auth.v1.AuthService/NextStep", Public),
+    ("/protocol.auth.v1.AuthService/StepBack", Public),
+    ("/protocol.auth.v1.AuthService/StreamSteps", Public),
+    ("/protocol.auth.v1.AuthService/CheckLoggedIn", AnyCredential),
+    ("/test.v1.TestAuthService/Pong", AnyCredential),
+    ("/test.v1.TestNoAuthService/Ping", Public),
+    ("/tangle.client.auth.Auth/SignIn", Public),
+    ("/tangle.client.auth.Auth/SignUp", Public),
+    ("/tangle.client.auth.Auth/Authorize", Public),
+    (
+        "/tangle.client.auth.Auth/GetSessions",
+        Scope("sessions:read"),
+    ),
+    (
+        "/tangle.client.auth.Auth/RevokeSessions",
+        Scope("sessions:write"),
+    ),
+    ("/tangle.client.auth.Auth/ResetPassword", Public),
+    ("/tangle.client.auth.Auth/VerifyEmail", Public),
+    ("/tangle.client.auth.Auth/ResendEmailVerification", Public),
+    ("/tangle.client.auth.Auth/LookupInvite", Public),
+    ("/tangle.client.auth.Auth/UseInvite", Scope("account:write")),
+    (
+        "/tangle.client.auth.Auth/CreateInvite",
+        Scope("account:write"),
+    ),
+    (
+        "/tangle.client.auth.Auth/ListInvites",
+        Scope("account:read"),
+    ),
+    (
+        "/tangle.client.auth.Auth/RevokeInvite",
+        Scope("account:write"),
+    ),
+    (
+        "/tokens.v1.TokensService/CreateToken",
+        Scope("tokens:write"),
+    ),
+    (
+        "/tokens.v1.TokensService/UpdateToken",
+        Scope("tokens:write"),
+    ),
+    (
+        "/tokens.v1.TokensService/ForceTokenExpiration",
+        Scope("tokens:write"),
+    ),
+    (
+        "/tokens.v1.TokensService/RegenerateToken",
+        Scope("tokens:write"),
+    ),
+    ("/tokens.v1.TokensService/GetToken", Scope("tokens:read")),
+    ("/tokens.v1.TokensService/ListTokens", Scope("tokens:read")),
+    (
+        "/accounts.v1.AccountsService/IsEmailVerified",
+        Scope("account:read"),
+    ),
+    ("/accounts.v1.AccountsService/RefreshSession", SessionOnly),
+    (
+        "/accounts.v1.AccountsService/TokenAuthorization",
+        AnyCredential,
+    ),
+    ("/accounts.v1.PublicAccountsService/SignIn", Public),
+    ("/accounts.v1.PublicAccountsService/SignUp", Public),
+    ("/accounts.v1.PublicAccountsService/ResetPassword", Public),
+    ("/accounts.v1.PublicAccountsService/NewPassword", Public),
+    ("/grpc.health.v1.Health/Check", Public),
+    ("/grpc.health.v1.Health/Watch", Public),
+    (
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        Public,
+    ),
+    (
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        Public,
+    ),
 ];
 
 /// Plain HTTP routes (all public).
@@ -50,11 +112,16 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/.well-known/hearth/server",
 ];
 
-/// True when `path` may be called without a credential.
-pub fn is_public(path: &str) -> bool {
-    PUBLIC_METHODS.contains(&path)
-        || PUBLIC_SERVICES.iter().any(|s| path.starts_with(s))
-        || HTTP_ROUTES.contains(&path)
+/// The requirement of `path`: its table entry, public for HTTP routes, and a credential
+/// for anything else (deny by default).
+pub fn requirement(path: &str) -> Requirement {
+    if HTTP_ROUTES.contains(&path) {
+        return Public;
+    }
+    REQUIREMENTS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or(AnyCredential, |(_, r)| *r)
 }
 
 /// The token from `authorization`: `Bearer <token>` or the bare token.
@@ -72,27 +139,35 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     (!token.is_empty() && !token.eq_ignore_ascii_case("bearer")).then_some(token)
 }
 
-fn refuse(status: Status) -> Response {
-    status.into_http::<axum::body::Body>()
+fn refuse(e: DomainError) -> Response {
+    Status::from(e).into_http::<axum::body::Body>()
 }
 
 /// The middleware.
-pub async fn layer(State(domain): State<Arc<Domain>>, mut req: Request, next: Next) -> Response {
-    let public = is_public(req.uri().path());
-    match bearer(req.headers()) {
-        Some(token) => match domain.authenticate(token).await {
+pub async fn layer(
+    State(services): State<Arc<Services>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let need = requirement(req.uri().path());
+    match (bearer(req.headers()), need) {
+        (Some(token), _) => match services.credentials.resolve(token).await {
             Ok(principal) => {
+                if let Err(e) = principal.check(need) {
+                    return refuse(e);
+                }
                 req.extensions_mut().insert(principal);
             }
-            Err(e) if !public => return refuse(e.into()),
+            Err(e) if need != Public => return refuse(e),
             Err(_) => {}
         },
-        None if !public => {
-            return refuse(Status::unauthenticated(
+        (None, Public) => {}
+        (None, _) => {
+            return refuse(DomainError::unauthenticated(
+                Reason::CredentialMissing,
                 "this call needs a credential: send `authorization: Bearer <session token>`",
             ))
         }
-        None => {}
     }
     next.run(req).await
 }
@@ -100,15 +175,47 @@ pub async fn layer(State(domain): State<Arc<Domain>>, mut req: Request, next: Ne
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
 
     #[test]
-    fn allowlist_is_exact() {
-        assert!(is_public("/test.v1.TestNoAuthService/Ping"));
-        assert!(!is_public("/test.v1.TestAuthService/Pong"));
-        assert!(!is_public("/test.v1.TestNoAuthService/PingX"));
-        assert!(!is_public("/tangle.client.auth.Auth/GetSessions"));
-        assert!(!is_public("/nothing/here"));
-        assert!(is_public("/grpc.health.v1.Health/Check"));
+    fn every_served_method_has_exactly_one_requirement() {
+        let set = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET)
+            .unwrap_or_default();
+        let mut served = Vec::new();
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    served.push(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+        assert!(served.len() > 30, "the descriptor set lists our services");
+        for path in &served {
+            let n = REQUIREMENTS.iter().filter(|(p, _)| p == path).count();
+            assert_eq!(n, 1, "{path} has {n} requirements in the table, not one");
+        }
+        for (path, _) in REQUIREMENTS {
+            assert!(
+                served.contains(&path.to_string()) || path.starts_with("/grpc."),
+                "{path} is in the table but not served"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_paths_need_a_credential() {
+        assert_eq!(requirement("/test.v1.TestNoAuthService/Ping"), Public);
+        assert_eq!(
+            requirement("/test.v1.TestNoAuthService/PingX"),
+            AnyCredential
+        );
+        assert_eq!(requirement("/nothing/here"), AnyCredential);
+        assert_eq!(requirement("/healthz"), Public);
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
-use crate::domain::{Principal, RequestContext};
-use crate::store::sessions::DeviceFacts;
+use crate::domain::model::DeviceFacts;
+use crate::domain::{DomainError, Principal, Reason, RequestContext};
 
 /// The TCP peer of a connection, inserted by the server for every request.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +19,11 @@ pub struct TrustedProxies(pub std::sync::Arc<Vec<IpAddr>>);
 /// The authenticated caller; UNAUTHENTICATED if the auth layer found none.
 pub fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     req.extensions().get::<Principal>().cloned().ok_or_else(|| {
-        Status::unauthenticated("this call needs a session token in `authorization`")
+        DomainError::unauthenticated(
+            Reason::CredentialMissing,
+            "this call needs a session token in `authorization`",
+        )
+        .into()
     })
 }
 

@@ -10,8 +10,8 @@ use tonic::{Request, Response, Status};
 
 use super::context::{principal, request_context};
 use super::status::unimplemented;
-use crate::domain::federation::{Claims, SignedToken};
-use crate::domain::Domain;
+use crate::domain::federation::login::{Claims, SignedToken};
+use crate::domain::{DomainError, Services};
 use crate::pb::protocol::auth::v1::{
     auth_service_server::AuthService, BeginAuthRequest, BeginAuthResponse, CheckLoggedInRequest,
     CheckLoggedInResponse, FederateRequest, FederateResponse, KeyRequest, KeyResponse, KeyRotation,
@@ -22,7 +22,7 @@ use crate::pb::protocol::harmonytypes::v1::Token;
 
 /// The Harmony auth service.
 #[derive(Debug, Clone)]
-pub struct HarmonyApi(pub Arc<Domain>);
+pub struct HarmonyApi(pub Arc<Services>);
 
 type StepStream = Pin<Box<dyn Stream<Item = Result<StreamStepsResponse, Status>> + Send>>;
 
@@ -61,6 +61,7 @@ impl AuthService for HarmonyApi {
         let p = principal(&req)?;
         let signed = self
             .0
+            .login
             .federate(&p, &req.into_inner().server_id, encode)
             .await?;
         Ok(Response::new(FederateResponse {
@@ -78,8 +79,9 @@ impl AuthService for HarmonyApi {
         let ctx = request_context(&req);
         let r = req.into_inner();
         let token = r.auth_token.ok_or_else(|| {
-            Status::invalid_argument(
-                "auth_token: required (get one from Federate on your home server)",
+            DomainError::invalid(
+                "auth_token",
+                "required (get one from Federate on your home server)",
             )
         })?;
         let signed = SignedToken {
@@ -88,6 +90,7 @@ impl AuthService for HarmonyApi {
         };
         let (secret, user_id) = self
             .0
+            .login
             .login_federated(&signed, &r.server_id, decode, &ctx)
             .await?;
         Ok(Response::new(LoginFederatedResponse {

@@ -11,12 +11,13 @@ pub mod status;
 pub mod tangle;
 pub mod test_v1;
 pub mod tokens_v1;
+pub mod trace;
 
 use std::sync::Arc;
 
 use tonic::service::Routes;
 
-use crate::domain::Domain;
+use crate::domain::Services;
 use crate::pb;
 
 /// Every gRPC service the node serves, by full name (seed services first).
@@ -41,11 +42,11 @@ pub const SERVICES: &[&str] = &[
 pub struct RouterError(#[from] tonic_reflection::server::Error);
 
 /// Builds the whole request path. Order, outermost first:
-/// metrics → auth (principal or refusal) → route → [gRPC-Web translation, gRPC routes only]
-/// → handler. tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
+/// trace (span, `x-request-id`) → metrics → auth (principal or refusal) → route →
+/// [gRPC-Web translation, gRPC routes only] → handler. tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
 /// the gRPC routes; auth reads only the path and `authorization`, which it does not change.
 pub async fn router(
-    domain: Arc<Domain>,
+    services: Arc<Services>,
     metrics: Arc<metrics::Metrics>,
     http_routes: axum::Router,
 ) -> Result<axum::Router, RouterError> {
@@ -71,16 +72,16 @@ pub async fn router(
             .await;
     }
 
-    let accounts = accounts_v1::AccountsApi(domain.clone());
+    let accounts = accounts_v1::AccountsApi(services.clone());
     let grpc = Routes::new(pb::auth::auth_server::AuthServer::new(
-        peer_auth::PeerAuthApi(domain.clone()),
+        peer_auth::PeerAuthApi(services.clone()),
     ))
     .add_service(pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(
         oidc::OidcApi,
     ))
     .add_service(
         pb::protocol::auth::v1::auth_service_server::AuthServiceServer::new(harmony::HarmonyApi(
-            domain.clone(),
+            services.clone(),
         )),
     )
     .add_service(AccountsServiceServer::new(accounts.clone()))
@@ -91,7 +92,7 @@ pub async fn router(
     .add_service(TestAuthServiceServer::new(test_v1::TestApi))
     .add_service(TestNoAuthServiceServer::new(test_v1::TestApi))
     .add_service(pb::tangle::client::auth::auth_server::AuthServer::new(
-        tangle::TangleApi(domain.clone()),
+        tangle::TangleApi(services.clone()),
     ))
     .add_service(health)
     .add_service(reflection_v1)
@@ -99,13 +100,15 @@ pub async fn router(
     .into_axum_router()
     .layer(tonic_web::GrpcWebLayer::new());
 
-    let trusted = context::TrustedProxies(Arc::new(domain.config().listen.trusted_proxies.clone()));
+    let trusted =
+        context::TrustedProxies(Arc::new(services.config().listen.trusted_proxies.clone()));
     Ok(grpc
         .merge(http_routes)
-        .layer(axum::middleware::from_fn_with_state(domain, auth::layer))
+        .layer(axum::middleware::from_fn_with_state(services, auth::layer))
         .layer(axum::Extension(trusted))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::layer,
-        )))
+        ))
+        .layer(axum::middleware::from_fn(trace::layer)))
 }

@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::peering::PeerHello;
-use crate::domain::Domain;
+use crate::domain::federation::PeerHello;
+use crate::domain::{DomainError, Services};
 use crate::pb::auth::{
     auth_server::Auth, AuthToken, ChallengeRequest, ChallengeResponse, Peer, SignedChallenge,
     SignoutResponse,
@@ -12,11 +12,11 @@ use crate::pb::auth::{
 
 /// The peer challenge service.
 #[derive(Debug, Clone)]
-pub struct PeerAuthApi(pub Arc<Domain>);
+pub struct PeerAuthApi(pub Arc<Services>);
 
 fn hello(peer: Option<Peer>) -> Result<PeerHello, Status> {
     let p =
-        peer.ok_or_else(|| Status::invalid_argument("client: required (this node's auth.Peer)"))?;
+        peer.ok_or_else(|| DomainError::invalid("client", "required (this node's auth.Peer)"))?;
     Ok(PeerHello {
         name: p.name,
         address: p.participant_address,
@@ -43,7 +43,8 @@ impl Auth for PeerAuthApi {
         let client = hello(r.client)?;
         let reply = self
             .0
-            .peer_challenge(&client, &r.operator_address, &r.client_challenge)
+            .challenge
+            .challenge(&client, &r.operator_address, &r.client_challenge)
             .await?;
         Ok(Response::new(ChallengeResponse {
             server: Some(as_peer(reply.server)),
@@ -60,7 +61,8 @@ impl Auth for PeerAuthApi {
         let client = hello(r.client)?;
         let token = self
             .0
-            .peer_authenticate(&client, &r.signed_server_challenge)
+            .challenge
+            .authenticate(&client, &r.signed_server_challenge)
             .await?;
         Ok(Response::new(AuthToken {
             token: token.token.expose().to_owned(),
@@ -68,14 +70,14 @@ impl Auth for PeerAuthApi {
     }
 
     async fn token_refresh(&self, req: Request<AuthToken>) -> Result<Response<AuthToken>, Status> {
-        let token = self.0.peer_token_refresh(&req.into_inner().token).await?;
+        let token = self.0.challenge.refresh(&req.into_inner().token).await?;
         Ok(Response::new(AuthToken {
             token: token.token.expose().to_owned(),
         }))
     }
 
     async fn signout(&self, req: Request<AuthToken>) -> Result<Response<SignoutResponse>, Status> {
-        self.0.peer_signout(&req.into_inner().token).await?;
+        self.0.challenge.signout(&req.into_inner().token).await?;
         Ok(Response::new(SignoutResponse {}))
     }
 }

@@ -6,7 +6,9 @@ use zeroize::Zeroizing;
 
 use super::context::{optional_principal, principal, request_context};
 use super::status::unimplemented;
-use crate::domain::{accounts::SignUp, accounts::SignedIn, Domain};
+use crate::domain::accounts::{SignUp, SignedIn};
+use crate::domain::model::{Session as SessionRow, User as UserRow};
+use crate::domain::Services;
 use crate::pb::tangle::client::auth::{
     auth_server::Auth, Authorization, Authorize, CreateInvite, CreatedInvite, GetSessions,
     InviteList, InvitePreview, ListInvites, LookupInvite, ResendEmailVerification, ResetPassword,
@@ -14,11 +16,10 @@ use crate::pb::tangle::client::auth::{
     VerifyEmail,
 };
 use crate::pb::tangle::client::types::User;
-use crate::store::{sessions::SessionRow, users::UserRow};
 
 /// The Tangle auth service.
 #[derive(Debug, Clone)]
-pub struct TangleApi(pub Arc<Domain>);
+pub struct TangleApi(pub Arc<Services>);
 
 fn user(u: &UserRow) -> User {
     User {
@@ -56,7 +57,7 @@ impl Auth for TangleApi {
     async fn sign_in(&self, req: Request<SignIn>) -> Result<Response<Authorization>, Status> {
         let ctx = request_context(&req);
         let r = req.into_inner();
-        let signed = self.0.sign_in(&r.email, &r.password, &ctx).await?;
+        let signed = self.0.accounts.sign_in(&r.email, &r.password, &ctx).await?;
         Ok(Response::new(authorization(signed)))
     }
 
@@ -65,6 +66,7 @@ impl Auth for TangleApi {
         let r = req.into_inner();
         let signed = self
             .0
+            .accounts
             .sign_up(
                 SignUp {
                     email: r.email,
@@ -80,8 +82,8 @@ impl Auth for TangleApi {
 
     async fn authorize(&self, req: Request<Authorize>) -> Result<Response<Authorization>, Status> {
         let token = req.into_inner().token;
-        let p = self.0.authenticate(&token).await?;
-        let u = self.0.user_of(&p).await?;
+        let p = self.0.credentials.resolve(&token).await?;
+        let u = self.0.accounts.user_of(&p).await?;
         Ok(Response::new(Authorization {
             token,
             user: Some(user(&u)),
@@ -91,7 +93,7 @@ impl Auth for TangleApi {
 
     async fn get_sessions(&self, req: Request<GetSessions>) -> Result<Response<Sessions>, Status> {
         let p = principal(&req)?;
-        let rows = self.0.list_sessions(&p).await?;
+        let rows = self.0.sessions.list(&p).await?;
         Ok(Response::new(Sessions {
             sessions: rows.iter().map(session).collect(),
             current: p.session_id,
@@ -101,7 +103,8 @@ impl Auth for TangleApi {
     async fn revoke_sessions(&self, req: Request<RevokeSessions>) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
         self.0
-            .revoke_sessions(&p, req.into_inner().session_ids)
+            .sessions
+            .revoke(&p, req.into_inner().session_ids)
             .await?;
         Ok(Response::new(()))
     }
@@ -109,10 +112,13 @@ impl Auth for TangleApi {
     async fn reset_password(&self, req: Request<ResetPassword>) -> Result<Response<()>, Status> {
         let r = req.into_inner();
         match r.confirm {
-            None => self.0.request_password_reset(&r.email).await?,
+            None => self.0.codes.request_password_reset(&r.email).await?,
             Some(c) => {
                 let password = Zeroizing::new(c.new_password);
-                self.0.reset_password(&r.email, &c.code, &password).await?
+                self.0
+                    .codes
+                    .reset_password(&r.email, &c.code, &password)
+                    .await?
             }
         }
         Ok(Response::new(()))
@@ -120,7 +126,7 @@ impl Auth for TangleApi {
 
     async fn verify_email(&self, req: Request<VerifyEmail>) -> Result<Response<()>, Status> {
         let r = req.into_inner();
-        self.0.verify_email(&r.email, &r.code).await?;
+        self.0.codes.verify_email(&r.email, &r.code).await?;
         Ok(Response::new(()))
     }
 
@@ -131,6 +137,7 @@ impl Auth for TangleApi {
         let caller = optional_principal(&req);
         let email = req.into_inner().email;
         self.0
+            .codes
             .resend_verification(email.as_deref(), caller.as_ref())
             .await?;
         Ok(Response::new(()))

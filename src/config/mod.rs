@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::federation::server_id::ServerId;
+use crate::identity::server_id::ServerId;
 
 /// The commented example config; `hearth init` writes it, and a test keeps it in step with
 /// the structs below.

@@ -1,15 +1,31 @@
 //! Accounts: sign-up (e-mail + password, or a name-only guest), sign-in with throttling and
 //! no account enumeration, and the operator's `user add` / `user list`.
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
-use super::{codes::Purpose, passwords, throttle, Domain, DomainError, Principal, RequestContext};
-use crate::config::Registration;
+use super::codes::{Codes, Purpose};
+use super::error::Reason;
+use super::model::{DeviceFacts, Session, SignInGate, User};
+use super::outbox::Outbox;
+use super::passwords::{self, Hasher};
+use super::principal::Principal;
+use super::sessions::Sessions;
+use super::state::ids::IdAllocator;
+use super::state::Store;
+use super::throttle::{self, Throttle};
+use super::validate::{canonical_email, display_name};
+use super::{DomainError, ErrorKind, RequestContext};
+use crate::clock::SharedClock;
+use crate::config::{self, Registration};
 use crate::secret::BearerSecret;
-use crate::store::sessions::{self, SessionRow};
-use crate::store::users::{self, UserRow};
 
 /// The one message for a wrong e-mail or password, whichever it was.
 pub const BAD_CREDENTIALS: &str = "the e-mail address or the password is wrong";
+
+fn bad_credentials() -> DomainError {
+    DomainError::unauthenticated(Reason::BadCredentials, BAD_CREDENTIALS)
+}
 
 /// A sign-up request, as any of the account APIs phrase it.
 #[derive(Debug, Default)]
@@ -30,62 +46,89 @@ pub struct SignedIn {
     /// The new session token (hand it to the client once).
     pub token: BearerSecret,
     /// The account.
-    pub user: UserRow,
+    pub user: User,
     /// The new session.
-    pub session: SessionRow,
+    pub session: Session,
 }
 
-/// Checks and canonicalises an e-mail address (lower-cased; one `@`; no spaces).
-pub fn canonical_email(field: &'static str, email: &str) -> Result<String, DomainError> {
-    let email = email.trim();
-    let bad = |why: &str| {
-        DomainError::invalid(field, format!("`{email}` is not an e-mail address: {why}"))
-    };
-    if email.is_empty() {
-        return Err(DomainError::invalid(field, "is required"));
-    }
-    if email.len() > 254 {
-        return Err(bad("longer than 254 characters"));
-    }
-    let (local, domain) = email.split_once('@').ok_or_else(|| bad("no '@'"))?;
-    if local.is_empty() || domain.is_empty() || domain.contains('@') || !domain.contains('.') {
-        return Err(bad("expected name@example.org"));
-    }
-    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("it contains spaces"));
-    }
-    Ok(email.to_lowercase())
+/// The accounts service.
+#[derive(Debug)]
+pub struct Accounts {
+    store: Store,
+    clock: SharedClock,
+    ids: Arc<dyn IdAllocator>,
+    config: config::Accounts,
+    hasher: Arc<Hasher>,
+    throttle: Throttle,
+    sessions: Arc<Sessions>,
+    codes: Arc<Codes>,
+    outbox: Outbox,
 }
 
-fn display_name(field: &'static str, name: &str) -> Result<String, DomainError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(DomainError::invalid(field, "is required"));
+impl Accounts {
+    /// The service.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        ids: Arc<dyn IdAllocator>,
+        config: config::Accounts,
+        hasher: Arc<Hasher>,
+        throttle: Throttle,
+        sessions: Arc<Sessions>,
+        codes: Arc<Codes>,
+        outbox: Outbox,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            ids,
+            config,
+            hasher,
+            throttle,
+            sessions,
+            codes,
+            outbox,
+        }
     }
-    if name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(DomainError::invalid(
-            field,
-            "must be 1 to 64 printable characters",
-        ));
-    }
-    Ok(name.to_owned())
-}
 
-impl Domain {
+    /// The password hasher (its counters serve tests and metrics).
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
     fn check_registration_open(&self, invite_code: Option<&str>) -> Result<(), DomainError> {
-        match self.config.accounts.registration {
+        match self.config.registration {
             Registration::Open => Ok(()),
-            Registration::Closed => Err(DomainError::PermissionDenied(
-                "registration on this node is closed; ask its operator for an account".into(),
+            Registration::Closed => Err(DomainError::denied(
+                Reason::RegistrationClosed,
+                "registration on this node is closed; ask its operator for an account",
             )),
             Registration::Invite if invite_code.is_none_or(str::is_empty) => {
-                Err(DomainError::FailedPrecondition(
-                    "registration on this node needs an invite code (invite_code)".into(),
+                Err(DomainError::precondition(
+                    Reason::InviteRequired,
+                    "registration on this node needs an invite code (invite_code)",
                 ))
             }
-            Registration::Invite => Err(DomainError::Unimplemented(
-                "invite codes are not supported by this version of Hearth yet".into(),
+            Registration::Invite => Err(DomainError::new(
+                ErrorKind::Unimplemented,
+                Reason::Unimplemented,
+                "invite codes are not supported by this version of Hearth yet",
             )),
+        }
+    }
+
+    fn new_user(&self, email: Option<String>, name: String, hash: Option<String>) -> User {
+        User {
+            id: self.ids.next_id(),
+            email,
+            name,
+            password_hash: hash,
+            email_verified: false,
+            home: None,
+            failed_sign_ins: 0,
+            locked_until: None,
+            created_at: self.clock.now_ms(),
         }
     }
 
@@ -98,15 +141,13 @@ impl Domain {
     ) -> Result<SignedIn, DomainError> {
         self.check_registration_open(req.invite_code.as_deref())?;
         let (email, hash) = match (&req.email, &req.password) {
-            (None, None) => {
-                if !self.config.accounts.allow_guests {
-                    return Err(DomainError::PermissionDenied(
-                        "guest accounts are disabled on this node; sign up with email and password"
-                            .into(),
-                    ));
-                }
-                (None, None)
+            (None, None) if !self.config.allow_guests => {
+                return Err(DomainError::denied(
+                    Reason::GuestsDisabled,
+                    "guest accounts are disabled on this node; sign up with email and password",
+                ))
             }
+            (None, None) => (None, None),
             (Some(_), None) => {
                 return Err(DomainError::invalid(
                     "password",
@@ -132,35 +173,25 @@ impl Domain {
                 ))
             }
         };
-        let user = UserRow {
-            id: self.ids.next_id(),
-            email,
-            name,
-            password_hash: hash,
-            email_verified: false,
-            home: None,
-            failed_sign_ins: 0,
-            locked_until: None,
-            created_at: self.clock.now_ms(),
-        };
-        let (token, session) = self.new_session(user.id, ctx.device.clone());
+        let user = self.new_user(email, name, hash);
+        let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
         let code = match &user.email {
-            Some(_) => Some(self.code_and_mail(&user, Purpose::VerifyEmail)?),
+            Some(_) => Some(self.codes.code_and_mail(&user, Purpose::VerifyEmail)?),
             None => None,
         };
         let (u, s) = (user.clone(), session.clone());
         let now = self.clock.now_ms();
         self.store
             .write(move |tx| {
-                users::insert(tx, &u)?;
-                sessions::insert(tx, &s)?;
-                if let Some((row, mail)) = &code {
-                    Self::send_code_in(tx, u.id, Purpose::VerifyEmail, row, mail, now)?;
+                tx.insert_user(&u)?;
+                tx.insert_session(&s)?;
+                if let Some((record, mail)) = &code {
+                    Codes::send_code_in(tx, u.id, Purpose::VerifyEmail, record, mail, now)?;
                 }
                 Ok::<_, DomainError>(())
             })
             .await?;
-        self.mail_wakeup.notify_one();
+        self.outbox.queued();
         Ok(SignedIn {
             token,
             user,
@@ -169,7 +200,8 @@ impl Domain {
     }
 
     /// Signs in with e-mail and password. Unknown e-mail and wrong password give the same
-    /// error after the same work (one argon2 verification).
+    /// error after the same work (one argon2 verification). The attempt is counted by the
+    /// store's sign-in gate before argon2 runs, so parallel guesses cannot outrun the delay.
     pub async fn sign_in(
         &self,
         email: &str,
@@ -178,53 +210,58 @@ impl Domain {
     ) -> Result<SignedIn, DomainError> {
         self.throttle.check_ip(ctx.ip)?;
         if password.len() > passwords::MAX_LEN * 4 {
-            return Err(DomainError::Unauthenticated(BAD_CREDENTIALS.into()));
+            return Err(bad_credentials());
         }
         let email = email.trim().to_lowercase();
         let user = self
             .store
-            .read(move |c| Ok::<_, DomainError>(users::by_email(c, &email)?))
+            .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
             .await?;
-        let now = self.clock.now_ms();
         if let Some(u) = &user {
-            if let Some(until) = u.locked_until.filter(|t| *t > now) {
-                return Err(throttle::refusal(u.failed_sign_ins, until, now));
+            let (id, now) = (u.id, self.clock.now_ms());
+            let gate = self
+                .store
+                .write(move |tx| {
+                    Ok::<_, DomainError>(tx.begin_sign_in(id, now, &throttle::POLICY)?)
+                })
+                .await?;
+            if let SignInGate::Locked { failures, until } = gate {
+                return Err(throttle::refusal(failures, until, now));
             }
         }
         let password = passwords::normalize(password);
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verified = self.hasher.verify(password.clone(), stored).await?;
         let Some(user) = user else {
-            return Err(DomainError::Unauthenticated(BAD_CREDENTIALS.into()));
+            return Err(bad_credentials());
         };
         if !verified.ok {
-            let failures = user.failed_sign_ins + 1;
-            let until = throttle::locked_until(failures, now);
+            return Err(bad_credentials());
+        }
+        if self.config.require_email_verification && !user.email_verified {
             let id = user.id;
             self.store
-                .write(move |tx| Ok::<_, DomainError>(users::record_failure(tx, id, until)?))
+                .write(move |tx| Ok::<_, DomainError>(tx.clear_failures(id)?))
                 .await?;
-            return Err(DomainError::Unauthenticated(BAD_CREDENTIALS.into()));
-        }
-        if self.config.accounts.require_email_verification && !user.email_verified {
-            return Err(DomainError::FailedPrecondition(
-                "verify your e-mail address first (see the code we sent, or call ResendEmailVerification)".into(),
+            return Err(DomainError::precondition(
+                Reason::EmailNotVerified,
+                "verify your e-mail address first (see the code we sent, or call ResendEmailVerification)",
             ));
         }
         let rehash = match verified.needs_rehash {
             true => Some(self.hasher.hash(password).await?),
             false => None,
         };
-        let (token, session) = self.new_session(user.id, ctx.device.clone());
+        let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
         let s = session.clone();
         let id = user.id;
         self.store
             .write(move |tx| {
-                users::clear_failures(tx, id)?;
+                tx.clear_failures(id)?;
                 if let Some(h) = &rehash {
-                    users::set_password_hash(tx, id, h)?;
+                    tx.set_password_hash(id, h)?;
                 }
-                sessions::insert(tx, &s)?;
+                tx.insert_session(&s)?;
                 Ok::<_, DomainError>(())
             })
             .await?;
@@ -236,12 +273,14 @@ impl Domain {
     }
 
     /// The account behind a principal.
-    pub async fn user_of(&self, p: &Principal) -> Result<UserRow, DomainError> {
+    pub async fn user_of(&self, p: &Principal) -> Result<User, DomainError> {
         let id = p.user_id;
         self.store
-            .read(move |c| Ok::<_, DomainError>(users::by_id(c, id)?))
+            .read(move |tx| Ok::<_, DomainError>(tx.user(id)?))
             .await?
-            .ok_or_else(|| DomainError::Unauthenticated("the account no longer exists".into()))
+            .ok_or_else(|| {
+                DomainError::unauthenticated(Reason::AccountGone, "the account no longer exists")
+            })
     }
 
     /// Whether the caller's e-mail address is verified. `email`, when given, must be the
@@ -254,8 +293,9 @@ impl Domain {
         let user = self.user_of(p).await?;
         if let Some(asked) = email.filter(|e| !e.is_empty()) {
             if Some(asked.trim().to_lowercase()) != user.email {
-                return Err(DomainError::PermissionDenied(
-                    "data.email: you can only ask about your own account".into(),
+                return Err(DomainError::denied(
+                    Reason::NotYourAccount,
+                    "data.email: you can only ask about your own account",
                 ));
             }
         }
@@ -263,32 +303,31 @@ impl Domain {
     }
 
     /// Operator: creates a local account regardless of the registration mode.
-    pub async fn add_user(&self, email: &str, password: &str) -> Result<UserRow, DomainError> {
+    pub async fn add_user(&self, email: &str, password: &str) -> Result<User, DomainError> {
         let email = canonical_email("email", email)?;
         let hash = self
             .hasher
             .hash(passwords::validate("password", password)?)
             .await?;
-        let user = UserRow {
-            id: self.ids.next_id(),
-            name: email.split('@').next().unwrap_or_default().to_owned(),
-            email: Some(email),
-            password_hash: Some(hash),
-            email_verified: false,
-            home: None,
-            failed_sign_ins: 0,
-            locked_until: None,
-            created_at: self.clock.now_ms(),
-        };
+        let name = email.split('@').next().unwrap_or_default().to_owned();
+        let user = self.new_user(Some(email), name, Some(hash));
         let u = user.clone();
         self.store
-            .write(move |tx| Ok::<_, DomainError>(users::insert(tx, &u)?))
+            .write(move |tx| Ok::<_, DomainError>(tx.insert_user(&u)?))
             .await?;
         Ok(user)
     }
 
     /// Operator: every account.
-    pub async fn list_users(&self) -> Result<Vec<UserRow>, DomainError> {
-        self.store.read(|c| Ok(users::list(c)?)).await
+    pub async fn list(&self) -> Result<Vec<User>, DomainError> {
+        self.store.read(|tx| Ok(tx.users()?)).await
+    }
+}
+
+/// Device facts for sessions the operator issues from the CLI.
+pub fn cli_device() -> DeviceFacts {
+    DeviceFacts {
+        app_name: "hearth-cli".into(),
+        ..DeviceFacts::default()
     }
 }

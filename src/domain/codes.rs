@@ -1,7 +1,7 @@
 //! E-mail codes (DESIGN.md §3): 8 digits, stored as an HMAC bound to user and purpose,
-//! single use, short-lived, dead after 5 wrong tries. Checking a code happens inside the
-//! writer's transaction, so parallel guesses are evaluated one at a time and at most 5 are
-//! ever compared. Also the flows that use codes: e-mail verification and password reset.
+//! single use, short-lived, dead after 5 wrong tries. A try is spent by one atomic store
+//! operation before the code is compared, so parallel guesses compare at most 5. Also the
+//! flows that use codes: e-mail verification and password reset.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -11,18 +11,24 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::accounts::canonical_email;
-use super::{passwords, Domain, DomainError, Principal};
-use crate::store::codes::{self, CodeRow};
-use crate::store::outbox;
-use crate::store::users::{self, UserRow};
+use super::error::Reason;
+use super::model::{CodeRecord, User};
+use super::outbox::{Outbox, OutgoingMail};
+use super::passwords::{self, Hasher};
+use super::principal::Principal;
+use super::state::revocations::Revocations;
+use super::state::{Store, WriteTx};
+use super::validate::canonical_email;
+use super::DomainError;
+use crate::clock::SharedClock;
+use crate::config::Config;
 
 /// How long a code lives.
 pub const CODE_TTL_MS: u64 = 10 * 60 * 1000;
 /// Wrong tries before a code dies.
 pub const MAX_TRIES: u32 = 5;
 /// The one message for a wrong, used, expired or unknown code.
-pub const BAD_CODE: &str = "code: the code is wrong, used or expired; ask for a new one";
+pub const BAD_CODE: &str = "the code is wrong, used or expired; ask for a new one";
 
 /// What a code is for; a code for one purpose never works for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,76 +48,15 @@ impl Purpose {
     }
 }
 
-/// A mail to queue in the outbox, in the same transaction as the state it reports.
-#[derive(Debug)]
-pub(crate) struct OutgoingMail {
-    to: String,
-    subject: String,
-    body: String,
-}
-
-impl OutgoingMail {
-    pub(crate) fn enqueue_in(
-        &self,
-        tx: &rusqlite::Connection,
-        now: u64,
-    ) -> Result<(), DomainError> {
-        Ok(outbox::enqueue(
-            tx,
-            &self.to,
-            &self.subject,
-            &self.body,
-            now,
-        )?)
-    }
-}
-
 fn mac(key: &[u8], user_id: u64, purpose: Purpose, code: &str) -> Result<[u8; 32], DomainError> {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .map_err(|e| DomainError::Internal(format!("e-mail code key: {e}")))?;
+        .map_err(|e| DomainError::internal(format!("e-mail code key: {e}")))?;
     m.update(format!("{user_id}\n{}\n{code}", purpose.as_str()).as_bytes());
     Ok(m.finalize().into_bytes().into())
 }
 
-enum Check {
-    Good,
-    Wrong,
-}
-
-/// What checking a code needs inside the writer's transaction: the HMAC key and the
-/// counter of comparisons (tests read it to prove at most 5 guesses are ever compared).
-struct CodeChecker {
-    key: Zeroizing<Vec<u8>>,
-    comparisons: Arc<AtomicU64>,
-    now: u64,
-}
-
-impl CodeChecker {
-    /// A wrong code spends a try and is committed (so the caller must still return an
-    /// error); a good one is deleted. Expired or exhausted codes are deleted unread.
-    fn check_in(
-        &self,
-        tx: &rusqlite::Connection,
-        user_id: u64,
-        purpose: Purpose,
-        code: &str,
-    ) -> Result<Check, DomainError> {
-        let Some(row) = codes::get(tx, user_id, purpose.as_str())? else {
-            return Ok(Check::Wrong);
-        };
-        if row.expires_at <= self.now || row.tries_left == 0 {
-            codes::delete(tx, user_id, purpose.as_str())?;
-            return Ok(Check::Wrong);
-        }
-        self.comparisons.fetch_add(1, Ordering::Relaxed);
-        if bool::from(mac(&self.key, user_id, purpose, code)?.ct_eq(&row.mac)) {
-            codes::delete(tx, user_id, purpose.as_str())?;
-            Ok(Check::Good)
-        } else {
-            codes::spend_try(tx, user_id, purpose.as_str())?;
-            Ok(Check::Wrong)
-        }
-    }
+fn bad_code() -> DomainError {
+    DomainError::invalid_because("code", Reason::CodeInvalid, BAD_CODE)
 }
 
 fn check_format(code: &str) -> Result<(), DomainError> {
@@ -125,60 +70,119 @@ fn check_format(code: &str) -> Result<(), DomainError> {
     }
 }
 
-impl Domain {
-    /// A fresh code and the row that stores it.
-    pub(crate) fn new_code(
+/// What checking a code needs inside a write transaction: the HMAC key and the counter of
+/// comparisons (tests read it to prove at most 5 guesses are ever compared).
+struct CodeChecker {
+    key: Zeroizing<Vec<u8>>,
+    comparisons: Arc<AtomicU64>,
+    now: u64,
+}
+
+impl CodeChecker {
+    /// Spends a try (atomically), then compares. A wrong code's spent try must be committed,
+    /// so callers return `Ok(false)` from their transaction and the error after it.
+    fn check_in(
         &self,
+        tx: &mut dyn WriteTx,
         user_id: u64,
         purpose: Purpose,
-    ) -> Result<(Zeroizing<String>, CodeRow), DomainError> {
+        code: &str,
+    ) -> Result<bool, DomainError> {
+        let Some(stored) = tx.spend_code_try(user_id, purpose.as_str(), self.now)? else {
+            return Ok(false);
+        };
+        self.comparisons.fetch_add(1, Ordering::Relaxed);
+        let good = bool::from(mac(&self.key, user_id, purpose, code)?.ct_eq(&stored.mac));
+        if good || stored.tries_left == 0 {
+            tx.delete_code(user_id, purpose.as_str())?;
+        }
+        Ok(good)
+    }
+}
+
+/// The e-mail code service.
+#[derive(Debug)]
+pub struct Codes {
+    store: Store,
+    clock: SharedClock,
+    config: Arc<Config>,
+    key: Zeroizing<Vec<u8>>,
+    comparisons: Arc<AtomicU64>,
+    hasher: Arc<Hasher>,
+    revocations: Arc<dyn Revocations>,
+    outbox: Outbox,
+}
+
+impl Codes {
+    /// The service; `key` is the node's HMAC key for codes.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        config: Arc<Config>,
+        key: Zeroizing<Vec<u8>>,
+        hasher: Arc<Hasher>,
+        revocations: Arc<dyn Revocations>,
+        outbox: Outbox,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+            key,
+            comparisons: Arc::default(),
+            hasher,
+            revocations,
+            outbox,
+        }
+    }
+
+    /// Number of codes compared against a stored code so far.
+    pub fn comparisons(&self) -> u64 {
+        self.comparisons.load(Ordering::Relaxed)
+    }
+
+    /// A fresh code for `purpose`, its record, and the mail that carries it to `user`.
+    pub fn code_and_mail(
+        &self,
+        user: &User,
+        purpose: Purpose,
+    ) -> Result<(CodeRecord, OutgoingMail), DomainError> {
         let code = Zeroizing::new(format!(
             "{:08}",
             rand::rngs::OsRng.gen_range(0..100_000_000u32)
         ));
-        let row = CodeRow {
-            mac: mac(&self.code_key, user_id, purpose, &code)?,
+        let record = CodeRecord {
+            mac: mac(&self.key, user.id, purpose, &code)?,
             expires_at: self.clock.now_ms() + CODE_TTL_MS,
             tries_left: MAX_TRIES,
         };
-        Ok((code, row))
-    }
-
-    /// A fresh code for `purpose` and the mail that carries it to `user`.
-    pub(crate) fn code_and_mail(
-        &self,
-        user: &UserRow,
-        purpose: Purpose,
-    ) -> Result<(CodeRow, OutgoingMail), DomainError> {
-        let (code, row) = self.new_code(user.id, purpose)?;
         let mail = match purpose {
             Purpose::VerifyEmail => self.verification_mail(user, &code),
             Purpose::ResetPassword => self.reset_mail(user, &code),
         };
-        Ok((row, mail))
+        Ok((record, mail))
     }
 
     /// Stores a code and queues its mail, in the caller's transaction.
-    pub(crate) fn send_code_in(
-        tx: &rusqlite::Connection,
+    pub fn send_code_in(
+        tx: &mut dyn WriteTx,
         user_id: u64,
         purpose: Purpose,
-        row: &CodeRow,
+        record: &CodeRecord,
         mail: &OutgoingMail,
         now: u64,
     ) -> Result<(), DomainError> {
-        codes::put(tx, user_id, purpose.as_str(), row)?;
-        mail.enqueue_in(tx, now)
+        tx.put_code(user_id, purpose.as_str(), record)?;
+        Ok(mail.enqueue_in(tx, now)?)
     }
 
-    /// Issues a code for `purpose` and queues its mail, in one transaction.
-    async fn send_code(&self, user: UserRow, purpose: Purpose) -> Result<(), DomainError> {
-        let (row, mail) = self.code_and_mail(&user, purpose)?;
+    async fn send_code(&self, user: User, purpose: Purpose) -> Result<(), DomainError> {
+        let (record, mail) = self.code_and_mail(&user, purpose)?;
         let now = self.clock.now_ms();
         self.store
-            .write(move |tx| Self::send_code_in(tx, user.id, purpose, &row, &mail, now))
+            .write(move |tx| Self::send_code_in(tx, user.id, purpose, &record, &mail, now))
             .await?;
-        self.mail_wakeup.notify_one();
+        self.outbox.queued();
         Ok(())
     }
 
@@ -191,7 +195,7 @@ impl Domain {
         format!("{}{path}?{query}", base.trim_end_matches('/'))
     }
 
-    fn verification_mail(&self, user: &UserRow, code: &str) -> OutgoingMail {
+    fn verification_mail(&self, user: &User, code: &str) -> OutgoingMail {
         let to = user.email.clone().unwrap_or_default();
         OutgoingMail {
             subject: format!("Your {} verification code: {code}", self.config.server_id),
@@ -206,7 +210,7 @@ impl Domain {
         }
     }
 
-    fn reset_mail(&self, user: &UserRow, code: &str) -> OutgoingMail {
+    fn reset_mail(&self, user: &User, code: &str) -> OutgoingMail {
         OutgoingMail {
             to: user.email.clone().unwrap_or_default(),
             subject: format!("Your {} password reset code: {code}", self.config.server_id),
@@ -218,17 +222,17 @@ impl Domain {
         }
     }
 
-    fn code_checker(&self) -> CodeChecker {
+    fn checker(&self) -> CodeChecker {
         CodeChecker {
-            key: self.code_key.clone(),
-            comparisons: self.code_comparisons.clone(),
+            key: self.key.clone(),
+            comparisons: self.comparisons.clone(),
             now: self.clock.now_ms(),
         }
     }
 
-    async fn local_user(&self, email: String) -> Result<Option<UserRow>, DomainError> {
+    async fn local_user(&self, email: String) -> Result<Option<User>, DomainError> {
         self.store
-            .read(move |c| Ok(users::by_email(c, &email)?))
+            .read(move |tx| Ok(tx.user_by_email(&email)?))
             .await
     }
 
@@ -251,30 +255,22 @@ impl Domain {
         let email = canonical_email("email", email)?;
         check_format(code)?;
         let password = passwords::validate("new_password", new_password)?;
-        let user = self
-            .local_user(email)
-            .await?
-            .ok_or_else(|| DomainError::InvalidArgument {
-                field: "code",
-                message: BAD_CODE.into(),
-            })?;
+        let user = self.local_user(email).await?.ok_or_else(bad_code)?;
         let hash = self.hasher.hash(password).await?;
-        let (checker, code) = (self.code_checker(), code.to_owned());
+        let (checker, code) = (self.checker(), code.to_owned());
         let revoked = self
             .store
             .write(move |tx| {
-                match checker.check_in(tx, user.id, Purpose::ResetPassword, &code)? {
-                    Check::Wrong => Ok(None),
-                    Check::Good => {
-                        users::set_password_hash(tx, user.id, &hash)?;
-                        users::clear_failures(tx, user.id)?;
-                        Ok::<_, DomainError>(Some(Self::revoke_all_in(tx, user.id, None)?))
-                    }
+                if !checker.check_in(tx, user.id, Purpose::ResetPassword, &code)? {
+                    return Ok(None);
                 }
+                tx.set_password_hash(user.id, &hash)?;
+                tx.clear_failures(user.id)?;
+                Ok::<_, DomainError>(Some(tx.delete_all_sessions_of(user.id, None)?))
             })
             .await?
-            .ok_or_else(|| DomainError::invalid("code", BAD_CODE.trim_start_matches("code: ")))?;
-        self.cache.invalidate_sessions(&revoked);
+            .ok_or_else(bad_code)?;
+        self.revocations.announce(&revoked);
         Ok(())
     }
 
@@ -282,22 +278,19 @@ impl Domain {
     pub async fn verify_email(&self, email: &str, code: &str) -> Result<(), DomainError> {
         let email = canonical_email("email", email)?;
         check_format(code)?;
-        let bad = || DomainError::invalid("code", BAD_CODE.trim_start_matches("code: "));
-        let user = self.local_user(email).await?.ok_or_else(bad)?;
-        let (checker, code) = (self.code_checker(), code.to_owned());
+        let user = self.local_user(email).await?.ok_or_else(bad_code)?;
+        let (checker, code) = (self.checker(), code.to_owned());
         let good = self
             .store
-            .write(
-                move |tx| match checker.check_in(tx, user.id, Purpose::VerifyEmail, &code)? {
-                    Check::Wrong => Ok(false),
-                    Check::Good => {
-                        users::set_email_verified(tx, user.id)?;
-                        Ok::<_, DomainError>(true)
-                    }
-                },
-            )
+            .write(move |tx| {
+                let good = checker.check_in(tx, user.id, Purpose::VerifyEmail, &code)?;
+                if good {
+                    tx.set_email_verified(user.id)?;
+                }
+                Ok::<_, DomainError>(good)
+            })
             .await?;
-        good.then_some(()).ok_or_else(bad)
+        good.then_some(()).ok_or_else(bad_code)
     }
 
     /// Sends a new verification code to `email`, or to the caller's address when `email` is
@@ -309,7 +302,12 @@ impl Domain {
     ) -> Result<(), DomainError> {
         let user = match (email.filter(|e| !e.is_empty()), caller) {
             (Some(e), _) => self.local_user(canonical_email("email", e)?).await?,
-            (None, Some(p)) => Some(self.user_of(p).await?),
+            (None, Some(p)) => {
+                let id = p.user_id;
+                self.store
+                    .read(move |tx| Ok::<_, DomainError>(tx.user(id)?))
+                    .await?
+            }
             (None, None) => {
                 return Err(DomainError::invalid(
                     "email",

@@ -1,15 +1,21 @@
-//! Business rules, free of tonic and SQL. Each file adds one area's operations to
-//! [`Domain`]; the gRPC adapters in `api/` call exactly one of them per RPC.
+//! Business rules, free of tonic, prost and SQL. Each service owns one area and holds only
+//! what it needs; [`Services`] builds them once over the node's state and is what `api/`,
+//! the background jobs and the CLI call. Services depend on each other one way only:
+//! accounts → sessions, codes; codes → outbox; federation login → peers, sessions.
 pub mod accounts;
 pub mod codes;
-mod error;
+pub mod credentials;
+pub mod error;
 pub mod federation;
+pub mod model;
+pub mod outbox;
 pub mod passwords;
-pub mod peering;
-pub mod pins;
+pub mod principal;
 mod session_cache;
 pub mod sessions;
+pub mod state;
 pub mod throttle;
+pub mod validate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,25 +23,23 @@ use std::sync::Arc;
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-pub use error::DomainError;
+pub use error::{DomainError, ErrorKind, Reason};
+pub use principal::{CredentialKind, Principal, Requirement};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::federation::key::NodeKey;
-use crate::ids::Snowflake;
-use crate::secret::SecretKind;
-use crate::store::{secrets, sessions::DeviceFacts, Store};
-
-/// Who is calling: resolved from a bearer credential by the auth layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// The user.
-    pub user_id: u64,
-    /// The session (or token) the credential belongs to.
-    pub session_id: u64,
-    /// Which kind of credential it was.
-    pub kind: SecretKind,
-}
+use crate::identity::key::NodeKey;
+use federation::challenge::{PeerChallenge, MAX_PENDING};
+use federation::links::Links;
+use federation::login::FederationLogin;
+use federation::peers::Peers;
+use federation::{PeerHello, PeerNetwork};
+use model::{DeviceFacts, KeyRotation};
+use state::ids::{Snowflake, WorkerLease};
+use state::jobs::{JobLeases, LocalJobs};
+use state::revocations::{LocalRevocations, Revocations};
+use state::short_lived::LocalMap;
+use state::Store;
 
 /// Facts about the request that rules depend on, taken from transport metadata by `api/`.
 #[derive(Debug, Clone, Default)]
@@ -46,42 +50,79 @@ pub struct RequestContext {
     pub device: DeviceFacts,
 }
 
-/// The node's business logic and the handles it needs.
-#[derive(Debug)]
-pub struct Domain {
-    pub(crate) store: Store,
-    pub(crate) clock: SharedClock,
-    pub(crate) ids: Snowflake,
-    pub(crate) config: Arc<Config>,
-    pub(crate) hasher: passwords::Hasher,
-    pub(crate) cache: session_cache::SessionCache,
-    pub(crate) code_key: Zeroizing<Vec<u8>>,
-    pub(crate) throttle: throttle::Throttle,
-    pub(crate) mail_wakeup: Arc<tokio::sync::Notify>,
-    pub(crate) node_key: NodeKey,
-    pub(crate) code_comparisons: Arc<std::sync::atomic::AtomicU64>,
-    pub(crate) peers: Arc<dyn pins::PeerDirectory>,
-    pub(crate) pending: peering::PendingChallenges,
-    pub(crate) fetch_locks: pins::FetchLocks,
-    pub(crate) key_history: Vec<crate::store::key_rotations::RotationRow>,
+/// What the services are built over: the store and the node-local state interfaces. Each
+/// has a single-node implementation ([`NodeState::local`]); a cluster supplies shared ones.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    /// The store seam.
+    pub store: Store,
+    /// Injected time.
+    pub clock: SharedClock,
+    /// Revocation notices.
+    pub revocations: Arc<dyn Revocations>,
+    /// "One node runs this job".
+    pub jobs: Arc<dyn JobLeases>,
 }
 
-impl Domain {
-    /// Builds the domain over an open store.
+impl NodeState {
+    /// The single-node state over `store`.
+    pub fn local(store: Store, clock: SharedClock) -> Self {
+        Self {
+            store,
+            clock,
+            revocations: Arc::new(LocalRevocations::default()),
+            jobs: Arc::new(LocalJobs),
+        }
+    }
+}
+
+/// Every service of the node, built once.
+#[derive(Debug)]
+pub struct Services {
+    /// Sign-up, sign-in, accounts.
+    pub accounts: Arc<accounts::Accounts>,
+    /// Sessions.
+    pub sessions: Arc<sessions::Sessions>,
+    /// Bearer credential → principal.
+    pub credentials: Arc<credentials::Credentials>,
+    /// E-mail codes, verification, reset.
+    pub codes: Arc<codes::Codes>,
+    /// The mail outbox.
+    pub outbox: outbox::Outbox,
+    /// Peers, pins and policy.
+    pub peers: Arc<Peers>,
+    /// The peer challenge, both halves.
+    pub challenge: Arc<PeerChallenge>,
+    /// Cross-node login.
+    pub login: Arc<FederationLogin>,
+    /// The link keeper.
+    pub links: Arc<Links>,
+    config: Arc<Config>,
+    state: NodeState,
+    node_key: NodeKey,
+    key_history: Vec<KeyRotation>,
+    id_lease: WorkerLease,
+}
+
+impl Services {
+    /// Builds the services over `state`. `holder` names this process for its id-worker
+    /// lease (the node and each CLI command hold their own).
     pub async fn new(
-        store: Store,
         config: Arc<Config>,
-        clock: SharedClock,
+        state: NodeState,
         node_key: NodeKey,
-        peers: Arc<dyn pins::PeerDirectory>,
+        network: Arc<dyn PeerNetwork>,
+        holder: String,
     ) -> Result<Self, DomainError> {
+        let (store, clock) = (state.store.clone(), state.clock.clone());
         let pw = config.passwords.clone();
         let hasher = tokio::task::spawn_blocking(move || passwords::Hasher::new(&pw))
             .await
-            .map_err(|e| DomainError::Internal(e.to_string()))??;
+            .map_err(|e| DomainError::internal(e.to_string()))??;
+        let hasher = Arc::new(hasher);
         let code_key = store
             .write(|tx| {
-                secrets::get_or_create(tx, "email_code_hmac", || {
+                tx.node_secret("email_code_hmac", &mut || {
                     let mut k = vec![0u8; 32];
                     rand::rngs::OsRng.fill_bytes(&mut k);
                     k
@@ -89,56 +130,111 @@ impl Domain {
             })
             .await
             .map_err(DomainError::from)?;
-        let floor = store.read(crate::store::highest_id).await?;
-        let key_history = store.read(crate::store::key_rotations::list).await?;
-        Ok(Self {
-            ids: Snowflake::new(clock.clone(), 1, floor),
-            throttle: throttle::Throttle::new(config.accounts.sign_ins_per_ip_per_minute),
-            cache: session_cache::SessionCache::default(),
-            code_key: Zeroizing::new(code_key),
-            mail_wakeup: Arc::new(tokio::sync::Notify::new()),
-            store,
-            clock,
-            config,
+        let floor = store.read(|tx| tx.highest_id()).await?;
+        let key_history = store.read(|tx| tx.key_rotations()).await?;
+        let id_lease = WorkerLease::acquire(&store, clock.clone(), holder).await?;
+        let ids: Arc<dyn state::ids::IdAllocator> =
+            Arc::new(Snowflake::new(clock.clone(), id_lease.worker(), floor));
+        let outbox = outbox::Outbox::new(store.clone(), clock.clone());
+        let sessions = Arc::new(sessions::Sessions::new(
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+            &config.sessions,
+            state.revocations.clone(),
+        ));
+        let codes = Arc::new(codes::Codes::new(
+            store.clone(),
+            clock.clone(),
+            config.clone(),
+            Zeroizing::new(code_key),
+            hasher.clone(),
+            state.revocations.clone(),
+            outbox.clone(),
+        ));
+        let throttle = throttle::Throttle::new(
+            config.accounts.sign_ins_per_ip_per_minute,
+            Arc::new(LocalMap::new(clock.clone(), throttle::MAX_TRACKED_IPS)),
+            clock.clone(),
+        );
+        let accounts = Arc::new(accounts::Accounts::new(
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.accounts.clone(),
             hasher,
-            node_key,
-            code_comparisons: Arc::default(),
+            throttle,
+            sessions.clone(),
+            codes.clone(),
+            outbox.clone(),
+        ));
+        let peers = Arc::new(Peers::new(
+            store.clone(),
+            clock.clone(),
+            config.federation.clone(),
+            network.clone(),
+        ));
+        let challenge = Arc::new(PeerChallenge::new(
+            store.clone(),
+            clock.clone(),
+            node_key.clone(),
+            PeerHello::of(&config, &node_key),
+            Arc::new(LocalMap::new(clock.clone(), MAX_PENDING)),
+            peers.clone(),
+            network.clone(),
+        ));
+        let login = Arc::new(FederationLogin::new(
+            store.clone(),
+            clock.clone(),
+            ids,
+            config.server_id.clone(),
+            node_key.clone(),
+            peers.clone(),
+            sessions.clone(),
+        ));
+        let links = Links::new(
+            peers.clone(),
+            challenge.clone(),
+            network,
+            clock,
+            state.jobs.clone(),
+        );
+        Ok(Self {
+            credentials: Arc::new(credentials::Credentials::new(sessions.clone())),
+            accounts,
+            sessions,
+            codes,
+            outbox,
             peers,
-            pending: peering::PendingChallenges::default(),
-            fetch_locks: pins::FetchLocks::default(),
+            challenge,
+            login,
+            links,
+            config,
+            state,
+            node_key,
             key_history,
+            id_lease,
         })
     }
 
-    /// The store (for the mail sender and the CLI).
+    /// The store (tests and the CLI read through it).
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.state.store
+    }
+
+    /// The node state the services run over.
+    pub fn state(&self) -> &NodeState {
+        &self.state
     }
 
     /// The clock in use.
     pub fn clock(&self) -> &SharedClock {
-        &self.clock
+        &self.state.clock
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// Number of argon2 hashes made so far.
-    pub fn password_hashes(&self) -> u64 {
-        self.hasher.hashes()
-    }
-
-    /// Number of e-mail codes compared against a stored code so far.
-    pub fn code_comparisons(&self) -> u64 {
-        self.code_comparisons
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Number of argon2 verifications so far.
-    pub fn password_verifications(&self) -> u64 {
-        self.hasher.verifications()
     }
 
     /// The node's identity key.
@@ -147,7 +243,7 @@ impl Domain {
     }
 
     /// This node's key rotation records, oldest first.
-    pub fn key_history(&self) -> &[crate::store::key_rotations::RotationRow] {
+    pub fn key_history(&self) -> &[KeyRotation] {
         &self.key_history
     }
 
@@ -156,8 +252,8 @@ impl Domain {
         self.config.listen.addr.port()
     }
 
-    /// Woken whenever mail is queued.
-    pub fn mail_wakeup(&self) -> Arc<tokio::sync::Notify> {
-        self.mail_wakeup.clone()
+    /// This process's id-worker lease (renewed by the node, released by the CLI).
+    pub fn id_lease(&self) -> &WorkerLease {
+        &self.id_lease
     }
 }

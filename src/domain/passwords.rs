@@ -92,7 +92,7 @@ impl Hasher {
             cfg.argon2_parallelism,
             None,
         )
-        .map_err(|e| DomainError::Internal(format!("argon2 parameters: {e}")))?;
+        .map_err(|e| DomainError::internal(format!("argon2 parameters: {e}")))?;
         let cap = match cfg.max_concurrent_hashes {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -131,7 +131,7 @@ impl Hasher {
         let phc = stored.unwrap_or_else(|| self.dummy.clone());
         tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&phc)
-                .map_err(|e| DomainError::Internal(format!("stored password hash: {e}")))?;
+                .map_err(|e| DomainError::internal(format!("stored password hash: {e}")))?;
             let ok = Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok();
@@ -156,7 +156,7 @@ impl Hasher {
 }
 
 fn closed() -> DomainError {
-    DomainError::Internal("password hashing pool is closed".into())
+    DomainError::internal("password hashing pool is closed")
 }
 
 fn hash_blocking(params: &Params, password: &str) -> Result<String, DomainError> {
@@ -164,7 +164,7 @@ fn hash_blocking(params: &Params, password: &str) -> Result<String, DomainError>
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| DomainError::Internal(format!("argon2: {e}")))
+        .map_err(|e| DomainError::internal(format!("argon2: {e}")))
 }
 
 fn matches_params(hash: &PasswordHash<'_>, want: &Params) -> bool {

@@ -1,58 +1,61 @@
-//! A small cache in front of the sessions table, so most authenticated requests need no
-//! database read. Revocation through this node removes entries at once; an entry is also
-//! re-read after a short TTL, so a revocation made by another process (the CLI) takes
-//! effect within that TTL.
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! A bounded cache in front of the sessions table, so most authenticated requests need no
+//! database read. Revocation notices drop entries at once (looked up by session id, no scan);
+//! an entry is also re-read after a short TTL, so a revocation made by another process (the
+//! CLI) takes effect within that TTL.
+use std::sync::Arc;
 
-use super::Principal;
+use super::principal::Principal;
+use super::state::short_lived::{LocalMap, ShortLived};
+use crate::clock::SharedClock;
 
 /// How long an entry is trusted without re-reading the row.
 pub const TTL_MS: u64 = 5_000;
-const MAX_ENTRIES: usize = 100_000;
+/// Sessions cached at most.
+pub const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub principal: Principal,
     pub expires_at: u64,
     pub last_active: u64,
-    pub cached_at: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SessionCache {
-    map: Mutex<HashMap<[u8; 32], Entry>>,
+    by_token: LocalMap<[u8; 32], Entry>,
+    token_of: LocalMap<u64, [u8; 32]>,
 }
 
 impl SessionCache {
-    pub fn get(&self, hash: &[u8; 32], now: u64) -> Option<Entry> {
-        let map = self.map.lock().ok()?;
-        map.get(hash)
-            .filter(|e| now.saturating_sub(e.cached_at) < TTL_MS)
-            .cloned()
+    pub fn new(clock: SharedClock) -> Arc<Self> {
+        Arc::new(Self {
+            by_token: LocalMap::new(clock.clone(), MAX_ENTRIES),
+            token_of: LocalMap::new(clock, MAX_ENTRIES),
+        })
+    }
+
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Entry> {
+        self.by_token.get(hash)
     }
 
     pub fn put(&self, hash: [u8; 32], entry: Entry) {
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
-            map.insert(hash, entry);
-        }
+        self.token_of.put(entry.principal.session_id, hash, TTL_MS);
+        self.by_token.put(hash, entry, TTL_MS);
     }
 
     pub fn touch(&self, hash: &[u8; 32], now: u64) {
-        if let Ok(mut map) = self.map.lock() {
-            if let Some(e) = map.get_mut(hash) {
-                e.last_active = now;
-            }
+        if let Some(mut e) = self.by_token.take(hash) {
+            e.last_active = now;
+            self.by_token.put(*hash, e, TTL_MS);
         }
     }
 
     /// Drops every entry of the given sessions.
-    pub fn invalidate_sessions(&self, ids: &[u64]) {
-        if let Ok(mut map) = self.map.lock() {
-            map.retain(|_, e| !ids.contains(&e.principal.session_id));
+    pub fn invalidate(&self, ids: &[u64]) {
+        for id in ids {
+            if let Some(hash) = self.token_of.take(id) {
+                self.by_token.remove(&hash);
+            }
         }
     }
 }

@@ -1,86 +1,123 @@
-//! Sessions: issuing, resolving bearer tokens to a [`Principal`], listing, revoking and
-//! rotating. Revocation through this node takes effect on the very next request.
-use super::session_cache::Entry;
-use super::{Domain, DomainError, Principal};
+//! Sessions: issuing, resolving session tokens to a [`Principal`], listing, revoking and
+//! rotating. Revocations are announced through the revocation interface, so every cached
+//! copy is dropped before the next request.
+use std::sync::Arc;
+
+use super::error::Reason;
+use super::model::{DeviceFacts, Session};
+use super::principal::{CredentialKind, Principal};
+use super::session_cache::{Entry, SessionCache};
+use super::state::ids::IdAllocator;
+use super::state::revocations::Revocations;
+use super::state::{Store, WriteTx};
+use super::DomainError;
+use crate::clock::SharedClock;
+use crate::config;
 use crate::secret::{BearerSecret, SecretKind};
-use crate::store::sessions::{self, DeviceFacts, SessionRow};
-use crate::store::users;
 
 /// `last_active` is written at most this often per session.
 const TOUCH_EVERY_MS: u64 = 60_000;
+/// Session ids one revocation request may name.
+pub const MAX_REVOKE_IDS: usize = 1_000;
 
-fn unauthenticated(why: &str) -> DomainError {
-    DomainError::Unauthenticated(format!("{why}; sign in again"))
+fn sign_in_again(reason: Reason, why: &str) -> DomainError {
+    DomainError::unauthenticated(reason, format!("{why}; sign in again"))
 }
 
-impl Domain {
+/// The sessions service.
+#[derive(Debug)]
+pub struct Sessions {
+    store: Store,
+    clock: SharedClock,
+    ids: Arc<dyn IdAllocator>,
+    lifetime_ms: u64,
+    idle_ms: u64,
+    cache: Arc<SessionCache>,
+    revocations: Arc<dyn Revocations>,
+}
+
+impl Sessions {
+    /// The service; subscribes its cache to revocation notices.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        ids: Arc<dyn IdAllocator>,
+        config: &config::Sessions,
+        revocations: Arc<dyn Revocations>,
+    ) -> Self {
+        let cache = SessionCache::new(clock.clone());
+        let c = cache.clone();
+        revocations.subscribe(Arc::new(move |ids| c.invalidate(ids)));
+        Self {
+            store,
+            clock,
+            ids,
+            lifetime_ms: config.lifetime_secs * 1000,
+            idle_ms: config.idle_timeout_secs * 1000,
+            cache,
+            revocations,
+        }
+    }
+
     /// A new session row and its token for `user_id` (the caller inserts it in its own
     /// transaction).
-    pub(crate) fn new_session(
-        &self,
-        user_id: u64,
-        device: DeviceFacts,
-    ) -> (BearerSecret, SessionRow) {
+    pub fn new_session(&self, user_id: u64, device: DeviceFacts) -> (BearerSecret, Session) {
         let now = self.clock.now_ms();
         let token = BearerSecret::generate(SecretKind::Session);
-        let row = SessionRow {
+        let row = Session {
             id: self.ids.next_id(),
             user_id,
             token_hash: token.hash(),
             device,
             created_at: now,
             last_active: now,
-            expires_at: now + self.config.sessions.lifetime_secs * 1000,
+            expires_at: now + self.lifetime_ms,
         };
         (token, row)
     }
 
-    /// Resolves a bearer token. Format and checksum are checked before any database access;
-    /// known sessions are served from the cache.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, DomainError> {
-        let secret = BearerSecret::parse(token).map_err(|e| {
-            DomainError::Unauthenticated(format!("{e}; send a Hearth token in `authorization`"))
-        })?;
-        match secret.kind() {
-            SecretKind::Session => self.authenticate_session(&secret).await,
-            other => Err(DomainError::Unauthenticated(format!(
-                "a {} token cannot be used here",
-                other.prefix()
-            ))),
-        }
-    }
-
-    async fn authenticate_session(&self, secret: &BearerSecret) -> Result<Principal, DomainError> {
+    /// Resolves a parsed session token; known sessions are served from the cache.
+    pub async fn resolve(&self, secret: &BearerSecret) -> Result<Principal, DomainError> {
         let hash = secret.hash();
         let now = self.clock.now_ms();
-        let idle_ms = self.config.sessions.idle_timeout_secs * 1000;
-        let entry = match self.cache.get(&hash, now) {
+        let entry = match self.cache.get(&hash) {
             Some(e) => e,
             None => {
                 let row = self
                     .store
-                    .read(move |c| sessions::by_token_hash(c, &hash))
+                    .read(move |tx| tx.session_by_token(&hash))
                     .await?
-                    .ok_or_else(|| unauthenticated("the session does not exist or was revoked"))?;
+                    .ok_or_else(|| {
+                        sign_in_again(
+                            Reason::SessionUnknown,
+                            "the session does not exist or was revoked",
+                        )
+                    })?;
                 let entry = Entry {
                     principal: Principal {
                         user_id: row.user_id,
                         session_id: row.id,
-                        kind: SecretKind::Session,
+                        kind: CredentialKind::Session,
+                        token_hash: hash,
                     },
                     expires_at: row.expires_at,
                     last_active: row.last_active,
-                    cached_at: now,
                 };
                 self.cache.put(hash, entry.clone());
                 entry
             }
         };
         if now >= entry.expires_at {
-            return Err(unauthenticated("the session has expired"));
+            return Err(sign_in_again(
+                Reason::SessionExpired,
+                "the session has expired",
+            ));
         }
-        if now >= entry.last_active + idle_ms {
-            return Err(unauthenticated("the session expired after being idle"));
+        if now >= entry.last_active + self.idle_ms {
+            return Err(sign_in_again(
+                Reason::SessionIdle,
+                "the session expired after being idle",
+            ));
         }
         if now.saturating_sub(entry.last_active) >= TOUCH_EVERY_MS {
             self.cache.touch(&hash, now);
@@ -88,98 +125,121 @@ impl Domain {
             // Best effort: a lost activity stamp is not worth failing the request for.
             let _ = self
                 .store
-                .write::<_, DomainError, _>(move |tx| Ok(sessions::touch(tx, id, now)?))
+                .write::<_, DomainError, _>(move |tx| Ok(tx.touch_session(id, now)?))
                 .await;
         }
         Ok(entry.principal)
     }
 
     /// The caller's sessions, newest first.
-    pub async fn list_sessions(&self, p: &Principal) -> Result<Vec<SessionRow>, DomainError> {
+    pub async fn list(&self, p: &Principal) -> Result<Vec<Session>, DomainError> {
         let user = p.user_id;
-        self.store
-            .read(move |c| Ok(sessions::list_for_user(c, user)?))
-            .await
+        self.store.read(move |tx| Ok(tx.sessions_of(user)?)).await
     }
 
     /// Revokes some of the caller's own sessions (the current one included, if listed).
     /// All or nothing: an id that is not one of the caller's sessions refuses the request.
-    pub async fn revoke_sessions(&self, p: &Principal, ids: Vec<u64>) -> Result<(), DomainError> {
+    pub async fn revoke(&self, p: &Principal, mut ids: Vec<u64>) -> Result<(), DomainError> {
         if ids.is_empty() {
             return Err(DomainError::invalid(
                 "session_ids",
                 "list at least one session id",
             ));
         }
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() > MAX_REVOKE_IDS {
+            return Err(DomainError::invalid(
+                "session_ids",
+                format!("name at most {MAX_REVOKE_IDS} sessions per call"),
+            ));
+        }
         let user = p.user_id;
         let wanted = ids.clone();
         self.store
             .write(move |tx| {
-                let deleted = sessions::delete_for_user(tx, user, &wanted)?;
+                let deleted = tx.delete_sessions_of(user, &wanted)?;
                 if let Some(missing) = wanted.iter().find(|id| !deleted.contains(id)) {
-                    return Err(DomainError::NotFound(format!(
-                        "session_ids: {missing} is not one of your sessions"
-                    )));
+                    return Err(DomainError::new(
+                        super::ErrorKind::NotFound,
+                        Reason::SessionNotYours,
+                        format!("session_ids: {missing} is not one of your sessions"),
+                    ));
                 }
                 Ok(())
             })
             .await?;
-        self.cache.invalidate_sessions(&ids);
+        self.revocations.announce(&ids);
         Ok(())
     }
 
     /// Revokes one session by id (operator action). Returns whether it existed.
-    pub async fn revoke_session_by_id(&self, id: u64) -> Result<bool, DomainError> {
+    pub async fn revoke_by_id(&self, id: u64) -> Result<bool, DomainError> {
         let existed = self
             .store
-            .write(move |tx| Ok::<_, DomainError>(sessions::delete(tx, id)?))
+            .write(move |tx| Ok::<_, DomainError>(tx.delete_session(id)?))
             .await?;
-        self.cache.invalidate_sessions(&[id]);
+        self.revocations.announce(&[id]);
         Ok(existed)
     }
 
-    /// Revokes every session of `user_id` except `keep`, in the caller's transaction.
-    pub(crate) fn revoke_all_in(
-        tx: &rusqlite::Connection,
+    /// Revokes every session of `user_id` except `keep`, in the caller's transaction;
+    /// announce the returned ids with [`Sessions::announce`] after it commits.
+    pub fn revoke_all_in(
+        tx: &mut dyn WriteTx,
         user_id: u64,
         keep: Option<u64>,
     ) -> Result<Vec<u64>, DomainError> {
-        Ok(sessions::delete_all_for_user(tx, user_id, keep)?)
+        Ok(tx.delete_all_sessions_of(user_id, keep)?)
     }
 
-    /// Gives the caller's session a new token; the old one stops working at once.
-    pub async fn refresh_session(&self, p: &Principal) -> Result<BearerSecret, DomainError> {
+    /// Tells every node that these sessions are gone.
+    pub fn announce(&self, ids: &[u64]) {
+        self.revocations.announce(ids);
+    }
+
+    /// Gives the caller's session a new token; the old one stops working at once. Of many
+    /// parallel refreshes with one token, exactly one wins (compare-and-swap).
+    pub async fn refresh(&self, p: &Principal) -> Result<BearerSecret, DomainError> {
         let token = BearerSecret::generate(SecretKind::Session);
-        let (id, hash, now) = (p.session_id, token.hash(), self.clock.now_ms());
-        let existed = self
+        let (id, presented, new, now) = (
+            p.session_id,
+            p.token_hash,
+            token.hash(),
+            self.clock.now_ms(),
+        );
+        let swapped = self
             .store
-            .write(move |tx| Ok::<_, DomainError>(sessions::replace_token(tx, id, &hash, now)?))
+            .write(move |tx| {
+                Ok::<_, DomainError>(tx.swap_session_token(id, &presented, &new, now)?)
+            })
             .await?;
-        self.cache.invalidate_sessions(&[id]);
-        if !existed {
-            return Err(unauthenticated("the session was revoked"));
+        self.revocations.announce(&[id]);
+        if !swapped {
+            return Err(sign_in_again(
+                Reason::SessionRefreshed,
+                "this session token was already refreshed or revoked",
+            ));
         }
         Ok(token)
     }
 
     /// Issues a session for a local account by e-mail (operator action).
-    pub async fn issue_session_for(
+    pub async fn issue_for_email(
         &self,
         email: &str,
         device: DeviceFacts,
-    ) -> Result<(BearerSecret, SessionRow), DomainError> {
-        let email = email.to_owned();
+    ) -> Result<(BearerSecret, Session), DomainError> {
+        let email = email.trim().to_lowercase();
         let user = self
             .store
-            .read(move |c| Ok::<_, DomainError>(users::by_email(c, &email)?))
+            .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
             .await?
-            .ok_or_else(|| {
-                DomainError::NotFound("no local account has that e-mail address".into())
-            })?;
+            .ok_or_else(|| DomainError::not_found("no local account has that e-mail address"))?;
         let (token, row) = self.new_session(user.id, device);
         let insert = row.clone();
         self.store
-            .write(move |tx| Ok::<_, DomainError>(sessions::insert(tx, &insert)?))
+            .write(move |tx| Ok::<_, DomainError>(tx.insert_session(&insert)?))
             .await?;
         Ok((token, row))
     }

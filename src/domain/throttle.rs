@@ -1,69 +1,106 @@
 //! Sign-in throttling (DESIGN.md §3): a progressive per-account delay that becomes a lock
-//! after 100 consecutive failures, and a per-IP rate limit (governor).
+//! after 100 consecutive failures (the policy the store's sign-in gate applies in one
+//! statement), and a per-IP token bucket held in short-lived state.
 use std::net::IpAddr;
-use std::num::NonZeroU32;
+use std::sync::Arc;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-
+use super::error::Reason;
+use super::model::LockPolicy;
+use super::state::short_lived::ShortLived;
 use super::DomainError;
 
-/// Consecutive failures that lock an account.
-pub const LOCK_AFTER: u32 = 100;
-/// How long a lock lasts, unless a password reset or an operator lifts it sooner.
-pub const LOCK_MS: u64 = 24 * 3600 * 1000;
-/// Failures allowed before delays start.
-pub const FREE_FAILURES: u32 = 5;
-/// The longest progressive delay.
-pub const MAX_DELAY_MS: u64 = 5 * 60 * 1000;
+/// The per-account policy.
+pub const POLICY: LockPolicy = LockPolicy {
+    free_failures: 5,
+    base_delay_ms: 1000,
+    max_delay_ms: 5 * 60 * 1000,
+    lock_after: 100,
+    lock_ms: 24 * 3600 * 1000,
+};
 
-/// When the account may try again after its `failures`-th consecutive failure at `now`.
-pub fn locked_until(failures: u32, now: u64) -> Option<u64> {
-    if failures >= LOCK_AFTER {
-        return Some(now + LOCK_MS);
-    }
-    if failures < FREE_FAILURES {
-        return None;
-    }
-    let step = (failures - FREE_FAILURES).min(20);
-    Some(now + (1000u64 << step).min(MAX_DELAY_MS))
-}
+/// Clients tracked by the per-IP limiter at most (least recently seen go first).
+pub const MAX_TRACKED_IPS: usize = 100_000;
 
 /// The error for an account that may not try yet.
 pub fn refusal(failures: u32, until: u64, now: u64) -> DomainError {
     let secs = until.saturating_sub(now).div_ceil(1000);
-    if failures >= LOCK_AFTER {
-        DomainError::ResourceExhausted(format!(
-            "this account is locked after {LOCK_AFTER} failed sign-ins; reset the password or wait {secs} s"
-        ))
+    if failures >= POLICY.lock_after {
+        DomainError::exhausted(
+            Reason::AccountLocked,
+            format!(
+                "this account is locked after {} failed sign-ins; reset the password or wait {secs} s",
+                POLICY.lock_after
+            ),
+        )
     } else {
-        DomainError::ResourceExhausted(format!(
-            "too many failed sign-ins for this account; try again in {secs} s"
-        ))
+        DomainError::exhausted(
+            Reason::AccountThrottled,
+            format!("too many failed sign-ins for this account; try again in {secs} s"),
+        )
     }
 }
 
-/// Per-IP limiter.
-#[derive(Debug)]
+/// A token bucket: tokens left and when they were counted (unix ms).
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    at: u64,
+}
+
+/// Per-IP limiter: `per_minute` attempts, with that many as burst.
 pub struct Throttle {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_minute: u32,
+    buckets: Arc<dyn ShortLived<IpAddr, Bucket>>,
+    clock: crate::clock::SharedClock,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("per_minute", &self.per_minute)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Throttle {
-    /// `per_minute` sign-in attempts per IP, with that many as burst.
-    pub fn new(per_minute: u32) -> Self {
-        let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+    /// A limiter over `buckets`.
+    pub fn new(
+        per_minute: u32,
+        buckets: Arc<dyn ShortLived<IpAddr, Bucket>>,
+        clock: crate::clock::SharedClock,
+    ) -> Self {
         Self {
-            per_ip: RateLimiter::keyed(Quota::per_minute(n)),
+            per_minute: per_minute.max(1),
+            buckets,
+            clock,
         }
     }
 
     /// Takes one attempt from `ip`'s budget.
     pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), DomainError> {
-        match ip {
-            Some(ip) if self.per_ip.check_key(&ip).is_err() => Err(DomainError::ResourceExhausted(
+        let Some(ip) = ip else { return Ok(()) };
+        let (now, cap) = (self.clock.now_ms(), f64::from(self.per_minute));
+        let mut allowed = false;
+        self.buckets.update(ip, 60_000, &mut |b| {
+            let b = b.unwrap_or(Bucket {
+                tokens: cap,
+                at: now,
+            });
+            let refill = now.saturating_sub(b.at) as f64 * cap / 60_000.0;
+            let tokens = (b.tokens + refill).min(cap);
+            allowed = tokens >= 1.0;
+            Bucket {
+                tokens: if allowed { tokens - 1.0 } else { tokens },
+                at: now,
+            }
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(DomainError::exhausted(
+                Reason::IpThrottled,
                 format!("too many sign-in attempts from {ip}; try again in a minute"),
-            )),
-            _ => Ok(()),
+            ))
         }
     }
 }
@@ -71,13 +108,28 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::state::short_lived::LocalMap;
 
     #[test]
     fn delays_grow_then_lock() {
-        assert_eq!(locked_until(4, 0), None);
-        assert_eq!(locked_until(5, 0), Some(1000));
-        assert_eq!(locked_until(6, 0), Some(2000));
-        assert_eq!(locked_until(99, 0), Some(MAX_DELAY_MS));
-        assert_eq!(locked_until(100, 0), Some(LOCK_MS));
+        assert_eq!(POLICY.locked_until(4, 0), None);
+        assert_eq!(POLICY.locked_until(5, 0), Some(1000));
+        assert_eq!(POLICY.locked_until(6, 0), Some(2000));
+        assert_eq!(POLICY.locked_until(99, 0), Some(POLICY.max_delay_ms));
+        assert_eq!(POLICY.locked_until(100, 0), Some(POLICY.lock_ms));
+    }
+
+    #[test]
+    fn per_ip_budget_refills_with_time() {
+        let clock = ManualClock::new();
+        let t = Throttle::new(3, Arc::new(LocalMap::new(clock.clone(), 10)), clock.clone());
+        let ip = Some("192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        for _ in 0..3 {
+            assert!(t.check_ip(ip).is_ok());
+        }
+        assert!(t.check_ip(ip).is_err());
+        clock.advance_ms(20_000);
+        assert!(t.check_ip(ip).is_ok());
     }
 }

@@ -1,22 +1,19 @@
-//! Calls to other nodes: `Key` (the [`PeerDirectory`] the domain uses), and the client half of
-//! the peer challenge (GetChallenge → verify the server's proof → Authenticate), TokenRefresh
-//! and Signout. Each call discovers the node, then connects over TLS (or plaintext when
-//! allowed), presenting the node's name for certificate checks.
-use std::sync::Arc;
+//! Calls to other nodes, transport only: the domain's [`PeerNetwork`] (`Key`, GetChallenge,
+//! Authenticate, TokenRefresh, Signout) over gRPC. Each call discovers the node, then connects
+//! over TLS (or plaintext when allowed), presenting the node's name for certificate checks.
+//! What the answers mean is decided in `domain/federation/`.
 use std::time::Duration;
 
-use rand::RngCore;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::discovery::{error_chain, Discovery, Target};
-use super::key::{parse_address, verify, NodeKey};
-use super::proofs::{client_proof, server_proof, Rotation};
-use super::server_id::ServerId;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::domain::peering::{PeerHello, PEER_TOKEN_MS};
-use crate::domain::pins::{FetchedKey, PeerDirectory};
-use crate::domain::DomainError;
+use crate::domain::error::Reason;
+use crate::domain::federation::{ChallengeReply, FetchedKey, PeerHello, PeerNetwork};
+use crate::domain::{DomainError, ErrorKind};
+use crate::identity::proofs::Rotation;
+use crate::identity::server_id::ServerId;
 use crate::pb::auth::{
     auth_client::AuthClient, AuthToken, ChallengeRequest, Peer, SignedChallenge,
 };
@@ -25,25 +22,11 @@ use crate::pb::protocol::auth::v1::{auth_service_client::AuthServiceClient, KeyR
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A link just made with another node.
-#[derive(Debug)]
-pub struct Linked {
-    /// The key the node proved.
-    pub key: [u8; 32],
-    /// Our peer token there.
-    pub token: String,
-    /// When that token expires (unix ms, by our clock).
-    pub expires_at: u64,
-}
-
 /// The client for other nodes.
 #[derive(Debug)]
 pub struct PeerClient {
     discovery: Discovery,
     extra_ca: Option<Vec<u8>>,
-    key: NodeKey,
-    me: PeerHello,
-    clock: SharedClock,
 }
 
 fn remote(server: &ServerId, target: &Target, status: tonic::Status) -> DomainError {
@@ -53,22 +36,18 @@ fn remote(server: &ServerId, target: &Target, status: tonic::Status) -> DomainEr
         status.code(),
         status.message()
     );
-    match status.code() {
-        tonic::Code::FailedPrecondition => DomainError::FailedPrecondition(msg),
-        tonic::Code::PermissionDenied => DomainError::PermissionDenied(msg),
-        tonic::Code::Unauthenticated => DomainError::Unauthenticated(msg),
-        _ => DomainError::Unavailable(msg),
-    }
+    let kind = match status.code() {
+        tonic::Code::FailedPrecondition => ErrorKind::FailedPrecondition,
+        tonic::Code::PermissionDenied => ErrorKind::PermissionDenied,
+        tonic::Code::Unauthenticated => ErrorKind::Unauthenticated,
+        _ => return DomainError::unavailable(Reason::PeerUnreachable, msg),
+    };
+    DomainError::new(kind, Reason::PeerRefused, msg)
 }
 
 impl PeerClient {
-    /// Builds the client from the node's config; `me` is this node as a peer.
-    pub fn new(
-        config: &Config,
-        key: NodeKey,
-        me: PeerHello,
-        clock: SharedClock,
-    ) -> Result<Self, String> {
+    /// Builds the client from the node's config.
+    pub fn new(config: &Config, clock: SharedClock) -> Result<Self, String> {
         let extra_ca = match &config.federation.extra_ca {
             Some(path) => Some(
                 std::fs::read(path)
@@ -76,13 +55,10 @@ impl PeerClient {
             ),
             None => None,
         };
-        let discovery = Discovery::new(&config.federation, extra_ca.as_deref(), clock.clone())?;
+        let discovery = Discovery::new(&config.federation, extra_ca.as_deref(), clock)?;
         Ok(Self {
             discovery,
             extra_ca,
-            key,
-            me,
-            clock,
         })
     }
 
@@ -96,12 +72,15 @@ impl PeerClient {
             .discovery
             .resolve(server)
             .await
-            .map_err(|e| DomainError::Unavailable(e.to_string()))?;
+            .map_err(|e| DomainError::unavailable(Reason::PeerUnreachable, e.to_string()))?;
         let unreachable = |e: String| {
-            DomainError::Unavailable(format!(
-                "{server} is unreachable at {} (found via {}): {e}",
-                target.addr, target.via
-            ))
+            DomainError::unavailable(
+                Reason::PeerUnreachable,
+                format!(
+                    "{server} is unreachable at {} (found via {}): {e}",
+                    target.addr, target.via
+                ),
+            )
         };
         let mut endpoint = Endpoint::from_shared(target.url())
             .map_err(|e| unreachable(e.to_string()))?
@@ -126,115 +105,19 @@ impl PeerClient {
             }
         }
     }
+}
 
-    fn me_as_peer(&self) -> Peer {
-        Peer {
-            url: self.me.url.clone(),
-            name: self.me.name.clone(),
-            participant_address: self.me.address.clone(),
-            operator_address: self.me.address.clone(),
-        }
-    }
-
-    /// Runs the peer challenge with `server`, expecting it to have `expected` (our pin).
-    pub async fn link(
-        &self,
-        server: &ServerId,
-        expected: Option<&str>,
-    ) -> Result<Linked, DomainError> {
-        let (channel, target) = self.connect(server).await?;
-        let mut client = AuthClient::new(channel);
-        let mut challenge = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut challenge);
-        let reply = client
-            .get_challenge(ChallengeRequest {
-                client: Some(self.me_as_peer()),
-                operator_address: expected.unwrap_or_default().to_owned(),
-                client_challenge: challenge.to_vec(),
-            })
-            .await
-            .map_err(|s| remote(server, &target, s))?
-            .into_inner();
-        let peer = reply.server.unwrap_or_default();
-        if peer.name != server.to_string() {
-            return Err(DomainError::PermissionDenied(format!(
-                "{server} (at {}) answered as `{}`",
-                target.addr, peer.name
-            )));
-        }
-        let key = parse_address(&peer.participant_address).ok_or_else(|| {
-            DomainError::Unauthenticated(format!("{server} sent a malformed participant_address"))
-        })?;
-        let proof = server_proof(
-            &peer.name,
-            &peer.participant_address,
-            &self.me.name,
-            &self.me.address,
-            &challenge,
-        );
-        if !verify(&key, proof.as_bytes(), &reply.server_signature) {
-            return Err(DomainError::Unauthenticated(format!(
-                "{server}'s server_signature does not verify with the key it claims ({})",
-                peer.participant_address
-            )));
-        }
-        let answer = client_proof(
-            &peer.name,
-            &peer.participant_address,
-            &self.me.name,
-            &self.me.address,
-            &reply.server_challenge,
-        );
-        let token = client
-            .authenticate(SignedChallenge {
-                client: Some(self.me_as_peer()),
-                signed_server_challenge: self.key.sign(answer.as_bytes()).to_vec(),
-                operator_address: peer.participant_address.clone(),
-            })
-            .await
-            .map_err(|s| remote(server, &target, s))?
-            .into_inner()
-            .token;
-        Ok(Linked {
-            key,
-            token,
-            expires_at: self.clock.now_ms() + PEER_TOKEN_MS,
-        })
-    }
-
-    /// TokenRefresh at `server`: a new peer token for an old one.
-    pub async fn refresh(
-        &self,
-        server: &ServerId,
-        token: &str,
-    ) -> Result<(String, u64), DomainError> {
-        let (channel, target) = self.connect(server).await?;
-        let token = AuthClient::new(channel)
-            .token_refresh(AuthToken {
-                token: token.to_owned(),
-            })
-            .await
-            .map_err(|s| remote(server, &target, s))?
-            .into_inner()
-            .token;
-        Ok((token, self.clock.now_ms() + PEER_TOKEN_MS))
-    }
-
-    /// Signout at `server`.
-    pub async fn signout(&self, server: &ServerId, token: &str) -> Result<(), DomainError> {
-        let (channel, target) = self.connect(server).await?;
-        AuthClient::new(channel)
-            .signout(AuthToken {
-                token: token.to_owned(),
-            })
-            .await
-            .map_err(|s| remote(server, &target, s))?;
-        Ok(())
+fn as_peer(me: &PeerHello) -> Peer {
+    Peer {
+        url: me.url.clone(),
+        name: me.name.clone(),
+        participant_address: me.address.clone(),
+        operator_address: me.address.clone(),
     }
 }
 
 #[async_trait::async_trait]
-impl PeerDirectory for PeerClient {
+impl PeerNetwork for PeerClient {
     async fn fetch_key(&self, server: &ServerId) -> Result<FetchedKey, DomainError> {
         let (channel, target) = self.connect(server).await?;
         let res = AuthServiceClient::new(channel)
@@ -243,10 +126,10 @@ impl PeerDirectory for PeerClient {
             .map_err(|s| remote(server, &target, s))?
             .into_inner();
         let key: [u8; 32] = res.key.as_slice().try_into().map_err(|_| {
-            DomainError::Unavailable(format!(
-                "{server} returned a key of {} bytes, not 32",
-                res.key.len()
-            ))
+            DomainError::unavailable(
+                Reason::PeerRefused,
+                format!("{server} returned a key of {} bytes, not 32", res.key.len()),
+            )
         })?;
         Ok(FetchedKey {
             key,
@@ -262,7 +145,80 @@ impl PeerDirectory for PeerClient {
                 .collect(),
         })
     }
-}
 
-/// Shared handle.
-pub type SharedPeerClient = Arc<PeerClient>;
+    async fn get_challenge(
+        &self,
+        server: &ServerId,
+        me: &PeerHello,
+        expected: &str,
+        client_challenge: &[u8],
+    ) -> Result<ChallengeReply, DomainError> {
+        let (channel, target) = self.connect(server).await?;
+        let reply = AuthClient::new(channel)
+            .get_challenge(ChallengeRequest {
+                client: Some(as_peer(me)),
+                operator_address: expected.to_owned(),
+                client_challenge: client_challenge.to_vec(),
+            })
+            .await
+            .map_err(|s| remote(server, &target, s))?
+            .into_inner();
+        let peer = reply.server.unwrap_or_default();
+        Ok(ChallengeReply {
+            server: PeerHello {
+                name: peer.name,
+                address: peer.participant_address,
+                url: peer.url,
+            },
+            server_challenge: reply.server_challenge,
+            server_signature: reply.server_signature,
+        })
+    }
+
+    async fn authenticate(
+        &self,
+        server: &ServerId,
+        me: &PeerHello,
+        signature: Vec<u8>,
+        server_address: &str,
+    ) -> Result<String, DomainError> {
+        let (channel, target) = self.connect(server).await?;
+        Ok(AuthClient::new(channel)
+            .authenticate(SignedChallenge {
+                client: Some(as_peer(me)),
+                signed_server_challenge: signature,
+                operator_address: server_address.to_owned(),
+            })
+            .await
+            .map_err(|s| remote(server, &target, s))?
+            .into_inner()
+            .token)
+    }
+
+    async fn refresh(&self, server: &ServerId, token: &str) -> Result<String, DomainError> {
+        let (channel, target) = self.connect(server).await?;
+        Ok(AuthClient::new(channel)
+            .token_refresh(AuthToken {
+                token: token.to_owned(),
+            })
+            .await
+            .map_err(|s| remote(server, &target, s))?
+            .into_inner()
+            .token)
+    }
+
+    async fn signout(&self, server: &ServerId, token: &str) -> Result<(), DomainError> {
+        let (channel, target) = self.connect(server).await?;
+        AuthClient::new(channel)
+            .signout(AuthToken {
+                token: token.to_owned(),
+            })
+            .await
+            .map_err(|s| remote(server, &target, s))?;
+        Ok(())
+    }
+
+    fn set_route(&self, server: &ServerId, url: &str) {
+        self.discovery.set_static(server.clone(), url.to_owned());
+    }
+}

@@ -11,9 +11,10 @@ use hickory_resolver::config::{NameServerConfig, Protocol, ResolverConfig, Resol
 use hickory_resolver::error::{ResolveError, ResolveErrorKind};
 use hickory_resolver::TokioAsyncResolver;
 
-use super::server_id::ServerId;
 use crate::clock::SharedClock;
 use crate::config::Federation;
+use crate::domain::state::short_lived::{LocalMap, ShortLived};
+use crate::identity::server_id::ServerId;
 
 const SUCCESS_TTL_MS: u64 = 60_000;
 const MAX_BACKOFF_MS: u64 = 60_000;
@@ -69,8 +70,13 @@ pub struct Discovery {
     statics: Mutex<HashMap<ServerId, String>>,
     config: Federation,
     clock: SharedClock,
-    cache: Mutex<HashMap<ServerId, Cached>>,
+    cache: LocalMap<ServerId, Cached>,
 }
+
+/// Names whose discovery result is cached at most (least recently resolved go first).
+const MAX_CACHED: usize = 10_000;
+/// How long a cache entry (and so its failure count, for backoff) is kept.
+const KEEP_MS: u64 = 3600 * 1000;
 
 /// True for loopback, private, link-local and unspecified addresses.
 pub fn is_private(ip: IpAddr) -> bool {
@@ -185,32 +191,37 @@ impl Discovery {
                 .map_err(|e| format!("federation HTTP client: {e}"))?,
             statics: Mutex::new(statics),
             config: config.clone(),
+            cache: LocalMap::new(clock.clone(), MAX_CACHED),
             clock,
-            cache: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Adds or replaces a static route (e.g. from `hearth peer link --url`).
+    /// Adds or replaces a static route (e.g. from `hearth peer link --url`). Only a changed
+    /// route forgets that one server's cached result; nothing else is touched.
     pub fn set_static(&self, server: ServerId, url: String) {
-        if let Ok(mut s) = self.statics.lock() {
-            s.insert(server, url);
-        }
-        if let Ok(mut c) = self.cache.lock() {
-            c.clear();
+        let changed = match self.statics.lock() {
+            Ok(mut s) => s.insert(server.clone(), url.clone()).as_ref() != Some(&url),
+            Err(_) => false,
+        };
+        if changed {
+            self.cache.remove(&server);
         }
     }
 
     /// Forgets cached results for `server` (after it failed to answer).
     pub fn forget(&self, server: &ServerId) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.remove(server);
-        }
+        self.cache.remove(server);
+    }
+
+    /// Names with a cached result (tests check the cache survives unrelated changes).
+    pub fn cached(&self) -> usize {
+        self.cache.len()
     }
 
     /// Finds `server`, from the cache when fresh.
     pub async fn resolve(&self, server: &ServerId) -> Result<Target, DiscoveryError> {
         let now = self.clock.now_ms();
-        let previous = self.cache.lock().ok().and_then(|c| c.get(server).cloned());
+        let previous = self.cache.get(server);
         if let Some(hit) = previous.as_ref().filter(|c| c.until > now) {
             return hit.result.clone();
         }
@@ -224,16 +235,15 @@ impl Discovery {
             Ok(_) => now + SUCCESS_TTL_MS,
             Err(_) => now + (500u64 << failures.min(10)).min(MAX_BACKOFF_MS),
         };
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(
-                server.clone(),
-                Cached {
-                    result: result.clone(),
-                    until,
-                    failures,
-                },
-            );
-        }
+        self.cache.put(
+            server.clone(),
+            Cached {
+                result: result.clone(),
+                until,
+                failures,
+            },
+            KEEP_MS,
+        );
         result
     }
 

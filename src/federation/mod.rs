@@ -1,8 +1,5 @@
-//! Federation: node identity, server names, discovery and peer links (DESIGN.md §4).
+//! The network side of federation, transport only: finding other nodes (`discovery`: static
+//! routes, SRV, well-known, default port) and calling them (`client`, which implements the
+//! domain's `PeerNetwork`). The rules live in `domain/federation/`.
 pub mod client;
 pub mod discovery;
-pub mod key;
-pub mod links;
-pub mod proofs;
-pub mod rotation;
-pub mod server_id;

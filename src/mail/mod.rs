@@ -10,9 +10,11 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::watch;
 
-use crate::domain::Domain;
-use crate::store::outbox::{self, MailRow};
-use crate::store::StoreError;
+use crate::domain::model::Mail;
+use crate::domain::outbox::Outbox;
+use crate::domain::state::jobs::Job;
+use crate::domain::state::StoreError;
+use crate::domain::Services;
 
 /// Longest wait between attempts at one mail.
 const MAX_BACKOFF_MS: u64 = 3600 * 1000;
@@ -56,7 +58,7 @@ pub fn backoff_ms(attempts: u32) -> u64 {
     (5_000u64 << attempts.min(20)).min(MAX_BACKOFF_MS)
 }
 
-fn message(from: &Mailbox, m: &MailRow) -> Result<Message, String> {
+fn message(from: &Mailbox, m: &Mail) -> Result<Message, String> {
     let to: Mailbox = m.recipient.parse().map_err(|e| format!("recipient: {e}"))?;
     Message::builder()
         .from(from.clone())
@@ -68,29 +70,33 @@ fn message(from: &Mailbox, m: &MailRow) -> Result<Message, String> {
 
 /// Starts the sender; it stops when `stop` changes.
 pub fn spawn(
-    domain: Arc<Domain>,
+    services: Arc<Services>,
     mut stop: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    domain.config().mail.smtp_url.as_ref()?;
-    let transport = match transport(&domain.config().mail) {
+    services.config().mail.smtp_url.as_ref()?;
+    let transport = match transport(&services.config().mail) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("{e}; mail stays in the outbox");
             return None;
         }
     };
-    let from: Mailbox = match domain.config().mail.from.parse() {
+    let from: Mailbox = match services.config().mail.from.parse() {
         Ok(f) => f,
         Err(e) => {
             tracing::error!("config key `mail.from`: {e}; mail stays in the outbox");
             return None;
         }
     };
-    let wakeup = domain.mail_wakeup();
+    let outbox = services.outbox.clone();
+    let jobs = services.state().jobs.clone();
+    let wakeup = outbox.wakeup();
     Some(tokio::spawn(async move {
         loop {
-            if let Err(e) = send_due(&domain, &transport, &from).await {
-                tracing::warn!(error = %e, "mail outbox");
+            if jobs.hold(Job::MailSender).await {
+                if let Err(e) = send_due(&outbox, &transport, &from).await {
+                    tracing::warn!(error = %e, "mail outbox");
+                }
             }
             tokio::select! {
                 () = wakeup.notified() => {}
@@ -102,13 +108,11 @@ pub fn spawn(
 }
 
 async fn send_due(
-    domain: &Domain,
+    outbox: &Outbox,
     transport: &AsyncSmtpTransport<Tokio1Executor>,
     from: &Mailbox,
 ) -> Result<(), StoreError> {
-    let store = domain.store();
-    let now = domain.clock().now_ms();
-    let due = store.read(move |c| outbox::due(c, now, 20)).await?;
+    let due = outbox.due(20).await?;
     for mail in due {
         let result = match message(from, &mail) {
             Ok(msg) => transport
@@ -118,21 +122,16 @@ async fn send_due(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        let now = domain.clock().now_ms();
         let id = mail.id;
         match result {
             Ok(()) => {
                 tracing::info!(id, "mail sent");
-                store
-                    .write(move |tx| outbox::mark_sent(tx, id, now))
-                    .await?;
+                outbox.sent(id).await?;
             }
             Err(error) => {
-                let next = now + backoff_ms(mail.attempts);
+                let next = outbox.now() + backoff_ms(mail.attempts);
                 tracing::warn!(id, attempts = mail.attempts + 1, %error, "mail delivery failed; will retry");
-                store
-                    .write(move |tx| outbox::mark_failed(tx, id, &error, next))
-                    .await?;
+                outbox.failed(id, error, next).await?;
             }
         }
     }

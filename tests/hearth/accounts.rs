@@ -1,28 +1,38 @@
 //! Issue: accounts, passwords and sessions (DESIGN.md §3) over tangle.client.auth and
 //! accounts.v1.
+use hearth::domain::model::User;
 use hearth::pb::accounts::v1 as acc;
 use hearth::pb::tangle::client::auth as tangle;
-use hearth::store::{sessions, users};
 use tonic::{Code, Request};
 
 use crate::support::*;
 
-async fn user_row(n: &TestNode, email: &str) -> users::UserRow {
+async fn user_row(n: &TestNode, email: &str) -> User {
     let email = email.to_owned();
     n.domain()
         .store()
-        .read(move |c| users::by_email(c, &email))
+        .read(move |tx| tx.user_by_email(&email))
         .await
         .unwrap()
         .unwrap()
 }
 
-async fn count(n: &TestNode, table: &'static str) -> i64 {
+/// How many users, sessions or mails the store holds.
+async fn count(n: &TestNode, what: &'static str) -> usize {
     n.domain()
         .store()
-        .read(move |c| {
-            c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-                .map_err(hearth::store::StoreError::from)
+        .read(move |tx| {
+            Ok::<_, hearth::domain::state::StoreError>(match what {
+                "users" => tx.users()?.len(),
+                "sessions" => {
+                    let mut total = 0;
+                    for u in tx.users()? {
+                        total += tx.sessions_of(u.id)?.len();
+                    }
+                    total
+                }
+                _ => tx.mail()?.len(),
+            })
         })
         .await
         .unwrap()
@@ -85,7 +95,7 @@ async fn password_length_and_commonness_rules() {
         .await
         .unwrap();
 
-    let hashes = n.domain().password_hashes();
+    let hashes = n.domain().accounts.hasher().hashes();
     let too_long = format!("{max}x");
     assert_code(
         t.sign_up(tangle_sign_up("d@example.org", &too_long)).await,
@@ -93,7 +103,7 @@ async fn password_length_and_commonness_rules() {
         "at most 128",
     );
     assert_eq!(
-        n.domain().password_hashes(),
+        n.domain().accounts.hasher().hashes(),
         hashes,
         "129 code points must be refused before hashing"
     );
@@ -123,17 +133,17 @@ async fn password_length_and_commonness_rules() {
 async fn unknown_email_and_wrong_password_look_the_same_and_cost_the_same() {
     let n = TestNode::start().await;
     n.sign_up("known@example.org").await;
-    let before = n.domain().password_verifications();
+    let before = n.domain().accounts.hasher().verifications();
     let wrong = n
         .sign_in("known@example.org", "not the password at all")
         .await
         .unwrap_err();
-    let after_wrong = n.domain().password_verifications();
+    let after_wrong = n.domain().accounts.hasher().verifications();
     let unknown = n
         .sign_in("nobody@example.org", "not the password at all")
         .await
         .unwrap_err();
-    let after_unknown = n.domain().password_verifications();
+    let after_unknown = n.domain().accounts.hasher().verifications();
     assert_eq!(wrong.code(), unknown.code());
     assert_eq!(wrong.message(), unknown.message());
     assert_eq!(after_wrong - before, 1, "wrong password: one verification");
@@ -182,7 +192,8 @@ async fn failed_sign_ins_delay_progressively_lock_at_100_and_clear_on_success() 
     // Keep failing, waiting out each delay, up to 100 consecutive failures.
     let mut failures = user_row(&n, "slow@example.org").await.failed_sign_ins;
     while failures < 100 {
-        n.clock.advance_ms(hearth::domain::throttle::MAX_DELAY_MS);
+        n.clock
+            .advance_ms(hearth::domain::throttle::POLICY.max_delay_ms);
         assert_code(
             n.sign_in("slow@example.org", "wrong password!").await,
             Code::Unauthenticated,
@@ -190,13 +201,14 @@ async fn failed_sign_ins_delay_progressively_lock_at_100_and_clear_on_success() 
         );
         failures += 1;
     }
-    n.clock.advance_ms(hearth::domain::throttle::MAX_DELAY_MS);
+    n.clock
+        .advance_ms(hearth::domain::throttle::POLICY.max_delay_ms);
     assert_code(
         n.sign_in("slow@example.org", PASSWORD).await,
         Code::ResourceExhausted,
         "locked after 100",
     );
-    n.clock.advance_ms(hearth::domain::throttle::LOCK_MS);
+    n.clock.advance_ms(hearth::domain::throttle::POLICY.lock_ms);
     n.sign_in("slow@example.org", PASSWORD).await.unwrap();
 }
 
@@ -352,17 +364,22 @@ async fn last_active_is_written_at_most_once_a_minute_and_idle_sessions_expire()
     let last_active = |n: &TestNode| {
         let store = n.domain().store().clone();
         async move {
-            store
-                .read(move |c| {
-                    c.query_row(
-                        "SELECT last_active FROM sessions WHERE id = ?1",
-                        [id as i64],
-                        |r| r.get::<_, i64>(0),
-                    )
-                    .map_err(hearth::store::StoreError::from)
-                })
+            let user = store
+                .read(move |tx| tx.users())
                 .await
                 .unwrap()
+                .into_iter()
+                .find(|u| u.email.as_deref() == Some("idle@example.org"))
+                .unwrap()
+                .id;
+            store
+                .read(move |tx| tx.sessions_of(user))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.id == id)
+                .unwrap()
+                .last_active as i64
         }
     };
     let t0 = last_active(&n).await;
@@ -560,7 +577,7 @@ async fn authorize_reauthenticates_with_a_token_in_the_body() {
         Code::Unauthenticated,
         "malformed",
     );
-    n.domain().revoke_session_by_id(session_id).await.unwrap();
+    n.domain().sessions.revoke_by_id(session_id).await.unwrap();
     assert_code(
         n.tangle().authorize(tangle::Authorize { token }).await,
         Code::Unauthenticated,
@@ -573,34 +590,19 @@ async fn only_the_sha256_of_a_session_token_is_stored() {
     use sha2::Digest;
     let n = TestNode::start().await;
     let (token, session_id, _) = n.sign_up("hashonly@example.org").await;
-    let row = n
-        .domain()
-        .store()
-        .read(move |c| {
-            c.query_row(
-                "SELECT * FROM sessions WHERE id = ?1",
-                [session_id as i64],
-                |r| {
-                    let mut cells = Vec::new();
-                    for i in 0..r.as_ref().column_count() {
-                        cells.push(format!("{:?}", r.get_ref(i)?));
-                    }
-                    Ok(cells.join("|"))
-                },
-            )
-            .map_err(hearth::store::StoreError::from)
-        })
-        .await
-        .unwrap();
-    assert!(
-        !row.contains(&token),
-        "the token itself is in the sessions row"
-    );
+    // Neither the database nor its write-ahead log holds the token itself.
+    for file in ["hearth.sqlite3", "hearth.sqlite3-wal"] {
+        let bytes = std::fs::read(n.config.data_dir.join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token itself is in {file}"
+        );
+    }
     let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
     let found = n
         .domain()
         .store()
-        .read(move |c| sessions::by_token_hash(c, &hash))
+        .read(move |tx| tx.session_by_token(&hash))
         .await
         .unwrap();
     assert_eq!(found.map(|s| s.id), Some(session_id));

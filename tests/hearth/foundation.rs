@@ -160,7 +160,7 @@ async fn pong_needs_a_valid_live_session() {
         "does not exist",
     );
 
-    assert!(n.domain().revoke_session_by_id(session_id).await.unwrap());
+    assert!(n.domain().sessions.revoke_by_id(session_id).await.unwrap());
     assert_code(n.pong(Some(&token)).await, Code::Unauthenticated, "revoked");
 }
 
@@ -384,7 +384,7 @@ fn cli_adds_users_and_issues_and_revokes_sessions() {
         let node = hearth::Node::start(test_config(data.clone()))
             .await
             .unwrap();
-        assert!(node.domain().authenticate(&token).await.is_err());
+        assert!(node.services().credentials.resolve(&token).await.is_err());
         node.shutdown().await;
     });
 }
@@ -410,7 +410,7 @@ fn cli_shows_exports_imports_and_rotates_the_node_key() {
         let node = hearth::Node::start(test_config(data.clone()))
             .await
             .unwrap();
-        let address = node.domain().node_key().address();
+        let address = node.services().node_key().address();
         node.shutdown().await;
         address
     });

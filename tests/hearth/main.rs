@@ -4,6 +4,7 @@
 
 mod accounts;
 mod codes;
+mod conformance;
 mod foundation;
 mod layering;
 mod support;

@@ -92,8 +92,8 @@ impl TestNode {
         self.node.as_ref().expect("node is running")
     }
 
-    pub fn domain(&self) -> &Arc<hearth::domain::Domain> {
-        self.running().domain()
+    pub fn domain(&self) -> &Arc<hearth::domain::Services> {
+        self.running().services()
     }
 
     pub fn url(&self) -> String {
@@ -157,13 +157,8 @@ impl TestNode {
     }
 
     /// The newest mail to `to` in the outbox.
-    pub async fn last_mail_to(&self, to: &str) -> hearth::store::outbox::MailRow {
-        let mails = self
-            .domain()
-            .store()
-            .read(hearth::store::outbox::list)
-            .await
-            .unwrap();
+    pub async fn last_mail_to(&self, to: &str) -> hearth::domain::model::Mail {
+        let mails = self.domain().outbox.list().await.unwrap();
         mails
             .into_iter()
             .find(|m| m.recipient == to)
@@ -203,7 +198,7 @@ pub fn assert_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, needle:
 impl Drop for TestNode {
     fn drop(&mut self) {
         if let Some(node) = &self.node {
-            node.domain().store().close();
+            node.services().store().close();
         }
     }
 }

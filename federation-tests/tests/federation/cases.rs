@@ -3,8 +3,8 @@
 //! token lifecycle, policy, well-known discovery, and all of it again over TLS.
 use std::time::{Duration, Instant};
 
-use hearth::domain::DomainError;
-use hearth::federation::key::NodeKey;
+use hearth::domain::ErrorKind;
+use hearth::identity::key::NodeKey;
 use tonic::Code;
 
 use crate::support::*;
@@ -34,7 +34,7 @@ async fn configured_peers_link_at_start_and_pin_each_other() {
     for m in &c.members {
         for other in c.members.iter().filter(|o| o.server_id != m.server_id) {
             loop {
-                let peers = m.domain().list_peers().await.unwrap();
+                let peers = m.domain().peers.list().await.unwrap();
                 let row = peers.iter().find(|p| p.server_id == other.server_id);
                 if row.is_some_and(|p| p.state == "linked") {
                     break;
@@ -64,7 +64,7 @@ async fn a_user_of_alpha_logs_into_beta_and_gamma_as_a_foreign_user() {
         let fed = alpha.federate(&token, &target.server_id).await.unwrap();
         let session = target.login_federated(fed, &alpha.server_id).await.unwrap();
         target.pong(&session.session_token).await.unwrap();
-        let users = target.domain().list_users().await.unwrap();
+        let users = target.domain().accounts.list().await.unwrap();
         let foreign = users.iter().find(|u| u.id == session.user_id).unwrap();
         assert_eq!(foreign.home, Some((alpha.server_id.clone(), alpha_user)));
         assert_eq!(
@@ -85,7 +85,7 @@ async fn a_user_of_alpha_logs_into_beta_and_gamma_as_a_foreign_user() {
         )
         .await
         .unwrap();
-    let first_users = beta.domain().list_users().await.unwrap();
+    let first_users = beta.domain().accounts.list().await.unwrap();
     assert_eq!(first_users.iter().filter(|u| u.home.is_some()).count(), 1);
     assert!(first_users.iter().any(|u| u.id == again.user_id));
     // A local account with the same name on beta is a different account.
@@ -177,8 +177,8 @@ async fn beta_follows_alpha_through_a_key_rotation() {
 
     let alpha = c.get_mut("alpha");
     alpha.stop().await;
-    let store = hearth::store::Store::open(&alpha.config.database_path(), 1).unwrap();
-    let row = hearth::federation::rotation::rotate(
+    let store = hearth::Node::open_store(&alpha.config, 1).unwrap();
+    let row = hearth::keyfile::rotate(
         &alpha.config.data_dir,
         &store,
         hearth::clock::Clock::now_ms(alpha.clock.as_ref()),
@@ -228,7 +228,7 @@ async fn a_key_change_without_a_rotation_record_is_refused_until_re_pinned() {
     let alpha = c.get_mut("alpha");
     alpha.stop().await;
     let replacement = NodeKey::generate();
-    hearth::federation::rotation::import(&alpha.config.data_dir, &replacement, true).unwrap();
+    hearth::keyfile::import(&alpha.config.data_dir, &replacement, true).unwrap();
     alpha.start().await;
 
     let fed = c.get("alpha").federate(&token, &beta_id).await.unwrap();
@@ -239,13 +239,14 @@ async fn a_key_change_without_a_rotation_record_is_refused_until_re_pinned() {
     );
     let err = c.get("beta").link(c.get("alpha")).await.unwrap_err();
     assert!(
-        matches!(err, DomainError::PermissionDenied(ref m) if m.contains("hearth peer pin")),
+        err.is(ErrorKind::PermissionDenied) && err.message.contains("hearth peer pin"),
         "{err}"
     );
     let row = c
         .get("beta")
         .domain()
-        .list_peers()
+        .peers
+        .list()
         .await
         .unwrap()
         .into_iter()
@@ -255,7 +256,8 @@ async fn a_key_change_without_a_rotation_record_is_refused_until_re_pinned() {
 
     c.get("beta")
         .domain()
-        .pin_peer(&c.get("alpha").id(), replacement.public())
+        .peers
+        .pin(&c.get("alpha").id(), replacement.public())
         .await
         .unwrap();
     c.get("beta").login_federated(fed, &alpha_id).await.unwrap();
@@ -276,9 +278,8 @@ async fn a_node_that_goes_down_and_comes_back() {
 
     c.get_mut("gamma").stop().await;
     let err = c.get("alpha").link(c.get("gamma")).await.unwrap_err();
-    let DomainError::Unavailable(msg) = &err else {
-        panic!("{err}")
-    };
+    assert!(err.is(ErrorKind::Unavailable), "{err}");
+    let msg = &err.message;
     assert!(
         msg.contains(&gamma_id) && msg.contains(&format!("127.0.0.1:{port}")),
         "{msg}"
@@ -286,7 +287,8 @@ async fn a_node_that_goes_down_and_comes_back() {
     let row = c
         .get("alpha")
         .domain()
-        .list_peers()
+        .peers
+        .list()
         .await
         .unwrap()
         .into_iter()
@@ -317,7 +319,8 @@ async fn a_name_that_does_not_resolve_says_which_lookups_failed() {
     let alpha = c.get("alpha");
     let err = alpha
         .running()
-        .links()
+        .services()
+        .links
         .link_now(&"nowhere.hearth.test".parse().unwrap())
         .await
         .unwrap_err();
@@ -346,13 +349,13 @@ async fn a_node_claiming_another_nodes_name_is_refused() {
     evil_config.listen.addr = "127.0.0.1:0".parse().unwrap();
     let evil = hearth::Node::start(evil_config).await.unwrap();
     let err = evil
-        .links()
+        .services()
+        .links
         .link_now(&c.get("alpha").id())
         .await
         .unwrap_err();
-    let DomainError::PermissionDenied(msg) = &err else {
-        panic!("{err}")
-    };
+    assert!(err.is(ErrorKind::PermissionDenied), "{err}");
+    let msg = &err.message;
     assert!(msg.contains("does not own that name"), "{msg}");
     assert_eq!(
         c.get("alpha").pinned(&c.get("beta").server_id).await,
@@ -362,19 +365,27 @@ async fn a_node_claiming_another_nodes_name_is_refused() {
 
     // Its federation tokens claiming to come from beta fail beta's real key.
     let signed = evil
-        .domain()
+        .services()
+        .accounts
         .add_user("mallory@example.org", PASSWORD)
         .await
         .unwrap();
     let (secret, _) = evil
-        .domain()
-        .issue_session_for("mallory@example.org", Default::default())
+        .services()
+        .sessions
+        .issue_for_email("mallory@example.org", Default::default())
         .await
         .unwrap();
-    let p = evil.domain().authenticate(secret.expose()).await.unwrap();
+    let p = evil
+        .services()
+        .credentials
+        .resolve(secret.expose())
+        .await
+        .unwrap();
     assert_eq!(p.user_id, signed.id);
     let token = evil
-        .domain()
+        .services()
+        .login
         .federate(&p, &c.get("alpha").server_id, |claims| {
             format!("{claims:?}").into_bytes()
         })
@@ -399,9 +410,9 @@ async fn peer_tokens_refresh_and_sign_out() {
     let c = Cluster::start(&["alpha", "beta"]).await;
     let (alpha, beta) = (c.get("alpha"), c.get("beta"));
     alpha.link(beta).await.unwrap();
-    let token = alpha.running().links().token(&beta.id()).unwrap();
+    let token = alpha.running().services().links.token(&beta.id()).unwrap();
     assert_eq!(
-        beta.domain().peer_of_token(&token).await.unwrap(),
+        beta.domain().challenge.peer_of_token(&token).await.unwrap(),
         alpha.server_id
     );
 
@@ -415,11 +426,11 @@ async fn peer_tokens_refresh_and_sign_out() {
         .into_inner()
         .token;
     assert!(
-        beta.domain().peer_of_token(&token).await.is_err(),
+        beta.domain().challenge.peer_of_token(&token).await.is_err(),
         "the old token dies on refresh"
     );
     assert_eq!(
-        beta.domain().peer_of_token(&fresh).await.unwrap(),
+        beta.domain().challenge.peer_of_token(&fresh).await.unwrap(),
         alpha.server_id
     );
     expect_err(
@@ -436,7 +447,7 @@ async fn peer_tokens_refresh_and_sign_out() {
         })
         .await
         .unwrap();
-    assert!(beta.domain().peer_of_token(&fresh).await.is_err());
+    assert!(beta.domain().challenge.peer_of_token(&fresh).await.is_err());
     client
         .signout(hearth::pb::auth::AuthToken { token: fresh })
         .await
@@ -537,7 +548,8 @@ async fn policy_closed_allowlist_and_denylist() {
     }
     c.get("delta")
         .domain()
-        .set_peer_link(&alpha.id(), true, None)
+        .peers
+        .set_link(&alpha.id(), true, None)
         .await
         .unwrap();
     let fed = alpha
@@ -586,13 +598,14 @@ async fn well_known_discovery_finds_a_node_without_srv() {
     alpha.start().await;
     c.get("alpha")
         .running()
-        .links()
+        .services()
+        .links
         .link_now(&"delta.hearth.test".parse().unwrap())
         .await
         .unwrap();
     assert_eq!(
         c.get("alpha").pinned("delta.hearth.test").await,
-        Some(delta.domain().node_key().public())
+        Some(delta.services().node_key().public())
     );
     delta.shutdown().await;
 }
@@ -677,7 +690,7 @@ async fn links_are_refreshed_before_their_peer_token_expires() {
     let (alpha, beta) = (c.get("alpha"), c.get("beta"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let first = loop {
-        if let Some(t) = alpha.running().links().token(&beta.id()) {
+        if let Some(t) = alpha.running().services().links.token(&beta.id()) {
             break t;
         }
         assert!(Instant::now() < deadline, "alpha never linked beta");
@@ -687,7 +700,7 @@ async fn links_are_refreshed_before_their_peer_token_expires() {
     alpha.clock.advance_ms(55 * 60 * 1000);
     let deadline = Instant::now() + Duration::from_secs(20);
     let second = loop {
-        match alpha.running().links().token(&beta.id()) {
+        match alpha.running().services().links.token(&beta.id()) {
             Some(t) if t != first => break t,
             _ => {}
         }
@@ -695,11 +708,15 @@ async fn links_are_refreshed_before_their_peer_token_expires() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
-        beta.domain().peer_of_token(&first).await.is_err(),
+        beta.domain().challenge.peer_of_token(&first).await.is_err(),
         "TokenRefresh retired the old token"
     );
     assert_eq!(
-        beta.domain().peer_of_token(&second).await.unwrap(),
+        beta.domain()
+            .challenge
+            .peer_of_token(&second)
+            .await
+            .unwrap(),
         alpha.server_id
     );
 }

@@ -94,7 +94,7 @@ pub struct Member {
 /// Settings for a node of the cluster.
 pub fn node_config(name: &str, dns: &Dns, data_dir: PathBuf, port: u16) -> Config {
     let mut c = Config {
-        server_id: hearth::federation::server_id::ServerId::parse(&format!("{name}.hearth.test"))
+        server_id: hearth::identity::server_id::ServerId::parse(&format!("{name}.hearth.test"))
             .unwrap(),
         data_dir,
         ..Config::default()
@@ -114,11 +114,11 @@ impl Member {
         self.node.as_ref().expect("node is running")
     }
 
-    pub fn domain(&self) -> &Arc<hearth::domain::Domain> {
-        self.running().domain()
+    pub fn domain(&self) -> &Arc<hearth::domain::Services> {
+        self.running().services()
     }
 
-    pub fn id(&self) -> hearth::federation::server_id::ServerId {
+    pub fn id(&self) -> hearth::identity::server_id::ServerId {
         self.config.server_id.clone()
     }
 
@@ -216,7 +216,7 @@ impl Member {
 
     /// Links this node with `other` now.
     pub async fn link(&self, other: &Member) -> Result<(), hearth::domain::DomainError> {
-        self.running().links().link_now(&other.id()).await
+        self.running().services().links.link_now(&other.id()).await
     }
 
     /// Writes this node's config to a TOML file, for running the CLI against its data dir.
@@ -243,7 +243,7 @@ impl Member {
 
     /// The key this node has pinned for `server`, if any.
     pub async fn pinned(&self, server: &str) -> Option<[u8; 32]> {
-        let peers = self.domain().list_peers().await.unwrap();
+        let peers = self.domain().peers.list().await.unwrap();
         peers
             .into_iter()
             .find(|p| p.server_id == server)
@@ -301,7 +301,7 @@ impl Cluster {
             if opts.peers {
                 for other in names.iter().filter(|o| *o != name) {
                     config.federation.peers.push(hearth::config::Peer {
-                        server_id: hearth::federation::server_id::ServerId::parse(&format!(
+                        server_id: hearth::identity::server_id::ServerId::parse(&format!(
                             "{other}.hearth.test"
                         ))
                         .unwrap(),

@@ -115,7 +115,7 @@ pub fn follow_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::federation::key::NodeKey;
+    use crate::identity::key::NodeKey;
 
     fn rotate(from: &NodeKey, to: &NodeKey, at: u64) -> Rotation {
         Rotation {

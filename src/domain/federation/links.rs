@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::client::PeerClient;
-use super::key::address_of;
-use super::server_id::ServerId;
-use crate::domain::pins::PeerDirectory;
-use crate::domain::{Domain, DomainError};
+use super::challenge::{Linked, PeerChallenge};
+use super::peers::Peers;
+use super::{FetchedKey, PeerNetwork};
+use crate::clock::SharedClock;
+use crate::domain::state::jobs::{Job, JobLeases};
+use crate::domain::{DomainError, ErrorKind};
+use crate::identity::key::address_of;
+use crate::identity::server_id::ServerId;
 
 /// Re-link this long before the peer token expires.
 pub const REFRESH_BEFORE_MS: u64 = 10 * 60 * 1000;
@@ -26,20 +29,33 @@ struct LinkState {
     failures: u32,
 }
 
-/// Links this node with its peers.
+/// Links this node with its peers. Its state is one entry per wanted peer (bounded by the
+/// configured and operator-linked peers).
 #[derive(Debug)]
 pub struct Links {
-    domain: Arc<Domain>,
-    client: Arc<PeerClient>,
+    peers: Arc<Peers>,
+    challenge: Arc<PeerChallenge>,
+    network: Arc<dyn PeerNetwork>,
+    clock: SharedClock,
+    jobs: Arc<dyn JobLeases>,
     state: Mutex<HashMap<ServerId, LinkState>>,
 }
 
 impl Links {
-    /// A link keeper for `domain`, calling out through `client`.
-    pub fn new(domain: Arc<Domain>, client: Arc<PeerClient>) -> Arc<Self> {
+    /// A link keeper.
+    pub fn new(
+        peers: Arc<Peers>,
+        challenge: Arc<PeerChallenge>,
+        network: Arc<dyn PeerNetwork>,
+        clock: SharedClock,
+        jobs: Arc<dyn JobLeases>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            domain,
-            client,
+            peers,
+            challenge,
+            network,
+            clock,
+            jobs,
             state: Mutex::new(HashMap::new()),
         })
     }
@@ -58,35 +74,28 @@ impl Links {
         }
     }
 
-    /// The peers that should be linked: configured ones and operator-linked ones.
+    /// The peers that should be linked, with their static routes handed to the network.
     async fn wanted(&self) -> Result<Vec<ServerId>, DomainError> {
-        let mut wanted: Vec<ServerId> = self
-            .domain
-            .config()
-            .federation
-            .peers
-            .iter()
-            .map(|p| p.server_id.clone())
-            .collect();
-        for row in self.domain.list_peers().await? {
-            if let (true, Ok(id)) = (row.linked, ServerId::parse(&row.server_id)) {
-                if let Some(url) = row.url {
-                    self.client.discovery().set_static(id.clone(), url);
-                }
-                if !wanted.contains(&id) {
-                    wanted.push(id);
-                }
+        let wanted = self.peers.wanted().await?;
+        for (id, url) in &wanted {
+            if let Some(url) = url {
+                self.network.set_route(id, url);
             }
         }
-        Ok(wanted)
+        Ok(wanted.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Links (or refreshes the link) with `server` now, and records the outcome.
     pub async fn link_now(&self, server: &ServerId) -> Result<(), DomainError> {
         let mut state = self.get(server);
-        let now = self.domain.clock().now_ms();
+        let now = self.clock.now_ms();
         let refreshed = match &state.token {
-            Some(token) if state.expires_at > now => self.client.refresh(server, token).await.ok(),
+            Some(token) if state.expires_at > now => self
+                .network
+                .refresh(server, token)
+                .await
+                .ok()
+                .map(|t| (t, self.clock.now_ms() + super::PEER_TOKEN_MS)),
             _ => None,
         };
         let result = match refreshed {
@@ -96,10 +105,10 @@ impl Links {
                 .await
                 .map(|l| (l.token, l.expires_at)),
         };
-        let now = self.domain.clock().now_ms();
+        let now = self.clock.now_ms();
         match result {
             Ok((token, expires_at)) => {
-                self.domain.record_link(server, Ok(expires_at)).await?;
+                self.peers.record_link(server, Ok(expires_at)).await?;
                 self.set(
                     server,
                     LinkState {
@@ -112,7 +121,7 @@ impl Links {
                 Ok(())
             }
             Err(e) => {
-                self.domain.record_link(server, Err(&e)).await?;
+                self.peers.record_link(server, Err(&e)).await?;
                 state.failures += 1;
                 state.next_attempt = now + (1_000u64 << state.failures.min(10)).min(MAX_BACKOFF_MS);
                 self.set(server, state);
@@ -121,30 +130,30 @@ impl Links {
         }
     }
 
-    async fn link_with_pin(&self, server: &ServerId) -> Result<super::client::Linked, DomainError> {
-        let mut pinned = self.domain.pinned_key(server).await?;
+    async fn link_with_pin(&self, server: &ServerId) -> Result<Linked, DomainError> {
+        let mut pinned = self.peers.pinned_key(server).await?;
         let expected = pinned.map(|k| address_of(&k));
-        let linked = match self.client.link(server, expected.as_deref()).await {
-            Err(DomainError::FailedPrecondition(_)) if pinned.is_some() => {
+        let linked = match self.challenge.link(server, expected.as_deref()).await {
+            Err(e) if e.is(ErrorKind::FailedPrecondition) && pinned.is_some() => {
                 // The peer has another key than our pin: accept it only through its chain.
-                let fetched = self.client.fetch_key(server).await?;
-                self.domain.accept_key(server, &fetched).await?;
+                let fetched = self.network.fetch_key(server).await?;
+                self.peers.accept_key(server, &fetched).await?;
                 pinned = Some(fetched.key);
-                self.client
+                self.challenge
                     .link(server, Some(&address_of(&fetched.key)))
                     .await?
             }
             other => other?,
         };
         let history = match pinned {
-            Some(p) if p != linked.key => self.client.fetch_key(server).await?.history,
+            Some(p) if p != linked.key => self.network.fetch_key(server).await?.history,
             _ => Vec::new(),
         };
-        let fetched = crate::domain::pins::FetchedKey {
+        let fetched = FetchedKey {
             key: linked.key,
             history,
         };
-        self.domain.accept_key(server, &fetched).await?;
+        self.peers.accept_key(server, &fetched).await?;
         Ok(linked)
     }
 
@@ -153,7 +162,7 @@ impl Links {
         let state = self.get(server);
         self.set(server, LinkState::default());
         match &state.token {
-            Some(token) => self.client.signout(server, token).await,
+            Some(token) => self.network.signout(server, token).await,
             None => Ok(()),
         }
     }
@@ -189,9 +198,10 @@ impl Links {
     pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                if let Ok(wanted) = self.wanted().await {
+                let mine = self.jobs.hold(Job::LinkKeeper).await;
+                if let (true, Ok(wanted)) = (mine, self.wanted().await) {
                     self.drop_unwanted(&wanted).await;
-                    let now = self.domain.clock().now_ms();
+                    let now = self.clock.now_ms();
                     for server in wanted {
                         if self.get(&server).next_attempt <= now {
                             if let Err(e) = self.link_now(&server).await {

@@ -7,7 +7,7 @@ use super::{optional, StoreError};
 pub fn get_or_create(
     tx: &Connection,
     name: &str,
-    make: impl FnOnce() -> Vec<u8>,
+    make: &mut dyn FnMut() -> Vec<u8>,
 ) -> Result<Vec<u8>, StoreError> {
     if let Some(v) = optional(tx.query_row(
         "SELECT value FROM node_secrets WHERE name = ?1",

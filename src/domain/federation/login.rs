@@ -1,14 +1,25 @@
 //! Cross-node login (DESIGN.md §4.6). `federate` signs a short-lived claim for a local user
 //! and one target node; `login_federated` on that node checks policy, signature (with the
 //! origin's pinned key, refetched once on failure), audience, time window and single-use
-//! nonce, then signs in a foreign user kept apart from local accounts.
+//! nonce (one atomic store operation), then signs in a foreign user kept apart from local
+//! accounts.
+use std::sync::Arc;
+
 use rand::RngCore;
 
-use super::pins::{CLOCK_SKEW_MS, TOKEN_MAX_MS};
-use super::{Domain, DomainError, Principal, RequestContext};
-use crate::federation::server_id::ServerId;
+use super::peers::Peers;
+use super::{CLOCK_SKEW_MS, TOKEN_MAX_MS};
+use crate::clock::SharedClock;
+use crate::domain::error::Reason;
+use crate::domain::model::User;
+use crate::domain::principal::Principal;
+use crate::domain::sessions::Sessions;
+use crate::domain::state::ids::IdAllocator;
+use crate::domain::state::{Store, StoreError};
+use crate::domain::{DomainError, RequestContext};
+use crate::identity::key::NodeKey;
+use crate::identity::server_id::ServerId;
 use crate::secret::BearerSecret;
-use crate::store::{nonces, sessions, users, StoreError};
 
 /// The claims of a federation token (`protocol.auth.v1.TokenData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +56,40 @@ fn server_id(field: &'static str, text: &str) -> Result<ServerId, DomainError> {
     ServerId::parse(text).map_err(|e| DomainError::invalid(field, e.to_string()))
 }
 
-impl Domain {
+/// The federation login service.
+#[derive(Debug)]
+pub struct FederationLogin {
+    store: Store,
+    clock: SharedClock,
+    ids: Arc<dyn IdAllocator>,
+    me: ServerId,
+    key: NodeKey,
+    peers: Arc<Peers>,
+    sessions: Arc<Sessions>,
+}
+
+impl FederationLogin {
+    /// The service.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        ids: Arc<dyn IdAllocator>,
+        me: ServerId,
+        key: NodeKey,
+        peers: Arc<Peers>,
+        sessions: Arc<Sessions>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            ids,
+            me,
+            key,
+            peers,
+            sessions,
+        }
+    }
+
     /// Signs a token that lets the caller (a local user) log into `target`. `encode` turns
     /// the claims into the exact bytes to sign.
     pub async fn federate(
@@ -55,18 +99,27 @@ impl Domain {
         encode: impl FnOnce(&Claims) -> Vec<u8>,
     ) -> Result<SignedToken, DomainError> {
         let target = server_id("server_id", target)?;
-        if target == self.config.server_id {
-            return Err(DomainError::invalid(
+        if target == self.me {
+            return Err(DomainError::invalid_because(
                 "server_id",
+                Reason::FederationSelf,
                 "that is this node; sign in here directly",
             ));
         }
-        self.check_policy(&target).await?;
-        let user = self.user_of(p).await?;
+        self.peers.check_policy(&target).await?;
+        let id = p.user_id;
+        let user = self
+            .store
+            .read(move |tx| Ok::<_, DomainError>(tx.user(id)?))
+            .await?
+            .ok_or_else(|| {
+                DomainError::unauthenticated(Reason::AccountGone, "the account no longer exists")
+            })?;
         if let Some((home, _)) = &user.home {
-            return Err(DomainError::PermissionDenied(format!(
-                "only local accounts can federate; this account's home is {home}"
-            )));
+            return Err(DomainError::denied(
+                Reason::ForeignAccount,
+                format!("only local accounts can federate; this account's home is {home}"),
+            ));
         }
         let now = self.clock.now_ms();
         let mut nonce = vec![0u8; 16];
@@ -81,7 +134,7 @@ impl Domain {
             nonce,
         };
         let data = encode(&claims);
-        let sig = self.node_key.sign(&data).to_vec();
+        let sig = self.key.sign(&data).to_vec();
         Ok(SignedToken { data, sig })
     }
 
@@ -94,49 +147,58 @@ impl Domain {
         ctx: &RequestContext,
     ) -> Result<(BearerSecret, u64), DomainError> {
         let origin = server_id("server_id", origin)?;
-        if origin == self.config.server_id {
-            return Err(DomainError::invalid(
+        if origin == self.me {
+            return Err(DomainError::invalid_because(
                 "server_id",
+                Reason::FederationSelf,
                 "that is this node; tokens from itself are not accepted",
             ));
         }
-        self.check_policy(&origin).await?;
+        self.peers.check_policy(&origin).await?;
         let now = self.clock.now_ms();
-        let mut keys = self.trusted_keys(&origin).await?;
+        let mut keys = self.peers.trusted_keys(&origin).await?;
         if !keys.verifies(&token.data, &token.sig, now) {
             // The origin may have rotated its key since we pinned it: fetch once and retry.
-            keys = self.refetch_keys(&origin, Some(&keys)).await?;
+            keys = self.peers.refetch_keys(&origin, Some(&keys)).await?;
             if !keys.verifies(&token.data, &token.sig, now) {
-                return Err(DomainError::Unauthenticated(format!(
+                return Err(DomainError::unauthenticated(Reason::TokenSignatureInvalid, format!(
                     "the token's signature does not verify with {origin}'s key (tampered, or not from {origin})"
                 )));
             }
         }
         let claims = decode(&token.data).map_err(|e| DomainError::invalid("auth_token.data", e))?;
-        let me = self.config.server_id.to_string();
+        let me = self.me.to_string();
         if claims.server_id != me {
-            return Err(DomainError::PermissionDenied(format!(
-                "this token is for {}, not for this node ({me})",
-                claims.server_id
-            )));
+            return Err(DomainError::denied(
+                Reason::TokenAudienceMismatch,
+                format!(
+                    "this token is for {}, not for this node ({me})",
+                    claims.server_id
+                ),
+            ));
         }
         if claims.issued_at > now + CLOCK_SKEW_MS {
-            return Err(DomainError::Unauthenticated(
-                "the token was issued in the future; check both nodes' clocks".into(),
+            return Err(DomainError::unauthenticated(
+                Reason::TokenNotYetValid,
+                "the token was issued in the future; check both nodes' clocks",
             ));
         }
         if claims.expires_at <= claims.issued_at
             || claims.expires_at - claims.issued_at > TOKEN_MAX_MS
         {
-            return Err(DomainError::Unauthenticated(
-                "the token's lifetime is not between 0 and 5 minutes".into(),
+            return Err(DomainError::unauthenticated(
+                Reason::TokenLifetimeInvalid,
+                "the token's lifetime is not between 0 and 5 minutes",
             ));
         }
         if now > claims.expires_at + CLOCK_SKEW_MS {
-            return Err(DomainError::Unauthenticated(format!(
-                "the token expired {} s ago; ask the home server for a new one",
-                (now - claims.expires_at) / 1000
-            )));
+            return Err(DomainError::unauthenticated(
+                Reason::TokenExpired,
+                format!(
+                    "the token expired {} s ago; ask the home server for a new one",
+                    (now - claims.expires_at) / 1000
+                ),
+            ));
         }
         if claims.nonce.len() < 16 {
             return Err(DomainError::invalid(
@@ -146,7 +208,7 @@ impl Domain {
         }
         let origin_name = origin.to_string();
         let name = format!("{}@{origin_name}", claims.username);
-        let new_user = users::UserRow {
+        let new_user = User {
             id: self.ids.next_id(),
             email: None,
             name: name.clone(),
@@ -157,33 +219,34 @@ impl Domain {
             locked_until: None,
             created_at: now,
         };
-        let (secret, mut session) = self.new_session(new_user.id, ctx.device.clone());
+        let (secret, mut session) = self.sessions.new_session(new_user.id, ctx.device.clone());
         let keep_until = claims.expires_at + CLOCK_SKEW_MS;
         let user_id = self
             .store
             .write(move |tx| {
-                match nonces::use_once(tx, &origin_name, &claims.nonce, keep_until, now) {
+                match tx.use_nonce(&origin_name, &claims.nonce, keep_until, now) {
                     Err(StoreError::Conflict(_)) => {
-                        return Err(DomainError::Unauthenticated(
-                            "this token was already used (replay refused)".into(),
+                        return Err(DomainError::unauthenticated(
+                            Reason::TokenReplayed,
+                            "this token was already used (replay refused)",
                         ))
                     }
                     other => other?,
                 }
-                let user_id = match users::by_home(tx, &origin_name, claims.user_id)? {
+                let user_id = match tx.user_by_home(&origin_name, claims.user_id)? {
                     Some(existing) => {
                         if existing.name != name {
-                            users::set_name(tx, existing.id, &name)?;
+                            tx.set_user_name(existing.id, &name)?;
                         }
                         existing.id
                     }
                     None => {
-                        users::insert(tx, &new_user)?;
+                        tx.insert_user(&new_user)?;
                         new_user.id
                     }
                 };
                 session.user_id = user_id;
-                sessions::insert(tx, &session)?;
+                tx.insert_session(&session)?;
                 Ok(user_id)
             })
             .await?;

@@ -1,38 +1,17 @@
-//! The `users` table: local accounts, guests and foreign (federated) users.
+//! The `users` table: local accounts, guests and foreign (federated) users, and the
+//! one-statement sign-in gate.
 use rusqlite::{params, Connection, Row};
 
-use super::{optional, StoreError};
-
-/// One user row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
-    /// Snowflake id.
-    pub id: u64,
-    /// Lower-cased e-mail; `None` for guests and foreign users.
-    pub email: Option<String>,
-    /// Display name.
-    pub name: String,
-    /// argon2id PHC string; `None` when the account has no password.
-    pub password_hash: Option<String>,
-    /// Whether the e-mail address was verified.
-    pub email_verified: bool,
-    /// For a foreign user: the home server and the user's id there.
-    pub home: Option<(String, u64)>,
-    /// Consecutive failed sign-ins.
-    pub failed_sign_ins: u32,
-    /// Sign-in refused until this time (unix ms).
-    pub locked_until: Option<u64>,
-    /// Creation time (unix ms).
-    pub created_at: u64,
-}
+use super::{optional, unique, StoreError};
+use crate::domain::model::{LockPolicy, SignInGate, User};
 
 const COLUMNS: &str = "id, email, name, password_hash, email_verified, home_server, \
                        remote_user_id, failed_sign_ins, locked_until, created_at";
 
-fn from_row(r: &Row<'_>) -> Result<UserRow, rusqlite::Error> {
+fn from_row(r: &Row<'_>) -> Result<User, rusqlite::Error> {
     let home_server: Option<String> = r.get(5)?;
     let remote: Option<i64> = r.get(6)?;
-    Ok(UserRow {
+    Ok(User {
         id: r.get::<_, i64>(0)? as u64,
         email: r.get(1)?,
         name: r.get(2)?,
@@ -46,7 +25,7 @@ fn from_row(r: &Row<'_>) -> Result<UserRow, rusqlite::Error> {
 }
 
 /// Inserts a user; a taken e-mail (or foreign identity) is [`StoreError::Conflict`].
-pub fn insert(tx: &Connection, u: &UserRow) -> Result<(), StoreError> {
+pub fn insert(tx: &Connection, u: &User) -> Result<(), StoreError> {
     tx.execute(
         &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![
@@ -62,12 +41,12 @@ pub fn insert(tx: &Connection, u: &UserRow) -> Result<(), StoreError> {
             u.created_at as i64,
         ],
     )
-    .map_err(|e| StoreError::unique(e, "that e-mail address"))?;
+    .map_err(|e| unique(e, "that e-mail address"))?;
     Ok(())
 }
 
 /// A local user by e-mail (case-insensitive).
-pub fn by_email(c: &Connection, email: &str) -> Result<Option<UserRow>, StoreError> {
+pub fn by_email(c: &Connection, email: &str) -> Result<Option<User>, StoreError> {
     optional(c.query_row(
         &format!("SELECT {COLUMNS} FROM users WHERE email = ?1 AND home_server IS NULL"),
         [email],
@@ -76,7 +55,7 @@ pub fn by_email(c: &Connection, email: &str) -> Result<Option<UserRow>, StoreErr
 }
 
 /// A user by id.
-pub fn by_id(c: &Connection, id: u64) -> Result<Option<UserRow>, StoreError> {
+pub fn by_id(c: &Connection, id: u64) -> Result<Option<User>, StoreError> {
     optional(c.query_row(
         &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
         [id as i64],
@@ -85,7 +64,7 @@ pub fn by_id(c: &Connection, id: u64) -> Result<Option<UserRow>, StoreError> {
 }
 
 /// A foreign user by home server and remote id.
-pub fn by_home(c: &Connection, server: &str, remote: u64) -> Result<Option<UserRow>, StoreError> {
+pub fn by_home(c: &Connection, server: &str, remote: u64) -> Result<Option<User>, StoreError> {
     optional(c.query_row(
         &format!("SELECT {COLUMNS} FROM users WHERE home_server = ?1 AND remote_user_id = ?2"),
         params![server, remote as i64],
@@ -94,7 +73,7 @@ pub fn by_home(c: &Connection, server: &str, remote: u64) -> Result<Option<UserR
 }
 
 /// All users, oldest first.
-pub fn list(c: &Connection) -> Result<Vec<UserRow>, StoreError> {
+pub fn list(c: &Connection) -> Result<Vec<User>, StoreError> {
     let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY id"))?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -109,17 +88,41 @@ pub fn set_password_hash(tx: &Connection, id: u64, hash: &str) -> Result<(), Sto
     Ok(())
 }
 
-/// Records a failed sign-in and the lock that follows from it.
-pub fn record_failure(
+/// The sign-in gate in one statement: counts the attempt unless the account is locked, and
+/// sets the lock that the new count calls for (the rule of [`LockPolicy::locked_until`]).
+pub fn begin_sign_in(
     tx: &Connection,
     id: u64,
-    locked_until: Option<u64>,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE users SET failed_sign_ins = failed_sign_ins + 1, locked_until = ?2 WHERE id = ?1",
-        params![id as i64, locked_until.map(|v| v as i64)],
-    )?;
-    Ok(())
+    now: u64,
+    p: &LockPolicy,
+) -> Result<SignInGate, StoreError> {
+    let counted = optional(tx.query_row(
+        "UPDATE users SET failed_sign_ins = failed_sign_ins + 1, locked_until = CASE \
+             WHEN failed_sign_ins + 1 >= ?3 THEN ?2 + ?4 \
+             WHEN failed_sign_ins + 1 < ?5 THEN NULL \
+             ELSE ?2 + MIN(?6 << MIN(failed_sign_ins + 1 - ?5, 20), ?7) END \
+         WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2) RETURNING id",
+        params![
+            id as i64,
+            now as i64,
+            p.lock_after,
+            p.lock_ms as i64,
+            p.free_failures,
+            p.base_delay_ms as i64,
+            p.max_delay_ms as i64
+        ],
+        |r| r.get::<_, i64>(0),
+    ))?;
+    if counted.is_some() {
+        return Ok(SignInGate::Allowed);
+    }
+    Ok(match by_id(tx, id)? {
+        None => SignInGate::NoAccount,
+        Some(u) => SignInGate::Locked {
+            failures: u.failed_sign_ins,
+            until: u.locked_until.unwrap_or(now),
+        },
+    })
 }
 
 /// Clears the failure counter and any lock.

@@ -2,7 +2,7 @@
 //! expire, so each token logs in at most once.
 use rusqlite::{params, Connection};
 
-use super::StoreError;
+use super::{unique, StoreError};
 
 /// Records a nonce; `Err(Conflict)` if it was used before. Also forgets expired ones.
 pub fn use_once(
@@ -20,6 +20,6 @@ pub fn use_once(
         "INSERT INTO used_nonces (origin, nonce, expires_at) VALUES (?1, ?2, ?3)",
         params![origin, nonce, expires_at as i64],
     )
-    .map_err(|e| StoreError::unique(e, "this token's nonce"))?;
+    .map_err(|e| unique(e, "this token's nonce"))?;
     Ok(())
 }

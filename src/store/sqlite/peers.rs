@@ -2,29 +2,7 @@
 use rusqlite::{params, Connection, Row};
 
 use super::{optional, StoreError};
-
-/// One peer.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PeerRow {
-    /// Canonical server_id.
-    pub server_id: String,
-    /// The pinned key.
-    pub pinned_key: Option<[u8; 32]>,
-    /// The key before the last accepted rotation, and when it was retired.
-    pub previous_key: Option<([u8; 32], u64)>,
-    /// Static route.
-    pub url: Option<String>,
-    /// The operator asked for a link.
-    pub linked: bool,
-    /// new | linked | down | refused
-    pub state: String,
-    /// Why the last link attempt failed.
-    pub last_error: Option<String>,
-    /// When our peer token at that node expires.
-    pub link_expires_at: Option<u64>,
-    /// Last change (unix ms).
-    pub updated_at: u64,
-}
+use crate::domain::model::Peer;
 
 fn key(v: Option<Vec<u8>>) -> Option<[u8; 32]> {
     v.and_then(|k| k.try_into().ok())
@@ -33,10 +11,10 @@ fn key(v: Option<Vec<u8>>) -> Option<[u8; 32]> {
 const COLUMNS: &str = "server_id, pinned_key, previous_key, previous_retired_at, url, linked, \
                        state, last_error, link_expires_at, updated_at";
 
-fn from_row(r: &Row<'_>) -> Result<PeerRow, rusqlite::Error> {
+fn from_row(r: &Row<'_>) -> Result<Peer, rusqlite::Error> {
     let previous = key(r.get(2)?);
     let retired: Option<i64> = r.get(3)?;
-    Ok(PeerRow {
+    Ok(Peer {
         server_id: r.get(0)?,
         pinned_key: key(r.get(1)?),
         previous_key: previous.zip(retired.map(|v| v as u64)),
@@ -50,7 +28,7 @@ fn from_row(r: &Row<'_>) -> Result<PeerRow, rusqlite::Error> {
 }
 
 /// One peer by server_id.
-pub fn get(c: &Connection, server_id: &str) -> Result<Option<PeerRow>, StoreError> {
+pub fn get(c: &Connection, server_id: &str) -> Result<Option<Peer>, StoreError> {
     optional(c.query_row(
         &format!("SELECT {COLUMNS} FROM peers WHERE server_id = ?1"),
         [server_id],
@@ -59,14 +37,14 @@ pub fn get(c: &Connection, server_id: &str) -> Result<Option<PeerRow>, StoreErro
 }
 
 /// Every peer, by name.
-pub fn list(c: &Connection) -> Result<Vec<PeerRow>, StoreError> {
+pub fn list(c: &Connection) -> Result<Vec<Peer>, StoreError> {
     let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM peers ORDER BY server_id"))?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Inserts or replaces a peer row.
-pub fn put(tx: &Connection, p: &PeerRow) -> Result<(), StoreError> {
+pub fn put(tx: &Connection, p: &Peer) -> Result<(), StoreError> {
     tx.execute(
         &format!("INSERT OR REPLACE INTO peers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         params![

@@ -2,32 +2,12 @@
 use rusqlite::{params, Connection, Row};
 
 use super::StoreError;
-
-/// One queued mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailRow {
-    /// Row id.
-    pub id: u64,
-    /// Recipient address.
-    pub recipient: String,
-    /// Subject line.
-    pub subject: String,
-    /// Plain-text body.
-    pub body: String,
-    /// Queued at (unix ms).
-    pub created_at: u64,
-    /// Delivery attempts so far.
-    pub attempts: u32,
-    /// Sent at (unix ms), once sent.
-    pub sent_at: Option<u64>,
-    /// Last delivery error.
-    pub last_error: Option<String>,
-}
+use crate::domain::model::Mail;
 
 const COLUMNS: &str = "id, recipient, subject, body, created_at, attempts, sent_at, last_error";
 
-fn from_row(r: &Row<'_>) -> Result<MailRow, rusqlite::Error> {
-    Ok(MailRow {
+fn from_row(r: &Row<'_>) -> Result<Mail, rusqlite::Error> {
+    Ok(Mail {
         id: r.get::<_, i64>(0)? as u64,
         recipient: r.get(1)?,
         subject: r.get(2)?,
@@ -55,7 +35,7 @@ pub fn enqueue(
 }
 
 /// Mail due for an attempt at `now`, oldest first.
-pub fn due(c: &Connection, now: u64, limit: u32) -> Result<Vec<MailRow>, StoreError> {
+pub fn due(c: &Connection, now: u64, limit: u32) -> Result<Vec<Mail>, StoreError> {
     let mut stmt = c.prepare(&format!(
         "SELECT {COLUMNS} FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2"
     ))?;
@@ -64,7 +44,7 @@ pub fn due(c: &Connection, now: u64, limit: u32) -> Result<Vec<MailRow>, StoreEr
 }
 
 /// All mail, newest first.
-pub fn list(c: &Connection) -> Result<Vec<MailRow>, StoreError> {
+pub fn list(c: &Connection) -> Result<Vec<Mail>, StoreError> {
     let mut stmt = c.prepare(&format!("SELECT {COLUMNS} FROM outbox ORDER BY id DESC"))?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

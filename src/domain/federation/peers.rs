@@ -1,37 +1,25 @@
-//! Peer keys: which key this node trusts for another node, and how that changes. A first
-//! contact pins the key (trust on first use, where policy allows); a later key is accepted
-//! only through an unbroken chain of signed rotation records; anything else is refused until
-//! the operator re-pins. Also the federation policy (open / allowlist / closed, denylist).
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//! Peers, pins and policy: which key this node trusts for another node, and how that
+//! changes. A first contact pins the key (trust on first use, where policy allows); a later
+//! key is accepted only through an unbroken chain of signed rotation records; anything else
+//! is refused until the operator re-pins. Also the federation policy (open / allowlist /
+//! closed, denylist) and the link bookkeeping the operator sees in `hearth peer list`.
+use std::sync::Arc;
 
-use super::{Domain, DomainError};
-use crate::config::FederationPolicy;
-use crate::federation::key::{address_of, verify};
-use crate::federation::proofs::{follow_chain, Rotation};
-use crate::federation::server_id::ServerId;
-use crate::store::peers::{self, PeerRow};
+use super::{FetchedKey, PeerNetwork, CLOCK_SKEW_MS, TOKEN_MAX_MS};
+use crate::clock::SharedClock;
+use crate::config::{Federation, FederationPolicy};
+use crate::domain::error::Reason;
+use crate::domain::model::Peer;
+use crate::domain::state::short_lived::LocalMap;
+use crate::domain::state::Store;
+use crate::domain::{DomainError, ErrorKind};
+use crate::identity::key::{address_of, verify};
+use crate::identity::proofs::follow_chain;
+use crate::identity::server_id::ServerId;
 
-/// The longest a federation token may live.
-pub const TOKEN_MAX_MS: u64 = 5 * 60 * 1000;
-/// Clock difference tolerated between nodes.
-pub const CLOCK_SKEW_MS: u64 = 30 * 1000;
-
-/// A key as another node serves it through `Key`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchedKey {
-    /// The current key.
-    pub key: [u8; 32],
-    /// Its rotation history, oldest first.
-    pub history: Vec<Rotation>,
-}
-
-/// What the domain needs from the network; `federation::client` implements it.
-#[async_trait::async_trait]
-pub trait PeerDirectory: Send + Sync + std::fmt::Debug {
-    /// Discovers `server` and asks its `Key` RPC.
-    async fn fetch_key(&self, server: &ServerId) -> Result<FetchedKey, DomainError>;
-}
+/// Origins with a key fetch under way at most; a lock lives as long as a fetch can take.
+const MAX_FETCH_LOCKS: usize = 10_000;
+const FETCH_LOCK_MS: u64 = 60_000;
 
 /// The keys that may have signed a token from a peer.
 #[derive(Debug, Clone)]
@@ -51,47 +39,62 @@ impl PeerKeys {
     }
 }
 
-/// One lock per origin, so concurrent logins trigger one key fetch, not many.
-#[derive(Debug, Default)]
-pub(crate) struct FetchLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl FetchLocks {
-    fn get(&self, server: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(server.to_owned()).or_default().clone()
-    }
-}
-
-fn keys_of(row: &PeerRow) -> Option<PeerKeys> {
+fn keys_of(row: &Peer) -> Option<PeerKeys> {
     Some(PeerKeys {
         current: row.pinned_key?,
         previous: row.previous_key,
     })
 }
 
-impl Domain {
+/// The peers service.
+#[derive(Debug)]
+pub struct Peers {
+    store: Store,
+    clock: SharedClock,
+    config: Federation,
+    network: Arc<dyn PeerNetwork>,
+    fetch_locks: LocalMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Peers {
+    /// The service.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        config: Federation,
+        network: Arc<dyn PeerNetwork>,
+    ) -> Self {
+        Self {
+            fetch_locks: LocalMap::new(clock.clone(), MAX_FETCH_LOCKS),
+            store,
+            clock,
+            config,
+            network,
+        }
+    }
+
     /// Refuses `server` if policy says so.
-    pub(crate) async fn check_policy(&self, server: &ServerId) -> Result<(), DomainError> {
-        let fed = &self.config.federation;
+    pub async fn check_policy(&self, server: &ServerId) -> Result<(), DomainError> {
+        let fed = &self.config;
+        let denied = |m: String| DomainError::denied(Reason::FederationDenied, m);
         if fed.deny.contains(server) {
-            return Err(DomainError::PermissionDenied(format!(
+            return Err(denied(format!(
                 "{server} is on this node's federation denylist"
             )));
         }
         match fed.policy {
             FederationPolicy::Open => Ok(()),
-            FederationPolicy::Closed => Err(DomainError::PermissionDenied(
+            FederationPolicy::Closed => Err(denied(
                 "federation is closed on this node (federation.policy = \"closed\")".into(),
             )),
             FederationPolicy::Allowlist => {
                 if fed.peers.iter().any(|p| &p.server_id == server) {
                     return Ok(());
                 }
-                let linked = self.peer(server).await?.is_some_and(|p| p.linked);
-                if linked {
+                if self.peer(server).await?.is_some_and(|p| p.linked) {
                     Ok(())
                 } else {
-                    Err(DomainError::PermissionDenied(format!(
+                    Err(denied(format!(
                         "{server} is not on this node's federation allowlist (federation.peers or `hearth peer link`)"
                     )))
                 }
@@ -100,9 +103,9 @@ impl Domain {
     }
 
     /// The row this node keeps for `server`, if any.
-    async fn peer(&self, server: &ServerId) -> Result<Option<PeerRow>, DomainError> {
+    async fn peer(&self, server: &ServerId) -> Result<Option<Peer>, DomainError> {
         let name = server.to_string();
-        self.store.read(move |c| Ok(peers::get(c, &name)?)).await
+        self.store.read(move |tx| Ok(tx.peer(&name)?)).await
     }
 
     async fn pinned_keys(&self, server: &ServerId) -> Result<Option<PeerKeys>, DomainError> {
@@ -115,7 +118,7 @@ impl Domain {
     }
 
     /// The keys trusted for `server`: the pinned ones, or fetched and pinned on first use.
-    pub(crate) async fn trusted_keys(&self, server: &ServerId) -> Result<PeerKeys, DomainError> {
+    pub async fn trusted_keys(&self, server: &ServerId) -> Result<PeerKeys, DomainError> {
         match self.pinned_keys(server).await? {
             Some(keys) => Ok(keys),
             None => self.refetch_keys(server, None).await,
@@ -125,19 +128,21 @@ impl Domain {
     /// Fetches `server`'s key again and accepts it if the pin allows. One fetch per origin
     /// at a time: a caller that waited for the lock first looks whether the one before it
     /// already replaced `stale` (the keys that failed it), and then does not fetch again.
-    pub(crate) async fn refetch_keys(
+    pub async fn refetch_keys(
         &self,
         server: &ServerId,
         stale: Option<&PeerKeys>,
     ) -> Result<PeerKeys, DomainError> {
-        let lock = self.fetch_locks.get(&server.to_string());
+        let lock =
+            self.fetch_locks
+                .get_or_insert_with(server.to_string(), FETCH_LOCK_MS, Arc::default);
         let _guard = lock.lock().await;
         if let Some(now_pinned) = self.pinned_keys(server).await? {
             if stale.is_none_or(|s| s.current != now_pinned.current) {
                 return Ok(now_pinned);
             }
         }
-        let fetched = self.peers.fetch_key(server).await?;
+        let fetched = self.network.fetch_key(server).await?;
         self.accept_key(server, &fetched).await
     }
 
@@ -145,19 +150,19 @@ impl Domain {
     async fn update_peer<R: Send + 'static>(
         &self,
         server: &ServerId,
-        change: impl FnOnce(&mut PeerRow) -> Result<R, DomainError> + Send + 'static,
+        change: impl FnOnce(&mut Peer) -> Result<R, DomainError> + Send + 'static,
     ) -> Result<R, DomainError> {
         let (name, now) = (server.to_string(), self.clock.now_ms());
         self.store
             .write(move |tx| {
-                let mut row = peers::get(tx, &name)?.unwrap_or_else(|| PeerRow {
+                let mut row = tx.peer(&name)?.unwrap_or_else(|| Peer {
                     server_id: name.clone(),
                     state: "new".into(),
-                    ..PeerRow::default()
+                    ..Peer::default()
                 });
                 let result = change(&mut row)?;
                 row.updated_at = now;
-                peers::put(tx, &row)?;
+                tx.put_peer(&row)?;
                 Ok(result)
             })
             .await
@@ -174,7 +179,7 @@ impl Domain {
         self.update_peer(server, move |row| {
             if let Some(pinned) = row.pinned_key.filter(|p| *p != fetched.key) {
                 let at = follow_chain(&pinned, &fetched.key, &fetched.history).map_err(|e| {
-                    DomainError::PermissionDenied(format!(
+                    DomainError::denied(Reason::PeerKeyChanged, format!(
                         "{name} now presents key {}, but this node pinned {} and {e}. If the change is expected, \
                          the operator can accept it with `hearth peer pin {name}`",
                         address_of(&fetched.key),
@@ -184,13 +189,13 @@ impl Domain {
                 row.previous_key = Some((pinned, at.max(1).min(now)));
             }
             row.pinned_key = Some(fetched.key);
-            keys_of(row).ok_or_else(|| DomainError::Internal("pin vanished".into()))
+            keys_of(row).ok_or_else(|| DomainError::internal("pin vanished"))
         })
         .await
     }
 
     /// Operator: pins `key` for `server`, replacing any pin (and forgetting the old key).
-    pub async fn pin_peer(&self, server: &ServerId, key: [u8; 32]) -> Result<(), DomainError> {
+    pub async fn pin(&self, server: &ServerId, key: [u8; 32]) -> Result<(), DomainError> {
         self.update_peer(server, move |row| {
             row.pinned_key = Some(key);
             row.previous_key = None;
@@ -200,7 +205,7 @@ impl Domain {
     }
 
     /// Operator: asks for a link with `server` (optionally by a static URL), or drops it.
-    pub async fn set_peer_link(
+    pub async fn set_link(
         &self,
         server: &ServerId,
         linked: bool,
@@ -227,8 +232,7 @@ impl Domain {
         server: &ServerId,
         outcome: Result<u64, &DomainError>,
     ) -> Result<(), DomainError> {
-        let outcome =
-            outcome.map_err(|e| (matches!(e, DomainError::PermissionDenied(_)), e.to_string()));
+        let outcome = outcome.map_err(|e| (e.is(ErrorKind::PermissionDenied), e.to_string()));
         self.update_peer(server, move |row| {
             match outcome {
                 Ok(expires) => {
@@ -247,7 +251,27 @@ impl Domain {
     }
 
     /// Every peer this node knows.
-    pub async fn list_peers(&self) -> Result<Vec<PeerRow>, DomainError> {
-        self.store.read(|c| Ok(peers::list(c)?)).await
+    pub async fn list(&self) -> Result<Vec<Peer>, DomainError> {
+        self.store.read(|tx| Ok(tx.peers()?)).await
+    }
+
+    /// The peers that should be linked: configured ones and operator-linked ones, each with
+    /// its static route if the operator gave one.
+    pub async fn wanted(&self) -> Result<Vec<(ServerId, Option<String>)>, DomainError> {
+        let mut wanted: Vec<(ServerId, Option<String>)> = self
+            .config
+            .peers
+            .iter()
+            .map(|p| (p.server_id.clone(), None))
+            .collect();
+        for row in self.list().await? {
+            if let (true, Ok(id)) = (row.linked, ServerId::parse(&row.server_id)) {
+                match wanted.iter_mut().find(|(w, _)| *w == id) {
+                    Some(entry) => entry.1 = row.url,
+                    None => wanted.push((id, row.url)),
+                }
+            }
+        }
+        Ok(wanted)
     }
 }

@@ -26,7 +26,11 @@ pub fn get(c: &Connection, hash: &[u8; 32]) -> Result<Option<(String, u64)>, Sto
     ))
 }
 
-/// Deletes a token; returns whether it existed.
-pub fn delete(tx: &Connection, hash: &[u8; 32]) -> Result<bool, StoreError> {
-    Ok(tx.execute("DELETE FROM peer_tokens WHERE token_hash = ?1", [&hash[..]])? > 0)
+/// Deletes a token and returns its (server_id, expiry), in one statement.
+pub fn take(tx: &Connection, hash: &[u8; 32]) -> Result<Option<(String, u64)>, StoreError> {
+    optional(tx.query_row(
+        "DELETE FROM peer_tokens WHERE token_hash = ?1 RETURNING server_id, expires_at",
+        [&hash[..]],
+        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+    ))
 }

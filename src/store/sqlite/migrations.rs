@@ -9,6 +9,7 @@ use super::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_federation.sql"),
+    include_str!("migrations/0003_id_workers.sql"),
 ];
 
 /// The schema version this build writes.

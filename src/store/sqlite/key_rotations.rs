@@ -2,27 +2,15 @@
 use rusqlite::{params, Connection};
 
 use super::StoreError;
-
-/// One rotation: the old key's signature over the new key and time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RotationRow {
-    /// The retired key.
-    pub old_key: [u8; 32],
-    /// The key that replaced it.
-    pub new_key: [u8; 32],
-    /// When (unix ms).
-    pub at: u64,
-    /// The old key's signature.
-    pub sig: Vec<u8>,
-}
+use crate::domain::model::KeyRotation;
 
 /// Every record, oldest first.
-pub fn list(c: &Connection) -> Result<Vec<RotationRow>, StoreError> {
+pub fn list(c: &Connection) -> Result<Vec<KeyRotation>, StoreError> {
     let mut stmt = c.prepare("SELECT old_key, new_key, at, sig FROM key_rotations ORDER BY seq")?;
     let rows = stmt.query_map([], |r| {
         let old: Vec<u8> = r.get(0)?;
         let new: Vec<u8> = r.get(1)?;
-        Ok(RotationRow {
+        Ok(KeyRotation {
             old_key: old.try_into().unwrap_or([0; 32]),
             new_key: new.try_into().unwrap_or([0; 32]),
             at: r.get::<_, i64>(2)? as u64,
@@ -33,7 +21,7 @@ pub fn list(c: &Connection) -> Result<Vec<RotationRow>, StoreError> {
 }
 
 /// Appends a record.
-pub fn insert(tx: &Connection, r: &RotationRow) -> Result<(), StoreError> {
+pub fn insert(tx: &Connection, r: &KeyRotation) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO key_rotations (old_key, new_key, at, sig) VALUES (?1, ?2, ?3, ?4)",
         params![&r.old_key[..], &r.new_key[..], r.at as i64, r.sig],

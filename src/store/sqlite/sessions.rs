@@ -2,47 +2,14 @@
 use rusqlite::{params, Connection, Row};
 
 use super::{optional, StoreError};
-
-/// Facts about the client that opened a session, from request metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeviceFacts {
-    /// `x-client-id`
-    pub client_id: u32,
-    /// `x-device-type`
-    pub device_type: String,
-    /// `x-device-version`
-    pub device_version: String,
-    /// `x-app-name` (or `user-agent`)
-    pub app_name: String,
-    /// `x-app-version`
-    pub app_version: String,
-}
-
-/// One session row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    /// Snowflake id.
-    pub id: u64,
-    /// Owner.
-    pub user_id: u64,
-    /// SHA-256 of the bearer token.
-    pub token_hash: [u8; 32],
-    /// Client facts.
-    pub device: DeviceFacts,
-    /// Sign-in time (unix ms).
-    pub created_at: u64,
-    /// Last use (unix ms), written at most once a minute.
-    pub last_active: u64,
-    /// Absolute expiry (unix ms).
-    pub expires_at: u64,
-}
+use crate::domain::model::{DeviceFacts, Session};
 
 const COLUMNS: &str = "id, user_id, token_hash, client_id, device_type, device_version, \
                        app_name, app_version, created_at, last_active, expires_at";
 
-fn from_row(r: &Row<'_>) -> Result<SessionRow, rusqlite::Error> {
+fn from_row(r: &Row<'_>) -> Result<Session, rusqlite::Error> {
     let hash: Vec<u8> = r.get(2)?;
-    Ok(SessionRow {
+    Ok(Session {
         id: r.get::<_, i64>(0)? as u64,
         user_id: r.get::<_, i64>(1)? as u64,
         token_hash: hash.try_into().unwrap_or([0; 32]),
@@ -60,7 +27,7 @@ fn from_row(r: &Row<'_>) -> Result<SessionRow, rusqlite::Error> {
 }
 
 /// Inserts a session.
-pub fn insert(tx: &Connection, s: &SessionRow) -> Result<(), StoreError> {
+pub fn insert(tx: &Connection, s: &Session) -> Result<(), StoreError> {
     tx.execute(
         &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
         params![
@@ -81,7 +48,7 @@ pub fn insert(tx: &Connection, s: &SessionRow) -> Result<(), StoreError> {
 }
 
 /// The session whose token hashes to `hash`.
-pub fn by_token_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRow>, StoreError> {
+pub fn by_token_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
     optional(c.query_row(
         &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"),
         [&hash[..]],
@@ -90,7 +57,7 @@ pub fn by_token_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<SessionRo
 }
 
 /// A user's sessions, newest first.
-pub fn list_for_user(c: &Connection, user_id: u64) -> Result<Vec<SessionRow>, StoreError> {
+pub fn list_for_user(c: &Connection, user_id: u64) -> Result<Vec<Session>, StoreError> {
     let mut stmt = c.prepare(&format!(
         "SELECT {COLUMNS} FROM sessions WHERE user_id = ?1 ORDER BY id DESC"
     ))?;
@@ -142,15 +109,16 @@ pub fn touch(tx: &Connection, id: u64, now: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Gives a session a new token hash (rotation); returns whether it existed.
-pub fn replace_token(
+/// Compare-and-swap of the token hash: only the holder of the presented token wins.
+pub fn swap_token(
     tx: &Connection,
     id: u64,
-    hash: &[u8; 32],
+    presented: &[u8; 32],
+    new: &[u8; 32],
     now: u64,
 ) -> Result<bool, StoreError> {
     Ok(tx.execute(
-        "UPDATE sessions SET token_hash = ?2, last_active = ?3 WHERE id = ?1",
-        params![id as i64, &hash[..], now as i64],
+        "UPDATE sessions SET token_hash = ?3, last_active = ?4 WHERE id = ?1 AND token_hash = ?2",
+        params![id as i64, &presented[..], &new[..], now as i64],
     )? > 0)
 }

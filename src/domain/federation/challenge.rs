@@ -1,0 +1,339 @@
+//! The peer challenge (auth.Auth, DESIGN.md §4.4), both halves. Server: prove this node's
+//! key by signing the client's challenge, check the client's proof, confirm through
+//! discovery and `Key` that the claimed name owns the key, pin it, and issue a peer token
+//! (1 h) that can be rotated or revoked. Client: the same conversation from the other side,
+//! used by the link keeper.
+use std::sync::Arc;
+
+use base64::Engine;
+use rand::RngCore;
+
+use super::peers::Peers;
+use super::{ChallengeReply, FetchedKey, PeerHello, PeerNetwork, PEER_TOKEN_MS};
+use crate::clock::SharedClock;
+use crate::domain::error::Reason;
+use crate::domain::state::short_lived::ShortLived;
+use crate::domain::state::Store;
+use crate::domain::DomainError;
+use crate::identity::key::{address_of, parse_address, verify, NodeKey};
+use crate::identity::proofs::{client_proof, server_proof};
+use crate::identity::server_id::ServerId;
+use crate::secret::{BearerSecret, SecretKind};
+
+/// How long a server challenge may be answered.
+pub const CHALLENGE_MS: u64 = 60 * 1000;
+/// Open challenges kept at most; a flood evicts the oldest.
+pub const MAX_PENDING: usize = 10_000;
+
+/// A challenger: its claimed name and the key it presented.
+pub type Challenger = (String, [u8; 32]);
+
+/// A peer token this node issued.
+#[derive(Debug)]
+pub struct PeerToken {
+    /// The token (hand it over once).
+    pub token: BearerSecret,
+    /// Its expiry (unix ms).
+    pub expires_at: u64,
+}
+
+/// A link just made with another node.
+#[derive(Debug)]
+pub struct Linked {
+    /// The key the node proved.
+    pub key: [u8; 32],
+    /// Our peer token there.
+    pub token: String,
+    /// When that token expires (unix ms, by our clock).
+    pub expires_at: u64,
+}
+
+fn parse_peer(p: &PeerHello) -> Result<(ServerId, [u8; 32]), DomainError> {
+    let name =
+        ServerId::parse(&p.name).map_err(|e| DomainError::invalid("client.name", e.to_string()))?;
+    let key = parse_address(&p.address).ok_or_else(|| {
+        DomainError::invalid(
+            "client.participant_address",
+            "expected ed25519: followed by 64 lowercase hex digits",
+        )
+    })?;
+    Ok((name, key))
+}
+
+fn peer_token_unknown(m: &str) -> DomainError {
+    DomainError::unauthenticated(Reason::PeerTokenUnknown, m)
+}
+
+/// The peer challenge service.
+pub struct PeerChallenge {
+    store: Store,
+    clock: SharedClock,
+    key: NodeKey,
+    me: PeerHello,
+    pending: Arc<dyn ShortLived<Challenger, String>>,
+    peers: Arc<Peers>,
+    network: Arc<dyn PeerNetwork>,
+}
+
+impl std::fmt::Debug for PeerChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerChallenge")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PeerChallenge {
+    /// The service; `pending` holds open server challenges.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        key: NodeKey,
+        me: PeerHello,
+        pending: Arc<dyn ShortLived<Challenger, String>>,
+        peers: Arc<Peers>,
+        network: Arc<dyn PeerNetwork>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            key,
+            me,
+            pending,
+            peers,
+            network,
+        }
+    }
+
+    /// This node as a peer.
+    pub fn me(&self) -> &PeerHello {
+        &self.me
+    }
+
+    // --- server half ---
+
+    /// GetChallenge: answers with a fresh challenge and this node's proof over the client's.
+    pub async fn challenge(
+        &self,
+        client: &PeerHello,
+        expected: &str,
+        client_challenge: &[u8],
+    ) -> Result<ChallengeReply, DomainError> {
+        let (name, key) = parse_peer(client)?;
+        if name.to_string() == self.me.name {
+            return Err(DomainError::invalid(
+                "client.name",
+                "that is this node's own name",
+            ));
+        }
+        if !expected.is_empty() && expected != self.me.address {
+            return Err(DomainError::precondition(
+                Reason::PeerExpectsOtherKey,
+                format!(
+                    "operator_address: you expect this node to have key {expected}, but its key is {}",
+                    self.me.address
+                ),
+            ));
+        }
+        if client_challenge.len() != 32 {
+            return Err(DomainError::invalid(
+                "client_challenge",
+                "must be 32 random bytes",
+            ));
+        }
+        self.peers.check_policy(&name).await?;
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        self.pending
+            .put((name.to_string(), key), challenge.clone(), CHALLENGE_MS);
+        let proof = server_proof(
+            &self.me.name,
+            &self.me.address,
+            &name.to_string(),
+            &client.address,
+            client_challenge,
+        );
+        Ok(ChallengeReply {
+            server_signature: self.key.sign(proof.as_bytes()).to_vec(),
+            server: self.me.clone(),
+            server_challenge: challenge,
+        })
+    }
+
+    /// Authenticate: checks the client's proof and that its name owns its key, pins the key,
+    /// and issues a peer token.
+    pub async fn authenticate(
+        &self,
+        client: &PeerHello,
+        signature: &[u8],
+    ) -> Result<PeerToken, DomainError> {
+        let (name, key) = parse_peer(client)?;
+        let challenge = self.pending.take(&(name.to_string(), key)).ok_or_else(|| {
+            DomainError::unauthenticated(
+                Reason::ChallengeUnknown,
+                "no live challenge for this peer; call GetChallenge first (a challenge works once, for 60 s)",
+            )
+        })?;
+        let proof = client_proof(
+            &self.me.name,
+            &self.me.address,
+            &name.to_string(),
+            &client.address,
+            &challenge,
+        );
+        if !verify(&key, proof.as_bytes(), signature) {
+            return Err(DomainError::unauthenticated(
+                Reason::PeerProofInvalid,
+                format!(
+                    "signed_server_challenge does not verify with {}",
+                    client.address
+                ),
+            ));
+        }
+        self.peers.check_policy(&name).await?;
+        // The key proved itself; now the name must prove it belongs to that key.
+        let served: FetchedKey = self.network.fetch_key(&name).await?;
+        if served.key != key {
+            return Err(DomainError::denied(
+                Reason::PeerNameMismatch,
+                format!(
+                    "{name} is served with key {}; the key that signed this challenge ({}) does not own that name",
+                    address_of(&served.key),
+                    client.address
+                ),
+            ));
+        }
+        self.peers.accept_key(&name, &served).await?;
+        self.issue_token(name.to_string(), None).await
+    }
+
+    /// Issues a new peer token for `server`; with `replacing`, that token is taken in the
+    /// same transaction (delete-returning), so of many refreshes exactly one wins.
+    async fn issue_token(
+        &self,
+        server: String,
+        replacing: Option<[u8; 32]>,
+    ) -> Result<PeerToken, DomainError> {
+        let token = BearerSecret::generate(SecretKind::Peer);
+        let now = self.clock.now_ms();
+        let (hash, expires_at) = (token.hash(), now + PEER_TOKEN_MS);
+        self.store
+            .write(move |tx| {
+                let server = match replacing {
+                    None => server,
+                    Some(old) => tx
+                        .take_peer_token(&old)?
+                        .filter(|(_, exp)| *exp > now)
+                        .map(|(s, _)| s)
+                        .ok_or_else(|| {
+                            peer_token_unknown(
+                                "the peer token is unknown, revoked or expired; authenticate again",
+                            )
+                        })?,
+                };
+                tx.insert_peer_token(&hash, &server, expires_at)?;
+                Ok::<_, DomainError>(())
+            })
+            .await?;
+        Ok(PeerToken { token, expires_at })
+    }
+
+    fn parse_token(token: &str) -> Result<BearerSecret, DomainError> {
+        let secret =
+            BearerSecret::parse(token).map_err(|e| DomainError::invalid("token", e.to_string()))?;
+        if secret.kind() != SecretKind::Peer {
+            return Err(DomainError::invalid("token", "not a peer token (hpeer_…)"));
+        }
+        Ok(secret)
+    }
+
+    /// TokenRefresh: a new peer token; the old one dies in the same transaction.
+    pub async fn refresh(&self, token: &str) -> Result<PeerToken, DomainError> {
+        let old = Self::parse_token(token)?.hash();
+        self.issue_token(String::new(), Some(old)).await
+    }
+
+    /// Signout: revokes a peer token. Revoking an unknown or revoked token is not an error.
+    pub async fn signout(&self, token: &str) -> Result<(), DomainError> {
+        let hash = Self::parse_token(token)?.hash();
+        self.store
+            .write(move |tx| Ok::<_, DomainError>(tx.take_peer_token(&hash).map(|_| ())?))
+            .await
+    }
+
+    /// The server this peer token belongs to, if it is alive.
+    pub async fn peer_of_token(&self, token: &str) -> Result<String, DomainError> {
+        let hash = Self::parse_token(token)?.hash();
+        let now = self.clock.now_ms();
+        self.store
+            .read(move |tx| Ok::<_, DomainError>(tx.peer_token(&hash)?))
+            .await?
+            .filter(|(_, exp)| *exp > now)
+            .map(|(s, _)| s)
+            .ok_or_else(|| peer_token_unknown("the peer token is unknown, revoked or expired"))
+    }
+
+    // --- client half ---
+
+    /// Runs the peer challenge with `server` as the client, expecting it to have `expected`
+    /// (our pin): send our challenge, check the server's proof over it, answer its challenge.
+    pub async fn link(
+        &self,
+        server: &ServerId,
+        expected: Option<&str>,
+    ) -> Result<Linked, DomainError> {
+        let mut challenge = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut challenge);
+        let reply = self
+            .network
+            .get_challenge(server, &self.me, expected.unwrap_or_default(), &challenge)
+            .await?;
+        let peer = reply.server;
+        if peer.name != server.to_string() {
+            return Err(DomainError::denied(
+                Reason::PeerNameMismatch,
+                format!("{server} answered as `{}`", peer.name),
+            ));
+        }
+        let key = parse_address(&peer.address).ok_or_else(|| {
+            DomainError::unauthenticated(
+                Reason::PeerProofInvalid,
+                format!("{server} sent a malformed participant_address"),
+            )
+        })?;
+        let proof = server_proof(
+            &peer.name,
+            &peer.address,
+            &self.me.name,
+            &self.me.address,
+            &challenge,
+        );
+        if !verify(&key, proof.as_bytes(), &reply.server_signature) {
+            return Err(DomainError::unauthenticated(
+                Reason::PeerProofInvalid,
+                format!(
+                    "{server}'s server_signature does not verify with the key it claims ({})",
+                    peer.address
+                ),
+            ));
+        }
+        let answer = client_proof(
+            &peer.name,
+            &peer.address,
+            &self.me.name,
+            &self.me.address,
+            &reply.server_challenge,
+        );
+        let signature = self.key.sign(answer.as_bytes()).to_vec();
+        let token = self
+            .network
+            .authenticate(server, &self.me, signature, &peer.address)
+            .await?;
+        Ok(Linked {
+            key,
+            token,
+            expires_at: self.clock.now_ms() + PEER_TOKEN_MS,
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! The domain's own model types: what the services read and write through the store seam,
+//! and what `api/` converts to wire messages. No driver or transport types here.
+
+/// A user: a local account, a guest, or a foreign (federated) user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Snowflake id.
+    pub id: u64,
+    /// Lower-cased e-mail; `None` for guests and foreign users.
+    pub email: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// argon2id PHC string; `None` when the account has no password.
+    pub password_hash: Option<String>,
+    /// Whether the e-mail address was verified.
+    pub email_verified: bool,
+    /// For a foreign user: the home server and the user's id there.
+    pub home: Option<(String, u64)>,
+    /// Consecutive failed (or still running) sign-in attempts.
+    pub failed_sign_ins: u32,
+    /// Sign-in refused until this time (unix ms).
+    pub locked_until: Option<u64>,
+    /// Creation time (unix ms).
+    pub created_at: u64,
+}
+
+/// Facts about the client that opened a session, from request metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// `x-client-id`
+    pub client_id: u32,
+    /// `x-device-type`
+    pub device_type: String,
+    /// `x-device-version`
+    pub device_version: String,
+    /// `x-app-name` (or `user-agent`)
+    pub app_name: String,
+    /// `x-app-version`
+    pub app_version: String,
+}
+
+/// A session. Only the SHA-256 of its bearer token is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Snowflake id.
+    pub id: u64,
+    /// Owner.
+    pub user_id: u64,
+    /// SHA-256 of the bearer token.
+    pub token_hash: [u8; 32],
+    /// Client facts.
+    pub device: DeviceFacts,
+    /// Sign-in time (unix ms).
+    pub created_at: u64,
+    /// Last use (unix ms), written at most once a minute.
+    pub last_active: u64,
+    /// Absolute expiry (unix ms).
+    pub expires_at: u64,
+}
+
+/// A stored e-mail code: its HMAC, expiry and remaining tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// HMAC of the code.
+    pub mac: [u8; 32],
+    /// Expiry (unix ms).
+    pub expires_at: u64,
+    /// Wrong tries still allowed.
+    pub tries_left: u32,
+}
+
+/// Another node this one knows: its pinned key and link state.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Peer {
+    /// Canonical server_id.
+    pub server_id: String,
+    /// The pinned key.
+    pub pinned_key: Option<[u8; 32]>,
+    /// The key before the last accepted rotation, and when it was retired.
+    pub previous_key: Option<([u8; 32], u64)>,
+    /// Static route.
+    pub url: Option<String>,
+    /// The operator asked for a link.
+    pub linked: bool,
+    /// new | linked | down | refused | unlinked
+    pub state: String,
+    /// Why the last link attempt failed.
+    pub last_error: Option<String>,
+    /// When our peer token at that node expires.
+    pub link_expires_at: Option<u64>,
+    /// Last change (unix ms).
+    pub updated_at: u64,
+}
+
+/// A mail in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// Row id.
+    pub id: u64,
+    /// Recipient address.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+    /// Queued at (unix ms).
+    pub created_at: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Sent at (unix ms), once sent.
+    pub sent_at: Option<u64>,
+    /// Last delivery error.
+    pub last_error: Option<String>,
+}
+
+/// One of this node's key rotations: the old key's signature over the new key and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRotation {
+    /// The retired key.
+    pub old_key: [u8; 32],
+    /// The key that replaced it.
+    pub new_key: [u8; 32],
+    /// When (unix ms).
+    pub at: u64,
+    /// The old key's signature.
+    pub sig: Vec<u8>,
+}
+
+/// The answer of the store's one-statement sign-in gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInGate {
+    /// The attempt was counted (as a failure until it succeeds) and may run.
+    Allowed,
+    /// The account may not try before `until`; nothing was counted.
+    Locked {
+        /// Consecutive failures so far.
+        failures: u32,
+        /// Unix ms.
+        until: u64,
+    },
+    /// No such account.
+    NoAccount,
+}
+
+/// The progressive-delay policy the sign-in gate applies, passed to the store so the whole
+/// rule runs in one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockPolicy {
+    /// Failures allowed before delays start.
+    pub free_failures: u32,
+    /// The first delay (ms); each further failure doubles it.
+    pub base_delay_ms: u64,
+    /// The longest progressive delay (ms).
+    pub max_delay_ms: u64,
+    /// Consecutive failures that lock the account.
+    pub lock_after: u32,
+    /// How long a lock lasts (ms).
+    pub lock_ms: u64,
+}
+
+impl LockPolicy {
+    /// When the account may try again after its `failures`-th consecutive failure at `now`
+    /// (the same rule the store applies in SQL).
+    pub fn locked_until(&self, failures: u32, now: u64) -> Option<u64> {
+        if failures >= self.lock_after {
+            return Some(now + self.lock_ms);
+        }
+        if failures < self.free_failures {
+            return None;
+        }
+        let step = (failures - self.free_failures).min(20);
+        Some(now + (self.base_delay_ms << step).min(self.max_delay_ms))
+    }
+}

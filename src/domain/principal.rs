@@ -1,0 +1,67 @@
+//! Who is calling: the [`Principal`] a credential resolves to, its kind, and the one check of
+//! a principal against a method's [`Requirement`]. No dependencies on other services.
+use super::error::Reason;
+use super::DomainError;
+
+/// Which kind of credential a principal presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A session token (`hs_`).
+    Session,
+    /// A personal access token (`hpat_`) limited to `scopes`.
+    PersonalAccessToken {
+        /// The scopes the token was given.
+        scopes: Vec<String>,
+    },
+    /// A Hearth JWT bound to a session.
+    Jwt,
+}
+
+/// Who is calling: resolved from a bearer credential by the auth layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub user_id: u64,
+    /// The session (or token) the credential belongs to.
+    pub session_id: u64,
+    /// Which kind of credential it was.
+    pub kind: CredentialKind,
+    /// SHA-256 of the presented secret (compare-and-swap on refresh needs it).
+    pub token_hash: [u8; 32],
+}
+
+/// What a method needs from its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Anyone; a credential, if sent and valid, is still resolved.
+    Public,
+    /// Any valid credential.
+    AnyCredential,
+    /// A session (not a token with scopes).
+    SessionOnly,
+    /// A session, or a personal access token holding this scope.
+    Scope(&'static str),
+}
+
+impl Principal {
+    /// Whether this principal may call a method with requirement `r`.
+    pub fn check(&self, r: Requirement) -> Result<(), DomainError> {
+        match (r, &self.kind) {
+            (Requirement::Public | Requirement::AnyCredential, _) => Ok(()),
+            (Requirement::SessionOnly | Requirement::Scope(_), CredentialKind::Session) => Ok(()),
+            (Requirement::Scope(s), CredentialKind::PersonalAccessToken { scopes })
+                if scopes.iter().any(|have| have == s) =>
+            {
+                Ok(())
+            }
+            (Requirement::Scope(s), _) => Err(DomainError::denied(
+                Reason::CredentialInsufficient,
+                format!("this credential lacks the scope `{s}`"),
+            )),
+            (Requirement::SessionOnly, _) => Err(DomainError::denied(
+                Reason::CredentialInsufficient,
+                "this call needs a session token, not another kind of credential",
+            )),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! State the domain depends on, each behind a named interface with a single-node
+//! implementation: the store seam (`store`), id allocation (`ids`), revocation notices
+//! (`revocations`), short-lived state (`short_lived`) and "one node runs this job" (`jobs`).
+//! ARCHITECTURE.md lists which state is node-local and who owns it.
+pub mod ids;
+pub mod jobs;
+pub mod revocations;
+pub mod short_lived;
+pub mod store;
+
+pub use store::{ReadTx, Store, StoreError, WriteTx};

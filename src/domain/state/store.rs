@@ -1,0 +1,292 @@
+//! The store seam: the domain reads and writes state only through [`ReadTx`] and [`WriteTx`],
+//! run by a [`Backend`] (SQLite today, `store/sqlite`). Each rule that guards a write is one
+//! named atomic operation here, so no rule depends on one writer ordering reads and writes.
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::super::model::{
+    CodeRecord, KeyRotation, LockPolicy, Mail, Peer, Session, SignInGate, User,
+};
+
+/// A storage failure. Callers map it to INTERNAL unless a variant says otherwise.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend said no (its message; never a secret).
+    #[error("database error: {0}")]
+    Backend(String),
+    /// A uniqueness rule failed (the thing is named).
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    /// The database belongs to a newer Hearth.
+    #[error("the database {path} has schema version {found}, but this Hearth knows only up to {known}: it was written by a newer Hearth. Run that version, or restore a backup")]
+    TooNew {
+        /// The database.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
+    /// The backend is gone (shutting down, or its writer died).
+    #[error("the database is closed")]
+    Closed,
+}
+
+/// Read operations, per table.
+pub trait ReadTx {
+    /// A user by id.
+    fn user(&mut self, id: u64) -> Result<Option<User>, StoreError>;
+    /// A local user by e-mail (case-insensitive).
+    fn user_by_email(&mut self, email: &str) -> Result<Option<User>, StoreError>;
+    /// A foreign user by home server and remote id.
+    fn user_by_home(&mut self, server: &str, remote: u64) -> Result<Option<User>, StoreError>;
+    /// All users, oldest first.
+    fn users(&mut self) -> Result<Vec<User>, StoreError>;
+    /// The session whose token hashes to `hash`.
+    fn session_by_token(&mut self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError>;
+    /// A user's sessions, newest first.
+    fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError>;
+    /// The live code for (user, purpose), if any (expired ones included; callers check).
+    fn code(&mut self, user_id: u64, purpose: &str) -> Result<Option<CodeRecord>, StoreError>;
+    /// Mail due for an attempt at `now`, oldest first.
+    fn mail_due(&mut self, now: u64, limit: u32) -> Result<Vec<Mail>, StoreError>;
+    /// All mail, newest first.
+    fn mail(&mut self) -> Result<Vec<Mail>, StoreError>;
+    /// One peer by server_id.
+    fn peer(&mut self, server_id: &str) -> Result<Option<Peer>, StoreError>;
+    /// Every peer, by name.
+    fn peers(&mut self) -> Result<Vec<Peer>, StoreError>;
+    /// The (server_id, expiry) of a peer token.
+    fn peer_token(&mut self, hash: &[u8; 32]) -> Result<Option<(String, u64)>, StoreError>;
+    /// This node's key rotations, oldest first.
+    fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError>;
+    /// The highest snowflake id stored (0 when empty).
+    fn highest_id(&mut self) -> Result<u64, StoreError>;
+}
+
+/// Write operations, per table; every method runs inside the caller's one transaction.
+pub trait WriteTx: ReadTx {
+    /// Inserts a user; a taken e-mail (or foreign identity) is [`StoreError::Conflict`].
+    fn insert_user(&mut self, u: &User) -> Result<(), StoreError>;
+    /// Replaces the password hash.
+    fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError>;
+    /// Atomic: counts a sign-in attempt (as a failure until it succeeds) and answers whether
+    /// it may run, in one statement, before any password is evaluated.
+    fn begin_sign_in(
+        &mut self,
+        id: u64,
+        now: u64,
+        policy: &LockPolicy,
+    ) -> Result<SignInGate, StoreError>;
+    /// Clears the failure counter and any lock.
+    fn clear_failures(&mut self, id: u64) -> Result<(), StoreError>;
+    /// Marks the e-mail address verified.
+    fn set_email_verified(&mut self, id: u64) -> Result<(), StoreError>;
+    /// Updates a user's display name.
+    fn set_user_name(&mut self, id: u64, name: &str) -> Result<(), StoreError>;
+
+    /// Inserts a session.
+    fn insert_session(&mut self, s: &Session) -> Result<(), StoreError>;
+    /// Deletes the listed sessions of `user_id`; returns the ids that were deleted.
+    fn delete_sessions_of(&mut self, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError>;
+    /// Deletes every session of `user_id` except `keep`; returns the deleted ids.
+    fn delete_all_sessions_of(
+        &mut self,
+        user_id: u64,
+        keep: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError>;
+    /// Deletes one session by id; returns whether it existed.
+    fn delete_session(&mut self, id: u64) -> Result<bool, StoreError>;
+    /// Records activity.
+    fn touch_session(&mut self, id: u64, now: u64) -> Result<(), StoreError>;
+    /// Atomic compare-and-swap: gives session `id` the token hash `new` only if its hash is
+    /// still `presented`; returns whether it did.
+    fn swap_session_token(
+        &mut self,
+        id: u64,
+        presented: &[u8; 32],
+        new: &[u8; 32],
+        now: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a code, replacing any earlier one for the same purpose.
+    fn put_code(&mut self, user_id: u64, purpose: &str, c: &CodeRecord) -> Result<(), StoreError>;
+    /// Atomic: spends one try of the live code for (user, purpose) and returns it, or `None`
+    /// when there is no live code with tries left. Only a returned code may be compared.
+    fn spend_code_try(
+        &mut self,
+        user_id: u64,
+        purpose: &str,
+        now: u64,
+    ) -> Result<Option<CodeRecord>, StoreError>;
+    /// Deletes the code (used, or dead).
+    fn delete_code(&mut self, user_id: u64, purpose: &str) -> Result<(), StoreError>;
+
+    /// Queues a mail for sending now.
+    fn enqueue_mail(
+        &mut self,
+        recipient: &str,
+        subject: &str,
+        body: &str,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// Marks a mail sent.
+    fn mark_mail_sent(&mut self, id: u64, now: u64) -> Result<(), StoreError>;
+    /// Records a failed attempt and when to try again.
+    fn mark_mail_failed(&mut self, id: u64, error: &str, next: u64) -> Result<(), StoreError>;
+
+    /// The node secret `name`, created from `make` on first use.
+    fn node_secret(
+        &mut self,
+        name: &str,
+        make: &mut dyn FnMut() -> Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError>;
+
+    /// Inserts or replaces a peer row.
+    fn put_peer(&mut self, p: &Peer) -> Result<(), StoreError>;
+    /// Stores a peer token hash for `server_id`.
+    fn insert_peer_token(
+        &mut self,
+        hash: &[u8; 32],
+        server_id: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+    /// Atomic delete-returning: removes the peer token and returns its (server_id, expiry),
+    /// so of many callers presenting one token exactly one gets it.
+    fn take_peer_token(&mut self, hash: &[u8; 32]) -> Result<Option<(String, u64)>, StoreError>;
+
+    /// Atomic: records a federation nonce; `Conflict` when it was used before. Also forgets
+    /// nonces whose tokens expired.
+    fn use_nonce(
+        &mut self,
+        origin: &str,
+        nonce: &[u8],
+        keep_until: u64,
+        now: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Appends a key rotation record.
+    fn insert_key_rotation(&mut self, r: &KeyRotation) -> Result<(), StoreError>;
+
+    /// Atomic: leases a free snowflake worker number for `holder` until `expires_at`
+    /// (expired leases are free), or renews `holder`'s lease on `worker` if given.
+    fn lease_id_worker(
+        &mut self,
+        holder: &str,
+        renew: Option<u16>,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<Option<u16>, StoreError>;
+    /// Gives a worker lease back.
+    fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError>;
+}
+
+/// A job for the backend's writer: returns true to commit, false to roll back.
+pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTx) -> bool + Send>;
+/// A job for one of the backend's readers.
+pub type ReadJob = Box<dyn FnOnce(&mut dyn ReadTx) + Send>;
+
+/// What a storage backend provides: one write transaction at a time per job, and reads.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Runs `job` in one write transaction; commits if it returns true.
+    async fn write(&self, job: WriteJob) -> Result<(), StoreError>;
+    /// Runs `job` on a read-only snapshot.
+    async fn read(&self, job: ReadJob) -> Result<(), StoreError>;
+    /// Whether the backend can still serve (the writer is alive).
+    fn is_ready(&self) -> bool;
+    /// Stops accepting writes.
+    fn close(&self);
+}
+
+/// Handle to the store; cheap to clone. Counts operations for tests and metrics.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    reads: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// A store over `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            counts: Arc::default(),
+        }
+    }
+
+    /// Runs `f` in one write transaction; commits only if it returns `Ok`, so a failing
+    /// request leaves nothing half-written.
+    pub async fn write<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        use std::sync::atomic::Ordering;
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |tx| {
+            let result = f(tx);
+            let commit = result.is_ok();
+            let _ = reply.send(result);
+            commit
+        });
+        self.counts.writes.fetch_add(1, Ordering::Relaxed);
+        self.backend.write(job).await?;
+        answer.try_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read-only snapshot.
+    pub async fn read<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut dyn ReadTx) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        use std::sync::atomic::Ordering;
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |tx| {
+            let _ = reply.send(f(tx));
+        });
+        self.counts.reads.fetch_add(1, Ordering::Relaxed);
+        self.backend.read(job).await?;
+        answer.try_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Number of read operations so far.
+    pub fn reads(&self) -> u64 {
+        self.counts.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Number of write transactions so far.
+    pub fn writes(&self) -> u64 {
+        self.counts
+            .writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the backend can serve.
+    pub fn is_ready(&self) -> bool {
+        self.backend.is_ready()
+    }
+
+    /// Stops accepting writes.
+    pub fn close(&self) {
+        self.backend.close();
+    }
+}

@@ -1,0 +1,164 @@
+//! The node key on disk (DESIGN.md §4.3): generated on first start, stored in the data dir
+//! with mode 0600, written atomically, never silently regenerated; and the operator's
+//! rotate and import. Rotation: the old key signs the new one, the record goes into the
+//! store (served by `Key` as history), and the old secret stays on disk as
+//! `node.key.retired-<ms>` for recovery. Rotate while the node is stopped.
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::domain::model::KeyRotation;
+use crate::domain::state::{Store, StoreError};
+use crate::identity::key::NodeKey;
+use crate::identity::proofs::rotation_message;
+
+/// File name of the current key inside the data dir.
+pub const KEY_FILE: &str = "node.key";
+
+/// Why the key could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or writing failed.
+    #[error("node key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file exists but does not hold a key.
+    #[error("node key file {path} is corrupt ({why}). Hearth never replaces an existing key: restore the file from a backup, or move it away to start this node with a new identity")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: &'static str,
+    },
+}
+
+/// Loads `<dir>/node.key`, or generates and saves one when the file does not exist.
+/// Returns the key and whether it was created now.
+pub fn load_or_generate(dir: &Path) -> Result<(NodeKey, bool), KeyError> {
+    let path = dir.join(KEY_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => Ok((decode(&path, &bytes)?, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = NodeKey::generate();
+            save(&key, &path)?;
+            Ok((key, true))
+        }
+        Err(source) => Err(KeyError::Io { path, source }),
+    }
+}
+
+/// Parses a key file's bytes; the error names the file.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<NodeKey, KeyError> {
+    NodeKey::from_text(bytes).map_err(|why| KeyError::Corrupt {
+        path: path.to_owned(),
+        why,
+    })
+}
+
+/// Writes `key` to `path` atomically (temp file, fsync, rename) with mode 0600.
+pub fn save(key: &NodeKey, path: &Path) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("key.tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(key.encode().as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Why a rotation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// The key files.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Renaming the new key into place.
+    #[error("moving the new key into place: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Replaces the node key in `data_dir` with a new one signed over by the old one.
+pub async fn rotate(data_dir: &Path, store: &Store, now: u64) -> Result<KeyRotation, RotateError> {
+    let (old, _) = load_or_generate(data_dir)?;
+    let new = NodeKey::generate();
+    let row = KeyRotation {
+        old_key: old.public(),
+        new_key: new.public(),
+        at: now,
+        sig: old
+            .sign(rotation_message(&new.public(), now).as_bytes())
+            .to_vec(),
+    };
+    save(&old, &data_dir.join(format!("{KEY_FILE}.retired-{now}")))?;
+    let next = data_dir.join(format!("{KEY_FILE}.next"));
+    save(&new, &next)?;
+    let record = row.clone();
+    store
+        .write(move |tx| tx.insert_key_rotation(&record))
+        .await?;
+    std::fs::rename(&next, data_dir.join(KEY_FILE))?;
+    Ok(row)
+}
+/// Writes `key` as the node key; refuses to replace an existing key unless `force`.
+pub fn import(data_dir: &Path, key: &NodeKey, force: bool) -> Result<(), String> {
+    let path = data_dir.join(KEY_FILE);
+    if path.exists() && !force {
+        return Err(format!(
+            "{} exists; importing replaces this node's identity, pass --force if that is what you want",
+            path.display()
+        ));
+    }
+    save(key, &path).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::key::verify;
+
+    #[test]
+    fn generated_key_persists_with_mode_0600_and_signs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (a, created) = load_or_generate(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(created);
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        let (b, created) = load_or_generate(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!created);
+        assert_eq!(a.public(), b.public());
+        assert!(verify(&b.public(), b"hello", &a.sign(b"hello")));
+    }
+
+    #[test]
+    fn a_corrupt_key_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join(KEY_FILE);
+        fs::write(&path, "garbage").unwrap_or_else(|e| panic!("{e}"));
+        let err = load_or_generate(dir.path()).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|m| m.contains("corrupt") && m.contains("never replaces")));
+        assert_eq!(fs::read(&path).ok().as_deref(), Some(&b"garbage"[..]));
+    }
+}

@@ -1,0 +1,184 @@
+//! The SQLite backend of the store seam. All writes go through one writer thread, each in
+//! one IMMEDIATE transaction; reads use a small pool of read-only connections on tokio's
+//! blocking pool. No SQLite call ever runs on an async worker thread. SQL text lives only
+//! under this module, and rusqlite types never leave it.
+mod codes;
+mod id_workers;
+mod key_rotations;
+mod migrations;
+mod nonces;
+mod outbox;
+mod peer_tokens;
+mod peers;
+mod secrets;
+mod sessions;
+mod tx;
+mod users;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use migrations::LATEST as SCHEMA_VERSION;
+
+use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
+use tx::Tx;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Maps a UNIQUE violation to [`StoreError::Conflict`] naming `what`.
+pub(crate) fn unique(e: rusqlite::Error, what: &'static str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::Conflict(what)
+        }
+        other => other.into(),
+    }
+}
+
+/// Reads an optional row: `Ok(None)` when the query returns nothing.
+pub(crate) fn optional<T>(r: Result<T, rusqlite::Error>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The SQLite backend.
+pub struct Sqlite {
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_alive: Arc<AtomicBool>,
+    readers: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Sqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sqlite")
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the database at `path`, applies migrations and starts the
+    /// writer thread. Blocking: call before serving, or from a blocking context.
+    pub fn open(path: &Path, readers: usize) -> Result<Self, StoreError> {
+        let mut writer = Connection::open(path)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        configure(&writer)?;
+        migrations::apply(&mut writer, path)?;
+        let readers = (0..readers.max(1))
+            .map(|_| {
+                let c = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&c)?;
+                Ok(c)
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        std::thread::Builder::new()
+            .name("hearth-sqlite-writer".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut writer);
+                }
+                flag.store(false, Ordering::Relaxed);
+            })
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Self {
+            writer: Mutex::new(Some(tx)),
+            writer_alive: alive,
+            permits: tokio::sync::Semaphore::new(readers.len()),
+            readers: Mutex::new(readers),
+        })
+    }
+}
+
+/// Runs one write job in an IMMEDIATE transaction. A panic inside the job fails that job
+/// (rolled back) and leaves the writer serving.
+fn run_write(conn: &mut Connection, job: WriteJob) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let commit = catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&tx))))
+        .map_err(|_| StoreError::Backend("a write job panicked; it was rolled back".into()))?;
+    if commit {
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Backend for Sqlite {
+    async fn write(&self, job: WriteJob) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(run_write(conn, job));
+        });
+        let sender = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read(&self, job: ReadJob) -> Result<(), StoreError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let conn = self
+            .readers
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .pop()
+            .ok_or(StoreError::Closed)?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&conn))))
+                .map_err(|_| StoreError::Backend("a read job panicked".into()));
+            (conn, result)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+
+    fn is_ready(&self) -> bool {
+        self.writer_alive.load(Ordering::Relaxed)
+            && self.writer.lock().map(|w| w.is_some()).unwrap_or(false)
+    }
+
+    fn close(&self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+    }
+}

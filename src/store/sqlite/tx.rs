@@ -1,0 +1,191 @@
+//! [`Tx`]: one SQLite connection (inside the writer's transaction, or a reader) seen through
+//! the store seam's [`ReadTx`] and [`WriteTx`]. Each method delegates to its table's file.
+use rusqlite::Connection;
+
+use super::{
+    codes, id_workers, key_rotations, nonces, outbox, peer_tokens, peers, secrets, sessions, users,
+};
+use crate::domain::model::{
+    CodeRecord, KeyRotation, LockPolicy, Mail, Peer, Session, SignInGate, User,
+};
+use crate::domain::state::store::{ReadTx, StoreError, WriteTx};
+
+pub(super) struct Tx<'c>(pub &'c Connection);
+
+impl ReadTx for Tx<'_> {
+    fn user(&mut self, id: u64) -> Result<Option<User>, StoreError> {
+        users::by_id(self.0, id)
+    }
+    fn user_by_email(&mut self, email: &str) -> Result<Option<User>, StoreError> {
+        users::by_email(self.0, email)
+    }
+    fn user_by_home(&mut self, server: &str, remote: u64) -> Result<Option<User>, StoreError> {
+        users::by_home(self.0, server, remote)
+    }
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        users::list(self.0)
+    }
+    fn session_by_token(&mut self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
+        sessions::by_token_hash(self.0, hash)
+    }
+    fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError> {
+        sessions::list_for_user(self.0, user_id)
+    }
+    fn code(&mut self, user_id: u64, purpose: &str) -> Result<Option<CodeRecord>, StoreError> {
+        codes::get(self.0, user_id, purpose)
+    }
+    fn mail_due(&mut self, now: u64, limit: u32) -> Result<Vec<Mail>, StoreError> {
+        outbox::due(self.0, now, limit)
+    }
+    fn mail(&mut self) -> Result<Vec<Mail>, StoreError> {
+        outbox::list(self.0)
+    }
+    fn peer(&mut self, server_id: &str) -> Result<Option<Peer>, StoreError> {
+        peers::get(self.0, server_id)
+    }
+    fn peers(&mut self) -> Result<Vec<Peer>, StoreError> {
+        peers::list(self.0)
+    }
+    fn peer_token(&mut self, hash: &[u8; 32]) -> Result<Option<(String, u64)>, StoreError> {
+        peer_tokens::get(self.0, hash)
+    }
+    fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError> {
+        key_rotations::list(self.0)
+    }
+    fn highest_id(&mut self) -> Result<u64, StoreError> {
+        let max: Option<i64> = self.0.query_row(
+            "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM users UNION ALL SELECT MAX(id) FROM sessions)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(max.unwrap_or(0) as u64)
+    }
+}
+
+impl WriteTx for Tx<'_> {
+    fn insert_user(&mut self, u: &User) -> Result<(), StoreError> {
+        users::insert(self.0, u)
+    }
+    fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError> {
+        users::set_password_hash(self.0, id, hash)
+    }
+    fn begin_sign_in(
+        &mut self,
+        id: u64,
+        now: u64,
+        policy: &LockPolicy,
+    ) -> Result<SignInGate, StoreError> {
+        users::begin_sign_in(self.0, id, now, policy)
+    }
+    fn clear_failures(&mut self, id: u64) -> Result<(), StoreError> {
+        users::clear_failures(self.0, id)
+    }
+    fn set_email_verified(&mut self, id: u64) -> Result<(), StoreError> {
+        users::set_email_verified(self.0, id)
+    }
+    fn set_user_name(&mut self, id: u64, name: &str) -> Result<(), StoreError> {
+        users::set_name(self.0, id, name)
+    }
+    fn insert_session(&mut self, s: &Session) -> Result<(), StoreError> {
+        sessions::insert(self.0, s)
+    }
+    fn delete_sessions_of(&mut self, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
+        sessions::delete_for_user(self.0, user_id, ids)
+    }
+    fn delete_all_sessions_of(
+        &mut self,
+        user_id: u64,
+        keep: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError> {
+        sessions::delete_all_for_user(self.0, user_id, keep)
+    }
+    fn delete_session(&mut self, id: u64) -> Result<bool, StoreError> {
+        sessions::delete(self.0, id)
+    }
+    fn touch_session(&mut self, id: u64, now: u64) -> Result<(), StoreError> {
+        sessions::touch(self.0, id, now)
+    }
+    fn swap_session_token(
+        &mut self,
+        id: u64,
+        presented: &[u8; 32],
+        new: &[u8; 32],
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        sessions::swap_token(self.0, id, presented, new, now)
+    }
+    fn put_code(&mut self, user_id: u64, purpose: &str, c: &CodeRecord) -> Result<(), StoreError> {
+        codes::put(self.0, user_id, purpose, c)
+    }
+    fn spend_code_try(
+        &mut self,
+        user_id: u64,
+        purpose: &str,
+        now: u64,
+    ) -> Result<Option<CodeRecord>, StoreError> {
+        codes::spend_try(self.0, user_id, purpose, now)
+    }
+    fn delete_code(&mut self, user_id: u64, purpose: &str) -> Result<(), StoreError> {
+        codes::delete(self.0, user_id, purpose)
+    }
+    fn enqueue_mail(
+        &mut self,
+        recipient: &str,
+        subject: &str,
+        body: &str,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        outbox::enqueue(self.0, recipient, subject, body, now)
+    }
+    fn mark_mail_sent(&mut self, id: u64, now: u64) -> Result<(), StoreError> {
+        outbox::mark_sent(self.0, id, now)
+    }
+    fn mark_mail_failed(&mut self, id: u64, error: &str, next: u64) -> Result<(), StoreError> {
+        outbox::mark_failed(self.0, id, error, next)
+    }
+    fn node_secret(
+        &mut self,
+        name: &str,
+        make: &mut dyn FnMut() -> Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        secrets::get_or_create(self.0, name, make)
+    }
+    fn put_peer(&mut self, p: &Peer) -> Result<(), StoreError> {
+        peers::put(self.0, p)
+    }
+    fn insert_peer_token(
+        &mut self,
+        hash: &[u8; 32],
+        server_id: &str,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        peer_tokens::insert(self.0, hash, server_id, expires_at)
+    }
+    fn take_peer_token(&mut self, hash: &[u8; 32]) -> Result<Option<(String, u64)>, StoreError> {
+        peer_tokens::take(self.0, hash)
+    }
+    fn use_nonce(
+        &mut self,
+        origin: &str,
+        nonce: &[u8],
+        keep_until: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        nonces::use_once(self.0, origin, nonce, keep_until, now)
+    }
+    fn insert_key_rotation(&mut self, r: &KeyRotation) -> Result<(), StoreError> {
+        key_rotations::insert(self.0, r)
+    }
+    fn lease_id_worker(
+        &mut self,
+        holder: &str,
+        renew: Option<u16>,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<Option<u16>, StoreError> {
+        id_workers::lease(self.0, holder, renew, now, expires_at)
+    }
+    fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError> {
+        id_workers::release(self.0, worker, holder)
+    }
+}

@@ -1,0 +1,233 @@
+//! The store conformance suite: the rules that guard writes, each under 50 parallel callers,
+//! run against a backend given as a function that opens a store on a data dir. Every
+//! backend must pass it; SQLite runs it here (`sqlite_*` tests at the bottom).
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use hearth::clock::ManualClock;
+use hearth::domain::state::{Store, StoreError};
+use hearth::domain::{NodeState, RequestContext, Services};
+use hearth::federation::client::PeerClient;
+use hearth::identity::key::NodeKey;
+use hearth::secret::{BearerSecret, SecretKind};
+use hearth::Config;
+
+use crate::support::{test_config, PASSWORD};
+
+const CALLERS: usize = 50;
+
+/// A backend under test: opens a store on the database in `dir` (twice for one dir means
+/// two processes sharing one database).
+pub trait Backend: Fn(&Path) -> Store + Copy {}
+impl<F: Fn(&Path) -> Store + Copy> Backend for F {}
+
+async fn services(store: Store, config: &Config, clock: Arc<ManualClock>, who: &str) -> Services {
+    let client = PeerClient::new(config, clock.clone()).unwrap();
+    Services::new(
+        Arc::new(config.clone()),
+        NodeState::local(store, clock),
+        NodeKey::generate(),
+        Arc::new(client),
+        who.to_owned(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn setup(open: impl Backend) -> (tempfile::TempDir, Arc<Services>, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path().to_owned());
+    let s = services(open(dir.path()), &config, ManualClock::new(), "node").await;
+    (dir, Arc::new(s), config)
+}
+
+async fn parallel<T, F, Fut>(n: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    join_all(handles)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+async fn sign_up(s: &Services, email: &str) -> hearth::domain::accounts::SignedIn {
+    s.accounts
+        .sign_up(
+            hearth::domain::accounts::SignUp {
+                email: Some(email.into()),
+                password: Some(PASSWORD.to_owned().into()),
+                ..Default::default()
+            },
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap()
+}
+
+/// 50 parallel wrong passwords on one account: at most 5 are evaluated by argon2.
+pub async fn parallel_wrong_sign_ins_evaluate_at_most_5(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    sign_up(&s, "victim@example.org").await;
+    let before = s.accounts.hasher().verifications();
+    let results = parallel(CALLERS, |i| {
+        let s = s.clone();
+        async move {
+            let ctx = RequestContext::default();
+            s.accounts
+                .sign_in("victim@example.org", &format!("wrong password {i}"), &ctx)
+                .await
+        }
+    })
+    .await;
+    assert!(results.iter().all(Result::is_err));
+    let evaluated = s.accounts.hasher().verifications() - before;
+    assert!(evaluated <= 5, "{evaluated} passwords evaluated");
+}
+
+/// 50 parallel guesses of one e-mail code: at most 5 are compared.
+pub async fn parallel_code_guesses_compare_at_most_5(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    sign_up(&s, "coded@example.org").await;
+    let before = s.codes.comparisons();
+    let results = parallel(CALLERS, |i| {
+        let s = s.clone();
+        async move {
+            s.codes
+                .verify_email("coded@example.org", &format!("{:08}", 10_000_000 + i))
+                .await
+        }
+    })
+    .await;
+    assert!(results.iter().filter(|r| r.is_ok()).count() <= 1);
+    let compared = s.codes.comparisons() - before;
+    assert!(compared <= 5, "{compared} codes compared");
+}
+
+/// 50 parallel refreshes of one session: exactly one new token; the others are refused.
+pub async fn parallel_session_refreshes_have_one_winner(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let signed = sign_up(&s, "refresh@example.org").await;
+    let p = s.credentials.resolve(signed.token.expose()).await.unwrap();
+    let results = parallel(CALLERS, |_| {
+        let (s, p) = (s.clone(), p.clone());
+        async move { s.sessions.refresh(&p).await }
+    })
+    .await;
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "one refresh wins");
+    assert!(s.credentials.resolve(winners[0].expose()).await.is_ok());
+    assert!(s.credentials.resolve(signed.token.expose()).await.is_err());
+}
+
+/// 50 parallel refreshes of one peer token: exactly one new token.
+pub async fn parallel_peer_token_refreshes_have_one_winner(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let token = BearerSecret::generate(SecretKind::Peer);
+    let (hash, until) = (token.hash(), s.clock().now_ms() + 3_600_000);
+    s.store()
+        .write(move |tx| tx.insert_peer_token(&hash, "beta.example.org", until))
+        .await
+        .unwrap();
+    let text = token.expose().to_owned();
+    let results = parallel(CALLERS, |_| {
+        let (s, t) = (s.clone(), text.clone());
+        async move { s.challenge.refresh(&t).await }
+    })
+    .await;
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "one refresh wins");
+    let fresh = winners[0].token.expose();
+    assert_eq!(
+        s.challenge.peer_of_token(fresh).await.unwrap(),
+        "beta.example.org"
+    );
+    assert!(s.challenge.peer_of_token(&text).await.is_err());
+}
+
+/// A federation nonce is accepted once under 50 parallel uses.
+pub async fn a_nonce_is_used_once(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let now = s.clock().now_ms();
+    let results = parallel(CALLERS, |_| {
+        let store = s.store().clone();
+        async move {
+            store
+                .write(move |tx| {
+                    tx.use_nonce("alpha.example.org", b"0123456789abcdef", now + 60_000, now)
+                })
+                .await
+        }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Ok(()) | Err(StoreError::Conflict(_)))));
+}
+
+/// Ids stay unique while the CLI and the node write at once: each process leases its own
+/// snowflake worker.
+pub async fn ids_stay_unique_across_processes(open: impl Backend) {
+    let (dir, node, config) = setup(open).await;
+    let cli = Arc::new(services(open(dir.path()), &config, ManualClock::new(), "cli").await);
+    assert_ne!(node.id_lease().worker(), cli.id_lease().worker());
+    let results = parallel(2 * CALLERS, |i| {
+        let s = if i % 2 == 0 {
+            node.clone()
+        } else {
+            cli.clone()
+        };
+        async move {
+            s.accounts
+                .add_user(&format!("user{i}@example.org"), PASSWORD)
+                .await
+        }
+    })
+    .await;
+    let mut ids: Vec<u64> = results.into_iter().map(|r| r.unwrap().id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2 * CALLERS);
+}
+
+fn sqlite(dir: &Path) -> Store {
+    let sqlite = hearth::store::sqlite::Sqlite::open(&dir.join("hearth.sqlite3"), 4).unwrap();
+    Store::new(Arc::new(sqlite))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_parallel_wrong_sign_ins_evaluate_at_most_5() {
+    parallel_wrong_sign_ins_evaluate_at_most_5(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_parallel_code_guesses_compare_at_most_5() {
+    parallel_code_guesses_compare_at_most_5(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_parallel_session_refreshes_have_one_winner() {
+    parallel_session_refreshes_have_one_winner(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_parallel_peer_token_refreshes_have_one_winner() {
+    parallel_peer_token_refreshes_have_one_winner(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_nonce_is_used_once() {
+    a_nonce_is_used_once(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_ids_stay_unique_across_processes() {
+    ids_stay_unique_across_processes(sqlite).await;
+}
