@@ -432,3 +432,40 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn id(s: &str) -> ServerId {
+        ServerId::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_static_route_update_forgets_only_that_server() {
+        let config = Federation {
+            dns_servers: vec!["127.0.0.1:9".parse().unwrap_or_else(|e| panic!("{e}"))],
+            allow_private_addresses: true,
+            allow_plaintext: true,
+            ..Federation::default()
+        };
+        let d = Discovery::new(&config, None, ManualClock::new()).unwrap_or_else(|e| panic!("{e}"));
+        for (name, port) in [("a.hearth.test", 7001), ("b.hearth.test", 7002)] {
+            d.set_static(id(name), format!("http://127.0.0.1:{port}"));
+            assert!(d.resolve(&id(name)).await.is_ok());
+        }
+        assert_eq!(d.cached(), 2);
+        // The link keeper hands the same routes over every second: nothing is forgotten.
+        d.set_static(id("a.hearth.test"), "http://127.0.0.1:7001".into());
+        assert_eq!(d.cached(), 2);
+        // A changed route forgets that server only.
+        d.set_static(id("a.hearth.test"), "http://127.0.0.1:7003".into());
+        assert_eq!(d.cached(), 1);
+        let target = d
+            .resolve(&id("a.hearth.test"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(target.addr.port(), 7003);
+    }
+}

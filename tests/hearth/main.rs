@@ -5,6 +5,7 @@
 mod accounts;
 mod codes;
 mod conformance;
+mod errors;
 mod foundation;
 mod layering;
 mod support;

@@ -1,0 +1,95 @@
+//! Refusals over real gRPC and HTTP: a stable reason code in `google.rpc.ErrorInfo`, an
+//! `x-request-id` on every answer, and no internal detail sent to the caller.
+use hearth::pb::tangle::client::auth as tangle;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::support::*;
+
+fn reason(s: &tonic::Status) -> String {
+    s.get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn refusals_carry_a_reason_code_and_a_request_id() {
+    let n = TestNode::start().await;
+    n.sign_up("reasons@example.org").await;
+    let wrong = n.sign_in("reasons@example.org", "not the password").await;
+    let s = assert_code(wrong, Code::Unauthenticated, "wrong");
+    assert_eq!(reason(&s), "BAD_CREDENTIALS");
+    let id = s
+        .metadata()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(id.is_some_and(|id| id.len() == 16), "{:?}", s.metadata());
+
+    let s = assert_code(n.pong(None).await, Code::Unauthenticated, "credential");
+    assert_eq!(reason(&s), "CREDENTIAL_MISSING");
+    let s = assert_code(
+        n.pong(Some("hs_not-a-token")).await,
+        Code::Unauthenticated,
+        "",
+    );
+    assert_eq!(reason(&s), "CREDENTIAL_MALFORMED");
+
+    let bad = n
+        .tangle()
+        .sign_up(tangle::SignUp {
+            email: Some("x".repeat(5000)),
+            password: Some(PASSWORD.into()),
+            name: "X".into(),
+            invite_code: None,
+        })
+        .await;
+    let s = assert_code(bad, Code::InvalidArgument, "email");
+    assert_eq!(reason(&s), "FIELD_INVALID");
+    assert!(s.message().len() < 600, "echoed input is bounded");
+    let field = s
+        .get_details_error_info()
+        .and_then(|i| i.metadata.get("field").cloned());
+    assert_eq!(field.as_deref(), Some("email"));
+}
+
+#[tokio::test]
+async fn a_callers_request_id_is_kept_and_a_bad_one_replaced() {
+    let n = TestNode::start().await;
+    let mut req = tonic::Request::new(hearth::pb::test::v1::PingRequest {});
+    req.metadata_mut()
+        .insert("x-request-id", "trace-42".parse().unwrap());
+    let res = hearth::pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(
+        n.channel.clone(),
+    )
+    .ping(req)
+    .await
+    .unwrap();
+    assert_eq!(res.metadata().get("x-request-id").unwrap(), "trace-42");
+    let mut req = tonic::Request::new(hearth::pb::test::v1::PingRequest {});
+    req.metadata_mut()
+        .insert("x-request-id", "a b\tc".parse().unwrap());
+    let res = hearth::pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(
+        n.channel.clone(),
+    )
+    .ping(req)
+    .await
+    .unwrap();
+    assert_ne!(res.metadata().get("x-request-id").unwrap(), "a b\tc");
+}
+
+#[tokio::test]
+async fn the_verification_link_never_shows_internal_errors() {
+    let n = TestNode::start().await;
+    n.sign_up("link@example.org").await;
+    n.domain().store().close();
+    let res = reqwest::get(format!(
+        "{}/email/verify?email=link@example.org&code=12345678",
+        n.url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 500);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("internal error"), "{body}");
+    assert!(!body.contains("database"), "internal detail sent: {body}");
+}
