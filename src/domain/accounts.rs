@@ -6,14 +6,14 @@ use zeroize::Zeroizing;
 
 use super::codes::{Codes, Purpose};
 use super::error::Reason;
-use super::model::{DeviceFacts, Session, SignInGate, User};
+use super::model::{DeviceFacts, Session, User};
 use super::outbox::Outbox;
 use super::passwords::{self, Hasher};
 use super::principal::Principal;
 use super::sessions::Sessions;
 use super::state::ids::IdAllocator;
 use super::state::Store;
-use super::throttle::{self, Throttle};
+use super::throttle::{self, Slot, Throttle};
 use super::validate::{canonical_email, display_name};
 use super::{DomainError, ErrorKind, RequestContext};
 use crate::clock::SharedClock;
@@ -217,32 +217,22 @@ impl Accounts {
             .store
             .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
             .await?;
-        if let Some(u) = &user {
-            let (id, now) = (u.id, self.clock.now_ms());
-            let gate = self
-                .store
-                .write(move |tx| {
-                    Ok::<_, DomainError>(tx.begin_sign_in(id, now, &throttle::POLICY)?)
-                })
-                .await?;
-            if let SignInGate::Locked { failures, until } = gate {
-                return Err(throttle::refusal(failures, until, now));
-            }
-        }
+        let slot = match &user {
+            Some(u) => Some(Slot::take(&self.store, &self.clock, u.id).await?),
+            None => None,
+        };
         let password = passwords::normalize(password);
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verified = self.hasher.verify(password.clone(), stored).await?;
-        let Some(user) = user else {
+        let (Some(user), Some(slot)) = (user, slot) else {
             return Err(bad_credentials());
         };
         if !verified.ok {
+            slot.finish(false).await?;
             return Err(bad_credentials());
         }
         if self.config.require_email_verification && !user.email_verified {
-            let id = user.id;
-            self.store
-                .write(move |tx| Ok::<_, DomainError>(tx.clear_failures(id)?))
-                .await?;
+            slot.finish(true).await?;
             return Err(DomainError::precondition(
                 Reason::EmailNotVerified,
                 "verify your e-mail address first (see the code we sent, or call ResendEmailVerification)",
@@ -254,10 +244,10 @@ impl Accounts {
         };
         let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
         let s = session.clone();
-        let id = user.id;
+        let (id, now) = (user.id, self.clock.now_ms());
         self.store
             .write(move |tx| {
-                tx.clear_failures(id)?;
+                tx.finish_sign_in(id, true, now, &throttle::POLICY)?;
                 if let Some(h) = &rehash {
                     tx.set_password_hash(id, h)?;
                 }
@@ -265,6 +255,7 @@ impl Accounts {
                 Ok::<_, DomainError>(())
             })
             .await?;
+        slot.done();
         Ok(SignedIn {
             token,
             user,

@@ -129,8 +129,12 @@ pub struct KeyRotation {
 /// The answer of the store's one-statement sign-in gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInGate {
-    /// The attempt was counted (as a failure until it succeeds) and may run.
+    /// The attempt holds one of the account's in-flight slots and may run; finish it with
+    /// `finish_sign_in`.
     Allowed,
+    /// Too many attempts for this account are being evaluated right now; nothing was
+    /// counted. Try again when one finishes.
+    Busy,
     /// The account may not try before `until`; nothing was counted.
     Locked {
         /// Consecutive failures so far.
@@ -156,9 +160,18 @@ pub struct LockPolicy {
     pub lock_after: u32,
     /// How long a lock lasts (ms).
     pub lock_ms: u64,
+    /// An in-flight count older than this (ms) is a leftover of a crash and is ignored.
+    pub stale_in_flight_ms: u64,
 }
 
 impl LockPolicy {
+    /// Attempts that may be evaluated at once after `failures` consecutive failures: the
+    /// free failures left, and at least one. So at most `free_failures` are ever evaluated
+    /// before the first delay, however many arrive in parallel.
+    pub fn slots(&self, failures: u32) -> u32 {
+        self.free_failures.saturating_sub(failures).max(1)
+    }
+
     /// When the account may try again after its `failures`-th consecutive failure at `now`
     /// (the same rule the store applies in SQL).
     pub fn locked_until(&self, failures: u32, now: u64) -> Option<u64> {

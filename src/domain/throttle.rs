@@ -4,10 +4,14 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use super::error::Reason;
-use super::model::LockPolicy;
+use super::model::{LockPolicy, SignInGate};
 use super::state::short_lived::ShortLived;
+use super::state::Store;
 use super::DomainError;
+use crate::clock::SharedClock;
 
 /// The per-account policy.
 pub const POLICY: LockPolicy = LockPolicy {
@@ -16,7 +20,95 @@ pub const POLICY: LockPolicy = LockPolicy {
     max_delay_ms: 5 * 60 * 1000,
     lock_after: 100,
     lock_ms: 24 * 3600 * 1000,
+    stale_in_flight_ms: 60 * 1000,
 };
+
+/// How long a sign-in waits for a free slot of its account (other attempts in flight) before
+/// it is refused. Waiting is on real time: slots free up when real work ends.
+pub const SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// A held sign-in slot of one account. Record the outcome with [`Slot::finish`], or with
+/// `finish_sign_in` inside the write that acts on it and then [`Slot::done`]; a slot dropped
+/// unfinished (the request was
+/// cancelled, or failed) is recorded as a failure, so cancelling cannot dodge the count.
+#[derive(Debug)]
+pub struct Slot {
+    store: Store,
+    clock: SharedClock,
+    user_id: u64,
+    finished: bool,
+}
+
+impl Slot {
+    /// Waits for and takes a slot of `user_id`'s sign-in gate, or says why not.
+    pub async fn take(
+        store: &Store,
+        clock: &SharedClock,
+        user_id: u64,
+    ) -> Result<Self, DomainError> {
+        let started = Instant::now();
+        loop {
+            let now = clock.now_ms();
+            let gate = store
+                .write(move |tx| tx.begin_sign_in(user_id, now, &POLICY))
+                .await?;
+            match gate {
+                SignInGate::Allowed | SignInGate::NoAccount => {
+                    return Ok(Self {
+                        store: store.clone(),
+                        clock: clock.clone(),
+                        user_id,
+                        finished: false,
+                    })
+                }
+                SignInGate::Locked { failures, until } => {
+                    return Err(refusal(failures, until, now))
+                }
+                SignInGate::Busy if started.elapsed() < SLOT_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                SignInGate::Busy => {
+                    return Err(DomainError::exhausted(
+                        Reason::AccountThrottled,
+                        "too many sign-ins for this account are in progress; try again shortly",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The outcome was committed; nothing more to record.
+    pub fn done(mut self) {
+        self.finished = true;
+    }
+
+    /// Records the outcome in its own transaction.
+    pub async fn finish(mut self, ok: bool) -> Result<(), DomainError> {
+        let (id, now) = (self.user_id, self.clock.now_ms());
+        self.finished = true;
+        self.store
+            .write(move |tx| Ok(tx.finish_sign_in(id, ok, now, &POLICY)?))
+            .await
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (store, id, now) = (self.store.clone(), self.user_id, self.clock.now_ms());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = store
+                    .write::<_, DomainError, _>(move |tx| {
+                        Ok(tx.finish_sign_in(id, false, now, &POLICY)?)
+                    })
+                    .await;
+            });
+        }
+    }
+}
 
 /// Clients tracked by the per-IP limiter at most (least recently seen go first).
 pub const MAX_TRACKED_IPS: usize = 100_000;

@@ -91,6 +91,72 @@ pub async fn parallel_wrong_sign_ins_evaluate_at_most_5(open: impl Backend) {
     assert!(evaluated <= 5, "{evaluated} passwords evaluated");
 }
 
+/// A burst of correct sign-ins on one account is not mistaken for guessing: attempts in
+/// flight wait for a slot instead of counting as failures.
+pub async fn parallel_correct_sign_ins_all_succeed(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    sign_up(&s, "busy@example.org").await;
+    let results = parallel(16, |_| {
+        let s = s.clone();
+        async move {
+            let ctx = RequestContext::default();
+            s.accounts.sign_in("busy@example.org", PASSWORD, &ctx).await
+        }
+    })
+    .await;
+    for r in &results {
+        assert!(r.is_ok(), "{:?}", r.as_ref().err());
+    }
+    let user = s
+        .store()
+        .read(|tx| tx.user_by_email("busy@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((user.failed_sign_ins, user.locked_until), (0, None));
+}
+
+/// A sign-in cancelled while its password is evaluated counts as a failure, and its slot
+/// is given back.
+pub async fn a_cancelled_sign_in_counts_as_a_failure(open: impl Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path().to_owned());
+    // The production cost, so the attempt is still hashing when it is cancelled.
+    config.passwords.argon2_memory_kib = 19456;
+    config.passwords.argon2_iterations = 2;
+    let s = Arc::new(services(open(dir.path()), &config, ManualClock::new(), "node").await);
+    sign_up(&s, "cancel@example.org").await;
+    let s2 = s.clone();
+    let task = tokio::spawn(async move {
+        let ctx = RequestContext::default();
+        s2.accounts
+            .sign_in("cancel@example.org", "a wrong guess", &ctx)
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    task.abort();
+    let _ = task.await;
+    for _ in 0..100 {
+        let u = s
+            .store()
+            .read(|tx| tx.user_by_email("cancel@example.org"))
+            .await
+            .unwrap()
+            .unwrap();
+        if u.failed_sign_ins == 1 {
+            // The slot is free again: a correct sign-in goes through.
+            let ctx = RequestContext::default();
+            s.accounts
+                .sign_in("cancel@example.org", PASSWORD, &ctx)
+                .await
+                .unwrap();
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the cancelled attempt was not counted");
+}
+
 /// 50 parallel guesses of one e-mail code: at most 5 are compared.
 pub async fn parallel_code_guesses_compare_at_most_5(open: impl Backend) {
     let (_dir, s, _) = setup(open).await;
@@ -205,6 +271,16 @@ fn sqlite(dir: &Path) -> Store {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_parallel_wrong_sign_ins_evaluate_at_most_5() {
     parallel_wrong_sign_ins_evaluate_at_most_5(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_parallel_correct_sign_ins_all_succeed() {
+    parallel_correct_sign_ins_all_succeed(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_cancelled_sign_in_counts_as_a_failure() {
+    a_cancelled_sign_in_counts_as_a_failure(sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

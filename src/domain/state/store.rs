@@ -71,14 +71,24 @@ pub trait WriteTx: ReadTx {
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError>;
     /// Replaces the password hash.
     fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError>;
-    /// Atomic: counts a sign-in attempt (as a failure until it succeeds) and answers whether
-    /// it may run, in one statement, before any password is evaluated.
+    /// Atomic: takes one of the account's in-flight sign-in slots unless the account is
+    /// locked or every slot is taken ([`LockPolicy::slots`]), in one statement, before any
+    /// password is evaluated.
     fn begin_sign_in(
         &mut self,
         id: u64,
         now: u64,
         policy: &LockPolicy,
     ) -> Result<SignInGate, StoreError>;
+    /// Atomic: gives the slot back and records the outcome: success clears the failures and
+    /// any lock; failure counts one and sets the delay the new count calls for.
+    fn finish_sign_in(
+        &mut self,
+        id: u64,
+        ok: bool,
+        now: u64,
+        policy: &LockPolicy,
+    ) -> Result<(), StoreError>;
     /// Clears the failure counter and any lock.
     fn clear_failures(&mut self, id: u64) -> Result<(), StoreError>;
     /// Marks the e-mail address verified.

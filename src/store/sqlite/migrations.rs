@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_federation.sql"),
     include_str!("migrations/0003_id_workers.sql"),
+    include_str!("migrations/0004_sign_ins_in_flight.sql"),
 ];
 
 /// The schema version this build writes.

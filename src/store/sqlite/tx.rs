@@ -77,6 +77,15 @@ impl WriteTx for Tx<'_> {
     ) -> Result<SignInGate, StoreError> {
         users::begin_sign_in(self.0, id, now, policy)
     }
+    fn finish_sign_in(
+        &mut self,
+        id: u64,
+        ok: bool,
+        now: u64,
+        policy: &LockPolicy,
+    ) -> Result<(), StoreError> {
+        users::finish_sign_in(self.0, id, ok, now, policy)
+    }
     fn clear_failures(&mut self, id: u64) -> Result<(), StoreError> {
         users::clear_failures(self.0, id)
     }

@@ -88,21 +88,72 @@ pub fn set_password_hash(tx: &Connection, id: u64, hash: &str) -> Result<(), Sto
     Ok(())
 }
 
-/// The sign-in gate in one statement: counts the attempt unless the account is locked, and
-/// sets the lock that the new count calls for (the rule of [`LockPolicy::locked_until`]).
+/// The sign-in gate in one statement: takes an in-flight slot unless the account is locked
+/// or all [`LockPolicy::slots`] are taken. A count older than the stale window is reset.
 pub fn begin_sign_in(
     tx: &Connection,
     id: u64,
     now: u64,
     p: &LockPolicy,
 ) -> Result<SignInGate, StoreError> {
-    let counted = optional(tx.query_row(
-        "UPDATE users SET failed_sign_ins = failed_sign_ins + 1, locked_until = CASE \
+    let taken = optional(tx.query_row(
+        "UPDATE users SET \
+             sign_ins_in_flight = CASE WHEN in_flight_since IS NULL OR in_flight_since <= ?2 - ?3 \
+                 OR sign_ins_in_flight = 0 THEN 1 ELSE sign_ins_in_flight + 1 END, \
+             in_flight_since = CASE WHEN in_flight_since IS NULL OR in_flight_since <= ?2 - ?3 \
+                 OR sign_ins_in_flight = 0 THEN ?2 ELSE in_flight_since END \
+         WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2) \
+           AND (CASE WHEN in_flight_since IS NULL OR in_flight_since <= ?2 - ?3 THEN 0 \
+                ELSE sign_ins_in_flight END) < MAX(1, ?4 - failed_sign_ins) \
+         RETURNING id",
+        params![
+            id as i64,
+            now as i64,
+            p.stale_in_flight_ms as i64,
+            p.free_failures
+        ],
+        |r| r.get::<_, i64>(0),
+    ))?;
+    if taken.is_some() {
+        return Ok(SignInGate::Allowed);
+    }
+    Ok(match by_id(tx, id)? {
+        None => SignInGate::NoAccount,
+        Some(u) => match u.locked_until.filter(|t| *t > now) {
+            Some(until) => SignInGate::Locked {
+                failures: u.failed_sign_ins,
+                until,
+            },
+            None => SignInGate::Busy,
+        },
+    })
+}
+
+/// Gives the slot back and records the outcome in one statement (the delay rule of
+/// [`LockPolicy::locked_until`] for a failure).
+pub fn finish_sign_in(
+    tx: &Connection,
+    id: u64,
+    ok: bool,
+    now: u64,
+    p: &LockPolicy,
+) -> Result<(), StoreError> {
+    let sql = if ok {
+        "UPDATE users SET failed_sign_ins = 0, locked_until = NULL, \
+             sign_ins_in_flight = MAX(sign_ins_in_flight - 1, 0) WHERE id = ?1"
+    } else {
+        "UPDATE users SET failed_sign_ins = failed_sign_ins + 1, \
+             sign_ins_in_flight = MAX(sign_ins_in_flight - 1, 0), locked_until = CASE \
              WHEN failed_sign_ins + 1 >= ?3 THEN ?2 + ?4 \
              WHEN failed_sign_ins + 1 < ?5 THEN NULL \
              ELSE ?2 + MIN(?6 << MIN(failed_sign_ins + 1 - ?5, 20), ?7) END \
-         WHERE id = ?1 AND (locked_until IS NULL OR locked_until <= ?2) RETURNING id",
-        params![
+         WHERE id = ?1"
+    };
+    let mut stmt = tx.prepare_cached(sql)?;
+    if ok {
+        stmt.execute(params![id as i64])?;
+    } else {
+        stmt.execute(params![
             id as i64,
             now as i64,
             p.lock_after,
@@ -110,19 +161,9 @@ pub fn begin_sign_in(
             p.free_failures,
             p.base_delay_ms as i64,
             p.max_delay_ms as i64
-        ],
-        |r| r.get::<_, i64>(0),
-    ))?;
-    if counted.is_some() {
-        return Ok(SignInGate::Allowed);
+        ])?;
     }
-    Ok(match by_id(tx, id)? {
-        None => SignInGate::NoAccount,
-        Some(u) => SignInGate::Locked {
-            failures: u.failed_sign_ins,
-            until: u.locked_until.unwrap_or(now),
-        },
-    })
+    Ok(())
 }
 
 /// Clears the failure counter and any lock.
