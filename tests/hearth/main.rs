@@ -8,5 +8,6 @@ mod conformance;
 mod errors;
 mod foundation;
 mod layering;
+mod sessions;
 mod support;
 mod wire;

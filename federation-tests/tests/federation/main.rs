@@ -4,5 +4,6 @@
 
 mod cases;
 mod dns;
+mod peers;
 mod processes;
 mod support;

@@ -12,7 +12,7 @@ use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignUp};
 use hearth::{Config, Node, RunningNode};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 
 use crate::dns::Dns;
 
@@ -345,4 +345,14 @@ impl Cluster {
             .find(|m| m.server_id.starts_with(&format!("{name}.")))
             .unwrap()
     }
+}
+
+pub fn expect_err<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
+    let s = r.expect_err("expected a refusal");
+    assert_eq!(s.code(), code, "{s:?}");
+    assert!(
+        s.message().contains(needle),
+        "message {:?} lacks {needle:?}",
+        s.message()
+    );
 }

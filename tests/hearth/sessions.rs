@@ -1,0 +1,192 @@
+//! Issue: sessions (DESIGN.md §3) over tangle.client.auth: device facts, revocation,
+//! activity stamps and idle expiry, Authorize, and what is stored of a token.
+use hearth::pb::tangle::client::auth as tangle;
+use tonic::{Code, Request};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn sessions_carry_device_facts_and_revoke_one_at_a_time() {
+    let n = TestNode::start().await;
+    let (first, first_id, _) = n.sign_up("dev@example.org").await;
+    let mut req = Request::new(tangle::SignIn {
+        email: "dev@example.org".into(),
+        password: PASSWORD.into(),
+    });
+    for (k, v) in [
+        ("x-client-id", "7"),
+        ("x-device-type", "mobile"),
+        ("x-device-version", "14"),
+        ("x-app-name", "Tangle"),
+        ("x-app-version", "2.1"),
+    ] {
+        req.metadata_mut().insert(k, v.parse().unwrap());
+    }
+    let second = n.tangle().sign_in(req).await.unwrap().into_inner();
+    assert_ne!(second.token, first, "a new token at every sign-in");
+
+    let list = n
+        .tangle()
+        .get_sessions(authed(tangle::GetSessions {}, &second.token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.current, second.session_id);
+    assert_eq!(list.sessions.len(), 2);
+    let s = list
+        .sessions
+        .iter()
+        .find(|s| s.id == second.session_id)
+        .unwrap();
+    assert_eq!(
+        (
+            s.client_id,
+            s.device_type.as_str(),
+            s.device_version.as_str()
+        ),
+        (7, "mobile", "14")
+    );
+    assert_eq!(
+        (s.app_name.as_str(), s.app_version.as_str()),
+        ("Tangle", "2.1")
+    );
+    assert!(
+        s.last_active > 1_600_000_000,
+        "last_active is unix seconds: {}",
+        s.last_active
+    );
+
+    // Someone else's session cannot be revoked, and nothing is revoked by trying.
+    let (other, other_id, _) = n.sign_up("other@example.org").await;
+    let r = n
+        .tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: vec![first_id, other_id],
+            },
+            &second.token,
+        ))
+        .await;
+    assert_code(r, Code::NotFound, "not one of your sessions");
+    n.pong(Some(&first)).await.unwrap();
+    n.pong(Some(&other)).await.unwrap();
+
+    n.tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: vec![first_id],
+            },
+            &second.token,
+        ))
+        .await
+        .unwrap();
+    assert_code(n.pong(Some(&first)).await, Code::Unauthenticated, "revoked");
+    n.pong(Some(&second.token)).await.unwrap();
+    // The current session may revoke itself.
+    n.tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: vec![second.session_id],
+            },
+            &second.token,
+        ))
+        .await
+        .unwrap();
+    assert_code(
+        n.pong(Some(&second.token)).await,
+        Code::Unauthenticated,
+        "revoked",
+    );
+}
+
+#[tokio::test]
+async fn last_active_is_written_at_most_once_a_minute_and_idle_sessions_expire() {
+    let n = TestNode::start_with(|c| c.sessions.idle_timeout_secs = 600).await;
+    let (token, id, _) = n.sign_up("idle@example.org").await;
+    let last_active = |n: &TestNode| {
+        let store = n.domain().store().clone();
+        async move {
+            let user = store
+                .read(move |tx| tx.users())
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|u| u.email.as_deref() == Some("idle@example.org"))
+                .unwrap()
+                .id;
+            store
+                .read(move |tx| tx.sessions_of(user))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.id == id)
+                .unwrap()
+                .last_active as i64
+        }
+    };
+    let t0 = last_active(&n).await;
+    n.clock.advance_ms(30_000);
+    n.pong(Some(&token)).await.unwrap();
+    assert_eq!(last_active(&n).await, t0, "not written within a minute");
+    n.clock.advance_ms(31_000);
+    n.pong(Some(&token)).await.unwrap();
+    assert_eq!(last_active(&n).await, t0 + 61_000);
+    n.clock.advance_ms(601_000);
+    assert_code(n.pong(Some(&token)).await, Code::Unauthenticated, "idle");
+}
+
+#[tokio::test]
+async fn authorize_reauthenticates_with_a_token_in_the_body() {
+    let n = TestNode::start().await;
+    let (token, session_id, user_id) = n.sign_up("auth@example.org").await;
+    let a = n
+        .tangle()
+        .authorize(tangle::Authorize {
+            token: token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (a.session_id, a.user.unwrap().id, a.token),
+        (session_id, user_id, token.clone())
+    );
+    assert_code(
+        n.tangle()
+            .authorize(tangle::Authorize {
+                token: "hs_nope".into(),
+            })
+            .await,
+        Code::Unauthenticated,
+        "malformed",
+    );
+    n.domain().sessions.revoke_by_id(session_id).await.unwrap();
+    assert_code(
+        n.tangle().authorize(tangle::Authorize { token }).await,
+        Code::Unauthenticated,
+        "revoked",
+    );
+}
+
+#[tokio::test]
+async fn only_the_sha256_of_a_session_token_is_stored() {
+    use sha2::Digest;
+    let n = TestNode::start().await;
+    let (token, session_id, _) = n.sign_up("hashonly@example.org").await;
+    // Neither the database nor its write-ahead log holds the token itself.
+    for file in ["hearth.sqlite3", "hearth.sqlite3-wal"] {
+        let bytes = std::fs::read(n.config.data_dir.join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the token itself is in {file}"
+        );
+    }
+    let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    let found = n
+        .domain()
+        .store()
+        .read(move |tx| tx.session_by_token(&hash))
+        .await
+        .unwrap();
+    assert_eq!(found.map(|s| s.id), Some(session_id));
+}
