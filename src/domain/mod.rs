@@ -7,6 +7,7 @@ pub mod codes;
 pub mod credentials;
 pub mod error;
 pub mod federation;
+pub mod hash_pool;
 pub mod model;
 pub mod outbox;
 pub mod passwords;

@@ -4,13 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use rand::rngs::OsRng;
+use argon2::{Algorithm, Params};
 use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
+use super::hash_pool::{self, HashPool};
 use super::DomainError;
 use crate::config::Passwords;
 
@@ -64,10 +63,12 @@ pub fn normalize(password: &str) -> Zeroizing<String> {
     Zeroizing::new(password.nfkc().collect())
 }
 
-/// Hashes and verifies passwords off the async workers, at most `cap` at a time.
+/// Hashes and verifies passwords off the async workers, on `cap` dedicated threads that
+/// reuse their argon2 memory (see `hash_pool`).
 #[derive(Debug)]
 pub struct Hasher {
     params: Params,
+    pool: HashPool,
     permits: Arc<Semaphore>,
     dummy: String,
     verifications: AtomicU64,
@@ -97,8 +98,15 @@ impl Hasher {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let dummy = hash_blocking(&params, "hearth dummy password for unknown accounts")?;
+        let mut memory = Vec::new();
+        let dummy = hash_pool::hash(
+            &mut memory,
+            &params,
+            b"hearth dummy password for unknown accounts",
+        )?;
+        drop(memory);
         Ok(Self {
+            pool: HashPool::new(cap, &params)?,
             params,
             permits: Arc::new(Semaphore::new(cap)),
             dummy,
@@ -112,9 +120,9 @@ impl Hasher {
         let _permit = self.permits.acquire().await.map_err(|_| closed())?;
         self.hashes.fetch_add(1, Ordering::Relaxed);
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || hash_blocking(&params, &password))
-            .await
-            .map_err(|_| closed())?
+        self.pool
+            .run(move |memory| hash_pool::hash(memory, &params, password.as_bytes()))
+            .await?
     }
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is no
@@ -129,19 +137,15 @@ impl Hasher {
         let params = self.params.clone();
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| self.dummy.clone());
-        tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&phc)
-                .map_err(|e| DomainError::internal(format!("stored password hash: {e}")))?;
-            let ok = Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
-            Ok(Verified {
-                ok: ok && known,
-                needs_rehash: ok && known && !matches_params(&parsed, &params),
+        self.pool
+            .run(move |memory| {
+                let (ok, have, alg) = hash_pool::verify(memory, &phc, password.as_bytes())?;
+                Ok(Verified {
+                    ok: ok && known,
+                    needs_rehash: ok && known && !matches_params(alg, &have, &params),
+                })
             })
-        })
-        .await
-        .map_err(|_| closed())?
+            .await?
     }
 
     /// How many hashes were made (tests check that bad passwords are refused before).
@@ -159,19 +163,8 @@ fn closed() -> DomainError {
     DomainError::internal("password hashing pool is closed")
 }
 
-fn hash_blocking(params: &Params, password: &str) -> Result<String, DomainError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| DomainError::internal(format!("argon2: {e}")))
-}
-
-fn matches_params(hash: &PasswordHash<'_>, want: &Params) -> bool {
-    let Ok(have) = Params::try_from(hash) else {
-        return false;
-    };
-    hash.algorithm.as_str() == "argon2id"
+fn matches_params(alg: Algorithm, have: &Params, want: &Params) -> bool {
+    alg == Algorithm::Argon2id
         && have.m_cost() == want.m_cost()
         && have.t_cost() == want.t_cost()
         && have.p_cost() == want.p_cost()

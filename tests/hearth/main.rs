@@ -7,6 +7,7 @@ mod codes;
 mod conformance;
 mod errors;
 mod foundation;
+mod hardening;
 mod layering;
 mod sessions;
 mod support;
