@@ -13,7 +13,7 @@ use super::principal::Principal;
 use super::sessions::Sessions;
 use super::state::ids::IdAllocator;
 use super::state::Store;
-use super::throttle::{self, Slot, Throttle};
+use super::throttle::{self, Slot, SlotWaiters, Throttle};
 use super::validate::{canonical_email, display_name};
 use super::{DomainError, ErrorKind, RequestContext};
 use crate::clock::SharedClock;
@@ -60,6 +60,7 @@ pub struct Accounts {
     config: config::Accounts,
     hasher: Arc<Hasher>,
     throttle: Throttle,
+    waiters: SlotWaiters,
     sessions: Arc<Sessions>,
     codes: Arc<Codes>,
     outbox: Outbox,
@@ -80,6 +81,7 @@ impl Accounts {
         outbox: Outbox,
     ) -> Self {
         Self {
+            waiters: SlotWaiters::new(clock.clone()),
             store,
             clock,
             ids,
@@ -218,7 +220,7 @@ impl Accounts {
             .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
             .await?;
         let slot = match &user {
-            Some(u) => Some(Slot::take(&self.store, &self.clock, u.id).await?),
+            Some(u) => Some(Slot::take(&self.store, &self.clock, &self.waiters, u.id).await?),
             None => None,
         };
         let password = passwords::normalize(password);
@@ -245,17 +247,24 @@ impl Accounts {
         let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
         let s = session.clone();
         let (id, now) = (user.id, self.clock.now_ms());
-        self.store
+        let verified_hash = user.password_hash.clone().unwrap_or_default();
+        // The session is written only if the password is still the one just verified: a
+        // reset that committed meanwhile wins, and this attempt counts as a failure.
+        let inserted = self
+            .store
             .write(move |tx| {
-                tx.finish_sign_in(id, true, now, &throttle::POLICY)?;
-                if let Some(h) = &rehash {
+                let inserted = tx.insert_session_if_password(&s, &verified_hash)?;
+                if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                 }
-                tx.insert_session(&s)?;
-                Ok::<_, DomainError>(())
+                tx.finish_sign_in(id, inserted, now, &throttle::POLICY)?;
+                Ok::<_, DomainError>(inserted)
             })
             .await?;
         slot.done();
+        if !inserted {
+            return Err(bad_credentials());
+        }
         Ok(SignedIn {
             token,
             user,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::error::Reason;
 use super::model::{LockPolicy, SignInGate};
-use super::state::short_lived::ShortLived;
+use super::state::short_lived::{LocalMap, ShortLived};
 use super::state::Store;
 use super::DomainError;
 use crate::clock::SharedClock;
@@ -29,14 +29,28 @@ pub const SLOT_WAIT: Duration = Duration::from_secs(5);
 
 /// A held sign-in slot of one account. Record the outcome with [`Slot::finish`], or with
 /// `finish_sign_in` inside the write that acts on it and then [`Slot::done`]; a slot dropped
-/// unfinished (the request was
-/// cancelled, or failed) is recorded as a failure, so cancelling cannot dodge the count.
+/// unfinished (the request was cancelled, or failed) is recorded as a failure, so
+/// cancelling cannot dodge the count.
 #[derive(Debug)]
 pub struct Slot {
     store: Store,
     clock: SharedClock,
     user_id: u64,
+    freed: Arc<tokio::sync::Notify>,
     finished: bool,
+}
+
+/// Per-account wake-ups for sign-ins waiting on a slot, so they re-check the gate when a
+/// slot of this process is freed instead of polling the store (a slower poll still catches
+/// slots freed elsewhere).
+#[derive(Debug)]
+pub struct SlotWaiters(LocalMap<u64, Arc<tokio::sync::Notify>>);
+
+impl SlotWaiters {
+    /// Wake-ups on `clock`, for up to `MAX_TRACKED_IPS` accounts at once.
+    pub fn new(clock: SharedClock) -> Self {
+        Self(LocalMap::new(clock, MAX_TRACKED_IPS))
+    }
 }
 
 impl Slot {
@@ -44,10 +58,18 @@ impl Slot {
     pub async fn take(
         store: &Store,
         clock: &SharedClock,
+        waiters: &SlotWaiters,
         user_id: u64,
     ) -> Result<Self, DomainError> {
         let started = Instant::now();
+        let freed =
+            waiters
+                .0
+                .get_or_insert_with(user_id, SLOT_WAIT.as_millis() as u64 * 2, Arc::default);
         loop {
+            let wake = freed.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
             let now = clock.now_ms();
             let gate = store
                 .write(move |tx| tx.begin_sign_in(user_id, now, &POLICY))
@@ -58,6 +80,7 @@ impl Slot {
                         store: store.clone(),
                         clock: clock.clone(),
                         user_id,
+                        freed: freed.clone(),
                         finished: false,
                     })
                 }
@@ -65,7 +88,10 @@ impl Slot {
                     return Err(refusal(failures, until, now))
                 }
                 SignInGate::Busy if started.elapsed() < SLOT_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::select! {
+                        () = &mut wake => {}
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
                 }
                 SignInGate::Busy => {
                     return Err(DomainError::exhausted(
@@ -80,15 +106,19 @@ impl Slot {
     /// The outcome was committed; nothing more to record.
     pub fn done(mut self) {
         self.finished = true;
+        self.freed.notify_waiters();
     }
 
     /// Records the outcome in its own transaction.
     pub async fn finish(mut self, ok: bool) -> Result<(), DomainError> {
         let (id, now) = (self.user_id, self.clock.now_ms());
         self.finished = true;
-        self.store
+        let result = self
+            .store
             .write(move |tx| Ok(tx.finish_sign_in(id, ok, now, &POLICY)?))
-            .await
+            .await;
+        self.freed.notify_waiters();
+        result
     }
 }
 
@@ -98,6 +128,7 @@ impl Drop for Slot {
             return;
         }
         let (store, id, now) = (self.store.clone(), self.user_id, self.clock.now_ms());
+        let freed = self.freed.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let _ = store
@@ -105,6 +136,7 @@ impl Drop for Slot {
                         Ok(tx.finish_sign_in(id, false, now, &POLICY)?)
                     })
                     .await;
+                freed.notify_waiters();
             });
         }
     }

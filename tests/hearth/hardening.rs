@@ -1,14 +1,15 @@
-//! Hostile load on a real `hearth serve` process: resident memory during sign-in bursts.
+//! Hostile load and races: resident memory of a real `hearth serve` process during sign-in
+//! bursts, and sign-ins racing a password reset.
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignIn, SignUp};
+use hearth::pb::tangle::client::auth::{self as tangle, auth_client::AuthClient, SignIn, SignUp};
 use tonic::transport::Channel;
 
-use crate::support::PASSWORD;
+use crate::support::*;
 
 /// A `hearth serve` child process on 127.0.0.1:0, killed when dropped.
 pub struct Served {
@@ -38,16 +39,13 @@ impl Served {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut addr = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("listening on ") {
-                addr = Some(a.trim().to_owned());
-                break;
-            }
-        }
-        let addr = addr.expect("hearth printed `listening on`");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = lines
+            .by_ref()
+            .find_map(|l| Some(l.ok()?.strip_prefix("listening on ")?.trim().to_owned()))
+            .expect("hearth printed `listening on`");
+        // Keep reading, so the node never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         Self {
             child,
             url: format!("http://{addr}"),
@@ -123,4 +121,60 @@ async fn a_sign_in_burst_does_not_pin_memory() {
         after <= 150,
         "resident memory {after} MiB after a sign-in burst (was {before} MiB)"
     );
+}
+
+fn reset(email: &str, confirm: Option<(&str, &str)>) -> tangle::ResetPassword {
+    tangle::ResetPassword {
+        email: email.into(),
+        confirm: confirm.map(|(code, pw)| tangle::reset_password::ResetPasswordConfirm {
+            code: code.into(),
+            new_password: pw.into(),
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_session_made_with_the_old_password_outlives_a_reset() {
+    // The production cost, so sign-ins are still verifying when the reset commits.
+    let n = TestNode::start_with(|c| {
+        c.passwords.argon2_memory_kib = 19456;
+        c.passwords.argon2_iterations = 2;
+    })
+    .await;
+    for trial in 0..3 {
+        let email = format!("reset{trial}@example.org");
+        n.sign_up(&email).await;
+        n.tangle()
+            .reset_password(reset(&email, None))
+            .await
+            .unwrap();
+        let code = code_in(&n.last_mail_to(&email).await.subject);
+        let sign_ins: Vec<_> = (0..12)
+            .map(|_| {
+                let (channel, email) = (n.channel.clone(), email.clone());
+                tokio::spawn(async move {
+                    Tangle::new(channel)
+                        .sign_in(tangle::SignIn {
+                            email,
+                            password: PASSWORD.into(),
+                        })
+                        .await
+                        .map(|r| r.into_inner().token)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        n.tangle()
+            .reset_password(reset(&email, Some((&code, "a brand new passphrase 7"))))
+            .await
+            .unwrap();
+        for s in sign_ins {
+            if let Ok(token) = s.await.unwrap() {
+                assert!(
+                    n.pong(Some(&token)).await.is_err(),
+                    "trial {trial}: a session made with the old password outlived the reset"
+                );
+            }
+        }
+    }
 }

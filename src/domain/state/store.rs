@@ -98,6 +98,14 @@ pub trait WriteTx: ReadTx {
 
     /// Inserts a session.
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError>;
+    /// Atomic: inserts a session only while its user's password hash is still
+    /// `password_hash` (the one the sign-in verified), so no session made with a password
+    /// outlives a reset of it. Returns whether it inserted.
+    fn insert_session_if_password(
+        &mut self,
+        s: &Session,
+        password_hash: &str,
+    ) -> Result<bool, StoreError>;
     /// Deletes the listed sessions of `user_id`; returns the ids that were deleted.
     fn delete_sessions_of(&mut self, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError>;
     /// Deletes every session of `user_id` except `keep`; returns the deleted ids.

@@ -47,6 +47,35 @@ pub fn insert(tx: &Connection, s: &Session) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Inserts a session only while its user's password hash is still `password_hash`.
+pub fn insert_if_password(
+    tx: &Connection,
+    s: &Session,
+    password_hash: &str,
+) -> Result<bool, StoreError> {
+    let n = tx.execute(
+        &format!(
+            "INSERT INTO sessions ({COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND password_hash = ?12)"
+        ),
+        params![
+            s.id as i64,
+            s.user_id as i64,
+            &s.token_hash[..],
+            s.device.client_id,
+            s.device.device_type,
+            s.device.device_version,
+            s.device.app_name,
+            s.device.app_version,
+            s.created_at as i64,
+            s.last_active as i64,
+            s.expires_at as i64,
+            password_hash,
+        ],
+    )?;
+    Ok(n > 0)
+}
+
 /// The session whose token hashes to `hash`.
 pub fn by_token_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
     optional(c.query_row(

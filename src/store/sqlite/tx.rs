@@ -98,6 +98,13 @@ impl WriteTx for Tx<'_> {
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError> {
         sessions::insert(self.0, s)
     }
+    fn insert_session_if_password(
+        &mut self,
+        s: &Session,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        sessions::insert_if_password(self.0, s, password_hash)
+    }
     fn delete_sessions_of(&mut self, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
         sessions::delete_for_user(self.0, user_id, ids)
     }
