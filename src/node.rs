@@ -142,6 +142,7 @@ impl Node {
             listener,
             tls,
             app,
+            services.config().limits.clone(),
             async move {
                 let _ = server_stop.changed().await;
             },

@@ -3,6 +3,7 @@
 pub mod accounts_v1;
 pub mod auth;
 pub mod context;
+pub mod deadline;
 pub mod harmony;
 pub mod metrics;
 pub mod oidc;
@@ -42,8 +43,9 @@ pub const SERVICES: &[&str] = &[
 pub struct RouterError(#[from] tonic_reflection::server::Error);
 
 /// Builds the whole request path. Order, outermost first:
-/// trace (span, `x-request-id`) → metrics → auth (principal or refusal) → route →
-/// [gRPC-Web translation, gRPC routes only] → handler. tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
+/// trace (span, `x-request-id`) → metrics → deadline (`limits.request_timeout_secs`) →
+/// auth (principal or refusal) → route → [gRPC-Web translation, gRPC routes only] →
+/// handler (requests over `deadline::MAX_REQUEST_BYTES` are refused while decoding). tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
 /// the gRPC routes; auth reads only the path and `authorization`, which it does not change.
 pub async fn router(
     services: Arc<Services>,
@@ -72,27 +74,33 @@ pub async fn router(
             .await;
     }
 
+    // Every seed service refuses requests over MAX_REQUEST_BYTES while decoding them.
+    macro_rules! bounded {
+        ($server:expr) => {
+            $server.max_decoding_message_size(deadline::MAX_REQUEST_BYTES)
+        };
+    }
     let accounts = accounts_v1::AccountsApi(services.clone());
-    let grpc = Routes::new(pb::auth::auth_server::AuthServer::new(
+    let grpc = Routes::new(bounded!(pb::auth::auth_server::AuthServer::new(
         peer_auth::PeerAuthApi(services.clone()),
+    )))
+    .add_service(bounded!(
+        pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(oidc::OidcApi)
     ))
-    .add_service(pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(
-        oidc::OidcApi,
-    ))
-    .add_service(
+    .add_service(bounded!(
         pb::protocol::auth::v1::auth_service_server::AuthServiceServer::new(harmony::HarmonyApi(
             services.clone(),
-        )),
-    )
-    .add_service(AccountsServiceServer::new(accounts.clone()))
-    .add_service(PublicAccountsServiceServer::new(accounts))
-    .add_service(
-        pb::tokens::v1::tokens_service_server::TokensServiceServer::new(tokens_v1::TokensApi),
-    )
-    .add_service(TestAuthServiceServer::new(test_v1::TestApi))
-    .add_service(TestNoAuthServiceServer::new(test_v1::TestApi))
-    .add_service(pb::tangle::client::auth::auth_server::AuthServer::new(
-        tangle::TangleApi(services.clone()),
+        ))
+    ))
+    .add_service(bounded!(AccountsServiceServer::new(accounts.clone())))
+    .add_service(bounded!(PublicAccountsServiceServer::new(accounts)))
+    .add_service(bounded!(
+        pb::tokens::v1::tokens_service_server::TokensServiceServer::new(tokens_v1::TokensApi)
+    ))
+    .add_service(bounded!(TestAuthServiceServer::new(test_v1::TestApi)))
+    .add_service(bounded!(TestNoAuthServiceServer::new(test_v1::TestApi)))
+    .add_service(bounded!(
+        pb::tangle::client::auth::auth_server::AuthServer::new(tangle::TangleApi(services.clone()),)
     ))
     .add_service(health)
     .add_service(reflection_v1)
@@ -102,10 +110,16 @@ pub async fn router(
 
     let trusted =
         context::TrustedProxies(Arc::new(services.config().listen.trusted_proxies.clone()));
+    let request_timeout =
+        std::time::Duration::from_secs(services.config().limits.request_timeout_secs.max(1));
     Ok(grpc
         .merge(http_routes)
         .layer(axum::middleware::from_fn_with_state(services, auth::layer))
         .layer(axum::Extension(trusted))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            deadline::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::layer,

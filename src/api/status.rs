@@ -26,6 +26,7 @@ fn code(kind: ErrorKind) -> Code {
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Unimplemented => Code::Unimplemented,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
     }
 }
@@ -66,6 +67,7 @@ pub fn http_error(e: &DomainError) -> (http::StatusCode, String) {
         ErrorKind::ResourceExhausted => http::StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unimplemented => http::StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::DeadlineExceeded => http::StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Internal => http::StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, format!("{}\n", public_message(e)))

@@ -15,6 +15,7 @@ const SECTIONS: &[&str] = &[
     "federation",
     "oidc",
     "jwt",
+    "limits",
 ];
 
 /// Variables that configure the process rather than the node, and so are not config keys.

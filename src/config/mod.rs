@@ -79,6 +79,27 @@ pub struct Config {
     pub oidc: Oidc,
     /// JWTs issued by GetJWT.
     pub jwt: Jwt,
+    /// Connection and request bounds.
+    pub limits: Limits,
+}
+
+/// `[limits]`: bounds on connections and requests, so a flood cannot exhaust file
+/// descriptors or memory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections served at once (further ones wait in the kernel's backlog); also kept
+    /// below the process's open-file limit.
+    pub max_connections: usize,
+    /// Time from accepting a connection to its first byte, and for HTTP/1.1 to a complete
+    /// request header.
+    pub header_read_timeout_secs: u64,
+    /// A connection that moves no bytes for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Longest time to answer a request (for a stream: to its first response).
+    pub request_timeout_secs: u64,
+    /// HTTP/2 requests open at once on one connection.
+    pub max_concurrent_streams: u32,
 }
 
 /// `[listen]`
@@ -369,6 +390,13 @@ impl Default for Config {
                 audience: "hearth".into(),
                 lifetime_secs: 3600,
             },
+            limits: Limits {
+                max_connections: 4096,
+                header_read_timeout_secs: 10,
+                idle_timeout_secs: 120,
+                request_timeout_secs: 30,
+                max_concurrent_streams: 100,
+            },
         }
     }
 }
@@ -387,7 +415,8 @@ defaults_from_config!(
     Sessions.sessions,
     Mail.mail,
     Federation.federation,
-    Jwt.jwt
+    Jwt.jwt,
+    Limits.limits
 );
 
 impl Config {

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Unavailable,
     /// Not built yet.
     Unimplemented,
+    /// The request took longer than the node allows.
+    DeadlineExceeded,
     /// A bug or an I/O failure.
     Internal,
 }
@@ -94,6 +96,7 @@ reasons! {
     TokenReplayed => "TOKEN_REPLAYED",
     NotFound => "NOT_FOUND",
     Unimplemented => "UNIMPLEMENTED",
+    RequestTimeout => "REQUEST_TIMEOUT",
     Internal => "INTERNAL",
 }
 

@@ -5,6 +5,7 @@
 mod accounts;
 mod codes;
 mod conformance;
+mod connections;
 mod errors;
 mod foundation;
 mod hardening;

@@ -1,0 +1,130 @@
+//! Connection floods against a real node on 127.0.0.1 (issue: hostile clients): silent and
+//! half-open connections are closed after the header-read timeout, idle ones after the idle
+//! timeout, connections beyond the cap wait, and a request that takes too long is cut.
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tonic::Code;
+
+use crate::support::*;
+
+/// True when the server closes `s` within `within`.
+async fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_half_open_connections_are_closed_while_health_answers() {
+    let n = TestNode::start_with(|c| c.limits.header_read_timeout_secs = 1).await;
+    let addr = n.running().addr();
+    let mut conns = Vec::new();
+    for i in 0..40 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        if i % 2 == 1 {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap();
+        }
+        conns.push(s);
+    }
+    let health = reqwest::get(format!("{}/healthz", n.url())).await.unwrap();
+    assert_eq!(health.status(), 200);
+    for (i, s) in conns.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(s, Duration::from_secs(4)).await,
+            "connection {i} was still open after the header-read timeout"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let n = TestNode::start_with(|c| c.limits.idle_timeout_secs = 1).await;
+    let mut s = TcpStream::connect(n.running().addr()).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let got = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..got]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    assert!(closed_by_server(&mut s, Duration::from_secs(4)).await);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_for_a_free_one() {
+    let n = TestNode::start_with(|c| {
+        c.limits.max_connections = 4;
+        c.limits.header_read_timeout_secs = 30;
+    })
+    .await;
+    let addr = n.running().addr();
+    // The test node's own client channel holds one connection; fill the rest.
+    n.pong(None).await.unwrap_err();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"G").await.unwrap();
+        held.push(s);
+    }
+    let url = format!("{}/healthz", n.url());
+    let waiting = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!waiting.is_finished(), "a fifth connection was served");
+    drop(held);
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a connection closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_takes_too_long_is_cut_at_the_request_timeout() {
+    // A "peer" that accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let n = TestNode::start_with(|c| {
+        c.limits.request_timeout_secs = 1;
+        c.federation.allow_private_addresses = true;
+        c.federation.allow_plaintext = true;
+        c.federation.peers = vec![hearth::config::Peer {
+            server_id: "silent.example.org".parse().unwrap(),
+            url: Some(format!("http://{silent_addr}")),
+        }];
+    })
+    .await;
+    let token = hearth::pb::protocol::harmonytypes::v1::Token {
+        sig: vec![0; 64],
+        data: vec![1, 2, 3],
+    };
+    let started = Instant::now();
+    let r = hearth::pb::protocol::auth::v1::auth_service_client::AuthServiceClient::new(
+        n.channel.clone(),
+    )
+    .login_federated(hearth::pb::protocol::auth::v1::LoginFederatedRequest {
+        auth_token: Some(token),
+        server_id: "silent.example.org".into(),
+    })
+    .await;
+    assert_code(r, Code::DeadlineExceeded, "limits.request_timeout_secs");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
