@@ -13,8 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::auth::HTTP_ROUTES;
-use super::SERVICES;
+use super::auth::{HTTP_ROUTES, REQUIREMENTS};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -75,13 +74,10 @@ impl Metrics {
     }
 }
 
-/// Known paths keep their name; anything else is "other", so labels stay bounded.
+/// Served methods and HTTP routes keep their name; anything else (a made-up method under a
+/// known service included) is "other", so the label set is fixed whatever clients send.
 fn method_label(path: &str) -> String {
-    let known = SERVICES.iter().any(|s| {
-        path.strip_prefix('/')
-            .and_then(|p| p.strip_prefix(s))
-            .is_some_and(|m| m.starts_with('/'))
-    }) || HTTP_ROUTES.contains(&path);
+    let known = REQUIREMENTS.iter().any(|(p, _)| *p == path) || HTTP_ROUTES.contains(&path);
     if known {
         path.to_owned()
     } else {
@@ -127,4 +123,26 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .get_or_create(&RequestLabels { method, code })
         .inc();
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_served_methods_become_labels() {
+        assert_eq!(
+            method_label("/test.v1.TestAuthService/Pong"),
+            "/test.v1.TestAuthService/Pong"
+        );
+        assert_eq!(method_label("/healthz"), "/healthz");
+        for made_up in [
+            "/test.v1.TestAuthService/Pong2",
+            "/test.v1.TestAuthService/x8f3a",
+            "/grpc.health.v1.Health/Nope",
+            "/nothing",
+        ] {
+            assert_eq!(method_label(made_up), "other", "{made_up}");
+        }
+    }
 }

@@ -2,9 +2,10 @@
 //! `HEARTH_<SECTION>_<KEY>` environment overrides. Unknown keys and bad values are errors
 //! that name the key and say what is expected.
 mod env;
+mod load;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -420,99 +421,6 @@ defaults_from_config!(
 );
 
 impl Config {
-    /// Loads defaults, then `path` (if any), then `HEARTH_*` variables from `vars`.
-    pub fn load(
-        path: Option<&Path>,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let mut table = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Syntax {
-                        path: path.to_owned(),
-                        message: e.to_string(),
-                    })?
-            }
-            None => toml::Table::new(),
-        };
-        env::apply(&mut table, vars)?;
-        Self::from_table(table)
-    }
-
-    /// Loads from TOML text (tests and `init` checks).
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let table = text
-            .parse::<toml::Table>()
-            .map_err(|e| ConfigError::Syntax {
-                path: PathBuf::from("<text>"),
-                message: e.to_string(),
-            })?;
-        Self::from_table(table)
-    }
-
-    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                ConfigError::key(key, e.into_inner().message().to_owned())
-            })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let p = &self.passwords;
-        if p.argon2_memory_kib < 8 * p.argon2_parallelism.max(1) {
-            return Err(ConfigError::key(
-                "passwords.argon2_memory_kib",
-                "must be at least 8 KiB per lane of argon2_parallelism",
-            ));
-        }
-        if p.argon2_iterations == 0 || p.argon2_parallelism == 0 {
-            return Err(ConfigError::key(
-                "passwords.argon2_iterations",
-                "argon2_iterations and argon2_parallelism must be at least 1",
-            ));
-        }
-        if self.sessions.idle_timeout_secs == 0 || self.sessions.lifetime_secs == 0 {
-            return Err(ConfigError::key(
-                "sessions.lifetime_secs",
-                "session lifetimes must be at least 1 second",
-            ));
-        }
-        if self.accounts.sign_ins_per_ip_per_minute == 0 {
-            return Err(ConfigError::key(
-                "accounts.sign_ins_per_ip_per_minute",
-                "must be at least 1",
-            ));
-        }
-        if self.mail.smtp_username.is_some() != self.mail.smtp_password.is_some() {
-            return Err(ConfigError::key(
-                "mail.smtp_password",
-                "set both mail.smtp_username and mail.smtp_password, or neither",
-            ));
-        }
-        if let Some(url) = &self.mail.smtp_url {
-            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
-                return Err(ConfigError::key(
-                    "mail.smtp_url",
-                    format!("`{url}` must start with smtp:// or smtps://"),
-                ));
-            }
-        }
-        if self.server_id.is_ip_literal() && !self.federation.allow_private_addresses {
-            return Err(ConfigError::key(
-                "server_id",
-                "an IP literal is only allowed with federation.allow_private_addresses = true",
-            ));
-        }
-        Ok(())
-    }
-
     /// Path of the SQLite database.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("hearth.sqlite3")

@@ -1,0 +1,174 @@
+//! Loading the configuration: built-in defaults, then the file, then `HEARTH_*` overrides
+//! (see `env.rs`), then the checks that span keys. Errors name the key; values given for
+//! credentials are never echoed.
+use std::path::{Path, PathBuf};
+
+use super::{env, Config, ConfigError};
+
+impl Config {
+    /// Loads defaults, then `path` (if any), then `HEARTH_*` variables from `vars`.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let (config, warnings) = Self::load_with_warnings(path, vars)?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(config)
+    }
+
+    /// Like [`Config::load`], returning the warnings instead of logging them (tests).
+    pub fn load_with_warnings(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let table = match path {
+            Some(path) => Self::read_table(path)?,
+            None => toml::Table::new(),
+        };
+        Self::with_overrides(table, vars)
+    }
+
+    fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        text.parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Applies environment overrides: text first, TOML where the key needs it; variables
+    /// that name no key are dropped with a warning (and a suggestion for a likely typo).
+    fn with_overrides(
+        table: toml::Table,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let (mut overrides, ignored) = env::overrides(vars);
+        let known = match toml::Value::try_from(Config::default()) {
+            Ok(toml::Value::Table(t)) => env::known_names(&t),
+            _ => Vec::new(),
+        };
+        let mut unknown = ignored;
+        loop {
+            let mut attempt = table.clone();
+            for o in &overrides {
+                o.apply(&mut attempt);
+            }
+            let err = match Self::from_table(attempt) {
+                Ok(config) => {
+                    let warnings = unknown
+                        .iter()
+                        .map(|name| match env::nearest(name, &known) {
+                            Some(near) => format!(
+                                "ignoring environment variable {name}: it names no config key (did you mean {near}?)"
+                            ),
+                            None => format!(
+                                "ignoring environment variable {name}: it names no config key"
+                            ),
+                        })
+                        .collect();
+                    return Ok((config, warnings));
+                }
+                Err(e) => e,
+            };
+            let ConfigError::Key { key, message } = &err else {
+                return Err(err);
+            };
+            let Some(i) = overrides.iter().position(|o| &o.dotted() == key) else {
+                return Err(err);
+            };
+            if message.starts_with("unknown field") {
+                unknown.push(overrides.remove(i).name);
+            } else if overrides[i].could_be_toml() {
+                overrides[i].as_toml = true;
+            } else {
+                let o = &overrides[i];
+                return Err(ConfigError::key(
+                    o.name.clone(),
+                    message.replace(&o.raw, "<the value given>"),
+                ));
+            }
+        }
+    }
+
+    /// Loads from TOML text (tests and `init` checks).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: PathBuf::from("<text>"),
+                message: e.to_string(),
+            })?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let message = if key.contains("password") || key.contains("secret") {
+                    // Never echo what was given for a credential.
+                    "has the wrong type or form (expected text)".to_owned()
+                } else {
+                    e.into_inner().message().to_owned()
+                };
+                ConfigError::key(key, message)
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.passwords;
+        if p.argon2_memory_kib < 8 * p.argon2_parallelism.max(1) {
+            return Err(ConfigError::key(
+                "passwords.argon2_memory_kib",
+                "must be at least 8 KiB per lane of argon2_parallelism",
+            ));
+        }
+        if p.argon2_iterations == 0 || p.argon2_parallelism == 0 {
+            return Err(ConfigError::key(
+                "passwords.argon2_iterations",
+                "argon2_iterations and argon2_parallelism must be at least 1",
+            ));
+        }
+        if self.sessions.idle_timeout_secs == 0 || self.sessions.lifetime_secs == 0 {
+            return Err(ConfigError::key(
+                "sessions.lifetime_secs",
+                "session lifetimes must be at least 1 second",
+            ));
+        }
+        if self.accounts.sign_ins_per_ip_per_minute == 0 {
+            return Err(ConfigError::key(
+                "accounts.sign_ins_per_ip_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if self.mail.smtp_username.is_some() != self.mail.smtp_password.is_some() {
+            return Err(ConfigError::key(
+                "mail.smtp_password",
+                "set both mail.smtp_username and mail.smtp_password, or neither",
+            ));
+        }
+        if let Some(url) = &self.mail.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(ConfigError::key(
+                    "mail.smtp_url",
+                    format!("`{url}` must start with smtp:// or smtps://"),
+                ));
+            }
+        }
+        if self.server_id.is_ip_literal() && !self.federation.allow_private_addresses {
+            return Err(ConfigError::key(
+                "server_id",
+                "an IP literal is only allowed with federation.allow_private_addresses = true",
+            ));
+        }
+        Ok(())
+    }
+}
