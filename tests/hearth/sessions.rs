@@ -71,10 +71,21 @@ async fn sessions_carry_device_facts_and_revoke_one_at_a_time() {
     n.pong(Some(&first)).await.unwrap();
     n.pong(Some(&other)).await.unwrap();
 
+    // A huge list is refused before any work; duplicates are fine.
+    let r = n
+        .tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: (0..5_000).collect(),
+            },
+            &second.token,
+        ))
+        .await;
+    assert_code(r, Code::InvalidArgument, "at most 1000");
     n.tangle()
         .revoke_sessions(authed(
             tangle::RevokeSessions {
-                session_ids: vec![first_id],
+                session_ids: vec![first_id, first_id, first_id],
             },
             &second.token,
         ))

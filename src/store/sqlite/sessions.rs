@@ -94,19 +94,20 @@ pub fn list_for_user(c: &Connection, user_id: u64) -> Result<Vec<Session>, Store
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Deletes the listed sessions of `user_id`; returns the ids that were deleted.
+/// Deletes the listed sessions of `user_id` in one statement; returns the ids deleted.
 pub fn delete_for_user(tx: &Connection, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
-    let mut deleted = Vec::new();
-    for id in ids {
-        let n = tx.execute(
-            "DELETE FROM sessions WHERE id = ?1 AND user_id = ?2",
-            params![*id as i64, user_id as i64],
-        )?;
-        if n > 0 {
-            deleted.push(*id);
-        }
-    }
-    Ok(deleted)
+    let list = format!(
+        "[{}]",
+        ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+    );
+    let mut stmt = tx.prepare_cached(
+        "DELETE FROM sessions WHERE user_id = ?1 \
+         AND id IN (SELECT value FROM json_each(?2)) RETURNING id",
+    )?;
+    let rows = stmt.query_map(params![user_id as i64, list], |r| r.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|v| v as u64))
+        .collect::<Result<_, _>>()?)
 }
 
 /// Deletes every session of `user_id` except `keep`; returns the deleted ids.
