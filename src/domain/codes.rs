@@ -280,17 +280,21 @@ impl Codes {
         check_format(code)?;
         let user = self.local_user(email).await?.ok_or_else(bad_code)?;
         let (checker, code) = (self.checker(), code.to_owned());
-        let good = self
+        let sessions = self
             .store
             .write(move |tx| {
-                let good = checker.check_in(tx, user.id, Purpose::VerifyEmail, &code)?;
-                if good {
-                    tx.set_email_verified(user.id)?;
+                if !checker.check_in(tx, user.id, Purpose::VerifyEmail, &code)? {
+                    return Ok(None);
                 }
-                Ok::<_, DomainError>(good)
+                tx.set_email_verified(user.id)?;
+                let ids: Vec<u64> = tx.sessions_of(user.id)?.iter().map(|s| s.id).collect();
+                Ok::<_, DomainError>(Some(ids))
             })
-            .await?;
-        good.then_some(()).ok_or_else(bad_code)
+            .await?
+            .ok_or_else(bad_code)?;
+        // Cached sessions of an unverified account become usable now, on every node.
+        self.revocations.announce(&sessions);
+        Ok(())
     }
 
     /// Sends a new verification code to `email`, or to the caller's address when `email` is

@@ -142,6 +142,7 @@ impl Services {
             clock.clone(),
             ids.clone(),
             &config.sessions,
+            config.accounts.require_email_verification,
             state.revocations.clone(),
         ));
         let codes = Arc::new(codes::Codes::new(

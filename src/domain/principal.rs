@@ -28,6 +28,9 @@ pub struct Principal {
     pub kind: CredentialKind,
     /// SHA-256 of the presented secret (compare-and-swap on refresh needs it).
     pub token_hash: [u8; 32],
+    /// The node requires verified e-mail addresses and this account's is not verified yet:
+    /// only the calls in [`Principal::check`]'s exception may be made.
+    pub email_unverified: bool,
 }
 
 /// What a method needs from its caller.
@@ -44,8 +47,18 @@ pub enum Requirement {
 }
 
 impl Principal {
-    /// Whether this principal may call a method with requirement `r`.
+    /// Whether this principal may call a method with requirement `r`. An account whose
+    /// e-mail must still be verified may only make public calls and those that need
+    /// `account:read` (IsEmailVerified), until it is verified.
     pub fn check(&self, r: Requirement) -> Result<(), DomainError> {
+        if self.email_unverified
+            && !matches!(r, Requirement::Public | Requirement::Scope("account:read"))
+        {
+            return Err(DomainError::precondition(
+                Reason::EmailNotVerified,
+                "verify your e-mail address first (see the code we sent, or call ResendEmailVerification)",
+            ));
+        }
         match (r, &self.kind) {
             (Requirement::Public | Requirement::AnyCredential, _) => Ok(()),
             (Requirement::SessionOnly | Requirement::Scope(_), CredentialKind::Session) => Ok(()),

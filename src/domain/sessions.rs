@@ -34,6 +34,7 @@ pub struct Sessions {
     idle_ms: u64,
     cache: Arc<SessionCache>,
     revocations: Arc<dyn Revocations>,
+    require_verified_email: bool,
 }
 
 impl Sessions {
@@ -43,6 +44,7 @@ impl Sessions {
         clock: SharedClock,
         ids: Arc<dyn IdAllocator>,
         config: &config::Sessions,
+        require_verified_email: bool,
         revocations: Arc<dyn Revocations>,
     ) -> Self {
         let cache = SessionCache::new(clock.clone());
@@ -56,6 +58,7 @@ impl Sessions {
             idle_ms: config.idle_timeout_secs * 1000,
             cache,
             revocations,
+            require_verified_email,
         }
     }
 
@@ -83,9 +86,19 @@ impl Sessions {
         let entry = match self.cache.get(&hash) {
             Some(e) => e,
             None => {
-                let row = self
+                let check_email = self.require_verified_email;
+                let (row, email_unverified) = self
                     .store
-                    .read(move |tx| tx.session_by_token(&hash))
+                    .read(move |tx| {
+                        let Some(row) = tx.session_by_token(&hash)? else {
+                            return Ok(None);
+                        };
+                        let unverified = check_email
+                            && tx
+                                .user(row.user_id)?
+                                .is_some_and(|u| u.email.is_some() && !u.email_verified);
+                        Ok::<_, DomainError>(Some((row, unverified)))
+                    })
                     .await?
                     .ok_or_else(|| {
                         sign_in_again(
@@ -99,6 +112,7 @@ impl Sessions {
                         session_id: row.id,
                         kind: CredentialKind::Session,
                         token_hash: hash,
+                        email_unverified,
                     },
                     expires_at: row.expires_at,
                     last_active: row.last_active,

@@ -438,3 +438,48 @@ async fn cli_lists_the_outbox() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn with_required_verification_the_sign_up_session_is_unusable_until_verified() {
+    let n = TestNode::start_with(|c| c.accounts.require_email_verification = true).await;
+    let (token, _, _) = n.sign_up("unverified@example.org").await;
+    let s = assert_code(
+        n.pong(Some(&token)).await,
+        Code::FailedPrecondition,
+        "verify",
+    );
+    let reason = tonic_types::StatusExt::get_details_error_info(&s).map(|i| i.reason);
+    assert_eq!(reason.as_deref(), Some("EMAIL_NOT_VERIFIED"));
+    assert_code(
+        n.accounts().refresh_session(authed((), &token)).await,
+        Code::FailedPrecondition,
+        "verify",
+    );
+    let fed = hearth::pb::protocol::auth::v1::auth_service_client::AuthServiceClient::new(
+        n.channel.clone(),
+    )
+    .federate(authed(
+        hearth::pb::protocol::auth::v1::FederateRequest {
+            server_id: "beta.example.org".into(),
+        },
+        &token,
+    ))
+    .await;
+    assert_code(fed, Code::FailedPrecondition, "verify");
+    // It may still ask whether it is verified.
+    let verified = n
+        .accounts()
+        .is_email_verified(authed(acc::IsEmailVerifiedRequest { data: None }, &token))
+        .await
+        .unwrap()
+        .into_inner()
+        .verified;
+    assert!(!verified);
+
+    let code = code_in(&n.last_mail_to("unverified@example.org").await.subject);
+    n.tangle()
+        .verify_email(verify("unverified@example.org", &code))
+        .await
+        .unwrap();
+    n.pong(Some(&token)).await.unwrap();
+}
