@@ -149,6 +149,7 @@ impl Node {
         )));
         tasks.push(services.links.clone().spawn(stopped.clone()));
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
+        tasks.push(sweep_outbox(services.clone(), stopped.clone()));
         tasks.extend(crate::mail::spawn(services.clone(), stopped));
         tracing::info!(%addr, server_id = %services.config().server_id, "listening on {addr}");
         Ok(RunningNode {
@@ -161,6 +162,26 @@ impl Node {
             tasks,
         })
     }
+}
+
+/// Every minute, drops the text of mail whose codes expired undelivered, and scrubs the
+/// store's files of delivered mail text.
+fn sweep_outbox(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = services
+                .outbox
+                .sweep(crate::domain::codes::CODE_TTL_MS)
+                .await
+            {
+                tracing::warn!(error = %e, "sweeping the mail outbox");
+            }
+        }
+    })
 }
 
 /// Renews the node's id-worker lease every minute; gives it back on shutdown.

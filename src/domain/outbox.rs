@@ -33,6 +33,7 @@ pub struct Outbox {
     store: Store,
     clock: SharedClock,
     wakeup: Arc<Notify>,
+    delivered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Outbox {
@@ -42,6 +43,7 @@ impl Outbox {
             store,
             clock,
             wakeup: Arc::new(Notify::new()),
+            delivered: Arc::default(),
         }
     }
 
@@ -61,10 +63,15 @@ impl Outbox {
         self.store.read(move |tx| tx.mail_due(now, limit)).await
     }
 
-    /// Records a delivery.
+    /// Records a delivery; the mail's text is dropped.
     pub async fn sent(&self, id: u64) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        self.store.write(move |tx| tx.mark_mail_sent(id, now)).await
+        self.store
+            .write(move |tx| tx.mark_mail_sent(id, now))
+            .await?;
+        self.delivered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Records a failed attempt; the next one is due at `next` (unix ms).
@@ -72,6 +79,21 @@ impl Outbox {
         self.store
             .write(move |tx| tx.mark_mail_failed(id, &error, next))
             .await
+    }
+
+    /// Drops the text of mail older than `max_age_ms` that was not delivered (its codes
+    /// have expired), and scrubs the store's files when any mail text was dropped since the
+    /// last sweep (delivered mail included). Returns how many mails it expired.
+    pub async fn sweep(&self, max_age_ms: u64) -> Result<u64, StoreError> {
+        let cutoff = self.clock.now_ms().saturating_sub(max_age_ms);
+        let n = self.store.write(move |tx| tx.expire_mail(cutoff)).await?;
+        let delivered = self
+            .delivered
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if n > 0 || delivered {
+            self.store.scrub().await?;
+        }
+        Ok(n)
     }
 
     /// Every mail, newest first.

@@ -360,6 +360,60 @@ async fn mail_reaches_a_real_smtp_server_with_a_working_code() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Delivered mail keeps its envelope only; after a sweep no file holds the code.
+    let row = n.last_mail_to("smtp@example.org").await;
+    assert!(
+        !row.subject.contains(&code) && !row.body.contains(&code),
+        "{row:?}"
+    );
+    n.domain()
+        .outbox
+        .sweep(hearth::domain::codes::CODE_TTL_MS)
+        .await
+        .unwrap();
+    assert_no_file_holds(&n, &code);
+}
+
+/// Neither the database nor its write-ahead log holds `text`.
+fn assert_no_file_holds(n: &TestNode, text: &str) {
+    for file in ["hearth.sqlite3", "hearth.sqlite3-wal"] {
+        let bytes = std::fs::read(n.config.data_dir.join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+            "{file} still holds {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn codes_in_undelivered_mail_are_dropped_once_they_expire() {
+    let n = TestNode::start().await;
+    n.sign_up("stale@example.org").await;
+    let code = code_in(&n.last_mail_to("stale@example.org").await.subject);
+    assert_eq!(
+        n.domain()
+            .outbox
+            .sweep(hearth::domain::codes::CODE_TTL_MS)
+            .await
+            .unwrap(),
+        0
+    );
+    n.clock.advance_ms(hearth::domain::codes::CODE_TTL_MS);
+    assert_eq!(
+        n.domain()
+            .outbox
+            .sweep(hearth::domain::codes::CODE_TTL_MS)
+            .await
+            .unwrap(),
+        1
+    );
+    let row = n.last_mail_to("stale@example.org").await;
+    assert!(
+        !row.subject.contains(&code) && row.body.is_empty(),
+        "{row:?}"
+    );
+    assert_eq!(row.last_error.as_deref(), Some("expired before delivery"));
+    assert_no_file_holds(&n, &code);
 }
 
 #[tokio::test]

@@ -149,8 +149,11 @@ pub trait WriteTx: ReadTx {
         body: &str,
         now: u64,
     ) -> Result<(), StoreError>;
-    /// Marks a mail sent.
+    /// Marks a mail sent and drops its text (the envelope stays).
     fn mark_mail_sent(&mut self, id: u64, now: u64) -> Result<(), StoreError>;
+    /// Drops the text of undelivered mail queued at or before `cutoff` and stops retrying
+    /// it; returns how many.
+    fn expire_mail(&mut self, cutoff: u64) -> Result<u64, StoreError>;
     /// Records a failed attempt and when to try again.
     fn mark_mail_failed(&mut self, id: u64, error: &str, next: u64) -> Result<(), StoreError>;
 
@@ -214,6 +217,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn read(&self, job: ReadJob) -> Result<(), StoreError>;
     /// Whether the backend can still serve (the writer is alive).
     fn is_ready(&self) -> bool;
+    /// Makes sure rewritten or deleted data no longer lingers in the backend's files (for
+    /// SQLite: checkpoints and truncates the write-ahead log).
+    async fn scrub(&self) -> Result<(), StoreError>;
     /// Stops accepting writes.
     fn close(&self);
 }
@@ -296,6 +302,11 @@ impl Store {
         self.counts
             .writes
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// See [`Backend::scrub`].
+    pub async fn scrub(&self) -> Result<(), StoreError> {
+        self.backend.scrub().await
     }
 
     /// Whether the backend can serve.

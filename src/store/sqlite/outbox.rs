@@ -50,13 +50,29 @@ pub fn list(c: &Connection) -> Result<Vec<Mail>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Marks a mail sent.
+/// What a delivered or expired mail's subject becomes: the envelope stays, the text (and
+/// with it any code) goes.
+pub const REDACTED: &str = "(redacted: delivered or expired)";
+
+/// Marks a mail sent and drops its text.
 pub fn mark_sent(tx: &Connection, id: u64, now: u64) -> Result<(), StoreError> {
     tx.execute(
-        "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-        params![id as i64, now as i64],
+        "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL, \
+         subject = ?3, body = '' WHERE id = ?1",
+        params![id as i64, now as i64, REDACTED],
     )?;
     Ok(())
+}
+
+/// Drops the text of undelivered mail queued at or before `cutoff` (its codes have
+/// expired) and stops retrying it; returns how many mails it redacted.
+pub fn expire(tx: &Connection, cutoff: u64) -> Result<u64, StoreError> {
+    Ok(tx.execute(
+        "UPDATE outbox SET subject = ?2, body = '', next_attempt_at = ?3, \
+         last_error = 'expired before delivery' \
+         WHERE sent_at IS NULL AND created_at <= ?1 AND body != ''",
+        params![cutoff as i64, REDACTED, i64::MAX],
+    )? as u64)
 }
 
 /// Records a failed attempt and when to try again.

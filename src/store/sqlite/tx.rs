@@ -156,6 +156,9 @@ impl WriteTx for Tx<'_> {
     fn mark_mail_sent(&mut self, id: u64, now: u64) -> Result<(), StoreError> {
         outbox::mark_sent(self.0, id, now)
     }
+    fn expire_mail(&mut self, cutoff: u64) -> Result<u64, StoreError> {
+        outbox::expire(self.0, cutoff)
+    }
     fn mark_mail_failed(&mut self, id: u64, error: &str, next: u64) -> Result<(), StoreError> {
         outbox::mark_failed(self.0, id, error, next)
     }
