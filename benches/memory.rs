@@ -39,6 +39,7 @@ async fn main() {
     };
     config.listen.addr = "127.0.0.1:0".parse().unwrap();
     config.accounts.sign_ins_per_ip_per_minute = 1_000_000;
+    config.limits.hashing_calls_per_ip_per_minute = 1_000_000;
     let node = hearth::Node::start(config).await.unwrap();
     let channel = Channel::from_shared(node.url())
         .unwrap()

@@ -8,6 +8,7 @@ pub mod harmony;
 pub mod metrics;
 pub mod oidc;
 pub mod peer_auth;
+pub mod rate_limits;
 pub mod status;
 pub mod tangle;
 pub mod test_v1;
@@ -44,7 +45,7 @@ pub struct RouterError(#[from] tonic_reflection::server::Error);
 
 /// Builds the whole request path. Order, outermost first:
 /// trace (span, `x-request-id`) → metrics → deadline (`limits.request_timeout_secs`) →
-/// auth (principal or refusal) → route → [gRPC-Web translation, gRPC routes only] →
+/// rate limits (per client IP and class of costly method) → auth (principal or refusal) → route → [gRPC-Web translation, gRPC routes only] →
 /// handler (requests over `deadline::MAX_REQUEST_BYTES` are refused while decoding). tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
 /// the gRPC routes; auth reads only the path and `authorization`, which it does not change.
 pub async fn router(
@@ -110,12 +111,21 @@ pub async fn router(
 
     let trusted =
         context::TrustedProxies(Arc::new(services.config().listen.trusted_proxies.clone()));
+    let rate_limits = Arc::new(rate_limits::RateLimits::new(
+        services.config().limits.clone(),
+        trusted.0.clone(),
+        services.clock().clone(),
+    ));
     let request_timeout =
         std::time::Duration::from_secs(services.config().limits.request_timeout_secs.max(1));
     Ok(grpc
         .merge(http_routes)
         .layer(axum::middleware::from_fn_with_state(services, auth::layer))
         .layer(axum::Extension(trusted))
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limits,
+            rate_limits::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             request_timeout,
             deadline::layer,

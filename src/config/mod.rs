@@ -101,6 +101,16 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// HTTP/2 requests open at once on one connection.
     pub max_concurrent_streams: u32,
+    /// Calls per client IP and minute that hash a password (sign-up, sign-in, new
+    /// password).
+    pub hashing_calls_per_ip_per_minute: u32,
+    /// Calls per client IP and minute that send mail (reset, resend).
+    pub mail_calls_per_ip_per_minute: u32,
+    /// Calls per client IP and minute from other nodes or about them (LoginFederated, the
+    /// peer challenge).
+    pub peer_calls_per_ip_per_minute: u32,
+    /// Calls per client IP and minute that start or advance a flow or look up an invite.
+    pub flow_calls_per_ip_per_minute: u32,
 }
 
 /// `[listen]`
@@ -397,6 +407,10 @@ impl Default for Config {
                 idle_timeout_secs: 120,
                 request_timeout_secs: 30,
                 max_concurrent_streams: 100,
+                hashing_calls_per_ip_per_minute: 30,
+                mail_calls_per_ip_per_minute: 10,
+                peer_calls_per_ip_per_minute: 120,
+                flow_calls_per_ip_per_minute: 120,
             },
         }
     }

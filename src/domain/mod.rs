@@ -12,6 +12,7 @@ pub mod model;
 pub mod outbox;
 pub mod passwords;
 pub mod principal;
+pub mod rate_limit;
 mod session_cache;
 pub mod sessions;
 pub mod state;
@@ -156,8 +157,10 @@ impl Services {
         ));
         let throttle = throttle::Throttle::new(
             config.accounts.sign_ins_per_ip_per_minute,
-            Arc::new(LocalMap::new(clock.clone(), throttle::MAX_TRACKED_IPS)),
-            clock.clone(),
+            rate_limit::RateLimiter::new(
+                Arc::new(LocalMap::new(clock.clone(), throttle::MAX_TRACKED_IPS)),
+                clock.clone(),
+            ),
         );
         let accounts = Arc::new(accounts::Accounts::new(
             store.clone(),

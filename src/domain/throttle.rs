@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::error::Reason;
 use super::model::{LockPolicy, SignInGate};
-use super::state::short_lived::{LocalMap, ShortLived};
+use super::rate_limit::RateLimiter;
+use super::state::short_lived::LocalMap;
 use super::state::Store;
 use super::DomainError;
 use crate::clock::SharedClock;
@@ -164,67 +165,30 @@ pub fn refusal(failures: u32, until: u64, now: u64) -> DomainError {
     }
 }
 
-/// A token bucket: tokens left and when they were counted (unix ms).
-#[derive(Debug, Clone, Copy)]
-pub struct Bucket {
-    tokens: f64,
-    at: u64,
-}
-
-/// Per-IP limiter: `per_minute` attempts, with that many as burst.
+/// Per-IP sign-in limiter: `per_minute` attempts, with that many as burst.
+#[derive(Debug)]
 pub struct Throttle {
     per_minute: u32,
-    buckets: Arc<dyn ShortLived<IpAddr, Bucket>>,
-    clock: crate::clock::SharedClock,
-}
-
-impl std::fmt::Debug for Throttle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Throttle")
-            .field("per_minute", &self.per_minute)
-            .finish_non_exhaustive()
-    }
+    limiter: RateLimiter<IpAddr>,
 }
 
 impl Throttle {
-    /// A limiter over `buckets`.
-    pub fn new(
-        per_minute: u32,
-        buckets: Arc<dyn ShortLived<IpAddr, Bucket>>,
-        clock: crate::clock::SharedClock,
-    ) -> Self {
+    /// A limiter over `limiter`'s buckets.
+    pub fn new(per_minute: u32, limiter: RateLimiter<IpAddr>) -> Self {
         Self {
             per_minute: per_minute.max(1),
-            buckets,
-            clock,
+            limiter,
         }
     }
 
     /// Takes one attempt from `ip`'s budget.
     pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), DomainError> {
-        let Some(ip) = ip else { return Ok(()) };
-        let (now, cap) = (self.clock.now_ms(), f64::from(self.per_minute));
-        let mut allowed = false;
-        self.buckets.update(ip, 60_000, &mut |b| {
-            let b = b.unwrap_or(Bucket {
-                tokens: cap,
-                at: now,
-            });
-            let refill = now.saturating_sub(b.at) as f64 * cap / 60_000.0;
-            let tokens = (b.tokens + refill).min(cap);
-            allowed = tokens >= 1.0;
-            Bucket {
-                tokens: if allowed { tokens - 1.0 } else { tokens },
-                at: now,
-            }
-        });
-        if allowed {
-            Ok(())
-        } else {
-            Err(DomainError::exhausted(
+        match ip {
+            Some(ip) if !self.limiter.take(ip, self.per_minute) => Err(DomainError::exhausted(
                 Reason::IpThrottled,
                 format!("too many sign-in attempts from {ip}; try again in a minute"),
-            ))
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -247,7 +211,8 @@ mod tests {
     #[test]
     fn per_ip_budget_refills_with_time() {
         let clock = ManualClock::new();
-        let t = Throttle::new(3, Arc::new(LocalMap::new(clock.clone(), 10)), clock.clone());
+        let limiter = RateLimiter::new(Arc::new(LocalMap::new(clock.clone(), 10)), clock.clone());
+        let t = Throttle::new(3, limiter);
         let ip = Some("192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
         for _ in 0..3 {
             assert!(t.check_ip(ip).is_ok());

@@ -128,3 +128,75 @@ async fn a_request_that_takes_too_long_is_cut_at_the_request_timeout() {
     assert_code(r, Code::DeadlineExceeded, "limits.request_timeout_secs");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn costly_public_methods_are_limited_per_client_ip_and_class() {
+    let n = TestNode::start_with(|c| {
+        c.limits.hashing_calls_per_ip_per_minute = 3;
+        c.limits.mail_calls_per_ip_per_minute = 2;
+        c.limits.peer_calls_per_ip_per_minute = 4;
+    })
+    .await;
+    for i in 0..3 {
+        n.sign_up(&format!("limited{i}@example.org")).await;
+    }
+    let hashes = n.domain().accounts.hasher().hashes();
+    let r = n
+        .tangle()
+        .sign_up(hearth::pb::tangle::client::auth::SignUp {
+            email: Some("limited9@example.org".into()),
+            password: Some(PASSWORD.into()),
+            name: "L".into(),
+            invite_code: None,
+        })
+        .await;
+    let s = assert_code(r, Code::ResourceExhausted, "too many password calls");
+    let reason = tonic_types::StatusExt::get_details_error_info(&s).map(|i| i.reason);
+    assert_eq!(reason.as_deref(), Some("IP_THROTTLED"));
+    assert_eq!(
+        n.domain().accounts.hasher().hashes(),
+        hashes,
+        "refused before hashing"
+    );
+    // Another class has its own budget: mail.
+    let resend = |email: &str| hearth::pb::tangle::client::auth::ResendEmailVerification {
+        email: Some(email.into()),
+    };
+    n.tangle()
+        .resend_email_verification(resend("a@example.org"))
+        .await
+        .unwrap();
+    n.tangle()
+        .resend_email_verification(resend("b@example.org"))
+        .await
+        .unwrap();
+    assert_code(
+        n.tangle()
+            .resend_email_verification(resend("c@example.org"))
+            .await,
+        Code::ResourceExhausted,
+        "too many mail calls",
+    );
+    // A GetChallenge flood from one source runs out quickly; Ping is not limited.
+    let mut refused = 0;
+    for _ in 0..10 {
+        let r = hearth::pb::auth::auth_client::AuthClient::new(n.channel.clone())
+            .get_challenge(hearth::pb::auth::ChallengeRequest::default())
+            .await;
+        if r.as_ref()
+            .err()
+            .is_some_and(|s| s.code() == Code::ResourceExhausted)
+        {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 6);
+    for _ in 0..20 {
+        hearth::pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(
+            n.channel.clone(),
+        )
+        .ping(hearth::pb::test::v1::PingRequest {})
+        .await
+        .unwrap();
+    }
+}

@@ -34,6 +34,7 @@ impl Served {
             .env("HEARTH_DATA_DIR", dir.path().join("data"))
             .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
             .env("HEARTH_ACCOUNTS_SIGN_INS_PER_IP_PER_MINUTE", "1000000")
+            .env("HEARTH_LIMITS_HASHING_CALLS_PER_IP_PER_MINUTE", "1000000")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -36,6 +36,10 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     c.passwords.argon2_memory_kib = 256;
     c.passwords.argon2_iterations = 1;
     c.accounts.sign_ins_per_ip_per_minute = 10_000;
+    c.limits.hashing_calls_per_ip_per_minute = 100_000;
+    c.limits.mail_calls_per_ip_per_minute = 100_000;
+    c.limits.peer_calls_per_ip_per_minute = 100_000;
+    c.limits.flow_calls_per_ip_per_minute = 100_000;
     c
 }
 
