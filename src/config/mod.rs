@@ -158,6 +158,9 @@ pub struct Accounts {
     pub require_email_verification: bool,
     /// Sign-in attempts allowed per client IP per minute.
     pub sign_ins_per_ip_per_minute: u32,
+    /// E-mail codes issued per account and purpose within an hour; more requests are
+    /// answered the same way but send nothing.
+    pub codes_per_hour: u32,
 }
 
 /// `[passwords]`: argon2id parameters and the hashing concurrency cap.
@@ -367,6 +370,7 @@ impl Default for Config {
                 allow_guests: false,
                 require_email_verification: false,
                 sign_ins_per_ip_per_minute: 30,
+                codes_per_hour: 5,
             },
             passwords: Passwords {
                 argon2_memory_kib: 19_456,

@@ -182,13 +182,14 @@ impl Accounts {
             None => None,
         };
         let (u, s) = (user.clone(), session.clone());
-        let now = self.clock.now_ms();
+        let (now, per_hour) = (self.clock.now_ms(), self.codes.per_hour());
         self.store
             .write(move |tx| {
                 tx.insert_user(&u)?;
                 tx.insert_session(&s)?;
                 if let Some((record, mail)) = &code {
-                    Codes::send_code_in(tx, u.id, Purpose::VerifyEmail, record, mail, now)?;
+                    let pair = (record, mail);
+                    Codes::send_code_in(tx, u.id, Purpose::VerifyEmail, pair, now, per_hour)?;
                 }
                 Ok::<_, DomainError>(())
             })

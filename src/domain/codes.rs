@@ -79,24 +79,35 @@ struct CodeChecker {
 }
 
 impl CodeChecker {
-    /// Spends a try (atomically), then compares. A wrong code's spent try must be committed,
-    /// so callers return `Ok(false)` from their transaction and the error after it.
+    /// Spends a try (atomically), then compares; a good code is used up when `consume`.
+    /// A wrong code's spent try must be committed, so callers return `Ok(false)` from their
+    /// transaction and the error after it. A code out of tries stays (dead) until replaced,
+    /// so its spent tries count against the next one issued while it is live.
     fn check_in(
         &self,
         tx: &mut dyn WriteTx,
         user_id: u64,
         purpose: Purpose,
         code: &str,
+        consume: bool,
     ) -> Result<bool, DomainError> {
         let Some(stored) = tx.spend_code_try(user_id, purpose.as_str(), self.now)? else {
             return Ok(false);
         };
         self.comparisons.fetch_add(1, Ordering::Relaxed);
-        let good = bool::from(mac(&self.key, user_id, purpose, code)?.ct_eq(&stored.mac));
-        if good || stored.tries_left == 0 {
-            tx.delete_code(user_id, purpose.as_str())?;
+        let given = mac(&self.key, user_id, purpose, code)?;
+        let good = bool::from(given.ct_eq(&stored.mac));
+        if good && consume {
+            return Ok(tx.take_code(user_id, purpose.as_str(), &given, self.now)?);
         }
         Ok(good)
+    }
+
+    /// The same work as a check, for an account that does not exist (no enumeration).
+    fn check_nobody(&self, code: &str) -> Result<bool, DomainError> {
+        self.comparisons.fetch_add(1, Ordering::Relaxed);
+        let _ = mac(&self.key, 0, Purpose::ResetPassword, code)?.ct_eq(&[0u8; 32]);
+        Ok(false)
     }
 }
 
@@ -163,26 +174,40 @@ impl Codes {
         Ok((record, mail))
     }
 
-    /// Stores a code and queues its mail, in the caller's transaction.
+    /// Issues a code and queues its mail, in the caller's transaction, unless the account
+    /// had `per_hour` codes for this purpose in the last hour. Returns whether it issued.
     pub fn send_code_in(
         tx: &mut dyn WriteTx,
         user_id: u64,
         purpose: Purpose,
-        record: &CodeRecord,
-        mail: &OutgoingMail,
+        (record, mail): (&CodeRecord, &OutgoingMail),
         now: u64,
-    ) -> Result<(), DomainError> {
-        tx.put_code(user_id, purpose.as_str(), record)?;
-        Ok(mail.enqueue_in(tx, now)?)
+        per_hour: u32,
+    ) -> Result<bool, DomainError> {
+        if !tx.issue_code(user_id, purpose.as_str(), record, now, per_hour)? {
+            return Ok(false);
+        }
+        mail.enqueue_in(tx, now)?;
+        Ok(true)
+    }
+
+    /// Codes each account may be sent per purpose and hour.
+    pub fn per_hour(&self) -> u32 {
+        self.config.accounts.codes_per_hour
     }
 
     async fn send_code(&self, user: User, purpose: Purpose) -> Result<(), DomainError> {
         let (record, mail) = self.code_and_mail(&user, purpose)?;
-        let now = self.clock.now_ms();
-        self.store
-            .write(move |tx| Self::send_code_in(tx, user.id, purpose, &record, &mail, now))
+        let (now, per_hour) = (self.clock.now_ms(), self.per_hour());
+        let sent = self
+            .store
+            .write(move |tx| {
+                Self::send_code_in(tx, user.id, purpose, (&record, &mail), now, per_hour)
+            })
             .await?;
-        self.outbox.queued();
+        if sent {
+            self.outbox.queued();
+        }
         Ok(())
     }
 
@@ -246,6 +271,8 @@ impl Codes {
     }
 
     /// Sets a new password with a reset code. Revokes every session and signs nobody in.
+    /// The code is checked before the new password is hashed, and an unknown address costs
+    /// the same check and gets the same answer as a wrong code.
     pub async fn reset_password(
         &self,
         email: &str,
@@ -255,18 +282,35 @@ impl Codes {
         let email = canonical_email("email", email)?;
         check_format(code)?;
         let password = passwords::validate("new_password", new_password)?;
-        let user = self.local_user(email).await?.ok_or_else(bad_code)?;
-        let hash = self.hasher.hash(password).await?;
+        let Some(user) = self.local_user(email).await? else {
+            self.checker().check_nobody(code)?;
+            return Err(bad_code());
+        };
         let (checker, code) = (self.checker(), code.to_owned());
+        let (id, text) = (user.id, code.clone());
+        let good = self
+            .store
+            .write(move |tx| checker.check_in(tx, id, Purpose::ResetPassword, &text, false))
+            .await?;
+        if !good {
+            return Err(bad_code());
+        }
+        let hash = self.hasher.hash(password).await?;
+        let (given, now) = (
+            mac(&self.key, user.id, Purpose::ResetPassword, &code)?,
+            self.clock.now_ms(),
+        );
         let revoked = self
             .store
             .write(move |tx| {
-                if !checker.check_in(tx, user.id, Purpose::ResetPassword, &code)? {
+                // The code is used here, with the change it allows: a parallel reset with
+                // the same code finds it gone.
+                if !tx.take_code(id, Purpose::ResetPassword.as_str(), &given, now)? {
                     return Ok(None);
                 }
-                tx.set_password_hash(user.id, &hash)?;
-                tx.clear_failures(user.id)?;
-                Ok::<_, DomainError>(Some(tx.delete_all_sessions_of(user.id, None)?))
+                tx.set_password_hash(id, &hash)?;
+                tx.clear_failures(id)?;
+                Ok::<_, DomainError>(Some(tx.delete_all_sessions_of(id, None)?))
             })
             .await?
             .ok_or_else(bad_code)?;
@@ -283,7 +327,7 @@ impl Codes {
         let sessions = self
             .store
             .write(move |tx| {
-                if !checker.check_in(tx, user.id, Purpose::VerifyEmail, &code)? {
+                if !checker.check_in(tx, user.id, Purpose::VerifyEmail, &code, true)? {
                     return Ok(None);
                 }
                 tx.set_email_verified(user.id)?;

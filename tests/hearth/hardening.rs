@@ -124,16 +124,6 @@ async fn a_sign_in_burst_does_not_pin_memory() {
     );
 }
 
-fn reset(email: &str, confirm: Option<(&str, &str)>) -> tangle::ResetPassword {
-    tangle::ResetPassword {
-        email: email.into(),
-        confirm: confirm.map(|(code, pw)| tangle::reset_password::ResetPasswordConfirm {
-            code: code.into(),
-            new_password: pw.into(),
-        }),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_session_made_with_the_old_password_outlives_a_reset() {
     // The production cost, so sign-ins are still verifying when the reset commits.

@@ -10,6 +10,7 @@ mod errors;
 mod foundation;
 mod hardening;
 mod layering;
+mod mail;
 mod sessions;
 mod support;
 mod wire;

@@ -36,6 +36,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     c.passwords.argon2_memory_kib = 256;
     c.passwords.argon2_iterations = 1;
     c.accounts.sign_ins_per_ip_per_minute = 10_000;
+    c.accounts.codes_per_hour = 100;
     c.limits.hashing_calls_per_ip_per_minute = 100_000;
     c.limits.mail_calls_per_ip_per_minute = 100_000;
     c.limits.peer_calls_per_ip_per_minute = 100_000;
@@ -204,5 +205,29 @@ impl Drop for TestNode {
         if let Some(node) = &self.node {
             node.services().store().close();
         }
+    }
+}
+
+/// A tangle VerifyEmail request.
+pub fn verify(email: &str, code: &str) -> pb::tangle::client::auth::VerifyEmail {
+    pb::tangle::client::auth::VerifyEmail {
+        email: email.into(),
+        code: code.into(),
+    }
+}
+
+/// A tangle ResetPassword request (with `confirm`: the code and the new password).
+pub fn reset(
+    email: &str,
+    confirm: Option<(&str, &str)>,
+) -> pb::tangle::client::auth::ResetPassword {
+    pb::tangle::client::auth::ResetPassword {
+        email: email.into(),
+        confirm: confirm.map(|(code, pw)| {
+            pb::tangle::client::auth::reset_password::ResetPasswordConfirm {
+                code: code.into(),
+                new_password: pw.into(),
+            }
+        }),
     }
 }

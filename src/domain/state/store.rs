@@ -128,8 +128,25 @@ pub trait WriteTx: ReadTx {
         now: u64,
     ) -> Result<bool, StoreError>;
 
-    /// Stores a code, replacing any earlier one for the same purpose.
-    fn put_code(&mut self, user_id: u64, purpose: &str, c: &CodeRecord) -> Result<(), StoreError>;
+    /// Atomic: issues a code for (user, purpose) unless `max_per_hour` were issued in the
+    /// current hour; a code replacing a live one keeps its remaining tries. Returns whether
+    /// it issued.
+    fn issue_code(
+        &mut self,
+        user_id: u64,
+        purpose: &str,
+        c: &CodeRecord,
+        now: u64,
+        max_per_hour: u32,
+    ) -> Result<bool, StoreError>;
+    /// Atomic: deletes the live code whose HMAC is `mac`; returns whether it did.
+    fn take_code(
+        &mut self,
+        user_id: u64,
+        purpose: &str,
+        mac: &[u8; 32],
+        now: u64,
+    ) -> Result<bool, StoreError>;
     /// Atomic: spends one try of the live code for (user, purpose) and returns it, or `None`
     /// when there is no live code with tries left. Only a returned code may be compared.
     fn spend_code_try(
@@ -138,8 +155,6 @@ pub trait WriteTx: ReadTx {
         purpose: &str,
         now: u64,
     ) -> Result<Option<CodeRecord>, StoreError>;
-    /// Deletes the code (used, or dead).
-    fn delete_code(&mut self, user_id: u64, purpose: &str) -> Result<(), StoreError>;
 
     /// Queues a mail for sending now.
     fn enqueue_mail(

@@ -4,25 +4,61 @@ use rusqlite::{params, Connection};
 use super::{optional, StoreError};
 use crate::domain::model::CodeRecord;
 
-/// Stores a code, replacing any earlier one for the same purpose.
-pub fn put(
+/// Issues a code in one statement, unless `max_per_hour` codes for (user, purpose) were
+/// issued in the current hour. A code replacing one that is still live keeps that one's
+/// remaining tries (re-issuing never refills them). Returns whether it issued.
+pub fn issue(
     tx: &Connection,
     user_id: u64,
     purpose: &str,
     row: &CodeRecord,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT OR REPLACE INTO email_codes (user_id, purpose, code_mac, expires_at, tries_left) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+    now: u64,
+    max_per_hour: u32,
+) -> Result<bool, StoreError> {
+    let issued = optional(tx.query_row(
+        "INSERT INTO email_codes \
+             (user_id, purpose, code_mac, expires_at, tries_left, issued_in_window, window_start) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6) \
+         ON CONFLICT (user_id, purpose) DO UPDATE SET \
+             code_mac = excluded.code_mac, \
+             expires_at = excluded.expires_at, \
+             tries_left = CASE WHEN email_codes.expires_at > ?6 \
+                 THEN MIN(email_codes.tries_left, excluded.tries_left) \
+                 ELSE excluded.tries_left END, \
+             issued_in_window = CASE WHEN email_codes.window_start <= ?6 - 3600000 \
+                 THEN 1 ELSE email_codes.issued_in_window + 1 END, \
+             window_start = CASE WHEN email_codes.window_start <= ?6 - 3600000 \
+                 THEN ?6 ELSE email_codes.window_start END \
+         WHERE email_codes.window_start <= ?6 - 3600000 OR email_codes.issued_in_window < ?7 \
+         RETURNING 1",
         params![
             user_id as i64,
             purpose,
             &row.mac[..],
             row.expires_at as i64,
-            row.tries_left
+            row.tries_left,
+            now as i64,
+            max_per_hour
         ],
-    )?;
-    Ok(())
+        |r| r.get::<_, i64>(0),
+    ))?;
+    Ok(issued.is_some())
+}
+
+/// Deletes the code if it is still live and its HMAC is `mac` (the code was just checked);
+/// returns whether it did, so of two callers with one code only one uses it.
+pub fn take(
+    tx: &Connection,
+    user_id: u64,
+    purpose: &str,
+    mac: &[u8; 32],
+    now: u64,
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
+        "DELETE FROM email_codes WHERE user_id = ?1 AND purpose = ?2 AND code_mac = ?3 \
+         AND expires_at > ?4",
+        params![user_id as i64, purpose, &mac[..], now as i64],
+    )? > 0)
 }
 
 /// The live code for (user, purpose).
@@ -58,13 +94,4 @@ pub fn spend_try(
         params![user_id as i64, purpose, now as i64],
         from_row,
     ))
-}
-
-/// Deletes the code (used, or dead).
-pub fn delete(tx: &Connection, user_id: u64, purpose: &str) -> Result<(), StoreError> {
-    tx.execute(
-        "DELETE FROM email_codes WHERE user_id = ?1 AND purpose = ?2",
-        params![user_id as i64, purpose],
-    )?;
-    Ok(())
 }

@@ -130,8 +130,24 @@ impl WriteTx for Tx<'_> {
     ) -> Result<bool, StoreError> {
         sessions::swap_token(self.0, id, presented, new, now)
     }
-    fn put_code(&mut self, user_id: u64, purpose: &str, c: &CodeRecord) -> Result<(), StoreError> {
-        codes::put(self.0, user_id, purpose, c)
+    fn issue_code(
+        &mut self,
+        user_id: u64,
+        purpose: &str,
+        c: &CodeRecord,
+        now: u64,
+        max_per_hour: u32,
+    ) -> Result<bool, StoreError> {
+        codes::issue(self.0, user_id, purpose, c, now, max_per_hour)
+    }
+    fn take_code(
+        &mut self,
+        user_id: u64,
+        purpose: &str,
+        mac: &[u8; 32],
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        codes::take(self.0, user_id, purpose, mac, now)
     }
     fn spend_code_try(
         &mut self,
@@ -140,9 +156,6 @@ impl WriteTx for Tx<'_> {
         now: u64,
     ) -> Result<Option<CodeRecord>, StoreError> {
         codes::spend_try(self.0, user_id, purpose, now)
-    }
-    fn delete_code(&mut self, user_id: u64, purpose: &str) -> Result<(), StoreError> {
-        codes::delete(self.0, user_id, purpose)
     }
     fn enqueue_mail(
         &mut self,
