@@ -23,10 +23,23 @@ struct HttpState {
 pub fn routes(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/email/verify", get(verify_email))
         .route("/.well-known/hearth/server", get(well_known))
         .with_state(HttpState { services, metrics })
+}
+
+/// Readiness: 200 while the store can serve (its writer is alive), 503 otherwise.
+async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
+    if s.services.store().is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the database cannot take writes\n",
+        )
+    }
 }
 
 async fn metrics_text(State(s): State<HttpState>) -> impl IntoResponse {

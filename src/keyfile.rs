@@ -27,6 +27,12 @@ pub enum KeyError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another process holds the data dir.
+    #[error("data_dir {dir} is in use by another Hearth process (a running node, or `hearth key rotate`/`import`); stop it first, or give this one its own data_dir")]
+    Busy {
+        /// The data dir.
+        dir: PathBuf,
+    },
     /// The file exists but does not hold a key.
     #[error("node key file {path} is corrupt ({why}). Hearth never replaces an existing key: restore the file from a backup, or move it away to start this node with a new identity")]
     Corrupt {
@@ -35,6 +41,39 @@ pub enum KeyError {
         /// What is wrong.
         why: &'static str,
     },
+}
+
+/// File locked by whoever may change the node's identity (a running node, `key rotate`,
+/// `key import`); two of them never run on one data dir.
+pub const LOCK_FILE: &str = "hearth.lock";
+
+/// An exclusive lock on a data dir, held until dropped.
+#[derive(Debug)]
+pub struct DataDirLock(#[allow(dead_code)] fs::File);
+
+impl DataDirLock {
+    /// Takes the lock, or says who holds it.
+    pub fn take(dir: &Path) -> Result<Self, KeyError> {
+        let path = dir.join(LOCK_FILE);
+        let io = |source| KeyError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self(file)),
+            Err(fs::TryLockError::WouldBlock) => Err(KeyError::Busy {
+                dir: dir.to_owned(),
+            }),
+            Err(fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
 }
 
 /// Loads `<dir>/node.key`, or generates and saves one when the file does not exist.

@@ -310,6 +310,8 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
             print!("{}", key.encode().as_str());
         }
         KeyCommand::Import { file, force } => {
+            std::fs::create_dir_all(&config.data_dir)?;
+            let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let key = keyfile::decode(&file, &bytes)?;
@@ -318,6 +320,7 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
             println!("imported {}", key.address());
         }
         KeyCommand::Rotate => {
+            let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
             let store = open_store(&config)?;
             let row = keyfile::rotate(
                 &config.data_dir,

@@ -56,6 +56,7 @@ pub struct RunningNode {
     key_created: bool,
     services: Arc<Services>,
     client: Arc<PeerClient>,
+    lock: crate::keyfile::DataDirLock,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -63,7 +64,7 @@ pub struct RunningNode {
 impl Node {
     /// Opens the configured store (SQLite in the data dir). Blocking.
     pub fn open_store(config: &Config, readers: usize) -> Result<Store, StoreError> {
-        let sqlite = Sqlite::open(&config.database_path(), readers)?;
+        let sqlite = Sqlite::open(&config.database_path(), readers, config.store.synchronous)?;
         Ok(Store::new(Arc::new(sqlite)))
     }
 
@@ -96,12 +97,16 @@ impl Node {
     ) -> Result<RunningNode, StartError> {
         let dir = config.data_dir.clone();
         let blocking = |e: tokio::task::JoinError| StartError::Listen(e.to_string());
-        let (key, key_created) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
-            create_private_dir(&dir)?;
-            Ok(crate::keyfile::load_or_generate(&dir)?)
-        })
-        .await
-        .map_err(blocking)??;
+        let (lock, key, key_created) =
+            tokio::task::spawn_blocking(move || -> Result<_, StartError> {
+                create_private_dir(&dir)?;
+                // One node per data dir: a second one (or a key rotation) is refused.
+                let lock = crate::keyfile::DataDirLock::take(&dir)?;
+                let (key, created) = crate::keyfile::load_or_generate(&dir)?;
+                Ok((lock, key, created))
+            })
+            .await
+            .map_err(blocking)??;
         let cfg = config.clone();
         let store = tokio::task::spawn_blocking(move || Self::open_store(&cfg, 4))
             .await
@@ -158,6 +163,7 @@ impl Node {
             key_created,
             services,
             client,
+            lock,
             stop,
             tasks,
         })
@@ -246,5 +252,6 @@ impl RunningNode {
             let _ = task.await;
         }
         self.services.store().close();
+        drop(self.lock);
     }
 }

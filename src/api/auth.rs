@@ -107,6 +107,7 @@ pub const REQUIREMENTS: &[(&str, Requirement)] = &[
 /// Plain HTTP routes (all public).
 pub const HTTP_ROUTES: &[&str] = &[
     "/healthz",
+    "/readyz",
     "/metrics",
     "/email/verify",
     "/.well-known/hearth/server",

@@ -18,6 +18,7 @@ const SECTIONS: &[&str] = &[
     "oidc",
     "jwt",
     "limits",
+    "store",
 ];
 
 /// Variables that configure the process rather than the node, and so are not config keys.

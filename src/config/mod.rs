@@ -82,6 +82,27 @@ pub struct Config {
     pub jwt: Jwt,
     /// Connection and request bounds.
     pub limits: Limits,
+    /// The database.
+    pub store: StoreConfig,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite's durability: `full` syncs every commit (survives power loss), `normal` may
+    /// lose the last commits on power loss (not on a crash of the process).
+    pub synchronous: Synchronous,
+}
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit reaches the disk before it is acknowledged.
+    Full,
+    /// Faster; the last commits may be lost on power loss.
+    Normal,
 }
 
 /// `[limits]`: bounds on connections and requests, so a flood cannot exhaust file
@@ -405,6 +426,9 @@ impl Default for Config {
                 audience: "hearth".into(),
                 lifetime_secs: 3600,
             },
+            store: StoreConfig {
+                synchronous: Synchronous::Full,
+            },
             limits: Limits {
                 max_connections: 4096,
                 header_read_timeout_secs: 10,
@@ -435,7 +459,8 @@ defaults_from_config!(
     Mail.mail,
     Federation.federation,
     Jwt.jwt,
-    Limits.limits
+    Limits.limits,
+    StoreConfig.store
 );
 
 impl Config {

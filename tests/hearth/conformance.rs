@@ -264,7 +264,12 @@ pub async fn ids_stay_unique_across_processes(open: impl Backend) {
 }
 
 fn sqlite(dir: &Path) -> Store {
-    let sqlite = hearth::store::sqlite::Sqlite::open(&dir.join("hearth.sqlite3"), 4).unwrap();
+    let sqlite = hearth::store::sqlite::Sqlite::open(
+        &dir.join("hearth.sqlite3"),
+        4,
+        hearth::config::Synchronous::Full,
+    )
+    .unwrap();
     Store::new(Arc::new(sqlite))
 }
 

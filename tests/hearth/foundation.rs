@@ -453,3 +453,48 @@ fn cli_shows_exports_imports_and_rotates_the_node_key() {
     let (_, shown, _) = hearth(&["key", "show"]);
     assert_eq!(shown.lines().next().unwrap(), first);
 }
+
+#[tokio::test]
+async fn one_node_per_data_dir_and_no_key_change_under_a_running_node() {
+    let n = TestNode::start().await;
+    let err = hearth::Node::start(n.config.clone()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another Hearth process"),
+        "{err}"
+    );
+    let hearth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_DATA_DIR", &n.config.data_dir)
+            .output()
+            .unwrap()
+    };
+    let rotate = hearth(&["key", "rotate"]);
+    assert!(!rotate.status.success());
+    let stderr = String::from_utf8_lossy(&rotate.stderr);
+    assert!(
+        stderr.contains("in use by another Hearth process"),
+        "{stderr}"
+    );
+    // Read-only commands (and store writes, which are transactional) still work beside it.
+    assert!(hearth(&["key", "show"]).status.success());
+    assert!(hearth(&["user", "list"]).status.success());
+}
+
+#[tokio::test]
+async fn readiness_reflects_the_store() {
+    let n = TestNode::start().await;
+    let ready = reqwest::get(format!("{}/readyz", n.url())).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    n.domain().store().close();
+    let ready = reqwest::get(format!("{}/readyz", n.url())).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", n.url()))
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "liveness stays up"
+    );
+}

@@ -24,6 +24,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use migrations::LATEST as SCHEMA_VERSION;
 
+use crate::config::Synchronous;
 use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
 use tx::Tx;
 
@@ -71,10 +72,14 @@ impl std::fmt::Debug for Sqlite {
     }
 }
 
-fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
+fn configure(conn: &Connection, sync: Synchronous) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let sync = match sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
     // Deleted and rewritten content (codes in mail, old token hashes) is overwritten.
     conn.pragma_update(None, "secure_delete", "ON")?;
     Ok(())
@@ -83,10 +88,10 @@ fn configure(conn: &Connection) -> Result<(), rusqlite::Error> {
 impl Sqlite {
     /// Opens (creating if needed) the database at `path`, applies migrations and starts the
     /// writer thread. Blocking: call before serving, or from a blocking context.
-    pub fn open(path: &Path, readers: usize) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, readers: usize, sync: Synchronous) -> Result<Self, StoreError> {
         let mut writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
-        configure(&writer)?;
+        configure(&writer, sync)?;
         migrations::apply(&mut writer, path)?;
         let readers = (0..readers.max(1))
             .map(|_| {
@@ -94,7 +99,7 @@ impl Sqlite {
                     path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                configure(&c)?;
+                configure(&c, sync)?;
                 Ok(c)
             })
             .collect::<Result<Vec<_>, rusqlite::Error>>()?;
@@ -200,5 +205,73 @@ impl Backend for Sqlite {
         if let Ok(mut w) = self.writer.lock() {
             w.take();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::state::Store;
+
+    fn open(dir: &Path, sync: Synchronous) -> Sqlite {
+        Sqlite::open(&dir.join("t.sqlite3"), 1, sync).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn writer_pragma(db: &Sqlite, name: &'static str) -> i64 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0)));
+        });
+        let sender = db.writer.lock().ok().and_then(|w| w.clone());
+        sender
+            .map(|s| s.send(job))
+            .unwrap_or_else(|| panic!("writer"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        answer
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn synchronous_full_is_the_default_and_normal_is_honoured() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sync = crate::Config::default().store.synchronous;
+        assert_eq!(sync, Synchronous::Full);
+        assert_eq!(
+            writer_pragma(&open(dir.path(), sync), "synchronous").await,
+            2
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let normal = open(dir.path(), Synchronous::Normal);
+        assert_eq!(writer_pragma(&normal, "synchronous").await, 1);
+        assert_eq!(writer_pragma(&normal, "secure_delete").await, 1);
+    }
+
+    #[tokio::test]
+    #[allow(clippy::panic)]
+    async fn a_panicking_write_fails_alone_and_the_writer_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::new(Arc::new(open(dir.path(), Synchronous::Full)));
+        let r = store
+            .write(|tx| {
+                tx.put_peer(&crate::domain::model::Peer {
+                    server_id: "half.example.org".into(),
+                    ..Default::default()
+                })?;
+                if tx.peers()?.len() == 1 {
+                    panic!("a bug in a write job");
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await;
+        assert!(r.is_err());
+        assert!(store.is_ready(), "the writer survived");
+        let peers = store.read(|tx| tx.peers()).await.unwrap_or_default();
+        assert!(peers.is_empty(), "the panicking job was rolled back");
+        store
+            .write(|tx| tx.use_nonce("a.example.org", b"n", 1, 0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
