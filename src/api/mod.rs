@@ -4,6 +4,7 @@ pub mod accounts_v1;
 pub mod auth;
 pub mod context;
 pub mod deadline;
+pub mod decode_errors;
 pub mod harmony;
 pub mod metrics;
 pub mod oidc;
@@ -45,8 +46,10 @@ pub struct RouterError(#[from] tonic_reflection::server::Error);
 
 /// Builds the whole request path. Order, outermost first:
 /// trace (span, `x-request-id`) → metrics → deadline (`limits.request_timeout_secs`) →
-/// rate limits (per client IP and class of costly method) → auth (principal or refusal) → route → [gRPC-Web translation, gRPC routes only] →
-/// handler (requests over `deadline::MAX_REQUEST_BYTES` are refused while decoding). tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
+/// rate limits (per client IP and class of costly method) → auth (principal or refusal) →
+/// route → [gRPC-Web translation → undecodable requests answered INVALID_ARGUMENT, gRPC
+/// routes only] → handler (requests over `deadline::MAX_REQUEST_BYTES` are refused while
+/// decoding). tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
 /// the gRPC routes; auth reads only the path and `authorization`, which it does not change.
 pub async fn router(
     services: Arc<Services>,
@@ -107,6 +110,7 @@ pub async fn router(
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha)
     .into_axum_router()
+    .layer(axum::middleware::from_fn(decode_errors::layer))
     .layer(tonic_web::GrpcWebLayer::new());
 
     let trusted =

@@ -93,3 +93,36 @@ async fn the_verification_link_never_shows_internal_errors() {
     assert!(body.contains("internal error"), "{body}");
     assert!(!body.contains("database"), "internal detail sent: {body}");
 }
+
+#[tokio::test]
+async fn an_undecodable_request_is_invalid_argument_naming_the_message() {
+    let n = TestNode::start().await;
+    // SignIn{email: <the byte 0xff>}: not UTF-8, so it cannot decode.
+    let frame = vec![0u8, 0, 0, 0, 3, 0x0a, 0x01, 0xff];
+    let res = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .unwrap()
+        .post(format!("{}/tangle.client.auth.Auth/SignIn", n.url()))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    let headers = res.headers().clone();
+    let body = String::from_utf8_lossy(&res.bytes().await.unwrap()).into_owned();
+    let status = headers
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_else(|| body.clone());
+    assert!(
+        status == "3" || status.contains("grpc-status:3"),
+        "{headers:?} {body}"
+    );
+    let message = headers
+        .get("grpc-message")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or(body);
+    assert!(message.contains("tangle.client.auth.SignIn"), "{message}");
+}
