@@ -78,24 +78,57 @@ const MAX_CACHED: usize = 10_000;
 /// How long a cache entry (and so its failure count, for backoff) is kept.
 const KEEP_MS: u64 = 3600 * 1000;
 
-/// True for loopback, private, link-local and unspecified addresses.
+/// True for every address that is not globally reachable by the IANA IPv4 and IPv6
+/// special-purpose address registries (loopback, private, shared 100.64/10, link-local,
+/// documentation, benchmarking, reserved, multicast, ULA, …), and for IPv6 forms that embed
+/// such an IPv4 address (mapped, compatible, NAT64, 6to4). Federation and discovery refuse
+/// them unless `federation.allow_private_addresses`.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_loopback()
+            let [a, b, c, _] = v4.octets();
+            v4.is_unspecified()
+                || v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 192 && b == 0 && c == 2)
+                || (a == 192 && b == 88 && c == 99)
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 198 && b == 51 && c == 100)
+                || (a == 203 && b == 0 && c == 113)
+                || a >= 240
         }
         IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_unique_local()
-                || v6.is_unicast_link_local()
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+            let seg = v6.segments();
+            let embedded_v4 = |hi: u16, lo: u16| {
+                is_private(IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                )))
+            };
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] & 0xffc0) == 0xfec0
+                || (seg[0] == 0x2001 && seg[1] < 0x0200)
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8)
+                || (seg[0] == 0x0100 && seg[1..4] == [0, 0, 0])
+                || (seg[0] & 0xfff0) == 0x3ff0
+                || seg[0] == 0x5f00
+                || (seg[0] == 0x0064 && seg[1] == 0xff9b && seg[2] == 1)
+                || (seg[0..6] == [0, 0, 0, 0, 0, 0xffff] && embedded_v4(seg[6], seg[7]))
+                || (seg[0..6] == [0, 0, 0, 0, 0, 0] && embedded_v4(seg[6], seg[7]))
+                || (seg[0..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded_v4(seg[6], seg[7]))
+                || (seg[0] == 0x2002 && embedded_v4(seg[1], seg[2]))
         }
     }
 }
@@ -386,7 +419,8 @@ impl Discovery {
         tls: bool,
         mut tried: Vec<String>,
     ) -> Result<Target, Vec<String>> {
-        let ips: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        let ips: Vec<IpAddr> = match literal.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
             Err(_) => match self.resolver.lookup_ip(format!("{host}.")).await {
                 Ok(found) => found.iter().collect(),
@@ -440,6 +474,93 @@ mod tests {
 
     fn id(s: &str) -> ServerId {
         ServerId::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn special_purpose_addresses_are_private() {
+        for text in [
+            "0.1.2.3",
+            "10.0.0.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "192.0.0.8",
+            "192.0.2.5",
+            "192.88.99.1",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "100::1",
+            "2001::1",
+            "2001:db8::1",
+            "2002:a00:1::",
+            "3fff::1",
+            "5f00::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+        ] {
+            let ip: IpAddr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(is_private(ip), "{text} counts as public");
+        }
+        for text in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.63.255.1",
+            "100.128.0.1",
+            "198.20.0.1",
+            "2606:4700::1111",
+            "2a00:1450::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::",
+        ] {
+            let ip: IpAddr = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(!is_private(ip), "{text} counts as private");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_literal_server_id_resolves_to_itself() {
+        let config = Federation {
+            dns_servers: vec!["127.0.0.1:9".parse().unwrap_or_else(|e| panic!("{e}"))],
+            allow_private_addresses: true,
+            allow_plaintext: true,
+            ..Federation::default()
+        };
+        let d = Discovery::new(&config, None, ManualClock::new()).unwrap_or_else(|e| panic!("{e}"));
+        let target = d
+            .resolve(&id("[::1]:7450"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            target.addr,
+            "[::1]:7450".parse().unwrap_or_else(|e| panic!("{e}"))
+        );
+        let refused = Discovery::new(&Federation::default(), None, ManualClock::new())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .resolve(&id("[::1]:7450"))
+            .await;
+        assert!(
+            refused.is_err(),
+            "a loopback literal needs allow_private_addresses"
+        );
     }
 
     #[tokio::test]
