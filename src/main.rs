@@ -12,6 +12,7 @@ use hearth::config::{Config, Registration};
 use hearth::domain::accounts::cli_device;
 use hearth::domain::federation::PeerNetwork;
 use hearth::domain::state::Store;
+use hearth::domain::validate::printable;
 use hearth::domain::Services;
 use hearth::federation::client::PeerClient;
 use hearth::identity::key::{address_of, parse_address};
@@ -200,7 +201,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 println!(
                     "--- #{} to {} ({state})\nSubject: {}\n\n{}",
-                    m.id, m.recipient, m.subject, m.body
+                    m.id,
+                    printable(&m.recipient, 254),
+                    printable(&m.subject, 200),
+                    m.body
                 );
             }
             Ok(())
@@ -213,7 +217,11 @@ async fn user_command(domain: &Services, cmd: UserCommand) -> anyhow::Result<()>
         UserCommand::Add { email } => {
             let password = read_password()?;
             let user = domain.accounts.add_user(&email, &password).await?;
-            println!("created user {} <{}>", user.id, email.trim().to_lowercase());
+            println!(
+                "created user {} <{}>",
+                user.id,
+                user.email.unwrap_or_default()
+            );
         }
         UserCommand::List => {
             println!("{:<20} {:<32} {:<9} HOME", "ID", "E-MAIL", "VERIFIED");
@@ -222,12 +230,13 @@ async fn user_command(domain: &Services, cmd: UserCommand) -> anyhow::Result<()>
                     .home
                     .map(|(s, id)| format!("{s} (user {id})"))
                     .unwrap_or_else(|| "local".into());
+                // Names may come from other nodes: never let them drive the terminal.
                 println!(
                     "{:<20} {:<32} {:<9} {}",
                     u.id,
-                    u.email.unwrap_or_else(|| format!("({})", u.name)),
+                    printable(&u.email.unwrap_or_else(|| format!("({})", u.name)), 80),
                     u.email_verified,
-                    home
+                    printable(&home, 120)
                 );
             }
         }
@@ -374,7 +383,7 @@ async fn peer_command_on(
                     p.server_id,
                     state,
                     key,
-                    p.last_error.unwrap_or_default()
+                    printable(&p.last_error.unwrap_or_default(), 300)
                 );
             }
         }

@@ -215,11 +215,15 @@ impl Accounts {
         if password.len() > passwords::MAX_LEN * 4 {
             return Err(bad_credentials());
         }
-        let email = email.trim().to_lowercase();
-        let user = self
-            .store
-            .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
-            .await?;
+        // An address that cannot be an account's gets the same answer after the same work.
+        let user = match canonical_email("email", email) {
+            Ok(email) => {
+                self.store
+                    .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
+                    .await?
+            }
+            Err(_) => None,
+        };
         let slot = match &user {
             Some(u) => Some(Slot::take(&self.store, &self.clock, &self.waiters, u.id).await?),
             None => None,
@@ -293,7 +297,7 @@ impl Accounts {
     ) -> Result<bool, DomainError> {
         let user = self.user_of(p).await?;
         if let Some(asked) = email.filter(|e| !e.is_empty()) {
-            if Some(asked.trim().to_lowercase()) != user.email {
+            if canonical_email("data.email", asked).ok() != user.email {
                 return Err(DomainError::denied(
                     Reason::NotYourAccount,
                     "data.email: you can only ask about your own account",

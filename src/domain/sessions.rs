@@ -244,7 +244,7 @@ impl Sessions {
         email: &str,
         device: DeviceFacts,
     ) -> Result<(BearerSecret, Session), DomainError> {
-        let email = email.trim().to_lowercase();
+        let email = super::validate::canonical_email("email", email)?;
         let user = self
             .store
             .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))

@@ -11,6 +11,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::error::Reason;
 use crate::domain::federation::{ChallengeReply, FetchedKey, PeerHello, PeerNetwork};
+use crate::domain::validate::printable;
 use crate::domain::{DomainError, ErrorKind};
 use crate::identity::proofs::Rotation;
 use crate::identity::server_id::ServerId;
@@ -30,11 +31,12 @@ pub struct PeerClient {
 }
 
 fn remote(server: &ServerId, target: &Target, status: tonic::Status) -> DomainError {
+    // The peer's words are bounded and escaped before they reach the log or the store.
     let msg = format!(
         "{server} (at {}) answered {:?}: {}",
         target.addr,
         status.code(),
-        status.message()
+        printable(status.message(), 300)
     );
     let kind = match status.code() {
         tonic::Code::FailedPrecondition => ErrorKind::FailedPrecondition,

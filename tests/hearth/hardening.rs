@@ -169,3 +169,89 @@ async fn no_session_made_with_the_old_password_outlives_a_reset() {
         }
     }
 }
+
+#[tokio::test]
+async fn hostile_text_from_a_peer_is_refused_before_it_is_stored() {
+    use hearth::domain::federation::login::{Claims, SignedToken};
+    let n = TestNode::start().await;
+    let evil = hearth::identity::key::NodeKey::generate();
+    let origin: hearth::identity::server_id::ServerId = "evil.example.org".parse().unwrap();
+    n.domain().peers.pin(&origin, evil.public()).await.unwrap();
+    let now = hearth::clock::Clock::now_ms(n.clock.as_ref());
+    let claims = |username: String, nonce: Vec<u8>| Claims {
+        user_id: 7,
+        server_id: "localhost".into(),
+        username,
+        avatar: None,
+        issued_at: now,
+        expires_at: now + 60_000,
+        nonce,
+    };
+    let cases = [
+        claims("\u{1b}[31mred\u{1b}[0m".into(), vec![1; 16]),
+        claims("two\nlines".into(), vec![2; 16]),
+        claims("admin\u{202e}gnp.exe".into(), vec![3; 16]),
+        claims("x".repeat(3 << 20), vec![4; 16]),
+        claims("fine".into(), vec![5; 3 << 20]),
+    ];
+    for c in cases {
+        let data = format!("{:?}", c.nonce.len()).into_bytes();
+        let token = SignedToken {
+            sig: evil.sign(&data).to_vec(),
+            data,
+        };
+        let decoded = c.clone();
+        let err = n
+            .domain()
+            .login
+            .login_federated(
+                &token,
+                "evil.example.org",
+                move |_| Ok(decoded),
+                &Default::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is(hearth::domain::ErrorKind::InvalidArgument), "{err}");
+    }
+    let users = n.domain().accounts.list().await.unwrap();
+    assert!(users.iter().all(|u| u.home.is_none()), "nothing was stored");
+}
+
+#[tokio::test]
+async fn the_cli_escapes_what_peers_wrote() {
+    let n = TestNode::start().await;
+    let hostile = hearth::domain::model::User {
+        id: 42,
+        email: None,
+        name: "\u{1b}[2J\u{202e}evil\nname@evil.example.org".into(),
+        password_hash: None,
+        email_verified: false,
+        home: Some(("evil.example.org\u{1b}[31m".into(), 7)),
+        failed_sign_ins: 0,
+        locked_until: None,
+        created_at: 0,
+    };
+    n.domain()
+        .store()
+        .write(move |tx| tx.insert_user(&hostile))
+        .await
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["user", "list"])
+        .env("HEARTH_DATA_DIR", &n.config.data_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "{text:?}"
+    );
+    assert!(text.contains("\\u{1b}[2J"), "{text}");
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "one header line and one user line: {text}"
+    );
+}

@@ -16,6 +16,7 @@ use crate::domain::principal::Principal;
 use crate::domain::sessions::Sessions;
 use crate::domain::state::ids::IdAllocator;
 use crate::domain::state::{Store, StoreError};
+use crate::domain::validate::display_name;
 use crate::domain::{DomainError, RequestContext};
 use crate::identity::key::NodeKey;
 use crate::identity::server_id::ServerId;
@@ -200,14 +201,16 @@ impl FederationLogin {
                 ),
             ));
         }
-        if claims.nonce.len() < 16 {
+        if !(16..=64).contains(&claims.nonce.len()) {
             return Err(DomainError::invalid(
                 "auth_token.data.nonce",
-                "must be at least 16 random bytes",
+                "must be 16 to 64 random bytes",
             ));
         }
+        // Text from another node is held to the same rules as local names.
+        let username = display_name("auth_token.data.username", &claims.username)?;
         let origin_name = origin.to_string();
-        let name = format!("{}@{origin_name}", claims.username);
+        let name = format!("{username}@{origin_name}");
         let new_user = User {
             id: self.ids.next_id(),
             email: None,

@@ -12,6 +12,7 @@ use crate::domain::error::Reason;
 use crate::domain::model::Peer;
 use crate::domain::state::short_lived::LocalMap;
 use crate::domain::state::Store;
+use crate::domain::validate::printable;
 use crate::domain::{DomainError, ErrorKind};
 use crate::identity::key::{address_of, verify};
 use crate::identity::proofs::follow_chain;
@@ -232,7 +233,12 @@ impl Peers {
         server: &ServerId,
         outcome: Result<u64, &DomainError>,
     ) -> Result<(), DomainError> {
-        let outcome = outcome.map_err(|e| (e.is(ErrorKind::PermissionDenied), e.to_string()));
+        let outcome = outcome.map_err(|e| {
+            (
+                e.is(ErrorKind::PermissionDenied),
+                printable(&e.to_string(), 500),
+            )
+        });
         self.update_peer(server, move |row| {
             match outcome {
                 Ok(expires) => {
