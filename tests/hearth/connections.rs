@@ -200,3 +200,56 @@ async fn costly_public_methods_are_limited_per_client_ip_and_class() {
         .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_for_a_dead_peer_fail_together_not_one_after_another() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let n = TestNode::start_with(|c| {
+        c.federation.allow_private_addresses = true;
+        c.federation.allow_plaintext = true;
+        c.federation.peers = vec![hearth::config::Peer {
+            server_id: "dead.example.org".parse().unwrap(),
+            url: Some(format!("http://{silent_addr}")),
+        }];
+    })
+    .await;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let channel = n.channel.clone();
+            tokio::spawn(async move {
+                let r =
+                    hearth::pb::protocol::auth::v1::auth_service_client::AuthServiceClient::new(
+                        channel,
+                    )
+                    .login_federated(hearth::pb::protocol::auth::v1::LoginFederatedRequest {
+                        auth_token: Some(hearth::pb::protocol::harmonytypes::v1::Token {
+                            sig: vec![0; 64],
+                            data: vec![1],
+                        }),
+                        server_id: "dead.example.org".into(),
+                    })
+                    .await;
+                (r.map(|_| ()), started.elapsed())
+            })
+        })
+        .collect();
+    let mut ends = Vec::new();
+    for c in calls {
+        let (r, at) = c.await.unwrap();
+        assert_eq!(r.unwrap_err().code(), Code::Unavailable);
+        ends.push(at);
+    }
+    ends.sort();
+    assert!(
+        ends[3] < ends[0] + Duration::from_secs(2),
+        "the calls queued behind each other: {ends:?}"
+    );
+}

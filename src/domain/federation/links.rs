@@ -202,15 +202,18 @@ impl Links {
                 if let (true, Ok(wanted)) = (mine, self.wanted().await) {
                     self.drop_unwanted(&wanted).await;
                     let now = self.clock.now_ms();
-                    for server in wanted {
-                        if self.get(&server).next_attempt <= now {
-                            if let Err(e) = self.link_now(&server).await {
-                                tracing::warn!(peer = %server, error = %e, "federation link failed; will retry");
-                            } else {
-                                tracing::info!(peer = %server, "federation link up");
-                            }
+                    // Peers are linked concurrently: a dead one does not hold up the rest.
+                    let due = wanted
+                        .into_iter()
+                        .filter(|server| self.get(server).next_attempt <= now);
+                    let this = &self;
+                    futures_util::future::join_all(due.map(|server| async move {
+                        match this.link_now(&server).await {
+                            Err(e) => tracing::warn!(peer = %server, error = %e, "federation link failed; will retry"),
+                            Ok(()) => tracing::info!(peer = %server, "federation link up"),
                         }
-                    }
+                    }))
+                    .await;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}

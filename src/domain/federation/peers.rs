@@ -10,7 +10,7 @@ use crate::clock::SharedClock;
 use crate::config::{Federation, FederationPolicy};
 use crate::domain::error::Reason;
 use crate::domain::model::Peer;
-use crate::domain::state::short_lived::LocalMap;
+use crate::domain::state::short_lived::{LocalMap, ShortLived};
 use crate::domain::state::Store;
 use crate::domain::validate::printable;
 use crate::domain::{DomainError, ErrorKind};
@@ -21,6 +21,9 @@ use crate::identity::server_id::ServerId;
 /// Origins with a key fetch under way at most; a lock lives as long as a fetch can take.
 const MAX_FETCH_LOCKS: usize = 10_000;
 const FETCH_LOCK_MS: u64 = 60_000;
+/// How long a failed key fetch is remembered: callers for an unreachable origin fail fast
+/// instead of queueing behind each other's timeouts.
+pub const FAILED_FETCH_MS: u64 = 10_000;
 
 /// The keys that may have signed a token from a peer.
 #[derive(Debug, Clone)]
@@ -55,6 +58,7 @@ pub struct Peers {
     config: Federation,
     network: Arc<dyn PeerNetwork>,
     fetch_locks: LocalMap<String, Arc<tokio::sync::Mutex<()>>>,
+    failed_fetches: LocalMap<String, DomainError>,
 }
 
 impl Peers {
@@ -67,6 +71,7 @@ impl Peers {
     ) -> Self {
         Self {
             fetch_locks: LocalMap::new(clock.clone(), MAX_FETCH_LOCKS),
+            failed_fetches: LocalMap::new(clock.clone(), MAX_FETCH_LOCKS),
             store,
             clock,
             config,
@@ -134,16 +139,30 @@ impl Peers {
         server: &ServerId,
         stale: Option<&PeerKeys>,
     ) -> Result<PeerKeys, DomainError> {
-        let lock =
-            self.fetch_locks
-                .get_or_insert_with(server.to_string(), FETCH_LOCK_MS, Arc::default);
+        let name = server.to_string();
+        if let Some(failed) = self.failed_fetches.get(&name) {
+            return Err(failed);
+        }
+        let lock = self
+            .fetch_locks
+            .get_or_insert_with(name.clone(), FETCH_LOCK_MS, Arc::default);
         let _guard = lock.lock().await;
+        if let Some(failed) = self.failed_fetches.get(&name) {
+            return Err(failed);
+        }
         if let Some(now_pinned) = self.pinned_keys(server).await? {
             if stale.is_none_or(|s| s.current != now_pinned.current) {
                 return Ok(now_pinned);
             }
         }
-        let fetched = self.network.fetch_key(server).await?;
+        let fetched = match self.network.fetch_key(server).await {
+            Ok(f) => f,
+            Err(e) if e.is(ErrorKind::Unavailable) => {
+                self.failed_fetches.put(name, e.clone(), FAILED_FETCH_MS);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.accept_key(server, &fetched).await
     }
 
