@@ -294,6 +294,15 @@ async fn a_node_that_goes_down_and_comes_back() {
 
     c.get_mut("gamma").start().await;
     c.get("alpha").link(c.get("gamma")).await.unwrap();
+    // beta remembers the failed fetch briefly (callers fail fast meanwhile), then retries.
+    expect_err(
+        c.get("beta").login_federated(fed.clone(), &gamma_id).await,
+        Code::Unavailable,
+        "unreachable",
+    );
+    c.get("beta")
+        .clock
+        .advance_ms(hearth::domain::federation::peers::FAILED_FETCH_MS);
     c.get("beta").login_federated(fed, &gamma_id).await.unwrap();
 }
 
