@@ -395,20 +395,7 @@ impl Discovery {
                 return Err(failed(format!("larger than {WELL_KNOWN_LIMIT} bytes")));
             }
         }
-        #[derive(serde::Deserialize)]
-        struct Doc {
-            server: String,
-        }
-        let doc: Doc = serde_json::from_slice(&body)
-            .map_err(|e| failed(format!("not {{\"server\":\"host:port\"}}: {e}")))?;
-        let (h, p) = doc
-            .server
-            .rsplit_once(':')
-            .ok_or_else(|| failed("`server` has no :port".into()))?;
-        let p: u16 = p
-            .parse()
-            .map_err(|_| failed("`server` has a bad port".into()))?;
-        Ok((h.to_owned(), p))
+        parse_well_known(&body).map_err(failed)
     }
 
     async fn target(
@@ -450,6 +437,24 @@ impl Discovery {
             }
         }
     }
+}
+
+/// Parses `/.well-known/hearth/server`: `{"server":"host:port"}`, where `host:port` must be
+/// a valid server_id with a port. The error says what is wrong (bounded).
+pub fn parse_well_known(body: &[u8]) -> Result<(String, u16), String> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        server: String,
+    }
+    let doc: Doc = serde_json::from_slice(body).map_err(|e| {
+        let e: String = e.to_string().chars().take(200).collect();
+        format!("not {{\"server\":\"host:port\"}}: {e}")
+    })?;
+    let id = ServerId::parse(&doc.server).map_err(|_| {
+        "`server` is not a host:port (a DNS name or IP literal and a port)".to_owned()
+    })?;
+    let port = id.port().ok_or("`server` has no :port")?;
+    Ok((id.host().to_owned(), port))
 }
 
 /// An error and its sources, joined (transport errors hide the useful part in a source).

@@ -11,6 +11,7 @@ mod foundation;
 mod hardening;
 mod layering;
 mod mail;
+mod properties;
 mod sessions;
 mod support;
 mod wire;
