@@ -154,7 +154,7 @@ impl Node {
         )));
         tasks.push(services.links.clone().spawn(stopped.clone()));
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
-        tasks.push(sweep_outbox(services.clone(), stopped.clone()));
+        tasks.push(sweep_state(services.clone(), stopped.clone()));
         tasks.extend(crate::mail::spawn(services.clone(), stopped));
         tracing::info!(%addr, server_id = %services.config().server_id, "listening on {addr}");
         Ok(RunningNode {
@@ -170,9 +170,9 @@ impl Node {
     }
 }
 
-/// Every minute, drops the text of mail whose codes expired undelivered, and scrubs the
-/// store's files of delivered mail text.
-fn sweep_outbox(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Every minute, drops the text of mail whose codes expired undelivered, scrubs the store's
+/// files of delivered mail text, and forgets day-old sign-in throttle state.
+fn sweep_state(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -185,6 +185,9 @@ fn sweep_outbox(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> Joi
                 .await
             {
                 tracing::warn!(error = %e, "sweeping the mail outbox");
+            }
+            if let Err(e) = services.accounts.sweep_throttle().await {
+                tracing::warn!(error = %e, "sweeping sign-in throttle state");
             }
         }
     })

@@ -128,8 +128,6 @@ impl Accounts {
             password_hash: hash,
             email_verified: false,
             home: None,
-            failed_sign_ins: 0,
-            locked_until: None,
             created_at: self.clock.now_ms(),
         }
     }
@@ -215,29 +213,35 @@ impl Accounts {
         if password.len() > passwords::MAX_LEN * 4 {
             return Err(bad_credentials());
         }
-        // An address that cannot be an account's gets the same answer after the same work.
-        let user = match canonical_email("email", email) {
-            Ok(email) => {
+        // The gate is keyed by the address and the client, whether or not an account has
+        // the address: unknown and known addresses are throttled alike, and an attacker
+        // elsewhere cannot delay the owner (only the account-wide cap of 100 spans clients).
+        let email = canonical_email("email", email).ok();
+        let client = ctx.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let slot = match &email {
+            Some(e) => Some(Slot::take(&self.store, &self.clock, &self.waiters, e, &client).await?),
+            None => None,
+        };
+        let user = match email.clone() {
+            Some(email) => {
                 self.store
                     .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
                     .await?
             }
-            Err(_) => None,
-        };
-        let slot = match &user {
-            Some(u) => Some(Slot::take(&self.store, &self.clock, &self.waiters, u.id).await?),
             None => None,
         };
         let password = passwords::normalize(password);
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verified = self.hasher.verify(password.clone(), stored).await?;
-        let (Some(user), Some(slot)) = (user, slot) else {
-            return Err(bad_credentials());
+        let (user, slot) = match (user, slot) {
+            (Some(user), Some(slot)) if verified.ok => (user, slot),
+            (_, slot) => {
+                if let Some(slot) = slot {
+                    slot.finish(false).await?;
+                }
+                return Err(bad_credentials());
+            }
         };
-        if !verified.ok {
-            slot.finish(false).await?;
-            return Err(bad_credentials());
-        }
         if self.config.require_email_verification && !user.email_verified {
             slot.finish(true).await?;
             return Err(DomainError::precondition(
@@ -252,6 +256,7 @@ impl Accounts {
         let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
         let s = session.clone();
         let (id, now) = (user.id, self.clock.now_ms());
+        let (address, client) = (user.email.clone().unwrap_or_default(), client.clone());
         let verified_hash = user.password_hash.clone().unwrap_or_default();
         // The session is written only if the password is still the one just verified: a
         // reset that committed meanwhile wins, and this attempt counts as a failure.
@@ -262,7 +267,7 @@ impl Accounts {
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                 }
-                tx.finish_sign_in(id, inserted, now, &throttle::POLICY)?;
+                tx.finish_sign_in(&address, &client, inserted, now, &throttle::POLICY)?;
                 Ok::<_, DomainError>(inserted)
             })
             .await?;
@@ -321,6 +326,16 @@ impl Accounts {
             .write(move |tx| Ok::<_, DomainError>(tx.insert_user(&u)?))
             .await?;
         Ok(user)
+    }
+
+    /// Forgets sign-in throttle state untouched for a day that holds no live delay
+    /// (addresses tried once and never again). Returns how many rows went.
+    pub async fn sweep_throttle(&self) -> Result<u64, DomainError> {
+        let before = self.clock.now_ms().saturating_sub(24 * 3600 * 1000);
+        Ok(self
+            .store
+            .write(move |tx| tx.sweep_sign_in_throttle(before))
+            .await?)
     }
 
     /// Operator: every account.

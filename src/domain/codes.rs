@@ -288,6 +288,7 @@ impl Codes {
         };
         let (checker, code) = (self.checker(), code.to_owned());
         let (id, text) = (user.id, code.clone());
+        let address = user.email.clone().unwrap_or_default();
         let good = self
             .store
             .write(move |tx| checker.check_in(tx, id, Purpose::ResetPassword, &text, false))
@@ -309,7 +310,7 @@ impl Codes {
                     return Ok(None);
                 }
                 tx.set_password_hash(id, &hash)?;
-                tx.clear_failures(id)?;
+                tx.clear_sign_in_throttle(&address)?;
                 Ok::<_, DomainError>(Some(tx.delete_all_sessions_of(id, None)?))
             })
             .await?

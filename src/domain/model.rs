@@ -16,10 +16,6 @@ pub struct User {
     pub email_verified: bool,
     /// For a foreign user: the home server and the user's id there.
     pub home: Option<(String, u64)>,
-    /// Consecutive failed (or still running) sign-in attempts.
-    pub failed_sign_ins: u32,
-    /// Sign-in refused until this time (unix ms).
-    pub locked_until: Option<u64>,
     /// Creation time (unix ms).
     pub created_at: u64,
 }
@@ -156,7 +152,7 @@ pub struct LockPolicy {
     pub base_delay_ms: u64,
     /// The longest progressive delay (ms).
     pub max_delay_ms: u64,
-    /// Consecutive failures that lock the account.
+    /// Consecutive failures, from any client, that lock the account.
     pub lock_after: u32,
     /// How long a lock lasts (ms).
     pub lock_ms: u64,

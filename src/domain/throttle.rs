@@ -36,7 +36,8 @@ pub const SLOT_WAIT: Duration = Duration::from_secs(5);
 pub struct Slot {
     store: Store,
     clock: SharedClock,
-    user_id: u64,
+    email: String,
+    client: String,
     freed: Arc<tokio::sync::Notify>,
     finished: bool,
 }
@@ -45,7 +46,7 @@ pub struct Slot {
 /// slot of this process is freed instead of polling the store (a slower poll still catches
 /// slots freed elsewhere).
 #[derive(Debug)]
-pub struct SlotWaiters(LocalMap<u64, Arc<tokio::sync::Notify>>);
+pub struct SlotWaiters(LocalMap<(String, String), Arc<tokio::sync::Notify>>);
 
 impl SlotWaiters {
     /// Wake-ups on `clock`, for up to `MAX_TRACKED_IPS` accounts at once.
@@ -55,32 +56,37 @@ impl SlotWaiters {
 }
 
 impl Slot {
-    /// Waits for and takes a slot of `user_id`'s sign-in gate, or says why not.
+    /// Waits for and takes a slot of the sign-in gate of (`email`, `client`), or says why
+    /// not. `email` is canonical; whether an account has it makes no difference.
     pub async fn take(
         store: &Store,
         clock: &SharedClock,
         waiters: &SlotWaiters,
-        user_id: u64,
+        email: &str,
+        client: &str,
     ) -> Result<Self, DomainError> {
         let started = Instant::now();
+        let key = (email.to_owned(), client.to_owned());
         let freed =
             waiters
                 .0
-                .get_or_insert_with(user_id, SLOT_WAIT.as_millis() as u64 * 2, Arc::default);
+                .get_or_insert_with(key, SLOT_WAIT.as_millis() as u64 * 2, Arc::default);
         loop {
             let wake = freed.notified();
             tokio::pin!(wake);
             wake.as_mut().enable();
             let now = clock.now_ms();
+            let (e, c) = (email.to_owned(), client.to_owned());
             let gate = store
-                .write(move |tx| tx.begin_sign_in(user_id, now, &POLICY))
+                .write(move |tx| tx.begin_sign_in(&e, &c, now, &POLICY))
                 .await?;
             match gate {
                 SignInGate::Allowed | SignInGate::NoAccount => {
                     return Ok(Self {
                         store: store.clone(),
                         clock: clock.clone(),
-                        user_id,
+                        email: email.to_owned(),
+                        client: client.to_owned(),
                         freed: freed.clone(),
                         finished: false,
                     })
@@ -112,11 +118,12 @@ impl Slot {
 
     /// Records the outcome in its own transaction.
     pub async fn finish(mut self, ok: bool) -> Result<(), DomainError> {
-        let (id, now) = (self.user_id, self.clock.now_ms());
+        let now = self.clock.now_ms();
+        let (email, client) = (self.email.clone(), self.client.clone());
         self.finished = true;
         let result = self
             .store
-            .write(move |tx| Ok(tx.finish_sign_in(id, ok, now, &POLICY)?))
+            .write(move |tx| Ok(tx.finish_sign_in(&email, &client, ok, now, &POLICY)?))
             .await;
         self.freed.notify_waiters();
         result
@@ -128,13 +135,14 @@ impl Drop for Slot {
         if self.finished {
             return;
         }
-        let (store, id, now) = (self.store.clone(), self.user_id, self.clock.now_ms());
+        let (store, now) = (self.store.clone(), self.clock.now_ms());
+        let (email, client) = (self.email.clone(), self.client.clone());
         let freed = self.freed.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let _ = store
                     .write::<_, DomainError, _>(move |tx| {
-                        Ok(tx.finish_sign_in(id, false, now, &POLICY)?)
+                        Ok(tx.finish_sign_in(&email, &client, false, now, &POLICY)?)
                     })
                     .await;
                 freed.notify_waiters();

@@ -228,8 +228,6 @@ async fn the_cli_escapes_what_peers_wrote() {
         password_hash: None,
         email_verified: false,
         home: Some(("evil.example.org\u{1b}[31m".into(), 7)),
-        failed_sign_ins: 0,
-        locked_until: None,
         created_at: 0,
     };
     n.domain()
@@ -254,4 +252,87 @@ async fn the_cli_escapes_what_peers_wrote() {
         2,
         "one header line and one user line: {text}"
     );
+}
+
+fn from(ip: &str) -> hearth::domain::RequestContext {
+    hearth::domain::RequestContext {
+        ip: Some(ip.parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn an_attacker_elsewhere_cannot_lock_the_owner_out() {
+    let n = TestNode::start().await;
+    n.sign_up("owner@example.org").await;
+    let accounts = &n.domain().accounts;
+    let mut throttled = 0;
+    for _ in 0..16 {
+        let r = accounts
+            .sign_in(
+                "owner@example.org",
+                "guess guess guess",
+                &from("203.0.113.7"),
+            )
+            .await;
+        if r.is_err_and(|e| e.is(hearth::domain::ErrorKind::ResourceExhausted)) {
+            throttled += 1;
+        }
+    }
+    assert!(throttled >= 10, "the attacker's address is delayed");
+    accounts
+        .sign_in("owner@example.org", PASSWORD, &from("198.51.100.20"))
+        .await
+        .expect("the owner signs in from their own address");
+}
+
+#[tokio::test]
+async fn unknown_and_known_addresses_get_the_same_answers() {
+    let n = TestNode::start().await;
+    n.sign_up("real@example.org").await;
+    let accounts = &n.domain().accounts;
+    for email in ["real@example.org", "ghost@example.org"] {
+        let mut answers = Vec::new();
+        for _ in 0..7 {
+            let e = accounts
+                .sign_in(email, "guess guess guess", &from("203.0.113.8"))
+                .await
+                .unwrap_err();
+            answers.push((e.kind, e.reason, e.message));
+        }
+        let first_five: Vec<_> = answers[..5].iter().map(|a| a.1).collect();
+        assert_eq!(
+            first_five,
+            vec![hearth::domain::Reason::BadCredentials; 5],
+            "{email}"
+        );
+        assert_eq!(
+            answers[5].1,
+            hearth::domain::Reason::AccountThrottled,
+            "{email}: {answers:?}"
+        );
+        assert!(
+            answers[5].2.contains("try again in 1 s"),
+            "{email}: {answers:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_failures_from_anywhere_lock_the_account() {
+    let n = TestNode::start().await;
+    n.sign_up("target@example.org").await;
+    let accounts = &n.domain().accounts;
+    for i in 0..100 {
+        let ip = format!("203.0.{}.{}", 113 + i / 200, i % 200 + 1);
+        accounts
+            .sign_in("target@example.org", "guess guess guess", &from(&ip))
+            .await
+            .unwrap_err();
+    }
+    let e = accounts
+        .sign_in("target@example.org", PASSWORD, &from("198.51.100.21"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason, hearth::domain::Reason::AccountLocked, "{e}");
 }

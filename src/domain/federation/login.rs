@@ -218,8 +218,6 @@ impl FederationLogin {
             password_hash: None,
             email_verified: false,
             home: Some((origin_name.clone(), claims.user_id)),
-            failed_sign_ins: 0,
-            locked_until: None,
             created_at: now,
         };
         let (secret, mut session) = self.sessions.new_session(new_user.id, ctx.device.clone());

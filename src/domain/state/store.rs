@@ -63,6 +63,12 @@ pub trait ReadTx {
     fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError>;
     /// The highest snowflake id stored (0 when empty).
     fn highest_id(&mut self) -> Result<u64, StoreError>;
+    /// (failures, delayed until) of `client` for `email`; client `*` is account-wide.
+    fn sign_in_throttle(
+        &mut self,
+        email: &str,
+        client: &str,
+    ) -> Result<(u32, Option<u64>), StoreError>;
 }
 
 /// Write operations, per table; every method runs inside the caller's one transaction.
@@ -71,26 +77,30 @@ pub trait WriteTx: ReadTx {
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError>;
     /// Replaces the password hash.
     fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError>;
-    /// Atomic: takes one of the account's in-flight sign-in slots unless the account is
-    /// locked or every slot is taken ([`LockPolicy::slots`]), in one statement, before any
-    /// password is evaluated.
+    /// Atomic: the sign-in gate of (`email`, `client`): refuses while the address is
+    /// locked account-wide or the client is delayed, and otherwise takes one of the
+    /// client's in-flight slots unless all [`LockPolicy::slots`] are taken. Keyed by the
+    /// address whether or not an account has it, so unknown addresses answer alike.
     fn begin_sign_in(
         &mut self,
-        id: u64,
+        email: &str,
+        client: &str,
         now: u64,
         policy: &LockPolicy,
     ) -> Result<SignInGate, StoreError>;
-    /// Atomic: gives the slot back and records the outcome: success clears the failures and
-    /// any lock; failure counts one and sets the delay the new count calls for.
+    /// Atomic: gives the slot back and records the outcome for the client and the address.
     fn finish_sign_in(
         &mut self,
-        id: u64,
+        email: &str,
+        client: &str,
         ok: bool,
         now: u64,
         policy: &LockPolicy,
     ) -> Result<(), StoreError>;
-    /// Clears the failure counter and any lock.
-    fn clear_failures(&mut self, id: u64) -> Result<(), StoreError>;
+    /// Forgets every delay and failure count of `email` (a password reset).
+    fn clear_sign_in_throttle(&mut self, email: &str) -> Result<(), StoreError>;
+    /// Forgets throttle rows untouched since `before` that hold no live delay.
+    fn sweep_sign_in_throttle(&mut self, before: u64) -> Result<u64, StoreError>;
     /// Marks the e-mail address verified.
     fn set_email_verified(&mut self, id: u64) -> Result<(), StoreError>;
     /// Updates a user's display name.

@@ -12,6 +12,7 @@ mod peer_tokens;
 mod peers;
 mod secrets;
 mod sessions;
+mod sign_in_throttle;
 mod tx;
 mod users;
 

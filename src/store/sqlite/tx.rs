@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 use super::{
-    codes, id_workers, key_rotations, nonces, outbox, peer_tokens, peers, secrets, sessions, users,
+    codes, id_workers, key_rotations, nonces, outbox, peer_tokens, peers, secrets, sessions,
+    sign_in_throttle, users,
 };
 use crate::domain::model::{
     CodeRecord, KeyRotation, LockPolicy, Mail, Peer, Session, SignInGate, User,
@@ -52,6 +53,13 @@ impl ReadTx for Tx<'_> {
     fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError> {
         key_rotations::list(self.0)
     }
+    fn sign_in_throttle(
+        &mut self,
+        email: &str,
+        client: &str,
+    ) -> Result<(u32, Option<u64>), StoreError> {
+        sign_in_throttle::get(self.0, email, client)
+    }
     fn highest_id(&mut self) -> Result<u64, StoreError> {
         let max: Option<i64> = self.0.query_row(
             "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM users UNION ALL SELECT MAX(id) FROM sessions)",
@@ -71,23 +79,28 @@ impl WriteTx for Tx<'_> {
     }
     fn begin_sign_in(
         &mut self,
-        id: u64,
+        email: &str,
+        client: &str,
         now: u64,
         policy: &LockPolicy,
     ) -> Result<SignInGate, StoreError> {
-        users::begin_sign_in(self.0, id, now, policy)
+        sign_in_throttle::begin(self.0, email, client, now, policy)
     }
     fn finish_sign_in(
         &mut self,
-        id: u64,
+        email: &str,
+        client: &str,
         ok: bool,
         now: u64,
         policy: &LockPolicy,
     ) -> Result<(), StoreError> {
-        users::finish_sign_in(self.0, id, ok, now, policy)
+        sign_in_throttle::finish(self.0, email, client, ok, now, policy)
     }
-    fn clear_failures(&mut self, id: u64) -> Result<(), StoreError> {
-        users::clear_failures(self.0, id)
+    fn clear_sign_in_throttle(&mut self, email: &str) -> Result<(), StoreError> {
+        sign_in_throttle::clear(self.0, email)
+    }
+    fn sweep_sign_in_throttle(&mut self, before: u64) -> Result<u64, StoreError> {
+        sign_in_throttle::sweep(self.0, before)
     }
     fn set_email_verified(&mut self, id: u64) -> Result<(), StoreError> {
         users::set_email_verified(self.0, id)
