@@ -1,7 +1,10 @@
-//! The request timeout of `[limits] request_timeout_secs`: a request not answered in time
-//! gets DEADLINE_EXCEEDED (reason `REQUEST_TIMEOUT`) and its handler is dropped, so
-//! unfinished requests cannot pin memory. For a server stream the bound is the time to its
-//! first message; the stream itself may run on.
+//! Request bounds: at most `[limits] max_requests_in_flight` requests are handled at once
+//! (more are refused at once with RESOURCE_EXHAUSTED, `NODE_BUSY`; health probes are
+//! exempt), and a request not answered within `request_timeout_secs` gets DEADLINE_EXCEEDED
+//! (`REQUEST_TIMEOUT`) and its handler is dropped. Together with the request size cap they
+//! bound what unfinished requests can pin: in flight × `MAX_REQUEST_BYTES`. For a server
+//! stream the time bound is to its first message; the stream itself may run on.
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -11,11 +14,34 @@ use tonic::Status;
 
 use crate::domain::{DomainError, ErrorKind, Reason};
 
-/// Largest request message a gRPC method accepts (every request of the seeds is tiny).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest request message a gRPC method accepts (every request of the seeds is tiny; the
+/// largest, RevokeSessions with 1000 ids, is about 10 KiB).
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
-/// The middleware; the state is the timeout.
-pub async fn layer(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+/// The layer's state.
+#[derive(Debug)]
+pub struct Bounds {
+    /// The request timeout.
+    pub timeout: Duration,
+    /// Requests handled at once.
+    pub in_flight: tokio::sync::Semaphore,
+}
+
+/// The middleware.
+pub async fn layer(State(bounds): State<Arc<Bounds>>, req: Request, next: Next) -> Response {
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
+    let _permit = match bounds.in_flight.try_acquire() {
+        Ok(p) => Some(p),
+        Err(_) if probe => None,
+        Err(_) => {
+            return Status::from(DomainError::exhausted(
+                Reason::NodeBusy,
+                "the node is handling as many requests as it may (limits.max_requests_in_flight); try again shortly",
+            ))
+            .into_http::<axum::body::Body>()
+        }
+    };
+    let limit = bounds.timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
         Err(_) => Status::from(DomainError::new(

@@ -120,8 +120,11 @@ pub async fn router(
         trusted.0.clone(),
         services.clock().clone(),
     ));
-    let request_timeout =
-        std::time::Duration::from_secs(services.config().limits.request_timeout_secs.max(1));
+    let limits = &services.config().limits;
+    let bounds = Arc::new(deadline::Bounds {
+        timeout: std::time::Duration::from_secs(limits.request_timeout_secs.max(1)),
+        in_flight: tokio::sync::Semaphore::new(limits.max_requests_in_flight.max(1)),
+    });
     Ok(grpc
         .merge(http_routes)
         .layer(axum::middleware::from_fn_with_state(services, auth::layer))
@@ -131,7 +134,7 @@ pub async fn router(
             rate_limits::layer,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            request_timeout,
+            bounds,
             deadline::layer,
         ))
         .layer(axum::middleware::from_fn_with_state(

@@ -122,6 +122,8 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// HTTP/2 requests open at once on one connection.
     pub max_concurrent_streams: u32,
+    /// Requests handled at once by the whole node; more are refused at once.
+    pub max_requests_in_flight: usize,
     /// Calls per client IP and minute that hash a password (sign-up, sign-in, new
     /// password).
     pub hashing_calls_per_ip_per_minute: u32,
@@ -435,6 +437,7 @@ impl Default for Config {
                 idle_timeout_secs: 120,
                 request_timeout_secs: 30,
                 max_concurrent_streams: 100,
+                max_requests_in_flight: 1024,
                 hashing_calls_per_ip_per_minute: 30,
                 mail_calls_per_ip_per_minute: 10,
                 peer_calls_per_ip_per_minute: 120,

@@ -97,6 +97,7 @@ reasons! {
     NotFound => "NOT_FOUND",
     Unimplemented => "UNIMPLEMENTED",
     RequestTimeout => "REQUEST_TIMEOUT",
+    NodeBusy => "NODE_BUSY",
     Internal => "INTERNAL",
 }
 

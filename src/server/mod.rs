@@ -96,10 +96,15 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(first_byte);
+    // Flow-control windows sized to the largest request (64 KiB): a connection can make the
+    // node buffer at most 256 KiB of request bodies, however many streams it opens.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_concurrent_streams.max(1));
+        .max_concurrent_streams(limits.max_concurrent_streams.max(1))
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(256 * 1024)
+        .max_header_list_size(16 * 1024);
     let permits = Arc::new(tokio::sync::Semaphore::new(connection_cap(
         limits.max_connections,
     )));

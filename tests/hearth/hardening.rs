@@ -336,3 +336,88 @@ async fn a_hundred_failures_from_anywhere_lock_the_account() {
         .unwrap_err();
     assert_eq!(e.reason, hearth::domain::Reason::AccountLocked, "{e}");
 }
+
+/// Opens an HTTP/2 connection to `addr` and starts `streams` gRPC requests on it, each with
+/// a message header promising 60 KiB and only part of the body sent. Returns the streams
+/// (kept open) and how many the server refused.
+async fn hold_unfinished_requests(
+    addr: &str,
+    streams: usize,
+) -> (
+    Vec<h2::SendStream<bytes::Bytes>>,
+    usize,
+    tokio::task::JoinHandle<()>,
+) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..streams {
+        let ready = match tokio::time::timeout(Duration::from_secs(2), client.clone().ready()).await
+        {
+            Ok(Ok(c)) => c,
+            _ => {
+                refused += 1;
+                continue;
+            }
+        };
+        client = ready;
+        let req = http::Request::post(format!("http://{addr}/tangle.client.auth.Auth/SignIn"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        match client.send_request(req, false) {
+            Ok((_response, mut body)) => {
+                let mut frame = vec![0u8, 0, 0, 0xF0, 0x00];
+                frame.extend(std::iter::repeat_n(b'x', 16 * 1024));
+                let _ = body.send_data(bytes::Bytes::from(frame), false);
+                held.push(body);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    (held, refused, driver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_http2_requests_are_bounded_and_their_memory_returns() {
+    let node = Served::start(&[("HEARTH_LIMITS_REQUEST_TIMEOUT_SECS", "2")]);
+    let addr = node.url.trim_start_matches("http://").to_owned();
+    let before = node.rss_mib();
+    let mut attack = Vec::new();
+    for _ in 0..20 {
+        attack.push(hold_unfinished_requests(&addr, 150).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = node.rss_mib();
+    assert!(
+        during <= before + 150,
+        "{before} -> {during} MiB while held"
+    );
+    // The attacker leaves.
+    for (held, _, driver) in attack {
+        drop(held);
+        driver.abort();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = node.rss_mib();
+    println!("resident memory: {before} MiB before, {during} MiB during, {after} MiB after");
+    assert!(
+        after <= before + 40,
+        "memory held after the attacker left: {before} -> {after} MiB"
+    );
+    // And the node still answers.
+    let channel = Channel::from_shared(node.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    hearth::pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(channel)
+        .ping(hearth::pb::test::v1::PingRequest {})
+        .await
+        .unwrap();
+}
