@@ -9,30 +9,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use hearth::config::Synchronous;
 use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignUp};
-use tonic::transport::Channel;
 
 const WINDOW: Duration = Duration::from_secs(4);
 const CONCURRENCY: u64 = 8;
 
 async fn sign_ups_per_second(sync: Synchronous) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = hearth::Config {
-        data_dir: dir.path().join("data"),
-        ..hearth::Config::default()
-    };
-    config.listen.addr = "127.0.0.1:0".parse().unwrap();
-    config.passwords.argon2_memory_kib = 256;
-    config.passwords.argon2_iterations = 1;
-    config.limits.hashing_calls_per_ip_per_minute = 1_000_000;
-    config.store.synchronous = sync;
-    let node = hearth::Node::start(config).await.unwrap();
-    let channel = Channel::from_shared(node.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let bench = common::start(|c| {
+        c.passwords.argon2_memory_kib = 256;
+        c.passwords.argon2_iterations = 1;
+        c.store.synchronous = sync;
+    })
+    .await;
+    let channel = bench.channel.clone();
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENCY)
@@ -44,7 +36,7 @@ async fn sign_ups_per_second(sync: Synchronous) -> f64 {
                 while started.elapsed() < WINDOW {
                     c.sign_up(SignUp {
                         email: Some(format!("u{t}-{i}@example.org")),
-                        password: Some("correct horse battery staple".into()),
+                        password: Some(common::PASSWORD.into()),
                         name: "U".into(),
                         invite_code: None,
                     })
@@ -60,7 +52,7 @@ async fn sign_ups_per_second(sync: Synchronous) -> f64 {
         t.await.unwrap();
     }
     let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    node.shutdown().await;
+    bench.node.shutdown().await;
     rate
 }
 

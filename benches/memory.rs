@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignIn, SignUp};
-use tonic::transport::Channel;
+use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignIn};
 
-const PASSWORD: &str = "correct horse battery staple";
+mod common;
+use common::PASSWORD;
 const SIGN_INS: usize = 10_000;
 const CONCURRENCY: usize = 64;
 const LIMIT: Duration = Duration::from_secs(600);
@@ -32,29 +32,9 @@ fn rss_mib() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = hearth::Config {
-        data_dir: dir.path().join("data"),
-        ..hearth::Config::default()
-    };
-    config.listen.addr = "127.0.0.1:0".parse().unwrap();
-    config.accounts.sign_ins_per_ip_per_minute = 1_000_000;
-    config.limits.hashing_calls_per_ip_per_minute = 1_000_000;
-    let node = hearth::Node::start(config).await.unwrap();
-    let channel = Channel::from_shared(node.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    AuthClient::new(channel.clone())
-        .sign_up(SignUp {
-            email: Some("bench@example.org".into()),
-            password: Some(PASSWORD.into()),
-            name: "B".into(),
-            invite_code: None,
-        })
-        .await
-        .unwrap();
+    let bench = common::start(|_| {}).await;
+    let channel = bench.channel.clone();
+    common::sign_up(&channel, "bench@example.org").await;
     let idle = rss_mib();
     let left = Arc::new(AtomicUsize::new(SIGN_INS));
     let started = Instant::now();
@@ -95,5 +75,5 @@ async fn main() {
         after / idle
     );
     println!("| 2 s later | {settled:.0} | {:.2} |", settled / idle);
-    node.shutdown().await;
+    bench.node.shutdown().await;
 }

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignIn, SignUp};
+use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignIn};
 use hearth::pb::test::v1::{
     test_auth_service_client::TestAuthServiceClient,
     test_no_auth_service_client::TestNoAuthServiceClient, PingRequest, PongRequest,
 };
-use tonic::transport::Channel;
 
-const PASSWORD: &str = "correct horse battery staple";
+mod common;
+use common::PASSWORD;
 const CONCURRENCY: usize = 16;
 const RPC_WINDOW: Duration = Duration::from_secs(3);
 const HASH_WINDOW: Duration = Duration::from_secs(5);
@@ -80,32 +80,10 @@ fn raw_argon2_rate(params: Params, threads: usize) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = hearth::Config {
-        data_dir: dir.path().join("data"),
-        ..hearth::Config::default()
-    };
-    config.listen.addr = "127.0.0.1:0".parse().unwrap();
-    config.accounts.sign_ins_per_ip_per_minute = 1_000_000;
-    config.limits.hashing_calls_per_ip_per_minute = 1_000_000;
-    let p = config.passwords.clone();
-    let node = hearth::Node::start(config).await.unwrap();
-    let channel = Channel::from_shared(node.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let token = AuthClient::new(channel.clone())
-        .sign_up(SignUp {
-            email: Some("bench@example.org".into()),
-            password: Some(PASSWORD.into()),
-            name: "B".into(),
-            invite_code: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let bench = common::start(|_| {}).await;
+    let channel = bench.channel.clone();
+    let p = bench.node.services().config().passwords.clone();
+    let token = common::sign_up(&channel, "bench@example.org").await;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "argon2id m={} KiB t={} p={}; {cores} cores; {CONCURRENCY} concurrent calls on one connection",
@@ -162,5 +140,5 @@ async fn main() {
         "| SignIn | {sign_in:.1} | {:.2} | raw argon2id |",
         sign_in / raw
     );
-    node.shutdown().await;
+    bench.node.shutdown().await;
 }

@@ -7,11 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignIn, SignUp};
+use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignIn};
 use hearth::pb::test::v1::{test_auth_service_client::TestAuthServiceClient, PongRequest};
 use tonic::transport::Channel;
 
-const PASSWORD: &str = "correct horse battery staple";
+mod common;
+use common::PASSWORD;
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -34,33 +35,11 @@ async fn pong(client: &mut TestAuthServiceClient<Channel>, token: &str) -> Durat
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = hearth::Config {
-        data_dir: dir.path().join("data"),
-        ..hearth::Config::default()
-    };
-    config.listen.addr = "127.0.0.1:0".parse().unwrap();
-    config.accounts.sign_ins_per_ip_per_minute = 1_000_000;
-    config.limits.hashing_calls_per_ip_per_minute = 1_000_000;
-    let node = hearth::Node::start(config).await.unwrap();
-    let channel = Channel::from_shared(node.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let bench = common::start(|_| {}).await;
+    let channel = bench.channel.clone();
     let mut auth = AuthClient::new(channel.clone());
-    let token = auth
-        .sign_up(SignUp {
-            email: Some("bench@example.org".into()),
-            password: Some(PASSWORD.into()),
-            name: "B".into(),
-            invite_code: None,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    let p = node.services().config().passwords.clone();
+    let token = common::sign_up(&channel, "bench@example.org").await;
+    let p = bench.node.services().config().passwords.clone();
     println!(
         "argon2id m={} KiB t={} p={}, {} cores",
         p.argon2_memory_kib,
@@ -116,7 +95,7 @@ async fn main() {
     // Pong while 100 sign-ins are in flight at once (each on its own connection).
     let mut load = Vec::new();
     for _ in 0..100 {
-        let ch = Channel::from_shared(node.url())
+        let ch = Channel::from_shared(bench.node.url())
             .unwrap()
             .connect()
             .await
@@ -159,5 +138,5 @@ async fn main() {
         "p99 ratio under load: {:.2}x",
         b99.as_secs_f64() / a99.as_secs_f64()
     );
-    node.shutdown().await;
+    bench.node.shutdown().await;
 }

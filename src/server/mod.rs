@@ -146,19 +146,8 @@ pub async fn serve(
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let started = Instant::now();
             match tls {
-                None => {
-                    let io = Activity::new(stream, started);
-                    let last = io.last_activity();
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    tokio::select! {
-                        _ = watcher.watch(conn.into_owned()) => {}
-                        () = activity::idle(last, started, idle) => {
-                            tracing::debug!(%peer, "closing an idle connection");
-                        }
-                    }
-                }
+                None => serve_one(&builder, watcher, stream, service, idle, peer).await,
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(first_byte, acceptor.accept(stream)).await
                     {
@@ -172,15 +161,7 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let io = Activity::new(tls, started);
-                    let last = io.last_activity();
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                    tokio::select! {
-                        _ = watcher.watch(conn.into_owned()) => {}
-                        () = activity::idle(last, started, idle) => {
-                            tracing::debug!(%peer, "closing an idle connection");
-                        }
-                    }
+                    serve_one(&builder, watcher, tls, service, idle, peer).await;
                 }
             }
         });
@@ -191,6 +172,38 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("some connections were still busy after {DRAIN:?}; closing them");
+    }
+}
+
+/// Serves one connection until it ends, the node drains, or it moves no bytes for `idle`.
+async fn serve_one<IO, S, B>(
+    builder: &Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: IO,
+    service: S,
+    idle: Duration,
+    peer: SocketAddr,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let io = Activity::new(io, started);
+    let last = io.last_activity();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::select! {
+        _ = watcher.watch(conn.into_owned()) => {}
+        () = activity::idle(last, started, idle) => {
+            tracing::debug!(%peer, "closing an idle connection");
+        }
     }
 }
 

@@ -9,6 +9,33 @@ use tonic::Code;
 
 use crate::support::*;
 
+/// A "peer" named `name` that accepts connections and never answers (kept while the task
+/// lives), and the config edit that routes to it.
+async fn silent_peer(
+    name: &'static str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    impl FnOnce(&mut hearth::Config),
+) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let route = move |c: &mut hearth::Config| {
+        c.federation.allow_private_addresses = true;
+        c.federation.allow_plaintext = true;
+        c.federation.peers = vec![hearth::config::Peer {
+            server_id: name.parse().unwrap(),
+            url: Some(format!("http://{addr}")),
+        }];
+    };
+    (task, route)
+}
+
 /// True when the server closes `s` within `within`.
 async fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 1024];
@@ -93,23 +120,10 @@ async fn connections_beyond_the_cap_wait_for_a_free_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_takes_too_long_is_cut_at_the_request_timeout() {
-    // A "peer" that accepts connections and never answers.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    let _accepting = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = silent.accept().await {
-            held.push(s);
-        }
-    });
+    let (_silent, route) = silent_peer("silent.example.org").await;
     let n = TestNode::start_with(|c| {
         c.limits.request_timeout_secs = 1;
-        c.federation.allow_private_addresses = true;
-        c.federation.allow_plaintext = true;
-        c.federation.peers = vec![hearth::config::Peer {
-            server_id: "silent.example.org".parse().unwrap(),
-            url: Some(format!("http://{silent_addr}")),
-        }];
+        route(c);
     })
     .await;
     let token = hearth::pb::protocol::harmonytypes::v1::Token {
@@ -203,23 +217,8 @@ async fn costly_public_methods_are_limited_per_client_ip_and_class() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_for_a_dead_peer_fail_together_not_one_after_another() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    let _accepting = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = silent.accept().await {
-            held.push(s);
-        }
-    });
-    let n = TestNode::start_with(|c| {
-        c.federation.allow_private_addresses = true;
-        c.federation.allow_plaintext = true;
-        c.federation.peers = vec![hearth::config::Peer {
-            server_id: "dead.example.org".parse().unwrap(),
-            url: Some(format!("http://{silent_addr}")),
-        }];
-    })
-    .await;
+    let (_silent, route) = silent_peer("dead.example.org").await;
+    let n = TestNode::start_with(route).await;
     let started = Instant::now();
     let calls: Vec<_> = (0..4)
         .map(|_| {

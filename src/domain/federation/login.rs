@@ -91,6 +91,21 @@ impl FederationLogin {
         }
     }
 
+    /// The other node named by `server_id`, if policy allows federating with it; this node's
+    /// own name is refused with `self_message`.
+    async fn other_node(&self, text: &str, self_message: &str) -> Result<ServerId, DomainError> {
+        let node = server_id("server_id", text)?;
+        if node == self.me {
+            return Err(DomainError::invalid_because(
+                "server_id",
+                Reason::FederationSelf,
+                self_message,
+            ));
+        }
+        self.peers.check_policy(&node).await?;
+        Ok(node)
+    }
+
     /// Signs a token that lets the caller (a local user) log into `target`. `encode` turns
     /// the claims into the exact bytes to sign.
     pub async fn federate(
@@ -99,15 +114,9 @@ impl FederationLogin {
         target: &str,
         encode: impl FnOnce(&Claims) -> Vec<u8>,
     ) -> Result<SignedToken, DomainError> {
-        let target = server_id("server_id", target)?;
-        if target == self.me {
-            return Err(DomainError::invalid_because(
-                "server_id",
-                Reason::FederationSelf,
-                "that is this node; sign in here directly",
-            ));
-        }
-        self.peers.check_policy(&target).await?;
+        let target = self
+            .other_node(target, "that is this node; sign in here directly")
+            .await?;
         let id = p.user_id;
         let user = self
             .store
@@ -147,15 +156,12 @@ impl FederationLogin {
         decode: impl FnOnce(&[u8]) -> Result<Claims, String>,
         ctx: &RequestContext,
     ) -> Result<(BearerSecret, u64), DomainError> {
-        let origin = server_id("server_id", origin)?;
-        if origin == self.me {
-            return Err(DomainError::invalid_because(
-                "server_id",
-                Reason::FederationSelf,
+        let origin = self
+            .other_node(
+                origin,
                 "that is this node; tokens from itself are not accepted",
-            ));
-        }
-        self.peers.check_policy(&origin).await?;
+            )
+            .await?;
         let now = self.clock.now_ms();
         let mut keys = self.peers.trusted_keys(&origin).await?;
         if !keys.verifies(&token.data, &token.sig, now) {

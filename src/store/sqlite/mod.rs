@@ -125,6 +125,27 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// Runs `f` on the writer thread, after the jobs queued before it.
+    async fn on_writer(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        let sender = self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
 /// Runs one write job in an IMMEDIATE transaction. A panic inside the job fails that job
 /// (rolled back) and leaves the writer serving.
 fn run_write(conn: &mut Connection, job: WriteJob) -> Result<(), StoreError> {
@@ -140,18 +161,7 @@ fn run_write(conn: &mut Connection, job: WriteJob) -> Result<(), StoreError> {
 #[async_trait::async_trait]
 impl Backend for Sqlite {
     async fn write(&self, job: WriteJob) -> Result<(), StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let _ = reply.send(run_write(conn, job));
-        });
-        let sender = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.on_writer(move |conn| run_write(conn, job)).await
     }
 
     async fn read(&self, job: ReadJob) -> Result<(), StoreError> {
@@ -180,21 +190,11 @@ impl Backend for Sqlite {
     }
 
     async fn scrub(&self) -> Result<(), StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .map_err(StoreError::from);
-            let _ = reply.send(result);
-        });
-        let sender = self
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.on_writer(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(StoreError::from)
+        })
+        .await
     }
 
     fn is_ready(&self) -> bool {

@@ -26,37 +26,18 @@ fn from_row(r: &Row<'_>) -> Result<Session, rusqlite::Error> {
     })
 }
 
-/// Inserts a session.
-pub fn insert(tx: &Connection, s: &Session) -> Result<(), StoreError> {
-    tx.execute(
-        &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-        params![
-            s.id as i64,
-            s.user_id as i64,
-            &s.token_hash[..],
-            s.device.client_id,
-            s.device.device_type,
-            s.device.device_version,
-            s.device.app_name,
-            s.device.app_version,
-            s.created_at as i64,
-            s.last_active as i64,
-            s.expires_at as i64,
-        ],
-    )?;
-    Ok(())
-}
-
-/// Inserts a session only while its user's password hash is still `password_hash`.
-pub fn insert_if_password(
+/// Inserts `s` with `condition` (SQL over `?2` = user id and `?12` = `extra`) guarding it;
+/// returns whether it inserted.
+fn insert_where(
     tx: &Connection,
     s: &Session,
-    password_hash: &str,
+    condition: &str,
+    extra: &str,
 ) -> Result<bool, StoreError> {
     let n = tx.execute(
         &format!(
             "INSERT INTO sessions ({COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2 AND password_hash = ?12)"
+             WHERE {condition}"
         ),
         params![
             s.id as i64,
@@ -70,10 +51,29 @@ pub fn insert_if_password(
             s.created_at as i64,
             s.last_active as i64,
             s.expires_at as i64,
-            password_hash,
+            extra,
         ],
     )?;
     Ok(n > 0)
+}
+
+/// Inserts a session.
+pub fn insert(tx: &Connection, s: &Session) -> Result<(), StoreError> {
+    insert_where(tx, s, "?12 = ?12", "").map(|_| ())
+}
+
+/// Inserts a session only while its user's password hash is still `password_hash`.
+pub fn insert_if_password(
+    tx: &Connection,
+    s: &Session,
+    password_hash: &str,
+) -> Result<bool, StoreError> {
+    insert_where(
+        tx,
+        s,
+        "EXISTS (SELECT 1 FROM users WHERE id = ?2 AND password_hash = ?12)",
+        password_hash,
+    )
 }
 
 /// The session whose token hashes to `hash`.
