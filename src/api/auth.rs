@@ -1,7 +1,8 @@
 //! The auth layer: runs before every handler, turns `authorization` into a [`Principal`]
 //! through the credential dispatcher, and checks it against the method's one requirement in
-//! [`REQUIREMENTS`]. Deny by default: a path missing from the table needs a credential, and
-//! a test fails when a served method has no entry.
+//! [`REQUIREMENTS`]. Deny by default: a path missing from the table never reaches a handler
+//! (UNIMPLEMENTED for gRPC, 404 otherwise), and a test fails when a served method has no
+//! entry.
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -113,16 +114,38 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/.well-known/hearth/server",
 ];
 
-/// The requirement of `path`: its table entry, public for HTTP routes, and a credential
-/// for anything else (deny by default).
-pub fn requirement(path: &str) -> Requirement {
+/// The requirement of `path`: its table entry, or public for HTTP routes; `None` for a path
+/// the node does not serve (it never reaches a handler).
+pub fn requirement(path: &str) -> Option<Requirement> {
     if HTTP_ROUTES.contains(&path) {
-        return Public;
+        return Some(Public);
     }
     REQUIREMENTS
         .iter()
         .find(|(p, _)| *p == path)
-        .map_or(AnyCredential, |(_, r)| *r)
+        .map(|(_, r)| *r)
+}
+
+/// The answer for a path the node does not serve: UNIMPLEMENTED for a gRPC call, 404 for
+/// anything else (so a mistyped probe does not look healthy).
+fn not_served(req: &Request) -> Response {
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        return Status::unimplemented(format!(
+            "{} is not a method this node serves",
+            crate::domain::validate::printable(req.uri().path(), 200)
+        ))
+        .into_http::<axum::body::Body>();
+    }
+    let mut res = Response::new(axum::body::Body::from(
+        "not found: this node serves gRPC, /healthz, /readyz, /metrics and /.well-known/hearth/server\n",
+    ));
+    *res.status_mut() = http::StatusCode::NOT_FOUND;
+    res
 }
 
 /// The token from `authorization`: `Bearer <token>` or the bare token.
@@ -150,7 +173,9 @@ pub async fn layer(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let need = requirement(req.uri().path());
+    let Some(need) = requirement(req.uri().path()) else {
+        return not_served(&req);
+    };
     match (bearer(req.headers()), need) {
         (Some(token), _) => match services.credentials.resolve(token).await {
             Ok(principal) => {
@@ -209,14 +234,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_paths_need_a_credential() {
-        assert_eq!(requirement("/test.v1.TestNoAuthService/Ping"), Public);
-        assert_eq!(
-            requirement("/test.v1.TestNoAuthService/PingX"),
-            AnyCredential
-        );
-        assert_eq!(requirement("/nothing/here"), AnyCredential);
-        assert_eq!(requirement("/healthz"), Public);
+    fn unknown_paths_are_not_served() {
+        assert_eq!(requirement("/test.v1.TestNoAuthService/Ping"), Some(Public));
+        assert_eq!(requirement("/test.v1.TestNoAuthService/PingX"), None);
+        assert_eq!(requirement("/nothing/here"), None);
+        assert_eq!(requirement("/healthz"), Some(Public));
     }
 
     #[test]

@@ -65,11 +65,14 @@ pub async fn router(
         test_no_auth_service_server::TestNoAuthServiceServer,
     };
 
+    // Reflection lists the standard health service too, so `grpcurl … Health/Check` works.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     for service in SERVICES {

@@ -41,6 +41,7 @@ async fn reflection_lists_every_seed_service() {
         "test.v1.TestAuthService",
         "test.v1.TestNoAuthService",
         "tangle.client.auth.Auth",
+        "grpc.health.v1.Health",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -72,6 +73,26 @@ async fn health_service_and_http_routes_answer() {
 
     let body = get_text(&format!("{}/healthz", n.url())).await;
     assert_eq!(body.trim(), "ok");
+    // A mistyped probe does not look healthy, and an unknown gRPC method is named.
+    for path in [
+        "/health",
+        "/",
+        "/healthz/x",
+        "/test.v1.TestNoAuthService/Pingg",
+    ] {
+        let res = reqwest::get(format!("{}{path}", n.url())).await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    let mut unknown = tonic::client::Grpc::new(n.channel.clone());
+    unknown.ready().await.unwrap();
+    let r = unknown
+        .unary::<_, (), _>(
+            tonic::Request::new(()),
+            "/test.v1.TestNoAuthService/Pingg".parse().unwrap(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    assert_code(r, Code::Unimplemented, "not a method this node serves");
     let mut ping =
         pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(n.channel.clone());
     ping.ping(pb::test::v1::PingRequest {}).await.unwrap();
