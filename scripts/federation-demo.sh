@@ -28,10 +28,16 @@ for port in "${ports[@]}"; do
   fi
 done
 
-say "Building hearth and the demo client (release; the first build takes a few minutes)"
-cargo build --release --quiet --bin hearth --example federation_client
-bin=target/release/hearth
-client=target/release/examples/federation_client
+# Prebuilt binaries may be given (HEARTH_BIN, HEARTH_DEMO_CLIENT); else build them.
+if [ -n "${HEARTH_BIN:-}" ] && [ -n "${HEARTH_DEMO_CLIENT:-}" ]; then
+  bin=$HEARTH_BIN
+  client=$HEARTH_DEMO_CLIENT
+else
+  say "Building hearth and the demo client (release; the first build takes a few minutes)"
+  cargo build --release --quiet --bin hearth --example federation_client
+  bin=${HEARTH_BIN:-target/release/hearth}
+  client=${HEARTH_DEMO_CLIENT:-target/release/examples/federation_client}
+fi
 
 for n in "${nodes[@]}"; do
   say "Starting $n from config/$n.toml"

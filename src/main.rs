@@ -471,7 +471,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  health: {0}/healthz   metrics: {0}/metrics", node.url());
     println!(
         "  data: {} (hearth.sqlite3, node.key{})",
-        data_dir.display(),
+        std::path::absolute(&data_dir).unwrap_or(data_dir).display(),
         if node.key_created() { ", new key" } else { "" }
     );
     println!("Next steps:");

@@ -97,6 +97,7 @@ impl Node {
     ) -> Result<RunningNode, StartError> {
         let dir = config.data_dir.clone();
         let blocking = |e: tokio::task::JoinError| StartError::Listen(e.to_string());
+        let had_database = config.database_path().exists();
         let (lock, key, key_created) =
             tokio::task::spawn_blocking(move || -> Result<_, StartError> {
                 create_private_dir(&dir)?;
@@ -107,6 +108,15 @@ impl Node {
             })
             .await
             .map_err(blocking)??;
+        if key_created && had_database {
+            tracing::warn!(
+                "A NEW NODE KEY was generated in {}, but a database already exists there: this \
+                 node now has a new identity, and peers that pinned the old key will refuse it \
+                 until their operators re-pin. If that is not what you want, stop the node and \
+                 restore node.key from your backup.",
+                config.data_dir.display()
+            );
+        }
         let cfg = config.clone();
         let store = tokio::task::spawn_blocking(move || Self::open_store(&cfg, 4))
             .await

@@ -27,7 +27,29 @@ impl Config {
             Some(path) => Self::read_table(path)?,
             None => toml::Table::new(),
         };
-        Self::with_overrides(table, vars)
+        let (mut config, warnings) = Self::with_overrides(table, vars)?;
+        if let Some(dir) = path.and_then(Path::parent) {
+            config.resolve_paths(dir);
+        }
+        Ok((config, warnings))
+    }
+
+    /// Makes relative paths relative to `dir` (the config file's directory), so the node
+    /// finds its data whatever directory it was started from.
+    fn resolve_paths(&mut self, dir: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        resolve(&mut self.data_dir);
+        if let Some(tls) = &mut self.tls {
+            resolve(&mut tls.cert);
+            resolve(&mut tls.key);
+        }
+        if let Some(ca) = &mut self.federation.extra_ca {
+            resolve(ca);
+        }
     }
 
     fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {

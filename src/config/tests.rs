@@ -180,3 +180,22 @@ fn debug_output_never_shows_credentials() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("mail.example.org:2525"), "{text}");
 }
+
+#[test]
+fn relative_paths_resolve_against_the_config_files_directory() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("hearth.toml");
+    std::fs::write(
+        &path,
+        "data_dir = \"state\"\n[tls]\ncert = \"tls/cert.pem\"\nkey = \"/etc/hearth/key.pem\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let c = Config::load(Some(&path), vars(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.data_dir, dir.path().join("state"));
+    let tls = c.tls.unwrap_or_else(|| panic!("tls"));
+    assert_eq!(tls.cert, dir.path().join("tls/cert.pem"));
+    assert_eq!(tls.key, std::path::PathBuf::from("/etc/hearth/key.pem"));
+    // Without a file, relative paths stay relative to the working directory.
+    let c = Config::load(None, vars(&[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.data_dir, std::path::PathBuf::from("./data"));
+}

@@ -519,3 +519,40 @@ async fn readiness_reflects_the_store() {
         "liveness stays up"
     );
 }
+
+#[tokio::test]
+async fn a_new_key_beside_an_existing_database_is_announced_loudly() {
+    let mut n = TestNode::start().await;
+    n.stop().await;
+    let data = n.config.data_dir.clone();
+    std::fs::remove_file(data.join("node.key")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("serve")
+        .env("HEARTH_DATA_DIR", &data)
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HEARTH_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("data:"))
+    });
+    let printed = out.join().unwrap().unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut warnings = String::new();
+    std::io::Read::read_to_string(&mut { stderr }, &mut warnings).unwrap();
+    assert!(warnings.contains("A NEW NODE KEY"), "{warnings}");
+    assert!(printed.contains("new key"), "{printed}");
+    assert!(
+        printed.contains(&data.display().to_string()),
+        "the absolute data dir is printed: {printed}"
+    );
+}
