@@ -157,6 +157,12 @@ pub async fn rotate(data_dir: &Path, store: &Store, now: u64) -> Result<KeyRotat
         .write(move |tx| tx.insert_key_rotation(&record))
         .await?;
     std::fs::rename(&next, data_dir.join(KEY_FILE))?;
+    tracing::info!(
+        target: "hearth::audit",
+        event = "key_rotated",
+        old = %old.address(),
+        new = %new.address()
+    );
     Ok(row)
 }
 /// Writes `key` as the node key; refuses to replace an existing key unless `force`.

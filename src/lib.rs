@@ -10,6 +10,7 @@ pub mod federation;
 pub mod http;
 pub mod identity;
 pub mod keyfile;
+pub mod logging;
 pub mod mail;
 mod node;
 pub mod pb;

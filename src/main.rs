@@ -141,13 +141,6 @@ enum MailCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -164,8 +157,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads the configuration and starts logging as it says (once per process); warnings about
+/// the environment are logged once logging runs.
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(Config::load(path, std::env::vars())?)
+    let (config, warnings) = Config::load_with_warnings(path, std::env::vars())?;
+    hearth::logging::init(&config.log, std::env::var("HEARTH_LOG").ok())
+        .map_err(anyhow::Error::msg)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -179,6 +179,7 @@ pub async fn layer(
     match (bearer(req.headers()), need) {
         (Some(token), _) => match services.credentials.resolve(token).await {
             Ok(principal) => {
+                tracing::Span::current().record("user", principal.user_id);
                 if let Err(e) = principal.check(need) {
                     return refuse(e);
                 }

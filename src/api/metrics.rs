@@ -85,7 +85,10 @@ fn method_label(path: &str) -> String {
     }
 }
 
-fn code_label(res: &Response) -> String {
+/// The status of a response as the metrics and the request log name it: the gRPC code
+/// (from the headers of a trailers-only answer; a gRPC answer without one is `Ok`), else the
+/// HTTP status.
+pub(crate) fn code_label(res: &Response) -> String {
     if let Some(code) = res
         .headers()
         .get("grpc-status")

@@ -1,6 +1,7 @@
-//! The outermost layer: one tracing span per request with its method (path) and request id,
-//! the id returned as `x-request-id`, and one debug line when the request ends. A caller's
-//! own `x-request-id` is kept when it is short and plain; otherwise a fresh one is made.
+//! The outermost layer: one tracing span per request with its method (path), request id and
+//! (once the auth layer knows it) user id; the id is returned as `x-request-id`, and one
+//! info line per request records the method, status, latency, request id and user (never a
+//! credential). A caller's own `x-request-id` is kept when it is short and plain.
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -34,17 +35,23 @@ fn request_id(req: &Request) -> String {
 pub async fn layer(req: Request, next: Next) -> Response {
     let id = request_id(&req);
     let method = req.uri().path().to_owned();
-    let span = tracing::info_span!("request", %method, request_id = %id);
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        request_id = %id,
+        user = tracing::field::Empty
+    );
     let started = std::time::Instant::now();
     let mut res = next.run(req).instrument(span.clone()).await;
     if let Ok(value) = http::HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
+    let status = super::metrics::code_label(&res);
     span.in_scope(|| {
-        tracing::debug!(
-            status = res.status().as_u16(),
+        tracing::info!(
+            %status,
             ms = started.elapsed().as_millis() as u64,
-            "request done"
+            "request"
         )
     });
     res

@@ -19,6 +19,7 @@ const SECTIONS: &[&str] = &[
     "jwt",
     "limits",
     "store",
+    "log",
 ];
 
 /// Variables that configure the process rather than the node, and so are not config keys.

@@ -146,6 +146,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        crate::logging::filter(&self.log.level).map_err(|e| ConfigError::key("log.level", e))?;
         let p = &self.passwords;
         if p.argon2_memory_kib < 8 * p.argon2_parallelism.max(1) {
             return Err(ConfigError::key(

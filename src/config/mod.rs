@@ -84,6 +84,28 @@ pub struct Config {
     pub limits: Limits,
     /// The database.
     pub store: StoreConfig,
+    /// Logging.
+    pub log: Log,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A level (`info`) or directives (`info,hearth=debug`); `HEARTH_LOG` wins.
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 /// `[store]`
@@ -428,6 +450,10 @@ impl Default for Config {
                 audience: "hearth".into(),
                 lifetime_secs: 3600,
             },
+            log: Log {
+                level: "info".into(),
+                format: LogFormat::Text,
+            },
             store: StoreConfig {
                 synchronous: Synchronous::Full,
             },
@@ -463,7 +489,8 @@ defaults_from_config!(
     Federation.federation,
     Jwt.jwt,
     Limits.limits,
-    StoreConfig.store
+    StoreConfig.store,
+    Log.log
 );
 
 impl Config {

@@ -235,10 +235,12 @@ impl Accounts {
         let verified = self.hasher.verify(password.clone(), stored).await?;
         let (user, slot) = match (user, slot) {
             (Some(user), Some(slot)) if verified.ok => (user, slot),
-            (_, slot) => {
+            (user, slot) => {
                 if let Some(slot) = slot {
                     slot.finish(false).await?;
                 }
+                let user = user.map(|u| u.id);
+                tracing::info!(target: "hearth::audit", event = "sign_in_failed", ?user);
                 return Err(bad_credentials());
             }
         };
@@ -275,6 +277,7 @@ impl Accounts {
         if !inserted {
             return Err(bad_credentials());
         }
+        tracing::info!(target: "hearth::audit", event = "sign_in", user = id, session = session.id);
         Ok(SignedIn {
             token,
             user,

@@ -316,6 +316,7 @@ impl Codes {
             .await?
             .ok_or_else(bad_code)?;
         self.revocations.announce(&revoked);
+        tracing::info!(target: "hearth::audit", event = "password_reset", user = id, sessions_revoked = revoked.len());
         Ok(())
     }
 

@@ -184,6 +184,7 @@ impl Sessions {
             })
             .await?;
         self.revocations.announce(&ids);
+        tracing::info!(target: "hearth::audit", event = "sessions_revoked", user, count = ids.len());
         Ok(())
     }
 
@@ -194,6 +195,7 @@ impl Sessions {
             .write(move |tx| Ok::<_, DomainError>(tx.delete_session(id)?))
             .await?;
         self.revocations.announce(&[id]);
+        tracing::info!(target: "hearth::audit", event = "session_revoked_by_operator", session = id, existed);
         Ok(existed)
     }
 

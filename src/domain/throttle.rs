@@ -92,7 +92,8 @@ impl Slot {
                     })
                 }
                 SignInGate::Locked { failures, until } => {
-                    return Err(refusal(failures, until, now))
+                    tracing::info!(target: "hearth::audit", event = "sign_in_throttled", failures, %client);
+                    return Err(refusal(failures, until, now));
                 }
                 SignInGate::Busy if started.elapsed() < SLOT_WAIT => {
                     tokio::select! {

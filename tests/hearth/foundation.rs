@@ -556,3 +556,91 @@ async fn a_new_key_beside_an_existing_database_is_announced_loudly() {
         "the absolute data dir is printed: {printed}"
     );
 }
+
+#[tokio::test]
+async fn every_request_is_logged_once_with_its_id_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("serve")
+        .env("HEARTH_DATA_DIR", dir.path().join("data"))
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HEARTH_LOG_FORMAT", "json")
+        .env_remove("HEARTH_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let addr = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned));
+        std::thread::spawn(move || lines.for_each(drop));
+        addr
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(channel.clone())
+        .ping(pb::test::v1::PingRequest {})
+        .await
+        .unwrap();
+    let secret = "my secret passphrase 77";
+    let _ = pb::tangle::client::auth::auth_client::AuthClient::new(channel)
+        .sign_in(pb::tangle::client::auth::SignIn {
+            email: "nobody@example.org".into(),
+            password: secret.into(),
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let ping: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/test.v1.TestNoAuthService/Ping"))
+        .collect();
+    assert_eq!(ping.len(), 1, "{log}");
+    assert!(
+        ping[0].starts_with('{') && ping[0].contains("request_id"),
+        "{}",
+        ping[0]
+    );
+    assert!(ping[0].contains(r#""status":"Ok""#), "{}", ping[0]);
+    assert!(log.contains("sign_in_failed"), "audit event missing: {log}");
+    assert!(!log.contains(secret), "a password reached the log");
+}
+
+#[test]
+fn an_invalid_log_level_stops_start_up_naming_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve"])
+        .env("HEARTH_LOG", "verbose")
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env(
+            "HEARTH_DATA_DIR",
+            tempfile::tempdir().unwrap().path().join("d"),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HEARTH_LOG") && err.contains("verbose"),
+        "{err}"
+    );
+    let e = hearth::Config::from_toml("[log]\nlevel = \"loud\"\n")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("log.level") && e.contains("loud"), "{e}");
+}

@@ -221,7 +221,9 @@ impl Peers {
             row.previous_key = None;
             Ok(())
         })
-        .await
+        .await?;
+        tracing::info!(target: "hearth::audit", event = "peer_pinned", peer = %server, key = %address_of(&key));
+        Ok(())
     }
 
     /// Operator: asks for a link with `server` (optionally by a static URL), or drops it.
@@ -231,6 +233,7 @@ impl Peers {
         linked: bool,
         url: Option<String>,
     ) -> Result<(), DomainError> {
+        tracing::info!(target: "hearth::audit", event = "peer_link_set", peer = %server, linked);
         self.update_peer(server, move |row| {
             row.linked = linked;
             if url.is_some() {
