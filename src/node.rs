@@ -123,9 +123,7 @@ impl Node {
             .map_err(blocking)??;
 
         let tls = match &config.tls {
-            Some(t) => {
-                Some(crate::server::tls_acceptor(&t.cert, &t.key).map_err(StartError::Listen)?)
-            }
+            Some(t) => Some(crate::server::Tls::load(&t.cert, &t.key).map_err(StartError::Listen)?),
             None => None,
         };
         let listener = crate::server::bind(config.listen.addr)
@@ -153,6 +151,7 @@ impl Node {
         let mut tasks = Vec::new();
         let mut server_stop = stopped.clone();
         let is_tls = tls.is_some();
+        let tls_handle = tls.clone();
         tasks.push(tokio::spawn(crate::server::serve(
             listener,
             tls,
@@ -165,6 +164,14 @@ impl Node {
         tasks.push(services.links.clone().spawn(stopped.clone()));
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
         tasks.push(sweep_state(services.clone(), stopped.clone()));
+        tasks.push(reload_on_hangup(tls_handle, stopped.clone()));
+        if !is_tls && !addr.ip().is_loopback() {
+            tracing::warn!(
+                "serving PLAINTEXT on {addr}, which is not a loopback address: tokens and \
+                 passwords cross the network unencrypted. Configure [tls], or put a TLS proxy \
+                 in front and listen on loopback."
+            );
+        }
         tasks.extend(crate::mail::spawn(services.clone(), stopped));
         tracing::info!(%addr, server_id = %services.config().server_id, "listening on {addr}");
         Ok(RunningNode {
@@ -178,6 +185,37 @@ impl Node {
             tasks,
         })
     }
+}
+
+/// SIGHUP reloads the TLS certificate and key from their files (the old ones stay on an
+/// error); without TLS there is nothing to reload. Either way the node keeps running.
+fn reload_on_hangup(
+    tls: Option<Arc<crate::server::Tls>>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                got = hangups.recv() => if got.is_none() { return },
+                _ = stop.changed() => return,
+            }
+            match &tls {
+                Some(t) => match t.reload() {
+                    Ok(()) => tracing::info!(
+                        "SIGHUP: reloaded the TLS certificate from {}",
+                        t.cert_path().display()
+                    ),
+                    Err(e) => tracing::error!("SIGHUP: kept the running certificate: {e}"),
+                },
+                None => tracing::info!("SIGHUP: serving plaintext, nothing to reload"),
+            }
+        }
+    })
 }
 
 /// Every minute, drops the text of mail whose codes expired undelivered, scrubs the store's

@@ -25,10 +25,56 @@ mod activity;
 /// How long in-flight requests may take after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// The TLS acceptor of a node, reloadable from its files (SIGHUP).
+pub struct Tls {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    current: std::sync::RwLock<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Loads `cert` and `key`; the error names the config key and says what is wrong.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<Self>, String> {
+        Ok(Arc::new(Self {
+            current: std::sync::RwLock::new(tls_acceptor(cert, key)?),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        }))
+    }
+
+    /// Reads the files again; on error the running certificate stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let fresh = tls_acceptor(&self.cert, &self.key)?;
+        if let Ok(mut current) = self.current.write() {
+            *current = fresh;
+        }
+        Ok(())
+    }
+
+    /// The certificate file.
+    pub fn cert_path(&self) -> &std::path::Path {
+        &self.cert
+    }
+
+    fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.current.read().ok().map(|a| a.clone())
+    }
+}
+
 /// Loads a rustls server config from PEM files, advertising h2 and http/1.1.
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+    let read = |name: &str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("{name}: {}: {e}", p.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut read("tls.cert", cert)?.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("tls.cert {}: {e}", cert.display()))?;
     if certs.is_empty() {
@@ -37,7 +83,7 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
             cert.display()
         ));
     }
-    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+    let key = rustls_pemfile::private_key(&mut read("tls.key", key)?.as_slice())
         .map_err(|e| format!("tls.key {}: {e}", key.display()))?
         .ok_or_else(|| {
             format!(
@@ -52,7 +98,12 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     .map_err(|e| e.to_string())?
     .with_no_client_auth()
     .with_single_cert(certs, key)
-    .map_err(|e| format!("tls: {e}"))?;
+    .map_err(|e| match e {
+        tokio_rustls::rustls::Error::InconsistentKeys(_) => {
+            "tls.key does not belong to the certificate in tls.cert (they are not a pair)".into()
+        }
+        other => format!("tls.cert/tls.key: {other}"),
+    })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -83,7 +134,7 @@ fn connection_cap(configured: usize) -> usize {
 /// Serves `app` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<Tls>>,
     app: axum::Router,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
@@ -137,7 +188,8 @@ pub async fn serve(
                     req
                 });
         let service = TowerToHyperService::new(service);
-        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let tls = tls.as_ref().and_then(|t| t.acceptor());
         tokio::spawn(async move {
             let _permit = permit;
             // A connection that sends nothing is closed without costing more than a task.

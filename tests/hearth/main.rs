@@ -14,4 +14,5 @@ mod mail;
 mod properties;
 mod sessions;
 mod support;
+mod tls;
 mod wire;
