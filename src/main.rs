@@ -59,6 +59,16 @@ enum Command {
     /// Manage federation peers.
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the config (file and HEARTH_* variables) and print the effective settings,
+    /// credentials redacted.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +183,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(load_config(cli.config.as_deref())?).await,
         Command::Init { path, force } => init(&path, force),
+        Command::Config(ConfigCommand::Check) => {
+            let config = load_config(cli.config.as_deref())?;
+            eprintln!("the configuration is valid; the effective settings follow");
+            print!("{}", config.redacted_toml());
+            Ok(())
+        }
         Command::User(cmd) => {
             let domain = open_domain(load_config(cli.config.as_deref())?).await?;
             let result = user_command(&domain, cmd).await;

@@ -34,6 +34,29 @@ impl Config {
         Ok((config, warnings))
     }
 
+    /// The effective settings as TOML, with credentials (SMTP password and URL userinfo,
+    /// OIDC client secrets) replaced by `<redacted>`.
+    pub fn redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        let hide = |s: &mut Option<String>| {
+            if s.is_some() {
+                *s = Some("<redacted>".into());
+            }
+        };
+        hide(&mut copy.mail.smtp_password);
+        if let Some(url) = &mut copy.mail.smtp_url {
+            if let Some((scheme, rest)) = url.split_once("://") {
+                if let Some((_, host)) = rest.rsplit_once('@') {
+                    *url = format!("{scheme}://<redacted>@{host}");
+                }
+            }
+        }
+        for p in &mut copy.oidc.providers {
+            hide(&mut p.client_secret);
+        }
+        toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
     /// Makes relative paths relative to `dir` (the config file's directory), so the node
     /// finds its data whatever directory it was started from.
     fn resolve_paths(&mut self, dir: &Path) {
@@ -110,9 +133,18 @@ impl Config {
                 overrides[i].as_toml = true;
             } else {
                 let o = &overrides[i];
+                let dotted = o.dotted();
+                let credential = ["password", "secret", "smtp_url"]
+                    .iter()
+                    .any(|c| dotted.contains(c));
+                let message = if credential {
+                    message.replace(&o.raw, "<the value given>")
+                } else {
+                    message.clone()
+                };
                 return Err(ConfigError::key(
-                    o.name.clone(),
-                    message.replace(&o.raw, "<the value given>"),
+                    dotted,
+                    format!("{message} (set by the environment variable {})", o.name),
                 ));
             }
         }

@@ -644,3 +644,33 @@ fn an_invalid_log_level_stops_start_up_naming_it() {
         .unwrap_or_default();
     assert!(e.contains("log.level") && e.contains("loud"), "{e}");
 }
+
+#[test]
+fn config_check_prints_the_effective_settings_without_credentials() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["config", "check"])
+        .env(
+            "HEARTH_MAIL_SMTP_URL",
+            "smtp://bob:url-secret@mail.example.org:25",
+        )
+        .env("HEARTH_MAIL_SMTP_USERNAME", "bob")
+        .env("HEARTH_MAIL_SMTP_PASSWORD", "12345678")
+        .env("HEARTH_LIMITS_MAX_CONNECTIONS", "77")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_connections = 77"), "{text}");
+    assert!(text.contains("mail.example.org:25"), "{text}");
+    assert!(
+        !text.contains("12345678") && !text.contains("url-secret"),
+        "{text}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["config", "check"])
+        .env("HEARTH_ACCOUNTS_REGISTRATION", "maybe")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("accounts.registration"));
+}
