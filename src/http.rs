@@ -19,12 +19,26 @@ struct HttpState {
     metrics: Arc<Metrics>,
 }
 
-/// The HTTP routes.
+/// The HTTP routes of the main port (`/metrics` only when it has no listener of its own).
 pub fn routes(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
-    Router::new()
+    let own_listener = services.config().metrics.addr.is_some();
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics_text))
+        .route("/readyz", get(ready));
+    let router = if own_listener {
+        router.route(
+            "/metrics",
+            get(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    "metrics are served on their own listener ([metrics] addr)\n",
+                )
+            }),
+        )
+    } else {
+        router.route("/metrics", get(metrics_text))
+    };
+    router
         .route("/email/verify", get(verify_email))
         .route("/.well-known/hearth/server", get(well_known))
         .with_state(HttpState { services, metrics })
@@ -42,7 +56,15 @@ async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
     }
 }
 
+/// The router of the separate metrics listener (`[metrics] addr`).
+pub fn metrics_only(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(HttpState { services, metrics })
+}
+
 async fn metrics_text(State(s): State<HttpState>) -> impl IntoResponse {
+    s.metrics.node.refresh(&s.services).await;
     (
         [(
             header::CONTENT_TYPE,

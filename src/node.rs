@@ -57,6 +57,7 @@ pub struct RunningNode {
     services: Arc<Services>,
     client: Arc<PeerClient>,
     lock: crate::keyfile::DataDirLock,
+    metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -143,6 +144,22 @@ impl Node {
         let services = Arc::new(services);
         let metrics = Arc::new(crate::api::metrics::Metrics::default());
         let http = crate::http::routes(services.clone(), metrics.clone());
+        let metrics_listener = match services.config().metrics.addr {
+            Some(at) => {
+                let l = tokio::net::TcpListener::bind(at).await.map_err(|e| {
+                    StartError::Listen(format!(
+                        "cannot listen on {at} (config key `metrics.addr`): {e}"
+                    ))
+                })?;
+                let bound = l
+                    .local_addr()
+                    .map_err(|e| StartError::Listen(e.to_string()))?;
+                Some((l, bound))
+            }
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|(_, a)| *a);
+        let metrics_app = crate::http::metrics_only(services.clone(), metrics.clone());
         let app = crate::api::router(services.clone(), metrics, http)
             .await
             .map_err(|e| StartError::Listen(e.to_string()))?;
@@ -164,6 +181,18 @@ impl Node {
         tasks.push(services.links.clone().spawn(stopped.clone()));
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
         tasks.push(sweep_state(services.clone(), stopped.clone()));
+        if let Some((listener, at)) = metrics_listener {
+            let mut stop = stopped.clone();
+            tracing::info!("metrics on http://{at}/metrics");
+            tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.changed().await;
+                };
+                let _ = axum::serve(listener, metrics_app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+            }));
+        }
         tasks.push(reload_on_hangup(tls_handle, stopped.clone()));
         if !is_tls && !addr.ip().is_loopback() {
             tracing::warn!(
@@ -181,6 +210,7 @@ impl Node {
             services,
             client,
             lock,
+            metrics_addr,
             stop,
             tasks,
         })
@@ -273,6 +303,11 @@ impl RunningNode {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The separate metrics listener's address, when `[metrics] addr` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `http://addr` or `https://addr`.

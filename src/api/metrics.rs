@@ -28,12 +28,20 @@ struct MethodLabels {
 
 type LatencyFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 /// The node's metrics registry.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
+    sign_ins: Family<OutcomeLabels, Counter>,
+    /// Gauges read from the node at each scrape.
+    pub node: super::node_gauges::NodeGauges,
 }
 
 fn latency_histogram() -> Histogram {
@@ -55,10 +63,19 @@ impl Default for Metrics {
             "Time to response headers, by method",
             latency.clone(),
         );
+        let sign_ins = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "sign_ins",
+            "Sign-ins by outcome: ok, failed, throttled, refused (other errors)",
+            sign_ins.clone(),
+        );
+        let node = super::node_gauges::NodeGauges::register(&mut registry);
         Self {
             registry,
             requests,
             latency,
+            sign_ins,
+            node,
         }
     }
 }
@@ -95,7 +112,7 @@ pub(crate) fn code_label(res: &Response) -> String {
         .and_then(|v| v.to_str().ok())
     {
         let code: i32 = code.parse().unwrap_or(2);
-        return format!("{:?}", tonic::Code::from_i32(code));
+        return canonical(tonic::Code::from_i32(code)).to_owned();
     }
     let grpc = res
         .headers()
@@ -103,11 +120,40 @@ pub(crate) fn code_label(res: &Response) -> String {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"));
     if grpc {
-        "Ok".into()
+        "OK".into()
     } else {
         res.status().as_u16().to_string()
     }
 }
+
+/// A gRPC code in the canonical form of the gRPC specification (`OK`, `UNAUTHENTICATED`).
+pub fn canonical(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+const SIGN_IN_METHODS: &[&str] = &[
+    "/tangle.client.auth.Auth/SignIn",
+    "/accounts.v1.PublicAccountsService/SignIn",
+];
 
 /// The middleware.
 pub async fn layer(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
@@ -115,6 +161,18 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     let start = Instant::now();
     let res = next.run(req).await;
     let code = code_label(&res);
+    if SIGN_IN_METHODS.contains(&method.as_str()) {
+        let outcome = match code.as_str() {
+            "OK" => "ok",
+            "UNAUTHENTICATED" => "failed",
+            "RESOURCE_EXHAUSTED" => "throttled",
+            _ => "refused",
+        };
+        metrics
+            .sign_ins
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
     metrics
         .latency
         .get_or_create(&MethodLabels {

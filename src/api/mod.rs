@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod decode_errors;
 pub mod harmony;
 pub mod metrics;
+pub mod node_gauges;
 pub mod oidc;
 pub mod peer_auth;
 pub mod rate_limits;

@@ -20,6 +20,7 @@ const SECTIONS: &[&str] = &[
     "limits",
     "store",
     "log",
+    "metrics",
 ];
 
 /// Variables that configure the process rather than the node, and so are not config keys.

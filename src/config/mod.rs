@@ -86,6 +86,17 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: Log,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A separate listener for `/metrics` (absent: on the main port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
 }
 
 /// `[log]`
@@ -450,6 +461,7 @@ impl Default for Config {
                 audience: "hearth".into(),
                 lifetime_secs: 3600,
             },
+            metrics: MetricsConfig::default(),
             log: Log {
                 level: "info".into(),
                 format: LogFormat::Text,

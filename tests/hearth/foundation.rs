@@ -100,12 +100,12 @@ async fn health_service_and_http_routes_answer() {
     let metrics = get_text(&format!("{}/metrics", n.url())).await;
     assert!(
         metrics.contains(
-            r#"hearth_requests_total{method="/test.v1.TestNoAuthService/Ping",code="Ok"} 1"#
+            r#"hearth_requests_total{method="/test.v1.TestNoAuthService/Ping",code="OK"} 1"#
         ),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"method="/test.v1.TestAuthService/Pong",code="Unauthenticated"} 1"#),
+        metrics.contains(r#"method="/test.v1.TestAuthService/Pong",code="UNAUTHENTICATED"} 1"#),
         "{metrics}"
     );
     assert!(
@@ -389,12 +389,19 @@ fn cli_adds_users_and_issues_and_revokes_sessions() {
         hearth::secret::BearerSecret::parse(&token).is_ok(),
         "{token}"
     );
-    let id: String = String::from_utf8_lossy(&out.stderr)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let id: String = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("session "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{stderr}"))
         .to_owned();
-    assert!(hearth(&["session", "revoke", &id], "").status.success());
+    let revoked = hearth(&["session", "revoke", &id], "");
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
     assert!(
         !hearth(&["session", "revoke", &id], "").status.success(),
         "revoking twice must fail"
@@ -615,7 +622,7 @@ async fn every_request_is_logged_once_with_its_id_and_never_a_secret() {
         "{}",
         ping[0]
     );
-    assert!(ping[0].contains(r#""status":"Ok""#), "{}", ping[0]);
+    assert!(ping[0].contains(r#""status":"OK""#), "{}", ping[0]);
     assert!(log.contains("sign_in_failed"), "audit event missing: {log}");
     assert!(!log.contains(secret), "a password reached the log");
 }
@@ -673,4 +680,38 @@ fn config_check_prints_the_effective_settings_without_credentials() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("accounts.registration"));
+}
+
+#[tokio::test]
+async fn metrics_cover_the_build_the_process_sign_ins_sessions_mail_peers_and_the_store() {
+    let n = TestNode::start().await;
+    n.sign_up("metrics@example.org").await;
+    let _ = n.sign_in("metrics@example.org", "not the password").await;
+    n.sign_in("metrics@example.org", PASSWORD).await.unwrap();
+    let text = get_text(&format!("{}/metrics", n.url())).await;
+    for want in [
+        "hearth_build_info{version=\"",
+        "hearth_process_resident_memory_bytes ",
+        "hearth_process_open_fds ",
+        "hearth_process_start_time_seconds ",
+        "hearth_sign_ins_total{outcome=\"failed\"} 1",
+        "hearth_sign_ins_total{outcome=\"ok\"} 1",
+        "hearth_active_sessions 2",
+        "hearth_outbox_depth 1",
+        "hearth_outbox_oldest_age_seconds ",
+        "hearth_store_operations{kind=\"write\"} ",
+        "hearth_store_busy_seconds{kind=\"read\"} ",
+    ] {
+        assert!(text.contains(want), "{want} missing from {text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let n = TestNode::start_with(|c| c.metrics.addr = Some("127.0.0.1:0".parse().unwrap())).await;
+    let at = n.running().metrics_addr().expect("a metrics listener");
+    let text = get_text(&format!("http://{at}/metrics")).await;
+    assert!(text.contains("hearth_build_info"), "{text}");
+    let main = reqwest::get(format!("{}/metrics", n.url())).await.unwrap();
+    assert_eq!(main.status(), 404, "not on the main port as well");
 }

@@ -63,6 +63,8 @@ pub trait ReadTx {
     fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError>;
     /// The highest snowflake id stored (0 when empty).
     fn highest_id(&mut self) -> Result<u64, StoreError>;
+    /// Live sessions, queued mails and the oldest queued mail's time, for metrics.
+    fn gauges(&mut self, now: u64) -> Result<Gauges, StoreError>;
     /// (failures, delayed until) of `client` for `email`; client `*` is account-wide.
     fn sign_in_throttle(
         &mut self,
@@ -228,6 +230,30 @@ pub trait WriteTx: ReadTx {
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError>;
 }
 
+/// Figures the store keeps for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Sessions not yet expired.
+    pub active_sessions: u64,
+    /// Mails waiting to be delivered.
+    pub outbox_depth: u64,
+    /// When the oldest of them was queued (unix ms).
+    pub outbox_oldest: Option<u64>,
+}
+
+/// Time spent in store operations, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Read operations so far.
+    pub reads: u64,
+    /// Their total time (µs), queueing included.
+    pub read_micros: u64,
+    /// Write transactions so far.
+    pub writes: u64,
+    /// Their total time (µs), queueing for the writer included.
+    pub write_micros: u64,
+}
+
 /// A job for the backend's writer: returns true to commit, false to roll back.
 pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTx) -> bool + Send>;
 /// A job for one of the backend's readers.
@@ -260,6 +286,8 @@ pub struct Store {
 struct Counts {
     reads: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
+    read_micros: std::sync::atomic::AtomicU64,
+    write_micros: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Store {
@@ -296,7 +324,12 @@ impl Store {
             commit
         });
         self.counts.writes.fetch_add(1, Ordering::Relaxed);
-        self.backend.write(job).await?;
+        let started = std::time::Instant::now();
+        let done = self.backend.write(job).await;
+        self.counts
+            .write_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        done?;
         answer.try_recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -313,7 +346,12 @@ impl Store {
             let _ = reply.send(f(tx));
         });
         self.counts.reads.fetch_add(1, Ordering::Relaxed);
-        self.backend.read(job).await?;
+        let started = std::time::Instant::now();
+        let done = self.backend.read(job).await;
+        self.counts
+            .read_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        done?;
         answer.try_recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -332,6 +370,17 @@ impl Store {
     /// See [`Backend::scrub`].
     pub async fn scrub(&self) -> Result<(), StoreError> {
         self.backend.scrub().await
+    }
+
+    /// Operation counts and times so far.
+    pub fn timings(&self) -> Timings {
+        use std::sync::atomic::Ordering::Relaxed;
+        Timings {
+            reads: self.counts.reads.load(Relaxed),
+            read_micros: self.counts.read_micros.load(Relaxed),
+            writes: self.counts.writes.load(Relaxed),
+            write_micros: self.counts.write_micros.load(Relaxed),
+        }
     }
 
     /// Whether the backend can serve.

@@ -9,7 +9,7 @@ use super::{
 use crate::domain::model::{
     CodeRecord, KeyRotation, LockPolicy, Mail, Peer, Session, SignInGate, User,
 };
-use crate::domain::state::store::{ReadTx, StoreError, WriteTx};
+use crate::domain::state::store::{Gauges, ReadTx, StoreError, WriteTx};
 
 pub(super) struct Tx<'c>(pub &'c Connection);
 
@@ -52,6 +52,23 @@ impl ReadTx for Tx<'_> {
     }
     fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError> {
         key_rotations::list(self.0)
+    }
+    fn gauges(&mut self, now: u64) -> Result<Gauges, StoreError> {
+        let active_sessions: i64 = self.0.query_row(
+            "SELECT COUNT(*) FROM sessions WHERE expires_at > ?1",
+            [now as i64],
+            |r| r.get(0),
+        )?;
+        let (depth, oldest): (i64, Option<i64>) = self.0.query_row(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL AND body != ''",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Gauges {
+            active_sessions: active_sessions as u64,
+            outbox_depth: depth as u64,
+            outbox_oldest: oldest.map(|v| v as u64),
+        })
     }
     fn sign_in_throttle(
         &mut self,
