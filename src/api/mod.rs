@@ -3,6 +3,7 @@
 pub mod accounts_v1;
 pub mod auth;
 pub mod context;
+pub mod cors;
 pub mod deadline;
 pub mod decode_errors;
 pub mod harmony;
@@ -46,7 +47,7 @@ pub const SERVICES: &[&str] = &[
 pub struct RouterError(#[from] tonic_reflection::server::Error);
 
 /// Builds the whole request path. Order, outermost first:
-/// trace (span, `x-request-id`) → metrics → deadline (`limits.request_timeout_secs`) →
+/// trace (span, `x-request-id`) → CORS (preflights answered here) → metrics → deadline (`limits.request_timeout_secs`) →
 /// rate limits (per client IP and class of costly method) → auth (principal or refusal) →
 /// route → [gRPC-Web translation → undecodable requests answered INVALID_ARGUMENT, gRPC
 /// routes only] → handler (requests over `deadline::MAX_REQUEST_BYTES` are refused while
@@ -119,6 +120,7 @@ pub async fn router(
 
     let trusted =
         context::TrustedProxies(Arc::new(services.config().listen.trusted_proxies.clone()));
+    let cors_origins = services.config().http.cors_origins.clone();
     let rate_limits = Arc::new(rate_limits::RateLimits::new(
         services.config().limits.clone(),
         trusted.0.clone(),
@@ -144,6 +146,10 @@ pub async fn router(
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            cors::Cors::new(&cors_origins),
+            cors::layer,
         ))
         .layer(axum::middleware::from_fn(trace::layer)))
 }

@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "store",
     "log",
     "metrics",
+    "http",
 ];
 
 /// Variables that configure the process rather than the node, and so are not config keys.

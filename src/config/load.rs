@@ -178,6 +178,20 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        for origin in &self.http.cors_origins {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let ok = origin == "*" || rest.is_some_and(|r| !r.is_empty() && !r.contains('/'));
+            if !ok {
+                return Err(ConfigError::key(
+                    "http.cors_origins",
+                    format!(
+                        "`{origin}` is not an origin (expected \"*\" or scheme://host[:port], e.g. https://app.example.org)"
+                    ),
+                ));
+            }
+        }
         crate::logging::filter(&self.log.level).map_err(|e| ConfigError::key("log.level", e))?;
         let p = &self.passwords;
         if p.argon2_memory_kib < 8 * p.argon2_parallelism.max(1) {

@@ -88,6 +88,16 @@ pub struct Config {
     pub log: Log,
     /// Where `/metrics` is served.
     pub metrics: MetricsConfig,
+    /// Browsers.
+    pub http: HttpConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Origins whose pages may call the node with gRPC-Web (`"*"`: any).
+    pub cors_origins: Vec<String>,
 }
 
 /// `[metrics]`
@@ -462,6 +472,7 @@ impl Default for Config {
                 lifetime_secs: 3600,
             },
             metrics: MetricsConfig::default(),
+            http: HttpConfig::default(),
             log: Log {
                 level: "info".into(),
                 format: LogFormat::Text,
