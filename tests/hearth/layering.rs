@@ -172,3 +172,33 @@ fn every_source_file_says_what_it_owns() {
         );
     }
 }
+
+#[test]
+fn every_rpc_in_proto_says_what_it_does() {
+    fn protos(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                protos(&path, out);
+            } else if path.extension().is_some_and(|e| e == "proto") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    protos(&Path::new(env!("CARGO_MANIFEST_DIR")).join("proto"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("rpc ") {
+                assert!(
+                    i > 0 && lines[i - 1].trim_start().starts_with("//"),
+                    "{}: `{}` has no comment",
+                    file.display(),
+                    line.trim()
+                );
+            }
+        }
+    }
+}
