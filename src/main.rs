@@ -1,6 +1,5 @@
 //! The `hearth` command line: `serve` runs a node through `Node::start`; the other commands
 //! are operator tools that work on the data dir directly.
-use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,16 +8,19 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hearth::clock::SystemClock;
 use hearth::config::{Config, Registration};
-use hearth::domain::accounts::cli_device;
 use hearth::domain::federation::PeerNetwork;
 use hearth::domain::state::Store;
-use hearth::domain::validate::printable;
 use hearth::domain::Services;
 use hearth::federation::client::PeerClient;
 use hearth::identity::key::{address_of, parse_address};
 use hearth::identity::server_id::ServerId;
 use hearth::keyfile;
 use hearth::Node;
+
+mod cli;
+
+use cli::accounts::{MailCommand, SessionCommand, UserCommand};
+use cli::output::{json_lines, printable, time};
 
 /// Hearth: a self-hosted, federated auth homeserver.
 #[derive(Parser)]
@@ -76,7 +78,11 @@ enum KeyCommand {
     /// Print the node's address (ed25519:<hex public key>) and rotation history.
     Show,
     /// Print the secret key file to stdout (keep it safe).
-    Export,
+    Export {
+        /// Write the key to FILE (mode 0600) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Replace the node key with one from FILE (as written by `export`).
     Import {
         /// The key file.
@@ -92,7 +98,11 @@ enum KeyCommand {
 #[derive(Subcommand)]
 enum PeerCommand {
     /// List known peers: link state, pinned key, last error.
-    List,
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask for a link with SERVER (the running node links within a second).
     Link {
         /// The peer's server_id.
@@ -114,39 +124,6 @@ enum PeerCommand {
         #[arg(long)]
         key: Option<String>,
     },
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Create a local account (password from a prompt, or one line on stdin).
-    Add {
-        /// The account's e-mail address.
-        #[arg(long)]
-        email: String,
-    },
-    /// List every account.
-    List,
-}
-
-#[derive(Subcommand)]
-enum SessionCommand {
-    /// Sign a local account in and print the session token.
-    Issue {
-        /// The account's e-mail address.
-        #[arg(long)]
-        email: String,
-    },
-    /// Revoke a session by id.
-    Revoke {
-        /// The session id (from `tangle GetSessions` or `session issue`).
-        id: u64,
-    },
-}
-
-#[derive(Subcommand)]
-enum MailCommand {
-    /// List queued and sent mail, newest first.
-    List,
 }
 
 fn main() -> ExitCode {
@@ -191,94 +168,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => {
             let domain = open_domain(load_config(cli.config.as_deref())?).await?;
-            let result = user_command(&domain, cmd).await;
+            let result = cli::accounts::user(&domain, cmd).await;
             let _ = domain.id_lease().release().await;
             result
         }
         Command::Session(cmd) => {
             let domain = open_domain(load_config(cli.config.as_deref())?).await?;
-            let result = session_command(&domain, cmd).await;
+            let result = cli::accounts::session(&domain, cmd).await;
             let _ = domain.id_lease().release().await;
             result
         }
         Command::Key(cmd) => key_command(load_config(cli.config.as_deref())?, cmd).await,
         Command::Peer(cmd) => peer_command(load_config(cli.config.as_deref())?, cmd).await,
-        Command::Mail(MailCommand::List) => {
+        Command::Mail(cmd) => {
             let domain = open_domain(load_config(cli.config.as_deref())?).await?;
-            let mails = domain.outbox.list().await?;
+            let result = cli::accounts::mail(&domain, cmd).await;
             let _ = domain.id_lease().release().await;
-            if mails.is_empty() {
-                println!("the outbox is empty");
-            }
-            for m in mails {
-                let state = match (m.sent_at, &m.last_error) {
-                    (Some(_), _) => "sent".to_owned(),
-                    (None, Some(e)) => format!("retrying after {} attempts: {e}", m.attempts),
-                    (None, None) => "queued".to_owned(),
-                };
-                println!(
-                    "--- #{} to {} ({state})\nSubject: {}\n\n{}",
-                    m.id,
-                    printable(&m.recipient, 254),
-                    printable(&m.subject, 200),
-                    m.body
-                );
-            }
-            Ok(())
+            result
         }
     }
-}
-
-async fn user_command(domain: &Services, cmd: UserCommand) -> anyhow::Result<()> {
-    match cmd {
-        UserCommand::Add { email } => {
-            let password = read_password()?;
-            let user = domain.accounts.add_user(&email, &password).await?;
-            println!(
-                "created user {} <{}>",
-                user.id,
-                user.email.unwrap_or_default()
-            );
-        }
-        UserCommand::List => {
-            println!("{:<20} {:<32} {:<9} HOME", "ID", "E-MAIL", "VERIFIED");
-            for u in domain.accounts.list().await? {
-                let home = u
-                    .home
-                    .map(|(s, id)| format!("{s} (user {id})"))
-                    .unwrap_or_else(|| "local".into());
-                // Names may come from other nodes: never let them drive the terminal.
-                println!(
-                    "{:<20} {:<32} {:<9} {}",
-                    u.id,
-                    printable(&u.email.unwrap_or_else(|| format!("({})", u.name)), 80),
-                    u.email_verified,
-                    printable(&home, 120)
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn session_command(domain: &Services, cmd: SessionCommand) -> anyhow::Result<()> {
-    match cmd {
-        SessionCommand::Issue { email } => {
-            let (token, row) = domain
-                .sessions
-                .issue_for_email(&email, cli_device())
-                .await?;
-            eprintln!("session {} for {email}:", row.id);
-            println!("{}", token.expose());
-        }
-        SessionCommand::Revoke { id } => {
-            if !domain.sessions.revoke_by_id(id).await? {
-                bail!("no session has id {id}");
-            }
-            println!("revoked session {id}");
-        }
-    }
-    Ok(())
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -318,22 +226,34 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
             for r in domain.key_history() {
                 println!(
                     "  rotated at {} from {} to {}",
-                    r.at,
+                    time(r.at),
                     address_of(&r.old_key),
                     address_of(&r.new_key)
                 );
             }
         }
-        KeyCommand::Export => {
+        KeyCommand::Export { out } => {
             let path = config.data_dir.join(keyfile::KEY_FILE);
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let key = keyfile::decode(&path, &bytes)?;
-            eprintln!(
-                "the secret key of {} follows; anyone who has it can act as this node",
-                key.address()
-            );
-            print!("{}", key.encode().as_str());
+            match out {
+                Some(file) => {
+                    keyfile::save(&key, &file)?;
+                    println!(
+                        "wrote the secret key of {} to {} (mode 0600); keep it safe",
+                        key.address(),
+                        file.display()
+                    );
+                }
+                None => {
+                    eprintln!(
+                        "the secret key of {} follows; anyone who has it can act as this node",
+                        key.address()
+                    );
+                    print!("{}", key.encode().as_str());
+                }
+            }
         }
         KeyCommand::Import { file, force } => {
             std::fs::create_dir_all(&config.data_dir)?;
@@ -341,7 +261,21 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let key = keyfile::decode(&file, &bytes)?;
-            std::fs::create_dir_all(&config.data_dir)?;
+            // The stored rotation history names this node's current key: a key that
+            // contradicts it would break every peer's chain.
+            if config.database_path().exists() && !force {
+                let store = open_store(&config)?;
+                let history = store.read(|tx| tx.key_rotations()).await?;
+                if let Some(last) = history.last().filter(|r| r.new_key != key.public()) {
+                    bail!(
+                        "this node's rotation history says its key is {}, but {} is {}; \
+                         import the matching key, or pass --force to replace the identity",
+                        address_of(&last.new_key),
+                        file.display(),
+                        key.address()
+                    );
+                }
+            }
             keyfile::import(&config.data_dir, &key, force).map_err(anyhow::Error::msg)?;
             println!("imported {}", key.address());
         }
@@ -380,7 +314,18 @@ async fn peer_command_on(
     cmd: PeerCommand,
 ) -> anyhow::Result<()> {
     match cmd {
-        PeerCommand::List => {
+        PeerCommand::List { json: true } => {
+            json_lines(domain.peers.list().await?.into_iter().map(|p| {
+                serde_json::json!({
+                    "server_id": p.server_id, "state": p.state, "linked": p.linked,
+                    "pinned_key": p.pinned_key.map(|k| address_of(&k)),
+                    "url": p.url, "last_error": p.last_error,
+                    "link_expires_at": p.link_expires_at.map(time),
+                    "updated_at": time(p.updated_at),
+                })
+            }));
+        }
+        PeerCommand::List { json: false } => {
             println!(
                 "{:<32} {:<9} {:<26} LAST ERROR",
                 "SERVER", "STATE", "PINNED KEY"
@@ -430,25 +375,6 @@ async fn peer_command_on(
         }
     }
     Ok(())
-}
-
-fn read_password() -> anyhow::Result<zeroize::Zeroizing<String>> {
-    if std::io::stdin().is_terminal() {
-        let first = zeroize::Zeroizing::new(rpassword::prompt_password("Password: ")?);
-        let second = zeroize::Zeroizing::new(rpassword::prompt_password("Repeat password: ")?);
-        if first != second {
-            bail!("the passwords do not match");
-        }
-        return Ok(first);
-    }
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from stdin")?;
-    Ok(zeroize::Zeroizing::new(
-        line.trim_end_matches(['\r', '\n']).to_owned(),
-    ))
 }
 
 fn init(path: &Path, force: bool) -> anyhow::Result<()> {

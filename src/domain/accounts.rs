@@ -128,6 +128,7 @@ impl Accounts {
             password_hash: hash,
             email_verified: false,
             home: None,
+            disabled: false,
             created_at: self.clock.now_ms(),
         }
     }
@@ -244,6 +245,10 @@ impl Accounts {
                 return Err(bad_credentials());
             }
         };
+        if user.disabled {
+            slot.finish(true).await?;
+            return Err(super::operator::disabled());
+        }
         if self.config.require_email_verification && !user.email_verified {
             slot.finish(true).await?;
             return Err(DomainError::precondition(

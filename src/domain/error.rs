@@ -98,6 +98,7 @@ reasons! {
     Unimplemented => "UNIMPLEMENTED",
     RequestTimeout => "REQUEST_TIMEOUT",
     NodeBusy => "NODE_BUSY",
+    AccountDisabled => "ACCOUNT_DISABLED",
     Internal => "INTERNAL",
 }
 

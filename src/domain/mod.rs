@@ -9,6 +9,7 @@ pub mod error;
 pub mod federation;
 pub mod hash_pool;
 pub mod model;
+pub mod operator;
 pub mod outbox;
 pub mod passwords;
 pub mod principal;
@@ -99,6 +100,8 @@ pub struct Services {
     pub login: Arc<FederationLogin>,
     /// The link keeper.
     pub links: Arc<Links>,
+    /// The operator's account actions.
+    pub operator: operator::Operator,
     config: Arc<Config>,
     state: NodeState,
     node_key: NodeKey,
@@ -206,6 +209,11 @@ impl Services {
         );
         Ok(Self {
             credentials: Arc::new(credentials::Credentials::new(sessions.clone())),
+            operator: operator::Operator::new(
+                store.clone(),
+                state.revocations.clone(),
+                codes.clone(),
+            ),
             accounts,
             sessions,
             codes,

@@ -16,6 +16,8 @@ pub struct User {
     pub email_verified: bool,
     /// For a foreign user: the home server and the user's id there.
     pub home: Option<(String, u64)>,
+    /// An operator disabled the account: it cannot sign in.
+    pub disabled: bool,
     /// Creation time (unix ms).
     pub created_at: u64,
 }

@@ -228,6 +228,7 @@ async fn the_cli_escapes_what_peers_wrote() {
         password_hash: None,
         email_verified: false,
         home: Some(("evil.example.org\u{1b}[31m".into(), 7)),
+        disabled: false,
         created_at: 0,
     };
     n.domain()

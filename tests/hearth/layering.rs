@@ -186,7 +186,10 @@ fn every_rpc_in_proto_says_what_it_does() {
         }
     }
     let mut files = Vec::new();
-    protos(&Path::new(env!("CARGO_MANIFEST_DIR")).join("proto"), &mut files);
+    protos(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("proto"),
+        &mut files,
+    );
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let lines: Vec<&str> = text.lines().collect();

@@ -235,7 +235,7 @@ async fn cli_lists_the_outbox() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        text.contains("to outbox@example.org (queued)") && text.contains("verification code"),
+        text.contains("to outbox@example.org (queued at 20") && text.contains("verification code"),
         "{text}"
     );
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod browser;
+mod cli;
 mod codes;
 mod conformance;
 mod connections;
@@ -12,6 +13,7 @@ mod foundation;
 mod hardening;
 mod layering;
 mod mail;
+mod operations;
 mod properties;
 mod sessions;
 mod support;

@@ -224,6 +224,7 @@ impl FederationLogin {
             password_hash: None,
             email_verified: false,
             home: Some((origin_name.clone(), claims.user_id)),
+            disabled: false,
             created_at: now,
         };
         let (secret, mut session) = self.sessions.new_session(new_user.id, ctx.device.clone());

@@ -103,6 +103,10 @@ pub trait WriteTx: ReadTx {
     fn clear_sign_in_throttle(&mut self, email: &str) -> Result<(), StoreError>;
     /// Forgets throttle rows untouched since `before` that hold no live delay.
     fn sweep_sign_in_throttle(&mut self, before: u64) -> Result<u64, StoreError>;
+    /// Disables or enables an account.
+    fn set_user_disabled(&mut self, id: u64, disabled: bool) -> Result<(), StoreError>;
+    /// Deletes an account with its sessions and codes; returns whether it existed.
+    fn delete_user(&mut self, id: u64) -> Result<bool, StoreError>;
     /// Marks the e-mail address verified.
     fn set_email_verified(&mut self, id: u64) -> Result<(), StoreError>;
     /// Updates a user's display name.

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_sign_ins_in_flight.sql"),
     include_str!("migrations/0005_code_issuance.sql"),
     include_str!("migrations/0006_sign_in_throttle.sql"),
+    include_str!("migrations/0007_user_disabled.sql"),
 ];
 
 /// The schema version this build writes.

@@ -119,6 +119,12 @@ impl WriteTx for Tx<'_> {
     fn sweep_sign_in_throttle(&mut self, before: u64) -> Result<u64, StoreError> {
         sign_in_throttle::sweep(self.0, before)
     }
+    fn set_user_disabled(&mut self, id: u64, disabled: bool) -> Result<(), StoreError> {
+        users::set_disabled(self.0, id, disabled)
+    }
+    fn delete_user(&mut self, id: u64) -> Result<bool, StoreError> {
+        users::delete(self.0, id)
+    }
     fn set_email_verified(&mut self, id: u64) -> Result<(), StoreError> {
         users::set_email_verified(self.0, id)
     }

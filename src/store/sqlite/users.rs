@@ -5,7 +5,7 @@ use super::{optional, unique, StoreError};
 use crate::domain::model::User;
 
 const COLUMNS: &str = "id, email, name, password_hash, email_verified, home_server, \
-                       remote_user_id, created_at";
+                       remote_user_id, created_at, disabled";
 
 fn from_row(r: &Row<'_>) -> Result<User, rusqlite::Error> {
     let home_server: Option<String> = r.get(5)?;
@@ -18,13 +18,14 @@ fn from_row(r: &Row<'_>) -> Result<User, rusqlite::Error> {
         email_verified: r.get(4)?,
         home: home_server.zip(remote.map(|v| v as u64)),
         created_at: r.get::<_, i64>(7)? as u64,
+        disabled: r.get(8)?,
     })
 }
 
 /// Inserts a user; a taken e-mail (or foreign identity) is [`StoreError::Conflict`].
 pub fn insert(tx: &Connection, u: &User) -> Result<(), StoreError> {
     tx.execute(
-        &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
         params![
             u.id as i64,
             u.email,
@@ -34,6 +35,7 @@ pub fn insert(tx: &Connection, u: &User) -> Result<(), StoreError> {
             u.home.as_ref().map(|h| h.0.clone()),
             u.home.as_ref().map(|h| h.1 as i64),
             u.created_at as i64,
+            u.disabled,
         ],
     )
     .map_err(|e| unique(e, "that e-mail address"))?;
@@ -99,4 +101,18 @@ pub fn set_name(tx: &Connection, id: u64, name: &str) -> Result<(), StoreError> 
         params![id as i64, name],
     )?;
     Ok(())
+}
+
+/// Disables or enables an account.
+pub fn set_disabled(tx: &Connection, id: u64, disabled: bool) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE users SET disabled = ?2 WHERE id = ?1",
+        params![id as i64, disabled],
+    )?;
+    Ok(())
+}
+
+/// Deletes an account; its sessions and codes go with it. Returns whether it existed.
+pub fn delete(tx: &Connection, id: u64) -> Result<bool, StoreError> {
+    Ok(tx.execute("DELETE FROM users WHERE id = ?1", [id as i64])? > 0)
 }

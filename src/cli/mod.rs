@@ -1,0 +1,4 @@
+//! The operator commands of the `hearth` binary, one file per area; `main.rs` parses the
+//! command line and dispatches here.
+pub mod accounts;
+pub mod output;

@@ -1,0 +1,138 @@
+//! What the operator does to accounts from the CLI: disable, enable, delete, unlock, mark
+//! verified, send a reset mail, list and revoke a user's sessions. Disabling or deleting
+//! revokes every session at once, on every node.
+use std::sync::Arc;
+
+use super::codes::Codes;
+use super::error::Reason;
+use super::model::{Session, User};
+use super::state::revocations::Revocations;
+use super::state::Store;
+use super::validate::canonical_email;
+use super::DomainError;
+
+/// The operator service.
+#[derive(Debug)]
+pub struct Operator {
+    store: Store,
+    revocations: Arc<dyn Revocations>,
+    codes: Arc<Codes>,
+}
+
+impl Operator {
+    /// The service.
+    pub fn new(store: Store, revocations: Arc<dyn Revocations>, codes: Arc<Codes>) -> Self {
+        Self {
+            store,
+            revocations,
+            codes,
+        }
+    }
+
+    /// The local account with `email`.
+    pub async fn user(&self, email: &str) -> Result<User, DomainError> {
+        let email = canonical_email("email", email)?;
+        let shown = email.clone();
+        self.store
+            .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
+            .await?
+            .ok_or_else(|| DomainError::not_found(format!("no local account has {shown}")))
+    }
+
+    /// Disables (and signs out everywhere) or enables an account.
+    pub async fn set_disabled(&self, email: &str, disabled: bool) -> Result<User, DomainError> {
+        let user = self.user(email).await?;
+        let id = user.id;
+        let revoked = self
+            .store
+            .write(move |tx| {
+                tx.set_user_disabled(id, disabled)?;
+                let revoked = match disabled {
+                    true => tx.delete_all_sessions_of(id, None)?,
+                    false => Vec::new(),
+                };
+                Ok::<_, DomainError>(revoked)
+            })
+            .await?;
+        self.revocations.announce(&revoked);
+        tracing::info!(target: "hearth::audit", event = "account_disabled", user = id, disabled);
+        Ok(user)
+    }
+
+    /// Deletes an account with its sessions and codes.
+    pub async fn delete(&self, email: &str) -> Result<User, DomainError> {
+        let user = self.user(email).await?;
+        let id = user.id;
+        let sessions = self
+            .store
+            .write(move |tx| {
+                let ids: Vec<u64> = tx.sessions_of(id)?.iter().map(|s| s.id).collect();
+                tx.delete_user(id)?;
+                Ok::<_, DomainError>(ids)
+            })
+            .await?;
+        self.revocations.announce(&sessions);
+        tracing::info!(target: "hearth::audit", event = "account_deleted", user = id);
+        Ok(user)
+    }
+
+    /// Lifts every sign-in delay and lock of the account's address.
+    pub async fn unlock(&self, email: &str) -> Result<User, DomainError> {
+        let user = self.user(email).await?;
+        let address = user.email.clone().unwrap_or_default();
+        self.store
+            .write(move |tx| Ok::<_, DomainError>(tx.clear_sign_in_throttle(&address)?))
+            .await?;
+        Ok(user)
+    }
+
+    /// Marks the account's address verified without a code.
+    pub async fn verify(&self, email: &str) -> Result<User, DomainError> {
+        let user = self.user(email).await?;
+        let id = user.id;
+        let sessions = self
+            .store
+            .write(move |tx| {
+                tx.set_email_verified(id)?;
+                Ok::<_, DomainError>(tx.sessions_of(id)?.iter().map(|s| s.id).collect::<Vec<_>>())
+            })
+            .await?;
+        self.revocations.announce(&sessions);
+        Ok(user)
+    }
+
+    /// Sends the account a password reset mail; the operator never sets a password.
+    pub async fn send_reset(&self, email: &str) -> Result<User, DomainError> {
+        let user = self.user(email).await?;
+        self.codes.request_password_reset(email).await?;
+        Ok(user)
+    }
+
+    /// The account's sessions, newest first.
+    pub async fn sessions(&self, email: &str) -> Result<Vec<Session>, DomainError> {
+        let id = self.user(email).await?.id;
+        self.store
+            .read(move |tx| Ok::<_, DomainError>(tx.sessions_of(id)?))
+            .await
+    }
+
+    /// Revokes every session of the account; returns how many.
+    pub async fn revoke_all(&self, email: &str) -> Result<usize, DomainError> {
+        let id = self.user(email).await?.id;
+        let revoked = self
+            .store
+            .write(move |tx| Ok::<_, DomainError>(tx.delete_all_sessions_of(id, None)?))
+            .await?;
+        self.revocations.announce(&revoked);
+        tracing::info!(target: "hearth::audit", event = "sessions_revoked_by_operator", user = id, count = revoked.len());
+        Ok(revoked.len())
+    }
+}
+
+/// The refusal for a disabled account.
+pub fn disabled() -> DomainError {
+    DomainError::denied(
+        Reason::AccountDisabled,
+        "this account is disabled; ask the operator of this node",
+    )
+}

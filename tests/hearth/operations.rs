@@ -1,0 +1,246 @@
+//! Operating a node: logs (one line per request, audit events, levels), metrics (and their
+//! own listener), readiness, `config check`, the data-dir lock, and a new key beside an old
+//! database.
+use std::process::Command;
+
+use hearth::pb;
+
+use crate::support::*;
+
+async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn one_node_per_data_dir_and_no_key_change_under_a_running_node() {
+    let n = TestNode::start().await;
+    let err = hearth::Node::start(n.config.clone()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another Hearth process"),
+        "{err}"
+    );
+    let hearth = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_DATA_DIR", &n.config.data_dir)
+            .output()
+            .unwrap()
+    };
+    let rotate = hearth(&["key", "rotate"]);
+    assert!(!rotate.status.success());
+    let stderr = String::from_utf8_lossy(&rotate.stderr);
+    assert!(
+        stderr.contains("in use by another Hearth process"),
+        "{stderr}"
+    );
+    // Read-only commands (and store writes, which are transactional) still work beside it.
+    assert!(hearth(&["key", "show"]).status.success());
+    assert!(hearth(&["user", "list"]).status.success());
+}
+
+#[tokio::test]
+async fn readiness_reflects_the_store() {
+    let n = TestNode::start().await;
+    let ready = reqwest::get(format!("{}/readyz", n.url())).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    n.domain().store().close();
+    let ready = reqwest::get(format!("{}/readyz", n.url())).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", n.url()))
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "liveness stays up"
+    );
+}
+
+#[tokio::test]
+async fn a_new_key_beside_an_existing_database_is_announced_loudly() {
+    let mut n = TestNode::start().await;
+    n.stop().await;
+    let data = n.config.data_dir.clone();
+    std::fs::remove_file(data.join("node.key")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("serve")
+        .env("HEARTH_DATA_DIR", &data)
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HEARTH_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("data:"))
+    });
+    let printed = out.join().unwrap().unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut warnings = String::new();
+    std::io::Read::read_to_string(&mut { stderr }, &mut warnings).unwrap();
+    assert!(warnings.contains("A NEW NODE KEY"), "{warnings}");
+    assert!(printed.contains("new key"), "{printed}");
+    assert!(
+        printed.contains(&data.display().to_string()),
+        "the absolute data dir is printed: {printed}"
+    );
+}
+
+#[tokio::test]
+async fn every_request_is_logged_once_with_its_id_and_never_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("serve")
+        .env("HEARTH_DATA_DIR", dir.path().join("data"))
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HEARTH_LOG_FORMAT", "json")
+        .env_remove("HEARTH_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let addr = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned));
+        std::thread::spawn(move || lines.for_each(drop));
+        addr
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(channel.clone())
+        .ping(pb::test::v1::PingRequest {})
+        .await
+        .unwrap();
+    let secret = "my secret passphrase 77";
+    let _ = pb::tangle::client::auth::auth_client::AuthClient::new(channel)
+        .sign_in(pb::tangle::client::auth::SignIn {
+            email: "nobody@example.org".into(),
+            password: secret.into(),
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let ping: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/test.v1.TestNoAuthService/Ping"))
+        .collect();
+    assert_eq!(ping.len(), 1, "{log}");
+    assert!(
+        ping[0].starts_with('{') && ping[0].contains("request_id"),
+        "{}",
+        ping[0]
+    );
+    assert!(ping[0].contains(r#""status":"OK""#), "{}", ping[0]);
+    assert!(log.contains("sign_in_failed"), "audit event missing: {log}");
+    assert!(!log.contains(secret), "a password reached the log");
+}
+
+#[test]
+fn an_invalid_log_level_stops_start_up_naming_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve"])
+        .env("HEARTH_LOG", "verbose")
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env(
+            "HEARTH_DATA_DIR",
+            tempfile::tempdir().unwrap().path().join("d"),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HEARTH_LOG") && err.contains("verbose"),
+        "{err}"
+    );
+    let e = hearth::Config::from_toml("[log]\nlevel = \"loud\"\n")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("log.level") && e.contains("loud"), "{e}");
+}
+
+#[test]
+fn config_check_prints_the_effective_settings_without_credentials() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["config", "check"])
+        .env(
+            "HEARTH_MAIL_SMTP_URL",
+            "smtp://bob:url-secret@mail.example.org:25",
+        )
+        .env("HEARTH_MAIL_SMTP_USERNAME", "bob")
+        .env("HEARTH_MAIL_SMTP_PASSWORD", "12345678")
+        .env("HEARTH_LIMITS_MAX_CONNECTIONS", "77")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_connections = 77"), "{text}");
+    assert!(text.contains("mail.example.org:25"), "{text}");
+    assert!(
+        !text.contains("12345678") && !text.contains("url-secret"),
+        "{text}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["config", "check"])
+        .env("HEARTH_ACCOUNTS_REGISTRATION", "maybe")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("accounts.registration"));
+}
+
+#[tokio::test]
+async fn metrics_cover_the_build_the_process_sign_ins_sessions_mail_peers_and_the_store() {
+    let n = TestNode::start().await;
+    n.sign_up("metrics@example.org").await;
+    let _ = n.sign_in("metrics@example.org", "not the password").await;
+    n.sign_in("metrics@example.org", PASSWORD).await.unwrap();
+    let text = get_text(&format!("{}/metrics", n.url())).await;
+    for want in [
+        "hearth_build_info{version=\"",
+        "hearth_process_resident_memory_bytes ",
+        "hearth_process_open_fds ",
+        "hearth_process_start_time_seconds ",
+        "hearth_sign_ins_total{outcome=\"failed\"} 1",
+        "hearth_sign_ins_total{outcome=\"ok\"} 1",
+        "hearth_active_sessions 2",
+        "hearth_outbox_depth 1",
+        "hearth_outbox_oldest_age_seconds ",
+        "hearth_store_operations{kind=\"write\"} ",
+        "hearth_store_busy_seconds{kind=\"read\"} ",
+    ] {
+        assert!(text.contains(want), "{want} missing from {text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let n = TestNode::start_with(|c| c.metrics.addr = Some("127.0.0.1:0".parse().unwrap())).await;
+    let at = n.running().metrics_addr().expect("a metrics listener");
+    let text = get_text(&format!("http://{at}/metrics")).await;
+    assert!(text.contains("hearth_build_info"), "{text}");
+    let main = reqwest::get(format!("{}/metrics", n.url())).await.unwrap();
+    assert_eq!(main.status(), 404, "not on the main port as well");
+}
