@@ -541,15 +541,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_ipv6_literal_server_id_resolves_to_itself() {
+    /// Discovery for a lab: private addresses and plaintext allowed, DNS at a dead port.
+    fn lab_discovery() -> Discovery {
         let config = Federation {
             dns_servers: vec!["127.0.0.1:9".parse().unwrap_or_else(|e| panic!("{e}"))],
             allow_private_addresses: true,
             allow_plaintext: true,
             ..Federation::default()
         };
-        let d = Discovery::new(&config, None, ManualClock::new()).unwrap_or_else(|e| panic!("{e}"));
+        Discovery::new(&config, None, ManualClock::new()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_literal_server_id_resolves_to_itself() {
+        let d = lab_discovery();
         let target = d
             .resolve(&id("[::1]:7450"))
             .await
@@ -570,13 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_static_route_update_forgets_only_that_server() {
-        let config = Federation {
-            dns_servers: vec!["127.0.0.1:9".parse().unwrap_or_else(|e| panic!("{e}"))],
-            allow_private_addresses: true,
-            allow_plaintext: true,
-            ..Federation::default()
-        };
-        let d = Discovery::new(&config, None, ManualClock::new()).unwrap_or_else(|e| panic!("{e}"));
+        let d = lab_discovery();
         for (name, port) in [("a.hearth.test", 7001), ("b.hearth.test", 7002)] {
             d.set_static(id(name), format!("http://127.0.0.1:{port}"));
             assert!(d.resolve(&id(name)).await.is_ok());
