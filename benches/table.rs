@@ -1,0 +1,618 @@
+//! The benchmark table (issue: benchmarks): every row driven by one load generator — N
+//! concurrent calls over M connections on loopback (`BENCH_CONCURRENCY`, `BENCH_CONNECTIONS`,
+//! `BENCH_SECONDS`) — with throughput, p50 and p99, and each row's ratio to its baseline from
+//! the same run. Printed as a markdown table; `scripts/bench.sh` also writes it to
+//! docs/BENCHMARKS.md. Asserts nothing. Traffic goes to 127.0.0.1 only; every loop is bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hearth::domain::model::{DeviceFacts, Session, User};
+use hearth::pb::protocol::auth::v1::{
+    auth_service_client::AuthServiceClient, CheckLoggedInRequest, FederateRequest,
+    LoginFederatedRequest,
+};
+use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignIn};
+use hearth::pb::test::v1::{
+    test_auth_service_client::TestAuthServiceClient,
+    test_no_auth_service_client::TestNoAuthServiceClient, PingRequest, PongRequest,
+};
+use hearth::secret::{BearerSecret, SecretKind};
+use tonic::transport::Channel;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Clone, Copy)]
+struct Load {
+    concurrency: usize,
+    connections: usize,
+    window: Duration,
+}
+
+struct Stats {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn connect(url: &str, n: usize) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            Channel::from_shared(url.to_owned())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// Runs `call(channel, i)` from `load.concurrency` tasks spread over `channels` for the
+/// window (or until `limit` calls); failed calls count against nothing but are not timed.
+async fn drive<F, Fut>(channels: &[Channel], load: Load, limit: usize, call: F) -> Stats
+where
+    F: Fn(Channel, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..load.concurrency)
+        .map(|t| {
+            let (call, next) = (call.clone(), next.clone());
+            let channel = channels[t % channels.len()].clone();
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                while started.elapsed() < load.window {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= limit {
+                        break;
+                    }
+                    let t0 = Instant::now();
+                    if call(channel.clone(), i).await {
+                        times.push(t0.elapsed());
+                    }
+                }
+                times
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort();
+    let at = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    Stats {
+        rate: all.len() as f64 / secs,
+        p50: at(0.5),
+        p99: at(0.99),
+    }
+}
+
+fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+struct Table(Vec<String>);
+
+impl Table {
+    fn row(&mut self, name: &str, s: &Stats, base: Option<(&str, f64)>) {
+        let ratio = base.map_or("1.00".to_owned(), |(_, b)| format!("{:.2}", s.rate / b));
+        let of = base.map_or("itself", |(n, _)| n);
+        self.0.push(format!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {ratio} | {of} |",
+            s.rate,
+            s.p50.as_secs_f64() * 1e3,
+            s.p99.as_secs_f64() * 1e3
+        ));
+    }
+
+    fn note(&mut self, name: &str, value: String, ratio: String, of: &str) {
+        self.0
+            .push(format!("| {name} | {value} | – | – | {ratio} | {of} |"));
+    }
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// A bare tonic server with only the health service: the baseline of every RPC row.
+async fn bare_tonic() -> String {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let router = tonic::service::Routes::new(health).into_axum_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    url
+}
+
+#[tokio::main]
+async fn main() {
+    let load = Load {
+        concurrency: env("BENCH_CONCURRENCY", 64),
+        connections: env("BENCH_CONNECTIONS", 4),
+        window: Duration::from_secs(env("BENCH_SECONDS", 3) as u64),
+    };
+    let sessions_total = env("BENCH_SESSIONS", 1_000_000);
+    let sessions_used = env("BENCH_DISTINCT", 200_000).min(sessions_total);
+    let mut table = Table(Vec::new());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "{cores} cores; {} concurrent calls over {} connections; {} s per row",
+        load.concurrency,
+        load.connections,
+        load.window.as_secs()
+    );
+
+    // Baseline: bare tonic.
+    let bare = connect(&bare_tonic().await, load.connections).await;
+    let base = drive(&bare, load, usize::MAX, |ch, _| async move {
+        tonic_health::pb::health_client::HealthClient::new(ch)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .is_ok()
+    })
+    .await;
+    table.row("bare tonic (health Check)", &base, None);
+
+    let alpha = common::start(|c| {
+        c.server_id = "alpha.bench.test".parse().unwrap();
+        c.federation.allow_private_addresses = true;
+        c.federation.allow_plaintext = true;
+        c.limits.peer_calls_per_ip_per_minute = u32::MAX;
+        c.limits.max_requests_in_flight = 100_000;
+    })
+    .await;
+    let chans = connect(&alpha.node.url(), load.connections).await;
+    let token = common::sign_up(&alpha.channel, "bench@example.org").await;
+
+    let ping = drive(&chans, load, usize::MAX, |ch, _| async move {
+        TestNoAuthServiceClient::new(ch)
+            .ping(PingRequest {})
+            .await
+            .is_ok()
+    })
+    .await;
+    table.row("Ping (public)", &ping, Some(("bare tonic", base.rate)));
+    let t = token.clone();
+    let pong = drive(&chans, load, usize::MAX, move |ch, _| {
+        let t = t.clone();
+        async move {
+            TestAuthServiceClient::new(ch)
+                .pong(authed(PongRequest {}, &t))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    table.row("Pong (one session)", &pong, Some(("Ping", ping.rate)));
+    let t = token.clone();
+    let checked = drive(&chans, load, usize::MAX, move |ch, _| {
+        let t = t.clone();
+        async move {
+            let mut req = tonic::Request::new(CheckLoggedInRequest {});
+            req.metadata_mut()
+                .insert("authorization", t.parse().unwrap());
+            AuthServiceClient::new(ch)
+                .check_logged_in(req)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    table.row(
+        "CheckLoggedIn (bare token)",
+        &checked,
+        Some(("Ping", ping.rate)),
+    );
+    table.note(
+        "Pong with a personal access token",
+        "not built yet (issue #10)".into(),
+        "–".into(),
+        "Ping",
+    );
+    table.note(
+        "Pong with a Hearth JWT",
+        "not built yet (issue #12)".into(),
+        "–".into(),
+        "Ping",
+    );
+
+    // Distinct sessions: seed the database, then each call presents another token.
+    let store = alpha.node.services().store().clone();
+    let user_id = store
+        .read(|tx| tx.user_by_email("bench@example.org"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let seeding = Instant::now();
+    let mut tokens = Vec::with_capacity(sessions_used);
+    let now = hearth::clock::Clock::now_ms(&hearth::clock::SystemClock);
+    let mut next_id = 1u64 << 60;
+    for chunk in 0..sessions_total.div_ceil(20_000) {
+        let mut batch = Vec::new();
+        for _ in 0..20_000.min(sessions_total - chunk * 20_000) {
+            let secret = BearerSecret::generate(SecretKind::Session);
+            next_id += 1;
+            batch.push(Session {
+                id: next_id,
+                user_id,
+                token_hash: secret.hash(),
+                device: DeviceFacts::default(),
+                created_at: now,
+                last_active: now,
+                expires_at: now + 86_400_000,
+            });
+            if tokens.len() < sessions_used {
+                tokens.push(secret.expose().to_owned());
+            }
+        }
+        store
+            .write(move |tx| {
+                for s in &batch {
+                    tx.insert_session(s)?;
+                }
+                Ok::<_, hearth::domain::state::StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+    let seeded = seeding.elapsed();
+    let tokens = Arc::new(tokens);
+    let t = tokens.clone();
+    let distinct = drive(&chans, load, usize::MAX, move |ch, i| {
+        let t = t[i % t.len()].clone();
+        async move {
+            TestAuthServiceClient::new(ch)
+                .pong(authed(PongRequest {}, &t))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    table.row(
+        &format!("Pong over {sessions_used} distinct sessions of {sessions_total}"),
+        &distinct,
+        Some(("Ping", ping.rate)),
+    );
+    table.note(
+        "seeding sessions",
+        format!(
+            "{:.0} sessions/s",
+            sessions_total as f64 / seeded.as_secs_f64()
+        ),
+        "–".into(),
+        "–",
+    );
+
+    // SignIn against raw argon2id on the same cores.
+    let sign_in = drive(&chans, load, usize::MAX, |ch, _| async move {
+        AuthClient::new(ch)
+            .sign_in(SignIn {
+                email: "bench@example.org".into(),
+                password: common::PASSWORD.into(),
+            })
+            .await
+            .is_ok()
+    })
+    .await;
+    let p = alpha.node.services().config().passwords.clone();
+    let raw = raw_argon2(
+        argon2::Params::new(
+            p.argon2_memory_kib,
+            p.argon2_iterations,
+            p.argon2_parallelism,
+            None,
+        )
+        .unwrap(),
+        cores,
+        load.window,
+    );
+    table.note(
+        &format!("raw argon2id verify ({cores} threads)"),
+        format!("{raw:.1}"),
+        "1.00".into(),
+        "itself",
+    );
+    table.row("SignIn", &sign_in, Some(("raw argon2id", raw)));
+
+    // Pong's p99 while 64 sign-ins run.
+    let busy = {
+        let chans2 = chans.clone();
+        let storm = tokio::spawn(async move {
+            let storm_load = Load {
+                concurrency: 64,
+                ..load
+            };
+            drive(&chans2, storm_load, usize::MAX, |ch, _| async move {
+                AuthClient::new(ch)
+                    .sign_in(SignIn {
+                        email: "bench@example.org".into(),
+                        password: common::PASSWORD.into(),
+                    })
+                    .await
+                    .is_ok()
+            })
+            .await
+        });
+        let t = token.clone();
+        let quiet = Load {
+            concurrency: 4,
+            ..load
+        };
+        let pong = drive(&chans, quiet, usize::MAX, move |ch, _| {
+            let t = t.clone();
+            async move {
+                TestAuthServiceClient::new(ch)
+                    .pong(authed(PongRequest {}, &t))
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        storm.await.unwrap();
+        pong
+    };
+    table.row(
+        "Pong (4 concurrent) while 64 sign-ins run",
+        &busy,
+        Some(("Pong", pong.rate)),
+    );
+
+    // LoginFederated between two nodes, against one ed25519 verification + one insert.
+    let alpha_url = alpha.node.url();
+    let beta = common::start(move |c| {
+        c.server_id = "beta.bench.test".parse().unwrap();
+        c.federation.allow_private_addresses = true;
+        c.federation.allow_plaintext = true;
+        c.federation.peers = vec![hearth::config::Peer {
+            server_id: "alpha.bench.test".parse().unwrap(),
+            url: Some(alpha_url),
+        }];
+        c.limits.peer_calls_per_ip_per_minute = u32::MAX;
+        c.limits.max_requests_in_flight = 100_000;
+    })
+    .await;
+    let logins = 4_000;
+    let mut fed_tokens = Vec::with_capacity(logins);
+    let mut fed = AuthServiceClient::new(alpha.channel.clone());
+    for _ in 0..logins {
+        let t = fed
+            .federate(authed(
+                FederateRequest {
+                    server_id: "beta.bench.test".into(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+            .unwrap();
+        fed_tokens.push(t);
+    }
+    let fed_tokens = Arc::new(fed_tokens);
+    let beta_chans = connect(&beta.node.url(), load.connections).await;
+    let t = fed_tokens.clone();
+    let federated = drive(&beta_chans, load, logins, move |ch, i| {
+        let token = t[i].clone();
+        async move {
+            AuthServiceClient::new(ch)
+                .login_federated(LoginFederatedRequest {
+                    auth_token: Some(token),
+                    server_id: "alpha.bench.test".into(),
+                })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let verify_insert = verify_and_insert(&beta, load).await;
+    table.note(
+        "one ed25519 verify + one session insert",
+        format!("{verify_insert:.0}"),
+        "1.00".into(),
+        "itself",
+    );
+    table.row(
+        "LoginFederated (key cached)",
+        &federated,
+        Some(("verify + insert", verify_insert)),
+    );
+
+    // Memory and size.
+    let users_total = env("BENCH_USERS", 1_000_000);
+    let before = rss_mib();
+    let seeding = Instant::now();
+    let mut id = 1u64 << 61;
+    for chunk in 0..users_total.div_ceil(20_000) {
+        let n = 20_000.min(users_total - chunk * 20_000);
+        let start = id;
+        id += n as u64;
+        store
+            .write(move |tx| {
+                for k in 0..n as u64 {
+                    tx.insert_user(&User {
+                        id: start + k,
+                        email: Some(format!("user{}@example.org", start + k)),
+                        name: "U".into(),
+                        password_hash: None,
+                        email_verified: false,
+                        home: None,
+                        disabled: false,
+                        created_at: now,
+                    })?;
+                }
+                Ok::<_, hearth::domain::state::StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+    let user_seed = seeding.elapsed();
+    let db = alpha.node.services().config().database_path();
+    let bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(db.with_extension("sqlite3-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    let with_users = rss_mib();
+    // Both nodes and the client share this process, and the rows above have filled its
+    // caches: the idle and after-burst figures of one node are `cargo bench --bench memory`.
+    table.note(
+        "resident memory of this process after the rows above (MiB)",
+        format!("{before:.0}"),
+        "1.00".into(),
+        "itself",
+    );
+    table.note(
+        &format!("… and with {users_total} more users (MiB)"),
+        format!("{with_users:.0}"),
+        format!("{:.2}", with_users / before),
+        "the row above",
+    );
+    table.note(
+        "seeding users",
+        format!(
+            "{:.0} users/s",
+            users_total as f64 / user_seed.as_secs_f64()
+        ),
+        "–".into(),
+        "–",
+    );
+    table.note(
+        "database bytes per row (users + sessions)",
+        format!(
+            "{:.0}",
+            bytes as f64 / (users_total + sessions_total) as f64
+        ),
+        "–".into(),
+        "–",
+    );
+
+    println!("| row | per second | p50 ms | p99 ms | ratio | baseline |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for line in &table.0 {
+        println!("{line}");
+    }
+    beta.node.shutdown().await;
+    alpha.node.shutdown().await;
+}
+
+fn raw_argon2(params: argon2::Params, threads: usize, window: Duration) -> f64 {
+    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let phc = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(common::PASSWORD.as_bytes(), &salt)
+        .unwrap()
+        .to_string();
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (phc, done) = (phc.clone(), done.clone());
+            std::thread::spawn(move || {
+                let parsed = PasswordHash::new(&phc).unwrap();
+                while started.elapsed() < window {
+                    argon2::Argon2::default()
+                        .verify_password(common::PASSWORD.as_bytes(), &parsed)
+                        .unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One ed25519 verification plus one session insert through the store, at the load's
+/// concurrency: the floor of a federated login.
+async fn verify_and_insert(node: &common::BenchNode, load: Load) -> f64 {
+    let key = hearth::identity::key::NodeKey::generate();
+    let data = vec![7u8; 120];
+    let sig = key.sign(&data).to_vec();
+    let public = key.public();
+    let store = node.node.services().store().clone();
+    let user = store
+        .read(|tx| tx.users())
+        .await
+        .unwrap()
+        .first()
+        .map(|u| u.id)
+        .unwrap_or(0);
+    let user = if user == 0 {
+        common::sign_up(&node.channel, "floor@example.org").await;
+        store
+            .read(|tx| tx.user_by_email("floor@example.org"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    } else {
+        user
+    };
+    let done = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(1 << 20));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..load.concurrency)
+        .map(|_| {
+            let (store, done, next) = (store.clone(), done.clone(), next.clone());
+            let (data, sig) = (data.clone(), sig.clone());
+            tokio::spawn(async move {
+                while started.elapsed() < load.window {
+                    assert!(hearth::identity::key::verify(&public, &data, &sig));
+                    let id = (3u64 << 60) + next.fetch_add(1, Ordering::Relaxed) as u64;
+                    let secret = BearerSecret::generate(SecretKind::Session);
+                    let s = Session {
+                        id,
+                        user_id: user,
+                        token_hash: secret.hash(),
+                        device: DeviceFacts::default(),
+                        created_at: 0,
+                        last_active: 0,
+                        expires_at: u64::MAX >> 2,
+                    };
+                    store.write(move |tx| tx.insert_session(&s)).await.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
