@@ -20,7 +20,7 @@ command_line="BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-64} BENCH_CONNECTIONS=${BEN
   echo "ratios, not absolute numbers, across machines. On shared hosts throughput varies by a"
   echo "third between runs: run it twice before drawing a conclusion."
   echo
-  echo "- Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(uname -sr)"
+  echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(uname -sr)"
   echo "- Toolchain: $(rustc --version)"
   echo "- Command: \`$command_line\`"
   echo
