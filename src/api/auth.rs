@@ -117,13 +117,17 @@ pub const HTTP_ROUTES: &[&str] = &[
 /// The requirement of `path`: its table entry, or public for HTTP routes; `None` for a path
 /// the node does not serve (it never reaches a handler).
 pub fn requirement(path: &str) -> Option<Requirement> {
-    if HTTP_ROUTES.contains(&path) {
-        return Some(Public);
-    }
-    REQUIREMENTS
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, r)| *r)
+    // Looked up on every request: a map, built once, instead of a scan of the table.
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<&'static str, Requirement>> =
+        std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        REQUIREMENTS
+            .iter()
+            .copied()
+            .chain(HTTP_ROUTES.iter().map(|r| (*r, Public)))
+            .collect()
+    });
+    table.get(path).copied()
 }
 
 /// The answer for a path the node does not serve: UNIMPLEMENTED for a gRPC call, 404 for

@@ -13,8 +13,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::auth::{HTTP_ROUTES, REQUIREMENTS};
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
@@ -94,7 +92,7 @@ impl Metrics {
 /// Served methods and HTTP routes keep their name; anything else (a made-up method under a
 /// known service included) is "other", so the label set is fixed whatever clients send.
 fn method_label(path: &str) -> String {
-    let known = REQUIREMENTS.iter().any(|(p, _)| *p == path) || HTTP_ROUTES.contains(&path);
+    let known = super::auth::requirement(path).is_some();
     if known {
         path.to_owned()
     } else {
