@@ -124,28 +124,27 @@ pub struct KeyRotation {
     pub sig: Vec<u8>,
 }
 
-/// The answer of the store's one-statement sign-in gate.
+/// The answer of the store's sign-in gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInGate {
-    /// The attempt holds one of the account's in-flight slots and may run; finish it with
+    /// The attempt holds one of its (address, client) in-flight slots and may run; finish it with
     /// `finish_sign_in`.
     Allowed,
     /// Too many attempts for this account are being evaluated right now; nothing was
     /// counted. Try again when one finishes.
     Busy,
-    /// The account may not try before `until`; nothing was counted.
+    /// The address (or this client of it) may not try before `until`; nothing was counted.
     Locked {
         /// Consecutive failures so far.
         failures: u32,
         /// Unix ms.
         until: u64,
     },
-    /// No such account.
-    NoAccount,
 }
 
-/// The progressive-delay policy the sign-in gate applies, passed to the store so the whole
-/// rule runs in one statement.
+/// The policy the sign-in gate applies, passed to the store so the rule runs inside its
+/// atomic operations; [`LockPolicy::locked_until`] is the rule itself, which every backend
+/// must match (the conformance suite checks it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockPolicy {
     /// Failures allowed before delays start.

@@ -1,6 +1,7 @@
-//! Sign-in throttling (DESIGN.md §3): a progressive per-account delay that becomes a lock
-//! after 100 consecutive failures (the policy the store's sign-in gate applies in one
-//! statement), and a per-IP token bucket held in short-lived state.
+//! Sign-in throttling (DESIGN.md §3): the policy the store's sign-in gate applies — a
+//! progressive delay per (address, client IP), and an account-wide lock after 100
+//! consecutive failures from anywhere — the slots an attempt holds while its password is
+//! evaluated, and a per-IP token bucket held in short-lived state.
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -81,7 +82,7 @@ impl Slot {
                 .write(move |tx| tx.begin_sign_in(&e, &c, now, &POLICY))
                 .await?;
             match gate {
-                SignInGate::Allowed | SignInGate::NoAccount => {
+                SignInGate::Allowed => {
                     return Ok(Self {
                         store: store.clone(),
                         clock: clock.clone(),
@@ -119,15 +120,22 @@ impl Slot {
 
     /// Records the outcome in its own transaction.
     pub async fn finish(mut self, ok: bool) -> Result<(), DomainError> {
-        let now = self.clock.now_ms();
-        let (email, client) = (self.email.clone(), self.client.clone());
         self.finished = true;
-        let result = self
-            .store
-            .write(move |tx| Ok(tx.finish_sign_in(&email, &client, ok, now, &POLICY)?))
-            .await;
-        self.freed.notify_waiters();
-        result
+        self.record(ok).await
+    }
+
+    /// Writes the outcome and wakes the attempts waiting for this slot (the one path of
+    /// `finish` and of a slot dropped unfinished).
+    fn record(&self, ok: bool) -> impl std::future::Future<Output = Result<(), DomainError>> {
+        let (store, now, freed) = (self.store.clone(), self.clock.now_ms(), self.freed.clone());
+        let (email, client) = (self.email.clone(), self.client.clone());
+        async move {
+            let result = store
+                .write(move |tx| Ok(tx.finish_sign_in(&email, &client, ok, now, &POLICY)?))
+                .await;
+            freed.notify_waiters();
+            result
+        }
     }
 }
 
@@ -136,17 +144,10 @@ impl Drop for Slot {
         if self.finished {
             return;
         }
-        let (store, now) = (self.store.clone(), self.clock.now_ms());
-        let (email, client) = (self.email.clone(), self.client.clone());
-        let freed = self.freed.clone();
+        let failed = self.record(false);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let _ = store
-                    .write::<_, DomainError, _>(move |tx| {
-                        Ok(tx.finish_sign_in(&email, &client, false, now, &POLICY)?)
-                    })
-                    .await;
-                freed.notify_waiters();
+                let _ = failed.await;
             });
         }
     }

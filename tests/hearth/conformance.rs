@@ -155,6 +155,48 @@ pub async fn a_cancelled_sign_in_counts_as_a_failure(open: impl Backend) {
     panic!("the cancelled attempt was not counted");
 }
 
+/// The delays and the lock the store sets follow the policy's rule: the client's delay after
+/// each of 99 consecutive failures, and the account-wide lock at the 100th.
+pub async fn the_delays_follow_the_policy(open: impl Backend) {
+    use hearth::domain::throttle::POLICY;
+    let (_dir, s, _) = setup(open).await;
+    let start = s.clock().now_ms();
+    for n in 1..=POLICY.lock_after {
+        // Each attempt comes after the previous delay has passed.
+        let now = start + u64::from(n) * POLICY.max_delay_ms;
+        let state = s
+            .store()
+            .write(move |tx| {
+                let gate = tx.begin_sign_in("rule@example.org", "192.0.2.9", now, &POLICY)?;
+                assert_eq!(gate, hearth::domain::model::SignInGate::Allowed);
+                tx.finish_sign_in("rule@example.org", "192.0.2.9", false, now, &POLICY)?;
+                Ok::<_, StoreError>((
+                    tx.sign_in_throttle("rule@example.org", "192.0.2.9")?,
+                    tx.sign_in_throttle("rule@example.org", "*")?,
+                ))
+            })
+            .await
+            .unwrap();
+        let (client, account) = state;
+        assert_eq!(client.0, n);
+        assert_eq!(account.0, n);
+        if n < POLICY.lock_after {
+            assert_eq!(
+                client.1,
+                POLICY.locked_until(n, now),
+                "client delay after {n}"
+            );
+            assert_eq!(account.1, None, "no account lock after {n}");
+        } else {
+            assert_eq!(
+                account.1,
+                POLICY.locked_until(n, now),
+                "account lock after {n}"
+            );
+        }
+    }
+}
+
 /// 50 parallel guesses of one e-mail code: at most 5 are compared.
 pub async fn parallel_code_guesses_compare_at_most_5(open: impl Backend) {
     let (_dir, s, _) = setup(open).await;
@@ -284,6 +326,11 @@ async fn sqlite_parallel_correct_sign_ins_all_succeed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_a_cancelled_sign_in_counts_as_a_failure() {
     a_cancelled_sign_in_counts_as_a_failure(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_delays_follow_the_policy() {
+    the_delays_follow_the_policy(sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
