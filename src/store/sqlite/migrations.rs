@@ -10,10 +10,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_federation.sql"),
     include_str!("migrations/0003_id_workers.sql"),
-    include_str!("migrations/0004_sign_ins_in_flight.sql"),
-    include_str!("migrations/0005_code_issuance.sql"),
-    include_str!("migrations/0006_sign_in_throttle.sql"),
-    include_str!("migrations/0007_user_disabled.sql"),
+    include_str!("migrations/0004_code_issuance.sql"),
+    include_str!("migrations/0005_sign_in_throttle.sql"),
+    include_str!("migrations/0006_user_disabled.sql"),
 ];
 
 /// The schema version this build writes.

@@ -12,3 +12,7 @@ CREATE TABLE sign_in_throttle (
     updated_at      INTEGER NOT NULL,
     PRIMARY KEY (email, client)
 );
+
+-- The per-account counters this table replaces.
+ALTER TABLE users DROP COLUMN failed_sign_ins;
+ALTER TABLE users DROP COLUMN locked_until;
