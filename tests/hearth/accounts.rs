@@ -434,35 +434,15 @@ async fn a_failed_request_writes_nothing() {
 
 #[test]
 fn open_registration_on_a_public_address_is_announced_loudly() {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("serve")
-        .env("HEARTH_DATA_DIR", dir.path().join("data"))
-        .env("HEARTH_LISTEN_ADDR", "0.0.0.0:0")
-        .env("HEARTH_PASSWORDS_ARGON2_MEMORY_KIB", "256")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut warned = false;
-    while let Ok(line) =
-        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-    {
-        if line.contains("REGISTRATION IS OPEN") {
-            warned = true;
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(warned, "no warning about open registration on 0.0.0.0");
+    // The warning is logged before the node prints `listening on`, so it is in the log
+    // by the time `Served::start` returns.
+    let node = crate::served::Served::start(&[
+        ("HEARTH_LISTEN_ADDR", "0.0.0.0:0"),
+        ("HEARTH_PASSWORDS_ARGON2_MEMORY_KIB", "256"),
+    ]);
+    let log = node.stop();
+    assert!(
+        log.contains("REGISTRATION IS OPEN"),
+        "no warning about open registration on 0.0.0.0: {log}"
+    );
 }

@@ -1,75 +1,24 @@
 //! Hostile load and races: resident memory of a real `hearth serve` process during sign-in
 //! bursts, and sign-ins racing a password reset.
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth::pb::tangle::client::auth::{self as tangle, auth_client::AuthClient, SignIn, SignUp};
 use tonic::transport::Channel;
 
+use crate::served::Served;
 use crate::support::*;
 
-/// A `hearth serve` child process on 127.0.0.1:0, killed when dropped.
-pub struct Served {
-    child: Child,
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    /// Starts the real binary with production defaults plus `env` overrides.
-    pub fn start(env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .arg("serve")
-            .env("HEARTH_DATA_DIR", dir.path().join("data"))
-            .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
-            .env("HEARTH_ACCOUNTS_SIGN_INS_PER_IP_PER_MINUTE", "1000000")
-            .env("HEARTH_LIMITS_HASHING_CALLS_PER_IP_PER_MINUTE", "1000000")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = lines
-            .by_ref()
-            .find_map(|l| Some(l.ok()?.strip_prefix("listening on ")?.trim().to_owned()))
-            .expect("hearth printed `listening on`");
-        // Keep reading, so the node never writes into a closed pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child,
-            url: format!("http://{addr}"),
-            _dir: dir,
-        }
-    }
-
-    /// Resident memory of the process, in MiB.
-    pub fn rss_mib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        kib / 1024
-    }
-}
+/// Budgets that would throttle a benchmark-like burst from one address.
+const UNLIMITED: &[(&str, &str)] = &[
+    ("HEARTH_ACCOUNTS_SIGN_INS_PER_IP_PER_MINUTE", "1000000"),
+    ("HEARTH_LIMITS_HASHING_CALLS_PER_IP_PER_MINUTE", "1000000"),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_in_burst_does_not_pin_memory() {
-    let node = Served::start(&[]);
+    let node = Served::start(UNLIMITED);
     let channel = Channel::from_shared(node.url.clone())
         .unwrap()
         .connect()

@@ -15,6 +15,7 @@ mod layering;
 mod mail;
 mod operations;
 mod properties;
+mod served;
 mod sessions;
 mod support;
 mod tls;

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use hearth::pb;
 
+use crate::served::Served;
 use crate::support::*;
 
 async fn get_text(url: &str) -> String {
@@ -62,29 +63,9 @@ async fn a_new_key_beside_an_existing_database_is_announced_loudly() {
     n.stop().await;
     let data = n.config.data_dir.clone();
     std::fs::remove_file(data.join("node.key")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("serve")
-        .env("HEARTH_DATA_DIR", &data)
-        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("HEARTH_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("data:"))
-    });
-    let printed = out.join().unwrap().unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut warnings = String::new();
-    std::io::Read::read_to_string(&mut { stderr }, &mut warnings).unwrap();
+    let node = Served::start_in(&data, &[("HEARTH_LOG", "warn")]);
+    let printed = node.printed_line("data:");
+    let warnings = node.stop();
     assert!(warnings.contains("A NEW NODE KEY"), "{warnings}");
     assert!(printed.contains("new key"), "{printed}");
     assert!(
@@ -95,32 +76,9 @@ async fn a_new_key_beside_an_existing_database_is_announced_loudly() {
 
 #[tokio::test]
 async fn every_request_is_logged_once_with_its_id_and_never_a_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("serve")
-        .env("HEARTH_DATA_DIR", dir.path().join("data"))
-        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("HEARTH_LOG_FORMAT", "json")
-        .env_remove("HEARTH_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let addr = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let addr = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned));
-        std::thread::spawn(move || lines.for_each(drop));
-        addr
-    })
-    .join()
-    .unwrap()
-    .unwrap();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+    // HEARTH_LOG is absent from the test environment, so `[log] level` (info) applies.
+    let node = Served::start(&[("HEARTH_LOG_FORMAT", "json")]);
+    let channel = tonic::transport::Channel::from_shared(node.url.clone())
         .unwrap()
         .connect()
         .await
@@ -137,10 +95,7 @@ async fn every_request_is_logged_once_with_its_id_and_never_a_secret() {
         })
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let log = node.stop();
     let ping: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("/test.v1.TestNoAuthService/Ping"))

@@ -1,52 +1,14 @@
 //! TLS and signals on a real `hearth serve` process: SIGHUP reloads the certificate (and
 //! never stops the node), TLS file errors name the config key, a key that does not belong
 //! to the certificate is said in words.
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use crate::served::Served;
 
 fn self_signed() -> (String, String) {
     let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     (c.cert.pem(), c.key_pair.serialize_pem())
-}
-
-/// Starts `hearth serve` with `env`; returns the child and its address once it listens.
-fn serve(data: &Path, env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("serve")
-        .env("HEARTH_DATA_DIR", data)
-        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned))
-        .expect("the node listens");
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
-}
-
-fn stop(mut child: Child) -> String {
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut log = String::new();
-    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log);
-    log
-}
-
-fn hangup(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 async fn healthz_trusting(cert_pem: &str, port: &str) -> Result<u16, reqwest::Error> {
@@ -70,20 +32,20 @@ async fn sighup_reloads_the_certificate_and_the_node_keeps_serving() {
     let (cert_a, key_a) = self_signed();
     std::fs::write(&cert, &cert_a).unwrap();
     std::fs::write(&key, &key_a).unwrap();
-    let (child, addr) = serve(
+    let node = Served::start_in(
         &dir.path().join("data"),
         &[
             ("HEARTH_TLS_CERT", cert.to_str().unwrap()),
             ("HEARTH_TLS_KEY", key.to_str().unwrap()),
         ],
     );
-    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let port = node.port().to_owned();
     assert_eq!(healthz_trusting(&cert_a, &port).await.unwrap(), 200);
 
     let (cert_b, key_b) = self_signed();
     std::fs::write(&cert, &cert_b).unwrap();
     std::fs::write(&key, &key_b).unwrap();
-    hangup(&child);
+    node.hangup();
     let mut served_b = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -94,7 +56,7 @@ async fn sighup_reloads_the_certificate_and_the_node_keeps_serving() {
     }
     assert!(served_b, "the new certificate was not served after SIGHUP");
     assert!(healthz_trusting(&cert_a, &port).await.is_err());
-    let log = stop(child);
+    let log = node.stop();
     assert!(
         log.contains("SIGHUP: reloaded the TLS certificate"),
         "{log}"
@@ -104,14 +66,11 @@ async fn sighup_reloads_the_certificate_and_the_node_keeps_serving() {
 #[test]
 fn sighup_does_not_stop_a_plaintext_node() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, _) = serve(&dir.path().join("data"), &[]);
-    hangup(&child);
+    let mut node = Served::start_in(&dir.path().join("data"), &[]);
+    node.hangup();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "SIGHUP stopped the node"
-    );
-    let log = stop(child);
+    assert!(node.is_running(), "SIGHUP stopped the node");
+    let log = node.stop();
     assert!(log.contains("nothing to reload"), "{log}");
 }
 
@@ -147,11 +106,11 @@ fn tls_file_errors_name_the_key_and_a_mismatch_is_said_in_words() {
 #[test]
 fn plaintext_on_a_non_loopback_address_is_warned_about() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, _) = serve(
+    let node = Served::start_in(
         &dir.path().join("data"),
         &[("HEARTH_LISTEN_ADDR", "0.0.0.0:0")],
     );
     std::thread::sleep(Duration::from_millis(200));
-    let log = stop(child);
+    let log = node.stop();
     assert!(log.contains("serving PLAINTEXT"), "{log}");
 }
