@@ -50,10 +50,6 @@ async fn reflection_lists_every_seed_service() {
     }
 }
 
-async fn get_text(url: &str) -> String {
-    reqwest::get(url).await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test]
 async fn health_service_and_http_routes_answer() {
     let n = TestNode::start().await;

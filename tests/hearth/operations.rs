@@ -8,10 +8,6 @@ use hearth::pb;
 use crate::served::Served;
 use crate::support::*;
 
-async fn get_text(url: &str) -> String {
-    reqwest::get(url).await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test]
 async fn one_node_per_data_dir_and_no_key_change_under_a_running_node() {
     let n = TestNode::start().await;

@@ -171,6 +171,11 @@ impl TestNode {
     }
 }
 
+/// The body of a plain HTTP GET (health, metrics).
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 /// The first 8-digit number in a mail's text.
 pub fn code_in(text: &str) -> String {
     text.split(|c: char| !c.is_ascii_digit())
