@@ -59,6 +59,25 @@ async fn connect(url: &str, n: usize) -> Vec<Channel> {
     out
 }
 
+/// One authenticated Pong with `token`; whether it succeeded.
+async fn call_pong(ch: Channel, token: String) -> bool {
+    TestAuthServiceClient::new(ch)
+        .pong(authed(PongRequest {}, &token))
+        .await
+        .is_ok()
+}
+
+/// One SignIn of the benchmark account; whether it succeeded.
+async fn call_sign_in(ch: Channel) -> bool {
+    AuthClient::new(ch)
+        .sign_in(SignIn {
+            email: "bench@example.org".into(),
+            password: common::PASSWORD.into(),
+        })
+        .await
+        .is_ok()
+}
+
 /// Runs `call(channel, i)` from `load.concurrency` tasks spread over `channels` for the
 /// window (or until `limit` calls); failed calls count against nothing but are not timed.
 async fn drive<F, Fut>(channels: &[Channel], load: Load, limit: usize, call: F) -> Stats
@@ -207,13 +226,7 @@ async fn main() {
     table.row("Ping (public)", &ping, Some(("bare tonic", base.rate)));
     let t = token.clone();
     let pong = drive(&chans, load, usize::MAX, move |ch, _| {
-        let t = t.clone();
-        async move {
-            TestAuthServiceClient::new(ch)
-                .pong(authed(PongRequest {}, &t))
-                .await
-                .is_ok()
-        }
+        call_pong(ch, t.clone())
     })
     .await;
     table.row("Pong (one session)", &pong, Some(("Ping", ping.rate)));
@@ -293,13 +306,7 @@ async fn main() {
     let tokens = Arc::new(tokens);
     let t = tokens.clone();
     let distinct = drive(&chans, load, usize::MAX, move |ch, i| {
-        let t = t[i % t.len()].clone();
-        async move {
-            TestAuthServiceClient::new(ch)
-                .pong(authed(PongRequest {}, &t))
-                .await
-                .is_ok()
-        }
+        call_pong(ch, t[i % t.len()].clone())
     })
     .await;
     table.row(
@@ -318,16 +325,7 @@ async fn main() {
     );
 
     // SignIn against raw argon2id on the same cores.
-    let sign_in = drive(&chans, load, usize::MAX, |ch, _| async move {
-        AuthClient::new(ch)
-            .sign_in(SignIn {
-                email: "bench@example.org".into(),
-                password: common::PASSWORD.into(),
-            })
-            .await
-            .is_ok()
-    })
-    .await;
+    let sign_in = drive(&chans, load, usize::MAX, |ch, _| call_sign_in(ch)).await;
     let p = alpha.node.services().config().passwords.clone();
     let raw = raw_argon2(
         argon2::Params::new(
@@ -356,16 +354,7 @@ async fn main() {
                 concurrency: 64,
                 ..load
             };
-            drive(&chans2, storm_load, usize::MAX, |ch, _| async move {
-                AuthClient::new(ch)
-                    .sign_in(SignIn {
-                        email: "bench@example.org".into(),
-                        password: common::PASSWORD.into(),
-                    })
-                    .await
-                    .is_ok()
-            })
-            .await
+            drive(&chans2, storm_load, usize::MAX, |ch, _| call_sign_in(ch)).await
         });
         let t = token.clone();
         let quiet = Load {
@@ -373,13 +362,7 @@ async fn main() {
             ..load
         };
         let pong = drive(&chans, quiet, usize::MAX, move |ch, _| {
-            let t = t.clone();
-            async move {
-                TestAuthServiceClient::new(ch)
-                    .pong(authed(PongRequest {}, &t))
-                    .await
-                    .is_ok()
-            }
+            call_pong(ch, t.clone())
         })
         .await;
         storm.await.unwrap();
