@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hearth::domain::model::{DeviceFacts, Session, User};
+use hearth::domain::scopes::ScopeSet;
 use hearth::pb::protocol::auth::v1::{
     auth_service_client::AuthServiceClient, CheckLoggedInRequest, FederateRequest,
     LoginFederatedRequest,
@@ -287,6 +288,8 @@ async fn main() {
                 created_at: now,
                 last_active: now,
                 expires_at: now + 86_400_000,
+                scopes: ScopeSet::ALL,
+                access_token_id: None,
             });
             if tokens.len() < sessions_used {
                 tokens.push(secret.expose().to_owned());
@@ -587,6 +590,8 @@ async fn verify_and_insert(node: &common::BenchNode, load: Load) -> f64 {
                         created_at: 0,
                         last_active: 0,
                         expires_at: u64::MAX >> 2,
+                        scopes: ScopeSet::ALL,
+                        access_token_id: None,
                     };
                     store.write(move |tx| tx.insert_session(&s)).await.unwrap();
                     done.fetch_add(1, Ordering::Relaxed);

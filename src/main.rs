@@ -20,7 +20,10 @@ use hearth::Node;
 mod cli;
 
 use cli::accounts::{MailCommand, SessionCommand, UserCommand};
+use cli::invites::{InviteCommand, PlaceCommand};
 use cli::output::{json_lines, printable, time};
+use cli::tokens::TokenCommand;
+use hearth::domain::model::InviteTarget;
 
 /// Hearth: a self-hosted, federated auth homeserver.
 #[derive(Parser)]
@@ -55,6 +58,18 @@ enum Command {
     /// Inspect the mail outbox.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Inspect and revoke personal access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Create registration invites.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+    /// Create groups (user invites can lead to them).
+    #[command(subcommand)]
+    Group(PlaceCommand),
+    /// Create communities (user invites can lead to them).
+    #[command(subcommand)]
+    Community(PlaceCommand),
     /// Manage the node key.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -166,26 +181,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.redacted_toml());
             Ok(())
         }
-        Command::User(cmd) => {
-            let domain = open_domain(load_config(cli.config.as_deref())?).await?;
-            let result = cli::accounts::user(&domain, cmd).await;
-            let _ = domain.id_lease().release().await;
-            result
-        }
-        Command::Session(cmd) => {
-            let domain = open_domain(load_config(cli.config.as_deref())?).await?;
-            let result = cli::accounts::session(&domain, cmd).await;
-            let _ = domain.id_lease().release().await;
-            result
-        }
         Command::Key(cmd) => key_command(load_config(cli.config.as_deref())?, cmd).await,
         Command::Peer(cmd) => peer_command(load_config(cli.config.as_deref())?, cmd).await,
-        Command::Mail(cmd) => {
+        other => {
             let domain = open_domain(load_config(cli.config.as_deref())?).await?;
-            let result = cli::accounts::mail(&domain, cmd).await;
+            let result = operate(&domain, other).await;
             let _ = domain.id_lease().release().await;
             result
         }
+    }
+}
+
+/// The commands that work through the services over the data dir.
+async fn operate(domain: &Services, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::User(cmd) => cli::accounts::user(domain, cmd).await,
+        Command::Session(cmd) => cli::accounts::session(domain, cmd).await,
+        Command::Mail(cmd) => cli::accounts::mail(domain, cmd).await,
+        Command::Token(cmd) => cli::tokens::token(domain, cmd).await,
+        Command::Invite(cmd) => cli::invites::invite(domain, cmd).await,
+        Command::Group(cmd) => cli::invites::place(domain, InviteTarget::Group, cmd).await,
+        Command::Community(cmd) => cli::invites::place(domain, InviteTarget::Community, cmd).await,
+        _ => bail!("this command does not run on the services"),
     }
 }
 

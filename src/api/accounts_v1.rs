@@ -6,7 +6,6 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
 use super::context::{principal, request_context, with_token};
-use super::status::unimplemented;
 use crate::domain::{accounts::SignUp, Services};
 use crate::pb::accounts::v1::{
     accounts_service_server::AccountsService,
@@ -94,9 +93,10 @@ impl AccountsService for AccountsApi {
         with_token((), token.expose())
     }
 
-    async fn token_authorization(&self, _: Request<()>) -> Result<Response<()>, Status> {
-        Err(unimplemented(
-            "accounts.v1.AccountsService/TokenAuthorization",
-        ))
+    async fn token_authorization(&self, req: Request<()>) -> Result<Response<()>, Status> {
+        let p = principal(&req)?;
+        let device = request_context(&req).device;
+        let (token, _) = self.0.access_tokens.exchange(&p, device).await?;
+        with_token((), token.expose())
     }
 }

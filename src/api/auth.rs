@@ -12,7 +12,7 @@ use tonic::Status;
 
 use crate::domain::{DomainError, Reason, Requirement, Services};
 
-use Requirement::{AnyCredential, Public, Scope, SessionOnly};
+use Requirement::{AnyCredential, Public, Scope, SessionOnly, TokenOnly};
 
 /// Every gRPC method the node serves, with its one requirement.
 pub const REQUIREMENTS: &[(&str, Requirement)] = &[
@@ -85,10 +85,7 @@ pub const REQUIREMENTS: &[(&str, Requirement)] = &[
         Scope("account:read"),
     ),
     ("/accounts.v1.AccountsService/RefreshSession", SessionOnly),
-    (
-        "/accounts.v1.AccountsService/TokenAuthorization",
-        AnyCredential,
-    ),
+    ("/accounts.v1.AccountsService/TokenAuthorization", TokenOnly),
     ("/accounts.v1.PublicAccountsService/SignIn", Public),
     ("/accounts.v1.PublicAccountsService/SignUp", Public),
     ("/accounts.v1.PublicAccountsService/ResetPassword", Public),
@@ -167,6 +164,12 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     (!token.is_empty() && !token.eq_ignore_ascii_case("bearer")).then_some(token)
 }
 
+/// The client's IP, recorded as a personal access token's last use.
+fn ip(req: &Request) -> Option<std::net::IpAddr> {
+    let trusted = req.extensions().get::<super::context::TrustedProxies>();
+    super::context::http_client_ip(req, trusted.map_or(&[][..], |t| &t.0[..]))
+}
+
 fn refuse(e: DomainError) -> Response {
     Status::from(e).into_http::<axum::body::Body>()
 }
@@ -181,7 +184,7 @@ pub async fn layer(
         return not_served(&req);
     };
     match (bearer(req.headers()), need) {
-        (Some(token), _) => match services.credentials.resolve(token).await {
+        (Some(token), _) => match services.credentials.resolve(token, ip(&req)).await {
             Ok(principal) => {
                 tracing::Span::current().record("user", principal.user_id);
                 if let Err(e) = principal.check(need) {
@@ -196,7 +199,7 @@ pub async fn layer(
         (None, _) => {
             return refuse(DomainError::unauthenticated(
                 Reason::CredentialMissing,
-                "this call needs a credential: send `authorization: Bearer <session token>`",
+                "this call needs a credential: send `authorization: Bearer <session or personal access token>`",
             ))
         }
     }
@@ -235,6 +238,19 @@ mod tests {
                 served.contains(&path.to_string()) || path.starts_with("/grpc."),
                 "{path} is in the table but not served"
             );
+        }
+    }
+
+    #[test]
+    fn every_scope_in_the_table_is_a_scope_tokens_can_hold() {
+        use crate::domain::scopes::ScopeSet;
+        for (path, need) in REQUIREMENTS {
+            if let Scope(s) = need {
+                assert!(
+                    ScopeSet::ALL.has(s),
+                    "{path} needs `{s}`, which is no scope"
+                );
+            }
         }
     }
 

@@ -50,6 +50,16 @@ pub fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[IpAddr]) ->
     Some(peer)
 }
 
+/// The client's IP of a plain HTTP request (the layers see these, before tonic).
+pub fn http_client_ip(req: &http::Request<axum::body::Body>, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+    let xff = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    client_ip(peer, xff, trusted)
+}
+
 fn text(md: &MetadataMap, key: &str) -> Option<String> {
     md.get(key)?
         .to_str()

@@ -104,7 +104,9 @@ pub async fn router(
     .add_service(bounded!(AccountsServiceServer::new(accounts.clone())))
     .add_service(bounded!(PublicAccountsServiceServer::new(accounts)))
     .add_service(bounded!(
-        pb::tokens::v1::tokens_service_server::TokensServiceServer::new(tokens_v1::TokensApi)
+        pb::tokens::v1::tokens_service_server::TokensServiceServer::new(tokens_v1::TokensApi(
+            services.clone()
+        ))
     ))
     .add_service(bounded!(TestAuthServiceServer::new(test_v1::TestApi)))
     .add_service(bounded!(TestNoAuthServiceServer::new(test_v1::TestApi)))

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tonic::Status;
 
-use super::context::{client_ip, PeerAddr};
+use super::context::http_client_ip;
 use crate::clock::SharedClock;
 use crate::config::Limits;
 use crate::domain::rate_limit::RateLimiter;
@@ -107,12 +107,7 @@ pub async fn layer(State(state): State<Arc<RateLimits>>, req: Request, next: Nex
     let Some(class) = COSTLY.iter().find(|(p, _)| *p == path).map(|(_, c)| *c) else {
         return next.run(req).await;
     };
-    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-    let xff = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    if let Some(ip) = client_ip(peer, xff, &state.trusted) {
+    if let Some(ip) = http_client_ip(&req, &state.trusted) {
         if !state.limiter.take((ip, class), state.budget(class)) {
             return Status::from(DomainError::exhausted(
                 Reason::IpThrottled,

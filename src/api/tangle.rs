@@ -1,19 +1,19 @@
-//! tangle.client.auth.Auth: accounts, sessions and e-mail codes (invites come later).
+//! tangle.client.auth.Auth: accounts, sessions, e-mail codes and invites.
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
 use super::context::{optional_principal, principal, request_context};
-use super::status::unimplemented;
 use crate::domain::accounts::{SignUp, SignedIn};
-use crate::domain::model::{Session as SessionRow, User as UserRow};
-use crate::domain::Services;
+use crate::domain::invites::{NewInvite, PreviewTarget};
+use crate::domain::model::{Invite, InviteTarget, Session as SessionRow, User as UserRow};
+use crate::domain::{CredentialKind, DomainError, Reason, Services};
 use crate::pb::tangle::client::auth::{
     auth_server::Auth, Authorization, Authorize, CreateInvite, CreatedInvite, GetSessions,
-    InviteList, InvitePreview, ListInvites, LookupInvite, ResendEmailVerification, ResetPassword,
-    RevokeInvite, RevokeSessions, Session, Sessions, SignIn, SignUp as SignUpMsg, UseInvite,
-    VerifyEmail,
+    InviteList, InvitePreview, InviteType, ListInvites, LookupInvite, ResendEmailVerification,
+    ResetPassword, RevokeInvite, RevokeSessions, Session, Sessions, SignIn, SignUp as SignUpMsg,
+    UseInvite, VerifyEmail,
 };
 use crate::pb::tangle::client::types::User;
 
@@ -81,8 +81,16 @@ impl Auth for TangleApi {
     }
 
     async fn authorize(&self, req: Request<Authorize>) -> Result<Response<Authorization>, Status> {
+        let ip = request_context(&req).ip;
         let token = req.into_inner().token;
-        let p = self.0.credentials.resolve(&token).await?;
+        let p = self.0.credentials.resolve(&token, ip).await?;
+        if p.kind != CredentialKind::Session {
+            return Err(DomainError::unauthenticated(
+                Reason::CredentialWrongKind,
+                "token: Authorize resolves session tokens; use TokenAuthorization for a personal access token",
+            )
+            .into());
+        }
         let u = self.0.accounts.user_of(&p).await?;
         Ok(Response::new(Authorization {
             token,
@@ -145,27 +153,120 @@ impl Auth for TangleApi {
 
     async fn lookup_invite(
         &self,
-        _: Request<LookupInvite>,
+        req: Request<LookupInvite>,
     ) -> Result<Response<InvitePreview>, Status> {
-        Err(unimplemented("tangle.client.auth.Auth/LookupInvite"))
+        let code = req.into_inner().code;
+        let preview = self.0.invites.lookup(&code).await?;
+        Ok(Response::new(invite_preview(
+            code.trim().to_owned(),
+            &preview.invite,
+            preview.creator.as_ref(),
+            &preview.target,
+        )))
     }
 
-    async fn use_invite(&self, _: Request<UseInvite>) -> Result<Response<()>, Status> {
-        Err(unimplemented("tangle.client.auth.Auth/UseInvite"))
+    async fn use_invite(&self, req: Request<UseInvite>) -> Result<Response<()>, Status> {
+        let p = principal(&req)?;
+        self.0
+            .invites
+            .use_invite(&p, &req.into_inner().code)
+            .await?;
+        Ok(Response::new(()))
     }
 
     async fn create_invite(
         &self,
-        _: Request<CreateInvite>,
+        req: Request<CreateInvite>,
     ) -> Result<Response<CreatedInvite>, Status> {
-        Err(unimplemented("tangle.client.auth.Auth/CreateInvite"))
+        let p = principal(&req)?;
+        let r = req.into_inner();
+        let target = match InviteType::try_from(r.target_type) {
+            Ok(InviteType::User) => InviteTarget::User,
+            Ok(InviteType::Group) => InviteTarget::Group,
+            Ok(InviteType::Community) => InviteTarget::Community,
+            Ok(InviteType::Registration) => InviteTarget::Registration,
+            _ => {
+                return Err(DomainError::invalid(
+                    "target_type",
+                    "must be USER, GROUP, COMMUNITY or REGISTRATION",
+                )
+                .into())
+            }
+        };
+        let new = NewInvite {
+            target,
+            target_id: r.target_id,
+            expires_at: r.expires_at.map(|s| s.saturating_mul(1000)),
+            max_uses: r.max_uses,
+        };
+        let (code, _) = self.0.invites.create(Some(&p), new).await?;
+        Ok(Response::new(CreatedInvite { code }))
     }
 
-    async fn list_invites(&self, _: Request<ListInvites>) -> Result<Response<InviteList>, Status> {
-        Err(unimplemented("tangle.client.auth.Auth/ListInvites"))
+    async fn list_invites(
+        &self,
+        req: Request<ListInvites>,
+    ) -> Result<Response<InviteList>, Status> {
+        let p = principal(&req)?;
+        let invites = self.0.invites.list(p.user_id).await?;
+        Ok(Response::new(InviteList {
+            invites: invites
+                .iter()
+                .map(|i| invite_preview(format!("{}…", i.hint), i, None, &PreviewTarget::None))
+                .collect(),
+        }))
     }
 
-    async fn revoke_invite(&self, _: Request<RevokeInvite>) -> Result<Response<()>, Status> {
-        Err(unimplemented("tangle.client.auth.Auth/RevokeInvite"))
+    async fn revoke_invite(&self, req: Request<RevokeInvite>) -> Result<Response<()>, Status> {
+        let p = principal(&req)?;
+        self.0
+            .invites
+            .revoke(p.user_id, &req.into_inner().code)
+            .await?;
+        Ok(Response::new(()))
+    }
+}
+
+fn invite_type(t: InviteTarget) -> InviteType {
+    match t {
+        InviteTarget::User => InviteType::User,
+        InviteTarget::Group => InviteType::Group,
+        InviteTarget::Community => InviteType::Community,
+        InviteTarget::Registration => InviteType::Registration,
+    }
+}
+
+fn invite_preview(
+    code: String,
+    i: &Invite,
+    creator: Option<&UserRow>,
+    target: &PreviewTarget,
+) -> InvitePreview {
+    use crate::pb::tangle::client::auth::invite_preview::TargetInfo;
+    use crate::pb::tangle::client::types::{Community, Group};
+    InvitePreview {
+        code,
+        creator_id: i.creator_id,
+        target_id: i.target_id,
+        target_type: invite_type(i.target) as i32,
+        expires_at: Some(i.expires_at / 1000),
+        creator: creator.map(user),
+        target_info: match target {
+            PreviewTarget::None => None,
+            PreviewTarget::User(u) => Some(TargetInfo::User(user(u))),
+            PreviewTarget::Group(g) => Some(TargetInfo::Chat(Group {
+                id: g.id,
+                name: g.name.clone(),
+                owner: g.owner,
+                participant_ids: g.members.clone(),
+            })),
+            PreviewTarget::Community(c) => Some(TargetInfo::Community(Community {
+                id: c.id,
+                owner: c.owner,
+                name: c.name.clone(),
+                permissions: 0,
+                username: None,
+            })),
+        },
     }
 }

@@ -22,6 +22,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "metrics",
     "http",
+    "tokens",
 ];
 
 /// Variables that configure the process rather than the node, and so are not config keys.

@@ -212,6 +212,12 @@ impl Config {
                 "session lifetimes must be at least 1 second",
             ));
         }
+        if !(1..=3660).contains(&self.tokens.max_lifetime_days) {
+            return Err(ConfigError::key(
+                "tokens.max_lifetime_days",
+                "must be 1 to 3660 days",
+            ));
+        }
         if self.accounts.sign_ins_per_ip_per_minute == 0 {
             return Err(ConfigError::key(
                 "accounts.sign_ins_per_ip_per_minute",

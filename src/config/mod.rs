@@ -90,6 +90,16 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Browsers.
     pub http: HttpConfig,
+    /// Personal access tokens.
+    pub tokens: Tokens,
+}
+
+/// `[tokens]`: personal access tokens (tokens.v1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tokens {
+    /// No token is created or updated to expire later than this many days from now.
+    pub max_lifetime_days: u64,
 }
 
 /// `[http]`
@@ -227,6 +237,9 @@ pub struct Accounts {
     /// E-mail codes issued per account and purpose within an hour; more requests are
     /// answered the same way but send nothing.
     pub codes_per_hour: u32,
+    /// Users may create REGISTRATION invites with CreateInvite (operators always can,
+    /// with `hearth invite create --registration`).
+    pub users_can_invite: bool,
 }
 
 /// `[passwords]`: argon2id parameters and the hashing concurrency cap.
@@ -437,6 +450,7 @@ impl Default for Config {
                 require_email_verification: false,
                 sign_ins_per_ip_per_minute: 30,
                 codes_per_hour: 5,
+                users_can_invite: false,
             },
             passwords: Passwords {
                 argon2_memory_kib: 19_456,
@@ -473,6 +487,9 @@ impl Default for Config {
             },
             metrics: MetricsConfig::default(),
             http: HttpConfig::default(),
+            tokens: Tokens {
+                max_lifetime_days: 366,
+            },
             log: Log {
                 level: "info".into(),
                 format: LogFormat::Text,
@@ -513,6 +530,7 @@ defaults_from_config!(
     Jwt.jwt,
     Limits.limits,
     StoreConfig.store,
+    Tokens.tokens,
     Log.log
 );
 

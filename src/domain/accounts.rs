@@ -6,7 +6,8 @@ use zeroize::Zeroizing;
 
 use super::codes::{Codes, Purpose};
 use super::error::Reason;
-use super::model::{DeviceFacts, Session, User};
+use super::invites::Invites;
+use super::model::{DeviceFacts, Invite, Session, User};
 use super::outbox::Outbox;
 use super::passwords::{self, Hasher};
 use super::principal::Principal;
@@ -15,7 +16,7 @@ use super::state::ids::IdAllocator;
 use super::state::Store;
 use super::throttle::{self, Slot, SlotWaiters, Throttle};
 use super::validate::{canonical_email, display_name};
-use super::{DomainError, ErrorKind, RequestContext};
+use super::{DomainError, RequestContext};
 use crate::clock::SharedClock;
 use crate::config::{self, Registration};
 use crate::secret::BearerSecret;
@@ -63,6 +64,7 @@ pub struct Accounts {
     waiters: SlotWaiters,
     sessions: Arc<Sessions>,
     codes: Arc<Codes>,
+    invites: Arc<Invites>,
     outbox: Outbox,
 }
 
@@ -78,6 +80,7 @@ impl Accounts {
         throttle: Throttle,
         sessions: Arc<Sessions>,
         codes: Arc<Codes>,
+        invites: Arc<Invites>,
         outbox: Outbox,
     ) -> Self {
         Self {
@@ -90,6 +93,7 @@ impl Accounts {
             throttle,
             sessions,
             codes,
+            invites,
             outbox,
         }
     }
@@ -99,9 +103,14 @@ impl Accounts {
         &self.hasher
     }
 
-    fn check_registration_open(&self, invite_code: Option<&str>) -> Result<(), DomainError> {
+    /// Whether registration is open to this request; in `invite` mode, the registration
+    /// invite to spend with the new account.
+    async fn check_registration_open(
+        &self,
+        invite_code: Option<&str>,
+    ) -> Result<Option<Invite>, DomainError> {
         match self.config.registration {
-            Registration::Open => Ok(()),
+            Registration::Open => Ok(None),
             Registration::Closed => Err(DomainError::denied(
                 Reason::RegistrationClosed,
                 "registration on this node is closed; ask its operator for an account",
@@ -112,10 +121,10 @@ impl Accounts {
                     "registration on this node needs an invite code (invite_code)",
                 ))
             }
-            Registration::Invite => Err(DomainError::new(
-                ErrorKind::Unimplemented,
-                Reason::Unimplemented,
-                "invite codes are not supported by this version of Hearth yet",
+            Registration::Invite => Ok(Some(
+                self.invites
+                    .registration(invite_code.unwrap_or_default())
+                    .await?,
             )),
         }
     }
@@ -140,7 +149,9 @@ impl Accounts {
         req: SignUp,
         ctx: &RequestContext,
     ) -> Result<SignedIn, DomainError> {
-        self.check_registration_open(req.invite_code.as_deref())?;
+        let invite = self
+            .check_registration_open(req.invite_code.as_deref())
+            .await?;
         let (email, hash) = match (&req.email, &req.password) {
             (None, None) if !self.config.allow_guests => {
                 return Err(DomainError::denied(
@@ -184,6 +195,9 @@ impl Accounts {
         let (now, per_hour) = (self.clock.now_ms(), self.codes.per_hour());
         self.store
             .write(move |tx| {
+                if let Some(invite) = &invite {
+                    Invites::spend_in(tx, invite, now)?;
+                }
                 tx.insert_user(&u)?;
                 tx.insert_session(&s)?;
                 if let Some((record, mail)) = &code {
@@ -247,7 +261,7 @@ impl Accounts {
         };
         if user.disabled {
             slot.finish(true).await?;
-            return Err(super::operator::disabled());
+            return Err(DomainError::account_disabled());
         }
         if self.config.require_email_verification && !user.email_verified {
             slot.finish(true).await?;

@@ -301,6 +301,11 @@ impl Codes {
             mac(&self.key, user.id, Purpose::ResetPassword, &code)?,
             self.clock.now_ms(),
         );
+        let done = ResetDone {
+            to: address.clone(),
+            name: user.name.clone(),
+            server: self.config.server_id.to_string(),
+        };
         let revoked = self
             .store
             .write(move |tx| {
@@ -311,11 +316,21 @@ impl Codes {
                 }
                 tx.set_password_hash(id, &hash)?;
                 tx.clear_sign_in_throttle(&address)?;
-                Ok::<_, DomainError>(Some(tx.delete_all_sessions_of(id, None)?))
+                let revoked = tx.delete_all_sessions_of(id, None)?;
+                // Personal access tokens survive a reset (as on code hosts); the mail
+                // lists the live ones so the owner can revoke any they do not know.
+                let live: Vec<_> = tx
+                    .access_tokens_of(id)?
+                    .into_iter()
+                    .filter(|t| t.expires_at > now)
+                    .collect();
+                done.with_tokens(&live).enqueue_in(tx, now)?;
+                Ok::<_, DomainError>(Some(revoked))
             })
             .await?
             .ok_or_else(bad_code)?;
         self.revocations.announce(&revoked);
+        self.outbox.queued();
         tracing::info!(target: "hearth::audit", event = "password_reset", user = id, sessions_revoked = revoked.len());
         Ok(())
     }
@@ -369,5 +384,48 @@ impl Codes {
             self.send_code(user, Purpose::VerifyEmail).await?;
         }
         Ok(())
+    }
+}
+
+/// The mail that confirms a password reset.
+struct ResetDone {
+    to: String,
+    name: String,
+    server: String,
+}
+
+impl ResetDone {
+    /// The confirmation, listing the personal access tokens that still work.
+    fn with_tokens(&self, live: &[super::model::AccessToken]) -> OutgoingMail {
+        let tokens = match live {
+            [] => "Your account has no personal access tokens.\n".to_owned(),
+            _ => {
+                let mut text = String::from(
+                    "These personal access tokens still work (a reset keeps them). If you do not \n\
+                     know one, revoke it: sign in and call ForceTokenExpiration with its uuid, or \n\
+                     ask the operator (`hearth token revoke UUID`).\n\n",
+                );
+                for t in live.iter().take(100) {
+                    text.push_str(&format!(
+                        "- {} ({}): {}; expires {}\n",
+                        super::validate::printable(&t.name, 64),
+                        t.uuid,
+                        t.scopes.names().join(", "),
+                        crate::clock::rfc3339(t.expires_at)
+                    ));
+                }
+                text
+            }
+        };
+        OutgoingMail {
+            to: self.to.clone(),
+            subject: format!("Your {} password was changed", self.server),
+            body: format!(
+                "Hello {},\n\nthe password of your account on {} was just changed with a reset \
+                 code, and every session was signed out.\n\n{tokens}\n\
+                 If you did not do this, reset your password again at once.\n",
+                self.name, self.server
+            ),
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Credentials: one dispatcher turns a bearer credential into a [`Principal`] that carries
-//! its kind; the table of which gRPC method needs what lives in `api/auth.rs`.
+//! its kind and scopes; the table of which gRPC method needs what lives in `api/auth.rs`.
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::access_tokens::AccessTokens;
 use super::error::Reason;
 use super::principal::Principal;
 use super::sessions::Sessions;
@@ -12,17 +14,19 @@ use crate::secret::{BearerSecret, SecretKind};
 #[derive(Debug)]
 pub struct Credentials {
     sessions: Arc<Sessions>,
+    tokens: Arc<AccessTokens>,
 }
 
 impl Credentials {
     /// A dispatcher over the credential services.
-    pub fn new(sessions: Arc<Sessions>) -> Self {
-        Self { sessions }
+    pub fn new(sessions: Arc<Sessions>, tokens: Arc<AccessTokens>) -> Self {
+        Self { sessions, tokens }
     }
 
-    /// Resolves a bearer credential. Format and checksum are checked before any database
-    /// access; then the credential's kind decides which service resolves it.
-    pub async fn resolve(&self, token: &str) -> Result<Principal, DomainError> {
+    /// Resolves a bearer credential presented from `ip`. Format and checksum are checked
+    /// before any database access; then the credential's kind decides which service
+    /// resolves it.
+    pub async fn resolve(&self, token: &str, ip: Option<IpAddr>) -> Result<Principal, DomainError> {
         let secret = BearerSecret::parse(token).map_err(|e| {
             DomainError::unauthenticated(
                 Reason::CredentialMalformed,
@@ -31,6 +35,7 @@ impl Credentials {
         })?;
         match secret.kind() {
             SecretKind::Session => self.sessions.resolve(&secret).await,
+            SecretKind::PersonalAccessToken => self.tokens.resolve(&secret, ip).await,
             other => Err(DomainError::unauthenticated(
                 Reason::CredentialWrongKind,
                 format!("a {} token cannot be used here", other.prefix()),

@@ -99,6 +99,17 @@ reasons! {
     RequestTimeout => "REQUEST_TIMEOUT",
     NodeBusy => "NODE_BUSY",
     AccountDisabled => "ACCOUNT_DISABLED",
+    ScopeUnknown => "SCOPE_UNKNOWN",
+    ScopeNotHeld => "SCOPE_NOT_HELD",
+    AccessTokenUnknown => "ACCESS_TOKEN_UNKNOWN",
+    LimitReached => "LIMIT_REACHED",
+    InviteUnknown => "INVITE_UNKNOWN",
+    InviteExpired => "INVITE_EXPIRED",
+    InviteUsedUp => "INVITE_USED_UP",
+    InviteRevoked => "INVITE_REVOKED",
+    InviteWrongKind => "INVITE_WRONG_KIND",
+    InviteNotAllowed => "INVITE_NOT_ALLOWED",
+    AlreadyMember => "ALREADY_MEMBER",
     Internal => "INTERNAL",
 }
 
@@ -191,6 +202,14 @@ impl DomainError {
     /// A bug or an I/O failure; `detail` is logged, never sent.
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, Reason::Internal, detail)
+    }
+
+    /// The refusal for an account the operator disabled.
+    pub fn account_disabled() -> Self {
+        Self::denied(
+            Reason::AccountDisabled,
+            "this account is disabled; ask the operator of this node",
+        )
     }
 
     /// True for this kind.

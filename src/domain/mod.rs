@@ -1,20 +1,24 @@
 //! Business rules, free of tonic, prost and SQL. Each service owns one area and holds only
 //! what it needs; [`Services`] builds them once over the node's state and is what `api/`,
 //! the background jobs and the CLI call. Services depend on each other one way only:
-//! accounts → sessions, codes; codes → outbox; federation login → peers, sessions.
+//! accounts → sessions, codes, invites; codes → outbox; access tokens → sessions;
+//! credentials → sessions, access tokens; federation login → peers, sessions.
+pub mod access_tokens;
 pub mod accounts;
 pub mod codes;
+mod credential_cache;
 pub mod credentials;
 pub mod error;
 pub mod federation;
 pub mod hash_pool;
+pub mod invites;
 pub mod model;
 pub mod operator;
 pub mod outbox;
 pub mod passwords;
 pub mod principal;
 pub mod rate_limit;
-mod session_cache;
+pub mod scopes;
 pub mod sessions;
 pub mod state;
 pub mod throttle;
@@ -88,6 +92,10 @@ pub struct Services {
     pub sessions: Arc<sessions::Sessions>,
     /// Bearer credential → principal.
     pub credentials: Arc<credentials::Credentials>,
+    /// Personal access tokens.
+    pub access_tokens: Arc<access_tokens::AccessTokens>,
+    /// Invites, friendships, groups and communities.
+    pub invites: Arc<invites::Invites>,
     /// E-mail codes, verification, reset.
     pub codes: Arc<codes::Codes>,
     /// The mail outbox.
@@ -165,6 +173,20 @@ impl Services {
                 clock.clone(),
             ),
         );
+        let access_tokens = Arc::new(access_tokens::AccessTokens::new(
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+            sessions.clone(),
+            state.revocations.clone(),
+            &config,
+        ));
+        let invites = Arc::new(invites::Invites::new(
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+            &config.accounts,
+        ));
         let accounts = Arc::new(accounts::Accounts::new(
             store.clone(),
             clock.clone(),
@@ -174,6 +196,7 @@ impl Services {
             throttle,
             sessions.clone(),
             codes.clone(),
+            invites.clone(),
             outbox.clone(),
         ));
         let peers = Arc::new(Peers::new(
@@ -208,7 +231,12 @@ impl Services {
             state.jobs.clone(),
         );
         Ok(Self {
-            credentials: Arc::new(credentials::Credentials::new(sessions.clone())),
+            credentials: Arc::new(credentials::Credentials::new(
+                sessions.clone(),
+                access_tokens.clone(),
+            )),
+            access_tokens,
+            invites,
             operator: operator::Operator::new(
                 store.clone(),
                 state.revocations.clone(),

@@ -1,5 +1,6 @@
 //! The domain's own model types: what the services read and write through the store seam,
 //! and what `api/` converts to wire messages. No driver or transport types here.
+use super::scopes::ScopeSet;
 
 /// A user: a local account, a guest, or a foreign (federated) user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,125 @@ pub struct Session {
     pub last_active: u64,
     /// Absolute expiry (unix ms).
     pub expires_at: u64,
+    /// What the session may do: every scope when made by signing in, a personal access
+    /// token's scopes when made from one.
+    pub scopes: ScopeSet,
+    /// The personal access token it was made from (TokenAuthorization); it ends with it.
+    pub access_token_id: Option<u64>,
+}
+
+/// A personal access token. Only the SHA-256 of its value is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// Snowflake id (what revocation notices name).
+    pub id: u64,
+    /// The id clients see (a random UUID); kept when the value is regenerated.
+    pub uuid: String,
+    /// Owner.
+    pub user_id: u64,
+    /// The owner's name for it.
+    pub name: String,
+    /// SHA-256 of the current value.
+    pub token_hash: [u8; 32],
+    /// What it may do.
+    pub scopes: ScopeSet,
+    /// Creation time (unix ms).
+    pub created_at: u64,
+    /// Expiry (unix ms).
+    pub expires_at: u64,
+    /// Last use (unix ms), written at most once a minute.
+    pub last_used_at: Option<u64>,
+    /// The client IP of that use.
+    pub last_used_ip: Option<String>,
+}
+
+/// What an invite leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteTarget {
+    /// Friendship with the creator.
+    User,
+    /// Membership of a group.
+    Group,
+    /// Membership of a community.
+    Community,
+    /// An account on this node (SignUp's `invite_code`).
+    Registration,
+}
+
+impl InviteTarget {
+    /// How the store names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteTarget::User => "user",
+            InviteTarget::Group => "group",
+            InviteTarget::Community => "community",
+            InviteTarget::Registration => "registration",
+        }
+    }
+
+    /// The target named `s` by [`InviteTarget::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::User, Self::Group, Self::Community, Self::Registration]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+/// An invite. Only the SHA-256 of its code is kept, with the code's first characters
+/// (`hint`) so its creator can tell invites apart in a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// Snowflake id.
+    pub id: u64,
+    /// SHA-256 of the code.
+    pub code_hash: [u8; 32],
+    /// The code's first characters.
+    pub hint: String,
+    /// Who made it (0: the operator, from the CLI).
+    pub creator_id: u64,
+    /// What using it does.
+    pub target: InviteTarget,
+    /// The user, group or community (0 for a registration invite).
+    pub target_id: u64,
+    /// Uses allowed (`None`: unlimited).
+    pub max_uses: Option<u32>,
+    /// Uses so far.
+    pub uses: u32,
+    /// Expiry (unix ms).
+    pub expires_at: u64,
+    /// When it was revoked (unix ms).
+    pub revoked_at: Option<u64>,
+    /// Creation time (unix ms).
+    pub created_at: u64,
+}
+
+/// A group (a chat) with members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Snowflake id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Owner's user id.
+    pub owner: u64,
+    /// Members (at most [`Group::MEMBERS_SHOWN`] are read).
+    pub members: Vec<u64>,
+}
+
+impl Group {
+    /// Members read with a group (previews show no more).
+    pub const MEMBERS_SHOWN: u32 = 100;
+}
+
+/// A community.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Community {
+    /// Snowflake id.
+    pub id: u64,
+    /// Name.
+    pub name: String,
+    /// Owner's user id.
+    pub owner: u64,
 }
 
 /// A stored e-mail code: its HMAC, expiry and remaining tries.

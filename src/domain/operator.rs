@@ -1,10 +1,10 @@
 //! What the operator does to accounts from the CLI: disable, enable, delete, unlock, mark
 //! verified, send a reset mail, list and revoke a user's sessions. Disabling or deleting
-//! revokes every session at once, on every node.
+//! revokes every session at once, on every node, and refuses the personal access tokens.
 use std::sync::Arc;
 
+use super::access_tokens::AccessTokens;
 use super::codes::Codes;
-use super::error::Reason;
 use super::model::{Session, User};
 use super::state::revocations::Revocations;
 use super::state::Store;
@@ -39,7 +39,8 @@ impl Operator {
             .ok_or_else(|| DomainError::not_found(format!("no local account has {shown}")))
     }
 
-    /// Disables (and signs out everywhere) or enables an account.
+    /// Disables (signs out everywhere and refuses its personal access tokens) or enables an
+    /// account.
     pub async fn set_disabled(&self, email: &str, disabled: bool) -> Result<User, DomainError> {
         let user = self.user(email).await?;
         let id = user.id;
@@ -47,10 +48,12 @@ impl Operator {
             .store
             .write(move |tx| {
                 tx.set_user_disabled(id, disabled)?;
-                let revoked = match disabled {
-                    true => tx.delete_all_sessions_of(id, None)?,
-                    false => Vec::new(),
-                };
+                // Sessions go; personal access tokens stay (refused while disabled, so
+                // their cached copies are dropped too).
+                let mut revoked = AccessTokens::ids_of_in(tx, id)?;
+                if disabled {
+                    revoked.extend(tx.delete_all_sessions_of(id, None)?);
+                }
                 Ok::<_, DomainError>(revoked)
             })
             .await?;
@@ -59,14 +62,15 @@ impl Operator {
         Ok(user)
     }
 
-    /// Deletes an account with its sessions and codes.
+    /// Deletes an account with its sessions, codes, tokens and invites.
     pub async fn delete(&self, email: &str) -> Result<User, DomainError> {
         let user = self.user(email).await?;
         let id = user.id;
         let sessions = self
             .store
             .write(move |tx| {
-                let ids: Vec<u64> = tx.sessions_of(id)?.iter().map(|s| s.id).collect();
+                let mut ids: Vec<u64> = tx.sessions_of(id)?.iter().map(|s| s.id).collect();
+                ids.extend(AccessTokens::ids_of_in(tx, id)?);
                 tx.delete_user(id)?;
                 Ok::<_, DomainError>(ids)
             })
@@ -127,12 +131,4 @@ impl Operator {
         tracing::info!(target: "hearth::audit", event = "sessions_revoked_by_operator", user = id, count = revoked.len());
         Ok(revoked.len())
     }
-}
-
-/// The refusal for a disabled account.
-pub fn disabled() -> DomainError {
-    DomainError::denied(
-        Reason::AccountDisabled,
-        "this account is disabled; ask the operator of this node",
-    )
 }

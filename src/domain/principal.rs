@@ -1,18 +1,17 @@
-//! Who is calling: the [`Principal`] a credential resolves to, its kind, and the one check of
-//! a principal against a method's [`Requirement`]. No dependencies on other services.
+//! Who is calling: the [`Principal`] a credential resolves to, its kind and scopes, and the
+//! one check of a principal against a method's [`Requirement`]. No dependencies on other
+//! services.
 use super::error::Reason;
+use super::scopes::ScopeSet;
 use super::DomainError;
 
 /// Which kind of credential a principal presented.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
     /// A session token (`hs_`).
     Session,
-    /// A personal access token (`hpat_`) limited to `scopes`.
-    PersonalAccessToken {
-        /// The scopes the token was given.
-        scopes: Vec<String>,
-    },
+    /// A personal access token (`hpat_`).
+    PersonalAccessToken,
     /// A Hearth JWT bound to a session.
     Jwt,
 }
@@ -22,10 +21,13 @@ pub enum CredentialKind {
 pub struct Principal {
     /// The user.
     pub user_id: u64,
-    /// The session (or token) the credential belongs to.
+    /// The session, or for a personal access token the token's id.
     pub session_id: u64,
     /// Which kind of credential it was.
     pub kind: CredentialKind,
+    /// What it may do: every scope for a session made by signing in; the token's scopes
+    /// for a personal access token and for a session made from one (TokenAuthorization).
+    pub scopes: ScopeSet,
     /// SHA-256 of the presented secret (compare-and-swap on refresh needs it).
     pub token_hash: [u8; 32],
     /// The node requires verified e-mail addresses and this account's is not verified yet:
@@ -42,7 +44,9 @@ pub enum Requirement {
     AnyCredential,
     /// A session (not a token with scopes).
     SessionOnly,
-    /// A session, or a personal access token holding this scope.
+    /// A personal access token (TokenAuthorization exchanges one for a session).
+    TokenOnly,
+    /// A session or a personal access token holding this scope.
     Scope(&'static str),
 }
 
@@ -59,21 +63,26 @@ impl Principal {
                 "verify your e-mail address first (see the code we sent, or call ResendEmailVerification)",
             ));
         }
-        match (r, &self.kind) {
+        use CredentialKind::{Jwt, PersonalAccessToken, Session};
+        match (r, self.kind) {
             (Requirement::Public | Requirement::AnyCredential, _) => Ok(()),
-            (Requirement::SessionOnly | Requirement::Scope(_), CredentialKind::Session) => Ok(()),
-            (Requirement::Scope(s), CredentialKind::PersonalAccessToken { scopes })
-                if scopes.iter().any(|have| have == s) =>
-            {
-                Ok(())
-            }
-            (Requirement::Scope(s), _) => Err(DomainError::denied(
+            (Requirement::SessionOnly, Session) => Ok(()),
+            (Requirement::TokenOnly, PersonalAccessToken) => Ok(()),
+            (Requirement::Scope(s), Session | PersonalAccessToken) if self.scopes.has(s) => Ok(()),
+            (Requirement::Scope(s), Session | PersonalAccessToken) => Err(DomainError::denied(
                 Reason::CredentialInsufficient,
                 format!("this credential lacks the scope `{s}`"),
             )),
-            (Requirement::SessionOnly, _) => Err(DomainError::denied(
+            (Requirement::Scope(_), Jwt) | (Requirement::SessionOnly, _) => {
+                Err(DomainError::denied(
+                    Reason::CredentialInsufficient,
+                    "this call needs a session token, not another kind of credential",
+                ))
+            }
+            (Requirement::TokenOnly, _) => Err(DomainError::denied(
                 Reason::CredentialInsufficient,
-                "this call needs a session token, not another kind of credential",
+                "this call exchanges a personal access token (hpat_…) for a session; \
+                 a session token is one already (RefreshSession renews it)",
             )),
         }
     }

@@ -3,10 +3,11 @@
 //! copy is dropped before the next request.
 use std::sync::Arc;
 
+use super::credential_cache::{CredentialCache, Entry};
 use super::error::Reason;
 use super::model::{DeviceFacts, Session};
 use super::principal::{CredentialKind, Principal};
-use super::session_cache::{Entry, SessionCache};
+use super::scopes::ScopeSet;
 use super::state::ids::IdAllocator;
 use super::state::revocations::Revocations;
 use super::state::{Store, WriteTx};
@@ -32,7 +33,7 @@ pub struct Sessions {
     ids: Arc<dyn IdAllocator>,
     lifetime_ms: u64,
     idle_ms: u64,
-    cache: Arc<SessionCache>,
+    cache: Arc<CredentialCache>,
     revocations: Arc<dyn Revocations>,
     require_verified_email: bool,
 }
@@ -47,7 +48,7 @@ impl Sessions {
         require_verified_email: bool,
         revocations: Arc<dyn Revocations>,
     ) -> Self {
-        let cache = SessionCache::new(clock.clone());
+        let cache = CredentialCache::new(clock.clone());
         let c = cache.clone();
         revocations.subscribe(Arc::new(move |ids| c.invalidate(ids)));
         Self {
@@ -75,6 +76,8 @@ impl Sessions {
             created_at: now,
             last_active: now,
             expires_at: now + self.lifetime_ms,
+            scopes: ScopeSet::ALL,
+            access_token_id: None,
         };
         (token, row)
     }
@@ -111,6 +114,7 @@ impl Sessions {
                         user_id: row.user_id,
                         session_id: row.id,
                         kind: CredentialKind::Session,
+                        scopes: row.scopes,
                         token_hash: hash,
                         email_unverified,
                     },

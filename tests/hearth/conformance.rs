@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use hearth::clock::ManualClock;
+use hearth::domain::invites::NewInvite;
+use hearth::domain::model::{AccessToken, InviteTarget};
+use hearth::domain::scopes::ScopeSet;
 use hearth::domain::state::{Store, StoreError};
 use hearth::domain::{NodeState, RequestContext, Services};
 use hearth::federation::client::PeerClient;
@@ -220,7 +223,11 @@ pub async fn parallel_code_guesses_compare_at_most_5(open: impl Backend) {
 pub async fn parallel_session_refreshes_have_one_winner(open: impl Backend) {
     let (_dir, s, _) = setup(open).await;
     let signed = sign_up(&s, "refresh@example.org").await;
-    let p = s.credentials.resolve(signed.token.expose()).await.unwrap();
+    let p = s
+        .credentials
+        .resolve(signed.token.expose(), None)
+        .await
+        .unwrap();
     let results = parallel(CALLERS, |_| {
         let (s, p) = (s.clone(), p.clone());
         async move { s.sessions.refresh(&p).await }
@@ -228,8 +235,16 @@ pub async fn parallel_session_refreshes_have_one_winner(open: impl Backend) {
     .await;
     let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(winners.len(), 1, "one refresh wins");
-    assert!(s.credentials.resolve(winners[0].expose()).await.is_ok());
-    assert!(s.credentials.resolve(signed.token.expose()).await.is_err());
+    assert!(s
+        .credentials
+        .resolve(winners[0].expose(), None)
+        .await
+        .is_ok());
+    assert!(s
+        .credentials
+        .resolve(signed.token.expose(), None)
+        .await
+        .is_err());
 }
 
 /// 50 parallel refreshes of one peer token: exactly one new token.
@@ -303,6 +318,61 @@ pub async fn ids_stay_unique_across_processes(open: impl Backend) {
     assert_eq!(ids.len(), 2 * CALLERS);
 }
 
+/// A one-use invite is spent once under 50 parallel uses.
+pub async fn a_one_use_invite_is_spent_once(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let now = s.clock().now_ms();
+    let (_, invite) = s
+        .invites
+        .create(
+            None,
+            NewInvite {
+                target: InviteTarget::Registration,
+                target_id: 0,
+                expires_at: Some(now + 60_000),
+                max_uses: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    let results = parallel(CALLERS, |_| {
+        let store = s.store().clone();
+        async move { store.write(move |tx| tx.spend_invite(invite.id, now)).await }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(true))).count(), 1);
+    assert!(results.iter().all(Result::is_ok));
+}
+
+/// The per-account cap on personal access tokens holds under 50 parallel creations.
+pub async fn the_token_cap_holds_under_parallel_creates(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let user = sign_up(&s, "capped@example.org").await.user.id;
+    let now = s.clock().now_ms();
+    let results = parallel(CALLERS, |i| {
+        let store = s.store().clone();
+        async move {
+            let secret = BearerSecret::generate(SecretKind::PersonalAccessToken);
+            let t = AccessToken {
+                id: (1 << 62) + i as u64,
+                uuid: format!("00000000-0000-4000-8000-{i:012}"),
+                user_id: user,
+                name: "parallel".into(),
+                token_hash: secret.hash(),
+                scopes: ScopeSet::ALL,
+                created_at: now,
+                expires_at: now + 60_000,
+                last_used_at: None,
+                last_used_ip: None,
+            };
+            store.write(move |tx| tx.insert_access_token(&t, 10)).await
+        }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(true))).count(), 10);
+    assert!(results.iter().all(Result::is_ok));
+}
+
 fn sqlite(dir: &Path) -> Store {
     let sqlite = hearth::store::sqlite::Sqlite::open(
         &dir.join("hearth.sqlite3"),
@@ -356,4 +426,14 @@ async fn sqlite_a_nonce_is_used_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_ids_stay_unique_across_processes() {
     ids_stay_unique_across_processes(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_one_use_invite_is_spent_once() {
+    a_one_use_invite_is_spent_once(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_token_cap_holds_under_parallel_creates() {
+    the_token_cap_holds_under_parallel_creates(sqlite).await;
 }

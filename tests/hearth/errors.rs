@@ -6,12 +6,6 @@ use tonic_types::StatusExt;
 
 use crate::support::*;
 
-fn reason(s: &tonic::Status) -> String {
-    s.get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn refusals_carry_a_reason_code_and_a_request_id() {
     let n = TestNode::start().await;

@@ -184,19 +184,18 @@ async fn pong_needs_a_valid_live_session() {
 #[tokio::test]
 async fn methods_of_later_versions_say_unimplemented_by_name() {
     let n = TestNode::start().await;
-    let mut tokens =
-        pb::tokens::v1::tokens_service_client::TokensServiceClient::new(n.channel.clone());
-    let (token, _, _) = n.sign_up("later@example.org").await;
-    let s = tokens
-        .get_token(authed(
-            pb::tokens::v1::GetTokenRequest { token_uuid: None },
-            &token,
-        ))
+    let mut harmony =
+        pb::protocol::auth::v1::auth_service_client::AuthServiceClient::new(n.channel.clone());
+    let s = harmony
+        .begin_auth(pb::protocol::auth::v1::BeginAuthRequest {
+            for_guest_token: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::Unimplemented);
     assert!(
-        s.message().contains("tokens.v1.TokensService/GetToken"),
+        s.message()
+            .contains("protocol.auth.v1.AuthService/BeginAuth"),
         "{}",
         s.message()
     );
@@ -408,7 +407,12 @@ fn cli_adds_users_and_issues_and_revokes_sessions() {
         let node = hearth::Node::start(test_config(data.clone()))
             .await
             .unwrap();
-        assert!(node.services().credentials.resolve(&token).await.is_err());
+        assert!(node
+            .services()
+            .credentials
+            .resolve(&token, None)
+            .await
+            .is_err());
         node.shutdown().await;
     });
 }

@@ -15,6 +15,7 @@ pub type Tangle = pb::tangle::client::auth::auth_client::AuthClient<Channel>;
 pub type Public =
     pb::accounts::v1::public_accounts_service_client::PublicAccountsServiceClient<Channel>;
 pub type Accounts = pb::accounts::v1::accounts_service_client::AccountsServiceClient<Channel>;
+pub type Tokens = pb::tokens::v1::tokens_service_client::TokensServiceClient<Channel>;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -117,6 +118,10 @@ impl TestNode {
         Accounts::new(self.channel.clone())
     }
 
+    pub fn tokens(&self) -> Tokens {
+        Tokens::new(self.channel.clone())
+    }
+
     pub fn test_auth(
         &self,
     ) -> pb::test::v1::test_auth_service_client::TestAuthServiceClient<Channel> {
@@ -192,6 +197,25 @@ pub fn authed<T>(msg: T, token: &str) -> Request<T> {
         MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
     );
     req
+}
+
+/// The stable reason code of a refusal (`google.rpc.ErrorInfo.reason`).
+pub fn reason(s: &Status) -> String {
+    tonic_types::StatusExt::get_details_error_info(s)
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+/// Like [`assert_code`], and the refusal's reason code is `why`.
+pub fn assert_refused<T: std::fmt::Debug>(
+    r: Result<T, Status>,
+    code: Code,
+    why: &str,
+    needle: &str,
+) -> Status {
+    let s = assert_code(r, code, needle);
+    assert_eq!(reason(&s), why, "{s:?}");
+    s
 }
 
 pub fn assert_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, needle: &str) -> Status {

@@ -152,6 +152,19 @@ fn field_numbers_match_the_seeds_and_extensions() {
     );
     assert_fields("tokens.v1.TokenMetadata", &[("name", 1), ("expires_at", 2)]);
     assert_fields("tokens.v1.TokenPermissions", &[("scopes", 1)]);
+    for m in ["tokens.v1.GetTokenResponse", "tokens.v1.ListTokensResponse"] {
+        assert_fields(
+            m,
+            &[
+                ("token_uuid", 1),
+                ("token_metadata", 2),
+                ("token_permissions", 3),
+                ("last_used_at", 4),
+                ("last_used_ip", 5),
+                ("created_at", 6),
+            ],
+        );
+    }
     assert_fields("tangle.client.auth.Authorize", &[("token", 5)]);
     assert_fields(
         "tangle.client.auth.SignUp",

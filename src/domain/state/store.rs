@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::super::model::{
-    CodeRecord, KeyRotation, LockPolicy, Mail, Peer, Session, SignInGate, User,
+    AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Mail,
+    Peer, Session, SignInGate, User,
 };
 
 /// A storage failure. Callers map it to INTERNAL unless a variant says otherwise.
@@ -71,6 +72,26 @@ pub trait ReadTx {
         email: &str,
         client: &str,
     ) -> Result<(u32, Option<u64>), StoreError>;
+
+    /// The personal access token whose value hashes to `hash`.
+    fn access_token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<AccessToken>, StoreError>;
+    /// A personal access token by uuid.
+    fn access_token(&mut self, uuid: &str) -> Result<Option<AccessToken>, StoreError>;
+    /// A user's personal access tokens, newest first.
+    fn access_tokens_of(&mut self, user_id: u64) -> Result<Vec<AccessToken>, StoreError>;
+
+    /// The invite whose code hashes to `hash`.
+    fn invite_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Invite>, StoreError>;
+    /// A creator's invites that were not revoked, newest first, at most `limit`.
+    fn invites_by(&mut self, creator: u64, limit: u32) -> Result<Vec<Invite>, StoreError>;
+    /// A group with up to [`Group::MEMBERS_SHOWN`] members.
+    fn group(&mut self, id: u64) -> Result<Option<Group>, StoreError>;
+    /// A community.
+    fn community(&mut self, id: u64) -> Result<Option<Community>, StoreError>;
+    /// Whether two users are friends.
+    fn are_friends(&mut self, a: u64, b: u64) -> Result<bool, StoreError>;
+    /// Whether `user` is a member of the group or community `id`.
+    fn is_member(&mut self, target: InviteTarget, id: u64, user: u64) -> Result<bool, StoreError>;
 }
 
 /// Write operations, per table; every method runs inside the caller's one transaction.
@@ -105,7 +126,8 @@ pub trait WriteTx: ReadTx {
     fn sweep_sign_in_throttle(&mut self, before: u64) -> Result<u64, StoreError>;
     /// Disables or enables an account.
     fn set_user_disabled(&mut self, id: u64, disabled: bool) -> Result<(), StoreError>;
-    /// Deletes an account with its sessions and codes; returns whether it existed.
+    /// Deletes an account with its sessions, codes, tokens and invites; returns whether it
+    /// existed.
     fn delete_user(&mut self, id: u64) -> Result<bool, StoreError>;
     /// Marks the e-mail address verified.
     fn set_email_verified(&mut self, id: u64) -> Result<(), StoreError>;
@@ -232,6 +254,45 @@ pub trait WriteTx: ReadTx {
     ) -> Result<Option<u16>, StoreError>;
     /// Gives a worker lease back.
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError>;
+
+    /// Atomic: inserts a personal access token unless its owner already has `max`; returns
+    /// whether it inserted.
+    fn insert_access_token(&mut self, t: &AccessToken, max: u32) -> Result<bool, StoreError>;
+    /// Writes a token's name, value hash, scopes and expiry (read it in the same
+    /// transaction first, so no parallel change is lost).
+    fn update_access_token(&mut self, t: &AccessToken) -> Result<(), StoreError>;
+    /// Records a use of a token.
+    fn touch_access_token(&mut self, id: u64, now: u64, ip: Option<&str>)
+        -> Result<(), StoreError>;
+    /// Deletes a token; returns whether it existed.
+    fn delete_access_token(&mut self, id: u64) -> Result<bool, StoreError>;
+    /// Atomic: inserts a session made from token `s.access_token_id` only while that token
+    /// still has the value `token_hash` and outlives the session; returns whether it did.
+    fn insert_session_for_token(
+        &mut self,
+        s: &Session,
+        token_hash: &[u8; 32],
+    ) -> Result<bool, StoreError>;
+    /// Deletes every session made from token `token_id`; returns their ids.
+    fn delete_sessions_of_token(&mut self, token_id: u64) -> Result<Vec<u64>, StoreError>;
+
+    /// Atomic: inserts an invite unless its creator has `max_live` live ones; returns
+    /// whether it inserted.
+    fn insert_invite(&mut self, i: &Invite, now: u64, max_live: u32) -> Result<bool, StoreError>;
+    /// Atomic: spends one use of invite `id` if it is live (not revoked, expired or used
+    /// up) at `now`; returns whether it did. Of many parallel callers on a one-use invite,
+    /// exactly one gets `true`.
+    fn spend_invite(&mut self, id: u64, now: u64) -> Result<bool, StoreError>;
+    /// Revokes an invite.
+    fn revoke_invite(&mut self, id: u64, now: u64) -> Result<(), StoreError>;
+    /// Makes two users friends; false when they already were.
+    fn befriend(&mut self, a: u64, b: u64, now: u64) -> Result<bool, StoreError>;
+    /// Adds `user` to the group or community `id`; false when already a member.
+    fn add_member(&mut self, target: InviteTarget, id: u64, user: u64) -> Result<bool, StoreError>;
+    /// Inserts a group, its owner its first member.
+    fn insert_group(&mut self, g: &Group, now: u64) -> Result<(), StoreError>;
+    /// Inserts a community, its owner its first member.
+    fn insert_community(&mut self, c: &Community, now: u64) -> Result<(), StoreError>;
 }
 
 /// Figures the store keeps for metrics.

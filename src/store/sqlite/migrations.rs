@@ -13,6 +13,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_code_issuance.sql"),
     include_str!("migrations/0005_sign_in_throttle.sql"),
     include_str!("migrations/0006_user_disabled.sql"),
+    include_str!("migrations/0007_access_tokens.sql"),
+    include_str!("migrations/0008_invites.sql"),
 ];
 
 /// The schema version this build writes.

@@ -2,8 +2,10 @@
 //! one IMMEDIATE transaction; reads use a small pool of read-only connections on tokio's
 //! blocking pool. No SQLite call ever runs on an async worker thread. SQL text lives only
 //! under this module, and rusqlite types never leave it.
+mod access_tokens;
 mod codes;
 mod id_workers;
+mod invites;
 mod key_rotations;
 mod migrations;
 mod nonces;

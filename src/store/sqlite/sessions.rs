@@ -3,9 +3,11 @@ use rusqlite::{params, Connection, Row};
 
 use super::{optional, StoreError};
 use crate::domain::model::{DeviceFacts, Session};
+use crate::domain::scopes::ScopeSet;
 
 const COLUMNS: &str = "id, user_id, token_hash, client_id, device_type, device_version, \
-                       app_name, app_version, created_at, last_active, expires_at";
+                       app_name, app_version, created_at, last_active, expires_at, scopes, \
+                       access_token_id";
 
 fn from_row(r: &Row<'_>) -> Result<Session, rusqlite::Error> {
     let hash: Vec<u8> = r.get(2)?;
@@ -23,21 +25,30 @@ fn from_row(r: &Row<'_>) -> Result<Session, rusqlite::Error> {
         created_at: r.get::<_, i64>(8)? as u64,
         last_active: r.get::<_, i64>(9)? as u64,
         expires_at: r.get::<_, i64>(10)? as u64,
+        scopes: r
+            .get::<_, Option<String>>(11)?
+            .map_or(ScopeSet::ALL, |t| ScopeSet::from_text(&t)),
+        access_token_id: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
     })
 }
 
-/// Inserts `s` with `condition` (SQL over `?2` = user id and `?12` = `extra`) guarding it;
-/// returns whether it inserted.
+/// A full session's scopes are stored as NULL (every scope, now and later).
+fn scopes_text(s: &Session) -> Option<String> {
+    (s.scopes != ScopeSet::ALL).then(|| s.scopes.to_text())
+}
+
+/// Inserts `s` with `condition` (SQL over `?2` = user id, `?11` = expiry and `?14` =
+/// `extra`) guarding it; returns whether it inserted.
 fn insert_where(
     tx: &Connection,
     s: &Session,
     condition: &str,
-    extra: &str,
+    extra: &dyn rusqlite::ToSql,
 ) -> Result<bool, StoreError> {
     let n = tx.execute(
         &format!(
-            "INSERT INTO sessions ({COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
-             WHERE {condition}"
+            "INSERT INTO sessions ({COLUMNS}) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 WHERE {condition}"
         ),
         params![
             s.id as i64,
@@ -51,6 +62,8 @@ fn insert_where(
             s.created_at as i64,
             s.last_active as i64,
             s.expires_at as i64,
+            scopes_text(s),
+            s.access_token_id.map(|v| v as i64),
             extra,
         ],
     )?;
@@ -59,7 +72,7 @@ fn insert_where(
 
 /// Inserts a session.
 pub fn insert(tx: &Connection, s: &Session) -> Result<(), StoreError> {
-    insert_where(tx, s, "?12 = ?12", "").map(|_| ())
+    insert_where(tx, s, "?14 = ?14", &"").map(|_| ())
 }
 
 /// Inserts a session only while its user's password hash is still `password_hash`.
@@ -71,9 +84,35 @@ pub fn insert_if_password(
     insert_where(
         tx,
         s,
-        "EXISTS (SELECT 1 FROM users WHERE id = ?2 AND password_hash = ?12)",
-        password_hash,
+        "EXISTS (SELECT 1 FROM users WHERE id = ?2 AND password_hash = ?14)",
+        &password_hash,
     )
+}
+
+/// Inserts a session made from the personal access token `s.access_token_id` only while
+/// that token still has the value `token_hash` and has not expired at `s.created_at`.
+pub fn insert_for_token(
+    tx: &Connection,
+    s: &Session,
+    token_hash: &[u8; 32],
+) -> Result<bool, StoreError> {
+    insert_where(
+        tx,
+        s,
+        "EXISTS (SELECT 1 FROM access_tokens WHERE id = ?13 AND user_id = ?2 \
+         AND token_hash = ?14 AND expires_at > ?9 AND expires_at >= ?11)",
+        &&token_hash[..],
+    )
+}
+
+/// Deletes every session made from the token `token_id`; returns their ids.
+pub fn delete_for_token(tx: &Connection, token_id: u64) -> Result<Vec<u64>, StoreError> {
+    let mut stmt =
+        tx.prepare_cached("DELETE FROM sessions WHERE access_token_id = ?1 RETURNING id")?;
+    let rows = stmt.query_map([token_id as i64], |r| r.get::<_, i64>(0))?;
+    Ok(rows
+        .map(|r| r.map(|v| v as u64))
+        .collect::<Result<_, _>>()?)
 }
 
 /// The session whose token hashes to `hash`.

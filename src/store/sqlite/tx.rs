@@ -3,11 +3,12 @@
 use rusqlite::Connection;
 
 use super::{
-    codes, id_workers, key_rotations, nonces, outbox, peer_tokens, peers, secrets, sessions,
-    sign_in_throttle, users,
+    access_tokens, codes, id_workers, invites, key_rotations, nonces, outbox, peer_tokens, peers,
+    secrets, sessions, sign_in_throttle, users,
 };
 use crate::domain::model::{
-    CodeRecord, KeyRotation, LockPolicy, Mail, Peer, Session, SignInGate, User,
+    AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Mail,
+    Peer, Session, SignInGate, User,
 };
 use crate::domain::state::store::{Gauges, ReadTx, StoreError, WriteTx};
 
@@ -77,9 +78,37 @@ impl ReadTx for Tx<'_> {
     ) -> Result<(u32, Option<u64>), StoreError> {
         sign_in_throttle::get(self.0, email, client)
     }
+    fn access_token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<AccessToken>, StoreError> {
+        access_tokens::by_hash(self.0, hash)
+    }
+    fn access_token(&mut self, uuid: &str) -> Result<Option<AccessToken>, StoreError> {
+        access_tokens::by_uuid(self.0, uuid)
+    }
+    fn access_tokens_of(&mut self, user_id: u64) -> Result<Vec<AccessToken>, StoreError> {
+        access_tokens::list_for_user(self.0, user_id)
+    }
+    fn invite_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Invite>, StoreError> {
+        invites::by_hash(self.0, hash)
+    }
+    fn invites_by(&mut self, creator: u64, limit: u32) -> Result<Vec<Invite>, StoreError> {
+        invites::list_by(self.0, creator, limit)
+    }
+    fn group(&mut self, id: u64) -> Result<Option<Group>, StoreError> {
+        invites::group(self.0, id)
+    }
+    fn community(&mut self, id: u64) -> Result<Option<Community>, StoreError> {
+        invites::community(self.0, id)
+    }
+    fn are_friends(&mut self, a: u64, b: u64) -> Result<bool, StoreError> {
+        invites::friends(self.0, a, b)
+    }
+    fn is_member(&mut self, target: InviteTarget, id: u64, user: u64) -> Result<bool, StoreError> {
+        invites::is_member(self.0, target, id, user)
+    }
     fn highest_id(&mut self) -> Result<u64, StoreError> {
         let max: Option<i64> = self.0.query_row(
-            "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM users UNION ALL SELECT MAX(id) FROM sessions)",
+            "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM users UNION ALL SELECT MAX(id) FROM sessions \
+             UNION ALL SELECT MAX(id) FROM access_tokens UNION ALL SELECT MAX(id) FROM invites)",
             [],
             |r| r.get(0),
         )?;
@@ -255,5 +284,53 @@ impl WriteTx for Tx<'_> {
     }
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError> {
         id_workers::release(self.0, worker, holder)
+    }
+    fn insert_access_token(&mut self, t: &AccessToken, max: u32) -> Result<bool, StoreError> {
+        access_tokens::insert_capped(self.0, t, max)
+    }
+    fn update_access_token(&mut self, t: &AccessToken) -> Result<(), StoreError> {
+        access_tokens::update(self.0, t)
+    }
+    fn touch_access_token(
+        &mut self,
+        id: u64,
+        now: u64,
+        ip: Option<&str>,
+    ) -> Result<(), StoreError> {
+        access_tokens::touch(self.0, id, now, ip)
+    }
+    fn delete_access_token(&mut self, id: u64) -> Result<bool, StoreError> {
+        access_tokens::delete(self.0, id)
+    }
+    fn insert_session_for_token(
+        &mut self,
+        s: &Session,
+        token_hash: &[u8; 32],
+    ) -> Result<bool, StoreError> {
+        sessions::insert_for_token(self.0, s, token_hash)
+    }
+    fn delete_sessions_of_token(&mut self, token_id: u64) -> Result<Vec<u64>, StoreError> {
+        sessions::delete_for_token(self.0, token_id)
+    }
+    fn insert_invite(&mut self, i: &Invite, now: u64, max_live: u32) -> Result<bool, StoreError> {
+        invites::insert_capped(self.0, i, now, max_live)
+    }
+    fn spend_invite(&mut self, id: u64, now: u64) -> Result<bool, StoreError> {
+        invites::spend(self.0, id, now)
+    }
+    fn revoke_invite(&mut self, id: u64, now: u64) -> Result<(), StoreError> {
+        invites::revoke(self.0, id, now)
+    }
+    fn befriend(&mut self, a: u64, b: u64, now: u64) -> Result<bool, StoreError> {
+        invites::befriend(self.0, a, b, now)
+    }
+    fn add_member(&mut self, target: InviteTarget, id: u64, user: u64) -> Result<bool, StoreError> {
+        invites::add_member(self.0, target, id, user)
+    }
+    fn insert_group(&mut self, g: &Group, now: u64) -> Result<(), StoreError> {
+        invites::insert_group(self.0, g, now)
+    }
+    fn insert_community(&mut self, c: &Community, now: u64) -> Result<(), StoreError> {
+        invites::insert_community(self.0, c, now)
     }
 }

@@ -114,5 +114,7 @@ pub fn set_disabled(tx: &Connection, id: u64, disabled: bool) -> Result<(), Stor
 
 /// Deletes an account; its sessions and codes go with it. Returns whether it existed.
 pub fn delete(tx: &Connection, id: u64) -> Result<bool, StoreError> {
+    // Invites name their creator without a foreign key (0 is the operator).
+    tx.execute("DELETE FROM invites WHERE creator_id = ?1", [id as i64])?;
     Ok(tx.execute("DELETE FROM users WHERE id = ?1", [id as i64])? > 0)
 }

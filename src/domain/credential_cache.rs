@@ -1,7 +1,7 @@
-//! A bounded cache in front of the sessions table, so most authenticated requests need no
-//! database read. Revocation notices drop entries at once (looked up by session id, no scan);
-//! an entry is also re-read after a short TTL, so a revocation made by another process (the
-//! CLI) takes effect within that TTL.
+//! A bounded cache in front of the sessions and personal-access-token tables, so most
+//! authenticated requests need no database read. Revocation notices drop entries at once
+//! (looked up by session or token id, no scan); an entry is also re-read after a short TTL,
+//! so a revocation made by another process (the CLI) takes effect within that TTL.
 use std::sync::Arc;
 
 use super::principal::Principal;
@@ -10,7 +10,7 @@ use crate::clock::SharedClock;
 
 /// How long an entry is trusted without re-reading the row.
 pub const TTL_MS: u64 = 5_000;
-/// Sessions cached at most.
+/// Credentials cached at most (per cache).
 pub const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Clone)]
@@ -21,12 +21,12 @@ pub(crate) struct Entry {
 }
 
 #[derive(Debug)]
-pub(crate) struct SessionCache {
+pub(crate) struct CredentialCache {
     by_token: LocalMap<[u8; 32], Entry>,
     token_of: LocalMap<u64, [u8; 32]>,
 }
 
-impl SessionCache {
+impl CredentialCache {
     pub fn new(clock: SharedClock) -> Arc<Self> {
         Arc::new(Self {
             by_token: LocalMap::new(clock.clone(), MAX_ENTRIES),
@@ -50,7 +50,7 @@ impl SessionCache {
         }
     }
 
-    /// Drops every entry of the given sessions.
+    /// Drops every entry of the given sessions or tokens.
     pub fn invalidate(&self, ids: &[u64]) {
         for id in ids {
             if let Some(hash) = self.token_of.take(id) {
