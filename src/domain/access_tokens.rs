@@ -427,12 +427,12 @@ impl AccessTokens {
     ) -> Result<Principal, DomainError> {
         let hash = secret.hash();
         let now = self.clock.now_ms();
-        let entry = match self.cache.get(&hash) {
-            Some(e) => e,
-            None => {
-                let check_email = self.require_verified_email;
-                let (t, user) = self
-                    .store
+        let check_email = self.require_verified_email;
+        let store = self.store.clone();
+        let entry = self
+            .cache
+            .get_or_load(hash, || async move {
+                let (t, user) = store
                     .read(move |tx| {
                         let Some(t) = tx.access_token_by_hash(&hash)? else {
                             return Ok(None);
@@ -445,7 +445,7 @@ impl AccessTokens {
                 if user.disabled {
                     return Err(DomainError::account_disabled());
                 }
-                let entry = Entry {
+                Ok(Entry {
                     principal: Principal {
                         user_id: t.user_id,
                         session_id: t.id,
@@ -458,11 +458,9 @@ impl AccessTokens {
                     },
                     expires_at: t.expires_at,
                     last_active: t.last_used_at.unwrap_or(0),
-                };
-                self.cache.put(hash, entry.clone());
-                entry
-            }
-        };
+                })
+            })
+            .await?;
         if now >= entry.expires_at {
             return Err(DomainError::unauthenticated(
                 Reason::TokenExpired,
@@ -472,8 +470,7 @@ impl AccessTokens {
                 ),
             ));
         }
-        if now.saturating_sub(entry.last_active) >= TOUCH_EVERY_MS {
-            self.cache.touch(&hash, now);
+        if self.cache.use_due(&hash, &entry, now, TOUCH_EVERY_MS) {
             let (id, ip) = (entry.principal.session_id, ip.map(|i| i.to_string()));
             // Best effort: a lost use stamp is not worth failing the request for.
             let _ = self

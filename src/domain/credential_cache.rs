@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::principal::Principal;
 use super::state::short_lived::{LocalMap, ShortLived};
+use super::DomainError;
 use crate::clock::SharedClock;
 
 /// How long an entry is trusted without re-reading the row.
@@ -36,6 +37,30 @@ impl CredentialCache {
 
     pub fn get(&self, hash: &[u8; 32]) -> Option<Entry> {
         self.by_token.get(hash)
+    }
+
+    /// The entry of `hash`: cached, or loaded by `load` and cached.
+    pub async fn get_or_load<F, Fut>(&self, hash: [u8; 32], load: F) -> Result<Entry, DomainError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Entry, DomainError>>,
+    {
+        if let Some(e) = self.get(&hash) {
+            return Ok(e);
+        }
+        let entry = load().await?;
+        self.put(hash, entry.clone());
+        Ok(entry)
+    }
+
+    /// Whether a use at `now` is due to be written (the last was `every` ms ago or more);
+    /// if so the cached entry is stamped, so one write per `every` goes out.
+    pub fn use_due(&self, hash: &[u8; 32], entry: &Entry, now: u64, every: u64) -> bool {
+        let due = now.saturating_sub(entry.last_active) >= every;
+        if due {
+            self.touch(hash, now);
+        }
+        due
     }
 
     pub fn put(&self, hash: [u8; 32], entry: Entry) {

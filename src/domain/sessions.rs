@@ -86,12 +86,12 @@ impl Sessions {
     pub async fn resolve(&self, secret: &BearerSecret) -> Result<Principal, DomainError> {
         let hash = secret.hash();
         let now = self.clock.now_ms();
-        let entry = match self.cache.get(&hash) {
-            Some(e) => e,
-            None => {
-                let check_email = self.require_verified_email;
-                let (row, email_unverified) = self
-                    .store
+        let check_email = self.require_verified_email;
+        let store = self.store.clone();
+        let entry = self
+            .cache
+            .get_or_load(hash, || async move {
+                let (row, email_unverified) = store
                     .read(move |tx| {
                         let Some(row) = tx.session_by_token(&hash)? else {
                             return Ok(None);
@@ -109,7 +109,7 @@ impl Sessions {
                             "the session does not exist or was revoked",
                         )
                     })?;
-                let entry = Entry {
+                Ok(Entry {
                     principal: Principal {
                         user_id: row.user_id,
                         session_id: row.id,
@@ -120,11 +120,9 @@ impl Sessions {
                     },
                     expires_at: row.expires_at,
                     last_active: row.last_active,
-                };
-                self.cache.put(hash, entry.clone());
-                entry
-            }
-        };
+                })
+            })
+            .await?;
         if now >= entry.expires_at {
             return Err(sign_in_again(
                 Reason::SessionExpired,
@@ -137,8 +135,7 @@ impl Sessions {
                 "the session expired after being idle",
             ));
         }
-        if now.saturating_sub(entry.last_active) >= TOUCH_EVERY_MS {
-            self.cache.touch(&hash, now);
+        if self.cache.use_due(&hash, &entry, now, TOUCH_EVERY_MS) {
             let id = entry.principal.session_id;
             // Best effort: a lost activity stamp is not worth failing the request for.
             let _ = self

@@ -1,37 +1,16 @@
 //! The operator's CLI beside a running node: disable, enable, unlock, verify, reset mail,
 //! delete; session list and revoke-all; `--json`; readable times; key export to a 0600 file;
 //! key import checked against the rotation history.
-use std::process::{Command, Output};
-
 use tonic::Code;
 
 use crate::support::*;
-
-fn hearth(n: &TestNode, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .env("HEARTH_DATA_DIR", &n.config.data_dir)
-        .env("HEARTH_PASSWORDS_ARGON2_MEMORY_KIB", "256")
-        .env("HEARTH_PASSWORDS_ARGON2_ITERATIONS", "1")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[tokio::test]
 async fn operators_disable_enable_unlock_verify_and_delete_accounts() {
     let n = TestNode::start().await;
     let (token, _, _) = n.sign_up("managed@example.org").await;
 
-    ok(hearth(&n, &["user", "disable", "managed@example.org"]));
+    ok(n.cli(&["user", "disable", "managed@example.org"]));
     assert!(n.pong(Some(&token)).await.is_err(), "signed out everywhere");
     let s = assert_code(
         n.sign_in("managed@example.org", PASSWORD).await,
@@ -44,7 +23,7 @@ async fn operators_disable_enable_unlock_verify_and_delete_accounts() {
             .as_deref(),
         Some("ACCOUNT_DISABLED")
     );
-    ok(hearth(&n, &["user", "enable", "managed@example.org"]));
+    ok(n.cli(&["user", "enable", "managed@example.org"]));
     n.sign_in("managed@example.org", PASSWORD).await.unwrap();
 
     for _ in 0..6 {
@@ -55,30 +34,25 @@ async fn operators_disable_enable_unlock_verify_and_delete_accounts() {
         Code::ResourceExhausted,
         "try again",
     );
-    ok(hearth(&n, &["user", "unlock", "managed@example.org"]));
+    ok(n.cli(&["user", "unlock", "managed@example.org"]));
     n.sign_in("managed@example.org", PASSWORD).await.unwrap();
 
-    ok(hearth(&n, &["user", "verify", "managed@example.org"]));
-    ok(hearth(
-        &n,
-        &["user", "reset-password", "managed@example.org"],
-    ));
+    ok(n.cli(&["user", "verify", "managed@example.org"]));
+    ok(n.cli(&["user", "reset-password", "managed@example.org"]));
     assert!(n
         .last_mail_to("managed@example.org")
         .await
         .subject
         .contains("password reset"));
-    let listed = ok(hearth(&n, &["user", "list", "--json"]));
+    let listed = ok(n.cli(&["user", "list", "--json"]));
     let row: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
     assert_eq!(row["email"], "managed@example.org");
     assert_eq!(row["email_verified"], true);
     assert!(row["created_at"].as_str().unwrap().ends_with('Z'));
 
-    ok(hearth(&n, &["user", "delete", "managed@example.org"]));
-    assert!(ok(hearth(&n, &["user", "list", "--json"]))
-        .trim()
-        .is_empty());
-    let missing = hearth(&n, &["user", "disable", "managed@example.org"]);
+    ok(n.cli(&["user", "delete", "managed@example.org"]));
+    assert!(ok(n.cli(&["user", "list", "--json"])).trim().is_empty());
+    let missing = n.cli(&["user", "disable", "managed@example.org"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no local account"));
 }
@@ -88,10 +62,7 @@ async fn operators_list_and_revoke_a_users_sessions() {
     let n = TestNode::start().await;
     let (first, first_id, _) = n.sign_up("many@example.org").await;
     let second = n.sign_in("many@example.org", PASSWORD).await.unwrap();
-    let listed = ok(hearth(
-        &n,
-        &["session", "list", "--email", "many@example.org", "--json"],
-    ));
+    let listed = ok(n.cli(&["session", "list", "--email", "many@example.org", "--json"]));
     let ids: Vec<u64> = listed
         .lines()
         .map(|l| {
@@ -102,25 +73,19 @@ async fn operators_list_and_revoke_a_users_sessions() {
         .collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&first_id));
-    let text = ok(hearth(
-        &n,
-        &["session", "list", "--email", "many@example.org"],
-    ));
+    let text = ok(n.cli(&["session", "list", "--email", "many@example.org"]));
     assert!(
         text.contains("LAST ACTIVE") && text.contains('T') && text.contains('Z'),
         "{text}"
     );
 
-    ok(hearth(&n, &["session", "revoke", &first_id.to_string()]));
-    let again = hearth(&n, &["session", "revoke", &first_id.to_string()]);
+    ok(n.cli(&["session", "revoke", &first_id.to_string()]));
+    let again = n.cli(&["session", "revoke", &first_id.to_string()]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
     assert!(n.pong(Some(&first)).await.is_err());
 
-    let out = ok(hearth(
-        &n,
-        &["session", "revoke", "--all", "--email", "many@example.org"],
-    ));
+    let out = ok(n.cli(&["session", "revoke", "--all", "--email", "many@example.org"]));
     assert!(out.contains("revoked 1 sessions"), "{out}");
     assert!(n.pong(Some(&second)).await.is_err());
 }
@@ -131,22 +96,19 @@ async fn key_export_writes_0600_and_import_respects_the_rotation_history() {
     let mut n = TestNode::start().await;
     let dir = n.dir.path().to_owned();
     let backup = dir.join("backup.key");
-    ok(hearth(
-        &n,
-        &["key", "export", "--out", backup.to_str().unwrap()],
-    ));
+    ok(n.cli(&["key", "export", "--out", backup.to_str().unwrap()]));
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     n.stop().await;
-    let rotated = ok(hearth(&n, &["key", "rotate"]));
+    let rotated = ok(n.cli(&["key", "rotate"]));
     assert!(rotated.contains("rotated"), "{rotated}");
-    let shown = ok(hearth(&n, &["key", "show"]));
+    let shown = ok(n.cli(&["key", "show"]));
     assert!(
         shown.contains("rotated at 20") && shown.contains("Z from"),
         "{shown}"
     );
     // The backup is the key from before the rotation: the history contradicts it.
-    let refused = hearth(&n, &["key", "import", backup.to_str().unwrap()]);
+    let refused = n.cli(&["key", "import", backup.to_str().unwrap()]);
     assert!(!refused.status.success());
     let e = String::from_utf8_lossy(&refused.stderr);
     assert!(e.contains("rotation history says its key is"), "{e}");

@@ -1,8 +1,6 @@
 //! Issue: invites (tangle.client.auth) over real gRPC: user, group and community invites,
 //! every refusal (used up, expired, revoked, unknown), registration invites in `invite` mode
 //! (tangle and accounts.v1 SignUp), the operator's CLI, and one winner among 50 callers.
-use std::process::Command;
-
 use hearth::clock::Clock;
 
 use futures_util::future::join_all;
@@ -430,51 +428,47 @@ async fn operators_create_registration_invites_groups_and_communities_from_the_c
     let n =
         TestNode::start_with(|c| c.accounts.registration = hearth::config::Registration::Invite)
             .await;
-    let hearth = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(args)
-            .env("HEARTH_DATA_DIR", &n.config.data_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let code = hearth(&[
-        "invite",
-        "create",
-        "--registration",
-        "--uses",
-        "2",
-        "--expires",
-        "7d",
-    ]);
+    let code = hearth(
+        &n,
+        &[
+            "invite",
+            "create",
+            "--registration",
+            "--uses",
+            "2",
+            "--expires",
+            "7d",
+        ],
+    );
     let a = n
         .tangle()
         .sign_up(sign_up_with("cli1@example.org", Some(&code)))
         .await
         .unwrap();
-    let listed = hearth(&["invite", "list"]);
+    let listed = hearth(&n, &["invite", "list"]);
     assert!(
         listed.contains(&format!("{}…", &code[..4])) && listed.contains("used 1/2"),
         "{listed}"
     );
 
-    let group: u64 = hearth(&[
-        "group",
-        "create",
-        "Operators",
-        "--owner",
-        "cli1@example.org",
-    ])
+    let group: u64 = hearth(
+        &n,
+        &[
+            "group",
+            "create",
+            "Operators",
+            "--owner",
+            "cli1@example.org",
+        ],
+    )
     .parse()
     .unwrap();
-    let community: u64 = hearth(&["community", "create", "Town", "--owner", "cli1@example.org"])
-        .parse()
-        .unwrap();
+    let community: u64 = hearth(
+        &n,
+        &["community", "create", "Town", "--owner", "cli1@example.org"],
+    )
+    .parse()
+    .unwrap();
     let token = a.into_inner().token;
     create(&n, &token, invite(InviteType::Group, group, None))
         .await
@@ -483,10 +477,14 @@ async fn operators_create_registration_invites_groups_and_communities_from_the_c
         .await
         .unwrap();
 
-    hearth(&["invite", "revoke", &code]);
+    hearth(&n, &["invite", "revoke", &code]);
     let r = n
         .tangle()
         .sign_up(sign_up_with("cli2@example.org", Some(&code)))
         .await;
     assert_refused(r, Code::FailedPrecondition, "INVITE_REVOKED", "revoked");
+}
+
+fn hearth(n: &TestNode, args: &[&str]) -> String {
+    ok(n.cli(args)).trim().to_owned()
 }

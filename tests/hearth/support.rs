@@ -166,6 +166,17 @@ impl TestNode {
         self.test_auth().pong(req).await.map(|_| ())
     }
 
+    /// Runs the `hearth` CLI on this node's data dir (cheap argon2, like the node).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_DATA_DIR", &self.config.data_dir)
+            .env("HEARTH_PASSWORDS_ARGON2_MEMORY_KIB", "256")
+            .env("HEARTH_PASSWORDS_ARGON2_ITERATIONS", "1")
+            .output()
+            .unwrap()
+    }
+
     /// The newest mail to `to` in the outbox.
     pub async fn last_mail_to(&self, to: &str) -> hearth::domain::model::Mail {
         let mails = self.domain().outbox.list().await.unwrap();
@@ -174,6 +185,17 @@ impl TestNode {
             .find(|m| m.recipient == to)
             .unwrap_or_else(|| panic!("no mail to {to}"))
     }
+}
+
+/// The standard output of a CLI run that must succeed (else its standard error fails the
+/// test).
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The body of a plain HTTP GET (health, metrics).

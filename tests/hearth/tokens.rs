@@ -1,8 +1,6 @@
 //! Issue: personal access tokens (tokens.v1) over real gRPC: the whole life of a token,
 //! scopes enforced through the requirement table, TokenAuthorization, a reset that keeps
 //! tokens and mails them, a disabled account, and the operator's CLI.
-use std::process::Command;
-
 use hearth::clock::Clock;
 
 use hearth::pb::tangle::client::auth as tangle;
@@ -62,6 +60,29 @@ async fn get(n: &TestNode, caller: &str, id: &str) -> Result<GetTokenResponse, t
         ))
         .await
         .map(|r| r.into_inner())
+}
+
+/// `credential` holds `sessions:read` but not `sessions:write`.
+async fn reads_but_cannot_revoke_sessions(n: &TestNode, credential: &str) {
+    n.tangle()
+        .get_sessions(authed(tangle::GetSessions {}, credential))
+        .await
+        .unwrap();
+    let r = n
+        .tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: vec![1],
+            },
+            credential,
+        ))
+        .await;
+    assert_refused(
+        r,
+        Code::PermissionDenied,
+        "CREDENTIAL_INSUFFICIENT",
+        "`sessions:write`",
+    );
 }
 
 #[tokio::test]
@@ -252,25 +273,7 @@ async fn scopes_bound_what_a_token_reaches_and_grants() {
     let (reader, _) = make(&n, &session, &["sessions:read"]).await;
 
     // It reaches what its scope allows, and nothing else.
-    n.tangle()
-        .get_sessions(authed(tangle::GetSessions {}, &reader))
-        .await
-        .unwrap();
-    let r = n
-        .tangle()
-        .revoke_sessions(authed(
-            tangle::RevokeSessions {
-                session_ids: vec![1],
-            },
-            &reader,
-        ))
-        .await;
-    assert_refused(
-        r,
-        Code::PermissionDenied,
-        "CREDENTIAL_INSUFFICIENT",
-        "`sessions:write`",
-    );
+    reads_but_cannot_revoke_sessions(&n, &reader).await;
     let r = n
         .tokens()
         .create_token(authed(create("x", &["sessions:read"]), &reader))
@@ -396,25 +399,7 @@ async fn token_authorization_gives_a_session_with_the_tokens_scopes() {
     assert!(derived.starts_with("hs_"), "{derived}");
 
     // The session holds the token's scopes, no more.
-    n.tangle()
-        .get_sessions(authed(tangle::GetSessions {}, &derived))
-        .await
-        .unwrap();
-    let r = n
-        .tangle()
-        .revoke_sessions(authed(
-            tangle::RevokeSessions {
-                session_ids: vec![1],
-            },
-            &derived,
-        ))
-        .await;
-    assert_refused(
-        r,
-        Code::PermissionDenied,
-        "CREDENTIAL_INSUFFICIENT",
-        "`sessions:write`",
-    );
+    reads_but_cannot_revoke_sessions(&n, &derived).await;
     let r = n
         .tokens()
         .create_token(authed(
@@ -516,28 +501,15 @@ async fn operators_list_and_revoke_tokens_from_the_cli() {
     let email = "cli-pat@example.org";
     let (session, _, _) = n.sign_up(email).await;
     let (value, id) = make(&n, &session, &["tokens:read", "sessions:read"]).await;
-    let hearth = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(args)
-            .env("HEARTH_DATA_DIR", &n.config.data_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let listed = hearth(&["token", "list", "--email", email]);
+    let listed = hearth(&n, &["token", "list", "--email", email]);
     assert!(
         listed.contains(&id) && listed.contains("sessions:read"),
         "{listed}"
     );
     assert!(!listed.contains(&value[5..]), "never the value");
-    let json = hearth(&["token", "list", "--email", email, "--json"]);
+    let json = hearth(&n, &["token", "list", "--email", email, "--json"]);
     assert!(json.contains(&format!("\"uuid\":\"{id}\"")), "{json}");
-    hearth(&["token", "revoke", &id]);
+    hearth(&n, &["token", "revoke", &id]);
     // The CLI is another process: the node notices within its cache's 5 s.
     n.clock.advance_ms(6_000);
     assert_refused(
@@ -546,4 +518,8 @@ async fn operators_list_and_revoke_tokens_from_the_cli() {
         "ACCESS_TOKEN_UNKNOWN",
         "revoked",
     );
+}
+
+fn hearth(n: &TestNode, args: &[&str]) -> String {
+    ok(n.cli(args)).trim().to_owned()
 }
