@@ -23,6 +23,9 @@ use hearth::pb::test::v1::{
     test_auth_service_client::TestAuthServiceClient,
     test_no_auth_service_client::TestNoAuthServiceClient, PingRequest, PongRequest,
 };
+use hearth::pb::tokens::v1::{
+    tokens_service_client::TokensServiceClient, CreateTokenRequest, TokenMetadata, TokenPermissions,
+};
 use hearth::secret::{BearerSecret, SecretKind};
 use tonic::transport::Channel;
 
@@ -250,11 +253,33 @@ async fn main() {
         &checked,
         Some(("Ping", ping.rate)),
     );
-    table.note(
+    let pat = TokensServiceClient::new(alpha.channel.clone())
+        .create_token(authed(
+            CreateTokenRequest {
+                token_metadata: Some(TokenMetadata {
+                    name: "bench".into(),
+                    expires_at: None,
+                }),
+                token_permissions: Some(TokenPermissions {
+                    scopes: vec!["tokens:read".into()],
+                }),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token_value
+        .unwrap()
+        .token;
+    let with_pat = drive(&chans, load, usize::MAX, move |ch, _| {
+        call_pong(ch, pat.clone())
+    })
+    .await;
+    table.row(
         "Pong with a personal access token",
-        "not built yet (issue #10)".into(),
-        "–".into(),
-        "Ping",
+        &with_pat,
+        Some(("Ping", ping.rate)),
     );
     table.note(
         "Pong with a Hearth JWT",
