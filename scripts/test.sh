@@ -9,6 +9,27 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo test --workspace "$@" 2>&1 | tee "$work/test.log"
 
+# The terminal client of examples/ walks a real flow: register through a node it did not
+# write, from piped answers, and must end signed in.
+target="${CARGO_TARGET_DIR:-target}/debug"
+"$target/hearth" --version >/dev/null
+HEARTH_DATA_DIR="$work/example-node" HEARTH_LISTEN_ADDR=127.0.0.1:0 \
+  HEARTH_PASSWORDS_ARGON2_MEMORY_KIB=256 "$target/hearth" serve >"$work/example-node.log" 2>&1 &
+node_pid=$!
+for _ in $(seq 100); do
+  addr=$(grep -om1 'listening on [0-9.:]*' "$work/example-node.log" | cut -d' ' -f3 || true)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+walk=$(printf 'register\nwalker@example.org\nWalker\ncorrect horse battery staple\n' |
+  timeout 30 "$target/examples/harmony_login" "http://$addr" 2>&1) || true
+kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
+if grep -q 'signed in as user' <<<"$walk"; then
+  echo "example harmony_login: walked register to a session"
+else
+  echo "example harmony_login: FAILED"; echo "$walk"; exit 1
+fi
+
 # The systemd unit of scripts/packaging, checked where systemd-analyze exists (pointed at the
 # binary the tests just built, since /usr/local/bin/hearth is not installed here).
 if command -v systemd-analyze >/dev/null 2>&1; then

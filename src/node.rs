@@ -333,6 +333,8 @@ impl RunningNode {
 
     /// Stops accepting, drains in-flight requests, stops background tasks.
     pub async fn shutdown(self) {
+        // Step streams end cleanly first, so the graceful drain does not wait on them.
+        self.services.flows.drain();
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;

@@ -43,6 +43,7 @@ impl PublicAccountsService for AccountsApi {
                     password: Some(Zeroizing::new(r.password)),
                     name: None,
                     invite_code: non_empty(r.invite_code),
+                    guest: None,
                 },
                 &ctx,
             )

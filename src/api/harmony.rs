@@ -1,30 +1,27 @@
-//! protocol.auth.v1.AuthService: Harmony's federation (Key, Federate, LoginFederated) and
-//! step-by-step auth (built in a later version). TokenData is encoded and decoded here; the
-//! domain signs and verifies the exact bytes.
-use std::pin::Pin;
+//! protocol.auth.v1.AuthService: Harmony's federation (Key, Federate, LoginFederated),
+//! step-by-step auth (BeginAuth … StreamSteps; wire conversions in `steps.rs`) and
+//! CheckLoggedIn. TokenData is encoded and decoded here; the domain signs and verifies the
+//! exact bytes.
 use std::sync::Arc;
 
 use prost::Message;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::context::{principal, request_context};
-use super::status::unimplemented;
+use super::steps::{self, StepStream};
 use crate::domain::federation::login::{Claims, SignedToken};
 use crate::domain::{DomainError, Services};
 use crate::pb::protocol::auth::v1::{
     auth_service_server::AuthService, BeginAuthRequest, BeginAuthResponse, CheckLoggedInRequest,
     CheckLoggedInResponse, FederateRequest, FederateResponse, KeyRequest, KeyResponse, KeyRotation,
     LoginFederatedRequest, LoginFederatedResponse, NextStepRequest, NextStepResponse, Session,
-    StepBackRequest, StepBackResponse, StreamStepsRequest, StreamStepsResponse, TokenData,
+    StepBackRequest, StepBackResponse, StreamStepsRequest, TokenData,
 };
 use crate::pb::protocol::harmonytypes::v1::Token;
 
 /// The Harmony auth service.
 #[derive(Debug, Clone)]
 pub struct HarmonyApi(pub Arc<Services>);
-
-type StepStream = Pin<Box<dyn Stream<Item = Result<StreamStepsResponse, Status>> + Send>>;
 
 fn encode(c: &Claims) -> Vec<u8> {
     TokenData {
@@ -121,32 +118,51 @@ impl AuthService for HarmonyApi {
 
     async fn begin_auth(
         &self,
-        _: Request<BeginAuthRequest>,
+        req: Request<BeginAuthRequest>,
     ) -> Result<Response<BeginAuthResponse>, Status> {
-        Err(unimplemented("protocol.auth.v1.AuthService/BeginAuth"))
+        let ctx = request_context(&req);
+        let guest = req.into_inner().for_guest_token;
+        let auth_id = self.0.flows.begin(guest.as_deref(), &ctx).await?;
+        Ok(Response::new(BeginAuthResponse { auth_id }))
     }
 
     async fn next_step(
         &self,
-        _: Request<NextStepRequest>,
+        req: Request<NextStepRequest>,
     ) -> Result<Response<NextStepResponse>, Status> {
-        Err(unimplemented("protocol.auth.v1.AuthService/NextStep"))
+        let ctx = request_context(&req);
+        let r = req.into_inner();
+        let id = r.auth_id.clone();
+        let step = self.0.flows.next(&id, steps::answer(r), &ctx).await?;
+        let note = step.message.clone();
+        let mut res = Response::new(NextStepResponse {
+            step: Some(steps::encode(step)),
+        });
+        if let Some(text) = note.and_then(|n| n.parse().ok()) {
+            res.metadata_mut().insert("hearth-step-message", text);
+        }
+        Ok(res)
     }
 
     async fn step_back(
         &self,
-        _: Request<StepBackRequest>,
+        req: Request<StepBackRequest>,
     ) -> Result<Response<StepBackResponse>, Status> {
-        Err(unimplemented("protocol.auth.v1.AuthService/StepBack"))
+        let step = self.0.flows.back(&req.into_inner().auth_id)?;
+        Ok(Response::new(StepBackResponse {
+            step: Some(steps::encode(step)),
+        }))
     }
 
     type StreamStepsStream = StepStream;
 
     async fn stream_steps(
         &self,
-        _: Request<StreamStepsRequest>,
+        req: Request<StreamStepsRequest>,
     ) -> Result<Response<Self::StreamStepsStream>, Status> {
-        Err(unimplemented("protocol.auth.v1.AuthService/StreamSteps"))
+        let id = req.into_inner().auth_id;
+        let sub = self.0.flows.subscribe(&id)?;
+        Ok(Response::new(steps::stream(self.0.flows.clone(), id, sub)))
     }
 
     async fn check_logged_in(

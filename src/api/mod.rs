@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod peer_auth;
 pub mod rate_limits;
 pub mod status;
+pub mod steps;
 pub mod tangle;
 pub mod test_v1;
 pub mod tokens_v1;

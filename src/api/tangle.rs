@@ -73,6 +73,7 @@ impl Auth for TangleApi {
                     password: r.password.map(Zeroizing::new),
                     name: Some(r.name),
                     invite_code: r.invite_code,
+                    guest: None,
                 },
                 &ctx,
             )

@@ -23,6 +23,7 @@ const SECTIONS: &[&str] = &[
     "metrics",
     "http",
     "tokens",
+    "flows",
 ];
 
 /// Variables that configure the process rather than the node, and so are not config keys.

@@ -212,6 +212,12 @@ impl Config {
                 "session lifetimes must be at least 1 second",
             ));
         }
+        if !(60..=86_400).contains(&self.flows.lifetime_secs) {
+            return Err(ConfigError::key(
+                "flows.lifetime_secs",
+                "must be 60 to 86400 seconds",
+            ));
+        }
         if !(1..=3660).contains(&self.tokens.max_lifetime_days) {
             return Err(ConfigError::key(
                 "tokens.max_lifetime_days",

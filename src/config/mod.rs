@@ -92,6 +92,16 @@ pub struct Config {
     pub http: HttpConfig,
     /// Personal access tokens.
     pub tokens: Tokens,
+    /// Harmony step-by-step auth flows.
+    pub flows: Flows,
+}
+
+/// `[flows]`: Harmony's step-by-step auth (BeginAuth, NextStep, StepBack, StreamSteps).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Flows {
+    /// A flow not finished this long after BeginAuth is forgotten.
+    pub lifetime_secs: u64,
 }
 
 /// `[tokens]`: personal access tokens (tokens.v1).
@@ -490,6 +500,9 @@ impl Default for Config {
             tokens: Tokens {
                 max_lifetime_days: 366,
             },
+            flows: Flows {
+                lifetime_secs: 1800,
+            },
             log: Log {
                 level: "info".into(),
                 format: LogFormat::Text,
@@ -531,6 +544,7 @@ defaults_from_config!(
     Limits.limits,
     StoreConfig.store,
     Tokens.tokens,
+    Flows.flows,
     Log.log
 );
 

@@ -24,6 +24,13 @@ use crate::secret::BearerSecret;
 /// The one message for a wrong e-mail or password, whichever it was.
 pub const BAD_CREDENTIALS: &str = "the e-mail address or the password is wrong";
 
+fn registration_closed() -> DomainError {
+    DomainError::denied(
+        Reason::RegistrationClosed,
+        "registration on this node is closed; ask its operator for an account",
+    )
+}
+
 fn bad_credentials() -> DomainError {
     DomainError::unauthenticated(Reason::BadCredentials, BAD_CREDENTIALS)
 }
@@ -39,6 +46,9 @@ pub struct SignUp {
     pub name: Option<String>,
     /// Invite code, for `registration = "invite"`.
     pub invite_code: Option<String>,
+    /// A guest account to turn into this full one (Harmony BeginAuth's guest token)
+    /// instead of creating a new account.
+    pub guest: Option<u64>,
 }
 
 /// A successful sign-up or sign-in.
@@ -103,6 +113,14 @@ impl Accounts {
         &self.hasher
     }
 
+    /// Refuses at once when nobody may register here (registration is `closed`).
+    pub fn check_registration_allowed(&self) -> Result<(), DomainError> {
+        match self.config.registration {
+            Registration::Closed => Err(registration_closed()),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether registration is open to this request; in `invite` mode, the registration
     /// invite to spend with the new account.
     async fn check_registration_open(
@@ -111,10 +129,7 @@ impl Accounts {
     ) -> Result<Option<Invite>, DomainError> {
         match self.config.registration {
             Registration::Open => Ok(None),
-            Registration::Closed => Err(DomainError::denied(
-                Reason::RegistrationClosed,
-                "registration on this node is closed; ask its operator for an account",
-            )),
+            Registration::Closed => Err(registration_closed()),
             Registration::Invite if invite_code.is_none_or(str::is_empty) => {
                 Err(DomainError::precondition(
                     Reason::InviteRequired,
@@ -153,6 +168,12 @@ impl Accounts {
             .check_registration_open(req.invite_code.as_deref())
             .await?;
         let (email, hash) = match (&req.email, &req.password) {
+            (None, _) | (_, None) if req.guest.is_some() => {
+                return Err(DomainError::invalid(
+                    "email",
+                    "an e-mail address and a password are needed to keep a guest account",
+                ))
+            }
             (None, None) if !self.config.allow_guests => {
                 return Err(DomainError::denied(
                     Reason::GuestsDisabled,
@@ -185,7 +206,11 @@ impl Accounts {
                 ))
             }
         };
-        let user = self.new_user(email, name, hash);
+        let mut user = self.new_user(email, name, hash);
+        if let Some(guest) = req.guest {
+            user.id = guest;
+        }
+        let upgrade = req.guest.is_some();
         let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
         let code = match &user.email {
             Some(_) => Some(self.codes.code_and_mail(&user, Purpose::VerifyEmail)?),
@@ -198,7 +223,16 @@ impl Accounts {
                 if let Some(invite) = &invite {
                     Invites::spend_in(tx, invite, now)?;
                 }
-                tx.insert_user(&u)?;
+                match upgrade {
+                    true if !tx.upgrade_guest(&u)? => {
+                        return Err(DomainError::invalid(
+                            "for_guest_token",
+                            "the guest account was already kept or is gone",
+                        ))
+                    }
+                    true => {}
+                    false => tx.insert_user(&u)?,
+                }
                 tx.insert_session(&s)?;
                 if let Some((record, mail)) = &code {
                     let pair = (record, mail);

@@ -122,6 +122,19 @@ pub struct Codes {
     hasher: Arc<Hasher>,
     revocations: Arc<dyn Revocations>,
     outbox: Outbox,
+    verified: VerifiedHooks,
+}
+
+/// Who is told when an address is verified (step flows waiting for the e-mail link).
+pub type VerifiedHook = Arc<dyn Fn(u64) + Send + Sync>;
+
+#[derive(Default)]
+struct VerifiedHooks(std::sync::RwLock<Vec<VerifiedHook>>);
+
+impl std::fmt::Debug for VerifiedHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifiedHooks")
+    }
 }
 
 impl Codes {
@@ -144,7 +157,18 @@ impl Codes {
             hasher,
             revocations,
             outbox,
+            verified: VerifiedHooks::default(),
         }
+    }
+
+    /// Calls `hook` with the user id whenever an address is verified with its code (by RPC
+    /// or by the link in the mail).
+    pub fn on_verified(&self, hook: VerifiedHook) {
+        self.verified
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
     }
 
     /// Number of codes compared against a stored code so far.
@@ -355,6 +379,15 @@ impl Codes {
             .ok_or_else(bad_code)?;
         // Cached sessions of an unverified account become usable now, on every node.
         self.revocations.announce(&sessions);
+        let hooks = self
+            .verified
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for hook in hooks {
+            hook(user.id);
+        }
         Ok(())
     }
 

@@ -110,6 +110,9 @@ reasons! {
     InviteWrongKind => "INVITE_WRONG_KIND",
     InviteNotAllowed => "INVITE_NOT_ALLOWED",
     AlreadyMember => "ALREADY_MEMBER",
+    FlowUnknown => "FLOW_UNKNOWN",
+    FlowBusy => "FLOW_BUSY",
+    StepNoBack => "STEP_NO_BACK",
     Internal => "INTERNAL",
 }
 

@@ -10,6 +10,7 @@ mod credential_cache;
 pub mod credentials;
 pub mod error;
 pub mod federation;
+pub mod flows;
 pub mod hash_pool;
 pub mod invites;
 pub mod model;
@@ -42,10 +43,11 @@ use federation::login::FederationLogin;
 use federation::peers::Peers;
 use federation::{PeerHello, PeerNetwork};
 use model::{DeviceFacts, KeyRotation};
+use state::feeds::{LocalFeeds, StepFeeds};
 use state::ids::{Snowflake, WorkerLease};
 use state::jobs::{JobLeases, LocalJobs};
 use state::revocations::{LocalRevocations, Revocations};
-use state::short_lived::LocalMap;
+use state::short_lived::{LocalMap, ShortLived};
 use state::Store;
 
 /// Facts about the request that rules depend on, taken from transport metadata by `api/`.
@@ -59,7 +61,7 @@ pub struct RequestContext {
 
 /// What the services are built over: the store and the node-local state interfaces. Each
 /// has a single-node implementation ([`NodeState::local`]); a cluster supplies shared ones.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeState {
     /// The store seam.
     pub store: Store,
@@ -69,6 +71,21 @@ pub struct NodeState {
     pub revocations: Arc<dyn Revocations>,
     /// "One node runs this job".
     pub jobs: Arc<dyn JobLeases>,
+    /// Step flows (Harmony BeginAuth …).
+    pub flows: Arc<dyn ShortLived<String, flows::FlowState>>,
+    /// Step-flow change notices.
+    pub feeds: Arc<dyn StepFeeds>,
+}
+
+impl std::fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeState")
+            .field("store", &self.store)
+            .field("revocations", &self.revocations)
+            .field("jobs", &self.jobs)
+            .field("feeds", &self.feeds)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeState {
@@ -76,9 +93,11 @@ impl NodeState {
     pub fn local(store: Store, clock: SharedClock) -> Self {
         Self {
             store,
-            clock,
             revocations: Arc::new(LocalRevocations::default()),
             jobs: Arc::new(LocalJobs),
+            flows: Arc::new(LocalMap::new(clock.clone(), flows::MAX_FLOWS)),
+            feeds: Arc::new(LocalFeeds::new(clock.clone(), flows::MAX_FLOWS)),
+            clock,
         }
     }
 }
@@ -96,6 +115,8 @@ pub struct Services {
     pub access_tokens: Arc<access_tokens::AccessTokens>,
     /// Invites, friendships, groups and communities.
     pub invites: Arc<invites::Invites>,
+    /// Harmony step-by-step auth flows.
+    pub flows: Arc<flows::Flows>,
     /// E-mail codes, verification, reset.
     pub codes: Arc<codes::Codes>,
     /// The mail outbox.
@@ -230,11 +251,22 @@ impl Services {
             clock,
             state.jobs.clone(),
         );
+        let credentials = Arc::new(credentials::Credentials::new(
+            sessions.clone(),
+            access_tokens.clone(),
+        ));
+        let flows = Arc::new(flows::Flows::new(
+            state.flows.clone(),
+            state.feeds.clone(),
+            state.clock.clone(),
+            &config,
+            accounts.clone(),
+            codes.clone(),
+            credentials.clone(),
+        ));
         Ok(Self {
-            credentials: Arc::new(credentials::Credentials::new(
-                sessions.clone(),
-                access_tokens.clone(),
-            )),
+            credentials,
+            flows,
             access_tokens,
             invites,
             operator: operator::Operator::new(

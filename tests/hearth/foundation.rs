@@ -184,18 +184,14 @@ async fn pong_needs_a_valid_live_session() {
 #[tokio::test]
 async fn methods_of_later_versions_say_unimplemented_by_name() {
     let n = TestNode::start().await;
-    let mut harmony =
-        pb::protocol::auth::v1::auth_service_client::AuthServiceClient::new(n.channel.clone());
-    let s = harmony
-        .begin_auth(pb::protocol::auth::v1::BeginAuthRequest {
-            for_guest_token: None,
-        })
+    let mut oidc = pb::auth::v1alpha1::auth_api_client::AuthApiClient::new(n.channel.clone());
+    let s = oidc
+        .get_jwt(pb::auth::v1alpha1::GetJwtRequest { account: None })
         .await
         .unwrap_err();
     assert_eq!(s.code(), Code::Unimplemented);
     assert!(
-        s.message()
-            .contains("protocol.auth.v1.AuthService/BeginAuth"),
+        s.message().contains("auth.v1alpha1.AuthAPI/GetJWT"),
         "{}",
         s.message()
     );

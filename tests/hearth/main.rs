@@ -9,6 +9,7 @@ mod codes;
 mod conformance;
 mod connections;
 mod errors;
+mod flows;
 mod foundation;
 mod hardening;
 mod invites;

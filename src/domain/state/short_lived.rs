@@ -1,6 +1,6 @@
 //! Short-lived state: one bounded, TTL'd map on the injected clock. Pending peer
-//! challenges, the per-IP limiter, key-fetch locks and the discovery cache all use it (and
-//! step flows will). Full maps evict what expires soonest (the oldest entry for equal TTLs),
+//! challenges, the per-IP limiter, key-fetch locks, the discovery cache and step flows all
+//! use it. Full maps evict what expires soonest (the oldest entry for equal TTLs),
 //! so a flood displaces old entries instead of locking everyone out; memory stays bounded.
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -19,6 +19,10 @@ pub trait ShortLived<K, V>: Send + Sync {
     fn take(&self, key: &K) -> Option<V>;
     /// Atomically replaces the value with `f(current)`, live for `ttl_ms` from now.
     fn update(&self, key: K, ttl_ms: u64, f: &mut dyn FnMut(Option<V>) -> V) -> V;
+    /// Atomically: when `key` has a live value and `f` returns a new one, stores it for
+    /// `ttl_ms` from now and returns true; otherwise changes nothing (a missing or expired
+    /// entry is never recreated).
+    fn modify(&self, key: &K, ttl_ms: u64, f: &mut dyn FnMut(&V) -> Option<V>) -> bool;
     /// Live entries (expired ones not yet evicted may be counted).
     fn len(&self) -> usize;
     /// True when empty.
@@ -177,6 +181,27 @@ where
         new
     }
 
+    fn modify(&self, key: &K, ttl_ms: u64, f: &mut dyn FnMut(&V) -> Option<V>) -> bool {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let Some(new) = inner
+            .map
+            .get(key)
+            .filter(|s| s.expires_at > now)
+            .and_then(|s| f(&s.value))
+        else {
+            return false;
+        };
+        inner.insert(
+            key.clone(),
+            new,
+            now.saturating_add(ttl_ms),
+            now,
+            self.capacity,
+        );
+        true
+    }
+
     fn len(&self) -> usize {
         self.lock().map.len()
     }
@@ -222,5 +247,19 @@ mod tests {
         assert_eq!(m.get(&"n"), Some(5));
         assert_eq!(m.get_or_insert_with("n", 1000, || 0), 5);
         assert_eq!(m.get_or_insert_with("m", 1000, || 7), 7);
+    }
+
+    #[test]
+    fn modify_changes_only_a_live_entry_when_asked() {
+        let clock = ManualClock::new();
+        let m = LocalMap::new(clock.clone(), 4);
+        assert!(!m.modify(&"x", 1000, &mut |v| Some(v + 1)), "never creates");
+        assert_eq!(m.get(&"x"), None);
+        m.put("x", 1, 1000);
+        assert!(!m.modify(&"x", 1000, &mut |_| None));
+        assert!(m.modify(&"x", 1000, &mut |v| Some(v + 1)));
+        assert_eq!(m.get(&"x"), Some(2));
+        clock.advance_ms(1000);
+        assert!(!m.modify(&"x", 1000, &mut |v| Some(v + 1)), "expired");
     }
 }

@@ -98,6 +98,10 @@ pub trait ReadTx {
 pub trait WriteTx: ReadTx {
     /// Inserts a user; a taken e-mail (or foreign identity) is [`StoreError::Conflict`].
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError>;
+    /// Atomic: turns the guest account `u.id` into a full one (e-mail, name, password hash)
+    /// only while it is still a guest; returns whether it did. A taken e-mail is
+    /// [`StoreError::Conflict`].
+    fn upgrade_guest(&mut self, u: &User) -> Result<bool, StoreError>;
     /// Replaces the password hash.
     fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError>;
     /// Atomic: the sign-in gate of (`email`, `client`): refuses while the address is

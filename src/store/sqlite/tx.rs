@@ -120,6 +120,9 @@ impl WriteTx for Tx<'_> {
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError> {
         users::insert(self.0, u)
     }
+    fn upgrade_guest(&mut self, u: &User) -> Result<bool, StoreError> {
+        users::upgrade_guest(self.0, u)
+    }
     fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError> {
         users::set_password_hash(self.0, id, hash)
     }

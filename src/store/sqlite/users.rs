@@ -42,6 +42,18 @@ pub fn insert(tx: &Connection, u: &User) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Turns a guest into a full account while it is still a guest.
+pub fn upgrade_guest(tx: &Connection, u: &User) -> Result<bool, StoreError> {
+    let n = tx
+        .execute(
+            "UPDATE users SET email = ?2, name = ?3, password_hash = ?4 WHERE id = ?1 \
+             AND email IS NULL AND password_hash IS NULL AND home_server IS NULL",
+            params![u.id as i64, u.email, u.name, u.password_hash],
+        )
+        .map_err(|e| unique(e, "that e-mail address"))?;
+    Ok(n > 0)
+}
+
 /// A local user by e-mail (case-insensitive).
 pub fn by_email(c: &Connection, email: &str) -> Result<Option<User>, StoreError> {
     optional(c.query_row(
