@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the tests need beyond cargo: a real SMTP server (aiosmtpd, from PyPI) and a
-# real browser for the gRPC-Web tests (Debian's chromium). Idempotent; safe to run on every
-# test run.
+# Installs what the tests need beyond cargo: a real SMTP server (aiosmtpd, from PyPI), a
+# real browser for the gRPC-Web tests (Debian's chromium) and a real OpenID Connect provider
+# for the GetJWT tests (oidc-provider, from npm, run by the machine's Node.js into
+# tests/oidc/node_modules). Idempotent; safe to run on every test run.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   echo "installing aiosmtpd (SMTP server for the mail tests)…" >&2
   python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
@@ -12,4 +14,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "installing oidc-provider (OpenID Connect provider for the GetJWT tests)…" >&2
+  if ! command -v node >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  npm install --silent --no-audit --no-fund --no-save --prefix tests/oidc oidc-provider@9 >/dev/null
 fi

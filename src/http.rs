@@ -41,7 +41,14 @@ pub fn routes(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
     router
         .route("/email/verify", get(verify_email))
         .route("/.well-known/hearth/server", get(well_known))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(HttpState { services, metrics })
+}
+
+/// The keys Hearth's JWTs are signed with (the current one and a retired one in its grace
+/// period), as a JWK set.
+async fn jwks(State(s): State<HttpState>) -> impl IntoResponse {
+    axum::Json(s.services.jwts.jwks())
 }
 
 /// Readiness: 200 while the store can serve (its writer is alive), 503 otherwise.

@@ -1,6 +1,7 @@
-//! The node key on disk (DESIGN.md §4.3): generated on first start, stored in the data dir
-//! with mode 0600, written atomically, never silently regenerated; and the operator's
-//! rotate and import. Rotation: the old key signs the new one, the record goes into the
+//! Keys on disk: the node key (DESIGN.md §4.3), generated on first start, stored in the
+//! data dir with mode 0600, written atomically, never silently regenerated; the operator's
+//! rotate and import; and the JWT signing keys (`jwt.keys`, DESIGN.md §5: the current key
+//! and the one it replaced, which verifies until the tokens it signed have expired). Rotation: the old key signs the new one, the record goes into the
 //! store (served by `Key` as history), and the old secret stays on disk as
 //! `node.key.retired-<ms>` for recovery. Rotate while the node is stopped.
 use std::fs;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::model::KeyRotation;
 use crate::domain::state::{Store, StoreError};
+use crate::identity::jwt::{JwtKey, JwtKeys};
 use crate::identity::key::NodeKey;
 use crate::identity::proofs::rotation_message;
 
@@ -101,11 +103,16 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<NodeKey, KeyError> {
 
 /// Writes `key` to `path` atomically (temp file, fsync, rename) with mode 0600.
 pub fn save(key: &NodeKey, path: &Path) -> Result<(), KeyError> {
+    write_secret(path, key.encode().as_bytes())
+}
+
+/// Writes secret `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_owned(),
         source,
     };
-    let tmp = path.with_extension("key.tmp");
+    let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -113,7 +120,7 @@ pub fn save(key: &NodeKey, path: &Path) -> Result<(), KeyError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(io)?;
-    file.write_all(key.encode().as_bytes()).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;
@@ -177,6 +184,91 @@ pub fn import(data_dir: &Path, key: &NodeKey, force: bool) -> Result<(), String>
     save(key, &path).map_err(|e| e.to_string())
 }
 
+/// File name of the JWT signing keys inside the data dir.
+pub const JWT_KEYS_FILE: &str = "jwt.keys";
+
+/// How `jwt.keys` is written: one line per key, `kid seed-hex retired-at` (0: current).
+trait JwtKeysFile: Sized {
+    fn encode(&self) -> zeroize::Zeroizing<String>;
+    fn decode(path: &Path, text: &str) -> Result<Self, KeyError>;
+}
+
+impl JwtKeysFile for JwtKeys {
+    fn encode(&self) -> zeroize::Zeroizing<String> {
+        let line =
+            |k: &JwtKey, retired: u64| format!("{} {} {retired}\n", k.kid, k.key.encode().trim());
+        let mut text = line(&self.current, 0);
+        if let Some((k, at)) = &self.previous {
+            text.push_str(&line(k, *at));
+        }
+        zeroize::Zeroizing::new(text)
+    }
+
+    fn decode(path: &Path, text: &str) -> Result<Self, KeyError> {
+        let corrupt = |why| KeyError::Corrupt {
+            path: path.to_owned(),
+            why,
+        };
+        let mut keys = text.lines().filter(|l| !l.trim().is_empty()).map(|line| {
+            let mut f = line.split_whitespace();
+            let (Some(kid), Some(seed), Some(at)) = (f.next(), f.next(), f.next()) else {
+                return Err(corrupt("a line is not `kid seed retired_at`"));
+            };
+            let key = NodeKey::from_text(seed.as_bytes()).map_err(corrupt)?;
+            let at: u64 = at
+                .parse()
+                .map_err(|_| corrupt("a retirement time is not a number"))?;
+            Ok((
+                JwtKey {
+                    kid: kid.to_owned(),
+                    key,
+                },
+                at,
+            ))
+        });
+        let (current, _) = keys.next().ok_or_else(|| corrupt("no key"))??;
+        let previous = keys.next().transpose()?;
+        Ok(Self { current, previous })
+    }
+}
+
+fn new_jwt_key() -> JwtKey {
+    use sha2::Digest;
+    let key = NodeKey::generate();
+    let kid = hex::encode(&sha2::Sha256::digest(key.public())[..8]);
+    JwtKey { kid, key }
+}
+
+/// The JWT keys of `data_dir`, made on first use.
+pub fn load_or_generate_jwt(data_dir: &Path) -> Result<JwtKeys, KeyError> {
+    let path = data_dir.join(JWT_KEYS_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => JwtKeys::decode(&path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keys = JwtKeys {
+                current: new_jwt_key(),
+                previous: None,
+            };
+            write_secret(&path, keys.encode().as_bytes())?;
+            Ok(keys)
+        }
+        Err(source) => Err(KeyError::Io { path, source }),
+    }
+}
+
+/// Makes a new current JWT key; the old one is kept as the previous key, retired `now`
+/// (unix seconds). A key retired before it is dropped. Rotate while the node is stopped.
+pub fn rotate_jwt(data_dir: &Path, now: u64) -> Result<JwtKeys, KeyError> {
+    let old = load_or_generate_jwt(data_dir)?;
+    let keys = JwtKeys {
+        current: new_jwt_key(),
+        previous: Some((old.current, now)),
+    };
+    write_secret(&data_dir.join(JWT_KEYS_FILE), keys.encode().as_bytes())?;
+    tracing::info!(target: "hearth::audit", event = "jwt_key_rotated", kid = %keys.current.kid);
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +297,25 @@ mod tests {
         let err = load_or_generate(dir.path()).err().map(|e| e.to_string());
         assert!(err.is_some_and(|m| m.contains("corrupt") && m.contains("never replaces")));
         assert_eq!(fs::read(&path).ok().as_deref(), Some(&b"garbage"[..]));
+    }
+
+    #[test]
+    fn jwt_keys_persist_and_rotation_keeps_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = load_or_generate_jwt(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let b = load_or_generate_jwt(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.current.kid, b.current.kid);
+        assert_eq!(a.current.key.public(), b.current.key.public());
+        let mode = fs::metadata(dir.path().join(JWT_KEYS_FILE))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        assert_eq!(mode, 0o600);
+        let r = rotate_jwt(dir.path(), 1_000).unwrap_or_else(|e| panic!("{e}"));
+        let c = load_or_generate_jwt(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(c.current.kid, a.current.kid);
+        assert_eq!(c.current.kid, r.current.kid);
+        assert_eq!(c.public(60)[1].valid_until, Some(1_060));
+        let (prev, at) = c.previous.unwrap_or_else(|| panic!("kept"));
+        assert_eq!((prev.kid, at), (a.current.kid, 1_000));
     }
 }

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod mail;
 mod node;
 pub mod pb;
+pub mod providers;
 pub mod secret;
 pub mod server;
 pub mod store;

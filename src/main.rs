@@ -107,7 +107,11 @@ enum KeyCommand {
         force: bool,
     },
     /// Make a new key, signed over by the old one (stop the node first).
-    Rotate,
+    Rotate {
+        /// Rotate the JWT signing key instead: tokens it signed verify until they expire.
+        #[arg(long)]
+        jwt: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -296,7 +300,20 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
             keyfile::import(&config.data_dir, &key, force).map_err(anyhow::Error::msg)?;
             println!("imported {}", key.address());
         }
-        KeyCommand::Rotate => {
+        KeyCommand::Rotate { jwt: true } => {
+            let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
+            let now = hearth::clock::Clock::now_ms(&SystemClock) / 1000;
+            let keys = keyfile::rotate_jwt(&config.data_dir, now)?;
+            println!("new JWT key {}", keys.current.kid);
+            if let Some((old, _)) = keys.previous {
+                println!(
+                    "the previous key {} verifies the tokens it signed for {} s more",
+                    old.kid, config.jwt.lifetime_secs
+                );
+            }
+            println!("restart the node to sign with the new key");
+        }
+        KeyCommand::Rotate { jwt: false } => {
             let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
             let store = open_store(&config)?;
             let row = keyfile::rotate(

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::domain::state::{Store, StoreError};
-use crate::domain::{DomainError, NodeState, Services};
+use crate::domain::{DomainError, Keys, Networks, NodeState, Services};
 use crate::federation::client::PeerClient;
 use crate::identity::key::NodeKey;
 use crate::keyfile::KeyError;
@@ -81,8 +81,20 @@ impl Node {
     ) -> Result<(Services, Arc<PeerClient>), StartError> {
         let client =
             Arc::new(PeerClient::new(&config, clock.clone()).map_err(StartError::Federation)?);
+        let providers = Arc::new(
+            crate::providers::Providers::new(&config.federation).map_err(StartError::Federation)?,
+        );
+        let dir = config.data_dir.clone();
+        let jwt = tokio::task::spawn_blocking(move || crate::keyfile::load_or_generate_jwt(&dir))
+            .await
+            .map_err(|e| StartError::Listen(e.to_string()))??;
         let state = NodeState::local(store, clock);
-        let services = Services::new(Arc::new(config), state, key, client.clone(), holder).await?;
+        let keys = Keys { node: key, jwt };
+        let networks = Networks {
+            peers: client.clone(),
+            providers,
+        };
+        let services = Services::new(Arc::new(config), state, keys, networks, holder).await?;
         Ok((services, client))
     }
 

@@ -109,6 +109,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/metrics",
     "/email/verify",
     "/.well-known/hearth/server",
+    "/.well-known/jwks.json",
 ];
 
 /// The requirement of `path`: its table entry, or public for HTTP routes; `None` for a path
@@ -143,7 +144,7 @@ fn not_served(req: &Request) -> Response {
         .into_http::<axum::body::Body>();
     }
     let mut res = Response::new(axum::body::Body::from(
-        "not found: this node serves gRPC, /healthz, /readyz, /metrics and /.well-known/hearth/server\n",
+        "not found: this node serves gRPC, /healthz, /readyz, /metrics, /.well-known/hearth/server and /.well-known/jwks.json\n",
     ));
     *res.status_mut() = http::StatusCode::NOT_FOUND;
     res

@@ -95,7 +95,7 @@ pub async fn router(
         peer_auth::PeerAuthApi(services.clone()),
     )))
     .add_service(bounded!(
-        pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(oidc::OidcApi)
+        pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(oidc::OidcApi(services.clone()))
     ))
     .add_service(bounded!(
         pb::protocol::auth::v1::auth_service_server::AuthServiceServer::new(harmony::HarmonyApi(

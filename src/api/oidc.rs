@@ -1,16 +1,38 @@
-//! auth.v1alpha1.AuthAPI: the OAuth/OIDC token exchange (built in a later version).
-use tonic::{Request, Response, Status};
+//! auth.v1alpha1.AuthAPI: GetJWT, the OAuth/OIDC token exchange (rules in `domain::oidc`).
+use std::sync::Arc;
 
-use super::status::unimplemented;
+use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
+
+use super::context::request_context;
+use crate::domain::oidc::Account;
+use crate::domain::{DomainError, Services};
 use crate::pb::auth::v1alpha1::{auth_api_server::AuthApi, GetJwtRequest, GetJwtResponse};
 
 /// The OIDC exchange service.
-#[derive(Debug, Default, Clone)]
-pub struct OidcApi;
+#[derive(Debug, Clone)]
+pub struct OidcApi(pub Arc<Services>);
 
 #[tonic::async_trait]
 impl AuthApi for OidcApi {
-    async fn get_jwt(&self, _: Request<GetJwtRequest>) -> Result<Response<GetJwtResponse>, Status> {
-        Err(unimplemented("auth.v1alpha1.AuthAPI/GetJWT"))
+    async fn get_jwt(
+        &self,
+        req: Request<GetJwtRequest>,
+    ) -> Result<Response<GetJwtResponse>, Status> {
+        let device = request_context(&req).device;
+        let a = req.into_inner().account.ok_or_else(|| {
+            DomainError::invalid(
+                "account",
+                "required: provider, type, provider_account_id, access_token",
+            )
+        })?;
+        let account = Account {
+            provider: a.provider,
+            kind: a.r#type,
+            subject: a.provider_account_id,
+            access_token: Zeroizing::new(a.access_token),
+        };
+        let token = self.0.oidc.exchange(account, device).await?;
+        Ok(Response::new(GetJwtResponse { token }))
     }
 }

@@ -23,7 +23,7 @@ pub enum Class {
     Hashing,
     /// A mail.
     Mail,
-    /// Signatures and key fetches between nodes.
+    /// Signatures and key fetches between nodes, and calls to identity providers (GetJWT).
     Peer,
     /// Flow state and invite look-ups.
     Flow,
@@ -65,6 +65,7 @@ pub const COSTLY: &[(&str, Class)] = &[
     ("/protocol.auth.v1.AuthService/BeginAuth", Class::Flow),
     ("/protocol.auth.v1.AuthService/NextStep", Class::Flow),
     ("/protocol.auth.v1.AuthService/StepBack", Class::Flow),
+    ("/auth.v1alpha1.AuthAPI/GetJWT", Class::Peer),
     ("/auth.Auth/GetChallenge", Class::Peer),
     ("/auth.Auth/Authenticate", Class::Peer),
     ("/auth.Auth/TokenRefresh", Class::Peer),

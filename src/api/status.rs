@@ -73,16 +73,6 @@ pub fn http_error(e: &DomainError) -> (http::StatusCode, String) {
     (status, format!("{}\n", public_message(e)))
 }
 
-/// UNIMPLEMENTED naming the method, for RPCs a later version builds.
-pub fn unimplemented(method: &str) -> Status {
-    DomainError::new(
-        ErrorKind::Unimplemented,
-        crate::domain::Reason::Unimplemented,
-        format!("{method} is not implemented by this version of Hearth yet"),
-    )
-    .into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,6 +177,65 @@ impl Config {
         Ok(config)
     }
 
+    /// `[[oidc.providers]]`: each stops start-up naming the key that is wrong.
+    fn validate_providers(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.oidc.providers.iter().enumerate() {
+            let key = |k: &str| format!("oidc.providers[{i}].{k}");
+            if p.id.is_empty() || !seen.insert(p.id.as_str()) {
+                return Err(ConfigError::key(key("id"), "must be set and unique"));
+            }
+            let urls: Vec<(&str, &Option<String>)> = match p.kind.as_str() {
+                "oidc" if p.issuer.is_none() => {
+                    return Err(ConfigError::key(
+                        key("issuer"),
+                        "an oidc provider needs its issuer URL",
+                    ))
+                }
+                "oidc" => vec![("issuer", &p.issuer)],
+                "oauth" if p.user_url.is_none() => {
+                    return Err(ConfigError::key(
+                        key("user_url"),
+                        "an oauth provider needs its user endpoint",
+                    ))
+                }
+                "oauth" if p.id_field.is_none() => {
+                    return Err(ConfigError::key(
+                        key("id_field"),
+                        "an oauth provider needs the name of its id field",
+                    ))
+                }
+                "oauth" => vec![("user_url", &p.user_url)],
+                other => {
+                    return Err(ConfigError::key(
+                        key("type"),
+                        format!("`{other}` is not a provider type (oidc or oauth)"),
+                    ))
+                }
+            };
+            for (name, url) in urls {
+                let url = url.as_deref().unwrap_or_default();
+                let ok =
+                    url.starts_with("https://") || (p.allow_http && url.starts_with("http://"));
+                if !ok {
+                    return Err(ConfigError::key(
+                        key(name),
+                        format!(
+                            "`{url}` must be an https:// URL (http:// only with allow_http = true)"
+                        ),
+                    ));
+                }
+            }
+            if p.client_id.is_some() != p.client_secret.is_some() {
+                return Err(ConfigError::key(
+                    key("client_secret"),
+                    "set both client_id and client_secret (introspection), or neither",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         for origin in &self.http.cors_origins {
             let rest = origin
@@ -212,6 +271,7 @@ impl Config {
                 "session lifetimes must be at least 1 second",
             ));
         }
+        self.validate_providers()?;
         if !(60..=86_400).contains(&self.flows.lifetime_secs) {
             return Err(ConfigError::key(
                 "flows.lifetime_secs",

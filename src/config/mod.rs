@@ -386,6 +386,10 @@ pub struct OidcProvider {
     /// First use creates the local account.
     #[serde(default = "yes")]
     pub auto_register: bool,
+    /// oidc: a provider account whose verified e-mail matches a local account's signs in
+    /// as that account (only for providers whose e-mail verification you trust).
+    #[serde(default)]
+    pub link_verified_email: bool,
 }
 
 fn yes() -> bool {
@@ -430,6 +434,7 @@ impl std::fmt::Debug for OidcProvider {
             .field("id_field", &self.id_field)
             .field("allow_http", &self.allow_http)
             .field("auto_register", &self.auto_register)
+            .field("link_verified_email", &self.link_verified_email)
             .finish()
     }
 }

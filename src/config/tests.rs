@@ -169,11 +169,48 @@ fn values_are_text_unless_the_key_needs_more_and_secrets_are_never_echoed() {
 }
 
 #[test]
+fn identity_providers_are_checked_at_start_naming_the_key() {
+    let provider = |body: &str| {
+        let text = format!("[[oidc.providers]]\nid = \"p\"\n{body}");
+        Config::from_toml(&text).err().map(key_of)
+    };
+    assert_eq!(
+        provider("type = \"saml\""),
+        Some("oidc.providers[0].type".into())
+    );
+    assert_eq!(
+        provider("type = \"oidc\""),
+        Some("oidc.providers[0].issuer".into())
+    );
+    assert_eq!(
+        provider("type = \"oauth\"\nid_field = \"id\""),
+        Some("oidc.providers[0].user_url".into())
+    );
+    assert_eq!(
+        provider("type = \"oauth\"\nuser_url = \"https://api.example.org/user\""),
+        Some("oidc.providers[0].id_field".into())
+    );
+    assert_eq!(
+        provider("type = \"oidc\"\nissuer = \"http://id.example.org\""),
+        Some("oidc.providers[0].issuer".into())
+    );
+    assert_eq!(
+        provider("type = \"oidc\"\nissuer = \"http://id.example.org\"\nallow_http = true"),
+        None
+    );
+    assert_eq!(
+        provider("type = \"oidc\"\nissuer = \"https://id.example.org\"\nclient_id = \"h\""),
+        Some("oidc.providers[0].client_secret".into())
+    );
+}
+
+#[test]
 fn debug_output_never_shows_credentials() {
     let c = Config::from_toml(
         "[mail]\nsmtp_url = \"smtp://bob:hunter2-url@mail.example.org:2525\"\n\
          smtp_username = \"bob\"\nsmtp_password = \"hunter2-field\"\n\
-         [[oidc.providers]]\nid = \"x\"\ntype = \"oidc\"\nclient_secret = \"hunter2-oidc\"\n",
+         [[oidc.providers]]\nid = \"x\"\ntype = \"oidc\"\nissuer = \"https://id.example.org\"\n\
+         client_id = \"hearth\"\nclient_secret = \"hunter2-oidc\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let text = format!("{c:?}");

@@ -13,7 +13,9 @@ pub mod federation;
 pub mod flows;
 pub mod hash_pool;
 pub mod invites;
+pub mod jwts;
 pub mod model;
+pub mod oidc;
 pub mod operator;
 pub mod outbox;
 pub mod passwords;
@@ -36,6 +38,7 @@ pub use principal::{CredentialKind, Principal, Requirement};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::identity::jwt::JwtKeys;
 use crate::identity::key::NodeKey;
 use federation::challenge::{PeerChallenge, MAX_PENDING};
 use federation::links::Links;
@@ -102,6 +105,24 @@ impl NodeState {
     }
 }
 
+/// The keys the services sign with.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// The node's identity key.
+    pub node: NodeKey,
+    /// The JWT signing keys.
+    pub jwt: JwtKeys,
+}
+
+/// The networks the services reach other parties through.
+#[derive(Debug, Clone)]
+pub struct Networks {
+    /// Other Hearth nodes.
+    pub peers: Arc<dyn PeerNetwork>,
+    /// Identity providers (GetJWT).
+    pub providers: Arc<dyn oidc::ProviderNetwork>,
+}
+
 /// Every service of the node, built once.
 #[derive(Debug)]
 pub struct Services {
@@ -117,6 +138,10 @@ pub struct Services {
     pub invites: Arc<invites::Invites>,
     /// Harmony step-by-step auth flows.
     pub flows: Arc<flows::Flows>,
+    /// Hearth's JWTs.
+    pub jwts: Arc<jwts::Jwts>,
+    /// GetJWT: provider access tokens for Hearth JWTs.
+    pub oidc: Arc<oidc::Oidc>,
     /// E-mail codes, verification, reset.
     pub codes: Arc<codes::Codes>,
     /// The mail outbox.
@@ -144,10 +169,11 @@ impl Services {
     pub async fn new(
         config: Arc<Config>,
         state: NodeState,
-        node_key: NodeKey,
-        network: Arc<dyn PeerNetwork>,
+        keys: Keys,
+        networks: Networks,
         holder: String,
     ) -> Result<Self, DomainError> {
+        let (node_key, network) = (keys.node, networks.peers);
         let (store, clock) = (state.store.clone(), state.clock.clone());
         let pw = config.passwords.clone();
         let hasher = tokio::task::spawn_blocking(move || passwords::Hasher::new(&pw))
@@ -238,7 +264,7 @@ impl Services {
         let login = Arc::new(FederationLogin::new(
             store.clone(),
             clock.clone(),
-            ids,
+            ids.clone(),
             config.server_id.clone(),
             node_key.clone(),
             peers.clone(),
@@ -251,9 +277,26 @@ impl Services {
             clock,
             state.jobs.clone(),
         );
+        let jwts = Arc::new(jwts::Jwts::new(
+            keys.jwt,
+            &config,
+            store.clone(),
+            state.clock.clone(),
+            state.revocations.as_ref(),
+        ));
+        let oidc = Arc::new(oidc::Oidc::new(
+            &config,
+            networks.providers,
+            store.clone(),
+            state.clock.clone(),
+            ids.clone(),
+            sessions.clone(),
+            jwts.clone(),
+        ));
         let credentials = Arc::new(credentials::Credentials::new(
             sessions.clone(),
             access_tokens.clone(),
+            jwts.clone(),
         ));
         let flows = Arc::new(flows::Flows::new(
             state.flows.clone(),
@@ -267,6 +310,8 @@ impl Services {
         Ok(Self {
             credentials,
             flows,
+            jwts,
+            oidc,
             access_tokens,
             invites,
             operator: operator::Operator::new(

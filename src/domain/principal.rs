@@ -12,7 +12,7 @@ pub enum CredentialKind {
     Session,
     /// A personal access token (`hpat_`).
     PersonalAccessToken,
-    /// A Hearth JWT bound to a session.
+    /// A Hearth JWT bound to a session (it holds that session's scopes).
     Jwt,
 }
 
@@ -68,17 +68,15 @@ impl Principal {
             (Requirement::Public | Requirement::AnyCredential, _) => Ok(()),
             (Requirement::SessionOnly, Session) => Ok(()),
             (Requirement::TokenOnly, PersonalAccessToken) => Ok(()),
-            (Requirement::Scope(s), Session | PersonalAccessToken) if self.scopes.has(s) => Ok(()),
-            (Requirement::Scope(s), Session | PersonalAccessToken) => Err(DomainError::denied(
+            (Requirement::Scope(s), _) if self.scopes.has(s) => Ok(()),
+            (Requirement::Scope(s), _) => Err(DomainError::denied(
                 Reason::CredentialInsufficient,
                 format!("this credential lacks the scope `{s}`"),
             )),
-            (Requirement::Scope(_), Jwt) | (Requirement::SessionOnly, _) => {
-                Err(DomainError::denied(
-                    Reason::CredentialInsufficient,
-                    "this call needs a session token, not another kind of credential",
-                ))
-            }
+            (Requirement::SessionOnly, PersonalAccessToken | Jwt) => Err(DomainError::denied(
+                Reason::CredentialInsufficient,
+                "this call needs a session token, not another kind of credential",
+            )),
             (Requirement::TokenOnly, _) => Err(DomainError::denied(
                 Reason::CredentialInsufficient,
                 "this call exchanges a personal access token (hpat_…) for a session; \

@@ -171,6 +171,48 @@ impl reqwest::dns::Resolve for ReqwestDns {
     }
 }
 
+/// The DNS resolver of `[federation]` (`dns_servers`, else the system's).
+fn resolver(config: &Federation) -> Result<TokioAsyncResolver, String> {
+    if config.dns_servers.is_empty() {
+        return TokioAsyncResolver::tokio_from_system_conf()
+            .map_err(|e| format!("system DNS resolver: {e}"));
+    }
+    let mut rc = ResolverConfig::new();
+    for addr in &config.dns_servers {
+        rc.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
+    }
+    let mut opts = ResolverOpts::default();
+    opts.timeout = Duration::from_secs(2);
+    opts.attempts = 1;
+    Ok(TokioAsyncResolver::tokio(rc, opts))
+}
+
+/// A reqwest resolver that applies the private-address rule of `[federation]` to every
+/// host name; pair it with [`check_literal`] for URLs that name an IP address.
+pub fn guarded_dns(
+    config: &Federation,
+) -> Result<Arc<impl reqwest::dns::Resolve + 'static>, String> {
+    Ok(Arc::new(ReqwestDns {
+        resolver: resolver(config)?,
+        allow_private: config.allow_private_addresses,
+    }))
+}
+
+/// Refuses a URL whose host is a private IP literal unless `allow_private` (a literal never
+/// reaches the resolver, so the rule is applied here).
+pub fn check_literal(url: &reqwest::Url, allow_private: bool) -> Result<(), String> {
+    let host = url.host_str().unwrap_or_default();
+    let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() else {
+        return Ok(());
+    };
+    if is_private(ip) && !allow_private {
+        return Err(format!(
+            "{ip} is a private or loopback address (refused by federation.allow_private_addresses = false)"
+        ));
+    }
+    Ok(())
+}
+
 impl Discovery {
     /// Builds discovery from `[federation]`.
     pub fn new(
@@ -178,19 +220,7 @@ impl Discovery {
         extra_ca: Option<&[u8]>,
         clock: SharedClock,
     ) -> Result<Self, String> {
-        let resolver = if config.dns_servers.is_empty() {
-            TokioAsyncResolver::tokio_from_system_conf()
-                .map_err(|e| format!("system DNS resolver: {e}"))?
-        } else {
-            let mut rc = ResolverConfig::new();
-            for addr in &config.dns_servers {
-                rc.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
-            }
-            let mut opts = ResolverOpts::default();
-            opts.timeout = Duration::from_secs(2);
-            opts.attempts = 1;
-            TokioAsyncResolver::tokio(rc, opts)
-        };
+        let resolver = resolver(config)?;
         let dns = ReqwestDns {
             resolver: resolver.clone(),
             allow_private: config.allow_private_addresses,

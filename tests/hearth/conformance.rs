@@ -11,7 +11,7 @@ use hearth::domain::invites::NewInvite;
 use hearth::domain::model::{AccessToken, InviteTarget};
 use hearth::domain::scopes::ScopeSet;
 use hearth::domain::state::{Store, StoreError};
-use hearth::domain::{NodeState, RequestContext, Services};
+use hearth::domain::{Keys, Networks, NodeState, RequestContext, Services};
 use hearth::federation::client::PeerClient;
 use hearth::identity::key::NodeKey;
 use hearth::secret::{BearerSecret, SecretKind};
@@ -27,12 +27,18 @@ pub trait Backend: Fn(&Path) -> Store + Copy {}
 impl<F: Fn(&Path) -> Store + Copy> Backend for F {}
 
 async fn services(store: Store, config: &Config, clock: Arc<ManualClock>, who: &str) -> Services {
-    let client = PeerClient::new(config, clock.clone()).unwrap();
+    let peers = Arc::new(PeerClient::new(config, clock.clone()).unwrap());
+    let providers = Arc::new(hearth::providers::Providers::new(&config.federation).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys {
+        node: NodeKey::generate(),
+        jwt: hearth::keyfile::load_or_generate_jwt(dir.path()).unwrap(),
+    };
     Services::new(
         Arc::new(config.clone()),
         NodeState::local(store, clock),
-        NodeKey::generate(),
-        Arc::new(client),
+        keys,
+        Networks { peers, providers },
         who.to_owned(),
     )
     .await

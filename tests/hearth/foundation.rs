@@ -182,22 +182,6 @@ async fn pong_needs_a_valid_live_session() {
 }
 
 #[tokio::test]
-async fn methods_of_later_versions_say_unimplemented_by_name() {
-    let n = TestNode::start().await;
-    let mut oidc = pb::auth::v1alpha1::auth_api_client::AuthApiClient::new(n.channel.clone());
-    let s = oidc
-        .get_jwt(pb::auth::v1alpha1::GetJwtRequest { account: None })
-        .await
-        .unwrap_err();
-    assert_eq!(s.code(), Code::Unimplemented);
-    assert!(
-        s.message().contains("auth.v1alpha1.AuthAPI/GetJWT"),
-        "{}",
-        s.message()
-    );
-}
-
-#[tokio::test]
 async fn restart_keeps_key_users_and_sessions() {
     let n = TestNode::start().await;
     let (token, _, _) = n.sign_up("stay@example.org").await;

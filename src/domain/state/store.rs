@@ -46,6 +46,10 @@ pub trait ReadTx {
     fn users(&mut self) -> Result<Vec<User>, StoreError>;
     /// The session whose token hashes to `hash`.
     fn session_by_token(&mut self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError>;
+    /// A session by id.
+    fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError>;
+    /// The local user of an external provider's account.
+    fn identity(&mut self, provider: &str, subject: &str) -> Result<Option<u64>, StoreError>;
     /// A user's sessions, newest first.
     fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError>;
     /// The live code for (user, purpose), if any (expired ones included; callers check).
@@ -138,6 +142,15 @@ pub trait WriteTx: ReadTx {
     /// Updates a user's display name.
     fn set_user_name(&mut self, id: u64, name: &str) -> Result<(), StoreError>;
 
+    /// Links an external provider's account to a user; a taken pair is
+    /// [`StoreError::Conflict`].
+    fn insert_identity(
+        &mut self,
+        provider: &str,
+        subject: &str,
+        user_id: u64,
+        now: u64,
+    ) -> Result<(), StoreError>;
     /// Inserts a session.
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError>;
     /// Atomic: inserts a session only while its user's password hash is still

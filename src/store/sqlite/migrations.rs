@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_user_disabled.sql"),
     include_str!("migrations/0007_access_tokens.sql"),
     include_str!("migrations/0008_invites.sql"),
+    include_str!("migrations/0009_identities.sql"),
 ];
 
 /// The schema version this build writes.

@@ -5,6 +5,7 @@
 mod access_tokens;
 mod codes;
 mod id_workers;
+mod identities;
 mod invites;
 mod key_rotations;
 mod migrations;

@@ -115,6 +115,15 @@ pub fn delete_for_token(tx: &Connection, token_id: u64) -> Result<Vec<u64>, Stor
         .collect::<Result<_, _>>()?)
 }
 
+/// A session by id.
+pub fn by_id(c: &Connection, id: u64) -> Result<Option<Session>, StoreError> {
+    optional(c.query_row(
+        &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
+        [id as i64],
+        from_row,
+    ))
+}
+
 /// The session whose token hashes to `hash`.
 pub fn by_token_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
     optional(c.query_row(

@@ -3,8 +3,8 @@
 use rusqlite::Connection;
 
 use super::{
-    access_tokens, codes, id_workers, invites, key_rotations, nonces, outbox, peer_tokens, peers,
-    secrets, sessions, sign_in_throttle, users,
+    access_tokens, codes, id_workers, identities, invites, key_rotations, nonces, outbox,
+    peer_tokens, peers, secrets, sessions, sign_in_throttle, users,
 };
 use crate::domain::model::{
     AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Mail,
@@ -29,6 +29,12 @@ impl ReadTx for Tx<'_> {
     }
     fn session_by_token(&mut self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
         sessions::by_token_hash(self.0, hash)
+    }
+    fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError> {
+        sessions::by_id(self.0, id)
+    }
+    fn identity(&mut self, provider: &str, subject: &str) -> Result<Option<u64>, StoreError> {
+        identities::user_of(self.0, provider, subject)
     }
     fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError> {
         sessions::list_for_user(self.0, user_id)
@@ -162,6 +168,15 @@ impl WriteTx for Tx<'_> {
     }
     fn set_user_name(&mut self, id: u64, name: &str) -> Result<(), StoreError> {
         users::set_name(self.0, id, name)
+    }
+    fn insert_identity(
+        &mut self,
+        provider: &str,
+        subject: &str,
+        user_id: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        identities::insert(self.0, provider, subject, user_id, now)
     }
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError> {
         sessions::insert(self.0, s)

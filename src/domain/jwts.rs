@@ -1,0 +1,152 @@
+//! Hearth's own JWTs (DESIGN.md §5): issued by GetJWT for a session, accepted by the auth
+//! layer as bearer credentials. A token is checked without a database read on the hot path
+//! (signature, header, iss, aud, time window); its session is refused at once when a
+//! revocation notice names it, and re-checked in the store at most every few seconds.
+use std::sync::Arc;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::error::Reason;
+use super::principal::{CredentialKind, Principal};
+use super::scopes::ScopeSet;
+use super::state::revocations::Revocations;
+use super::state::short_lived::{LocalMap, ShortLived};
+use super::state::Store;
+use super::DomainError;
+use crate::clock::SharedClock;
+use crate::identity::jwt::{self, Claims, Expect, JwtKeys, PublicJwk};
+
+/// How long a session found live is trusted without re-reading it.
+const LIVE_TTL_MS: u64 = 5_000;
+/// Sessions remembered (as live or revoked) at most.
+const MAX_REMEMBERED: usize = 100_000;
+/// Clock skew allowed on `nbf` and `exp` (seconds).
+const LEEWAY_S: u64 = 30;
+
+/// The JWT service.
+#[derive(Debug)]
+pub struct Jwts {
+    keys: JwtKeys,
+    public: Vec<PublicJwk>,
+    issuer: String,
+    audience: String,
+    lifetime_s: u64,
+    store: Store,
+    clock: SharedClock,
+    revoked: Arc<LocalMap<u64, ()>>,
+    live: Arc<LocalMap<u64, ScopeSet>>,
+}
+
+fn refused(e: impl std::fmt::Display) -> DomainError {
+    DomainError::unauthenticated(Reason::JwtInvalid, format!("{e}; ask GetJWT for a new one"))
+}
+
+impl Jwts {
+    /// The service; subscribes to revocation notices.
+    pub fn new(
+        keys: JwtKeys,
+        config: &crate::config::Config,
+        store: Store,
+        clock: SharedClock,
+        revocations: &dyn Revocations,
+    ) -> Self {
+        let lifetime_s = config.jwt.lifetime_secs;
+        let revoked = Arc::new(LocalMap::new(clock.clone(), MAX_REMEMBERED));
+        let live = Arc::new(LocalMap::new(clock.clone(), MAX_REMEMBERED));
+        let (r, l) = (revoked.clone(), live.clone());
+        revocations.subscribe(Arc::new(move |ids| {
+            for id in ids {
+                l.remove(id);
+                r.put(*id, (), (lifetime_s + LEEWAY_S) * 1000);
+            }
+        }));
+        Self {
+            public: keys.public(lifetime_s),
+            keys,
+            issuer: config.server_id.to_string(),
+            audience: config.jwt.audience.clone(),
+            lifetime_s,
+            store,
+            clock,
+            revoked,
+            live,
+        }
+    }
+
+    /// How long a token lives (seconds).
+    pub fn lifetime_secs(&self) -> u64 {
+        self.lifetime_s
+    }
+
+    /// A token for `user_id` bound to `session_id`.
+    pub fn issue(&self, user_id: u64, session_id: u64) -> String {
+        let now = self.clock.now_ms() / 1000;
+        let mut jti = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut jti);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: user_id.to_string(),
+            aud: self.audience.clone(),
+            iat: now,
+            nbf: now,
+            exp: now + self.lifetime_s,
+            jti: hex::encode(jti),
+            sid: session_id.to_string(),
+        };
+        jwt::sign(&self.keys.current, &claims)
+    }
+
+    /// `/.well-known/jwks.json`: the current key and a retired one still in its grace period.
+    pub fn jwks(&self) -> serde_json::Value {
+        let now = self.clock.now_ms() / 1000;
+        let keys: Vec<_> = self
+            .public
+            .iter()
+            .filter(|k| k.valid_until.is_none_or(|until| now < until))
+            .map(PublicJwk::to_json)
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Resolves a presented JWT: checked in memory, then its session (from memory unless
+    /// not seen for a few seconds).
+    pub async fn resolve(&self, token: &str) -> Result<Principal, DomainError> {
+        let expect = Expect {
+            issuer: &self.issuer,
+            audience: &self.audience,
+            now: self.clock.now_ms() / 1000,
+            leeway: LEEWAY_S,
+        };
+        let claims = jwt::verify(token, &self.public, &expect).map_err(refused)?;
+        let (user_id, sid) = match (claims.sub.parse::<u64>(), claims.sid.parse::<u64>()) {
+            (Ok(u), Ok(s)) => (u, s),
+            _ => return Err(refused("the token's sub or sid is not an id")),
+        };
+        if self.revoked.get(&sid).is_some() {
+            return Err(refused("the token's session was revoked"));
+        }
+        let scopes = match self.live.get(&sid) {
+            Some(scopes) => scopes,
+            None => {
+                let now = self.clock.now_ms();
+                let session = self
+                    .store
+                    .read(move |tx| Ok::<_, DomainError>(tx.session(sid)?))
+                    .await?
+                    .filter(|s| s.user_id == user_id && s.expires_at > now)
+                    .ok_or_else(|| refused("the token's session was revoked or has ended"))?;
+                self.live.put(sid, session.scopes, LIVE_TTL_MS);
+                session.scopes
+            }
+        };
+        Ok(Principal {
+            user_id,
+            session_id: sid,
+            kind: CredentialKind::Jwt,
+            scopes,
+            token_hash: Sha256::digest(token.as_bytes()).into(),
+            email_unverified: false,
+        })
+    }
+}
