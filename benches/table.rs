@@ -281,11 +281,18 @@ async fn main() {
         &with_pat,
         Some(("Ping", ping.rate)),
     );
-    table.note(
+    // A JWT bound to the bench user's session, as GetJWT would issue it.
+    let services = alpha.node.services().clone();
+    let me = services.credentials.resolve(&token, None).await.unwrap();
+    let jwt = services.jwts.issue(me.user_id, me.session_id);
+    let with_jwt = drive(&chans, load, usize::MAX, move |ch, _| {
+        call_pong(ch, jwt.clone())
+    })
+    .await;
+    table.row(
         "Pong with a Hearth JWT",
-        "not built yet (issue #12)".into(),
-        "–".into(),
-        "Ping",
+        &with_jwt,
+        Some(("Ping", ping.rate)),
     );
 
     // Distinct sessions: seed the database, then each call presents another token.
