@@ -378,7 +378,7 @@ async fn a_node_claiming_another_nodes_name_is_refused() {
     let p = evil
         .services()
         .credentials
-        .resolve(secret.expose())
+        .resolve(secret.expose(), None)
         .await
         .unwrap();
     assert_eq!(p.user_id, signed.id);
