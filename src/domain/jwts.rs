@@ -21,6 +21,8 @@ use crate::identity::jwt::{self, Claims, Expect, JwtKeys, PublicJwk};
 const LIVE_TTL_MS: u64 = 5_000;
 /// Sessions remembered (as live or revoked) at most.
 const MAX_REMEMBERED: usize = 100_000;
+/// How long a checked token skips the signature check (the hot path then costs a hash).
+const VERIFIED_TTL_MS: u64 = 60_000;
 /// Clock skew allowed on `nbf` and `exp` (seconds).
 const LEEWAY_S: u64 = 30;
 
@@ -36,6 +38,18 @@ pub struct Jwts {
     clock: SharedClock,
     revoked: Arc<LocalMap<u64, ()>>,
     live: Arc<LocalMap<u64, ScopeSet>>,
+    verified: LocalMap<[u8; 32], Checked>,
+}
+
+/// A token whose signature and claims were checked: (user, session, nbf, exp), by the
+/// token's SHA-256. Kept no longer than [`VERIFIED_TTL_MS`] nor past `exp` (so never past
+/// its key's grace period either), and its time window is checked again at each use.
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    user_id: u64,
+    sid: u64,
+    nbf: u64,
+    exp: u64,
 }
 
 fn refused(e: impl std::fmt::Display) -> DomainError {
@@ -68,9 +82,10 @@ impl Jwts {
             audience: config.jwt.audience.clone(),
             lifetime_s,
             store,
-            clock,
             revoked,
             live,
+            verified: LocalMap::new(clock.clone(), MAX_REMEMBERED),
+            clock,
         }
     }
 
@@ -112,17 +127,14 @@ impl Jwts {
     /// Resolves a presented JWT: checked in memory, then its session (from memory unless
     /// not seen for a few seconds).
     pub async fn resolve(&self, token: &str) -> Result<Principal, DomainError> {
-        let expect = Expect {
-            issuer: &self.issuer,
-            audience: &self.audience,
-            now: self.clock.now_ms() / 1000,
-            leeway: LEEWAY_S,
+        let now_s = self.clock.now_ms() / 1000;
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let checked = match self.verified.get(&hash) {
+            Some(c) if now_s < c.exp + LEEWAY_S && now_s + LEEWAY_S >= c.nbf => c,
+            Some(_) => return Err(refused("the token has expired")),
+            None => self.check(token, hash, now_s)?,
         };
-        let claims = jwt::verify(token, &self.public, &expect).map_err(refused)?;
-        let (user_id, sid) = match (claims.sub.parse::<u64>(), claims.sid.parse::<u64>()) {
-            (Ok(u), Ok(s)) => (u, s),
-            _ => return Err(refused("the token's sub or sid is not an id")),
-        };
+        let (user_id, sid) = (checked.user_id, checked.sid);
         if self.revoked.get(&sid).is_some() {
             return Err(refused("the token's session was revoked"));
         }
@@ -145,8 +157,32 @@ impl Jwts {
             session_id: sid,
             kind: CredentialKind::Jwt,
             scopes,
-            token_hash: Sha256::digest(token.as_bytes()).into(),
+            token_hash: hash,
             email_unverified: false,
         })
+    }
+
+    /// The full check of a token not seen lately: header, key, signature, claims.
+    fn check(&self, token: &str, hash: [u8; 32], now_s: u64) -> Result<Checked, DomainError> {
+        let expect = Expect {
+            issuer: &self.issuer,
+            audience: &self.audience,
+            now: now_s,
+            leeway: LEEWAY_S,
+        };
+        let claims = jwt::verify(token, &self.public, &expect).map_err(refused)?;
+        let (Ok(user_id), Ok(sid)) = (claims.sub.parse::<u64>(), claims.sid.parse::<u64>()) else {
+            return Err(refused("the token's sub or sid is not an id"));
+        };
+        let checked = Checked {
+            user_id,
+            sid,
+            nbf: claims.nbf,
+            exp: claims.exp,
+        };
+        let left_ms = claims.exp.saturating_sub(now_s) * 1000;
+        self.verified
+            .put(hash, checked, left_ms.min(VERIFIED_TTL_MS));
+        Ok(checked)
     }
 }
