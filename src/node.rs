@@ -65,6 +65,10 @@ pub struct RunningNode {
 impl Node {
     /// Opens the configured store (SQLite in the data dir). Blocking.
     pub fn open_store(config: &Config, readers: usize) -> Result<Store, StoreError> {
+        if let Some(url) = &config.store.url {
+            let pg = crate::store::postgres::Postgres::open(url, readers.max(2))?;
+            return Ok(Store::new(Arc::new(pg)));
+        }
         let sqlite = Sqlite::open(&config.database_path(), readers, config.store.synchronous)?;
         Ok(Store::new(Arc::new(sqlite)))
     }
@@ -235,10 +239,11 @@ fn reload_on_hangup(
     tls: Option<Arc<crate::server::Tls>>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
+    // Registered before the node reports that it listens, so an early SIGHUP is handled
+    // rather than ending the process (the default action).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     tokio::spawn(async move {
-        let Ok(mut hangups) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+        let Ok(mut hangups) = hangups else {
             return;
         };
         loop {
