@@ -2,7 +2,10 @@
 # Installs what the tests need beyond cargo: a real SMTP server (aiosmtpd, from PyPI), a
 # real browser for the gRPC-Web tests (Debian's chromium) and a real OpenID Connect provider
 # for the GetJWT tests (oidc-provider, from npm, run by the machine's Node.js into
-# tests/oidc/node_modules). Idempotent; safe to run on every test run.
+# tests/oidc/node_modules), and a PostgreSQL server for the cluster backend's tests
+# (Debian's postgresql; the tests start their own servers in temporary directories as the
+# unprivileged `postgres` user, so the package's system service is not needed). Idempotent;
+# safe to run on every test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
@@ -23,4 +26,12 @@ if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
   fi
   npm install --silent --no-audit --no-fund --no-save --prefix tests/oidc oidc-provider@9 >/dev/null
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing postgresql (the cluster backend's tests)…" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  # The tests start their own servers; the packaged cluster is not used.
+  $sudo service postgresql stop >/dev/null 2>&1 || true
 fi

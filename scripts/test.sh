@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cargo test --workspace "$@" 2>&1 | tee "$work/test.log"
+# The PostgreSQL tests run here (a plain `cargo test` without PostgreSQL skips them).
+HEARTH_REQUIRE_POSTGRES=1 cargo test --workspace "$@" 2>&1 | tee "$work/test.log"
 
 # The terminal client of examples/ walks a real flow: register through a node it did not
 # write, from piped answers, and must end signed in.

@@ -212,7 +212,7 @@ async fn operate(domain: &Services, cmd: Command) -> anyhow::Result<()> {
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
     let path = config.database_path();
-    if !path.exists() {
+    if config.store.url.is_none() && !path.exists() {
         bail!(
             "no database at {} (config key `data_dir`); run `hearth serve` once first",
             path.display()

@@ -44,7 +44,10 @@ impl Config {
             }
         };
         hide(&mut copy.mail.smtp_password);
-        if let Some(url) = &mut copy.mail.smtp_url {
+        for url in [&mut copy.mail.smtp_url, &mut copy.store.url]
+            .into_iter()
+            .flatten()
+        {
             if let Some((scheme, rest)) = url.split_once("://") {
                 if let Some((_, host)) = rest.rsplit_once('@') {
                     *url = format!("{scheme}://<redacted>@{host}");

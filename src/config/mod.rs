@@ -150,9 +150,13 @@ pub enum LogFormat {
 }
 
 /// `[store]`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// `postgres://user:pass@host:5432/db` selects PostgreSQL (several nodes on one
+    /// database); absent, SQLite at `<data_dir>/hearth.sqlite3`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// SQLite's durability: `full` syncs every commit (survives power loss), `normal` may
     /// lose the last commits on power loss (not on a crash of the process).
     pub synchronous: Synchronous,
@@ -422,6 +426,15 @@ impl std::fmt::Debug for Mail {
     }
 }
 
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &url_without_userinfo(&self.url))
+            .field("synchronous", &self.synchronous)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for OidcProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OidcProvider")
@@ -513,6 +526,7 @@ impl Default for Config {
                 format: LogFormat::Text,
             },
             store: StoreConfig {
+                url: None,
                 synchronous: Synchronous::Full,
             },
             limits: Limits {

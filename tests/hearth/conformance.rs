@@ -443,3 +443,82 @@ async fn sqlite_a_one_use_invite_is_spent_once() {
 async fn sqlite_the_token_cap_holds_under_parallel_creates() {
     the_token_cap_holds_under_parallel_creates(sqlite).await;
 }
+
+/// The PostgreSQL backend as three nodes see it: each store spreads its operations over
+/// three independent connection pools to one database (a database per data dir, so two
+/// opens of one dir share it).
+fn postgres_spread(port: u16) -> impl Backend {
+    move |dir: &Path| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        dir.hash(&mut h);
+        let url = crate::pg::url_on(port, &format!("h{:x}", h.finish()));
+        let nodes: Vec<Arc<dyn hearth::domain::state::store::Backend>> = (0..3)
+            .map(|_| {
+                Arc::new(hearth::store::postgres::Postgres::open(&url, 3).unwrap())
+                    as Arc<dyn hearth::domain::state::store::Backend>
+            })
+            .collect();
+        Store::new(Arc::new(Spread {
+            nodes,
+            next: Default::default(),
+        }))
+    }
+}
+
+/// Round-robin over several backends of one database.
+#[derive(Debug)]
+struct Spread {
+    nodes: Vec<Arc<dyn hearth::domain::state::store::Backend>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Spread {
+    fn pick(&self) -> &Arc<dyn hearth::domain::state::store::Backend> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.nodes[n % self.nodes.len()]
+    }
+}
+
+#[async_trait::async_trait]
+impl hearth::domain::state::store::Backend for Spread {
+    async fn write(&self, job: hearth::domain::state::store::WriteJob) -> Result<(), StoreError> {
+        self.pick().write(job).await
+    }
+    async fn read(&self, job: hearth::domain::state::store::ReadJob) -> Result<(), StoreError> {
+        self.pick().read(job).await
+    }
+    fn is_ready(&self) -> bool {
+        self.nodes.iter().all(|n| n.is_ready())
+    }
+    async fn scrub(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn close(&self) {
+        self.nodes.iter().for_each(|n| n.close());
+    }
+}
+
+macro_rules! on_postgres {
+    ($($name:ident => $rule:ident,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(pg) = crate::pg::PgServer::start() else { return };
+            $rule(postgres_spread(pg.port)).await;
+        }
+    )*};
+}
+
+on_postgres! {
+    postgres_parallel_wrong_sign_ins_evaluate_at_most_5 => parallel_wrong_sign_ins_evaluate_at_most_5,
+    postgres_parallel_correct_sign_ins_all_succeed => parallel_correct_sign_ins_all_succeed,
+    postgres_a_cancelled_sign_in_counts_as_a_failure => a_cancelled_sign_in_counts_as_a_failure,
+    postgres_the_delays_follow_the_policy => the_delays_follow_the_policy,
+    postgres_parallel_code_guesses_compare_at_most_5 => parallel_code_guesses_compare_at_most_5,
+    postgres_parallel_session_refreshes_have_one_winner => parallel_session_refreshes_have_one_winner,
+    postgres_parallel_peer_token_refreshes_have_one_winner => parallel_peer_token_refreshes_have_one_winner,
+    postgres_a_nonce_is_used_once => a_nonce_is_used_once,
+    postgres_ids_stay_unique_across_processes => ids_stay_unique_across_processes,
+    postgres_a_one_use_invite_is_spent_once => a_one_use_invite_is_spent_once,
+    postgres_the_token_cap_holds_under_parallel_creates => the_token_cap_holds_under_parallel_creates,
+}

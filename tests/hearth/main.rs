@@ -18,6 +18,7 @@ mod layering;
 mod mail;
 mod oidc;
 mod operations;
+mod pg;
 mod properties;
 mod served;
 mod sessions;

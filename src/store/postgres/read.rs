@@ -1,0 +1,306 @@
+//! [`Tx`]: one PostgreSQL transaction seen through the store seam. This file has the read
+//! operations (and the query helpers); `write.rs` the writes, `gates.rs` the larger atomic
+//! ones.
+use postgres::types::ToSql;
+use postgres::{Row, Transaction};
+
+use super::rows;
+use crate::domain::model::{
+    AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, Mail, Peer,
+    Session, User,
+};
+use crate::domain::state::store::{Gauges, ReadTx, StoreError};
+
+pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A transaction of the backend.
+pub(super) struct Tx<'a, 'b>(pub &'a mut Transaction<'b>);
+
+/// A driver error as the seam's error; a unique violation names `what` was taken.
+pub(super) fn fail(e: postgres::Error, what: &'static str) -> StoreError {
+    match e.code() {
+        Some(c) if *c == postgres::error::SqlState::UNIQUE_VIOLATION => StoreError::Conflict(what),
+        _ => backend(e),
+    }
+}
+
+pub(super) fn backend(e: postgres::Error) -> StoreError {
+    // The driver's Display says only "db error"; the server's message says what failed.
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!("{} ({})", db.message(), db.code().code())),
+        None => StoreError::Backend(e.to_string()),
+    }
+}
+
+impl Tx<'_, '_> {
+    pub(super) fn rows(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        self.0.query(sql, p).map_err(backend)
+    }
+
+    pub(super) fn row(&mut self, sql: &str, p: Params<'_>) -> Result<Option<Row>, StoreError> {
+        self.0.query_opt(sql, p).map_err(backend)
+    }
+
+    pub(super) fn exec(&mut self, sql: &str, p: Params<'_>) -> Result<u64, StoreError> {
+        self.0.execute(sql, p).map_err(backend)
+    }
+
+    pub(super) fn exec_unique(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+        what: &'static str,
+    ) -> Result<u64, StoreError> {
+        self.0.execute(sql, p).map_err(|e| fail(e, what))
+    }
+
+    fn ids(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<u64>, StoreError> {
+        Ok(self
+            .rows(sql, p)?
+            .iter()
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .collect())
+    }
+
+    pub(super) fn returning_ids(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.ids(sql, p)
+    }
+}
+
+fn i(v: u64) -> i64 {
+    v as i64
+}
+
+impl ReadTx for Tx<'_, '_> {
+    fn user(&mut self, id: u64) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {} FROM users WHERE id = $1", rows::USER);
+        Ok(self.row(&sql, &[&i(id)])?.as_ref().map(rows::user))
+    }
+    fn user_by_email(&mut self, email: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM users WHERE lower(email) = lower($1) AND home_server IS NULL",
+            rows::USER
+        );
+        Ok(self.row(&sql, &[&email])?.as_ref().map(rows::user))
+    }
+    fn user_by_home(&mut self, server: &str, remote: u64) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM users WHERE home_server = $1 AND remote_user_id = $2",
+            rows::USER
+        );
+        Ok(self
+            .row(&sql, &[&server, &i(remote)])?
+            .as_ref()
+            .map(rows::user))
+    }
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        let sql = format!("SELECT {} FROM users ORDER BY id", rows::USER);
+        Ok(self.rows(&sql, &[])?.iter().map(rows::user).collect())
+    }
+    fn session_by_token(&mut self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE token_hash = $1",
+            rows::SESSION
+        );
+        Ok(self.row(&sql, &[&&hash[..]])?.as_ref().map(rows::session))
+    }
+    fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError> {
+        let sql = format!("SELECT {} FROM sessions WHERE id = $1", rows::SESSION);
+        Ok(self.row(&sql, &[&i(id)])?.as_ref().map(rows::session))
+    }
+    fn identity(&mut self, provider: &str, subject: &str) -> Result<Option<u64>, StoreError> {
+        let r = self.row(
+            "SELECT user_id FROM identities WHERE provider = $1 AND subject = $2",
+            &[&provider, &subject],
+        )?;
+        Ok(r.map(|r| r.get::<_, i64>(0) as u64))
+    }
+    fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE user_id = $1 ORDER BY id DESC",
+            rows::SESSION
+        );
+        Ok(self
+            .rows(&sql, &[&i(user_id)])?
+            .iter()
+            .map(rows::session)
+            .collect())
+    }
+    fn code(&mut self, user_id: u64, purpose: &str) -> Result<Option<CodeRecord>, StoreError> {
+        let r = self.row(
+            "SELECT code_mac, expires_at, tries_left FROM email_codes \
+             WHERE user_id = $1 AND purpose = $2",
+            &[&i(user_id), &purpose],
+        )?;
+        Ok(r.as_ref().map(rows::code))
+    }
+    fn mail_due(&mut self, now: u64, limit: u32) -> Result<Vec<Mail>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= $1 \
+             ORDER BY id LIMIT $2",
+            rows::MAIL
+        );
+        Ok(self
+            .rows(&sql, &[&i(now), &i64::from(limit)])?
+            .iter()
+            .map(rows::mail)
+            .collect())
+    }
+    fn mail(&mut self) -> Result<Vec<Mail>, StoreError> {
+        let sql = format!("SELECT {} FROM outbox ORDER BY id DESC", rows::MAIL);
+        Ok(self.rows(&sql, &[])?.iter().map(rows::mail).collect())
+    }
+    fn peer(&mut self, server_id: &str) -> Result<Option<Peer>, StoreError> {
+        let sql = format!("SELECT {} FROM peers WHERE server_id = $1", rows::PEER);
+        Ok(self.row(&sql, &[&server_id])?.as_ref().map(rows::peer))
+    }
+    fn peers(&mut self) -> Result<Vec<Peer>, StoreError> {
+        let sql = format!("SELECT {} FROM peers ORDER BY server_id", rows::PEER);
+        Ok(self.rows(&sql, &[])?.iter().map(rows::peer).collect())
+    }
+    fn peer_token(&mut self, hash: &[u8; 32]) -> Result<Option<(String, u64)>, StoreError> {
+        let r = self.row(
+            "SELECT server_id, expires_at FROM peer_tokens WHERE token_hash = $1",
+            &[&&hash[..]],
+        )?;
+        Ok(r.map(|r| (r.get(0), r.get::<_, i64>(1) as u64)))
+    }
+    fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError> {
+        let rows = self.rows(
+            "SELECT old_key, new_key, at, sig FROM key_rotations ORDER BY seq",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| KeyRotation {
+                old_key: r.get::<_, Vec<u8>>(0).try_into().unwrap_or([0; 32]),
+                new_key: r.get::<_, Vec<u8>>(1).try_into().unwrap_or([0; 32]),
+                at: r.get::<_, i64>(2) as u64,
+                sig: r.get(3),
+            })
+            .collect())
+    }
+    fn highest_id(&mut self) -> Result<u64, StoreError> {
+        let r = self.row(
+            "SELECT GREATEST((SELECT MAX(id) FROM users), (SELECT MAX(id) FROM sessions), \
+             (SELECT MAX(id) FROM access_tokens), (SELECT MAX(id) FROM invites))",
+            &[],
+        )?;
+        Ok(r.and_then(|r| r.get::<_, Option<i64>>(0)).unwrap_or(0) as u64)
+    }
+    fn gauges(&mut self, now: u64) -> Result<Gauges, StoreError> {
+        let a = self.row(
+            "SELECT COUNT(*) FROM sessions WHERE expires_at > $1",
+            &[&i(now)],
+        )?;
+        let b = self.row(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL AND body != ''",
+            &[],
+        )?;
+        Ok(Gauges {
+            active_sessions: a.map_or(0, |r| r.get::<_, i64>(0) as u64),
+            outbox_depth: b.as_ref().map_or(0, |r| r.get::<_, i64>(0) as u64),
+            outbox_oldest: b.and_then(|r| r.get::<_, Option<i64>>(1)).map(|v| v as u64),
+        })
+    }
+    fn sign_in_throttle(
+        &mut self,
+        email: &str,
+        client: &str,
+    ) -> Result<(u32, Option<u64>), StoreError> {
+        let r = self.row(
+            "SELECT failures, locked_until FROM sign_in_throttle WHERE email = $1 AND client = $2",
+            &[&email, &client],
+        )?;
+        Ok(r.map_or((0, None), |r| {
+            (
+                r.get::<_, i64>(0) as u32,
+                r.get::<_, Option<i64>>(1).map(|v| v as u64),
+            )
+        }))
+    }
+    fn access_token_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<AccessToken>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM access_tokens WHERE token_hash = $1",
+            rows::TOKEN
+        );
+        Ok(self.row(&sql, &[&&hash[..]])?.as_ref().map(rows::token))
+    }
+    fn access_token(&mut self, uuid: &str) -> Result<Option<AccessToken>, StoreError> {
+        let sql = format!("SELECT {} FROM access_tokens WHERE uuid = $1", rows::TOKEN);
+        Ok(self.row(&sql, &[&uuid])?.as_ref().map(rows::token))
+    }
+    fn access_tokens_of(&mut self, user_id: u64) -> Result<Vec<AccessToken>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM access_tokens WHERE user_id = $1 ORDER BY id DESC",
+            rows::TOKEN
+        );
+        Ok(self
+            .rows(&sql, &[&i(user_id)])?
+            .iter()
+            .map(rows::token)
+            .collect())
+    }
+    fn invite_by_hash(&mut self, hash: &[u8; 32]) -> Result<Option<Invite>, StoreError> {
+        let sql = format!("SELECT {} FROM invites WHERE code_hash = $1", rows::INVITE);
+        Ok(self.row(&sql, &[&&hash[..]])?.as_ref().map(rows::invite))
+    }
+    fn invites_by(&mut self, creator: u64, limit: u32) -> Result<Vec<Invite>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM invites WHERE creator_id = $1 AND revoked_at IS NULL \
+             ORDER BY id DESC LIMIT $2",
+            rows::INVITE
+        );
+        Ok(self
+            .rows(&sql, &[&i(creator), &i64::from(limit)])?
+            .iter()
+            .map(rows::invite)
+            .collect())
+    }
+    fn group(&mut self, id: u64) -> Result<Option<Group>, StoreError> {
+        let Some(r) = self.row("SELECT name, owner FROM groups WHERE id = $1", &[&i(id)])? else {
+            return Ok(None);
+        };
+        let members = self.ids(
+            "SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id LIMIT $2",
+            &[&i(id), &i64::from(Group::MEMBERS_SHOWN)],
+        )?;
+        Ok(Some(Group {
+            id,
+            name: r.get(0),
+            owner: r.get::<_, i64>(1) as u64,
+            members,
+        }))
+    }
+    fn community(&mut self, id: u64) -> Result<Option<Community>, StoreError> {
+        let r = self.row(
+            "SELECT name, owner FROM communities WHERE id = $1",
+            &[&i(id)],
+        )?;
+        Ok(r.map(|r| Community {
+            id,
+            name: r.get(0),
+            owner: r.get::<_, i64>(1) as u64,
+        }))
+    }
+    fn are_friends(&mut self, a: u64, b: u64) -> Result<bool, StoreError> {
+        let r = self.row(
+            "SELECT 1 FROM friendships WHERE user_a = $1 AND user_b = $2",
+            &[&i(a.min(b)), &i(a.max(b))],
+        )?;
+        Ok(r.is_some())
+    }
+    fn is_member(&mut self, target: InviteTarget, id: u64, user: u64) -> Result<bool, StoreError> {
+        let sql = match target {
+            InviteTarget::Group => {
+                "SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2"
+            }
+            _ => "SELECT 1 FROM community_members WHERE community_id = $1 AND user_id = $2",
+        };
+        Ok(self.row(sql, &[&i(id), &i(user)])?.is_some())
+    }
+}

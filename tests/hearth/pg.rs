@@ -1,0 +1,159 @@
+//! `PgServer`: a real PostgreSQL server (Debian's package, installed by
+//! scripts/install-test-deps.sh) started for one test as the unprivileged `postgres` user in
+//! a temporary directory, on a free loopback port, and stopped when dropped. Without
+//! PostgreSQL a plain `cargo test` skips these tests with one printed line; with
+//! `HEARTH_REQUIRE_POSTGRES=1` (the README's test command and CI set it) a missing server
+//! fails them.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+fn bin_dir() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Runs `cmd` as the `postgres` user when we are root (PostgreSQL refuses to run as root).
+fn as_postgres(bin: &Path, tool: &str, args: &[&str]) -> Command {
+    let tool = bin.join(tool);
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut c = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(tool);
+        c
+    } else {
+        Command::new(tool)
+    };
+    c.args(args);
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(55432)
+}
+
+impl PgServer {
+    /// A fresh server, or `None` (after one printed line) when PostgreSQL is not installed
+    /// and not required.
+    pub fn start() -> Option<Self> {
+        let Some(bin) = bin_dir() else {
+            if std::env::var_os("HEARTH_REQUIRE_POSTGRES").is_some() {
+                panic!("PostgreSQL is required (HEARTH_REQUIRE_POSTGRES) but not installed: run bash scripts/install-test-deps.sh");
+            }
+            eprintln!("skipping a PostgreSQL test: PostgreSQL is not installed (run `bash scripts/test.sh`, which installs it)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("pgdata");
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status();
+        let ok = as_postgres(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "hearth",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            ok.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            dir.path().display()
+        );
+        let log = dir.path().join("pg.log");
+        let ok = as_postgres(
+            &bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            ok.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        Some(Self { dir, bin, port })
+    }
+}
+
+/// A URL for database `db` of the server on `port`, created if it does not exist yet.
+pub fn url_on(port: u16, db: &str) -> String {
+    {
+        let admin = format!("postgres://hearth@127.0.0.1:{port}/postgres");
+        let (db, name) = (db.to_owned(), db.to_owned());
+        // The synchronous driver may not run inside the test's runtime: a thread of its own.
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            let exists = c
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+                .unwrap()
+                .is_some();
+            if !exists {
+                c.batch_execute(&format!("CREATE DATABASE \"{db}\""))
+                    .unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        format!("postgres://hearth@127.0.0.1:{port}/{name}")
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("pgdata");
+        let _ = as_postgres(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+        )
+        .output();
+    }
+}
