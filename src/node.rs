@@ -92,7 +92,15 @@ impl Node {
         let jwt = tokio::task::spawn_blocking(move || crate::keyfile::load_or_generate_jwt(&dir))
             .await
             .map_err(|e| StartError::Listen(e.to_string()))??;
-        let state = NodeState::local(store, clock);
+        let mut state = NodeState::local(store.clone(), clock.clone());
+        if let Some(url) = &config.store.url {
+            // A cluster: revocations reach every node; one node at a time runs each job.
+            state.revocations = crate::store::postgres::PgRevocations::start(url);
+            let unique = format!("{holder} {:08x}", rand::random::<u32>());
+            state.jobs = Arc::new(crate::domain::state::jobs::StoreJobs::new(
+                store, clock, unique,
+            ));
+        }
         let keys = Keys { node: key, jwt };
         let networks = Networks {
             peers: client.clone(),

@@ -5,6 +5,7 @@
 mod accounts;
 mod browser;
 mod cli;
+mod cluster;
 mod codes;
 mod conformance;
 mod connections;

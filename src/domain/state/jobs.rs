@@ -1,6 +1,11 @@
 //! "One node runs this job": background jobs (the link keeper, the mail sender) ask for a
 //! lease before each pass. Single-node implementation: this process is the only node, so it
-//! always holds every lease; a cluster backend grants each job to one live node at a time.
+//! always holds every lease. Cluster implementation ([`StoreJobs`]): a lease row in the
+//! shared database, taken or renewed atomically, that expires when its node stops renewing
+//! it, so another node takes over.
+use super::Store;
+use crate::clock::SharedClock;
+
 /// A named background job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
@@ -8,6 +13,15 @@ pub enum Job {
     LinkKeeper,
     /// Delivers the mail outbox.
     MailSender,
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::LinkKeeper => "link_keeper",
+            Job::MailSender => "mail_sender",
+        }
+    }
 }
 
 /// Decides which node runs each job.
@@ -25,5 +39,39 @@ pub struct LocalJobs;
 impl JobLeases for LocalJobs {
     async fn hold(&self, _job: Job) -> bool {
         true
+    }
+}
+
+/// How long a job lease lasts without renewal (the jobs renew it at every pass, at least
+/// every few seconds).
+pub const LEASE_MS: u64 = 30_000;
+
+/// Leases in the store, shared by every node on one database.
+#[derive(Debug)]
+pub struct StoreJobs {
+    store: Store,
+    clock: SharedClock,
+    holder: String,
+}
+
+impl StoreJobs {
+    /// Leases held as `holder` (unique per process).
+    pub fn new(store: Store, clock: SharedClock, holder: String) -> Self {
+        Self {
+            store,
+            clock,
+            holder,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobLeases for StoreJobs {
+    async fn hold(&self, job: Job) -> bool {
+        let (holder, now) = (self.holder.clone(), self.clock.now_ms());
+        self.store
+            .write(move |tx| tx.hold_job(job.name(), &holder, now, now + LEASE_MS))
+            .await
+            .unwrap_or(false)
     }
 }

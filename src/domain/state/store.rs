@@ -271,6 +271,15 @@ pub trait WriteTx: ReadTx {
     ) -> Result<Option<u16>, StoreError>;
     /// Gives a worker lease back.
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError>;
+    /// Atomic: takes or renews the lease of job `name` for `holder` until `expires_at`,
+    /// unless another holder's lease is still live at `now`; returns whether `holder` holds it.
+    fn hold_job(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<bool, StoreError>;
 
     /// Atomic: inserts a personal access token unless its owner already has `max`; returns
     /// whether it inserted.

@@ -6,6 +6,7 @@
 //! process, so each check that guards a write stays inside its write. Reads run in
 //! read-only transactions beside them. The URL's password never appears in logs or errors.
 mod gates;
+mod notices;
 mod read;
 mod rows;
 mod write;
@@ -18,12 +19,16 @@ use std::sync::{mpsc, Arc, Mutex};
 use postgres::{Client, NoTls};
 
 use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
+pub use notices::PgRevocations;
 use read::Tx;
 
 /// The advisory lock every write transaction holds (any fixed number; "hearth" in ASCII).
 const WRITE_LOCK: i64 = 0x6865_6172_7468;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_schema.sql"),
+    include_str!("migrations/0002_job_leases.sql"),
+];
 
 /// The schema version this build writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -353,6 +353,22 @@ impl WriteTx for Tx<'_, '_> {
         )?;
         Ok(())
     }
+    fn hold_job(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let held = self.row(
+            "INSERT INTO job_leases AS j (name, holder, expires_at) VALUES ($1, $2, $4::bigint) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 expires_at = excluded.expires_at \
+             WHERE j.holder = excluded.holder OR j.expires_at <= $3::bigint RETURNING 1",
+            &[&name, &holder, &i(now), &i(expires_at)],
+        )?;
+        Ok(held.is_some())
+    }
     fn insert_access_token(&mut self, t: &AccessToken, max: u32) -> Result<bool, StoreError> {
         let sql = format!(
             "INSERT INTO access_tokens ({}) \

@@ -50,3 +50,22 @@ pub fn release(tx: &Connection, worker: u16, holder: &str) -> Result<(), StoreEr
     )?;
     Ok(())
 }
+
+/// Takes or renews the lease of job `name` for `holder` unless another's is live.
+pub fn hold_job(
+    tx: &Connection,
+    name: &str,
+    holder: &str,
+    now: u64,
+    expires_at: u64,
+) -> Result<bool, StoreError> {
+    let held = optional(tx.query_row(
+        "INSERT INTO job_leases (name, holder, expires_at) VALUES (?1, ?2, ?4) \
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+         WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= ?3 \
+         RETURNING 1",
+        params![name, holder, now as i64, expires_at as i64],
+        |r| r.get::<_, i64>(0),
+    ))?;
+    Ok(held.is_some())
+}

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_access_tokens.sql"),
     include_str!("migrations/0008_invites.sql"),
     include_str!("migrations/0009_identities.sql"),
+    include_str!("migrations/0010_job_leases.sql"),
 ];
 
 /// The schema version this build writes.

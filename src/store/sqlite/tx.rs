@@ -303,6 +303,15 @@ impl WriteTx for Tx<'_> {
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError> {
         id_workers::release(self.0, worker, holder)
     }
+    fn hold_job(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: u64,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        id_workers::hold_job(self.0, name, holder, now, expires_at)
+    }
     fn insert_access_token(&mut self, t: &AccessToken, max: u32) -> Result<bool, StoreError> {
         access_tokens::insert_capped(self.0, t, max)
     }

@@ -1,0 +1,113 @@
+//! Issue: several stateless nodes on one PostgreSQL: one account across three nodes, a
+//! revocation on one refused by the others at once (LISTEN/NOTIFY, no cache window), one
+//! node at a time holding each background job, and the operator's CLI on the cluster.
+use std::time::{Duration, Instant};
+
+use hearth::domain::state::jobs::Job;
+use hearth::pb::tangle::client::auth as tangle;
+use tonic::Code;
+
+use crate::pg::{url_on, PgServer};
+use crate::support::*;
+
+async fn cluster(pg: &PgServer, n: usize) -> Vec<TestNode> {
+    let url = url_on(pg.port, "cluster");
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        let url = url.clone();
+        nodes.push(
+            TestNode::start_with(move |c| {
+                c.server_id = "cluster.test".parse().unwrap();
+                c.store.url = Some(url);
+            })
+            .await,
+        );
+    }
+    nodes
+}
+
+/// Waits (at most 2 s) until `check` holds.
+async fn soon(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn three_nodes_share_accounts_and_revocations() {
+    let Some(pg) = PgServer::start() else { return };
+    let nodes = cluster(&pg, 3).await;
+    let (one, two, three) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    let (t1, _, user) = one.sign_up("everywhere@example.org").await;
+    let t2 = two
+        .sign_in("everywhere@example.org", PASSWORD)
+        .await
+        .expect("signed up on one, signed in on two");
+    // Each node has the other's session cached after one use.
+    one.pong(Some(&t1)).await.unwrap();
+    two.pong(Some(&t2)).await.unwrap();
+    three.pong(Some(&t1)).await.unwrap();
+    let listed = three
+        .tangle()
+        .get_sessions(authed(tangle::GetSessions {}, &t2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.sessions.len(), 2);
+
+    // Revoked on three: refused on one and two at once (not after their 5 s cache).
+    let n = three
+        .domain()
+        .operator
+        .revoke_all("everywhere@example.org")
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(
+        soon(async || one.pong(Some(&t1)).await.is_err()).await,
+        "node one refuses"
+    );
+    assert!(
+        soon(async || two.pong(Some(&t2)).await.is_err()).await,
+        "node two refuses"
+    );
+    assert_code(two.pong(Some(&t2)).await, Code::Unauthenticated, "revoked");
+
+    // Ids stay unique: every node leased its own snowflake worker from the database.
+    let workers: std::collections::HashSet<u16> = nodes
+        .iter()
+        .map(|n| n.domain().id_lease().worker())
+        .collect();
+    assert_eq!(workers.len(), 3);
+    let again = three
+        .sign_in("everywhere@example.org", PASSWORD)
+        .await
+        .unwrap();
+    one.pong(Some(&again)).await.unwrap();
+    let _ = user;
+}
+
+#[tokio::test]
+async fn one_node_at_a_time_holds_a_job_and_another_takes_over_when_it_stops() {
+    let Some(pg) = PgServer::start() else { return };
+    let nodes = cluster(&pg, 2).await;
+    let jobs = |i: usize| nodes[i].domain().state().jobs.clone();
+    assert!(jobs(0).hold(Job::MailSender).await);
+    assert!(
+        !jobs(1).hold(Job::MailSender).await,
+        "held by the first node"
+    );
+    assert!(jobs(0).hold(Job::MailSender).await, "renewed by its holder");
+    // The holder stops renewing (it died): after the lease runs out, the other takes over.
+    nodes[1]
+        .clock
+        .advance_ms(hearth::domain::state::jobs::LEASE_MS + 1);
+    assert!(jobs(1).hold(Job::MailSender).await);
+    assert!(!jobs(0).hold(Job::MailSender).await);
+}
