@@ -96,10 +96,21 @@ impl Node {
         if let Some(url) = &config.store.url {
             // A cluster: revocations reach every node; one node at a time runs each job.
             state.revocations = crate::store::postgres::PgRevocations::start(url);
+            state.feeds = crate::store::postgres::PgFeeds::start(
+                url,
+                clock.clone(),
+                crate::domain::flows::MAX_FLOWS,
+            );
             let unique = format!("{holder} {:08x}", rand::random::<u32>());
             state.jobs = Arc::new(crate::domain::state::jobs::StoreJobs::new(
-                store, clock, unique,
+                store.clone(),
+                clock.clone(),
+                unique,
             ));
+            // Step flows are seen by every node (sealed in the database).
+            use crate::domain::state::shared_map::StoreMap;
+            state.flows = Arc::new(StoreMap::new(store.clone(), clock.clone(), "flow"));
+            state.flow_waits = Arc::new(StoreMap::new(store, clock, "flow_wait"));
         }
         let keys = Keys { node: key, jwt };
         let networks = Networks {

@@ -148,7 +148,7 @@ impl AuthService for HarmonyApi {
         &self,
         req: Request<StepBackRequest>,
     ) -> Result<Response<StepBackResponse>, Status> {
-        let step = self.0.flows.back(&req.into_inner().auth_id)?;
+        let step = self.0.flows.back(&req.into_inner().auth_id).await?;
         Ok(Response::new(StepBackResponse {
             step: Some(steps::encode(step)),
         }))
@@ -161,7 +161,7 @@ impl AuthService for HarmonyApi {
         req: Request<StreamStepsRequest>,
     ) -> Result<Response<Self::StreamStepsStream>, Status> {
         let id = req.into_inner().auth_id;
-        let sub = self.0.flows.subscribe(&id)?;
+        let sub = self.0.flows.subscribe(&id).await?;
         Ok(Response::new(steps::stream(self.0.flows.clone(), id, sub)))
     }
 

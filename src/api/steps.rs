@@ -118,7 +118,7 @@ pub fn stream(flows: Arc<Flows>, id: String, sub: Subscription) -> StepStream {
                 _ = c.sub.drain.changed() => return None,
                 () = tokio::time::sleep(RECHECK) => {}
             }
-            let Some(now) = c.flows.current(&c.id) else {
+            let Some(now) = c.flows.current(&c.id).await else {
                 return None; // expired (or finished long ago)
             };
             // A claim on a step changes the flow but not the step: only new steps go out.

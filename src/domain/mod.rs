@@ -50,7 +50,8 @@ use state::feeds::{LocalFeeds, StepFeeds};
 use state::ids::{Snowflake, WorkerLease};
 use state::jobs::{JobLeases, LocalJobs};
 use state::revocations::{LocalRevocations, Revocations};
-use state::short_lived::{LocalMap, ShortLived};
+use state::shared_map::SharedMap;
+use state::short_lived::LocalMap;
 use state::Store;
 
 /// Facts about the request that rules depend on, taken from transport metadata by `api/`.
@@ -75,7 +76,9 @@ pub struct NodeState {
     /// "One node runs this job".
     pub jobs: Arc<dyn JobLeases>,
     /// Step flows (Harmony BeginAuth …).
-    pub flows: Arc<dyn ShortLived<String, flows::FlowState>>,
+    pub flows: Arc<dyn SharedMap<flows::FlowState>>,
+    /// Which step flow waits for which user's e-mail link.
+    pub flow_waits: Arc<dyn SharedMap<String>>,
     /// Step-flow change notices.
     pub feeds: Arc<dyn StepFeeds>,
 }
@@ -98,7 +101,14 @@ impl NodeState {
             store,
             revocations: Arc::new(LocalRevocations::default()),
             jobs: Arc::new(LocalJobs),
-            flows: Arc::new(LocalMap::new(clock.clone(), flows::MAX_FLOWS)),
+            flows: Arc::new(LocalMap::<String, flows::FlowState>::new(
+                clock.clone(),
+                flows::MAX_FLOWS,
+            )),
+            flow_waits: Arc::new(LocalMap::<String, String>::new(
+                clock.clone(),
+                flows::MAX_FLOWS,
+            )),
             feeds: Arc::new(LocalFeeds::new(clock.clone(), flows::MAX_FLOWS)),
             clock,
         }
@@ -300,6 +310,7 @@ impl Services {
         ));
         let flows = Arc::new(flows::Flows::new(
             state.flows.clone(),
+            state.flow_waits.clone(),
             state.feeds.clone(),
             state.clock.clone(),
             &config,

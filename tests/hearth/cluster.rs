@@ -111,3 +111,72 @@ async fn one_node_at_a_time_holds_a_job_and_another_takes_over_when_it_stops() {
     assert!(jobs(1).hold(Job::MailSender).await);
     assert!(!jobs(0).hold(Job::MailSender).await);
 }
+
+#[tokio::test]
+async fn a_step_flow_begun_on_one_node_goes_on_on_another_and_streams_on_a_third() {
+    use hearth::pb::protocol::auth::v1::{
+        auth_service_client::AuthServiceClient as Harmony,
+        auth_step::Step as S,
+        next_step_request::{form_fields::Field, Choice, Form, FormFields, Step as Answer},
+        BeginAuthRequest, NextStepRequest, StreamStepsRequest,
+    };
+    let Some(pg) = PgServer::start() else { return };
+    let nodes = cluster(&pg, 3).await;
+    nodes[0].sign_up("flowing@example.org").await;
+    let auth_id = Harmony::new(nodes[0].channel.clone())
+        .begin_auth(BeginAuthRequest {
+            for_guest_token: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .auth_id;
+    let mut stream = Harmony::new(nodes[2].channel.clone())
+        .stream_steps(StreamStepsRequest {
+            auth_id: auth_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap().step.unwrap();
+    assert!(matches!(first.step, Some(S::Choice(c)) if c.title == "initial"));
+
+    let mut two = Harmony::new(nodes[1].channel.clone());
+    let next = |step| NextStepRequest {
+        auth_id: auth_id.clone(),
+        step: Some(step),
+    };
+    two.next_step(next(Answer::Choice(Choice {
+        choice: "login".into(),
+    })))
+    .await
+    .unwrap();
+    let seen = tokio::time::timeout(Duration::from_millis(900), stream.message())
+        .await
+        .expect("the third node hears of the change at once, not at its next poll")
+        .unwrap()
+        .unwrap()
+        .step
+        .unwrap();
+    assert!(matches!(seen.step, Some(S::Form(f)) if f.title == "login"));
+    let fields = vec![
+        FormFields {
+            field: Some(Field::String("flowing@example.org".into())),
+        },
+        FormFields {
+            field: Some(Field::Bytes(PASSWORD.as_bytes().to_vec())),
+        },
+    ];
+    two.next_step(next(Answer::Form(Form { fields })))
+        .await
+        .unwrap();
+    let done = stream.message().await.unwrap().unwrap().step.unwrap();
+    let Some(S::Session(s)) = done.step else {
+        panic!("expected a session, got {done:?}")
+    };
+    nodes[0].pong(Some(&s.session_token)).await.unwrap();
+    assert!(
+        stream.message().await.unwrap().is_none(),
+        "the stream ends with the flow"
+    );
+}

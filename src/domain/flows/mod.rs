@@ -21,6 +21,7 @@ use super::credentials::Credentials;
 use super::error::Reason;
 use super::principal::CredentialKind;
 use super::state::feeds::StepFeeds;
+use super::state::shared_map::SharedMap;
 use super::state::short_lived::{LocalMap, ShortLived};
 use super::{DomainError, ErrorKind, RequestContext};
 use crate::clock::SharedClock;
@@ -41,7 +42,7 @@ type Change = Box<dyn FnOnce(&mut FlowState) + Send>;
 
 /// One flow's state. Holds the session token of a finished (or verifying) flow, so its
 /// `Debug` never prints it.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct FlowState {
     history: Vec<At>,
     seq: u64,
@@ -115,9 +116,10 @@ fn as_field(mut e: DomainError, from: &str, to: &'static str) -> DomainError {
 
 /// The state a flow shares with the verification hook.
 struct Shared {
-    flows: Arc<dyn ShortLived<String, FlowState>>,
+    flows: Arc<dyn SharedMap<FlowState>>,
     feeds: Arc<dyn StepFeeds>,
-    waiting: LocalMap<u64, String>,
+    /// Which flow waits for the e-mail link of a user (by user id).
+    waiting: Arc<dyn SharedMap<String>>,
     per_ip: LocalMap<IpAddr, u32>,
     clock: SharedClock,
     lifetime_ms: u64,
@@ -134,26 +136,37 @@ impl Shared {
 
     /// Applies `change` to flow `id` if it is still at `seq`; announces it. Returns the new
     /// state, or `None` when the flow moved on or is gone.
-    fn commit(&self, id: &str, seq: u64, change: impl FnOnce(&mut FlowState)) -> Option<FlowState> {
+    async fn commit(
+        &self,
+        id: &str,
+        seq: u64,
+        change: impl FnOnce(&mut FlowState) + Send + 'static,
+    ) -> Option<FlowState> {
         let mut change = Some(change);
-        let mut out = None;
+        let out = Arc::new(std::sync::Mutex::new(None));
+        let seen = out.clone();
         let changed = self
             .flows
-            .modify(&id.to_owned(), self.lifetime_ms, &mut |s| {
-                if s.seq != seq {
-                    return None;
-                }
-                let mut next = s.clone();
-                (change.take()?)(&mut next);
-                next.seq = seq + 1;
-                out = Some(next.clone());
-                Some(next)
-            });
-        let next = out.filter(|_| changed)?;
+            .modify(
+                id,
+                self.lifetime_ms,
+                Box::new(move |s: &FlowState| {
+                    if s.seq != seq {
+                        return None;
+                    }
+                    let mut next = s.clone();
+                    (change.take()?)(&mut next);
+                    next.seq = seq + 1;
+                    *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(next.clone());
+                    Some(next)
+                }),
+            )
+            .await;
+        let next = out.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let next = next.filter(|_| changed)?;
         // `modify` stored it for the whole lifetime; a finished flow is kept briefly only.
         if matches!(next.at(), At::Done { .. }) {
-            self.flows
-                .modify(&id.to_owned(), self.ttl(&next), &mut |s| Some(s.clone()));
+            self.flows.put(id, next.clone(), self.ttl(&next)).await;
             if let Some(ip) = next.ip {
                 self.per_ip
                     .modify(&ip, self.lifetime_ms, &mut |n| Some(n.saturating_sub(1)));
@@ -164,16 +177,17 @@ impl Shared {
     }
 
     /// The e-mail link of `user_id` was followed: a flow waiting for it is done.
-    fn verified(&self, user_id: u64) {
-        let Some(id) = self.waiting.take(&user_id) else {
+    async fn verified(&self, user_id: u64) {
+        let Some(id) = self.waiting.get(&user_id.to_string()).await else {
             return;
         };
-        let Some(s) = self.flows.get(&id) else {
+        let Some(s) = self.flows.get(&id).await else {
             return;
         };
         if matches!(s.at(), At::VerifyCode { user_id: u, .. } | At::VerifyWait { user_id: u, .. } if *u == user_id)
         {
-            self.commit(&id, s.seq, |s| s.history = vec![At::Done { user_id }]);
+            self.commit(&id, s.seq, move |s| s.history = vec![At::Done { user_id }])
+                .await;
         }
     }
 }
@@ -196,9 +210,11 @@ impl std::fmt::Debug for Flows {
 }
 
 impl Flows {
-    /// The service over the node's flow map and feeds; subscribes to e-mail verifications.
+    /// The service over the node's flow maps and feeds; subscribes to e-mail verifications.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        flows: Arc<dyn ShortLived<String, FlowState>>,
+        flows: Arc<dyn SharedMap<FlowState>>,
+        waiting: Arc<dyn SharedMap<String>>,
         feeds: Arc<dyn StepFeeds>,
         clock: SharedClock,
         config: &Config,
@@ -209,13 +225,16 @@ impl Flows {
         let shared = Arc::new(Shared {
             flows,
             feeds,
-            waiting: LocalMap::new(clock.clone(), MAX_FLOWS),
+            waiting,
             per_ip: LocalMap::new(clock.clone(), MAX_FLOWS),
             clock,
             lifetime_ms: config.flows.lifetime_secs * 1000,
         });
         let hook = shared.clone();
-        codes.on_verified(Arc::new(move |user| hook.verified(user)));
+        codes.on_verified(Arc::new(move |user| {
+            let hook = hook.clone();
+            tokio::spawn(async move { hook.verified(user).await });
+        }));
         Self {
             shared,
             accounts,
@@ -270,7 +289,7 @@ impl Flows {
             expires_at: sh.clock.now_ms() + sh.lifetime_ms,
             message: None,
         };
-        sh.flows.put(id.clone(), state, sh.lifetime_ms);
+        sh.flows.put(&id, state, sh.lifetime_ms).await;
         Ok(id)
     }
 
@@ -307,19 +326,14 @@ impl Flows {
         }
     }
 
-    fn load(&self, id: &str) -> Result<FlowState, DomainError> {
-        self.shared
-            .flows
-            .get(&id.to_owned())
-            .ok_or_else(unknown_flow)
+    async fn load(&self, id: &str) -> Result<FlowState, DomainError> {
+        self.shared.flows.get(id).await.ok_or_else(unknown_flow)
     }
 
     /// The current step of flow `id`, if it still exists.
-    pub fn current(&self, id: &str) -> Option<Snapshot> {
-        self.shared
-            .flows
-            .get(&id.to_owned())
-            .map(|s| self.render(&s))
+    pub async fn current(&self, id: &str) -> Option<Snapshot> {
+        let s = self.shared.flows.get(id).await?;
+        Some(self.render(&s))
     }
 
     /// Answers the current step; returns the step that follows (the current one again for
@@ -330,7 +344,7 @@ impl Flows {
         answer: Answer,
         ctx: &RequestContext,
     ) -> Result<Step, DomainError> {
-        let s = self.load(id)?;
+        let s = self.load(id).await?;
         let now = self.shared.clock.now_ms();
         if s.busy_since.is_some_and(|t| now < t + BUSY_STALE_MS) {
             return Err(DomainError::precondition(
@@ -360,6 +374,7 @@ impl Flows {
                         s.history.push(to);
                         s.message = None;
                     })
+                    .await
                     .ok_or_else(moved_on)?;
                 return Ok(self.render(&next).step);
             }
@@ -371,22 +386,30 @@ impl Flows {
         // Claim the step, run the service, then commit (or release the claim).
         let claimed = self
             .shared
-            .commit(id, s.seq, |s| s.busy_since = Some(now))
+            .commit(id, s.seq, move |s| s.busy_since = Some(now))
+            .await
             .ok_or_else(moved_on)?;
         let outcome = self.run(id, &here, &claimed, form, ctx).await;
         let (change, result): (Change, _) = match outcome {
             Ok(change) => (change, Ok(())),
             Err(e) => (Box::new(|_: &mut FlowState| {}), Err(e)),
         };
-        let next = self.shared.commit(id, claimed.seq, |s| {
-            s.busy_since = None;
-            change(s);
-        });
+        let next = self
+            .shared
+            .commit(id, claimed.seq, |s| {
+                s.busy_since = None;
+                change(s);
+            })
+            .await;
         result?;
         // Moved on meanwhile (e.g. the e-mail link completed it): answer where it is now.
         match next {
             Some(n) => Ok(self.render(&n).step),
-            None => self.current(id).map(|s| s.step).ok_or_else(unknown_flow),
+            None => self
+                .current(id)
+                .await
+                .map(|s| s.step)
+                .ok_or_else(unknown_flow),
         }
     }
 
@@ -429,9 +452,10 @@ impl Flows {
                 let email = signed.user.email.clone().unwrap_or_default();
                 let next = match self.require_verification {
                     true => {
-                        self.shared
-                            .waiting
-                            .put(user_id, id.to_owned(), self.shared.lifetime_ms);
+                        let sh = &self.shared;
+                        sh.waiting
+                            .put(&user_id.to_string(), id.to_owned(), sh.lifetime_ms)
+                            .await;
                         At::VerifyCode { user_id, email }
                     }
                     false => At::Done { user_id },
@@ -471,11 +495,11 @@ impl Flows {
                     }));
                 }
                 // This answer completes the flow, not the verification hook.
-                self.shared.waiting.remove(&user_id);
+                let (sh, key) = (&self.shared, user_id.to_string());
+                sh.waiting.put(&key, String::new(), 0).await;
                 let verified = self.codes.verify_email(email, code.trim()).await;
                 if verified.is_err() {
-                    let sh = &self.shared;
-                    sh.waiting.put(user_id, id.to_owned(), sh.lifetime_ms);
+                    sh.waiting.put(&key, id.to_owned(), sh.lifetime_ms).await;
                 }
                 verified?;
                 Box::new(move |s| s.history = vec![At::Done { user_id }])
@@ -485,8 +509,8 @@ impl Flows {
     }
 
     /// Goes back one step where the current step allows it, never past the first.
-    pub fn back(&self, id: &str) -> Result<Step, DomainError> {
-        let s = self.load(id)?;
+    pub async fn back(&self, id: &str) -> Result<Step, DomainError> {
+        let s = self.load(id).await?;
         let now = self.render(&s);
         if !now.step.can_go_back || s.history.len() < 2 {
             return Err(DomainError::precondition(
@@ -500,15 +524,16 @@ impl Flows {
                 s.history.pop();
                 s.message = None;
             })
+            .await
             .ok_or_else(moved_on)?;
         Ok(self.render(&next).step)
     }
 
     /// Subscribes to flow `id`: its current step, then its changes, until the node drains.
-    pub fn subscribe(&self, id: &str) -> Result<Subscription, DomainError> {
+    pub async fn subscribe(&self, id: &str) -> Result<Subscription, DomainError> {
         let sh = &self.shared;
         let changes = sh.feeds.subscribe(id, sh.lifetime_ms);
-        let first = self.current(id).ok_or_else(unknown_flow)?;
+        let first = self.current(id).await.ok_or_else(unknown_flow)?;
         Ok(Subscription {
             first,
             changes,

@@ -120,7 +120,7 @@ pub enum Answer {
 }
 
 /// Where a flow stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum At {
     /// Choice `initial`: login, register, other-options.
     Initial,

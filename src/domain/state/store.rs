@@ -96,6 +96,13 @@ pub trait ReadTx {
     fn are_friends(&mut self, a: u64, b: u64) -> Result<bool, StoreError>;
     /// Whether `user` is a member of the group or community `id`.
     fn is_member(&mut self, target: InviteTarget, id: u64, user: u64) -> Result<bool, StoreError>;
+    /// The live short-lived value of (`space`, `key`) at `now`.
+    fn short_lived(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Write operations, per table; every method runs inside the caller's one transaction.
@@ -271,6 +278,15 @@ pub trait WriteTx: ReadTx {
     ) -> Result<Option<u16>, StoreError>;
     /// Gives a worker lease back.
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError>;
+    /// Stores a short-lived value until `expires_at` (and sweeps the space's expired ones).
+    fn put_short_lived(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        value: &[u8],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError>;
     /// Atomic: takes or renews the lease of job `name` for `holder` until `expires_at`,
     /// unless another holder's lease is still live at `now`; returns whether `holder` holds it.
     fn hold_job(

@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use postgres::{Client, NoTls};
 
 use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
-pub use notices::PgRevocations;
+pub use notices::{PgFeeds, PgRevocations};
 use read::Tx;
 
 /// The advisory lock every write transaction holds (any fixed number; "hearth" in ASCII).
@@ -28,6 +28,7 @@ const WRITE_LOCK: i64 = 0x6865_6172_7468;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_job_leases.sql"),
+    include_str!("migrations/0003_short_lived.sql"),
 ];
 
 /// The schema version this build writes.

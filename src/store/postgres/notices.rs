@@ -1,8 +1,9 @@
-//! Revocation notices between nodes on one PostgreSQL database: LISTEN/NOTIFY on the channel
-//! `hearth_revocations`. A node calls its own handlers at once, then NOTIFYs and waits (a
+//! Notices between nodes on one PostgreSQL database, over LISTEN/NOTIFY. Revocations
+//! (`hearth_revocations`): a node calls its own handlers at once, then NOTIFYs and waits (a
 //! few milliseconds) until the notice is sent, so when the revoking request returns every
 //! other node is being told; each node LISTENs on its own connection and drops the named
-//! sessions and tokens from its caches. Connections that fail are retried every second.
+//! sessions and tokens from its caches. Step-flow changes (`hearth_flows`) wake StreamSteps
+//! subscribers on every node. Connections that fail are retried every second.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -10,20 +11,145 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
 
+use crate::clock::SharedClock;
+use crate::domain::state::feeds::{LocalFeeds, StepFeeds};
 use crate::domain::state::revocations::{Handler, Revocations};
+use crate::domain::state::short_lived::{LocalMap, ShortLived};
 
-const CHANNEL: &str = "hearth_revocations";
 /// Ids per NOTIFY (its payload is capped at 8000 bytes).
 const IDS_PER_NOTICE: usize = 300;
 
 type Handlers = Arc<RwLock<Vec<Handler>>>;
-type Outgoing = (Vec<u64>, mpsc::SyncSender<()>);
+type Outgoing = (String, Option<mpsc::SyncSender<()>>);
+
+/// One NOTIFY channel: a thread that sends, a thread that LISTENs and hands every payload
+/// from another node to `on`.
+struct PgChannel {
+    outgoing: Mutex<mpsc::Sender<Outgoing>>,
+    closed: Arc<AtomicBool>,
+    origin: String,
+}
+
+fn connected(url: &str, closed: &AtomicBool) -> Option<Client> {
+    while !closed.load(Ordering::Relaxed) {
+        match Client::connect(url, NoTls) {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster notices: cannot reach PostgreSQL; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    None
+}
+
+impl PgChannel {
+    fn start(url: &str, channel: &'static str, on: impl Fn(&str) + Send + 'static) -> Self {
+        let closed = Arc::new(AtomicBool::new(false));
+        let origin = format!("{:016x}", rand::random::<u64>());
+        let (tx, rx) = mpsc::channel::<Outgoing>();
+        {
+            let (url, closed) = (url.to_owned(), closed.clone());
+            std::thread::Builder::new()
+                .name(format!("hearth-pg-{channel}"))
+                .spawn(move || Self::send_loop(&url, channel, &closed, rx))
+                .ok();
+        }
+        {
+            let (url, closed, origin) = (url.to_owned(), closed.clone(), origin.clone());
+            std::thread::Builder::new()
+                .name(format!("hearth-pg-listen-{channel}"))
+                .spawn(move || Self::listen(&url, channel, &closed, &origin, on))
+                .ok();
+        }
+        Self {
+            outgoing: Mutex::new(tx),
+            closed,
+            origin,
+        }
+    }
+
+    /// Sends `payload` to every other node; with `wait`, returns once it is sent (≤ 2 s).
+    fn send(&self, payload: &str, wait: bool) {
+        let (done, acked) = mpsc::sync_channel(1);
+        let message = (format!("{} {payload}", self.origin), wait.then_some(done));
+        let sent = self
+            .outgoing
+            .lock()
+            .map(|o| o.send(message).is_ok())
+            .unwrap_or(false);
+        if sent && wait {
+            let _ = acked.recv_timeout(Duration::from_secs(2));
+        }
+    }
+
+    fn send_loop(url: &str, channel: &str, closed: &AtomicBool, rx: mpsc::Receiver<Outgoing>) {
+        let mut client = None;
+        while let Ok((payload, done)) = rx.recv() {
+            for _ in 0..2 {
+                if client.is_none() {
+                    client = connected(url, closed);
+                }
+                let Some(c) = client.as_mut() else { return };
+                match c.execute("SELECT pg_notify($1, $2)", &[&channel, &payload]) {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster notice not sent; reconnecting");
+                        client = None;
+                    }
+                }
+            }
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn listen(url: &str, channel: &str, closed: &AtomicBool, origin: &str, on: impl Fn(&str)) {
+        while let Some(mut client) = connected(url, closed) {
+            if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")) {
+                tracing::warn!(error = %e, "cluster notices: LISTEN failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            while !closed.load(Ordering::Relaxed) {
+                let next = {
+                    let mut notices = client.notifications();
+                    let mut it = notices.timeout_iter(Duration::from_secs(1));
+                    it.next()
+                };
+                match next {
+                    Ok(Some(n)) => match n.payload().split_once(' ') {
+                        Some((from, body)) if from != origin => on(body),
+                        _ => {}
+                    },
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster notices: connection lost; reconnecting");
+                        break;
+                    }
+                }
+                if client.is_closed() {
+                    break;
+                }
+            }
+            if closed.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for PgChannel {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Revocation notices shared by every node on one database.
 pub struct PgRevocations {
     handlers: Handlers,
-    outgoing: Mutex<mpsc::Sender<Outgoing>>,
-    closed: Arc<AtomicBool>,
+    channel: PgChannel,
 }
 
 impl std::fmt::Debug for PgRevocations {
@@ -39,121 +165,16 @@ fn call(handlers: &Handlers, ids: &[u64]) {
     }
 }
 
-fn connected(url: &str, closed: &AtomicBool) -> Option<Client> {
-    while !closed.load(Ordering::Relaxed) {
-        match Client::connect(url, NoTls) {
-            Ok(c) => return Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "revocation notices: cannot reach PostgreSQL; retrying");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-    }
-    None
-}
-
 impl PgRevocations {
     /// Starts the sending and listening connections to `url` (in threads of their own).
     pub fn start(url: &str) -> Arc<Self> {
         let handlers: Handlers = Arc::default();
-        let closed = Arc::new(AtomicBool::new(false));
-        let origin = format!("{:016x}", rand::random::<u64>());
-        let (tx, rx) = mpsc::channel::<Outgoing>();
-        {
-            let (url, closed, origin) = (url.to_owned(), closed.clone(), origin.clone());
-            std::thread::Builder::new()
-                .name("hearth-pg-notify".into())
-                .spawn(move || Self::send(&url, &closed, &origin, rx))
-                .ok();
-        }
-        {
-            let (url, closed, handlers) = (url.to_owned(), closed.clone(), handlers.clone());
-            std::thread::Builder::new()
-                .name("hearth-pg-listen".into())
-                .spawn(move || Self::listen(&url, &closed, &origin, &handlers))
-                .ok();
-        }
-        Arc::new(Self {
-            handlers,
-            outgoing: Mutex::new(tx),
-            closed,
-        })
-    }
-
-    fn send(url: &str, closed: &AtomicBool, origin: &str, rx: mpsc::Receiver<Outgoing>) {
-        let mut client = None;
-        while let Ok((ids, done)) = rx.recv() {
-            for chunk in ids.chunks(IDS_PER_NOTICE) {
-                let payload = format!(
-                    "{origin} {}",
-                    chunk
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
-                for _ in 0..2 {
-                    if client.is_none() {
-                        client = connected(url, closed);
-                    }
-                    let Some(c) = client.as_mut() else { return };
-                    match c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]) {
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "revocation notice not sent; reconnecting");
-                            client = None;
-                        }
-                    }
-                }
-            }
-            let _ = done.send(());
-        }
-    }
-
-    fn listen(url: &str, closed: &AtomicBool, origin: &str, handlers: &Handlers) {
-        while let Some(mut client) = connected(url, closed) {
-            if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
-                tracing::warn!(error = %e, "revocation notices: LISTEN failed; retrying");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-            while !closed.load(Ordering::Relaxed) {
-                let next = {
-                    let mut notices = client.notifications();
-                    let mut it = notices.timeout_iter(Duration::from_secs(1));
-                    it.next()
-                };
-                match next {
-                    Ok(Some(n)) => {
-                        let Some((from, ids)) = n.payload().split_once(' ') else {
-                            continue;
-                        };
-                        if from == origin {
-                            continue;
-                        }
-                        let ids: Vec<u64> = ids.split(',').filter_map(|v| v.parse().ok()).collect();
-                        call(handlers, &ids);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "revocation notices: connection lost; reconnecting");
-                        break;
-                    }
-                }
-                if client.is_closed() {
-                    break;
-                }
-            }
-            if closed.load(Ordering::Relaxed) {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for PgRevocations {
-    fn drop(&mut self) {
-        self.closed.store(true, Ordering::Relaxed);
+        let theirs = handlers.clone();
+        let channel = PgChannel::start(url, "hearth_revocations", move |body| {
+            let ids: Vec<u64> = body.split(',').filter_map(|v| v.parse().ok()).collect();
+            call(&theirs, &ids);
+        });
+        Arc::new(Self { handlers, channel })
     }
 }
 
@@ -163,15 +184,10 @@ impl Revocations for PgRevocations {
             return;
         }
         call(&self.handlers, session_ids);
-        let (done, wait) = mpsc::sync_channel(1);
-        let sent = self
-            .outgoing
-            .lock()
-            .map(|o| o.send((session_ids.to_vec(), done)).is_ok())
-            .unwrap_or(false);
-        if sent {
-            // Bounded: the notice is on its way (or the database is unreachable) in ≤ 2 s.
-            let _ = wait.recv_timeout(Duration::from_secs(2));
+        // Bounded: when the revoking request returns, every node is being told.
+        for chunk in session_ids.chunks(IDS_PER_NOTICE) {
+            let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
+            self.channel.send(&ids.join(","), true);
         }
     }
 
@@ -180,5 +196,56 @@ impl Revocations for PgRevocations {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(handler);
+    }
+}
+
+/// Step-flow change notices shared by every node: a change made on one node wakes the
+/// StreamSteps subscribers of every node. Notices name a flow by a hash of its id (the id
+/// is a bearer secret), which each node maps back for its own subscribers.
+pub struct PgFeeds {
+    local: Arc<LocalFeeds>,
+    names: Arc<LocalMap<String, String>>,
+    channel: PgChannel,
+}
+
+impl std::fmt::Debug for PgFeeds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgFeeds")
+    }
+}
+
+fn flow_name(flow: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest([b"feed\0", flow.as_bytes()].concat()))
+}
+
+impl PgFeeds {
+    /// Feeds for at most `capacity` flows subscribed on this node.
+    pub fn start(url: &str, clock: SharedClock, capacity: usize) -> Arc<Self> {
+        let local = Arc::new(LocalFeeds::new(clock.clone(), capacity));
+        let names: Arc<LocalMap<String, String>> = Arc::new(LocalMap::new(clock, capacity));
+        let (l, n) = (local.clone(), names.clone());
+        let channel = PgChannel::start(url, "hearth_flows", move |body| {
+            if let Some(flow) = ShortLived::get(&*n, &body.to_owned()) {
+                l.publish(&flow);
+            }
+        });
+        Arc::new(Self {
+            local,
+            names,
+            channel,
+        })
+    }
+}
+
+impl StepFeeds for PgFeeds {
+    fn publish(&self, flow: &str) {
+        self.local.publish(flow);
+        self.channel.send(&flow_name(flow), false);
+    }
+
+    fn subscribe(&self, flow: &str, ttl_ms: u64) -> tokio::sync::watch::Receiver<u64> {
+        ShortLived::put(&*self.names, flow_name(flow), flow.to_owned(), ttl_ms);
+        self.local.subscribe(flow, ttl_ms)
     }
 }

@@ -184,6 +184,18 @@ impl ReadTx for Tx<'_, '_> {
             })
             .collect())
     }
+    fn short_lived(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.row(
+            "SELECT value FROM short_lived WHERE space = $1 AND key = $2 AND expires_at > $3",
+            &[&space, &&key[..], &i(now)],
+        )?;
+        Ok(r.map(|r| r.get(0)))
+    }
     fn highest_id(&mut self) -> Result<u64, StoreError> {
         let r = self.row(
             "SELECT GREATEST((SELECT MAX(id) FROM users), (SELECT MAX(id) FROM sessions), \

@@ -353,6 +353,26 @@ impl WriteTx for Tx<'_, '_> {
         )?;
         Ok(())
     }
+    fn put_short_lived(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        value: &[u8],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM short_lived WHERE space = $1 AND expires_at <= $2",
+            &[&space, &i(now)],
+        )?;
+        self.exec(
+            "INSERT INTO short_lived (space, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (space, key) DO UPDATE SET value = excluded.value, \
+                 expires_at = excluded.expires_at",
+            &[&space, &&key[..], &value, &i(expires_at)],
+        )?;
+        Ok(())
+    }
     fn hold_job(
         &mut self,
         name: &str,

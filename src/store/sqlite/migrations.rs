@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_invites.sql"),
     include_str!("migrations/0009_identities.sql"),
     include_str!("migrations/0010_job_leases.sql"),
+    include_str!("migrations/0011_short_lived.sql"),
 ];
 
 /// The schema version this build writes.

@@ -23,3 +23,37 @@ pub fn get_or_create(
     )?;
     Ok(value)
 }
+
+/// The live value of (`space`, `key`) in `short_lived`.
+pub fn short_lived(
+    c: &Connection,
+    space: &str,
+    key: &[u8; 32],
+    now: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    optional(c.query_row(
+        "SELECT value FROM short_lived WHERE space = ?1 AND key = ?2 AND expires_at > ?3",
+        params![space, &key[..], now as i64],
+        |r| r.get(0),
+    ))
+}
+
+/// Stores a short-lived value; sweeps the space's expired rows.
+pub fn put_short_lived(
+    tx: &Connection,
+    space: &str,
+    key: &[u8; 32],
+    value: &[u8],
+    expires_at: u64,
+    now: u64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM short_lived WHERE space = ?1 AND expires_at <= ?2",
+        params![space, now as i64],
+    )?;
+    tx.execute(
+        "INSERT OR REPLACE INTO short_lived (space, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        params![space, &key[..], value, expires_at as i64],
+    )?;
+    Ok(())
+}

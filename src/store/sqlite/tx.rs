@@ -111,6 +111,14 @@ impl ReadTx for Tx<'_> {
     fn is_member(&mut self, target: InviteTarget, id: u64, user: u64) -> Result<bool, StoreError> {
         invites::is_member(self.0, target, id, user)
     }
+    fn short_lived(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        secrets::short_lived(self.0, space, key, now)
+    }
     fn highest_id(&mut self) -> Result<u64, StoreError> {
         let max: Option<i64> = self.0.query_row(
             "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM users UNION ALL SELECT MAX(id) FROM sessions \
@@ -302,6 +310,16 @@ impl WriteTx for Tx<'_> {
     }
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError> {
         id_workers::release(self.0, worker, holder)
+    }
+    fn put_short_lived(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        value: &[u8],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        secrets::put_short_lived(self.0, space, key, value, expires_at, now)
     }
     fn hold_job(
         &mut self,
