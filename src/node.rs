@@ -110,7 +110,8 @@ impl Node {
             // Step flows are seen by every node (sealed in the database).
             use crate::domain::state::shared_map::StoreMap;
             state.flows = Arc::new(StoreMap::new(store.clone(), clock.clone(), "flow"));
-            state.flow_waits = Arc::new(StoreMap::new(store, clock, "flow_wait"));
+            state.flow_waits = Arc::new(StoreMap::new(store.clone(), clock.clone(), "flow_wait"));
+            state.challenges = Arc::new(StoreMap::new(store, clock, "peer_challenge"));
         }
         let keys = Keys { node: key, jwt };
         let networks = Networks {

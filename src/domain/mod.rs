@@ -79,6 +79,8 @@ pub struct NodeState {
     pub flows: Arc<dyn SharedMap<flows::FlowState>>,
     /// Which step flow waits for which user's e-mail link.
     pub flow_waits: Arc<dyn SharedMap<String>>,
+    /// Pending peer challenges (GetChallenge, then Authenticate on any node).
+    pub challenges: Arc<dyn SharedMap<String>>,
     /// Step-flow change notices.
     pub feeds: Arc<dyn StepFeeds>,
 }
@@ -109,6 +111,7 @@ impl NodeState {
                 clock.clone(),
                 flows::MAX_FLOWS,
             )),
+            challenges: Arc::new(LocalMap::<String, String>::new(clock.clone(), MAX_PENDING)),
             feeds: Arc::new(LocalFeeds::new(clock.clone(), flows::MAX_FLOWS)),
             clock,
         }
@@ -267,7 +270,7 @@ impl Services {
             clock.clone(),
             node_key.clone(),
             PeerHello::of(&config, &node_key),
-            Arc::new(LocalMap::new(clock.clone(), MAX_PENDING)),
+            state.challenges.clone(),
             peers.clone(),
             network.clone(),
         ));

@@ -180,3 +180,41 @@ async fn a_step_flow_begun_on_one_node_goes_on_on_another_and_streams_on_a_third
         "the stream ends with the flow"
     );
 }
+
+#[tokio::test]
+async fn a_peer_challenge_taken_on_one_node_is_answered_on_another_once() {
+    use hearth::identity::key::NodeKey;
+    use hearth::pb::auth::{auth_client::AuthClient, ChallengeRequest, Peer, SignedChallenge};
+    let Some(pg) = PgServer::start() else { return };
+    let nodes = cluster(&pg, 3).await;
+    let me = NodeKey::generate();
+    let peer = Peer {
+        url: String::new(),
+        name: "peer.example.org".into(),
+        participant_address: me.address(),
+        operator_address: me.address(),
+    };
+    AuthClient::new(nodes[0].channel.clone())
+        .get_challenge(ChallengeRequest {
+            client: Some(peer.clone()),
+            operator_address: String::new(),
+            client_challenge: vec![7; 32],
+        })
+        .await
+        .unwrap();
+    let answer = SignedChallenge {
+        client: Some(peer),
+        signed_server_challenge: me.sign(b"not the challenge").to_vec(),
+        operator_address: String::new(),
+    };
+    // Node two finds the challenge node one made (and so checks the proof)…
+    let r = AuthClient::new(nodes[1].channel.clone())
+        .authenticate(answer.clone())
+        .await;
+    assert_code(r, Code::Unauthenticated, "does not verify");
+    // …and it was used up for the whole cluster.
+    let r = AuthClient::new(nodes[2].channel.clone())
+        .authenticate(answer)
+        .await;
+    assert_code(r, Code::Unauthenticated, "no live challenge");
+}

@@ -12,7 +12,7 @@ use super::peers::Peers;
 use super::{ChallengeReply, FetchedKey, PeerHello, PeerNetwork, PEER_TOKEN_MS};
 use crate::clock::SharedClock;
 use crate::domain::error::Reason;
-use crate::domain::state::short_lived::ShortLived;
+use crate::domain::state::shared_map::{take, SharedMap};
 use crate::domain::state::Store;
 use crate::domain::DomainError;
 use crate::identity::key::{address_of, parse_address, verify, NodeKey};
@@ -27,6 +27,11 @@ pub const MAX_PENDING: usize = 10_000;
 
 /// A challenger: its claimed name and the key it presented.
 pub type Challenger = (String, [u8; 32]);
+
+/// The key of a pending challenge in the (possibly shared) map.
+fn pending_key((name, key): &Challenger) -> String {
+    format!("{name} {}", hex::encode(key))
+}
 
 /// A peer token this node issued.
 #[derive(Debug)]
@@ -70,7 +75,7 @@ pub struct PeerChallenge {
     clock: SharedClock,
     key: NodeKey,
     me: PeerHello,
-    pending: Arc<dyn ShortLived<Challenger, String>>,
+    pending: Arc<dyn SharedMap<String>>,
     peers: Arc<Peers>,
     network: Arc<dyn PeerNetwork>,
 }
@@ -90,7 +95,7 @@ impl PeerChallenge {
         clock: SharedClock,
         key: NodeKey,
         me: PeerHello,
-        pending: Arc<dyn ShortLived<Challenger, String>>,
+        pending: Arc<dyn SharedMap<String>>,
         peers: Arc<Peers>,
         network: Arc<dyn PeerNetwork>,
     ) -> Self {
@@ -146,7 +151,12 @@ impl PeerChallenge {
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         self.pending
-            .put((name.to_string(), key), challenge.clone(), CHALLENGE_MS);
+            .put(
+                &pending_key(&(name.to_string(), key)),
+                challenge.clone(),
+                CHALLENGE_MS,
+            )
+            .await;
         let proof = server_proof(
             &self.me.name,
             &self.me.address,
@@ -169,7 +179,8 @@ impl PeerChallenge {
         signature: &[u8],
     ) -> Result<PeerToken, DomainError> {
         let (name, key) = parse_peer(client)?;
-        let challenge = self.pending.take(&(name.to_string(), key)).ok_or_else(|| {
+        let pending = pending_key(&(name.to_string(), key));
+        let challenge = take(self.pending.as_ref(), &pending).await.ok_or_else(|| {
             DomainError::unauthenticated(
                 Reason::ChallengeUnknown,
                 "no live challenge for this peer; call GetChallenge first (a challenge works once, for 60 s)",

@@ -28,6 +28,24 @@ pub trait SharedMap<V>: Send + Sync {
     async fn modify(&self, key: &str, ttl_ms: u64, change: Change<V>) -> bool;
 }
 
+/// Takes the live value of `key` out of `map` (single use: of parallel takers, one gets it).
+pub async fn take<V: Clone + Send + 'static>(map: &dyn SharedMap<V>, key: &str) -> Option<V> {
+    let taken = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = taken.clone();
+    let took = map
+        .modify(
+            key,
+            0,
+            Box::new(move |v: &V| {
+                *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
+                Some(v.clone())
+            }),
+        )
+        .await;
+    let value = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
+    value.filter(|_| took)
+}
+
 #[async_trait::async_trait]
 impl<V: Clone + Send + Sync + 'static> SharedMap<V> for LocalMap<String, V> {
     async fn get(&self, key: &str) -> Option<V> {
