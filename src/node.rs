@@ -111,7 +111,13 @@ impl Node {
             use crate::domain::state::shared_map::StoreMap;
             state.flows = Arc::new(StoreMap::new(store.clone(), clock.clone(), "flow"));
             state.flow_waits = Arc::new(StoreMap::new(store.clone(), clock.clone(), "flow_wait"));
-            state.challenges = Arc::new(StoreMap::new(store, clock, "peer_challenge"));
+            state.challenges = Arc::new(StoreMap::new(
+                store.clone(),
+                clock.clone(),
+                "peer_challenge",
+            ));
+            // A client's budgets hold across every node.
+            state.buckets = Arc::new(StoreMap::new(store, clock, "budget"));
         }
         let keys = Keys { node: key, jwt };
         let networks = Networks {

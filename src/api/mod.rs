@@ -127,7 +127,10 @@ pub async fn router(
     let rate_limits = Arc::new(rate_limits::RateLimits::new(
         services.config().limits.clone(),
         trusted.0.clone(),
-        services.clock().clone(),
+        crate::domain::rate_limit::RateLimiter::new(
+            services.state().buckets.clone(),
+            services.clock().clone(),
+        ),
     ));
     let limits = &services.config().limits;
     let bounds = Arc::new(deadline::Bounds {

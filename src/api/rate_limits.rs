@@ -1,6 +1,7 @@
 //! One layer that limits every public method that costs a hash, a signature, a database
 //! write or a mail, per (client IP, class of method), before the method runs. Budgets come
-//! from `[limits] *_calls_per_ip_per_minute`; the buckets live in bounded short-lived state.
+//! from `[limits] *_calls_per_ip_per_minute`; the buckets live in the node state's bounded
+//! budget map (shared by every node of a cluster).
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -10,10 +11,8 @@ use axum::response::Response;
 use tonic::Status;
 
 use super::context::http_client_ip;
-use crate::clock::SharedClock;
 use crate::config::Limits;
 use crate::domain::rate_limit::RateLimiter;
-use crate::domain::state::short_lived::LocalMap;
 use crate::domain::{DomainError, Reason};
 
 /// What a method costs.
@@ -71,24 +70,21 @@ pub const COSTLY: &[(&str, Class)] = &[
     ("/auth.Auth/TokenRefresh", Class::Peer),
 ];
 
-/// Client (IP, class) pairs tracked at most.
-const MAX_TRACKED: usize = 200_000;
-
 /// The layer's state.
 #[derive(Debug)]
 pub struct RateLimits {
     limits: Limits,
     trusted: Arc<Vec<IpAddr>>,
-    limiter: RateLimiter<(IpAddr, Class)>,
+    limiter: RateLimiter,
 }
 
 impl RateLimits {
     /// Budgets from `limits`; `trusted` are the proxies whose `X-Forwarded-For` counts.
-    pub fn new(limits: Limits, trusted: Arc<Vec<IpAddr>>, clock: SharedClock) -> Self {
+    pub fn new(limits: Limits, trusted: Arc<Vec<IpAddr>>, limiter: RateLimiter) -> Self {
         Self {
             limits,
             trusted,
-            limiter: RateLimiter::new(Arc::new(LocalMap::new(clock.clone(), MAX_TRACKED)), clock),
+            limiter,
         }
     }
 
@@ -109,7 +105,8 @@ pub async fn layer(State(state): State<Arc<RateLimits>>, req: Request, next: Nex
         return next.run(req).await;
     };
     if let Some(ip) = http_client_ip(&req, &state.trusted) {
-        if !state.limiter.take((ip, class), state.budget(class)) {
+        let key = format!("{} {ip}", class.name());
+        if !state.limiter.take(&key, state.budget(class)).await {
             return Status::from(DomainError::exhausted(
                 Reason::IpThrottled,
                 format!(

@@ -258,7 +258,7 @@ impl Accounts {
         password: &str,
         ctx: &RequestContext,
     ) -> Result<SignedIn, DomainError> {
-        self.throttle.check_ip(ctx.ip)?;
+        self.throttle.check_ip(ctx.ip).await?;
         if password.len() > passwords::MAX_LEN * 4 {
             return Err(bad_credentials());
         }

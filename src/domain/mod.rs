@@ -54,6 +54,9 @@ use state::shared_map::SharedMap;
 use state::short_lived::LocalMap;
 use state::Store;
 
+/// Client budgets kept at most (sign-in per IP, and the API's per IP × class).
+const MAX_BUCKETS: usize = 300_000;
+
 /// Facts about the request that rules depend on, taken from transport metadata by `api/`.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
@@ -81,6 +84,8 @@ pub struct NodeState {
     pub flow_waits: Arc<dyn SharedMap<String>>,
     /// Pending peer challenges (GetChallenge, then Authenticate on any node).
     pub challenges: Arc<dyn SharedMap<String>>,
+    /// Per-client budgets of costly calls (sign-ins per IP, the API's per-IP limits).
+    pub buckets: Arc<dyn SharedMap<rate_limit::Bucket>>,
     /// Step-flow change notices.
     pub feeds: Arc<dyn StepFeeds>,
 }
@@ -112,6 +117,10 @@ impl NodeState {
                 flows::MAX_FLOWS,
             )),
             challenges: Arc::new(LocalMap::<String, String>::new(clock.clone(), MAX_PENDING)),
+            buckets: Arc::new(LocalMap::<String, rate_limit::Bucket>::new(
+                clock.clone(),
+                MAX_BUCKETS,
+            )),
             feeds: Arc::new(LocalFeeds::new(clock.clone(), flows::MAX_FLOWS)),
             clock,
         }
@@ -228,10 +237,7 @@ impl Services {
         ));
         let throttle = throttle::Throttle::new(
             config.accounts.sign_ins_per_ip_per_minute,
-            rate_limit::RateLimiter::new(
-                Arc::new(LocalMap::new(clock.clone(), throttle::MAX_TRACKED_IPS)),
-                clock.clone(),
-            ),
+            rate_limit::RateLimiter::new(state.buckets.clone(), clock.clone()),
         );
         let access_tokens = Arc::new(access_tokens::AccessTokens::new(
             store.clone(),

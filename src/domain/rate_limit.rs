@@ -1,53 +1,66 @@
 //! Token-bucket rate limits in short-lived state: a budget per key (a client IP, or an IP and
-//! a class of calls) that refills evenly over a minute. Memory is bounded by the map.
+//! a class of calls) that refills evenly over a minute. Memory is bounded by the map; in a
+//! cluster the map is shared, so a client's budget holds across every node.
 use std::sync::Arc;
 
-use super::state::short_lived::ShortLived;
+use super::state::shared_map::SharedMap;
 use crate::clock::SharedClock;
 
 /// A token bucket: tokens left and when they were counted (unix ms).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     tokens: f64,
     at: u64,
+    /// The call that last counted here was refused.
+    #[serde(default)]
+    refused: bool,
 }
 
 /// Budgets per key.
-pub struct RateLimiter<K> {
-    buckets: Arc<dyn ShortLived<K, Bucket>>,
+#[derive(Clone)]
+pub struct RateLimiter {
+    buckets: Arc<dyn SharedMap<Bucket>>,
     clock: SharedClock,
 }
 
-impl<K> std::fmt::Debug for RateLimiter<K> {
+impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RateLimiter")
     }
 }
 
-impl<K> RateLimiter<K> {
+impl RateLimiter {
     /// A limiter over `buckets`.
-    pub fn new(buckets: Arc<dyn ShortLived<K, Bucket>>, clock: SharedClock) -> Self {
+    pub fn new(buckets: Arc<dyn SharedMap<Bucket>>, clock: SharedClock) -> Self {
         Self { buckets, clock }
     }
 
     /// Takes one call from `key`'s budget of `per_minute` (that many as burst); false when
     /// the budget is spent.
-    pub fn take(&self, key: K, per_minute: u32) -> bool {
+    pub async fn take(&self, key: &str, per_minute: u32) -> bool {
         let (now, cap) = (self.clock.now_ms(), f64::from(per_minute.max(1)));
-        let mut allowed = false;
-        self.buckets.update(key, 60_000, &mut |b| {
-            let b = b.unwrap_or(Bucket {
-                tokens: cap,
-                at: now,
-            });
-            let refill = now.saturating_sub(b.at) as f64 * cap / 60_000.0;
-            let tokens = (b.tokens + refill).min(cap);
-            allowed = tokens >= 1.0;
-            Bucket {
-                tokens: if allowed { tokens - 1.0 } else { tokens },
-                at: now,
-            }
-        });
-        allowed
+        let counted = self
+            .buckets
+            .update(
+                key,
+                60_000,
+                Box::new(move |b: Option<&Bucket>| {
+                    let b = b.copied().unwrap_or(Bucket {
+                        tokens: cap,
+                        at: now,
+                        refused: false,
+                    });
+                    let refill = now.saturating_sub(b.at) as f64 * cap / 60_000.0;
+                    let tokens = (b.tokens + refill).min(cap);
+                    let allowed = tokens >= 1.0;
+                    Bucket {
+                        tokens: if allowed { tokens - 1.0 } else { tokens },
+                        at: now,
+                        refused: !allowed,
+                    }
+                }),
+            )
+            .await;
+        !counted.refused
     }
 }

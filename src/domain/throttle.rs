@@ -179,12 +179,12 @@ pub fn refusal(failures: u32, until: u64, now: u64) -> DomainError {
 #[derive(Debug)]
 pub struct Throttle {
     per_minute: u32,
-    limiter: RateLimiter<IpAddr>,
+    limiter: RateLimiter,
 }
 
 impl Throttle {
     /// A limiter over `limiter`'s buckets.
-    pub fn new(per_minute: u32, limiter: RateLimiter<IpAddr>) -> Self {
+    pub fn new(per_minute: u32, limiter: RateLimiter) -> Self {
         Self {
             per_minute: per_minute.max(1),
             limiter,
@@ -192,14 +192,19 @@ impl Throttle {
     }
 
     /// Takes one attempt from `ip`'s budget.
-    pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), DomainError> {
-        match ip {
-            Some(ip) if !self.limiter.take(ip, self.per_minute) => Err(DomainError::exhausted(
-                Reason::IpThrottled,
-                format!("too many sign-in attempts from {ip}; try again in a minute"),
-            )),
-            _ => Ok(()),
+    pub async fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), DomainError> {
+        let Some(ip) = ip else { return Ok(()) };
+        if self
+            .limiter
+            .take(&format!("sign-in {ip}"), self.per_minute)
+            .await
+        {
+            return Ok(());
         }
+        Err(DomainError::exhausted(
+            Reason::IpThrottled,
+            format!("too many sign-in attempts from {ip}; try again in a minute"),
+        ))
     }
 }
 
@@ -218,17 +223,20 @@ mod tests {
         assert_eq!(POLICY.locked_until(100, 0), Some(POLICY.lock_ms));
     }
 
-    #[test]
-    fn per_ip_budget_refills_with_time() {
+    #[tokio::test]
+    async fn per_ip_budget_refills_with_time() {
         let clock = ManualClock::new();
-        let limiter = RateLimiter::new(Arc::new(LocalMap::new(clock.clone(), 10)), clock.clone());
-        let t = Throttle::new(3, limiter);
+        let buckets = Arc::new(LocalMap::<String, crate::domain::rate_limit::Bucket>::new(
+            clock.clone(),
+            10,
+        ));
+        let t = Throttle::new(3, RateLimiter::new(buckets, clock.clone()));
         let ip = Some("192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
         for _ in 0..3 {
-            assert!(t.check_ip(ip).is_ok());
+            assert!(t.check_ip(ip).await.is_ok());
         }
-        assert!(t.check_ip(ip).is_err());
+        assert!(t.check_ip(ip).await.is_err());
         clock.advance_ms(20_000);
-        assert!(t.check_ip(ip).is_ok());
+        assert!(t.check_ip(ip).await.is_ok());
     }
 }

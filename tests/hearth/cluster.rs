@@ -218,3 +218,42 @@ async fn a_peer_challenge_taken_on_one_node_is_answered_on_another_once() {
         .await;
     assert_code(r, Code::Unauthenticated, "no live challenge");
 }
+
+#[tokio::test]
+async fn a_clients_budget_holds_across_every_node() {
+    use hearth::pb::protocol::auth::v1::{
+        auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
+    };
+    let Some(pg) = PgServer::start() else { return };
+    let url = url_on(pg.port, "budgets");
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let url = url.clone();
+        nodes.push(
+            TestNode::start_with(move |c| {
+                c.store.url = Some(url);
+                c.limits.flow_calls_per_ip_per_minute = 4;
+            })
+            .await,
+        );
+    }
+    let mut results = Vec::new();
+    for round in 0..2 {
+        for (i, n) in nodes.iter().enumerate() {
+            let r = Harmony::new(n.channel.clone())
+                .begin_auth(BeginAuthRequest {
+                    for_guest_token: None,
+                })
+                .await;
+            results.push((round, i, r.map(|_| ()).map_err(|s| reason(&s))));
+        }
+    }
+    let allowed = results.iter().filter(|(_, _, r)| r.is_ok()).count();
+    assert_eq!(
+        allowed, 4,
+        "4 per minute for this client, counted on all nodes: {results:?}"
+    );
+    assert!(results
+        .iter()
+        .all(|(_, _, r)| r.as_ref().err().is_none_or(|e| e == "IP_THROTTLED")));
+}

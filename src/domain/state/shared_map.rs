@@ -15,6 +15,8 @@ use crate::clock::SharedClock;
 
 /// A change to apply to a live value (`None`: leave it).
 pub type Change<V> = Box<dyn FnMut(&V) -> Option<V> + Send>;
+/// A new value from the live one, if any.
+pub type Update<V> = Box<dyn FnMut(Option<&V>) -> V + Send>;
 
 /// Keyed short-lived state shared by the nodes that serve it.
 #[async_trait::async_trait]
@@ -26,6 +28,9 @@ pub trait SharedMap<V>: Send + Sync {
     /// Atomically: when `key` has a live value and `change` returns a new one, stores it for
     /// `ttl_ms` and returns true; otherwise changes nothing.
     async fn modify(&self, key: &str, ttl_ms: u64, change: Change<V>) -> bool;
+    /// Atomically replaces the value of `key` (live or not) with `update(current)`, live
+    /// for `ttl_ms`; returns the new value.
+    async fn update(&self, key: &str, ttl_ms: u64, update: Update<V>) -> V;
 }
 
 /// Takes the live value of `key` out of `map` (single use: of parallel takers, one gets it).
@@ -56,6 +61,9 @@ impl<V: Clone + Send + Sync + 'static> SharedMap<V> for LocalMap<String, V> {
     }
     async fn modify(&self, key: &str, ttl_ms: u64, mut change: Change<V>) -> bool {
         ShortLived::modify(self, &key.to_owned(), ttl_ms, &mut *change)
+    }
+    async fn update(&self, key: &str, ttl_ms: u64, mut update: Update<V>) -> V {
+        ShortLived::update(self, key.to_owned(), ttl_ms, &mut |v| update(v.as_ref()))
     }
 }
 
@@ -153,6 +161,25 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
             })
             .await
             .unwrap_or(false)
+    }
+
+    async fn update(&self, key: &str, ttl_ms: u64, mut update: Update<V>) -> V {
+        let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
+        let key = key.to_owned();
+        let fallback = update(None);
+        let written = self
+            .store
+            .write(move |tx| {
+                let old = tx
+                    .short_lived(space, &row, now)?
+                    .and_then(|b| decode::<V>(&key, b));
+                let new = update(old.as_ref());
+                tx.put_short_lived(space, &row, &encode(&key, &new), now + ttl_ms, now)?;
+                Ok::<_, super::StoreError>(new)
+            })
+            .await;
+        // Unreachable store: answer as for a new key (a limiter then allows, as on restart).
+        written.unwrap_or(fallback)
     }
 }
 
