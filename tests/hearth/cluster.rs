@@ -257,3 +257,43 @@ async fn a_clients_budget_holds_across_every_node() {
         .iter()
         .all(|(_, _, r)| r.as_ref().err().is_none_or(|e| e == "IP_THROTTLED")));
 }
+
+#[tokio::test]
+async fn queued_mail_is_sent_once_by_another_node_when_the_sender_stops() {
+    let Some(pg) = PgServer::start() else { return };
+    let smtp = crate::mail::SmtpServer::start().await;
+    let url = url_on(pg.port, "mail");
+    let node = |url: String, port: u16| async move {
+        TestNode::start_with(move |c| {
+            c.store.url = Some(url);
+            c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        })
+        .await
+    };
+    let mut first = node(url.clone(), smtp.port).await;
+    // The first node holds the sender's lease (its sender renews it every second).
+    assert!(first.domain().state().jobs.hold(Job::MailSender).await);
+    let second = node(url, smtp.port).await;
+    assert!(!second.domain().state().jobs.hold(Job::MailSender).await);
+
+    // The sender's node stops; mail is queued on the other, which waits out the lease.
+    first.stop().await;
+    second.sign_up("failover@example.org").await;
+    second.sign_up("failover2@example.org").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        smtp.delivered(),
+        0,
+        "nobody sends while the dead node's lease runs"
+    );
+    second
+        .clock
+        .advance_ms(hearth::domain::state::jobs::LEASE_MS + 1);
+    smtp.wait_for_mail().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while smtp.delivered() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(smtp.delivered(), 2, "each queued mail is sent once");
+}

@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-struct SmtpServer {
+pub struct SmtpServer {
     child: std::process::Child,
-    port: u16,
+    pub port: u16,
     maildir: tempfile::TempDir,
 }
 
@@ -19,8 +19,15 @@ fn free_port() -> u16 {
 }
 
 impl SmtpServer {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         Self::start_on(free_port()).await
+    }
+
+    /// How many mails arrived so far.
+    pub fn delivered(&self) -> usize {
+        std::fs::read_dir(self.maildir.path().join("mail").join("new"))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     async fn start_on(port: u16) -> Self {
@@ -56,7 +63,7 @@ impl SmtpServer {
         }
     }
 
-    async fn wait_for_mail(&self) -> String {
+    pub async fn wait_for_mail(&self) -> String {
         let dir = self.maildir.path().join("mail").join("new");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
