@@ -538,6 +538,50 @@ async fn main() {
         "–",
     );
 
+    // Three nodes on one PostgreSQL against the one SQLite node above.
+    match std::env::var("BENCH_PG_URL") {
+        Ok(url) => {
+            let mut cluster = Vec::new();
+            for _ in 0..3 {
+                let url = url.clone();
+                cluster.push(
+                    common::start(move |c| {
+                        c.store.url = Some(url);
+                        c.limits.max_requests_in_flight = 100_000;
+                    })
+                    .await,
+                );
+            }
+            let token = common::sign_up(&cluster[0].channel, "bench@example.org").await;
+            let mut chans = Vec::new();
+            for n in &cluster {
+                chans.extend(connect(&n.node.url(), load.connections.div_ceil(3)).await);
+            }
+            let t = token.clone();
+            let pg_pong = drive(&chans, load, usize::MAX, move |ch, _| {
+                call_pong(ch, t.clone())
+            })
+            .await;
+            table.row(
+                "Pong, three nodes on one PostgreSQL",
+                &pg_pong,
+                Some(("Pong", pong.rate)),
+            );
+            let pg_sign_in = drive(&chans, load, usize::MAX, |ch, _| call_sign_in(ch)).await;
+            table.row(
+                "SignIn, three nodes on one PostgreSQL",
+                &pg_sign_in,
+                Some(("SignIn", sign_in.rate)),
+            );
+        }
+        Err(_) => table.note(
+            "three nodes on one PostgreSQL",
+            "needs BENCH_PG_URL (scripts/bench.sh starts a server)".into(),
+            "–".into(),
+            "–",
+        ),
+    }
+
     println!("| row | per second | p50 ms | p99 ms | ratio | baseline |");
     println!("|---|---:|---:|---:|---:|---|");
     for line in &table.0 {

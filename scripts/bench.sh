@@ -9,7 +9,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench --quiet --bench table --no-run
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+pg=""
+cleanup() {
+  rm -f "$out"
+  if [ -n "$pg" ]; then
+    runuser -u postgres -- "$pgbin/pg_ctl" -D "$pg/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$pg"
+  fi
+}
+trap cleanup EXIT
+# A PostgreSQL server of its own (unprivileged, in a temp dir) for the cluster rows, unless
+# BENCH_PG_URL names one; without PostgreSQL those rows are skipped.
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort | tail -1 || true)
+if [ -z "${BENCH_PG_URL:-}" ] && [ -n "$pgbin" ] && [ "$(id -u)" -eq 0 ]; then
+  pg=$(mktemp -d)
+  chown postgres:postgres "$pg"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  runuser -u postgres -- "$pgbin/initdb" -D "$pg/data" -U hearth -A trust --no-sync >/dev/null
+  runuser -u postgres -- "$pgbin/pg_ctl" -D "$pg/data" -l "$pg/log" -w \
+    -o "-p $port -k $pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+  export BENCH_PG_URL="postgres://hearth@127.0.0.1:$port/postgres"
+fi
 cargo bench --quiet --bench table | tee "$out"
 command_line="BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-64} BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-4} BENCH_SECONDS=${BENCH_SECONDS:-3} BENCH_SESSIONS=${BENCH_SESSIONS:-1000000} BENCH_DISTINCT=${BENCH_DISTINCT:-200000} BENCH_USERS=${BENCH_USERS:-1000000} bash scripts/bench.sh"
 {

@@ -210,11 +210,17 @@ fn debug_output_never_shows_credentials() {
         "[mail]\nsmtp_url = \"smtp://bob:hunter2-url@mail.example.org:2525\"\n\
          smtp_username = \"bob\"\nsmtp_password = \"hunter2-field\"\n\
          [[oidc.providers]]\nid = \"x\"\ntype = \"oidc\"\nissuer = \"https://id.example.org\"\n\
-         client_id = \"hearth\"\nclient_secret = \"hunter2-oidc\"\n",
+         client_id = \"hearth\"\nclient_secret = \"hunter2-oidc\"\n\
+         [store]\nurl = \"postgres://hearth:hunter2-pg@db.example.org:5432/hearth\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let text = format!("{c:?}");
     assert!(!text.contains("hunter2"), "{text}");
+    let shown = c.redacted_toml();
+    assert!(
+        !shown.contains("hunter2") && shown.contains("db.example.org:5432"),
+        "{shown}"
+    );
     assert!(text.contains("mail.example.org:2525"), "{text}");
 }
 

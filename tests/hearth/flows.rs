@@ -535,3 +535,20 @@ async fn a_stream_ends_cleanly_when_the_node_shuts_down() {
         "no waiting on the drain"
     );
 }
+
+#[tokio::test]
+async fn a_stream_ends_cleanly_when_its_flow_expires() {
+    let n = TestNode::start().await;
+    let f = Flow::begin(&n).await;
+    let mut stream = Harmony::new(n.channel.clone())
+        .stream_steps(StreamStepsRequest { auth_id: f.id })
+        .await
+        .unwrap()
+        .into_inner();
+    choice(&stream.message().await.unwrap().unwrap().step.unwrap());
+    n.clock.advance_ms(1_800_001);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+        .await
+        .expect("the stream notices the expiry within its recheck");
+    assert!(matches!(ended, Ok(None)), "a clean end: {ended:?}");
+}

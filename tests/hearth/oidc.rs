@@ -223,6 +223,33 @@ async fn every_refusal_of_get_jwt_has_its_own_reason() {
 }
 
 #[tokio::test]
+async fn a_provider_that_links_by_verified_e_mail_signs_in_the_local_account() {
+    let op = RealProvider::start();
+    let mut linking = op.config();
+    linking.link_verified_email = true;
+    let n = node_with(vec![linking], true).await;
+    // The provider says carol's address is carol@example.org, verified.
+    let (_, _, local) = n.sign_up("carol@example.org").await;
+    let jwt = get_jwt(
+        &n,
+        account("op", "oidc", "carol", &op.mint("carol", "hearth").await),
+    )
+    .await
+    .unwrap();
+    assert_eq!(claims(&jwt)["sub"], local.to_string());
+    // Without linking, the same provider account would be a new user.
+    let n2 = node_with(vec![op.config()], true).await;
+    let (_, _, other) = n2.sign_up("carol@example.org").await;
+    let jwt = get_jwt(
+        &n2,
+        account("op", "oidc", "carol", &op.mint("carol", "hearth").await),
+    )
+    .await
+    .unwrap();
+    assert_ne!(claims(&jwt)["sub"], other.to_string());
+}
+
+#[tokio::test]
 async fn providers_on_private_addresses_follow_the_federation_rule() {
     let op = RealProvider::start();
     let n = node_with(vec![op.config()], false).await;
