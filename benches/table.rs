@@ -541,17 +541,14 @@ async fn main() {
     // Three nodes on one PostgreSQL against the one SQLite node above.
     match std::env::var("BENCH_PG_URL") {
         Ok(url) => {
-            let mut cluster = Vec::new();
-            for _ in 0..3 {
-                let url = url.clone();
-                cluster.push(
-                    common::start(move |c| {
-                        c.store.url = Some(url);
-                        c.limits.max_requests_in_flight = 100_000;
-                    })
-                    .await,
-                );
-            }
+            let edit = move |c: &mut hearth::Config| {
+                c.store.url = Some(url.clone());
+                c.limits.max_requests_in_flight = 100_000;
+            };
+            let first = common::start(edit.clone()).await;
+            let mut cluster = vec![common::start_beside(&first, edit.clone()).await];
+            cluster.push(common::start_beside(&first, edit).await);
+            cluster.insert(0, first);
             let token = common::sign_up(&cluster[0].channel, "bench@example.org").await;
             let mut chans = Vec::new();
             for n in &cluster {

@@ -159,9 +159,13 @@ pub async fn rotate(data_dir: &Path, store: &Store, now: u64) -> Result<KeyRotat
     save(&old, &data_dir.join(format!("{KEY_FILE}.retired-{now}")))?;
     let next = data_dir.join(format!("{KEY_FILE}.next"));
     save(&new, &next)?;
-    let record = row.clone();
+    let (record, public) = (row.clone(), new.public());
     store
-        .write(move |tx| tx.insert_key_rotation(&record))
+        .write(move |tx| {
+            tx.insert_key_rotation(&record)?;
+            // On a cluster's database, the identity every node must serve changes with it.
+            tx.set_node_secret(crate::node::CLUSTER_KEY, &public)
+        })
         .await?;
     std::fs::rename(&next, data_dir.join(KEY_FILE))?;
     tracing::info!(

@@ -16,6 +16,9 @@ use crate::identity::key::NodeKey;
 use crate::keyfile::KeyError;
 use crate::store::sqlite::Sqlite;
 
+/// The node secret naming the public key every node of a cluster serves.
+pub const CLUSTER_KEY: &str = "cluster_node_key";
+
 /// Why a node could not start. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -42,6 +45,14 @@ pub enum StartError {
     /// Federation settings (resolver, extra CA).
     #[error("{0}")]
     Federation(String),
+    /// A node of a cluster whose key is not the cluster's.
+    #[error("this node's key {mine} is not the cluster's key {cluster} (every node on one database serves one identity): copy node.key and jwt.keys from a node of the cluster into this data_dir")]
+    ForeignKey {
+        /// This node's address.
+        mine: String,
+        /// The cluster's.
+        cluster: String,
+    },
 }
 
 /// Starts nodes.
@@ -94,6 +105,21 @@ impl Node {
             .map_err(|e| StartError::Listen(e.to_string()))??;
         let mut state = NodeState::local(store.clone(), clock.clone());
         if let Some(url) = &config.store.url {
+            // A cluster serves one identity: the first node records its public key, and a
+            // node with another key refuses to start.
+            let mine = key.public();
+            let cluster = store
+                .write(move |tx| tx.node_secret(CLUSTER_KEY, &mut || mine.to_vec()))
+                .await?;
+            if cluster != mine {
+                return Err(StartError::ForeignKey {
+                    mine: key.address(),
+                    cluster: cluster
+                        .try_into()
+                        .map(|k: [u8; 32]| crate::identity::key::address_of(&k))
+                        .unwrap_or_else(|_| "(unreadable)".into()),
+                });
+            }
             // A cluster: revocations reach every node; one node at a time runs each job.
             state.revocations = crate::store::postgres::PgRevocations::start(url);
             state.feeds = crate::store::postgres::PgFeeds::start(

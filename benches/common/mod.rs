@@ -21,6 +21,16 @@ pub struct BenchNode {
 
 /// Starts a node; `edit` changes the config first.
 pub async fn start(edit: impl FnOnce(&mut Config)) -> BenchNode {
+    start_keyed(None, edit).await
+}
+
+/// Starts another node of `from`'s cluster (its node key and JWT keys copied first).
+#[allow(dead_code)]
+pub async fn start_beside(from: &BenchNode, edit: impl FnOnce(&mut Config)) -> BenchNode {
+    start_keyed(Some(from), edit).await
+}
+
+async fn start_keyed(from: Option<&BenchNode>, edit: impl FnOnce(&mut Config)) -> BenchNode {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         data_dir: dir.path().join("data"),
@@ -30,6 +40,13 @@ pub async fn start(edit: impl FnOnce(&mut Config)) -> BenchNode {
     config.accounts.sign_ins_per_ip_per_minute = 1_000_000;
     config.limits.hashing_calls_per_ip_per_minute = 1_000_000;
     edit(&mut config);
+    if let Some(from) = from {
+        let source = &from.node.services().config().data_dir;
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        for file in ["node.key", "jwt.keys"] {
+            std::fs::copy(source.join(file), config.data_dir.join(file)).unwrap();
+        }
+    }
     let node = hearth::Node::start(config).await.unwrap();
     let channel = Channel::from_shared(node.url())
         .unwrap()

@@ -11,18 +11,28 @@ use crate::pg::{url_on, PgServer};
 use crate::support::*;
 
 async fn cluster(pg: &PgServer, n: usize) -> Vec<TestNode> {
-    let url = url_on(pg.port, "cluster");
+    cluster_on(&url_on(pg.port, "cluster"), n, |_| {}).await
+}
+
+/// `n` nodes of one cluster on `url` (one identity: the first node's keys), each `edit`ed.
+async fn cluster_on(
+    url: &str,
+    n: usize,
+    edit: impl Fn(&mut hearth::Config) + Copy,
+) -> Vec<TestNode> {
+    let config = |url: String| {
+        move |c: &mut hearth::Config| {
+            c.server_id = "cluster.test".parse().unwrap();
+            c.store.url = Some(url);
+            edit(c);
+        }
+    };
+    let first = TestNode::start_with(config(url.to_owned())).await;
     let mut nodes = Vec::new();
-    for _ in 0..n {
-        let url = url.clone();
-        nodes.push(
-            TestNode::start_with(move |c| {
-                c.server_id = "cluster.test".parse().unwrap();
-                c.store.url = Some(url);
-            })
-            .await,
-        );
+    for _ in 1..n {
+        nodes.push(TestNode::start_beside(&first, config(url.to_owned())).await);
     }
+    nodes.insert(0, first);
     nodes
 }
 
@@ -225,18 +235,10 @@ async fn a_clients_budget_holds_across_every_node() {
         auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
     };
     let Some(pg) = PgServer::start() else { return };
-    let url = url_on(pg.port, "budgets");
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        let url = url.clone();
-        nodes.push(
-            TestNode::start_with(move |c| {
-                c.store.url = Some(url);
-                c.limits.flow_calls_per_ip_per_minute = 4;
-            })
-            .await,
-        );
-    }
+    let nodes = cluster_on(&url_on(pg.port, "budgets"), 3, |c| {
+        c.limits.flow_calls_per_ip_per_minute = 4;
+    })
+    .await;
     let mut results = Vec::new();
     for round in 0..2 {
         for (i, n) in nodes.iter().enumerate() {
@@ -263,17 +265,15 @@ async fn queued_mail_is_sent_once_by_another_node_when_the_sender_stops() {
     let Some(pg) = PgServer::start() else { return };
     let smtp = crate::mail::SmtpServer::start().await;
     let url = url_on(pg.port, "mail");
-    let node = |url: String, port: u16| async move {
-        TestNode::start_with(move |c| {
-            c.store.url = Some(url);
-            c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        })
-        .await
+    let port = smtp.port;
+    let with_mail = move |c: &mut hearth::Config| {
+        c.store.url = Some(url.clone());
+        c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
     };
-    let mut first = node(url.clone(), smtp.port).await;
+    let mut first = TestNode::start_with(with_mail.clone()).await;
     // The first node holds the sender's lease (its sender renews it every second).
     assert!(first.domain().state().jobs.hold(Job::MailSender).await);
-    let second = node(url, smtp.port).await;
+    let second = TestNode::start_beside(&first, with_mail).await;
     assert!(!second.domain().state().jobs.hold(Job::MailSender).await);
 
     // The sender's node stops; mail is queued on the other, which waits out the lease.
@@ -296,4 +296,23 @@ async fn queued_mail_is_sent_once_by_another_node_when_the_sender_stops() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(smtp.delivered(), 2, "each queued mail is sent once");
+}
+
+#[tokio::test]
+async fn a_node_with_another_key_does_not_join_the_cluster() {
+    let Some(pg) = PgServer::start() else { return };
+    let url = url_on(pg.port, "identity");
+    let u = url.clone();
+    let _first = TestNode::start_with(move |c| c.store.url = Some(u)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path().join("data"));
+    config.store.url = Some(url);
+    let Err(err) = hearth::Node::start(config).await else {
+        panic!("a node with another key joined the cluster")
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("not the cluster's key") && err.contains("copy node.key"),
+        "{err}"
+    );
 }

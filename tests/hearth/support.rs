@@ -57,6 +57,19 @@ impl TestNode {
         Self::boot(dir, config, ManualClock::new()).await
     }
 
+    /// Starts another node of `from`'s cluster: the same node key and JWT keys (copied into
+    /// its new data dir), then `edit`.
+    pub async fn start_beside(from: &TestNode, edit: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut config = test_config(dir.path().join("data"));
+        edit(&mut config);
+        std::fs::create_dir_all(&config.data_dir).unwrap();
+        for file in ["node.key", "jwt.keys"] {
+            std::fs::copy(from.config.data_dir.join(file), config.data_dir.join(file)).unwrap();
+        }
+        Self::boot(dir, config, ManualClock::new()).await
+    }
+
     async fn boot(dir: Arc<TempDir>, config: Config, clock: Arc<ManualClock>) -> Self {
         let node = Node::start_with_clock(config.clone(), clock.clone())
             .await

@@ -241,6 +241,9 @@ pub trait WriteTx: ReadTx {
         make: &mut dyn FnMut() -> Vec<u8>,
     ) -> Result<Vec<u8>, StoreError>;
 
+    /// Replaces the node secret `name` (a key rotation updates the cluster's public key).
+    fn set_node_secret(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+
     /// Inserts or replaces a peer row.
     fn put_peer(&mut self, p: &Peer) -> Result<(), StoreError>;
     /// Stores a peer token hash for `server_id`.

@@ -268,6 +268,14 @@ impl WriteTx for Tx<'_, '_> {
         let r = self.row("SELECT value FROM node_secrets WHERE name = $1", &[&name])?;
         Ok(r.map(|r| r.get(0)).unwrap_or(value))
     }
+    fn set_node_secret(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO node_secrets (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[&name, &value],
+        )?;
+        Ok(())
+    }
     fn put_peer(&mut self, p: &Peer) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO peers ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \

@@ -24,6 +24,15 @@ pub fn get_or_create(
     Ok(value)
 }
 
+/// Replaces the node secret `name`.
+pub fn set(tx: &Connection, name: &str, value: &[u8]) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO node_secrets (name, value) VALUES (?1, ?2)",
+        params![name, value],
+    )?;
+    Ok(())
+}
+
 /// The live value of (`space`, `key`) in `short_lived`.
 pub fn short_lived(
     c: &Connection,

@@ -273,6 +273,9 @@ impl WriteTx for Tx<'_> {
     ) -> Result<Vec<u8>, StoreError> {
         secrets::get_or_create(self.0, name, make)
     }
+    fn set_node_secret(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        secrets::set(self.0, name, value)
+    }
     fn put_peer(&mut self, p: &Peer) -> Result<(), StoreError> {
         peers::put(self.0, p)
     }
