@@ -316,3 +316,79 @@ async fn a_node_with_another_key_does_not_join_the_cluster() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_cluster_user_logs_into_a_single_node_and_back() {
+    use hearth::domain::federation::PeerNetwork;
+    use hearth::identity::server_id::ServerId;
+    use hearth::pb::protocol::auth::v1::{
+        auth_service_client::AuthServiceClient as Harmony, FederateRequest, LoginFederatedRequest,
+    };
+    let Some(pg) = PgServer::start() else { return };
+    let open = |c: &mut hearth::Config| {
+        c.federation.allow_private_addresses = true;
+        c.federation.allow_plaintext = true;
+    };
+    let nodes = cluster_on(&url_on(pg.port, "federated"), 3, open).await;
+    let solo = TestNode::start_with(move |c| {
+        c.server_id = "solo.test".parse().unwrap();
+        open(c);
+    })
+    .await;
+    let (cluster_id, solo_id) = (
+        ServerId::parse("cluster.test").unwrap(),
+        ServerId::parse("solo.test").unwrap(),
+    );
+    for n in &nodes {
+        n.running().client().set_route(&solo_id, &solo.url());
+    }
+    solo.running()
+        .client()
+        .set_route(&cluster_id, &nodes[0].url());
+
+    let federate = |n: &TestNode, token: String, target: &'static str| {
+        let mut h = Harmony::new(n.channel.clone());
+        async move {
+            h.federate(authed(
+                FederateRequest {
+                    server_id: target.into(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+            .unwrap()
+        }
+    };
+    let login = |n: &TestNode, token, origin: &'static str| {
+        let mut h = Harmony::new(n.channel.clone());
+        async move {
+            h.login_federated(LoginFederatedRequest {
+                auth_token: Some(token),
+                server_id: origin.into(),
+            })
+            .await
+            .map(|r| r.into_inner().session.unwrap())
+        }
+    };
+
+    // A cluster user, federating through node two, logs into the single node.
+    let (home, _, _) = nodes[0].sign_up("member@example.org").await;
+    let token = federate(&nodes[1], home, "solo.test").await;
+    let there = login(&solo, token, "cluster.test").await.unwrap();
+    solo.pong(Some(&there.session_token)).await.unwrap();
+
+    // And back: a user of the single node logs into the cluster through node three; the
+    // session works on node one, and the same token is refused on node two (one nonce
+    // for the whole cluster).
+    let (home, _, _) = solo.sign_up("visitor@example.org").await;
+    let token = federate(&solo, home, "cluster.test").await;
+    let here = login(&nodes[2], token.clone(), "solo.test").await.unwrap();
+    nodes[0].pong(Some(&here.session_token)).await.unwrap();
+    assert!(
+        login(&nodes[1], token, "solo.test").await.is_err(),
+        "replayed"
+    );
+}
