@@ -92,9 +92,10 @@ impl Accounts {
         codes: Arc<Codes>,
         invites: Arc<Invites>,
         outbox: Outbox,
+        feeds: Arc<dyn super::state::feeds::StepFeeds>,
     ) -> Self {
         Self {
-            waiters: SlotWaiters::new(clock.clone()),
+            waiters: SlotWaiters::new(feeds),
             store,
             clock,
             ids,

@@ -264,6 +264,7 @@ impl Services {
             codes.clone(),
             invites.clone(),
             outbox.clone(),
+            state.feeds.clone(),
         ));
         let peers = Arc::new(Peers::new(
             store.clone(),

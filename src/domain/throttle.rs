@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::error::Reason;
 use super::model::{LockPolicy, SignInGate};
 use super::rate_limit::RateLimiter;
-use super::state::short_lived::LocalMap;
+use super::state::feeds::StepFeeds;
 use super::state::Store;
 use super::DomainError;
 use crate::clock::SharedClock;
@@ -39,20 +39,29 @@ pub struct Slot {
     clock: SharedClock,
     email: String,
     client: String,
-    freed: Arc<tokio::sync::Notify>,
+    waiters: SlotWaiters,
+    name: String,
     finished: bool,
 }
 
-/// Per-account wake-ups for sign-ins waiting on a slot, so they re-check the gate when a
-/// slot of this process is freed instead of polling the store (a slower poll still catches
-/// slots freed elsewhere).
-#[derive(Debug)]
-pub struct SlotWaiters(LocalMap<(String, String), Arc<tokio::sync::Notify>>);
+/// Wake-ups for sign-ins waiting on a slot: a freed slot is announced as a change of the
+/// feed named after its (address, client), so waiting attempts re-check the gate at once —
+/// on every node of a cluster, whose feeds carry changes between nodes — instead of polling
+/// the store (a slower poll still catches anything missed).
+#[derive(Debug, Clone)]
+pub struct SlotWaiters(Arc<dyn StepFeeds>);
 
 impl SlotWaiters {
-    /// Wake-ups on `clock`, for up to `MAX_TRACKED_IPS` accounts at once.
-    pub fn new(clock: SharedClock) -> Self {
-        Self(LocalMap::new(clock, MAX_TRACKED_IPS))
+    /// Wake-ups through `feeds`.
+    pub fn new(feeds: Arc<dyn StepFeeds>) -> Self {
+        Self(feeds)
+    }
+
+    /// The feed of (`email`, `client`): a hash, so addresses never travel in notices.
+    fn name(email: &str, client: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest([email.as_bytes(), b"\0", client.as_bytes()].concat());
+        format!("slot {}", hex::encode(digest))
     }
 }
 
@@ -67,15 +76,11 @@ impl Slot {
         client: &str,
     ) -> Result<Self, DomainError> {
         let started = Instant::now();
-        let key = (email.to_owned(), client.to_owned());
-        let freed =
-            waiters
-                .0
-                .get_or_insert_with(key, SLOT_WAIT.as_millis() as u64 * 2, Arc::default);
+        let name = SlotWaiters::name(email, client);
+        let mut freed = waiters.0.subscribe(&name, SLOT_WAIT.as_millis() as u64 * 2);
         loop {
-            let wake = freed.notified();
-            tokio::pin!(wake);
-            wake.as_mut().enable();
+            // Changes from here on wake the wait below: none is missed.
+            freed.borrow_and_update();
             let now = clock.now_ms();
             let (e, c) = (email.to_owned(), client.to_owned());
             let gate = store
@@ -88,7 +93,8 @@ impl Slot {
                         clock: clock.clone(),
                         email: email.to_owned(),
                         client: client.to_owned(),
-                        freed: freed.clone(),
+                        waiters: waiters.clone(),
+                        name,
                         finished: false,
                     })
                 }
@@ -98,7 +104,7 @@ impl Slot {
                 }
                 SignInGate::Busy if started.elapsed() < SLOT_WAIT => {
                     tokio::select! {
-                        () = &mut wake => {}
+                        _ = freed.changed() => {}
                         () = tokio::time::sleep(Duration::from_millis(100)) => {}
                     }
                 }
@@ -115,7 +121,7 @@ impl Slot {
     /// The outcome was committed; nothing more to record.
     pub fn done(mut self) {
         self.finished = true;
-        self.freed.notify_waiters();
+        self.waiters.0.publish(&self.name);
     }
 
     /// Records the outcome in its own transaction.
@@ -127,13 +133,17 @@ impl Slot {
     /// Writes the outcome and wakes the attempts waiting for this slot (the one path of
     /// `finish` and of a slot dropped unfinished).
     fn record(&self, ok: bool) -> impl std::future::Future<Output = Result<(), DomainError>> {
-        let (store, now, freed) = (self.store.clone(), self.clock.now_ms(), self.freed.clone());
-        let (email, client) = (self.email.clone(), self.client.clone());
+        let (store, now, waiters) = (
+            self.store.clone(),
+            self.clock.now_ms(),
+            self.waiters.clone(),
+        );
+        let (email, client, name) = (self.email.clone(), self.client.clone(), self.name.clone());
         async move {
             let result = store
                 .write(move |tx| Ok(tx.finish_sign_in(&email, &client, ok, now, &POLICY)?))
                 .await;
-            freed.notify_waiters();
+            waiters.0.publish(&name);
             result
         }
     }
@@ -152,9 +162,6 @@ impl Drop for Slot {
         }
     }
 }
-
-/// Clients tracked by the per-IP limiter at most (least recently seen go first).
-pub const MAX_TRACKED_IPS: usize = 100_000;
 
 /// The error for an account that may not try yet.
 pub fn refusal(failures: u32, until: u64, now: u64) -> DomainError {
