@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use hearth::clock::ManualClock;
 use hearth::domain::invites::NewInvite;
-use hearth::domain::model::{AccessToken, InviteTarget};
+use hearth::domain::model::{AccessToken, InviteTarget, User};
 use hearth::domain::scopes::ScopeSet;
 use hearth::domain::state::{Store, StoreError};
 use hearth::domain::{Keys, Networks, NodeState, RequestContext, Services};
@@ -379,6 +379,52 @@ pub async fn the_token_cap_holds_under_parallel_creates(open: impl Backend) {
     assert!(results.iter().all(Result::is_ok));
 }
 
+/// Of 50 parallel callers asking for one job lease as different holders, one gets it.
+pub async fn a_job_lease_has_one_holder(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let now = s.clock().now_ms();
+    let results = parallel(CALLERS, |i| {
+        let store = s.store().clone();
+        async move {
+            store
+                .write(move |tx| {
+                    tx.hold_job("mail_sender", &format!("node {i}"), now, now + 30_000)
+                })
+                .await
+        }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(true))).count(), 1);
+    assert!(results.iter().all(Result::is_ok));
+}
+
+/// Of 50 parallel upgrades of one guest account to 50 addresses, one wins.
+pub async fn a_guest_is_upgraded_once(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let guest = User {
+        id: 1 << 61,
+        email: None,
+        name: "guest".into(),
+        password_hash: None,
+        email_verified: false,
+        home: None,
+        disabled: false,
+        created_at: s.clock().now_ms(),
+    };
+    let g = guest.clone();
+    s.store().write(move |tx| tx.insert_user(&g)).await.unwrap();
+    let results = parallel(CALLERS, |i| {
+        let store = s.store().clone();
+        let mut u = guest.clone();
+        u.email = Some(format!("kept{i}@example.org"));
+        u.password_hash = Some("$argon2id$stand-in".into());
+        async move { store.write(move |tx| tx.upgrade_guest(&u)).await }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(true))).count(), 1);
+    assert!(results.iter().all(Result::is_ok));
+}
+
 fn sqlite(dir: &Path) -> Store {
     let sqlite = hearth::store::sqlite::Sqlite::open(
         &dir.join("hearth.sqlite3"),
@@ -432,6 +478,16 @@ async fn sqlite_a_nonce_is_used_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_ids_stay_unique_across_processes() {
     ids_stay_unique_across_processes(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_job_lease_has_one_holder() {
+    a_job_lease_has_one_holder(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_guest_is_upgraded_once() {
+    a_guest_is_upgraded_once(sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -521,4 +577,6 @@ on_postgres! {
     postgres_ids_stay_unique_across_processes => ids_stay_unique_across_processes,
     postgres_a_one_use_invite_is_spent_once => a_one_use_invite_is_spent_once,
     postgres_the_token_cap_holds_under_parallel_creates => the_token_cap_holds_under_parallel_creates,
+    postgres_a_job_lease_has_one_holder => a_job_lease_has_one_holder,
+    postgres_a_guest_is_upgraded_once => a_guest_is_upgraded_once,
 }
