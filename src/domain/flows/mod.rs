@@ -69,11 +69,9 @@ impl FlowState {
     }
 }
 
-/// A flow's current step and its sequence number (it grows with every change).
+/// A flow's current step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Grows with every change.
-    pub seq: u64,
     /// The step.
     pub step: Step,
     /// The flow is done (the step is a session).
@@ -320,7 +318,6 @@ impl Flows {
             .view(self.invite_mode, s.token.as_ref().map(|t| t.as_str()));
         step.message = s.message.clone();
         Snapshot {
-            seq: s.seq,
             step,
             done: matches!(s.at(), At::Done { .. }),
         }
@@ -544,10 +541,5 @@ impl Flows {
     /// Ends every StreamSteps stream cleanly (the node is shutting down).
     pub fn drain(&self) {
         self.drain.send_replace(true);
-    }
-
-    /// Whether the node is draining.
-    pub fn draining(&self) -> bool {
-        *self.drain.borrow()
     }
 }
