@@ -3,7 +3,8 @@
 //! rotate and import; and the JWT signing keys (`jwt.keys`, DESIGN.md §5: the current key
 //! and the one it replaced, which verifies until the tokens it signed have expired). Rotation: the old key signs the new one, the record goes into the
 //! store (served by `Key` as history), and the old secret stays on disk as
-//! `node.key.retired-<ms>` for recovery. Rotate while the node is stopped.
+//! `node.key.retired-<ms>` for recovery. Rotate while this data dir's node is stopped; in
+//! a cluster the other nodes follow the rotation while they run (`cluster_keys.rs`).
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -144,8 +145,14 @@ pub enum RotateError {
     Io(#[from] std::io::Error),
 }
 
-/// Replaces the node key in `data_dir` with a new one signed over by the old one.
-pub async fn rotate(data_dir: &Path, store: &Store, now: u64) -> Result<KeyRotation, RotateError> {
+/// Replaces the node key in `data_dir` with a new one signed over by the old one. In a
+/// `cluster`, the same write hands the new key over to the other nodes.
+pub async fn rotate(
+    data_dir: &Path,
+    store: &Store,
+    now: u64,
+    cluster: bool,
+) -> Result<KeyRotation, RotateError> {
     let (old, _) = load_or_generate(data_dir)?;
     let new = NodeKey::generate();
     let row = KeyRotation {
@@ -159,12 +166,16 @@ pub async fn rotate(data_dir: &Path, store: &Store, now: u64) -> Result<KeyRotat
     save(&old, &data_dir.join(format!("{KEY_FILE}.retired-{now}")))?;
     let next = data_dir.join(format!("{KEY_FILE}.next"));
     save(&new, &next)?;
-    let (record, public) = (row.clone(), new.public());
+    let (record, old_key, new_key) = (row.clone(), old.clone(), new.clone());
     store
         .write(move |tx| {
             tx.insert_key_rotation(&record)?;
-            // On a cluster's database, the identity every node must serve changes with it.
-            tx.set_node_secret(crate::node::CLUSTER_KEY, &public)
+            if cluster {
+                // The identity every node of the cluster serves changes with it.
+                crate::cluster_keys::hand_over(tx, &old_key, &new_key)?;
+                tx.set_node_secret(crate::cluster_keys::CLUSTER_KEY, &new_key.public())?;
+            }
+            Ok::<_, StoreError>(())
         })
         .await?;
     std::fs::rename(&next, data_dir.join(KEY_FILE))?;
@@ -191,9 +202,12 @@ pub fn import(data_dir: &Path, key: &NodeKey, force: bool) -> Result<(), String>
 /// File name of the JWT signing keys inside the data dir.
 pub const JWT_KEYS_FILE: &str = "jwt.keys";
 
-/// How `jwt.keys` is written: one line per key, `kid seed-hex retired-at` (0: current).
-trait JwtKeysFile: Sized {
+/// How `jwt.keys` is written (also sealed into a cluster's database): one line per key,
+/// `kid seed-hex retired-at` (0: current).
+pub trait JwtKeysFile: Sized {
+    /// The text form.
     fn encode(&self) -> zeroize::Zeroizing<String>;
+    /// Parses the text form; errors name `path`.
     fn decode(path: &Path, text: &str) -> Result<Self, KeyError>;
 }
 
@@ -258,6 +272,11 @@ pub fn load_or_generate_jwt(data_dir: &Path) -> Result<JwtKeys, KeyError> {
         }
         Err(source) => Err(KeyError::Io { path, source }),
     }
+}
+
+/// Writes the text of JWT keys as `data_dir`'s `jwt.keys`.
+pub fn save_jwt_text(data_dir: &Path, text: &str) -> Result<(), KeyError> {
+    write_secret(&data_dir.join(JWT_KEYS_FILE), text.as_bytes())
 }
 
 /// Makes a new current JWT key; the old one is kept as the previous key, retired `now`

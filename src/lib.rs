@@ -4,6 +4,7 @@
 //! Start a node with [`Node::start`]; `main.rs` is only the command line around it.
 pub mod api;
 pub mod clock;
+pub mod cluster_keys;
 pub mod config;
 pub mod domain;
 pub mod federation;

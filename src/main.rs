@@ -12,7 +12,7 @@ use hearth::domain::federation::PeerNetwork;
 use hearth::domain::state::Store;
 use hearth::domain::Services;
 use hearth::federation::client::PeerClient;
-use hearth::identity::key::{address_of, parse_address};
+use hearth::identity::key::{address_of, parse_address, NodeKey};
 use hearth::identity::server_id::ServerId;
 use hearth::keyfile;
 use hearth::Node;
@@ -234,6 +234,26 @@ async fn open_federation(config: Config) -> anyhow::Result<(Services, Arc<PeerCl
     Ok(Node::assemble(config, store, key, Arc::new(SystemClock), holder).await?)
 }
 
+/// On a cluster's database: the store, and the cluster's key this data dir now holds (its
+/// key file follows the cluster's rotations first, so a rotation continues the chain).
+async fn join_cluster(config: &Config) -> anyhow::Result<Option<(Store, NodeKey)>> {
+    if config.store.url.is_none() {
+        return Ok(None);
+    }
+    let store = open_store(config)?;
+    let (key, _) = keyfile::load_or_generate(&config.data_dir)?;
+    let jwt = keyfile::load_or_generate_jwt(&config.data_dir)?;
+    let joined = hearth::cluster_keys::join(&store, &config.data_dir, key, jwt).await?;
+    Ok(Some((store, joined.node)))
+}
+
+fn cluster_follows() -> String {
+    format!(
+        "every running node of the cluster serves it within {} s; peers follow the signed rotation record",
+        hearth::cluster_keys::FOLLOW_EVERY.as_secs()
+    )
+}
+
 fn server_id(text: &str) -> anyhow::Result<ServerId> {
     Ok(ServerId::parse(text)?)
 }
@@ -302,24 +322,36 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
         }
         KeyCommand::Rotate { jwt: true } => {
             let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
+            let cluster = join_cluster(&config).await?;
             let now = hearth::clock::Clock::now_ms(&SystemClock) / 1000;
             let keys = keyfile::rotate_jwt(&config.data_dir, now)?;
             println!("new JWT key {}", keys.current.kid);
-            if let Some((old, _)) = keys.previous {
+            if let Some((old, _)) = &keys.previous {
                 println!(
                     "the previous key {} verifies the tokens it signed for {} s more",
                     old.kid, config.jwt.lifetime_secs
                 );
             }
-            println!("restart the node to sign with the new key");
+            match cluster {
+                Some((store, node)) => {
+                    hearth::cluster_keys::publish_jwt(&store, &node, &keys).await?;
+                    println!("{}", cluster_follows());
+                }
+                None => println!("restart the node to sign with the new key"),
+            }
         }
         KeyCommand::Rotate { jwt: false } => {
             let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
-            let store = open_store(&config)?;
+            let cluster = join_cluster(&config).await?;
+            let store = match &cluster {
+                Some((store, _)) => store.clone(),
+                None => open_store(&config)?,
+            };
             let row = keyfile::rotate(
                 &config.data_dir,
                 &store,
                 hearth::clock::Clock::now_ms(&SystemClock),
+                cluster.is_some(),
             )
             .await?;
             println!(
@@ -327,9 +359,12 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
                 address_of(&row.old_key),
                 address_of(&row.new_key)
             );
-            println!(
-                "restart the node to use the new key; peers follow the signed rotation record"
-            );
+            match cluster {
+                Some(_) => println!("{}", cluster_follows()),
+                None => println!(
+                    "restart the node to use the new key; peers follow the signed rotation record"
+                ),
+            }
         }
     }
     Ok(())

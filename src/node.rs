@@ -16,9 +16,6 @@ use crate::identity::key::NodeKey;
 use crate::keyfile::KeyError;
 use crate::store::sqlite::Sqlite;
 
-/// The node secret naming the public key every node of a cluster serves.
-pub const CLUSTER_KEY: &str = "cluster_node_key";
-
 /// Why a node could not start. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -46,7 +43,7 @@ pub enum StartError {
     #[error("{0}")]
     Federation(String),
     /// A node of a cluster whose key is not the cluster's.
-    #[error("this node's key {mine} is not the cluster's key {cluster} (every node on one database serves one identity): copy node.key and jwt.keys from a node of the cluster into this data_dir")]
+    #[error("this node's key {mine} is not the cluster's key {cluster} nor one rotated into it (every node on one database serves one identity): copy node.key from a node of the cluster into this data_dir")]
     ForeignKey {
         /// This node's address.
         mine: String,
@@ -104,22 +101,16 @@ impl Node {
             .await
             .map_err(|e| StartError::Listen(e.to_string()))??;
         let mut state = NodeState::local(store.clone(), clock.clone());
+        let mut keys = Keys { node: key, jwt };
         if let Some(url) = &config.store.url {
-            // A cluster serves one identity: the first node records its public key, and a
-            // node with another key refuses to start.
-            let mine = key.public();
-            let cluster = store
-                .write(move |tx| tx.node_secret(CLUSTER_KEY, &mut || mine.to_vec()))
-                .await?;
-            if cluster != mine {
-                return Err(StartError::ForeignKey {
-                    mine: key.address(),
-                    cluster: cluster
-                        .try_into()
-                        .map(|k: [u8; 32]| crate::identity::key::address_of(&k))
-                        .unwrap_or_else(|_| "(unreadable)".into()),
-                });
-            }
+            // A cluster serves one identity: the first node founds it with its keys, a
+            // later one follows the rotations from its key to the cluster's.
+            let joined =
+                crate::cluster_keys::join(&store, &config.data_dir, keys.node, keys.jwt).await?;
+            keys = Keys {
+                node: joined.node,
+                jwt: joined.jwt,
+            };
             // A cluster: revocations reach every node; one node at a time runs each job.
             state.revocations = crate::store::postgres::PgRevocations::start(url);
             state.feeds = crate::store::postgres::PgFeeds::start(
@@ -145,7 +136,6 @@ impl Node {
             // A client's budgets hold across every node.
             state.buckets = Arc::new(StoreMap::new(store, clock, "budget"));
         }
-        let keys = Keys { node: key, jwt };
         let networks = Networks {
             peers: client.clone(),
             providers,
@@ -249,6 +239,14 @@ impl Node {
         tasks.push(services.links.clone().spawn(stopped.clone()));
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
         tasks.push(sweep_state(services.clone(), stopped.clone()));
+        if services.config().store.url.is_some() {
+            let dir = services.config().data_dir.clone();
+            tasks.push(crate::cluster_keys::follow(
+                services.clone(),
+                dir,
+                stopped.clone(),
+            ));
+        }
         if let Some((listener, at)) = metrics_listener {
             let mut stop = stopped.clone();
             tracing::info!("metrics on http://{at}/metrics");

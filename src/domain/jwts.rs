@@ -15,7 +15,8 @@ use super::state::short_lived::{LocalMap, ShortLived};
 use super::state::Store;
 use super::DomainError;
 use crate::clock::SharedClock;
-use crate::identity::jwt::{self, Claims, Expect, JwtKeys, PublicJwk};
+use crate::domain::keyring::KeyRing;
+use crate::identity::jwt::{self, Claims, Expect, PublicJwk};
 
 /// How long a session found live is trusted without re-reading it.
 const LIVE_TTL_MS: u64 = 5_000;
@@ -29,8 +30,7 @@ const LEEWAY_S: u64 = 30;
 /// The JWT service.
 #[derive(Debug)]
 pub struct Jwts {
-    keys: JwtKeys,
-    public: Vec<PublicJwk>,
+    keys: Arc<KeyRing>,
     issuer: String,
     audience: String,
     lifetime_s: u64,
@@ -59,7 +59,7 @@ fn refused(e: impl std::fmt::Display) -> DomainError {
 impl Jwts {
     /// The service; subscribes to revocation notices.
     pub fn new(
-        keys: JwtKeys,
+        keys: Arc<KeyRing>,
         config: &crate::config::Config,
         store: Store,
         clock: SharedClock,
@@ -76,7 +76,6 @@ impl Jwts {
             }
         }));
         Self {
-            public: keys.public(lifetime_s),
             keys,
             issuer: config.server_id.to_string(),
             audience: config.jwt.audience.clone(),
@@ -109,14 +108,16 @@ impl Jwts {
             jti: hex::encode(jti),
             sid: session_id.to_string(),
         };
-        jwt::sign(&self.keys.current, &claims)
+        jwt::sign(&self.keys.current().jwt.current, &claims)
     }
 
     /// `/.well-known/jwks.json`: the current key and a retired one still in its grace period.
     pub fn jwks(&self) -> serde_json::Value {
         let now = self.clock.now_ms() / 1000;
         let keys: Vec<_> = self
-            .public
+            .keys
+            .current()
+            .jwt_public
             .iter()
             .filter(|k| k.valid_until.is_none_or(|until| now < until))
             .map(PublicJwk::to_json)
@@ -170,7 +171,8 @@ impl Jwts {
             now: now_s,
             leeway: LEEWAY_S,
         };
-        let claims = jwt::verify(token, &self.public, &expect).map_err(refused)?;
+        let claims =
+            jwt::verify(token, &self.keys.current().jwt_public, &expect).map_err(refused)?;
         let (Ok(user_id), Ok(sid)) = (claims.sub.parse::<u64>(), claims.sid.parse::<u64>()) else {
             return Err(refused("the token's sub or sid is not an id"));
         };

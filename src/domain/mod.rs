@@ -14,6 +14,7 @@ pub mod flows;
 pub mod hash_pool;
 pub mod invites;
 pub mod jwts;
+pub mod keyring;
 pub mod model;
 pub mod oidc;
 pub mod operator;
@@ -180,8 +181,7 @@ pub struct Services {
     pub operator: operator::Operator,
     config: Arc<Config>,
     state: NodeState,
-    node_key: NodeKey,
-    key_history: Vec<KeyRotation>,
+    keys: Arc<keyring::KeyRing>,
     id_lease: WorkerLease,
 }
 
@@ -195,7 +195,7 @@ impl Services {
         networks: Networks,
         holder: String,
     ) -> Result<Self, DomainError> {
-        let (node_key, network) = (keys.node, networks.peers);
+        let network = networks.peers;
         let (store, clock) = (state.store.clone(), state.clock.clone());
         let pw = config.passwords.clone();
         let hasher = tokio::task::spawn_blocking(move || passwords::Hasher::new(&pw))
@@ -214,6 +214,13 @@ impl Services {
             .map_err(DomainError::from)?;
         let floor = store.read(|tx| tx.highest_id()).await?;
         let key_history = store.read(|tx| tx.key_rotations()).await?;
+        let hello = PeerHello::of(&config, &keys.node);
+        let keys = Arc::new(keyring::KeyRing::new(
+            keys.node,
+            key_history,
+            keys.jwt,
+            config.jwt.lifetime_secs,
+        ));
         let id_lease = WorkerLease::acquire(&store, clock.clone(), holder).await?;
         let ids: Arc<dyn state::ids::IdAllocator> =
             Arc::new(Snowflake::new(clock.clone(), id_lease.worker(), floor));
@@ -275,8 +282,8 @@ impl Services {
         let challenge = Arc::new(PeerChallenge::new(
             store.clone(),
             clock.clone(),
-            node_key.clone(),
-            PeerHello::of(&config, &node_key),
+            keys.clone(),
+            hello,
             state.challenges.clone(),
             peers.clone(),
             network.clone(),
@@ -286,7 +293,7 @@ impl Services {
             clock.clone(),
             ids.clone(),
             config.server_id.clone(),
-            node_key.clone(),
+            keys.clone(),
             peers.clone(),
             sessions.clone(),
         ));
@@ -298,7 +305,7 @@ impl Services {
             state.jobs.clone(),
         );
         let jwts = Arc::new(jwts::Jwts::new(
-            keys.jwt,
+            keys.clone(),
             &config,
             store.clone(),
             state.clock.clone(),
@@ -350,8 +357,7 @@ impl Services {
             links,
             config,
             state,
-            node_key,
-            key_history,
+            keys,
             id_lease,
         })
     }
@@ -376,14 +382,19 @@ impl Services {
         &self.config
     }
 
-    /// The node's identity key.
-    pub fn node_key(&self) -> &NodeKey {
-        &self.node_key
+    /// The node's identity key now.
+    pub fn node_key(&self) -> NodeKey {
+        self.keys.current().node.clone()
     }
 
     /// This node's key rotation records, oldest first.
-    pub fn key_history(&self) -> &[KeyRotation] {
-        &self.key_history
+    pub fn key_history(&self) -> Vec<KeyRotation> {
+        self.keys.current().history.clone()
+    }
+
+    /// The keys it signs with (a cluster swaps them when another node rotates).
+    pub fn key_ring(&self) -> &Arc<keyring::KeyRing> {
+        &self.keys
     }
 
     /// The port other nodes reach this one on (the bound listen port).

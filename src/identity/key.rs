@@ -56,6 +56,21 @@ impl NodeKey {
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.signing.sign(msg).to_bytes()
     }
+
+    /// A 32-byte secret for `purpose`, derived from the seed (HMAC-SHA256 as a PRF), so
+    /// whoever holds this key can make it and nobody else can.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        let seed = Zeroizing::new(self.signing.to_bytes());
+        let mut mac = match <Hmac<sha2::Sha256> as Mac>::new_from_slice(seed.as_slice()) {
+            Ok(m) => m,
+            // HMAC takes keys of any length.
+            Err(_) => unreachable!(),
+        };
+        mac.update(b"hearth derive v1\0");
+        mac.update(purpose.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
+    }
 }
 
 /// The address form of a public key.

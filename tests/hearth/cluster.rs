@@ -1,6 +1,7 @@
 //! Issue: several stateless nodes on one PostgreSQL: one account across three nodes, a
 //! revocation on one refused by the others at once (LISTEN/NOTIFY, no cache window), one
-//! node at a time holding each background job, and the operator's CLI on the cluster.
+//! node at a time holding each background job, one identity whose rotations every running
+//! node follows, and the operator's CLI on the cluster.
 use std::time::{Duration, Instant};
 
 use hearth::domain::state::jobs::Job;
@@ -37,9 +38,14 @@ async fn cluster_on(
 }
 
 /// Waits (at most 2 s) until `check` holds.
-async fn soon(mut check: impl AsyncFnMut() -> bool) -> bool {
+async fn soon(check: impl AsyncFnMut() -> bool) -> bool {
+    within(Duration::from_secs(2), check).await
+}
+
+/// Waits (at most `limit`) until `check` holds.
+async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(2) {
+    while started.elapsed() < limit {
         if check().await {
             return true;
         }
@@ -315,6 +321,102 @@ async fn a_node_with_another_key_does_not_join_the_cluster() {
         err.contains("not the cluster's key") && err.contains("copy node.key"),
         "{err}"
     );
+}
+
+/// The public node key `n` answers on Key, with the length of its rotation history.
+async fn key_of(n: &TestNode) -> (Vec<u8>, usize) {
+    use hearth::pb::protocol::auth::v1::{auth_service_client::AuthServiceClient, KeyRequest};
+    let k = AuthServiceClient::new(n.channel.clone())
+        .key(KeyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    (k.key, k.history.len())
+}
+
+/// The key ids `n` publishes in its JWKS.
+async fn kids_of(n: &TestNode) -> Vec<String> {
+    let jwks: serde_json::Value =
+        serde_json::from_str(&get_text(&format!("{}/.well-known/jwks.json", n.url())).await)
+            .unwrap();
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+#[tokio::test]
+async fn a_rotation_made_through_one_node_is_served_by_all() {
+    let Some(pg) = PgServer::start() else { return };
+    let url = url_on(pg.port, "rotation");
+    let mut nodes = cluster_on(&url, 3, |_| {}).await;
+    // Only node.key was copied: the JWT keys came from the database.
+    let (old, _) = key_of(&nodes[0]).await;
+    for n in &nodes[1..] {
+        assert_eq!(key_of(n).await, (old.clone(), 0));
+        assert_eq!(kids_of(n).await, kids_of(&nodes[0]).await);
+    }
+    let before = std::fs::read(nodes[2].config.data_dir.join("node.key")).unwrap();
+
+    // Through node three: stop it, rotate both keys on its data dir, start it again.
+    let mut third = nodes.pop().unwrap();
+    third.stop().await;
+    let out = ok(third.cli(&["key", "rotate"]));
+    assert!(
+        out.contains("every running node of the cluster serves it"),
+        "{out}"
+    );
+    let out = ok(third.cli(&["key", "rotate", "--jwt"]));
+    assert!(
+        out.contains("every running node of the cluster serves it"),
+        "{out}"
+    );
+    let third = third.restart().await;
+    let (new, history) = key_of(&third).await;
+    assert_ne!(new, old);
+    assert_eq!(history, 1);
+    let kids = kids_of(&third).await;
+    assert_eq!(kids.len(), 2, "the new JWT key and the one it retired");
+
+    // The running nodes serve both without a restart, and keep them in their data dirs.
+    for n in &nodes {
+        let followed = within(Duration::from_secs(8), async || {
+            key_of(n).await == (new.clone(), 1) && kids_of(n).await == kids
+        })
+        .await;
+        assert!(followed, "a running node serves the rotated keys");
+        let file = std::fs::read(n.config.data_dir.join("node.key")).unwrap();
+        let key = hearth::identity::key::NodeKey::from_text(&file).unwrap();
+        assert_eq!(key.public().to_vec(), new);
+    }
+    // A JWT signed on node three checks on node one; a peer challenge answered by node two
+    // is signed with the new key.
+    let (_, sid, uid) = third.sign_up("rotated@example.org").await;
+    nodes[0]
+        .pong(Some(&third.domain().jwts.issue(uid, sid)))
+        .await
+        .unwrap();
+    assert_eq!(
+        hearth::identity::key::parse_address(&nodes[1].domain().challenge.me().address)
+            .map(|k| k.to_vec()),
+        Some(new.clone())
+    );
+
+    // A node that holds only the key from before the rotation still joins: it follows the
+    // handover to the cluster's key.
+    let late = TestNode::start_with(|c| {
+        c.server_id = "cluster.test".parse().unwrap();
+        c.store.url = Some(url.clone());
+        std::fs::create_dir_all(&c.data_dir).unwrap();
+        std::fs::write(c.data_dir.join("node.key"), &before).unwrap();
+    })
+    .await;
+    assert_eq!(key_of(&late).await, (new, 1));
+    assert_eq!(kids_of(&late).await, kids);
 }
 
 #[tokio::test]

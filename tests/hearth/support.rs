@@ -57,16 +57,18 @@ impl TestNode {
         Self::boot(dir, config, ManualClock::new()).await
     }
 
-    /// Starts another node of `from`'s cluster: the same node key and JWT keys (copied into
-    /// its new data dir), then `edit`.
+    /// Starts another node of `from`'s cluster: the same node key (copied into its new data
+    /// dir; the JWT keys come from the cluster's database), then `edit`.
     pub async fn start_beside(from: &TestNode, edit: impl FnOnce(&mut Config)) -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config(dir.path().join("data"));
         edit(&mut config);
         std::fs::create_dir_all(&config.data_dir).unwrap();
-        for file in ["node.key", "jwt.keys"] {
-            std::fs::copy(from.config.data_dir.join(file), config.data_dir.join(file)).unwrap();
-        }
+        std::fs::copy(
+            from.config.data_dir.join("node.key"),
+            config.data_dir.join("node.key"),
+        )
+        .unwrap();
         Self::boot(dir, config, ManualClock::new()).await
     }
 
@@ -179,10 +181,14 @@ impl TestNode {
         self.test_auth().pong(req).await.map(|_| ())
     }
 
-    /// Runs the `hearth` CLI on this node's data dir (cheap argon2, like the node).
+    /// Runs the `hearth` CLI on this node's data dir and database (cheap argon2, like the
+    /// node).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-            .args(args)
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+        if let Some(url) = &self.config.store.url {
+            cmd.env("HEARTH_STORE_URL", url);
+        }
+        cmd.args(args)
             .env("HEARTH_DATA_DIR", &self.config.data_dir)
             .env("HEARTH_PASSWORDS_ARGON2_MEMORY_KIB", "256")
             .env("HEARTH_PASSWORDS_ARGON2_ITERATIONS", "1")

@@ -172,6 +172,7 @@ async fn beta_follows_alpha_through_a_key_rotation() {
         &alpha.config.data_dir,
         &store,
         hearth::clock::Clock::now_ms(alpha.clock.as_ref()),
+        false,
     )
     .await
     .unwrap();

@@ -12,6 +12,7 @@ use super::peers::Peers;
 use super::{ChallengeReply, FetchedKey, PeerHello, PeerNetwork, PEER_TOKEN_MS};
 use crate::clock::SharedClock;
 use crate::domain::error::Reason;
+use crate::domain::keyring::KeyRing;
 use crate::domain::state::shared_map::{take, SharedMap};
 use crate::domain::state::Store;
 use crate::domain::DomainError;
@@ -73,7 +74,7 @@ fn peer_token_unknown(m: &str) -> DomainError {
 pub struct PeerChallenge {
     store: Store,
     clock: SharedClock,
-    key: NodeKey,
+    keys: Arc<KeyRing>,
     me: PeerHello,
     pending: Arc<dyn SharedMap<String>>,
     peers: Arc<Peers>,
@@ -89,11 +90,12 @@ impl std::fmt::Debug for PeerChallenge {
 }
 
 impl PeerChallenge {
-    /// The service; `pending` holds open server challenges.
+    /// The service; `me` names this node (its address follows `keys`), `pending` holds
+    /// open server challenges.
     pub fn new(
         store: Store,
         clock: SharedClock,
-        key: NodeKey,
+        keys: Arc<KeyRing>,
         me: PeerHello,
         pending: Arc<dyn SharedMap<String>>,
         peers: Arc<Peers>,
@@ -102,7 +104,7 @@ impl PeerChallenge {
         Self {
             store,
             clock,
-            key,
+            keys,
             me,
             pending,
             peers,
@@ -110,9 +112,20 @@ impl PeerChallenge {
         }
     }
 
+    /// This node as a peer, with the key it signs as, both of one moment (a cluster may
+    /// rotate between two calls).
+    fn me_and_key(&self) -> (PeerHello, NodeKey) {
+        let key = self.keys.current().node.clone();
+        let me = PeerHello {
+            address: key.address(),
+            ..self.me.clone()
+        };
+        (me, key)
+    }
+
     /// This node as a peer.
-    pub fn me(&self) -> &PeerHello {
-        &self.me
+    pub fn me(&self) -> PeerHello {
+        self.me_and_key().0
     }
 
     // --- server half ---
@@ -124,19 +137,20 @@ impl PeerChallenge {
         expected: &str,
         client_challenge: &[u8],
     ) -> Result<ChallengeReply, DomainError> {
+        let (me, signer) = self.me_and_key();
         let (name, key) = parse_peer(client)?;
-        if name.to_string() == self.me.name {
+        if name.to_string() == me.name {
             return Err(DomainError::invalid(
                 "client.name",
                 "that is this node's own name",
             ));
         }
-        if !expected.is_empty() && expected != self.me.address {
+        if !expected.is_empty() && expected != me.address {
             return Err(DomainError::precondition(
                 Reason::PeerExpectsOtherKey,
                 format!(
                     "operator_address: you expect this node to have key {expected}, but its key is {}",
-                    self.me.address
+                    me.address
                 ),
             ));
         }
@@ -158,15 +172,15 @@ impl PeerChallenge {
             )
             .await;
         let proof = server_proof(
-            &self.me.name,
-            &self.me.address,
+            &me.name,
+            &me.address,
             &name.to_string(),
             &client.address,
             client_challenge,
         );
         Ok(ChallengeReply {
-            server_signature: self.key.sign(proof.as_bytes()).to_vec(),
-            server: self.me.clone(),
+            server_signature: signer.sign(proof.as_bytes()).to_vec(),
+            server: me.clone(),
             server_challenge: challenge,
         })
     }
@@ -178,6 +192,7 @@ impl PeerChallenge {
         client: &PeerHello,
         signature: &[u8],
     ) -> Result<PeerToken, DomainError> {
+        let me = self.me();
         let (name, key) = parse_peer(client)?;
         let pending = pending_key(&(name.to_string(), key));
         let challenge = take(self.pending.as_ref(), &pending).await.ok_or_else(|| {
@@ -187,8 +202,8 @@ impl PeerChallenge {
             )
         })?;
         let proof = client_proof(
-            &self.me.name,
-            &self.me.address,
+            &me.name,
+            &me.address,
             &name.to_string(),
             &client.address,
             &challenge,
@@ -294,11 +309,12 @@ impl PeerChallenge {
         server: &ServerId,
         expected: Option<&str>,
     ) -> Result<Linked, DomainError> {
+        let (me, signer) = self.me_and_key();
         let mut challenge = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut challenge);
         let reply = self
             .network
-            .get_challenge(server, &self.me, expected.unwrap_or_default(), &challenge)
+            .get_challenge(server, &me, expected.unwrap_or_default(), &challenge)
             .await?;
         let peer = reply.server;
         if peer.name != server.to_string() {
@@ -313,13 +329,7 @@ impl PeerChallenge {
                 format!("{server} sent a malformed participant_address"),
             )
         })?;
-        let proof = server_proof(
-            &peer.name,
-            &peer.address,
-            &self.me.name,
-            &self.me.address,
-            &challenge,
-        );
+        let proof = server_proof(&peer.name, &peer.address, &me.name, &me.address, &challenge);
         if !verify(&key, proof.as_bytes(), &reply.server_signature) {
             return Err(DomainError::unauthenticated(
                 Reason::PeerProofInvalid,
@@ -332,14 +342,14 @@ impl PeerChallenge {
         let answer = client_proof(
             &peer.name,
             &peer.address,
-            &self.me.name,
-            &self.me.address,
+            &me.name,
+            &me.address,
             &reply.server_challenge,
         );
-        let signature = self.key.sign(answer.as_bytes()).to_vec();
+        let signature = signer.sign(answer.as_bytes()).to_vec();
         let token = self
             .network
-            .authenticate(server, &self.me, signature, &peer.address)
+            .authenticate(server, &me, signature, &peer.address)
             .await?;
         Ok(Linked {
             key,

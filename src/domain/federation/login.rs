@@ -11,6 +11,7 @@ use super::peers::Peers;
 use super::{CLOCK_SKEW_MS, TOKEN_MAX_MS};
 use crate::clock::SharedClock;
 use crate::domain::error::Reason;
+use crate::domain::keyring::KeyRing;
 use crate::domain::model::User;
 use crate::domain::principal::Principal;
 use crate::domain::sessions::Sessions;
@@ -18,7 +19,6 @@ use crate::domain::state::ids::IdAllocator;
 use crate::domain::state::{Store, StoreError};
 use crate::domain::validate::display_name;
 use crate::domain::{DomainError, RequestContext};
-use crate::identity::key::NodeKey;
 use crate::identity::server_id::ServerId;
 use crate::secret::BearerSecret;
 
@@ -64,7 +64,7 @@ pub struct FederationLogin {
     clock: SharedClock,
     ids: Arc<dyn IdAllocator>,
     me: ServerId,
-    key: NodeKey,
+    keys: Arc<KeyRing>,
     peers: Arc<Peers>,
     sessions: Arc<Sessions>,
 }
@@ -76,7 +76,7 @@ impl FederationLogin {
         clock: SharedClock,
         ids: Arc<dyn IdAllocator>,
         me: ServerId,
-        key: NodeKey,
+        keys: Arc<KeyRing>,
         peers: Arc<Peers>,
         sessions: Arc<Sessions>,
     ) -> Self {
@@ -85,7 +85,7 @@ impl FederationLogin {
             clock,
             ids,
             me,
-            key,
+            keys,
             peers,
             sessions,
         }
@@ -144,7 +144,7 @@ impl FederationLogin {
             nonce,
         };
         let data = encode(&claims);
-        let sig = self.key.sign(&data).to_vec();
+        let sig = self.keys.current().node.sign(&data).to_vec();
         Ok(SignedToken { data, sig })
     }
 

@@ -66,6 +66,8 @@ pub trait ReadTx {
     fn peer_token(&mut self, hash: &[u8; 32]) -> Result<Option<(String, u64)>, StoreError>;
     /// This node's key rotations, oldest first.
     fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError>;
+    /// The node secret `name`, if it exists (read-only; see `WriteTx::node_secret`).
+    fn stored_secret(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// The highest snowflake id stored (0 when empty).
     fn highest_id(&mut self) -> Result<u64, StoreError>;
     /// Live sessions, queued mails and the oldest queued mail's time, for metrics.

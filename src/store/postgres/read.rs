@@ -169,6 +169,10 @@ impl ReadTx for Tx<'_, '_> {
         )?;
         Ok(r.map(|r| (r.get(0), r.get::<_, i64>(1) as u64)))
     }
+    fn stored_secret(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.row("SELECT value FROM node_secrets WHERE name = $1", &[&name])?;
+        Ok(r.map(|r| r.get(0)))
+    }
     fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError> {
         let rows = self.rows(
             "SELECT old_key, new_key, at, sig FROM key_rotations ORDER BY seq",

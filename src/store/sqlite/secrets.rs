@@ -3,17 +3,22 @@ use rusqlite::{params, Connection};
 
 use super::{optional, StoreError};
 
+/// The secret `name`, if it exists.
+pub fn get(c: &Connection, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    optional(c.query_row(
+        "SELECT value FROM node_secrets WHERE name = ?1",
+        [name],
+        |r| r.get::<_, Vec<u8>>(0),
+    ))
+}
+
 /// Returns the secret `name`, creating it from `make` if it does not exist yet.
 pub fn get_or_create(
     tx: &Connection,
     name: &str,
     make: &mut dyn FnMut() -> Vec<u8>,
 ) -> Result<Vec<u8>, StoreError> {
-    if let Some(v) = optional(tx.query_row(
-        "SELECT value FROM node_secrets WHERE name = ?1",
-        [name],
-        |r| r.get::<_, Vec<u8>>(0),
-    ))? {
+    if let Some(v) = get(tx, name)? {
         return Ok(v);
     }
     let value = make();

@@ -60,6 +60,9 @@ impl ReadTx for Tx<'_> {
     fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError> {
         key_rotations::list(self.0)
     }
+    fn stored_secret(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        secrets::get(self.0, name)
+    }
     fn gauges(&mut self, now: u64) -> Result<Gauges, StoreError> {
         let active_sessions: i64 = self.0.query_row(
             "SELECT COUNT(*) FROM sessions WHERE expires_at > ?1",
