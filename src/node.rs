@@ -73,12 +73,20 @@ pub struct RunningNode {
 impl Node {
     /// Opens the configured store (SQLite in the data dir). Blocking.
     pub fn open_store(config: &Config, readers: usize) -> Result<Store, StoreError> {
-        if let Some(url) = &config.store.url {
-            let pg = crate::store::postgres::Postgres::open(url, readers.max(2))?;
+        if let Some(target) = Self::pg_target(config)? {
+            let pg = crate::store::postgres::Postgres::open(&target, readers.max(2))?;
             return Ok(Store::new(Arc::new(pg)));
         }
         let sqlite = Sqlite::open(&config.database_path(), readers, config.store.synchronous)?;
         Ok(Store::new(Arc::new(sqlite)))
+    }
+
+    /// Where the cluster's PostgreSQL is, when `[store] url` names one.
+    fn pg_target(config: &Config) -> Result<Option<crate::store::postgres::PgTarget>, StoreError> {
+        let Some(url) = &config.store.url else {
+            return Ok(None);
+        };
+        crate::store::postgres::PgTarget::new(url, config.store.ca_file.as_deref()).map(Some)
     }
 
     /// The services over an open store, with the client for other nodes: what `start`
@@ -102,7 +110,7 @@ impl Node {
             .map_err(|e| StartError::Listen(e.to_string()))??;
         let mut state = NodeState::local(store.clone(), clock.clone());
         let mut keys = Keys { node: key, jwt };
-        if let Some(url) = &config.store.url {
+        if let Some(target) = Self::pg_target(&config)? {
             // A cluster serves one identity: the first node founds it with its keys, a
             // later one follows the rotations from its key to the cluster's.
             let joined =
@@ -112,9 +120,9 @@ impl Node {
                 jwt: joined.jwt,
             };
             // A cluster: revocations reach every node; one node at a time runs each job.
-            state.revocations = crate::store::postgres::PgRevocations::start(url);
+            state.revocations = crate::store::postgres::PgRevocations::start(&target);
             state.feeds = crate::store::postgres::PgFeeds::start(
-                url,
+                &target,
                 clock.clone(),
                 crate::domain::flows::MAX_FLOWS,
             );

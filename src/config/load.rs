@@ -76,6 +76,9 @@ impl Config {
         if let Some(ca) = &mut self.federation.extra_ca {
             resolve(ca);
         }
+        if let Some(ca) = &mut self.store.ca_file {
+            resolve(ca);
+        }
     }
 
     fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -275,6 +278,12 @@ impl Config {
             ));
         }
         self.validate_providers()?;
+        if self.store.ca_file.is_some() && self.store.url.is_none() {
+            return Err(ConfigError::key(
+                "store.ca_file",
+                "is for TLS to PostgreSQL: set store.url (with sslmode=require) too, or remove it",
+            ));
+        }
         if !(60..=86_400).contains(&self.flows.lifetime_secs) {
             return Err(ConfigError::key(
                 "flows.lifetime_secs",

@@ -157,6 +157,10 @@ pub struct StoreConfig {
     /// database); absent, SQLite at `<data_dir>/hearth.sqlite3`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// PEM file of the CA(s) that signed the PostgreSQL server's certificate, used when
+    /// `url` says `sslmode=require`; absent, the public web roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// SQLite's durability: `full` syncs every commit (survives power loss), `normal` may
     /// lose the last commits on power loss (not on a crash of the process).
     pub synchronous: Synchronous,
@@ -430,6 +434,7 @@ impl std::fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreConfig")
             .field("url", &url_without_userinfo(&self.url))
+            .field("ca_file", &self.ca_file)
             .field("synchronous", &self.synchronous)
             .finish()
     }
@@ -527,6 +532,7 @@ impl Default for Config {
             },
             store: StoreConfig {
                 url: None,
+                ca_file: None,
                 synchronous: Synchronous::Full,
             },
             limits: Limits {

@@ -242,3 +242,15 @@ fn relative_paths_resolve_against_the_config_files_directory() {
     let c = Config::load(None, vars(&[])).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.data_dir, std::path::PathBuf::from("./data"));
 }
+
+#[test]
+fn a_store_ca_file_needs_a_store_url() {
+    let err = Config::from_toml("[store]\nca_file = \"/etc/hearth/pg-ca.pem\"\n")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("store.ca_file") && err.contains("set store.url"),
+        "{err}"
+    );
+}

@@ -494,3 +494,88 @@ async fn a_cluster_user_logs_into_a_single_node_and_back() {
         "replayed"
     );
 }
+
+/// A CA, and a server certificate and key for `localhost` signed by it (PEM).
+fn ca_and_server_cert() -> (String, String, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn nodes_reach_postgresql_over_verified_tls() {
+    let (ca, cert, key) = ca_and_server_cert();
+    let Some(pg) = PgServer::start_tls(&cert, &key) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let url =
+        |host: &str, mode: &str| format!("postgres://hearth@{host}:{}/postgres{mode}", pg.port);
+    let start = |url: String, ca: Option<std::path::PathBuf>| {
+        let data = dir.path().join(format!("node-{}", rand_suffix()));
+        let mut config = test_config(data);
+        config.store.url = Some(url);
+        config.store.ca_file = ca;
+        hearth::Node::start(config)
+    };
+
+    // Encrypted and checked against the configured CA: the node serves (the server takes
+    // nothing but TLS over TCP).
+    let node = start(url("localhost", "?sslmode=require"), Some(ca_file.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tangle = tangle::auth_client::AuthClient::new(
+        tonic::transport::Channel::from_shared(node.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    tangle
+        .sign_up(tangle::SignUp {
+            email: Some("tls@example.org".into()),
+            password: Some(PASSWORD.into()),
+            name: "Over TLS".into(),
+            invite_code: None,
+        })
+        .await
+        .unwrap();
+    node.shutdown().await;
+
+    // The certificate must chain to a trusted root and name the host, as libpq's
+    // verify-full: the public roots do not know this CA, and 127.0.0.1 is not `localhost`.
+    let refused = |r: Result<hearth::RunningNode, hearth::StartError>| match r {
+        Ok(_) => panic!("connected without a verified certificate"),
+        Err(e) => e.to_string(),
+    };
+    let e = refused(start(url("localhost", "?sslmode=require"), None).await);
+    assert!(
+        e.contains("cannot connect to PostgreSQL") && e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    let e = refused(start(url("127.0.0.1", "?sslmode=require"), Some(ca_file.clone())).await);
+    assert!(e.contains("not valid for name \"127.0.0.1\""), "{e}");
+    // Without sslmode=require the node does not encrypt, and says so when a CA is given.
+    let e = refused(start(url("localhost", ""), Some(ca_file)).await);
+    assert!(
+        e.contains("store.ca_file") && e.contains("sslmode=require"),
+        "{e}"
+    );
+    let e = refused(start(url("localhost", ""), None).await);
+    assert!(e.contains("no encryption"), "{e}");
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}

@@ -511,8 +511,13 @@ fn postgres_spread(port: u16) -> impl Backend {
         let url = crate::pg::url_on(port, &format!("h{:x}", h.finish()));
         let nodes: Vec<Arc<dyn hearth::domain::state::store::Backend>> = (0..3)
             .map(|_| {
-                Arc::new(hearth::store::postgres::Postgres::open(&url, 3).unwrap())
-                    as Arc<dyn hearth::domain::state::store::Backend>
+                Arc::new(
+                    hearth::store::postgres::Postgres::open(
+                        &hearth::store::postgres::PgTarget::new(&url, None).unwrap(),
+                        3,
+                    )
+                    .unwrap(),
+                ) as Arc<dyn hearth::domain::state::store::Backend>
             })
             .collect();
         Store::new(Arc::new(Spread {

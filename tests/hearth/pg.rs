@@ -53,6 +53,16 @@ impl PgServer {
     /// A fresh server, or `None` (after one printed line) when PostgreSQL is not installed
     /// and not required.
     pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// A fresh server that takes TCP connections only over TLS, with this certificate and
+    /// key (PEM); local socket connections stay open for setup.
+    pub fn start_tls(cert: &str, key: &str) -> Option<Self> {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Option<Self> {
         let Some(bin) = bin_dir() else {
             if std::env::var_os("HEARTH_REQUIRE_POSTGRES").is_some() {
                 panic!("PostgreSQL is required (HEARTH_REQUIRE_POSTGRES) but not installed: run bash scripts/install-test-deps.sh");
@@ -87,10 +97,27 @@ impl PgServer {
             String::from_utf8_lossy(&ok.stderr)
         );
         let port = free_port();
-        let opts = format!(
+        let mut opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             dir.path().display()
         );
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let (cert_file, key_file) = (data.join("server.crt"), data.join("server.key"));
+            std::fs::write(&cert_file, cert).unwrap();
+            std::fs::write(&key_file, key).unwrap();
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data)
+                .status();
+            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = dir.path().join("pg.log");
         let ok = as_postgres(
             &bin,

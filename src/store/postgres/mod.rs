@@ -9,6 +9,7 @@ mod gates;
 mod notices;
 mod read;
 mod rows;
+mod target;
 mod write;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -16,11 +17,12 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
 pub use notices::{PgFeeds, PgRevocations};
 use read::Tx;
+pub use target::PgTarget;
 
 /// The advisory lock every write transaction holds (any fixed number; "hearth" in ASCII).
 const WRITE_LOCK: i64 = 0x6865_6172_7468;
@@ -70,15 +72,6 @@ pub fn describe(url: &str) -> String {
     )
 }
 
-fn connect(url: &str, shown: &str) -> Result<Client, StoreError> {
-    let config = postgres::Config::from_str(url)
-        .map_err(|_| StoreError::Backend(format!("store.url for {shown} is not a postgres URL")))?;
-    // The driver's errors never include the password.
-    config
-        .connect(NoTls)
-        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL {shown}: {e}")))
-}
-
 fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
     let fail = read::backend;
     let mut tx = client.transaction().map_err(fail)?;
@@ -111,18 +104,18 @@ fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
 }
 
 impl Postgres {
-    /// Connects `connections` clients to `url`, applies migrations and starts the pool.
+    /// Connects `connections` clients to `target`, applies migrations and starts the pool.
     /// Blocking: call before serving, or from a blocking context.
-    pub fn open(url: &str, connections: usize) -> Result<Self, StoreError> {
-        let shown = describe(url);
+    pub fn open(target: &PgTarget, connections: usize) -> Result<Self, StoreError> {
+        let shown = target.shown().to_owned();
         // The driver runs its own runtime: connect on a plain thread, outside any async one.
         let clients = std::thread::scope(|s| {
             s.spawn(|| {
-                let mut first = connect(url, &shown)?;
+                let mut first = target.connect()?;
                 migrate(&mut first, &shown)?;
                 let mut clients = vec![first];
                 for _ in 1..connections.max(1) {
-                    clients.push(connect(url, &shown)?);
+                    clients.push(target.connect()?);
                 }
                 Ok::<_, StoreError>(clients)
             })

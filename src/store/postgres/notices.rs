@@ -9,7 +9,9 @@ use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::Client;
+
+use super::PgTarget;
 
 use crate::clock::SharedClock;
 use crate::domain::state::feeds::{LocalFeeds, StepFeeds};
@@ -30,9 +32,9 @@ struct PgChannel {
     origin: String,
 }
 
-fn connected(url: &str, closed: &AtomicBool) -> Option<Client> {
+fn connected(target: &PgTarget, closed: &AtomicBool) -> Option<Client> {
     while !closed.load(Ordering::Relaxed) {
-        match Client::connect(url, NoTls) {
+        match target.connect() {
             Ok(c) => return Some(c),
             Err(e) => {
                 tracing::warn!(error = %e, "cluster notices: cannot reach PostgreSQL; retrying");
@@ -44,22 +46,22 @@ fn connected(url: &str, closed: &AtomicBool) -> Option<Client> {
 }
 
 impl PgChannel {
-    fn start(url: &str, channel: &'static str, on: impl Fn(&str) + Send + 'static) -> Self {
+    fn start(target: &PgTarget, channel: &'static str, on: impl Fn(&str) + Send + 'static) -> Self {
         let closed = Arc::new(AtomicBool::new(false));
         let origin = format!("{:016x}", rand::random::<u64>());
         let (tx, rx) = mpsc::channel::<Outgoing>();
         {
-            let (url, closed) = (url.to_owned(), closed.clone());
+            let (target, closed) = (target.clone(), closed.clone());
             std::thread::Builder::new()
                 .name(format!("hearth-pg-{channel}"))
-                .spawn(move || Self::send_loop(&url, channel, &closed, rx))
+                .spawn(move || Self::send_loop(&target, channel, &closed, rx))
                 .ok();
         }
         {
-            let (url, closed, origin) = (url.to_owned(), closed.clone(), origin.clone());
+            let (target, closed, origin) = (target.clone(), closed.clone(), origin.clone());
             std::thread::Builder::new()
                 .name(format!("hearth-pg-listen-{channel}"))
-                .spawn(move || Self::listen(&url, channel, &closed, &origin, on))
+                .spawn(move || Self::listen(&target, channel, &closed, &origin, on))
                 .ok();
         }
         Self {
@@ -83,12 +85,17 @@ impl PgChannel {
         }
     }
 
-    fn send_loop(url: &str, channel: &str, closed: &AtomicBool, rx: mpsc::Receiver<Outgoing>) {
+    fn send_loop(
+        target: &PgTarget,
+        channel: &str,
+        closed: &AtomicBool,
+        rx: mpsc::Receiver<Outgoing>,
+    ) {
         let mut client = None;
         while let Ok((payload, done)) = rx.recv() {
             for _ in 0..2 {
                 if client.is_none() {
-                    client = connected(url, closed);
+                    client = connected(target, closed);
                 }
                 let Some(c) = client.as_mut() else { return };
                 match c.execute("SELECT pg_notify($1, $2)", &[&channel, &payload]) {
@@ -105,8 +112,14 @@ impl PgChannel {
         }
     }
 
-    fn listen(url: &str, channel: &str, closed: &AtomicBool, origin: &str, on: impl Fn(&str)) {
-        while let Some(mut client) = connected(url, closed) {
+    fn listen(
+        target: &PgTarget,
+        channel: &str,
+        closed: &AtomicBool,
+        origin: &str,
+        on: impl Fn(&str),
+    ) {
+        while let Some(mut client) = connected(target, closed) {
             if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")) {
                 tracing::warn!(error = %e, "cluster notices: LISTEN failed; retrying");
                 std::thread::sleep(Duration::from_secs(1));
@@ -166,11 +179,11 @@ fn call(handlers: &Handlers, ids: &[u64]) {
 }
 
 impl PgRevocations {
-    /// Starts the sending and listening connections to `url` (in threads of their own).
-    pub fn start(url: &str) -> Arc<Self> {
+    /// Starts the sending and listening connections to `target` (in threads of their own).
+    pub fn start(target: &PgTarget) -> Arc<Self> {
         let handlers: Handlers = Arc::default();
         let theirs = handlers.clone();
-        let channel = PgChannel::start(url, "hearth_revocations", move |body| {
+        let channel = PgChannel::start(target, "hearth_revocations", move |body| {
             let ids: Vec<u64> = body.split(',').filter_map(|v| v.parse().ok()).collect();
             call(&theirs, &ids);
         });
@@ -221,11 +234,11 @@ fn flow_name(flow: &str) -> String {
 
 impl PgFeeds {
     /// Feeds for at most `capacity` flows subscribed on this node.
-    pub fn start(url: &str, clock: SharedClock, capacity: usize) -> Arc<Self> {
+    pub fn start(target: &PgTarget, clock: SharedClock, capacity: usize) -> Arc<Self> {
         let local = Arc::new(LocalFeeds::new(clock.clone(), capacity));
         let names: Arc<LocalMap<String, String>> = Arc::new(LocalMap::new(clock, capacity));
         let (l, n) = (local.clone(), names.clone());
-        let channel = PgChannel::start(url, "hearth_flows", move |body| {
+        let channel = PgChannel::start(target, "hearth_flows", move |body| {
             if let Some(flow) = ShortLived::get(&*n, &body.to_owned()) {
                 l.publish(&flow);
             }

@@ -1,0 +1,124 @@
+//! How a node reaches PostgreSQL: the parsed URL, and TLS when the URL says
+//! `sslmode=require`. TLS is rustls checking the server's certificate chain and host name
+//! against `[store] ca_file` (or the public web roots), as libpq's `verify-full` does: the
+//! driver knows no weaker TLS mode, and Hearth never encrypts without checking who answers.
+//! Without `sslmode=require` connections are plaintext (the driver's `prefer` falls back to
+//! it), as documented.
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use postgres::config::SslMode;
+use postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_rustls::rustls;
+
+use crate::domain::state::store::StoreError;
+
+/// A PostgreSQL server and how to talk to it. The password never leaves `config`.
+#[derive(Clone)]
+pub struct PgTarget {
+    config: postgres::Config,
+    shown: String,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTarget({}, tls: {})", self.shown, self.tls.is_some())
+    }
+}
+
+fn bad(message: String) -> StoreError {
+    StoreError::Backend(message)
+}
+
+impl PgTarget {
+    /// Parses `url` and, for `sslmode=require`, loads the roots its certificate must chain
+    /// to (`ca_file`, else the public web roots).
+    pub fn new(url: &str, ca_file: Option<&Path>) -> Result<Self, StoreError> {
+        let shown = super::describe(url);
+        let config = postgres::Config::from_str(url).map_err(|_| {
+            bad(format!(
+                "config key `store.url` for {shown} is not a postgres URL (postgres://user:password@host:5432/db)"
+            ))
+        })?;
+        let tls = match (config.get_ssl_mode(), ca_file) {
+            (SslMode::Require, ca) => Some(Self::rustls(ca)?),
+            (_, Some(ca)) => {
+                return Err(bad(format!(
+                    "config key `store.ca_file` ({}) is set, but `store.url` does not ask for TLS: add `sslmode=require` to it (e.g. postgres://…/db?sslmode=require)",
+                    ca.display()
+                )))
+            }
+            (_, None) => None,
+        };
+        Ok(Self { config, shown, tls })
+    }
+
+    fn rustls(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    bad(format!(
+                        "config key `store.ca_file`: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                let certs = rustls_pemfile::certs(&mut pem.as_slice())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        bad(format!(
+                            "config key `store.ca_file`: {} is not PEM: {e}",
+                            path.display()
+                        ))
+                    })?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(bad(format!(
+                        "config key `store.ca_file`: {} holds no usable CA certificate",
+                        path.display()
+                    )));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(format!("TLS to PostgreSQL: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// `user@host:port/db`, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Whether connections are encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A new connection. Blocking; the driver's errors never include the password.
+    pub fn connect(&self) -> Result<Client, StoreError> {
+        let connected = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        };
+        connected.map_err(|e| {
+            // The driver's Display stops at "error performing TLS handshake"; the cause
+            // (say, an unknown issuer) is its source.
+            let cause = std::error::Error::source(&e)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            bad(format!(
+                "cannot connect to PostgreSQL {}: {e}{cause}",
+                self.shown
+            ))
+        })
+    }
+}
