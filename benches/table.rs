@@ -49,6 +49,18 @@ struct Stats {
     p99: Duration,
 }
 
+/// Whether the row group `name` runs: `BENCH_ROWS` is a comma list of tokens, distinct,
+/// signin, federated, memory, pg (default: all). The baselines (bare tonic, Ping, Pong)
+/// always run; pg needs signin's figure and runs it too.
+fn wanted(name: &str) -> bool {
+    match std::env::var("BENCH_ROWS") {
+        Ok(rows) => rows
+            .split(',')
+            .any(|r| r.trim() == name || (name == "signin" && r.trim() == "pg")),
+        Err(_) => true,
+    }
+}
+
 async fn connect(url: &str, n: usize) -> Vec<Channel> {
     let mut out = Vec::new();
     for _ in 0..n {
@@ -234,313 +246,327 @@ async fn main() {
     })
     .await;
     table.row("Pong (one session)", &pong, Some(("Ping", ping.rate)));
-    let t = token.clone();
-    let checked = drive(&chans, load, usize::MAX, move |ch, _| {
-        let t = t.clone();
-        async move {
-            let mut req = tonic::Request::new(CheckLoggedInRequest {});
-            req.metadata_mut()
-                .insert("authorization", t.parse().unwrap());
-            AuthServiceClient::new(ch)
-                .check_logged_in(req)
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    table.row(
-        "CheckLoggedIn (bare token)",
-        &checked,
-        Some(("Ping", ping.rate)),
-    );
-    let pat = TokensServiceClient::new(alpha.channel.clone())
-        .create_token(authed(
-            CreateTokenRequest {
-                token_metadata: Some(TokenMetadata {
-                    name: "bench".into(),
-                    expires_at: None,
-                }),
-                token_permissions: Some(TokenPermissions {
-                    scopes: vec!["tokens:read".into()],
-                }),
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .token_value
-        .unwrap()
-        .token;
-    let with_pat = drive(&chans, load, usize::MAX, move |ch, _| {
-        call_pong(ch, pat.clone())
-    })
-    .await;
-    table.row(
-        "Pong with a personal access token",
-        &with_pat,
-        Some(("Ping", ping.rate)),
-    );
-    // A JWT bound to the bench user's session, as GetJWT would issue it.
-    let services = alpha.node.services().clone();
-    let me = services.credentials.resolve(&token, None).await.unwrap();
-    let jwt = services.jwts.issue(me.user_id, me.session_id);
-    let with_jwt = drive(&chans, load, usize::MAX, move |ch, _| {
-        call_pong(ch, jwt.clone())
-    })
-    .await;
-    table.row(
-        "Pong with a Hearth JWT",
-        &with_jwt,
-        Some(("Ping", ping.rate)),
-    );
-
-    // Distinct sessions: seed the database, then each call presents another token.
     let store = alpha.node.services().store().clone();
-    let user_id = store
-        .read(|tx| tx.user_by_email("bench@example.org"))
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let seeding = Instant::now();
-    let mut tokens = Vec::with_capacity(sessions_used);
     let now = hearth::clock::Clock::now_ms(&hearth::clock::SystemClock);
-    let mut next_id = 1u64 << 60;
-    for chunk in 0..sessions_total.div_ceil(20_000) {
-        let mut batch = Vec::new();
-        for _ in 0..20_000.min(sessions_total - chunk * 20_000) {
-            let secret = BearerSecret::generate(SecretKind::Session);
-            next_id += 1;
-            batch.push(Session {
-                id: next_id,
-                user_id,
-                token_hash: secret.hash(),
-                device: DeviceFacts::default(),
-                created_at: now,
-                last_active: now,
-                expires_at: now + 86_400_000,
-                scopes: ScopeSet::ALL,
-                access_token_id: None,
-            });
-            if tokens.len() < sessions_used {
-                tokens.push(secret.expose().to_owned());
-            }
-        }
-        store
-            .write(move |tx| {
-                for s in &batch {
-                    tx.insert_session(s)?;
-                }
-                Ok::<_, hearth::domain::state::StoreError>(())
-            })
-            .await
-            .unwrap();
-    }
-    let seeded = seeding.elapsed();
-    let tokens = Arc::new(tokens);
-    let t = tokens.clone();
-    let distinct = drive(&chans, load, usize::MAX, move |ch, i| {
-        call_pong(ch, t[i % t.len()].clone())
-    })
-    .await;
-    table.row(
-        &format!("Pong over {sessions_used} distinct sessions of {sessions_total}"),
-        &distinct,
-        Some(("Ping", ping.rate)),
-    );
-    table.note(
-        "seeding sessions",
-        format!(
-            "{:.0} sessions/s",
-            sessions_total as f64 / seeded.as_secs_f64()
-        ),
-        "–".into(),
-        "–",
-    );
-
-    // SignIn against raw argon2id on the same cores.
-    let sign_in = drive(&chans, load, usize::MAX, |ch, _| call_sign_in(ch)).await;
-    let p = alpha.node.services().config().passwords.clone();
-    let raw = raw_argon2(
-        argon2::Params::new(
-            p.argon2_memory_kib,
-            p.argon2_iterations,
-            p.argon2_parallelism,
-            None,
-        )
-        .unwrap(),
-        cores,
-        load.window,
-    );
-    table.note(
-        &format!("raw argon2id verify ({cores} threads)"),
-        format!("{raw:.1}"),
-        "1.00".into(),
-        "itself",
-    );
-    table.row("SignIn", &sign_in, Some(("raw argon2id", raw)));
-
-    // Pong's p99 while 64 sign-ins run.
-    let busy = {
-        let chans2 = chans.clone();
-        let storm = tokio::spawn(async move {
-            let storm_load = Load {
-                concurrency: 64,
-                ..load
-            };
-            drive(&chans2, storm_load, usize::MAX, |ch, _| call_sign_in(ch)).await
-        });
+    if wanted("tokens") {
         let t = token.clone();
-        let quiet = Load {
-            concurrency: 4,
-            ..load
-        };
-        let pong = drive(&chans, quiet, usize::MAX, move |ch, _| {
-            call_pong(ch, t.clone())
+        let checked = drive(&chans, load, usize::MAX, move |ch, _| {
+            let t = t.clone();
+            async move {
+                let mut req = tonic::Request::new(CheckLoggedInRequest {});
+                req.metadata_mut()
+                    .insert("authorization", t.parse().unwrap());
+                AuthServiceClient::new(ch)
+                    .check_logged_in(req)
+                    .await
+                    .is_ok()
+            }
         })
         .await;
-        storm.await.unwrap();
-        pong
-    };
-    table.row(
-        "Pong (4 concurrent) while 64 sign-ins run",
-        &busy,
-        Some(("Pong", pong.rate)),
-    );
-
-    // LoginFederated between two nodes, against one ed25519 verification + one insert.
-    let alpha_url = alpha.node.url();
-    let beta = common::start(move |c| {
-        c.server_id = "beta.bench.test".parse().unwrap();
-        c.federation.allow_private_addresses = true;
-        c.federation.allow_plaintext = true;
-        c.federation.peers = vec![hearth::config::Peer {
-            server_id: "alpha.bench.test".parse().unwrap(),
-            url: Some(alpha_url),
-        }];
-        c.limits.peer_calls_per_ip_per_minute = u32::MAX;
-        c.limits.max_requests_in_flight = 100_000;
-    })
-    .await;
-    let logins = 4_000;
-    let mut fed_tokens = Vec::with_capacity(logins);
-    let mut fed = AuthServiceClient::new(alpha.channel.clone());
-    for _ in 0..logins {
-        let t = fed
-            .federate(authed(
-                FederateRequest {
-                    server_id: "beta.bench.test".into(),
+        table.row(
+            "CheckLoggedIn (bare token)",
+            &checked,
+            Some(("Ping", ping.rate)),
+        );
+        let pat = TokensServiceClient::new(alpha.channel.clone())
+            .create_token(authed(
+                CreateTokenRequest {
+                    token_metadata: Some(TokenMetadata {
+                        name: "bench".into(),
+                        expires_at: None,
+                    }),
+                    token_permissions: Some(TokenPermissions {
+                        scopes: vec!["tokens:read".into()],
+                    }),
                 },
                 &token,
             ))
             .await
             .unwrap()
             .into_inner()
-            .token
-            .unwrap();
-        fed_tokens.push(t);
+            .token_value
+            .unwrap()
+            .token;
+        let with_pat = drive(&chans, load, usize::MAX, move |ch, _| {
+            call_pong(ch, pat.clone())
+        })
+        .await;
+        table.row(
+            "Pong with a personal access token",
+            &with_pat,
+            Some(("Ping", ping.rate)),
+        );
+        // A JWT bound to the bench user's session, as GetJWT would issue it.
+        let services = alpha.node.services().clone();
+        let me = services.credentials.resolve(&token, None).await.unwrap();
+        let jwt = services.jwts.issue(me.user_id, me.session_id);
+        let with_jwt = drive(&chans, load, usize::MAX, move |ch, _| {
+            call_pong(ch, jwt.clone())
+        })
+        .await;
+        table.row(
+            "Pong with a Hearth JWT",
+            &with_jwt,
+            Some(("Ping", ping.rate)),
+        );
     }
-    let fed_tokens = Arc::new(fed_tokens);
-    let beta_chans = connect(&beta.node.url(), load.connections).await;
-    let t = fed_tokens.clone();
-    let federated = drive(&beta_chans, load, logins, move |ch, i| {
-        let token = t[i].clone();
-        async move {
-            AuthServiceClient::new(ch)
-                .login_federated(LoginFederatedRequest {
-                    auth_token: Some(token),
-                    server_id: "alpha.bench.test".into(),
+
+    // Distinct sessions: seed the database, then each call presents another token.
+    if wanted("distinct") {
+        let user_id = store
+            .read(|tx| tx.user_by_email("bench@example.org"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let seeding = Instant::now();
+        let mut tokens = Vec::with_capacity(sessions_used);
+        let mut next_id = 1u64 << 60;
+        for chunk in 0..sessions_total.div_ceil(20_000) {
+            let mut batch = Vec::new();
+            for _ in 0..20_000.min(sessions_total - chunk * 20_000) {
+                let secret = BearerSecret::generate(SecretKind::Session);
+                next_id += 1;
+                batch.push(Session {
+                    id: next_id,
+                    user_id,
+                    token_hash: secret.hash(),
+                    device: DeviceFacts::default(),
+                    created_at: now,
+                    last_active: now,
+                    expires_at: now + 86_400_000,
+                    scopes: ScopeSet::ALL,
+                    access_token_id: None,
+                });
+                if tokens.len() < sessions_used {
+                    tokens.push(secret.expose().to_owned());
+                }
+            }
+            store
+                .write(move |tx| {
+                    for s in &batch {
+                        tx.insert_session(s)?;
+                    }
+                    Ok::<_, hearth::domain::state::StoreError>(())
                 })
                 .await
-                .is_ok()
+                .unwrap();
         }
-    })
-    .await;
-    let verify_insert = verify_and_insert(&beta, load).await;
-    table.note(
-        "one ed25519 verify + one session insert",
-        format!("{verify_insert:.0}"),
-        "1.00".into(),
-        "itself",
-    );
-    table.row(
-        "LoginFederated (key cached)",
-        &federated,
-        Some(("verify + insert", verify_insert)),
-    );
+        let seeded = seeding.elapsed();
+        let tokens = Arc::new(tokens);
+        let t = tokens.clone();
+        let distinct = drive(&chans, load, usize::MAX, move |ch, i| {
+            call_pong(ch, t[i % t.len()].clone())
+        })
+        .await;
+        table.row(
+            &format!("Pong over {sessions_used} distinct sessions of {sessions_total}"),
+            &distinct,
+            Some(("Ping", ping.rate)),
+        );
+        table.note(
+            "seeding sessions",
+            format!(
+                "{:.0} sessions/s",
+                sessions_total as f64 / seeded.as_secs_f64()
+            ),
+            "–".into(),
+            "–",
+        );
+    }
+
+    // SignIn against raw argon2id on the same cores.
+    let mut sign_in_rate = 0.0;
+    if wanted("signin") {
+        let sign_in = drive(&chans, load, usize::MAX, |ch, _| call_sign_in(ch)).await;
+        let p = alpha.node.services().config().passwords.clone();
+        let raw = raw_argon2(
+            argon2::Params::new(
+                p.argon2_memory_kib,
+                p.argon2_iterations,
+                p.argon2_parallelism,
+                None,
+            )
+            .unwrap(),
+            cores,
+            load.window,
+        );
+        table.note(
+            &format!("raw argon2id verify ({cores} threads)"),
+            format!("{raw:.1}"),
+            "1.00".into(),
+            "itself",
+        );
+        table.row("SignIn", &sign_in, Some(("raw argon2id", raw)));
+        sign_in_rate = sign_in.rate;
+
+        // Pong's p99 while 64 sign-ins run.
+        let busy = {
+            let chans2 = chans.clone();
+            let storm = tokio::spawn(async move {
+                let storm_load = Load {
+                    concurrency: 64,
+                    ..load
+                };
+                drive(&chans2, storm_load, usize::MAX, |ch, _| call_sign_in(ch)).await
+            });
+            let t = token.clone();
+            let quiet = Load {
+                concurrency: 4,
+                ..load
+            };
+            let pong = drive(&chans, quiet, usize::MAX, move |ch, _| {
+                call_pong(ch, t.clone())
+            })
+            .await;
+            storm.await.unwrap();
+            pong
+        };
+        table.row(
+            "Pong (4 concurrent) while 64 sign-ins run",
+            &busy,
+            Some(("Pong", pong.rate)),
+        );
+    }
+
+    // LoginFederated between two nodes, against one ed25519 verification + one insert.
+    let mut others = Vec::new();
+    if wanted("federated") {
+        let alpha_url = alpha.node.url();
+        let beta = common::start(move |c| {
+            c.server_id = "beta.bench.test".parse().unwrap();
+            c.federation.allow_private_addresses = true;
+            c.federation.allow_plaintext = true;
+            c.federation.peers = vec![hearth::config::Peer {
+                server_id: "alpha.bench.test".parse().unwrap(),
+                url: Some(alpha_url),
+            }];
+            c.limits.peer_calls_per_ip_per_minute = u32::MAX;
+            c.limits.max_requests_in_flight = 100_000;
+        })
+        .await;
+        let logins = 4_000;
+        let mut fed_tokens = Vec::with_capacity(logins);
+        let mut fed = AuthServiceClient::new(alpha.channel.clone());
+        for _ in 0..logins {
+            let t = fed
+                .federate(authed(
+                    FederateRequest {
+                        server_id: "beta.bench.test".into(),
+                    },
+                    &token,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .token
+                .unwrap();
+            fed_tokens.push(t);
+        }
+        let fed_tokens = Arc::new(fed_tokens);
+        let beta_chans = connect(&beta.node.url(), load.connections).await;
+        let t = fed_tokens.clone();
+        let federated = drive(&beta_chans, load, logins, move |ch, i| {
+            let token = t[i].clone();
+            async move {
+                AuthServiceClient::new(ch)
+                    .login_federated(LoginFederatedRequest {
+                        auth_token: Some(token),
+                        server_id: "alpha.bench.test".into(),
+                    })
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        let verify_insert = verify_and_insert(&beta, load).await;
+        table.note(
+            "one ed25519 verify + one session insert",
+            format!("{verify_insert:.0}"),
+            "1.00".into(),
+            "itself",
+        );
+        table.row(
+            "LoginFederated (key cached)",
+            &federated,
+            Some(("verify + insert", verify_insert)),
+        );
+        others.push(beta);
+    }
 
     // Memory and size.
-    let users_total = env("BENCH_USERS", 1_000_000);
-    let before = rss_mib();
-    let seeding = Instant::now();
-    let mut id = 1u64 << 61;
-    for chunk in 0..users_total.div_ceil(20_000) {
-        let n = 20_000.min(users_total - chunk * 20_000);
-        let start = id;
-        id += n as u64;
-        store
-            .write(move |tx| {
-                for k in 0..n as u64 {
-                    tx.insert_user(&User {
-                        id: start + k,
-                        email: Some(format!("user{}@example.org", start + k)),
-                        name: "U".into(),
-                        password_hash: None,
-                        email_verified: false,
-                        home: None,
-                        disabled: false,
-                        created_at: now,
-                    })?;
-                }
-                Ok::<_, hearth::domain::state::StoreError>(())
-            })
-            .await
-            .unwrap();
+    if wanted("memory") {
+        let users_total = env("BENCH_USERS", 1_000_000);
+        let before = rss_mib();
+        let seeding = Instant::now();
+        let mut id = 1u64 << 61;
+        for chunk in 0..users_total.div_ceil(20_000) {
+            let n = 20_000.min(users_total - chunk * 20_000);
+            let start = id;
+            id += n as u64;
+            store
+                .write(move |tx| {
+                    for k in 0..n as u64 {
+                        tx.insert_user(&User {
+                            id: start + k,
+                            email: Some(format!("user{}@example.org", start + k)),
+                            name: "U".into(),
+                            password_hash: None,
+                            email_verified: false,
+                            home: None,
+                            disabled: false,
+                            created_at: now,
+                        })?;
+                    }
+                    Ok::<_, hearth::domain::state::StoreError>(())
+                })
+                .await
+                .unwrap();
+        }
+        let user_seed = seeding.elapsed();
+        let db = alpha.node.services().config().database_path();
+        let bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
+            + std::fs::metadata(db.with_extension("sqlite3-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        let with_users = rss_mib();
+        // Both nodes and the client share this process, and the rows above have filled its
+        // caches: the idle and after-burst figures of one node are `cargo bench --bench memory`.
+        table.note(
+            "resident memory of this process after the rows above (MiB)",
+            format!("{before:.0}"),
+            "1.00".into(),
+            "itself",
+        );
+        table.note(
+            &format!("… and with {users_total} more users (MiB)"),
+            format!("{with_users:.0}"),
+            format!("{:.2}", with_users / before),
+            "the row above",
+        );
+        table.note(
+            "seeding users",
+            format!(
+                "{:.0} users/s",
+                users_total as f64 / user_seed.as_secs_f64()
+            ),
+            "–".into(),
+            "–",
+        );
+        table.note(
+            "database bytes per row (users + sessions)",
+            format!(
+                "{:.0}",
+                bytes as f64 / (users_total + sessions_total) as f64
+            ),
+            "–".into(),
+            "–",
+        );
     }
-    let user_seed = seeding.elapsed();
-    let db = alpha.node.services().config().database_path();
-    let bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(db.with_extension("sqlite3-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
-    let with_users = rss_mib();
-    // Both nodes and the client share this process, and the rows above have filled its
-    // caches: the idle and after-burst figures of one node are `cargo bench --bench memory`.
-    table.note(
-        "resident memory of this process after the rows above (MiB)",
-        format!("{before:.0}"),
-        "1.00".into(),
-        "itself",
-    );
-    table.note(
-        &format!("… and with {users_total} more users (MiB)"),
-        format!("{with_users:.0}"),
-        format!("{:.2}", with_users / before),
-        "the row above",
-    );
-    table.note(
-        "seeding users",
-        format!(
-            "{:.0} users/s",
-            users_total as f64 / user_seed.as_secs_f64()
-        ),
-        "–".into(),
-        "–",
-    );
-    table.note(
-        "database bytes per row (users + sessions)",
-        format!(
-            "{:.0}",
-            bytes as f64 / (users_total + sessions_total) as f64
-        ),
-        "–".into(),
-        "–",
-    );
 
     // Three nodes on one PostgreSQL against the one SQLite node above.
     match std::env::var("BENCH_PG_URL") {
-        Ok(url) => {
+        Ok(url) if wanted("pg") => {
             let edit = move |c: &mut hearth::Config| {
                 c.store.url = Some(url.clone());
                 c.limits.max_requests_in_flight = 100_000;
@@ -568,9 +594,10 @@ async fn main() {
             table.row(
                 "SignIn, three nodes on one PostgreSQL",
                 &pg_sign_in,
-                Some(("SignIn", sign_in.rate)),
+                Some(("SignIn", sign_in_rate)),
             );
         }
+        Ok(_) => {}
         Err(_) => table.note(
             "three nodes on one PostgreSQL",
             "needs BENCH_PG_URL (scripts/bench.sh starts a server)".into(),
@@ -584,7 +611,9 @@ async fn main() {
     for line in &table.0 {
         println!("{line}");
     }
-    beta.node.shutdown().await;
+    for n in others {
+        n.node.shutdown().await;
+    }
     alpha.node.shutdown().await;
 }
 
