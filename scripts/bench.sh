@@ -4,7 +4,9 @@
 # with the machine and the exact command to docs/BENCHMARKS.md. Numbers never fail anything.
 #
 # Knobs (environment): BENCH_CONCURRENCY (64), BENCH_CONNECTIONS (4), BENCH_SECONDS (3),
-# BENCH_SESSIONS (1000000), BENCH_DISTINCT (200000), BENCH_USERS (1000000).
+# BENCH_ROUNDS (3: a row and its baseline alternate this many times within BENCH_SECONDS
+# each), BENCH_SESSIONS (1000000), BENCH_DISTINCT (200000), BENCH_USERS (1000000),
+# BENCH_ROWS (all; or a comma list of tokens, distinct, signin, federated, memory, pg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench --quiet --bench table --no-run
@@ -31,14 +33,15 @@ if [ -z "${BENCH_PG_URL:-}" ] && [ -n "$pgbin" ] && [ "$(id -u)" -eq 0 ]; then
   export BENCH_PG_URL="postgres://hearth@127.0.0.1:$port/postgres"
 fi
 cargo bench --quiet --bench table | tee "$out"
-command_line="BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-64} BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-4} BENCH_SECONDS=${BENCH_SECONDS:-3} BENCH_SESSIONS=${BENCH_SESSIONS:-1000000} BENCH_DISTINCT=${BENCH_DISTINCT:-200000} BENCH_USERS=${BENCH_USERS:-1000000} bash scripts/bench.sh"
+command_line="BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-64} BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-4} BENCH_SECONDS=${BENCH_SECONDS:-3} BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SESSIONS=${BENCH_SESSIONS:-1000000} BENCH_DISTINCT=${BENCH_DISTINCT:-200000} BENCH_USERS=${BENCH_USERS:-1000000} ${BENCH_ROWS:+BENCH_ROWS=$BENCH_ROWS }bash scripts/bench.sh"
 {
   echo "# Benchmarks"
   echo
   echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%dT%H:%M:%SZ). Every row is measured in one run on"
   echo "one machine, client and server on the same cores, traffic on loopback only; compare"
-  echo "ratios, not absolute numbers, across machines. On shared hosts throughput varies by a"
-  echo "third between runs: run it twice before drawing a conclusion."
+  echo "ratios, not absolute numbers, across machines. Each ratio's baseline is measured in"
+  echo "rounds alternating with its row, so the machine's drift (a third, on shared hosts)"
+  echo "moves both alike; absolute rates still vary between runs."
   echo
   echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(uname -sr)"
   echo "- Toolchain: $(rustc --version)"

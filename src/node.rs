@@ -247,6 +247,7 @@ impl Node {
         tasks.push(services.links.clone().spawn(stopped.clone()));
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
         tasks.push(sweep_state(services.clone(), stopped.clone()));
+        tasks.push(write_activity(services.clone(), stopped.clone()));
         if services.config().store.url.is_some() {
             let dir = services.config().data_dir.clone();
             tasks.push(crate::cluster_keys::follow(
@@ -341,6 +342,25 @@ fn sweep_state(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> Join
             }
             if let Err(e) = services.accounts.sweep_throttle().await {
                 tracing::warn!(error = %e, "sweeping sign-in throttle state");
+            }
+        }
+    })
+}
+
+/// Every second, writes the sessions' pending activity stamps in one transaction; once
+/// more on shutdown.
+fn write_activity(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => false,
+                _ = stop.changed() => true,
+            };
+            if let Err(e) = services.sessions.write_activity().await {
+                tracing::warn!(error = %e, "writing session activity");
+            }
+            if stopping {
+                return;
             }
         }
     })

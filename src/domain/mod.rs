@@ -5,6 +5,7 @@
 //! credentials → sessions, access tokens; federation login → peers, sessions.
 pub mod access_tokens;
 pub mod accounts;
+pub mod activity;
 pub mod codes;
 mod credential_cache;
 pub mod credentials;

@@ -3,6 +3,7 @@
 //! copy is dropped before the next request.
 use std::sync::Arc;
 
+use super::activity::ActivityStamps;
 use super::credential_cache::{CredentialCache, Entry};
 use super::error::Reason;
 use super::model::{DeviceFacts, Session};
@@ -36,6 +37,7 @@ pub struct Sessions {
     cache: Arc<CredentialCache>,
     revocations: Arc<dyn Revocations>,
     require_verified_email: bool,
+    stamps: Arc<ActivityStamps>,
 }
 
 impl Sessions {
@@ -60,6 +62,7 @@ impl Sessions {
             cache,
             revocations,
             require_verified_email,
+            stamps: Arc::default(),
         }
     }
 
@@ -87,7 +90,7 @@ impl Sessions {
         let hash = secret.hash();
         let now = self.clock.now_ms();
         let check_email = self.require_verified_email;
-        let store = self.store.clone();
+        let (store, stamps) = (self.store.clone(), self.stamps.clone());
         let entry = self
             .cache
             .get_or_load(hash, || async move {
@@ -119,7 +122,10 @@ impl Sessions {
                         email_unverified,
                     },
                     expires_at: row.expires_at,
-                    last_active: row.last_active,
+                    // A stamp this node has not written yet still counts.
+                    last_active: stamps
+                        .get(row.id)
+                        .map_or(row.last_active, |at| at.max(row.last_active)),
                 })
             })
             .await?;
@@ -136,14 +142,33 @@ impl Sessions {
             ));
         }
         if self.cache.use_due(&hash, &entry, now, TOUCH_EVERY_MS) {
-            let id = entry.principal.session_id;
-            // Best effort: a lost activity stamp is not worth failing the request for.
-            let _ = self
-                .store
-                .write::<_, DomainError, _>(move |tx| Ok(tx.touch_session(id, now)?))
-                .await;
+            // Written behind, in one batch with others (`write_activity`).
+            self.stamps.stamp(entry.principal.session_id, now);
         }
         Ok(entry.principal)
+    }
+
+    /// Writes every pending activity stamp in one transaction (the node calls it every
+    /// second and at shutdown). Returns how many sessions it stamped.
+    pub async fn write_activity(&self) -> Result<usize, DomainError> {
+        let stamps = self.stamps.take();
+        if stamps.is_empty() {
+            return Ok(0);
+        }
+        let batch = stamps.clone();
+        let written = self
+            .store
+            .write(move |tx| {
+                for (id, at) in &batch {
+                    tx.touch_session(*id, *at)?;
+                }
+                Ok::<_, DomainError>(batch.len())
+            })
+            .await;
+        if written.is_err() {
+            self.stamps.restore(stamps);
+        }
+        written
     }
 
     /// The caller's sessions, newest first.

@@ -141,9 +141,65 @@ async fn last_active_is_written_at_most_once_a_minute_and_idle_sessions_expire()
     assert_eq!(last_active(&n).await, t0, "not written within a minute");
     n.clock.advance_ms(31_000);
     n.pong(Some(&token)).await.unwrap();
+    // Written behind: the node writes pending stamps every second.
+    n.domain().sessions.write_activity().await.unwrap();
     assert_eq!(last_active(&n).await, t0 + 61_000);
     n.clock.advance_ms(601_000);
     assert_code(n.pong(Some(&token)).await, Code::Unauthenticated, "idle");
+}
+
+#[tokio::test]
+async fn returning_sessions_are_stamped_in_one_write_not_one_each() {
+    let n = TestNode::start_with(|c| c.sessions.idle_timeout_secs = 600).await;
+    let mut tokens = Vec::new();
+    for k in 0..20 {
+        tokens.push(n.sign_up(&format!("back{k}@example.org")).await.0);
+    }
+    let store = n.domain().store().clone();
+    let stamps = async || {
+        let mut all = Vec::new();
+        for u in store.read(|tx| tx.users()).await.unwrap() {
+            let id = u.id;
+            let sessions = store.read(move |tx| tx.sessions_of(id)).await.unwrap();
+            all.extend(sessions.into_iter().map(|s| s.last_active));
+        }
+        all
+    };
+    // Five minutes later every session comes back: each stamp is due.
+    n.clock.advance_ms(300_000);
+    let now = hearth::clock::Clock::now_ms(n.clock.as_ref());
+    let before = store.writes();
+    for t in &tokens {
+        n.pong(Some(t)).await.unwrap();
+    }
+    assert!(
+        store.writes() - before <= 1,
+        "no write per request ({} writes)",
+        store.writes() - before
+    );
+    // Within a second or so the node writes them, together.
+    let mut written = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let rows = stamps().await;
+        if rows.len() == 20 && rows.iter().all(|&at| at == now) {
+            written = true;
+            break;
+        }
+    }
+    assert!(written, "every session's last_active is written");
+    assert!(
+        store.writes() - before <= 3,
+        "one batch, not one write each ({} writes)",
+        store.writes() - before
+    );
+
+    // A stamp not written yet still counts: used at 599 s of a 600 s idle limit, the
+    // session is re-read from the database 6 s later (the cache's 5 s are over) and lives.
+    n.clock.advance_ms(599_000);
+    n.pong(Some(&tokens[0])).await.unwrap();
+    n.clock.advance_ms(6_000);
+    n.pong(Some(&tokens[0])).await.unwrap();
 }
 
 #[tokio::test]

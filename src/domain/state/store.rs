@@ -180,7 +180,7 @@ pub trait WriteTx: ReadTx {
     ) -> Result<Vec<u64>, StoreError>;
     /// Deletes one session by id; returns whether it existed.
     fn delete_session(&mut self, id: u64) -> Result<bool, StoreError>;
-    /// Records activity.
+    /// Records activity at `now` (never moves `last_active` back: stamps arrive in batches).
     fn touch_session(&mut self, id: u64, now: u64) -> Result<(), StoreError>;
     /// Atomic compare-and-swap: gives session `id` the token hash `new` only if its hash is
     /// still `presented`; returns whether it did.

@@ -162,7 +162,7 @@ impl WriteTx for Tx<'_, '_> {
     }
     fn touch_session(&mut self, id: u64, now: u64) -> Result<(), StoreError> {
         self.exec(
-            "UPDATE sessions SET last_active = $2 WHERE id = $1",
+            "UPDATE sessions SET last_active = GREATEST(last_active, $2) WHERE id = $1",
             &[&i(id), &i(now)],
         )?;
         Ok(())

@@ -1,7 +1,7 @@
 //! The `access_tokens` table: personal access tokens. Rows hold only the SHA-256 of a value.
 use rusqlite::{params, Connection, Row};
 
-use super::{optional, unique, StoreError};
+use super::{cached_row, optional, unique, StoreError};
 use crate::domain::model::AccessToken;
 use crate::domain::scopes::ScopeSet;
 
@@ -51,11 +51,12 @@ pub fn insert_capped(tx: &Connection, t: &AccessToken, max: u32) -> Result<bool,
 
 /// The token whose value hashes to `hash`.
 pub fn by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<AccessToken>, StoreError> {
-    optional(c.query_row(
+    cached_row(
+        c,
         &format!("SELECT {COLUMNS} FROM access_tokens WHERE token_hash = ?1"),
         [&hash[..]],
         from_row,
-    ))
+    )
 }
 
 /// A token by uuid.

@@ -60,6 +60,17 @@ pub(crate) fn optional<T>(r: Result<T, rusqlite::Error>) -> Result<Option<T>, St
     }
 }
 
+/// One row (or none) of a statement each connection prepares once: the hot reads skip
+/// SQLite's parser.
+pub(crate) fn cached_row<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    optional(c.prepare_cached(sql)?.query_row(params, f))
+}
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The SQLite backend.

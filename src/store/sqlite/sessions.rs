@@ -1,7 +1,7 @@
 //! The `sessions` table. Rows hold only the SHA-256 of the session token.
 use rusqlite::{params, Connection, Row};
 
-use super::{optional, StoreError};
+use super::{cached_row, optional, StoreError};
 use crate::domain::model::{DeviceFacts, Session};
 use crate::domain::scopes::ScopeSet;
 
@@ -126,11 +126,12 @@ pub fn by_id(c: &Connection, id: u64) -> Result<Option<Session>, StoreError> {
 
 /// The session whose token hashes to `hash`.
 pub fn by_token_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
-    optional(c.query_row(
+    cached_row(
+        c,
         &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"),
         [&hash[..]],
         from_row,
-    ))
+    )
 }
 
 /// A user's sessions, newest first.
@@ -181,7 +182,7 @@ pub fn delete(tx: &Connection, id: u64) -> Result<bool, StoreError> {
 /// Records activity.
 pub fn touch(tx: &Connection, id: u64, now: u64) -> Result<(), StoreError> {
     tx.execute(
-        "UPDATE sessions SET last_active = ?2 WHERE id = ?1",
+        "UPDATE sessions SET last_active = MAX(last_active, ?2) WHERE id = ?1",
         params![id as i64, now as i64],
     )?;
     Ok(())

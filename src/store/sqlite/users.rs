@@ -1,7 +1,7 @@
 //! The `users` table: local accounts, guests and foreign (federated) users.
 use rusqlite::{params, Connection, Row};
 
-use super::{optional, unique, StoreError};
+use super::{cached_row, optional, unique, StoreError};
 use crate::domain::model::User;
 
 const COLUMNS: &str = "id, email, name, password_hash, email_verified, home_server, \
@@ -65,11 +65,12 @@ pub fn by_email(c: &Connection, email: &str) -> Result<Option<User>, StoreError>
 
 /// A user by id.
 pub fn by_id(c: &Connection, id: u64) -> Result<Option<User>, StoreError> {
-    optional(c.query_row(
+    cached_row(
+        c,
         &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
         [id as i64],
         from_row,
-    ))
+    )
 }
 
 /// A foreign user by home server and remote id.
