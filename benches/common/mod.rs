@@ -7,6 +7,11 @@ use hearth::pb::tangle::client::auth::{auth_client::AuthClient, SignUp};
 use hearth::{Config, RunningNode};
 use tonic::transport::Channel;
 
+/// The allocator the `hearth` binary runs with (src/main.rs), so every benchmark measures
+/// what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The password of every benchmark account.
 pub const PASSWORD: &str = "correct horse battery staple";
 

@@ -3,10 +3,9 @@
 //! [`REQUIREMENTS`]. Deny by default: a path missing from the table never reaches a handler
 //! (UNIMPLEMENTED for gRPC, 404 otherwise), and a test fails when a served method has no
 //! entry.
-use std::sync::Arc;
+use std::future::Future;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use tonic::Status;
 
@@ -175,11 +174,11 @@ fn refuse(e: DomainError) -> Response {
     Status::from(e).into_http::<axum::body::Body>()
 }
 
-/// The middleware.
-pub async fn layer(
-    State(services): State<Arc<Services>>,
+/// The middleware, around `next` (run by `pipeline.rs`).
+pub async fn around<F: Future<Output = Response>>(
+    services: &Services,
     mut req: Request,
-    next: Next,
+    next: impl FnOnce(Request) -> F,
 ) -> Response {
     let Some(need) = requirement(req.uri().path()) else {
         return not_served(&req);
@@ -204,7 +203,7 @@ pub async fn layer(
             ))
         }
     }
-    next.run(req).await
+    next(req).await
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! allowed). Preflights are answered here, before the auth layer (they carry no
 //! credential); answers to allowed origins expose `grpc-status`, `grpc-message` and
 //! `x-request-id` so gRPC-Web clients can read them.
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use http::{header, HeaderValue, Method, StatusCode};
 
@@ -61,8 +61,12 @@ fn decorate(res: &mut Response, origin: &HeaderValue, any: bool) {
     h.append(header::VARY, HeaderValue::from_static("origin"));
 }
 
-/// The middleware.
-pub async fn layer(State(cors): State<Cors>, req: Request, next: Next) -> Response {
+/// The middleware, around `next` (run by `pipeline.rs`).
+pub async fn around<F: Future<Output = Response>>(
+    cors: &Cors,
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let origin = req.headers().get(header::ORIGIN).cloned();
     let allowed = origin
         .as_ref()
@@ -100,10 +104,10 @@ pub async fn layer(State(cors): State<Cors>, req: Request, next: Next) -> Respon
             res
         }
         (Some(origin), true, false) => {
-            let mut res = next.run(req).await;
+            let mut res = next(req).await;
             decorate(&mut res, &origin, cors.any);
             res
         }
-        _ => next.run(req).await,
+        _ => next(req).await,
     }
 }

@@ -4,11 +4,10 @@
 //! (`REQUEST_TIMEOUT`) and its handler is dropped. Together with the request size cap they
 //! bound what unfinished requests can pin: in flight × `MAX_REQUEST_BYTES`. For a server
 //! stream the time bound is to its first message; the stream itself may run on.
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use tonic::Status;
 
@@ -27,8 +26,12 @@ pub struct Bounds {
     pub in_flight: tokio::sync::Semaphore,
 }
 
-/// The middleware.
-pub async fn layer(State(bounds): State<Arc<Bounds>>, req: Request, next: Next) -> Response {
+/// The middleware, around `next` (run by `pipeline.rs`).
+pub async fn around<F: Future<Output = Response>>(
+    bounds: &Bounds,
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
     let _permit = match bounds.in_flight.try_acquire() {
         Ok(p) => Some(p),
@@ -42,7 +45,7 @@ pub async fn layer(State(bounds): State<Arc<Bounds>>, req: Request, next: Next) 
         }
     };
     let limit = bounds.timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
+    match tokio::time::timeout(limit, next(req)).await {
         Ok(res) => res,
         Err(_) => Status::from(DomainError::new(
             ErrorKind::DeadlineExceeded,

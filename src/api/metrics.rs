@@ -1,11 +1,10 @@
 //! Request metrics for `/metrics` (Prometheus text): requests by method and status, and a
 //! latency histogram by method. The status is read from the response headers, which is
 //! exact for unary calls (tonic sends errors as trailers-only responses).
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -153,11 +152,15 @@ const SIGN_IN_METHODS: &[&str] = &[
     "/accounts.v1.PublicAccountsService/SignIn",
 ];
 
-/// The middleware.
-pub async fn layer(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+/// The middleware, around `next` (run by `pipeline.rs`).
+pub async fn around<F: Future<Output = Response>>(
+    metrics: &Metrics,
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let method = method_label(req.uri().path());
     let start = Instant::now();
-    let res = next.run(req).await;
+    let res = next(req).await;
     let code = code_label(&res);
     if SIGN_IN_METHODS.contains(&method.as_str()) {
         let outcome = match code.as_str() {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod node_gauges;
 pub mod oidc;
 pub mod peer_auth;
+pub mod pipeline;
 pub mod rate_limits;
 pub mod status;
 pub mod steps;
@@ -124,38 +125,31 @@ pub async fn router(
     let trusted =
         context::TrustedProxies(Arc::new(services.config().listen.trusted_proxies.clone()));
     let cors_origins = services.config().http.cors_origins.clone();
-    let rate_limits = Arc::new(rate_limits::RateLimits::new(
+    let rate_limits = rate_limits::RateLimits::new(
         services.config().limits.clone(),
         trusted.0.clone(),
         crate::domain::rate_limit::RateLimiter::new(
             services.state().buckets.clone(),
             services.clock().clone(),
         ),
-    ));
+    );
     let limits = &services.config().limits;
-    let bounds = Arc::new(deadline::Bounds {
+    let bounds = deadline::Bounds {
         timeout: std::time::Duration::from_secs(limits.request_timeout_secs.max(1)),
         in_flight: tokio::sync::Semaphore::new(limits.max_requests_in_flight.max(1)),
+    };
+    let pipeline = Arc::new(pipeline::Pipeline {
+        services,
+        trusted,
+        rate_limits,
+        bounds,
+        metrics,
+        cors: cors::Cors::new(&cors_origins),
     });
     Ok(grpc
         .merge(http_routes)
-        .layer(axum::middleware::from_fn_with_state(services, auth::layer))
-        .layer(axum::Extension(trusted))
         .layer(axum::middleware::from_fn_with_state(
-            rate_limits,
-            rate_limits::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            bounds,
-            deadline::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            metrics::layer,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            cors::Cors::new(&cors_origins),
-            cors::layer,
-        ))
-        .layer(axum::middleware::from_fn(trace::layer)))
+            pipeline,
+            pipeline::layer,
+        )))
 }

@@ -2,11 +2,11 @@
 //! write or a mail, per (client IP, class of method), before the method runs. Budgets come
 //! from `[limits] *_calls_per_ip_per_minute`; the buckets live in the node state's bounded
 //! budget map (shared by every node of a cluster).
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use tonic::Status;
 
@@ -98,11 +98,15 @@ impl RateLimits {
     }
 }
 
-/// The middleware.
-pub async fn layer(State(state): State<Arc<RateLimits>>, req: Request, next: Next) -> Response {
+/// The middleware, around `next` (run by `pipeline.rs`).
+pub async fn around<F: Future<Output = Response>>(
+    state: &RateLimits,
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let path = req.uri().path();
     let Some(class) = COSTLY.iter().find(|(p, _)| *p == path).map(|(_, c)| *c) else {
-        return next.run(req).await;
+        return next(req).await;
     };
     if let Some(ip) = http_client_ip(&req, &state.trusted) {
         let key = format!("{} {ip}", class.name());
@@ -117,7 +121,7 @@ pub async fn layer(State(state): State<Arc<RateLimits>>, req: Request, next: Nex
             .into_http::<axum::body::Body>();
         }
     }
-    next.run(req).await
+    next(req).await
 }
 
 #[cfg(test)]

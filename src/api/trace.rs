@@ -3,9 +3,9 @@
 //! info line per request records the method, status, latency, request id and user (never a
 //! credential). A caller's own `x-request-id` is kept when it is short and plain.
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 use rand::RngCore;
+use std::future::Future;
 use tracing::Instrument;
 
 /// The header that carries the request id both ways.
@@ -31,8 +31,11 @@ fn request_id(req: &Request) -> String {
     }
 }
 
-/// The middleware.
-pub async fn layer(req: Request, next: Next) -> Response {
+/// The middleware, around `next` (run by `pipeline.rs`).
+pub async fn around<F: Future<Output = Response>>(
+    req: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let id = request_id(&req);
     let method = req.uri().path().to_owned();
     let span = tracing::info_span!(
@@ -42,7 +45,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
         user = tracing::field::Empty
     );
     let started = std::time::Instant::now();
-    let mut res = next.run(req).instrument(span.clone()).await;
+    let mut res = next(req).instrument(span.clone()).await;
     if let Ok(value) = http::HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
