@@ -417,6 +417,8 @@ async fn main() {
                 .unwrap();
         }
         let seeded = seeding.elapsed();
+        // For attaching a profiler to the cache-miss rows.
+        eprintln!("[bench] sessions seeded; the distinct-session rows start");
         // Each call presents the next token, across rounds: every call misses the cache.
         let (t, next) = (Arc::new(tokens), Arc::new(AtomicUsize::new(0)));
         let distinct_call = move |ch, _| {

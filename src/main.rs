@@ -17,7 +17,6 @@ use hearth::identity::server_id::ServerId;
 use hearth::keyfile;
 use hearth::Node;
 
-
 /// mimalloc rather than glibc's malloc: under load glibc spent a seventh of the CPU in
 /// malloc/free (arena contention between the async workers and the blocking threads);
 /// `scripts/bench.sh` measures with the same allocator (benches/common).
