@@ -74,6 +74,15 @@ pub(crate) fn cached_row<T>(
     optional(c.prepare_cached(sql)?.query_row(params, f))
 }
 
+/// Runs a statement each connection prepares once (the sign-in path's writes).
+pub(crate) fn cached_exec(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, rusqlite::Error> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 type ReaderJob = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -109,6 +118,8 @@ fn configure(conn: &Connection, sync: Synchronous) -> Result<(), rusqlite::Error
     conn.pragma_update(None, "synchronous", sync)?;
     // Deleted and rewritten content (codes in mail, old token hashes) is overwritten.
     conn.pragma_update(None, "secure_delete", "ON")?;
+    // Room for every hot statement (`cached_row`, `cached_exec`).
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! The `sessions` table. Rows hold only the SHA-256 of the session token.
 use rusqlite::{params, Connection, Row};
 
-use super::{cached_row, optional, StoreError};
+use super::{cached_exec, cached_row, optional, StoreError};
 use crate::domain::model::{DeviceFacts, Session};
 use crate::domain::scopes::ScopeSet;
 
@@ -45,7 +45,8 @@ fn insert_where(
     condition: &str,
     extra: &dyn rusqlite::ToSql,
 ) -> Result<bool, StoreError> {
-    let n = tx.execute(
+    let n = cached_exec(
+        tx,
         &format!(
             "INSERT INTO sessions ({COLUMNS}) \
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 WHERE {condition}"
@@ -176,12 +177,13 @@ pub fn delete_all_for_user(
 
 /// Deletes one session by id; returns whether it existed.
 pub fn delete(tx: &Connection, id: u64) -> Result<bool, StoreError> {
-    Ok(tx.execute("DELETE FROM sessions WHERE id = ?1", [id as i64])? > 0)
+    Ok(cached_exec(tx, "DELETE FROM sessions WHERE id = ?1", [id as i64])? > 0)
 }
 
 /// Records activity.
 pub fn touch(tx: &Connection, id: u64, now: u64) -> Result<(), StoreError> {
-    tx.execute(
+    cached_exec(
+        tx,
         "UPDATE sessions SET last_active = MAX(last_active, ?2) WHERE id = ?1",
         params![id as i64, now as i64],
     )?;
@@ -196,7 +198,8 @@ pub fn swap_token(
     new: &[u8; 32],
     now: u64,
 ) -> Result<bool, StoreError> {
-    Ok(tx.execute(
+    Ok(cached_exec(
+        tx,
         "UPDATE sessions SET token_hash = ?3, last_active = ?4 WHERE id = ?1 AND token_hash = ?2",
         params![id as i64, &presented[..], &new[..], now as i64],
     )? > 0)

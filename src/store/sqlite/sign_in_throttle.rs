@@ -2,7 +2,7 @@
 //! count of consecutive failures per address (client `*`).
 use rusqlite::{params, Connection};
 
-use super::{optional, StoreError};
+use super::{cached_exec, optional, StoreError};
 use crate::domain::model::{LockPolicy, SignInGate};
 
 const ACCOUNT: &str = "*";
@@ -82,19 +82,22 @@ pub fn finish(
     p: &LockPolicy,
 ) -> Result<(), StoreError> {
     if ok {
-        tx.execute(
+        cached_exec(
+            tx,
             "UPDATE sign_in_throttle SET failures = 0, locked_until = NULL, \
                  in_flight = MAX(in_flight - 1, 0), updated_at = ?3 \
              WHERE email = ?1 AND client = ?2",
             params![email, client, now as i64],
         )?;
-        tx.execute(
+        cached_exec(
+            tx,
             "DELETE FROM sign_in_throttle WHERE email = ?1 AND client = ?2",
             params![email, ACCOUNT],
         )?;
         return Ok(());
     }
-    tx.execute(
+    cached_exec(
+        tx,
         "UPDATE sign_in_throttle SET failures = failures + 1, \
              in_flight = MAX(in_flight - 1, 0), updated_at = ?3, locked_until = CASE \
              WHEN failures + 1 < ?4 THEN NULL \
@@ -109,7 +112,8 @@ pub fn finish(
             p.max_delay_ms as i64
         ],
     )?;
-    tx.execute(
+    cached_exec(
+        tx,
         "INSERT INTO sign_in_throttle (email, client, failures, locked_until, updated_at) \
          VALUES (?1, ?2, 1, CASE WHEN 1 >= ?4 THEN ?3 + ?5 END, ?3) \
          ON CONFLICT (email, client) DO UPDATE SET failures = failures + 1, updated_at = ?3, \
@@ -121,13 +125,14 @@ pub fn finish(
 
 /// Forgets every throttle row of `email` (after a password reset).
 pub fn clear(tx: &Connection, email: &str) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM sign_in_throttle WHERE email = ?1", [email])?;
+    cached_exec(tx, "DELETE FROM sign_in_throttle WHERE email = ?1", [email])?;
     Ok(())
 }
 
 /// Forgets rows untouched since `before` that hold no live delay or attempt.
 pub fn sweep(tx: &Connection, before: u64) -> Result<u64, StoreError> {
-    Ok(tx.execute(
+    Ok(cached_exec(
+        tx,
         "DELETE FROM sign_in_throttle WHERE updated_at < ?1 \
          AND (locked_until IS NULL OR locked_until < ?1)",
         [before as i64],

@@ -1,7 +1,7 @@
 //! The `users` table: local accounts, guests and foreign (federated) users.
 use rusqlite::{params, Connection, Row};
 
-use super::{cached_row, optional, unique, StoreError};
+use super::{cached_exec, cached_row, optional, unique, StoreError};
 use crate::domain::model::User;
 
 const COLUMNS: &str = "id, email, name, password_hash, email_verified, home_server, \
@@ -24,7 +24,8 @@ fn from_row(r: &Row<'_>) -> Result<User, rusqlite::Error> {
 
 /// Inserts a user; a taken e-mail (or foreign identity) is [`StoreError::Conflict`].
 pub fn insert(tx: &Connection, u: &User) -> Result<(), StoreError> {
-    tx.execute(
+    cached_exec(
+        tx,
         &format!("INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
         params![
             u.id as i64,
@@ -91,7 +92,8 @@ pub fn list(c: &Connection) -> Result<Vec<User>, StoreError> {
 
 /// Replaces the password hash.
 pub fn set_password_hash(tx: &Connection, id: u64, hash: &str) -> Result<(), StoreError> {
-    tx.execute(
+    cached_exec(
+        tx,
         "UPDATE users SET password_hash = ?2 WHERE id = ?1",
         params![id as i64, hash],
     )?;
@@ -100,7 +102,8 @@ pub fn set_password_hash(tx: &Connection, id: u64, hash: &str) -> Result<(), Sto
 
 /// Marks the e-mail address verified.
 pub fn set_email_verified(tx: &Connection, id: u64) -> Result<(), StoreError> {
-    tx.execute(
+    cached_exec(
+        tx,
         "UPDATE users SET email_verified = 1 WHERE id = ?1",
         [id as i64],
     )?;
@@ -109,7 +112,8 @@ pub fn set_email_verified(tx: &Connection, id: u64) -> Result<(), StoreError> {
 
 /// Updates a foreign user's display name.
 pub fn set_name(tx: &Connection, id: u64, name: &str) -> Result<(), StoreError> {
-    tx.execute(
+    cached_exec(
+        tx,
         "UPDATE users SET name = ?2 WHERE id = ?1",
         params![id as i64, name],
     )?;
@@ -118,7 +122,8 @@ pub fn set_name(tx: &Connection, id: u64, name: &str) -> Result<(), StoreError> 
 
 /// Disables or enables an account.
 pub fn set_disabled(tx: &Connection, id: u64, disabled: bool) -> Result<(), StoreError> {
-    tx.execute(
+    cached_exec(
+        tx,
         "UPDATE users SET disabled = ?2 WHERE id = ?1",
         params![id as i64, disabled],
     )?;
@@ -128,6 +133,6 @@ pub fn set_disabled(tx: &Connection, id: u64, disabled: bool) -> Result<(), Stor
 /// Deletes an account; its sessions and codes go with it. Returns whether it existed.
 pub fn delete(tx: &Connection, id: u64) -> Result<bool, StoreError> {
     // Invites name their creator without a foreign key (0 is the operator).
-    tx.execute("DELETE FROM invites WHERE creator_id = ?1", [id as i64])?;
-    Ok(tx.execute("DELETE FROM users WHERE id = ?1", [id as i64])? > 0)
+    cached_exec(tx, "DELETE FROM invites WHERE creator_id = ?1", [id as i64])?;
+    Ok(cached_exec(tx, "DELETE FROM users WHERE id = ?1", [id as i64])? > 0)
 }
