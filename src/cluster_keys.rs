@@ -242,9 +242,10 @@ pub fn follow(
             if same {
                 continue;
             }
-            services
-                .key_ring()
-                .replace(node.clone(), chain.history, jwt.clone());
+            // Written first, so a node serving a key also holds it in its data dir.
+            if let Err(e) = persist(&data_dir, &now.node, &now.jwt, &node, &jwt).await {
+                tracing::warn!(error = %e, "writing the cluster's keys into the data dir");
+            }
             tracing::info!(
                 target: "hearth::audit",
                 event = "cluster_keys_followed",
@@ -252,9 +253,7 @@ pub fn follow(
                 jwt_kid = %jwt.current.kid,
                 "serving the cluster's keys"
             );
-            if let Err(e) = persist(&data_dir, &now.node, &now.jwt, &node, &jwt).await {
-                tracing::warn!(error = %e, "writing the cluster's keys into the data dir");
-            }
+            services.key_ring().replace(node, chain.history, jwt);
         }
     })
 }
