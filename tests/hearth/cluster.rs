@@ -530,26 +530,14 @@ async fn nodes_reach_postgresql_over_verified_tls() {
 
     // Encrypted and checked against the configured CA: the node serves (the server takes
     // nothing but TLS over TCP).
-    let node = start(url("localhost", "?sslmode=require"), Some(ca_file.clone()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut tangle = tangle::auth_client::AuthClient::new(
-        tonic::transport::Channel::from_shared(node.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    );
-    tangle
-        .sign_up(tangle::SignUp {
-            email: Some("tls@example.org".into()),
-            password: Some(PASSWORD.into()),
-            name: "Over TLS".into(),
-            invite_code: None,
-        })
-        .await
-        .unwrap();
-    node.shutdown().await;
+    let (tls_url, ca) = (url("localhost", "?sslmode=require"), ca_file.clone());
+    let mut node = TestNode::start_with(move |c| {
+        c.store.url = Some(tls_url);
+        c.store.ca_file = Some(ca);
+    })
+    .await;
+    node.sign_up("tls@example.org").await;
+    node.stop().await;
 
     // The certificate must chain to a trusted root and name the host, as libpq's
     // verify-full: the public roots do not know this CA, and 127.0.0.1 is not `localhost`.

@@ -98,11 +98,6 @@ impl PgTarget {
         &self.shown
     }
 
-    /// Whether connections are encrypted.
-    pub fn encrypted(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// A new connection. Blocking; the driver's errors never include the password.
     pub fn connect(&self) -> Result<Client, StoreError> {
         let connected = match &self.tls {

@@ -6,7 +6,7 @@ use crate::domain::model::{
     AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Peer,
     Session, SignInGate, User,
 };
-use crate::domain::state::store::{StoreError, WriteTx};
+use crate::domain::state::store::{ReadTx, StoreError, WriteTx};
 
 fn i(v: u64) -> i64 {
     v as i64
@@ -265,8 +265,7 @@ impl WriteTx for Tx<'_, '_> {
             "INSERT INTO node_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
             &[&name, &value],
         )?;
-        let r = self.row("SELECT value FROM node_secrets WHERE name = $1", &[&name])?;
-        Ok(r.map(|r| r.get(0)).unwrap_or(value))
+        Ok(self.stored_secret(name)?.unwrap_or(value))
     }
     fn set_node_secret(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         self.exec(
