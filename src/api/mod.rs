@@ -1,4 +1,4 @@
-//! The gRPC surface: one adapter file per service, the auth and metrics layers, and the one
+//! The gRPC surface: one adapter file per service, the request pipeline's stages, and the one
 //! place (`router`) where services, HTTP routes and middleware are composed.
 pub mod accounts_v1;
 pub mod auth;
