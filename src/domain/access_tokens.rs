@@ -433,7 +433,7 @@ impl AccessTokens {
             .cache
             .get_or_load(hash, || async move {
                 let (t, user) = store
-                    .read(move |tx| {
+                    .lookup(move |tx| {
                         let Some(t) = tx.access_token_by_hash(&hash)? else {
                             return Ok(None);
                         };

@@ -95,7 +95,7 @@ impl Sessions {
             .cache
             .get_or_load(hash, || async move {
                 let (row, email_unverified) = store
-                    .read(move |tx| {
+                    .lookup(move |tx| {
                         let Some(row) = tx.session_by_token(&hash)? else {
                             return Ok(None);
                         };

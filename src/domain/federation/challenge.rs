@@ -293,7 +293,7 @@ impl PeerChallenge {
         let hash = Self::parse_token(token)?.hash();
         let now = self.clock.now_ms();
         self.store
-            .read(move |tx| Ok::<_, DomainError>(tx.peer_token(&hash)?))
+            .lookup(move |tx| Ok::<_, DomainError>(tx.peer_token(&hash)?))
             .await?
             .filter(|(_, exp)| *exp > now)
             .map(|(s, _)| s)

@@ -378,6 +378,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn write(&self, job: WriteJob) -> Result<(), StoreError>;
     /// Runs `job` on a read-only snapshot.
     async fn read(&self, job: ReadJob) -> Result<(), StoreError>;
+    /// Runs `job`, a point lookup (a few probes of unique indexes, never a scan), where it
+    /// costs least. By default it is just a read.
+    async fn lookup(&self, job: ReadJob) -> Result<(), StoreError> {
+        self.read(job).await
+    }
     /// Whether the backend can still serve (the writer is alive).
     fn is_ready(&self) -> bool;
     /// Makes sure rewritten or deleted data no longer lingers in the backend's files (for
@@ -452,6 +457,27 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.run_read(f, false).await
+    }
+
+    /// Runs `f`, a point lookup by unique key (a few index probes, never a scan), on a
+    /// read-only snapshot where the backend serves it cheapest: the per-request credential
+    /// lookups of a cache miss. See [`Backend::lookup`].
+    pub async fn lookup<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut dyn ReadTx) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run_read(f, true).await
+    }
+
+    async fn run_read<R, E, F>(&self, f: F, lookup: bool) -> Result<R, E>
+    where
+        F: FnOnce(&mut dyn ReadTx) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         use std::sync::atomic::Ordering;
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         let job: ReadJob = Box::new(move |tx| {
@@ -459,7 +485,11 @@ impl Store {
         });
         self.counts.reads.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let done = self.backend.read(job).await;
+        let done = if lookup {
+            self.backend.lookup(job).await
+        } else {
+            self.backend.read(job).await
+        };
         self.counts
             .read_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
