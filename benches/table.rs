@@ -447,6 +447,7 @@ async fn main() {
 
     // SignIn against raw argon2id on the same cores.
     if wanted("signin") {
+        eprintln!("[bench] the sign-in rows start");
         let p = alpha.node.services().config().passwords.clone();
         let params = argon2::Params::new(
             p.argon2_memory_kib,
@@ -463,11 +464,25 @@ async fn main() {
                     .unwrap()
             }
         };
-        let sign_in_call = |ch, _| call_sign_in(ch);
+        // Store writes per sign-in: the gate's and the outcome's, plus busy answers.
+        let signed_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = signed_in.clone();
+        let sign_in_call = move |ch, _| {
+            let signed_in = counter.clone();
+            async move {
+                let ok = call_sign_in(ch).await;
+                signed_in.fetch_add(ok as u64, Ordering::Relaxed);
+                ok
+            }
+        };
+        let store = alpha.node.services().store().clone();
+        let writes = store.writes();
         let (raw, sign_in) = pair(raw_round, |w| {
-            samples(&chans, on(w), usize::MAX, sign_in_call)
+            samples(&chans, on(w), usize::MAX, sign_in_call.clone())
         })
         .await;
+        let writes =
+            (store.writes() - writes) as f64 / signed_in.load(Ordering::Relaxed).max(1) as f64;
         table.note(
             &format!("raw argon2id verify ({cores} threads)"),
             format!("{:.1}", raw.rate),
@@ -475,6 +490,12 @@ async fn main() {
             "itself",
         );
         table.row("SignIn", &sign_in, Some(("raw argon2id", raw.rate)));
+        table.note(
+            "store writes per sign-in (64 at once, one account)",
+            format!("{writes:.1}"),
+            "–".into(),
+            "–",
+        );
 
         // Pong's p99 while 64 sign-ins run.
         let busy = {
