@@ -87,6 +87,11 @@ impl SlotWaiters {
         format!("slot {}", hex::encode(digest))
     }
 
+    /// Whether attempts of `name` stand in line now.
+    fn has_line(&self, name: &str) -> bool {
+        self.lines.lock().is_ok_and(|l| l.contains_key(name))
+    }
+
     /// Stands in the line of `name` until first in it; `None` when no line could be kept.
     async fn wait_first(&self, name: &str) -> Option<Place> {
         let ticket = {
@@ -156,15 +161,34 @@ impl Slot {
             .subscribe(&name, SLOT_WAIT.as_millis() as u64 * 2);
         // Held from the first busy answer until this attempt leaves.
         let mut place = None;
+        // Ask the gate at once, unless attempts of this (address, client) already stand in
+        // line: then stand behind them, first come first served.
+        let mut wait = waiters.has_line(&name);
         loop {
-            // Changes from here on wake the wait below: none is missed.
+            if wait {
+                let left = SLOT_WAIT.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                // Once first in line, ask again at once: a slot may have freed meanwhile.
+                if place.is_none() {
+                    match tokio::time::timeout(left, waiters.wait_first(&name)).await {
+                        Ok(Some(first)) => place = Some(first),
+                        Ok(None) => until_freed(&mut freed).await,
+                        Err(_) => break,
+                    }
+                } else {
+                    until_freed(&mut freed).await;
+                }
+            }
+            wait = true;
+            // Changes from here on wake the wait above: none is missed.
             freed.borrow_and_update();
             let now = clock.now_ms();
             let (e, c) = (email.to_owned(), client.to_owned());
             let gate = store
                 .write(move |tx| tx.begin_sign_in(&e, &c, now, &POLICY))
                 .await?;
-            let left = SLOT_WAIT.saturating_sub(started.elapsed());
             match gate {
                 SignInGate::Allowed => {
                     return Ok(Self {
@@ -181,16 +205,7 @@ impl Slot {
                     tracing::info!(target: "hearth::audit", event = "sign_in_throttled", failures, %client);
                     return Err(refusal(failures, until, now));
                 }
-                SignInGate::Busy if left.is_zero() => break,
-                // Once first in line, check again at once: a slot may have freed meanwhile.
-                SignInGate::Busy if place.is_none() => {
-                    match tokio::time::timeout(left, waiters.wait_first(&name)).await {
-                        Ok(Some(first)) => place = Some(first),
-                        Ok(None) => until_freed(&mut freed).await,
-                        Err(_) => break,
-                    }
-                }
-                SignInGate::Busy => until_freed(&mut freed).await,
+                SignInGate::Busy => {}
             }
         }
         Err(DomainError::exhausted(

@@ -375,20 +375,29 @@ async fn unfinished_http2_requests_are_bounded_and_their_memory_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_sign_ins_of_one_account_wait_in_line_not_in_a_herd() {
-    let n = TestNode::start().await;
+    // The production cost, so attempts wait for slots long enough for lines to form.
+    let n = TestNode::start_with(|c| {
+        c.passwords.argon2_memory_kib = 19456;
+        c.passwords.argon2_iterations = 2;
+    })
+    .await;
     n.sign_up("line@example.org").await;
     let writes = n.domain().store().writes();
-    // 50 at once from one client: 5 run (the free slots), the rest wait for a slot.
-    let all = (0..50).map(|_| n.sign_in("line@example.org", PASSWORD));
-    for r in futures_util::future::join_all(all).await {
-        r.unwrap();
-    }
-    let per_sign_in = (n.domain().store().writes() - writes) as f64 / 50.0;
+    // 50 at once from one client, each signing in again when done: 5 run (the free
+    // slots), the rest wait for a slot, and each newcomer finds a line waiting.
+    let all = (0..50).map(|_| async {
+        for _ in 0..2 {
+            n.sign_in("line@example.org", PASSWORD).await.unwrap();
+        }
+    });
+    futures_util::future::join_all(all).await;
+    let per_sign_in = (n.domain().store().writes() - writes) as f64 / 100.0;
     println!("{per_sign_in:.1} store writes per sign-in");
-    // Each takes a slot and gives it back (2); a busy answer costs one more, and only the
-    // head of the line asks again when a slot frees. With every waiter asking it was ~7.
+    // Each takes a slot and gives it back (2); the head of the line asks again when a slot
+    // frees, and a newcomer stands behind the line without asking: ~3 here (~3.9 when
+    // newcomers asked first, ~24 when every waiter asked at every freed slot).
     assert!(
-        per_sign_in <= 4.0,
+        per_sign_in <= 4.5,
         "{per_sign_in:.1} store writes per sign-in"
     );
 }
