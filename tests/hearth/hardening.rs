@@ -17,6 +17,13 @@ const UNLIMITED: &[(&str, &str)] = &[
     ("HEARTH_LIMITS_HASHING_CALLS_PER_IP_PER_MINUTE", "1000000"),
 ];
 
+/// The default argon2 cost instead of the tests' cheap one.
+fn production_argon2(c: &mut hearth::Config) {
+    let production = hearth::Config::default().passwords;
+    c.passwords.argon2_memory_kib = production.argon2_memory_kib;
+    c.passwords.argon2_iterations = production.argon2_iterations;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_in_burst_does_not_pin_memory() {
     let node = Served::start(UNLIMITED);
@@ -77,11 +84,7 @@ async fn a_sign_in_burst_does_not_pin_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_session_made_with_the_old_password_outlives_a_reset() {
     // The production cost, so sign-ins are still verifying when the reset commits.
-    let n = TestNode::start_with(|c| {
-        c.passwords.argon2_memory_kib = 19456;
-        c.passwords.argon2_iterations = 2;
-    })
-    .await;
+    let n = TestNode::start_with(production_argon2).await;
     for trial in 0..3 {
         let email = format!("reset{trial}@example.org");
         n.sign_up(&email).await;
@@ -376,11 +379,7 @@ async fn unfinished_http2_requests_are_bounded_and_their_memory_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_sign_ins_of_one_account_wait_in_line_not_in_a_herd() {
     // The production cost, so attempts wait for slots long enough for lines to form.
-    let n = TestNode::start_with(|c| {
-        c.passwords.argon2_memory_kib = 19456;
-        c.passwords.argon2_iterations = 2;
-    })
-    .await;
+    let n = TestNode::start_with(production_argon2).await;
     n.sign_up("line@example.org").await;
     let writes = n.domain().store().writes();
     // 50 at once from one client, each signing in again when done: 5 run (the free
