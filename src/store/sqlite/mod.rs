@@ -390,6 +390,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_bundled_sqlite_has_no_global_page_cache_or_allocation_lock() {
+        // .cargo/config.toml sets these; without them every connection's page fetches and
+        // every SQLite allocation take a process-wide mutex.
+        let c = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        let mut stmt = c
+            .prepare("PRAGMA compile_options")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     fn thread_name() -> Option<String> {
         std::thread::current().name().map(str::to_owned)
     }
