@@ -94,7 +94,7 @@ impl SlotWaiters {
 
     /// Stands in the line of `name` until first in it; `None` when no line could be kept.
     async fn wait_first(&self, name: &str) -> Option<Place> {
-        let ticket = {
+        let (ticket, head) = {
             let mut lines = self.lines.lock().ok()?;
             if !lines.contains_key(name) && lines.len() >= MAX_LINES {
                 return None;
@@ -104,13 +104,13 @@ impl SlotWaiters {
                 standing: 0,
             });
             line.standing += 1;
-            Ticket {
+            let ticket = Ticket {
                 lines: self.lines.clone(),
                 name: name.to_owned(),
-                head: line.head.clone(),
-            }
+            };
+            (ticket, line.head.clone())
         };
-        let first = ticket.head.clone().lock_owned().await;
+        let first = head.lock_owned().await;
         Some(Place {
             _first: first,
             _ticket: ticket,
@@ -122,7 +122,6 @@ impl SlotWaiters {
 struct Ticket {
     lines: Arc<Mutex<HashMap<String, Line>>>,
     name: String,
-    head: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Drop for Ticket {
@@ -335,7 +334,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lines_serve_in_order_and_leave_nothing_behind() {
+    async fn a_line_has_one_head_and_leaves_nothing_behind() {
         let feeds = crate::domain::state::feeds::LocalFeeds::new(ManualClock::new(), 10);
         let waiters = SlotWaiters::new(Arc::new(feeds));
         let lines = || waiters.lines.lock().map(|l| l.len()).unwrap_or(usize::MAX);
