@@ -32,6 +32,9 @@ use hearth::pb::tokens::v1::{
 use hearth::secret::{BearerSecret, SecretKind};
 use tonic::transport::Channel;
 
+/// Distinct sessions the in-process resolve row uses, at most.
+const IN_PROCESS_MISSES: usize = 90_000;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -293,9 +296,17 @@ async fn main() {
     };
     let on = |w| for_window(load, w);
     let ping_round = |w| samples(&chans, on(w), usize::MAX, ping_call);
+    // Warm both servers (connections, allocator, caches) before the first timed round.
+    let warm = Duration::from_millis(env("BENCH_WARMUP_MS", 1000) as u64);
+    if !warm.is_zero() {
+        samples(&bare, on(warm), usize::MAX, bare_call).await;
+        ping_round(warm).await;
+    }
+    eprintln!("[bench] the bare and Ping rows start");
     let (base, ping) = pair(|w| samples(&bare, on(w), usize::MAX, bare_call), ping_round).await;
     table.row("bare tonic (health Check)", &base, None);
     table.row("Ping (public)", &ping, Some(("bare tonic", base.rate)));
+    eprintln!("[bench] the one-session Pong rows start");
     let t = token.clone();
     let pong_call = move |ch, _| call_pong(ch, t.clone());
     let (ping, pong) = pair(ping_round, |w| {
@@ -382,7 +393,9 @@ async fn main() {
             .unwrap()
             .id;
         let seeding = Instant::now();
-        let mut tokens = Vec::with_capacity(sessions_used);
+        // Sessions the in-process row resolves, apart from the RPC row's.
+        let in_process_used = IN_PROCESS_MISSES.min(sessions_total - sessions_used);
+        let mut tokens = Vec::with_capacity(sessions_used + in_process_used);
         let mut next_id = 1u64 << 60;
         for chunk in 0..sessions_total.div_ceil(20_000) {
             let mut batch = Vec::new();
@@ -402,7 +415,7 @@ async fn main() {
                     scopes: ScopeSet::ALL,
                     access_token_id: None,
                 });
-                if tokens.len() < sessions_used {
+                if tokens.len() < sessions_used + in_process_used {
                     tokens.push(secret.expose().to_owned());
                 }
             }
@@ -419,6 +432,7 @@ async fn main() {
         let seeded = seeding.elapsed();
         // For attaching a profiler to the cache-miss rows.
         eprintln!("[bench] sessions seeded; the distinct-session rows start");
+        let in_process = tokens.split_off(sessions_used);
         // Each call presents the next token, across rounds: every call misses the cache.
         let (t, next) = (Arc::new(tokens), Arc::new(AtomicUsize::new(0)));
         let distinct_call = move |ch, _| {
@@ -433,6 +447,44 @@ async fn main() {
             &format!("Pong over {sessions_used} distinct sessions of {sessions_total}"),
             &distinct,
             Some(("Ping", ping.rate)),
+        );
+        // The same miss path without HTTP/2 (gRPC framing, HPACK, the load generator):
+        // resolve in process, against resolving one cached session. Steadier than the RPC
+        // row on a noisy host, so fixes to the miss path show here first.
+        let creds = alpha.node.services().credentials.clone();
+        let rounds = env("BENCH_ROUNDS", 3).max(1);
+        let per_round = in_process.len() / rounds;
+        let (pool, next) = (Arc::new(in_process), Arc::new(AtomicUsize::new(0)));
+        let cached = {
+            let (creds, token) = (creds.clone(), Arc::new(token.clone()));
+            move |_, _| {
+                let (creds, token) = (creds.clone(), token.clone());
+                async move { creds.resolve(&token, None).await.is_ok() }
+            }
+        };
+        let missed = move |_, _| {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let (creds, pool) = (creds.clone(), pool.clone());
+            async move { creds.resolve(&pool[k % pool.len()], None).await.is_ok() }
+        };
+        let (hit, miss) = pair(
+            |w| samples(&chans, on(w), per_round, cached.clone()),
+            |w| samples(&chans, on(w), per_round, missed.clone()),
+        )
+        .await;
+        table.row(
+            &format!(
+                "resolve in process, {} distinct sessions",
+                rounds * per_round
+            ),
+            &miss,
+            Some(("resolve of a cached session", hit.rate)),
+        );
+        table.note(
+            "… CPU per resolve of a distinct session",
+            format!("{:.1} µs", cores as f64 * 1e6 / miss.rate),
+            "–".into(),
+            "–",
         );
         table.note(
             "seeding sessions",
