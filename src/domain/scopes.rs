@@ -101,6 +101,11 @@ impl ScopeSet {
                 .fold(0, |a, b| a | b),
         )
     }
+
+    /// A session's stored scopes: NULL is a signed-in session's every scope, now and later.
+    pub fn from_stored(text: Option<&str>) -> Self {
+        text.map_or(ScopeSet::ALL, Self::from_text)
+    }
 }
 
 impl fmt::Debug for ScopeSet {

@@ -96,7 +96,7 @@ impl Sessions {
             .get_or_load(hash, || async move {
                 let (row, email_unverified) = store
                     .lookup(move |tx| {
-                        let Some(row) = tx.session_by_token(&hash)? else {
+                        let Some(row) = tx.session_credential(&hash)? else {
                             return Ok(None);
                         };
                         let unverified = check_email

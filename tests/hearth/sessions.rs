@@ -252,8 +252,12 @@ async fn only_the_sha256_of_a_session_token_is_stored() {
     let found = n
         .domain()
         .store()
-        .read(move |tx| tx.session_by_token(&hash))
+        .read(move |tx| tx.session_credential(&hash))
         .await
         .unwrap();
-    assert_eq!(found.map(|s| s.id), Some(session_id));
+    let found = found.expect("found by the token's hash");
+    assert_eq!(found.id, session_id);
+    // What the credential check reads: a signed-in session may do everything, for a while.
+    assert_eq!(found.scopes, hearth::domain::scopes::ScopeSet::ALL);
+    assert!(found.expires_at > found.last_active);
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::super::model::{
     AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Mail,
-    Peer, Session, SignInGate, User,
+    Peer, Session, SessionCredential, SignInGate, User,
 };
 
 /// A storage failure. Callers map it to INTERNAL unless a variant says otherwise.
@@ -44,8 +44,11 @@ pub trait ReadTx {
     fn user_by_home(&mut self, server: &str, remote: u64) -> Result<Option<User>, StoreError>;
     /// All users, oldest first.
     fn users(&mut self) -> Result<Vec<User>, StoreError>;
-    /// The session whose token hashes to `hash`.
-    fn session_by_token(&mut self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError>;
+    /// What the credential check needs of the session whose token hashes to `hash`.
+    fn session_credential(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> Result<Option<SessionCredential>, StoreError>;
     /// A session by id.
     fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError>;
     /// The local user of an external provider's account.

@@ -7,7 +7,7 @@ use postgres::{Row, Transaction};
 use super::rows;
 use crate::domain::model::{
     AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, Mail, Peer,
-    Session, User,
+    Session, SessionCredential, User,
 };
 use crate::domain::state::store::{Gauges, ReadTx, StoreError};
 
@@ -101,12 +101,16 @@ impl ReadTx for Tx<'_, '_> {
         let sql = format!("SELECT {} FROM users ORDER BY id", rows::USER);
         Ok(self.rows(&sql, &[])?.iter().map(rows::user).collect())
     }
-    fn session_by_token(&mut self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM sessions WHERE token_hash = $1",
-            rows::SESSION
-        );
-        Ok(self.row(&sql, &[&&hash[..]])?.as_ref().map(rows::session))
+    fn session_credential(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> Result<Option<SessionCredential>, StoreError> {
+        let sql = "SELECT id, user_id, last_active, expires_at, scopes FROM sessions \
+                   WHERE token_hash = $1";
+        Ok(self
+            .row(sql, &[&&hash[..]])?
+            .as_ref()
+            .map(rows::session_credential))
     }
     fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError> {
         let sql = format!("SELECT {} FROM sessions WHERE id = $1", rows::SESSION);

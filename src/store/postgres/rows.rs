@@ -2,7 +2,8 @@
 use postgres::Row;
 
 use crate::domain::model::{
-    AccessToken, CodeRecord, DeviceFacts, Invite, InviteTarget, Mail, Peer, Session, User,
+    AccessToken, CodeRecord, DeviceFacts, Invite, InviteTarget, Mail, Peer, Session,
+    SessionCredential, User,
 };
 use crate::domain::scopes::ScopeSet;
 
@@ -57,10 +58,19 @@ pub fn session(r: &Row) -> Session {
         created_at: u(r.get(8)),
         last_active: u(r.get(9)),
         expires_at: u(r.get(10)),
-        scopes: r
-            .get::<_, Option<String>>(11)
-            .map_or(ScopeSet::ALL, |t| ScopeSet::from_text(&t)),
+        scopes: ScopeSet::from_stored(r.get(11)),
         access_token_id: r.get::<_, Option<i64>>(12).map(u),
+    }
+}
+
+/// A row of `id, user_id, last_active, expires_at, scopes`.
+pub fn session_credential(r: &Row) -> SessionCredential {
+    SessionCredential {
+        id: u(r.get(0)),
+        user_id: u(r.get(1)),
+        last_active: u(r.get(2)),
+        expires_at: u(r.get(3)),
+        scopes: ScopeSet::from_stored(r.get(4)),
     }
 }
 

@@ -2,7 +2,7 @@
 use rusqlite::{params, Connection, Row};
 
 use super::{cached_exec, cached_row, optional, StoreError};
-use crate::domain::model::{DeviceFacts, Session};
+use crate::domain::model::{DeviceFacts, Session, SessionCredential};
 use crate::domain::scopes::ScopeSet;
 
 const COLUMNS: &str = "id, user_id, token_hash, client_id, device_type, device_version, \
@@ -25,9 +25,7 @@ fn from_row(r: &Row<'_>) -> Result<Session, rusqlite::Error> {
         created_at: r.get::<_, i64>(8)? as u64,
         last_active: r.get::<_, i64>(9)? as u64,
         expires_at: r.get::<_, i64>(10)? as u64,
-        scopes: r
-            .get::<_, Option<String>>(11)?
-            .map_or(ScopeSet::ALL, |t| ScopeSet::from_text(&t)),
+        scopes: ScopeSet::from_stored(r.get::<_, Option<String>>(11)?.as_deref()),
         access_token_id: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
     })
 }
@@ -125,13 +123,24 @@ pub fn by_id(c: &Connection, id: u64) -> Result<Option<Session>, StoreError> {
     ))
 }
 
-/// The session whose token hashes to `hash`.
-pub fn by_token_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
+/// What the credential check needs of the session whose token hashes to `hash`.
+pub fn credential(
+    c: &Connection,
+    hash: &[u8; 32],
+) -> Result<Option<SessionCredential>, StoreError> {
     cached_row(
         c,
-        &format!("SELECT {COLUMNS} FROM sessions WHERE token_hash = ?1"),
+        "SELECT id, user_id, last_active, expires_at, scopes FROM sessions WHERE token_hash = ?1",
         [&hash[..]],
-        from_row,
+        |r| {
+            Ok(SessionCredential {
+                id: r.get::<_, i64>(0)? as u64,
+                user_id: r.get::<_, i64>(1)? as u64,
+                last_active: r.get::<_, i64>(2)? as u64,
+                expires_at: r.get::<_, i64>(3)? as u64,
+                scopes: ScopeSet::from_stored(r.get::<_, Option<String>>(4)?.as_deref()),
+            })
+        },
     )
 }
 

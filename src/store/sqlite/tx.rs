@@ -8,7 +8,7 @@ use super::{
 };
 use crate::domain::model::{
     AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Mail,
-    Peer, Session, SignInGate, User,
+    Peer, Session, SessionCredential, SignInGate, User,
 };
 use crate::domain::state::store::{Gauges, ReadTx, StoreError, WriteTx};
 
@@ -27,8 +27,11 @@ impl ReadTx for Tx<'_> {
     fn users(&mut self) -> Result<Vec<User>, StoreError> {
         users::list(self.0)
     }
-    fn session_by_token(&mut self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
-        sessions::by_token_hash(self.0, hash)
+    fn session_credential(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> Result<Option<SessionCredential>, StoreError> {
+        sessions::credential(self.0, hash)
     }
     fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError> {
         sessions::by_id(self.0, id)
