@@ -68,11 +68,10 @@ impl CredentialCache {
         self.by_token.put(hash, entry, TTL_MS);
     }
 
+    /// Records a use in the cached entry; its TTL is not renewed (the row is re-read on
+    /// schedule, used or not).
     pub fn touch(&self, hash: &[u8; 32], now: u64) {
-        if let Some(mut e) = self.by_token.take(hash) {
-            e.last_active = now;
-            self.by_token.put(*hash, e, TTL_MS);
-        }
+        self.by_token.change(hash, |e| e.last_active = now);
     }
 
     /// Drops every entry of the given sessions or tokens.

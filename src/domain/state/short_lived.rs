@@ -84,6 +84,19 @@ impl<K: Hash + Eq + Clone, V: Clone> LocalMap<K, V> {
         }
     }
 
+    /// Changes the live value of `key` in place, keeping its expiry; false when there is
+    /// none. One hash lookup, where [`ShortLived::modify`] re-inserts.
+    pub fn change(&self, key: &K, f: impl FnOnce(&mut V)) -> bool {
+        let now = self.clock.now_ms();
+        match self.lock().map.get_mut(key) {
+            Some(slot) if slot.expires_at > now => {
+                f(&mut slot.value);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The value for `key`, inserting `make()` for `ttl_ms` when there is none.
     pub fn get_or_insert_with(&self, key: K, ttl_ms: u64, make: impl FnOnce() -> V) -> V {
         let now = self.clock.now_ms();
@@ -261,5 +274,19 @@ mod tests {
         assert_eq!(m.get(&"x"), Some(2));
         clock.advance_ms(1000);
         assert!(!m.modify(&"x", 1000, &mut |v| Some(v + 1)), "expired");
+    }
+
+    #[test]
+    fn change_keeps_the_expiry_and_never_creates() {
+        let clock = ManualClock::new();
+        let m = LocalMap::new(clock.clone(), 4);
+        assert!(!m.change(&"x", |v| *v += 1), "never creates");
+        m.put("x", 1, 1000);
+        clock.advance_ms(600);
+        assert!(m.change(&"x", |v| *v += 1));
+        assert_eq!(m.get(&"x"), Some(2));
+        clock.advance_ms(400);
+        assert_eq!(m.get(&"x"), None, "the first put's expiry still holds");
+        assert!(!m.change(&"x", |v| *v += 1), "expired");
     }
 }
