@@ -37,9 +37,12 @@ impl ActivityStamps {
         self.lock().get(&id).copied()
     }
 
-    /// Every pending stamp, leaving none.
+    /// Every pending stamp, leaving none, in session-id order: the batch then walks the
+    /// sessions table's pages in order, each read and written once.
     pub fn take(&self) -> Vec<(u64, u64)> {
-        std::mem::take(&mut *self.lock()).into_iter().collect()
+        let mut stamps: Vec<_> = std::mem::take(&mut *self.lock()).into_iter().collect();
+        stamps.sort_unstable();
+        stamps
     }
 
     /// Puts stamps back after a failed write (newer stamps win; the bound still holds).
