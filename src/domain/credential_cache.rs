@@ -83,3 +83,49 @@ impl CredentialCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::domain::principal::CredentialKind;
+    use crate::domain::scopes::ScopeSet;
+
+    fn entry(session_id: u64) -> Entry {
+        Entry {
+            principal: Principal {
+                user_id: 1,
+                session_id,
+                kind: CredentialKind::Session,
+                scopes: ScopeSet::ALL,
+                token_hash: [7; 32],
+                email_unverified: false,
+            },
+            expires_at: u64::MAX,
+            last_active: 0,
+        }
+    }
+
+    /// A use stamped late in an entry's life must not outlive the id → token index that
+    /// revocation notices go through: a revoked session would stay cached.
+    #[test]
+    fn a_revocation_finds_an_entry_stamped_after_it_was_cached() {
+        let clock = ManualClock::new();
+        let cache = CredentialCache::new(clock.clone());
+        let hash = [7; 32];
+        cache.put(hash, entry(42));
+        clock.advance_ms(TTL_MS - 1_000);
+        cache.touch(&hash, clock.now_ms());
+        assert_eq!(
+            cache.get(&hash).map(|e| e.last_active),
+            Some(clock.now_ms())
+        );
+        // Past the entry's first TTL, where the id → token index ends.
+        clock.advance_ms(1_500);
+        cache.invalidate(&[42]);
+        assert!(
+            cache.get(&hash).is_none(),
+            "the revoked session is still cached"
+        );
+    }
+}
