@@ -70,7 +70,10 @@ mod tests {
         assert!(s.stamp(1, 20), "a waiting session is still updated");
         let taken = s.take();
         assert_eq!(taken.len(), MAX_PENDING);
-        assert!(taken.windows(2).all(|w| w[0].0 < w[1].0), "in session-id order");
+        assert!(
+            taken.windows(2).all(|w| w[0].0 < w[1].0),
+            "in session-id order"
+        );
         assert!(taken.contains(&(1, 20)));
         assert!(s.take().is_empty());
         s.restore(vec![(7, 3)]);
