@@ -105,10 +105,12 @@ impl ReadTx for Tx<'_, '_> {
         &mut self,
         hash: &[u8; 32],
     ) -> Result<Option<SessionCredential>, StoreError> {
-        let sql = "SELECT id, user_id, last_active, expires_at, scopes FROM sessions \
-                   WHERE token_hash = $1";
+        let sql = format!(
+            "SELECT {} FROM sessions WHERE token_hash = $1",
+            rows::SESSION_CREDENTIAL
+        );
         Ok(self
-            .row(sql, &[&&hash[..]])?
+            .row(&sql, &[&&hash[..]])?
             .as_ref()
             .map(rows::session_credential))
     }

@@ -12,6 +12,8 @@ pub const USER: &str = "id, email, name, password_hash, email_verified, home_ser
 pub const SESSION: &str = "id, user_id, token_hash, client_id, device_type, device_version, \
                            app_name, app_version, created_at, last_active, expires_at, scopes, \
                            access_token_id";
+/// What the credential check reads of a session ([`session_credential`]).
+pub const SESSION_CREDENTIAL: &str = "id, user_id, last_active, expires_at, scopes";
 pub const TOKEN: &str = "id, uuid, user_id, name, token_hash, scopes, created_at, expires_at, \
                          last_used_at, last_used_ip";
 pub const INVITE: &str = "id, code_hash, hint, creator_id, target, target_id, max_uses, uses, \
@@ -63,7 +65,7 @@ pub fn session(r: &Row) -> Session {
     }
 }
 
-/// A row of `id, user_id, last_active, expires_at, scopes`.
+/// A row of [`SESSION_CREDENTIAL`].
 pub fn session_credential(r: &Row) -> SessionCredential {
     SessionCredential {
         id: u(r.get(0)),
