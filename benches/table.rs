@@ -545,9 +545,9 @@ async fn main() {
         // row on a noisy host, so fixes to the miss path show here first. (Each resolve
         // leaves an activity stamp that the node writes behind once a second; those
         // writes run on the same cores during the rounds.)
-        if in_process.len() >= env("BENCH_ROUNDS", 3).max(1) {
+        let rounds = env("BENCH_ROUNDS", 3).max(1);
+        if in_process.len() >= rounds {
             let creds = alpha.node.services().credentials.clone();
-            let rounds = env("BENCH_ROUNDS", 3).max(1);
             let per_round = in_process.len() / rounds;
             let (pool, next) = (Arc::new(in_process), Arc::new(AtomicUsize::new(0)));
             let cached = {
