@@ -1,7 +1,10 @@
 //! Request metrics for `/metrics` (Prometheus text): requests by method and status, and a
 //! latency histogram by method. The status is read from the response headers, which is
 //! exact for unary calls (tonic sends errors as trailers-only responses).
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -30,6 +33,20 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// Every gRPC code, in `tonic::Code` order (the index of a code is its number).
+const CODES: usize = 17;
+
+/// One method's series, taken from the families on first use and kept: a request then
+/// costs a map lookup on its path and two atomic updates, where asking the families costs
+/// two label-set hashes, a lock each and three `String`s. A series exists from its first
+/// request on, as it would through the families.
+#[derive(Debug)]
+struct MethodSeries {
+    label: &'static str,
+    latency: OnceLock<Histogram>,
+    by_code: [OnceLock<Counter>; CODES],
+}
+
 /// The node's metrics registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,6 +54,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     sign_ins: Family<OutcomeLabels, Counter>,
+    /// Served methods and routes by path, and "other".
+    series: HashMap<&'static str, MethodSeries>,
     /// Gauges read from the node at each scrape.
     pub node: super::node_gauges::NodeGauges,
 }
@@ -67,11 +86,26 @@ impl Default for Metrics {
             sign_ins.clone(),
         );
         let node = super::node_gauges::NodeGauges::register(&mut registry);
+        let series = super::auth::REQUIREMENTS
+            .iter()
+            .map(|(path, _)| *path)
+            .chain(super::auth::HTTP_ROUTES.iter().copied())
+            .chain([OTHER])
+            .map(|label| {
+                let series = MethodSeries {
+                    label,
+                    latency: OnceLock::new(),
+                    by_code: Default::default(),
+                };
+                (label, series)
+            })
+            .collect();
         Self {
             registry,
             requests,
             latency,
             sign_ins,
+            series,
             node,
         }
     }
@@ -86,40 +120,44 @@ impl Metrics {
         }
         out
     }
-}
 
-/// Served methods and HTTP routes keep their name; anything else (a made-up method under a
-/// known service included) is "other", so the label set is fixed whatever clients send.
-fn method_label(path: &str) -> String {
-    let known = super::auth::requirement(path).is_some();
-    if known {
-        path.to_owned()
-    } else {
-        "other".to_owned()
+    /// The series of `path`: served methods and HTTP routes keep their name; anything else
+    /// (a made-up method under a known service included) is "other", so the label set is
+    /// fixed whatever clients send.
+    fn series(&self, path: &str) -> &MethodSeries {
+        match self.series.get(path) {
+            Some(series) => series,
+            // Always there: `default` adds it.
+            None => &self.series[OTHER],
+        }
     }
 }
 
-/// The status of a response as the metrics and the request log name it: the gRPC code
-/// (from the headers of a trailers-only answer; a gRPC answer without one is `Ok`), else the
-/// HTTP status.
-pub(crate) fn code_label(res: &Response) -> String {
-    if let Some(code) = res
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-    {
-        let code: i32 = code.parse().unwrap_or(2);
-        return canonical(tonic::Code::from_i32(code)).to_owned();
+/// The method label of paths the node does not serve.
+const OTHER: &str = "other";
+
+/// The gRPC code of a response (from the headers of a trailers-only answer; a gRPC answer
+/// without one is `Ok`); `None` when it is not a gRPC answer.
+fn grpc_code(res: &Response) -> Option<tonic::Code> {
+    if let Some(code) = res.headers().get("grpc-status") {
+        let code = std::str::from_utf8(code.as_bytes())
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(2);
+        return Some(tonic::Code::from_i32(code));
     }
-    let grpc = res
-        .headers()
+    res.headers()
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if grpc {
-        "OK".into()
-    } else {
-        res.status().as_u16().to_string()
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+        .then_some(tonic::Code::Ok)
+}
+
+/// The status of a response as the metrics and the request log name it: the gRPC code,
+/// else the HTTP status.
+pub(crate) fn code_label(res: &Response) -> Cow<'static, str> {
+    match grpc_code(res) {
+        Some(code) => Cow::Borrowed(canonical(code)),
+        None => Cow::Owned(res.status().as_u16().to_string()),
     }
 }
 
@@ -158,12 +196,13 @@ pub async fn around<F: Future<Output = Response>>(
     req: Request,
     next: impl FnOnce(Request) -> F,
 ) -> Response {
-    let method = method_label(req.uri().path());
+    let series = metrics.series(req.uri().path());
     let start = Instant::now();
     let res = next(req).await;
-    let code = code_label(&res);
-    if SIGN_IN_METHODS.contains(&method.as_str()) {
-        let outcome = match code.as_str() {
+    let code = grpc_code(&res);
+    let label = code.map_or_else(|| code_label(&res), |c| Cow::Borrowed(canonical(c)));
+    if SIGN_IN_METHODS.contains(&series.label) {
+        let outcome = match label.as_ref() {
             "OK" => "ok",
             "UNAUTHENTICATED" => "failed",
             "RESOURCE_EXHAUSTED" => "throttled",
@@ -174,16 +213,29 @@ pub async fn around<F: Future<Output = Response>>(
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
-    metrics
+    let method = || series.label.to_owned();
+    series
         .latency
-        .get_or_create(&MethodLabels {
-            method: method.clone(),
+        .get_or_init(|| {
+            let labels = MethodLabels { method: method() };
+            metrics.latency.get_or_create(&labels).clone()
         })
         .observe(start.elapsed().as_secs_f64());
-    metrics
-        .requests
-        .get_or_create(&RequestLabels { method, code })
-        .inc();
+    let requests = |code: Cow<'static, str>| {
+        let labels = RequestLabels {
+            method: method(),
+            code: code.into_owned(),
+        };
+        metrics.requests.get_or_create(&labels).clone()
+    };
+    match code {
+        // `tonic::Code` numbers run 0..=16.
+        Some(c) => series.by_code[c as usize]
+            .get_or_init(|| requests(label))
+            .inc(),
+        // Plain HTTP answers (rare: probes and scrapes) go through the family.
+        None => requests(label).inc(),
+    };
     res
 }
 
@@ -193,18 +245,24 @@ mod tests {
 
     #[test]
     fn only_served_methods_become_labels() {
+        let m = Metrics::default();
         assert_eq!(
-            method_label("/test.v1.TestAuthService/Pong"),
+            m.series("/test.v1.TestAuthService/Pong").label,
             "/test.v1.TestAuthService/Pong"
         );
-        assert_eq!(method_label("/healthz"), "/healthz");
+        assert_eq!(m.series("/healthz").label, "/healthz");
         for made_up in [
             "/test.v1.TestAuthService/Pong2",
             "/test.v1.TestAuthService/x8f3a",
             "/grpc.health.v1.Health/Nope",
             "/nothing",
         ] {
-            assert_eq!(method_label(made_up), "other", "{made_up}");
+            assert_eq!(m.series(made_up).label, "other", "{made_up}");
         }
+    }
+
+    #[test]
+    fn every_code_has_a_slot() {
+        assert_eq!(tonic::Code::Unauthenticated as usize, CODES - 1);
     }
 }

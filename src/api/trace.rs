@@ -4,31 +4,35 @@
 //! credential). A caller's own `x-request-id` is kept when it is short and plain.
 use axum::extract::Request;
 use axum::response::Response;
+use http::{HeaderName, HeaderValue};
 use rand::RngCore;
 use std::future::Future;
 use tracing::Instrument;
 
 /// The header that carries the request id both ways.
 pub const REQUEST_ID: &str = "x-request-id";
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
-fn request_id(req: &Request) -> String {
-    let given = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    match given {
-        Some(id) => id.to_owned(),
-        None => {
-            // Not a secret: the thread-local generator avoids a system call per request.
-            format!("{:016x}", rand::thread_rng().next_u64())
-        }
+/// The request id: the caller's own when it is short and plain, else 16 random hex digits.
+fn request_id(req: &Request) -> HeaderValue {
+    let given = req.headers().get(REQUEST_ID).filter(|v| {
+        let v = v.as_bytes();
+        !v.is_empty()
+            && v.len() <= 64
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    });
+    if let Some(id) = given {
+        return id.clone();
     }
+    // Not a secret: the thread-local generator avoids a system call per request.
+    let mut n = rand::thread_rng().next_u64();
+    let mut hex = [0u8; 16];
+    for digit in hex.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// The middleware, around `next` (run by `pipeline.rs`).
@@ -37,18 +41,16 @@ pub async fn around<F: Future<Output = Response>>(
     next: impl FnOnce(Request) -> F,
 ) -> Response {
     let id = request_id(&req);
-    let method = req.uri().path().to_owned();
+    // Fields are recorded here, so the span borrows the path and id instead of copying them.
     let span = tracing::info_span!(
         "request",
-        %method,
-        request_id = %id,
+        method = %req.uri().path(),
+        request_id = %id.to_str().unwrap_or_default(),
         user = tracing::field::Empty
     );
     let started = std::time::Instant::now();
     let mut res = next(req).instrument(span.clone()).await;
-    if let Ok(value) = http::HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, value);
-    }
+    res.headers_mut().insert(REQUEST_ID_HEADER, id);
     let status = super::metrics::code_label(&res);
     span.in_scope(|| {
         tracing::info!(

@@ -92,14 +92,18 @@ async fn health_service_and_http_routes_answer() {
     let mut ping =
         pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(n.channel.clone());
     ping.ping(pb::test::v1::PingRequest {}).await.unwrap();
+    ping.ping(pb::test::v1::PingRequest {}).await.unwrap();
     let _ = n.pong(None).await;
     let metrics = get_text(&format!("{}/metrics", n.url())).await;
-    assert!(
-        metrics.contains(
-            r#"hearth_requests_total{method="/test.v1.TestNoAuthService/Ping",code="OK"} 1"#
-        ),
-        "{metrics}"
-    );
+    // Each series counts every request, the first and the later ones.
+    for series in [
+        r#"hearth_requests_total{method="/test.v1.TestNoAuthService/Ping",code="OK"} 2"#,
+        r#"hearth_requests_total{method="other",code="404"} 4"#,
+        r#"hearth_requests_total{method="other",code="UNIMPLEMENTED"} 1"#,
+        r#"hearth_request_duration_seconds_count{method="/test.v1.TestNoAuthService/Ping"} 2"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     assert!(
         metrics.contains(r#"method="/test.v1.TestAuthService/Pong",code="UNAUTHENTICATED"} 1"#),
         "{metrics}"
