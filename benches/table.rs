@@ -3,7 +3,9 @@
 //! `BENCH_SECONDS`) — with throughput, p50 and p99, and each row's ratio to its baseline from
 //! the same run. A row and its baseline are measured in alternating rounds
 //! (`BENCH_ROUNDS`, 3, of a third of the window each), so a machine that speeds up or slows
-//! down during the run (shared hosts do, by a third) moves both alike and the ratio holds.
+//! down during the run (shared hosts do, by a third) moves both alike; the ratio is the
+//! median of the rounds' ratios, printed with their range, so one disturbed round neither
+//! moves it nor hides.
 //! Printed as a markdown table; `scripts/bench.sh` also writes it to docs/BENCHMARKS.md.
 //! Asserts nothing. Traffic goes to 127.0.0.1 only; every loop is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -100,6 +102,8 @@ struct Stats {
     rate: f64,
     p50: Duration,
     p99: Duration,
+    /// For a row measured with [`pair`]: its rate over its baseline's in each round.
+    round_ratios: Vec<f64>,
 }
 
 /// What one or more windows of load produced: the latency of each successful call, and
@@ -126,14 +130,21 @@ impl Samples {
         };
         Stats {
             calls: self.times.len(),
-            rate: self.times.len() as f64 / self.secs.max(1e-9),
+            rate: self.rate(),
             p50: at(0.5),
             p99: at(0.99),
+            round_ratios: Vec::new(),
         }
+    }
+
+    fn rate(&self) -> f64 {
+        self.times.len() as f64 / self.secs.max(1e-9)
     }
 }
 
-/// A baseline and a row measured in alternating rounds (base, row, base, row, …).
+/// A baseline and a row measured in alternating rounds (base, row, base, row, …); the row
+/// keeps each round's ratio, so its ratio is their median: a burst on a shared host that
+/// hits one round does not move it (the table shows the spread too).
 async fn pair<A, FA, B, FB>(mut base: A, mut row: B) -> (Stats, Stats)
 where
     A: FnMut(Duration) -> FA,
@@ -144,11 +155,16 @@ where
     let rounds = env("BENCH_ROUNDS", 3).max(1);
     let window = Duration::from_secs(env("BENCH_SECONDS", 3) as u64) / rounds as u32;
     let (mut a, mut b) = (Samples::default(), Samples::default());
+    let mut ratios = Vec::new();
     for _ in 0..rounds {
-        a.merge(base(window).await);
-        b.merge(row(window).await);
+        let (x, y) = (base(window).await, row(window).await);
+        ratios.push(y.rate() / x.rate().max(1e-9));
+        a.merge(x);
+        b.merge(y);
     }
-    (a.stats(), b.stats())
+    let mut row = b.stats();
+    row.round_ratios = ratios;
+    (a.stats(), row)
 }
 
 /// Whether the row group `name` runs: `BENCH_ROWS` is a comma list of tokens, distinct,
@@ -258,8 +274,24 @@ fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
 struct Table(Vec<String>);
 
 impl Table {
+    /// A row; its ratio is the median of its rounds' ratios when it was measured with
+    /// [`pair`] (with their range), else its rate over `base`'s.
     fn row(&mut self, name: &str, s: &Stats, base: Option<(&str, f64)>) {
-        let ratio = base.map_or("1.00".to_owned(), |(_, b)| format!("{:.2}", s.rate / b));
+        let ratio = match (base, &s.round_ratios[..]) {
+            (None, _) => "1.00".to_owned(),
+            (Some((_, b)), []) => format!("{:.2}", s.rate / b),
+            (Some(_), [one]) => format!("{one:.2}"),
+            (Some(_), rounds) => {
+                let mut sorted = rounds.to_vec();
+                sorted.sort_by(f64::total_cmp);
+                let median = match sorted.len() % 2 {
+                    1 => sorted[sorted.len() / 2],
+                    _ => (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0,
+                };
+                let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
+                format!("{median:.2} ({lo:.2}–{hi:.2})")
+            }
+        };
         let of = base.map_or("itself", |(n, _)| n);
         self.0.push(format!(
             "| {name} | {:.0} | {:.2} | {:.2} | {ratio} | {of} |",

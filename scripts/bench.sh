@@ -41,7 +41,8 @@ command_line="BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-64} BENCH_CONNECTIONS=${BEN
   echo "one machine, client and server on the same cores, traffic on loopback only; compare"
   echo "ratios, not absolute numbers, across machines. Each ratio's baseline is measured in"
   echo "rounds alternating with its row, so the machine's drift (a third, on shared hosts)"
-  echo "moves both alike; absolute rates still vary between runs."
+  echo "moves both alike; the ratio is the median of the rounds' ratios, with their range in"
+  echo "brackets. Absolute rates still vary between runs."
   echo
   echo "- Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(uname -sr)"
   echo "- Toolchain: $(rustc --version)"
