@@ -155,7 +155,12 @@ fn grpc_code(res: &Response) -> Option<tonic::Code> {
 /// The status of a response as the metrics and the request log name it: the gRPC code,
 /// else the HTTP status.
 pub(crate) fn code_label(res: &Response) -> Cow<'static, str> {
-    match grpc_code(res) {
+    label_of(grpc_code(res), res)
+}
+
+/// [`code_label`] for a response whose [`grpc_code`] is known.
+fn label_of(code: Option<tonic::Code>, res: &Response) -> Cow<'static, str> {
+    match code {
         Some(code) => Cow::Borrowed(canonical(code)),
         None => Cow::Owned(res.status().as_u16().to_string()),
     }
@@ -200,7 +205,7 @@ pub async fn around<F: Future<Output = Response>>(
     let start = Instant::now();
     let res = next(req).await;
     let code = grpc_code(&res);
-    let label = code.map_or_else(|| code_label(&res), |c| Cow::Borrowed(canonical(c)));
+    let label = label_of(code, &res);
     if SIGN_IN_METHODS.contains(&series.label) {
         let outcome = match label.as_ref() {
             "OK" => "ok",
