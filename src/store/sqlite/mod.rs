@@ -92,6 +92,11 @@ pub(crate) fn cached_exec(
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 type ReaderJob = Box<dyn FnOnce(&Connection) + Send>;
 
+/// Bytes the write-ahead log's file keeps once a checkpoint lets it start over. A burst
+/// grows it (the benchmark's activity stamps over a million sessions left it ~60 MB), and
+/// without a limit the file stays that size for good.
+const WAL_SIZE_LIMIT: u64 = 16 << 20;
+
 /// Reads queued on one reader before the next reader gets them.
 const SHORT_QUEUE: usize = 4;
 
@@ -137,6 +142,7 @@ impl Sqlite {
     pub fn open(path: &Path, readers: usize, sync: Synchronous) -> Result<Self, StoreError> {
         let mut writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT as i64)?;
         configure(&writer, sync)?;
         migrations::apply(&mut writer, path)?;
         let read_only = || {
@@ -331,6 +337,46 @@ mod tests {
         let normal = open(dir.path(), Synchronous::Normal);
         assert_eq!(writer_pragma(&normal, "synchronous").await, 1);
         assert_eq!(writer_pragma(&normal, "secure_delete").await, 1);
+    }
+
+    /// Runs `sql` on the writer, each statement in its own transaction.
+    async fn writer_exec(db: &Sqlite, sql: &'static str) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(conn.execute_batch(sql));
+        });
+        let sender = db.writer.lock().ok().and_then(|w| w.clone());
+        sender
+            .map(|s| s.send(job))
+            .unwrap_or_else(|| panic!("writer"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        answer
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn the_write_ahead_log_shrinks_back_after_a_large_write() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = open(dir.path(), Synchronous::Normal);
+        let wal = || {
+            std::fs::metadata(dir.path().join("t.sqlite3-wal"))
+                .map(|m| m.len())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // One transaction of more than the limit: the log must hold it whole.
+        writer_exec(
+            &db,
+            "CREATE TABLE big (b BLOB); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 96) \
+             INSERT INTO big SELECT randomblob(256 * 1024) FROM n;",
+        )
+        .await;
+        assert!(wal() > WAL_SIZE_LIMIT, "the log grew: {}", wal());
+        // The next write starts the log over, and cuts its file back to the limit.
+        writer_exec(&db, "DELETE FROM big WHERE rowid = 1;").await;
+        assert!(wal() <= WAL_SIZE_LIMIT, "the log kept {} bytes", wal());
     }
 
     #[tokio::test]
