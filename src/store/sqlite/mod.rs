@@ -308,10 +308,14 @@ mod tests {
         Sqlite::open(&dir.join("t.sqlite3"), 1, sync).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    async fn writer_pragma(db: &Sqlite, name: &'static str) -> i64 {
+    /// Runs `f` on the writer's connection, outside any write job.
+    async fn on_writer_raw<T: Send + 'static>(
+        db: &Sqlite,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> T {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let _ = reply.send(conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0)));
+            let _ = reply.send(f(conn));
         });
         let sender = db.writer.lock().ok().and_then(|w| w.clone());
         sender
@@ -322,6 +326,15 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn writer_pragma(db: &Sqlite, name: &'static str) -> i64 {
+        on_writer_raw(db, move |c| c.pragma_query_value(None, name, |r| r.get(0))).await
+    }
+
+    /// Runs `sql` on the writer, each statement in its own transaction.
+    async fn writer_exec(db: &Sqlite, sql: &'static str) {
+        on_writer_raw(db, move |c| c.execute_batch(sql)).await;
     }
 
     #[tokio::test]
@@ -337,23 +350,6 @@ mod tests {
         let normal = open(dir.path(), Synchronous::Normal);
         assert_eq!(writer_pragma(&normal, "synchronous").await, 1);
         assert_eq!(writer_pragma(&normal, "secure_delete").await, 1);
-    }
-
-    /// Runs `sql` on the writer, each statement in its own transaction.
-    async fn writer_exec(db: &Sqlite, sql: &'static str) {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let _ = reply.send(conn.execute_batch(sql));
-        });
-        let sender = db.writer.lock().ok().and_then(|w| w.clone());
-        sender
-            .map(|s| s.send(job))
-            .unwrap_or_else(|| panic!("writer"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        answer
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[tokio::test]
