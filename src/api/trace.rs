@@ -26,13 +26,11 @@ fn request_id(req: &Request) -> HeaderValue {
         return id.clone();
     }
     // Not a secret: the thread-local generator avoids a system call per request.
-    let mut n = rand::thread_rng().next_u64();
     let mut hex = [0u8; 16];
-    for digit in hex.iter_mut().rev() {
-        *digit = b"0123456789abcdef"[(n & 0xf) as usize];
-        n >>= 4;
-    }
-    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    hex::encode_to_slice(rand::thread_rng().next_u64().to_be_bytes(), &mut hex)
+        .ok()
+        .and_then(|()| HeaderValue::from_bytes(&hex).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("0"))
 }
 
 /// The middleware, around `next` (run by `pipeline.rs`).
