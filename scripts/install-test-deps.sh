@@ -5,7 +5,8 @@
 # tests/oidc/node_modules), and a PostgreSQL server for the cluster backend's tests
 # (Debian's postgresql; the tests start their own servers in temporary directories as the
 # unprivileged `postgres` user, so the package's system service is not needed). Idempotent;
-# safe to run on every test run.
+# safe to run on every test run. Harmony's real client (interop/harmony) compiles its protos
+# with protoc: Debian's protobuf-compiler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
@@ -34,4 +35,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   # The tests start their own servers; the packaged cluster is not used.
   $sudo service postgresql stop >/dev/null 2>&1 || true
+fi
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "installing protobuf-compiler (protoc, for the Harmony client of interop/harmony)…" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null
 fi

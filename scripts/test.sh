@@ -24,12 +24,17 @@ for _ in $(seq 100); do
 done
 walk=$(printf 'register\nwalker@example.org\nWalker\ncorrect horse battery staple\n' |
   timeout 30 "$target/examples/harmony_login" "http://$addr" 2>&1) || true
+# Harmony's real client (harmony_rust_sdk + hrpc from crates.io, interop/harmony) over hRPC.
+cargo build --quiet --manifest-path interop/harmony/Cargo.toml
+interop_ok=0
+interop/harmony/target/debug/hearth-interop-harmony "http://$addr" | tee "$work/interop.log" || interop_ok=$?
 kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
 if grep -q 'signed in as user' <<<"$walk"; then
   echo "example harmony_login: walked register to a session"
 else
   echo "example harmony_login: FAILED"; echo "$walk"; exit 1
 fi
+[ "$interop_ok" -eq 0 ] || { echo "harmony interop: FAILED"; exit 1; }
 
 # The systemd unit of scripts/packaging, checked where systemd-analyze exists (pointed at the
 # binary the tests just built, since /usr/local/bin/hearth is not installed here).
@@ -43,5 +48,5 @@ else
 fi
 
 # One closing line for the whole workspace (cargo prints one per test binary).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
-  "$work/test.log"
+awk '/^test result:/ { p += $4; f += $6 } / interop: [0-9]+ passed/ { p += $3; f += $5 }
+  END { printf "tests: %d passed, %d failed\n", p, f }' "$work/test.log" "$work/interop.log"

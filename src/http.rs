@@ -1,5 +1,5 @@
 //! Plain HTTP routes served on the gRPC port: health, metrics, the e-mail verification link
-//! and this node's federation well-known document.
+//! this node's federation well-known document and Harmony's `/_harmony/server`.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -42,6 +42,7 @@ pub fn routes(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
         .route("/email/verify", get(verify_email))
         .route("/.well-known/hearth/server", get(well_known))
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/_harmony/server", get(harmony_server))
         .with_state(HttpState { services, metrics })
 }
 
@@ -111,4 +112,17 @@ async fn well_known(State(s): State<HttpState>) -> impl IntoResponse {
         ),
     };
     Json(serde_json::json!({ "server": server }))
+}
+
+/// Harmony's discovery document: where this node's hRPC API is (the node's public URL;
+/// Hearth serves hRPC on its one port, not on Harmony's default 2289).
+async fn harmony_server(State(s): State<HttpState>) -> impl IntoResponse {
+    let url = s
+        .services
+        .config()
+        .mail
+        .public_url
+        .clone()
+        .unwrap_or_default();
+    Json(serde_json::json!({ "h.server": url }))
 }

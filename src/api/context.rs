@@ -16,6 +16,10 @@ pub struct PeerAddr(pub SocketAddr);
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(pub std::sync::Arc<Vec<IpAddr>>);
 
+/// The client's IP, worked out once per request by the pipeline (see [`client_ip`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
 /// The authenticated caller; UNAUTHENTICATED if the auth layer found none.
 pub fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     req.extensions().get::<Principal>().cloned().ok_or_else(|| {
@@ -70,15 +74,17 @@ fn text(md: &MetadataMap, key: &str) -> Option<String> {
 /// Builds the [`RequestContext`] of a request.
 pub fn request_context<T>(req: &Request<T>) -> RequestContext {
     let md = req.metadata();
-    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
-    let trusted = req
-        .extensions()
-        .get::<TrustedProxies>()
-        .cloned()
-        .unwrap_or_default();
-    let xff = md.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let ip = match req.extensions().get::<ClientIp>() {
+        Some(known) => known.0,
+        None => {
+            let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+            let trusted = req.extensions().get::<TrustedProxies>();
+            let xff = md.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+            client_ip(peer, xff, trusted.map_or(&[][..], |t| &t.0[..]))
+        }
+    };
     RequestContext {
-        ip: client_ip(peer, xff, &trusted.0),
+        ip,
         device: DeviceFacts {
             client_id: text(md, "x-client-id")
                 .and_then(|s| s.parse().ok())

@@ -15,6 +15,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::methods::Method;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
@@ -86,10 +88,9 @@ impl Default for Metrics {
             sign_ins.clone(),
         );
         let node = super::node_gauges::NodeGauges::register(&mut registry);
-        let series = super::auth::REQUIREMENTS
+        let series = super::methods::METHODS
             .iter()
-            .map(|(path, _)| *path)
-            .chain(super::auth::HTTP_ROUTES.iter().copied())
+            .map(|m| m.label())
             .chain([OTHER])
             .map(|label| {
                 let series = MethodSeries {
@@ -190,23 +191,19 @@ pub fn canonical(code: tonic::Code) -> &'static str {
     }
 }
 
-const SIGN_IN_METHODS: &[&str] = &[
-    "/tangle.client.auth.Auth/SignIn",
-    "/accounts.v1.PublicAccountsService/SignIn",
-];
-
 /// The middleware, around `next` (run by `pipeline.rs`).
 pub async fn around<F: Future<Output = Response>>(
     metrics: &Metrics,
+    method: Option<&Method>,
     req: Request,
     next: impl FnOnce(Request) -> F,
 ) -> Response {
-    let series = metrics.series(req.uri().path());
+    let series = metrics.series(method.map_or(OTHER, |m| m.label()));
     let start = Instant::now();
     let res = next(req).await;
     let code = grpc_code(&res);
     let label = label_of(code, &res);
-    if SIGN_IN_METHODS.contains(&series.label) {
+    if method.is_some_and(|m| m.sign_in) {
         let outcome = match label.as_ref() {
             "OK" => "ok",
             "UNAUTHENTICATED" => "failed",

@@ -6,10 +6,14 @@ pub mod context;
 pub mod cors;
 pub mod deadline;
 pub mod decode_errors;
+pub mod dispatch;
 pub mod harmony;
+pub mod hrpc;
+pub mod methods;
 pub mod metrics;
 pub mod node_gauges;
 pub mod oidc;
+pub mod osmium;
 pub mod peer_auth;
 pub mod pipeline;
 pub mod rate_limits;
@@ -19,6 +23,7 @@ pub mod tangle;
 pub mod test_v1;
 pub mod tokens_v1;
 pub mod trace;
+pub mod transports;
 
 use std::sync::Arc;
 
@@ -127,12 +132,12 @@ pub async fn router(
     let cors_origins = services.config().http.cors_origins.clone();
     let rate_limits = rate_limits::RateLimits::new(
         services.config().limits.clone(),
-        trusted.0.clone(),
         crate::domain::rate_limit::RateLimiter::new(
             services.state().buckets.clone(),
             services.clock().clone(),
         ),
     );
+    let transports = transports::Transports::new(axum::Router::new(), services.config());
     let limits = &services.config().limits;
     let bounds = deadline::Bounds {
         timeout: std::time::Duration::from_secs(limits.request_timeout_secs.max(1)),
@@ -146,10 +151,24 @@ pub async fn router(
         metrics,
         cors: cors::Cors::new(&cors_origins),
     });
-    Ok(grpc
+    let inner = grpc
         .merge(http_routes)
         .layer(axum::middleware::from_fn_with_state(
             pipeline,
             pipeline::layer,
-        )))
+        ));
+    // hRPC and the Osmium socket call `inner` themselves, so their requests take the same
+    // pipeline as gRPC's.
+    let transports = Arc::new(transports::Transports {
+        inner: dispatch::Inner(inner.clone()),
+        socket: osmium::Socket {
+            inner: dispatch::Inner(inner.clone()),
+            ..transports.socket
+        },
+        ..transports
+    });
+    Ok(inner.layer(axum::middleware::from_fn_with_state(
+        transports,
+        transports::layer,
+    )))
 }

@@ -1,6 +1,8 @@
 //! The pipeline every request goes through, as one middleware: request id and span
 //! (`trace`), CORS, metrics, the in-flight cap and deadline, per-IP budgets for costly
-//! methods, then the credential check (`auth`), in that order. One middleware rather than
+//! methods, then the credential check (`auth`), in that order. The method's row of the
+//! method table (`methods.rs`) and the client's address are found once here and handed to
+//! every stage; every transport's requests arrive here as the same paths. One middleware rather than
 //! one per concern because axum's `from_fn` clones the whole stack below it on every
 //! request: seven nested layers cost a few dozen boxed service clones per call (about 8%
 //! of a public call's CPU in the bench profile), this costs one.
@@ -10,8 +12,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::context::TrustedProxies;
-use super::{auth, cors, deadline, metrics, rate_limits, trace};
+use super::context::{http_client_ip, ClientIp, TrustedProxies};
+use super::{auth, cors, deadline, methods, metrics, rate_limits, trace};
 use crate::domain::Services;
 
 /// What the pipeline's stages need.
@@ -32,14 +34,22 @@ pub struct Pipeline {
 
 /// The middleware.
 pub async fn layer(State(p): State<Arc<Pipeline>>, mut req: Request, next: Next) -> Response {
+    let p = &*p;
+    let method = methods::find(req.uri().path());
+    let ip = ClientIp(http_client_ip(&req, &p.trusted.0));
+    req.extensions_mut().insert(ip);
     req.extensions_mut().insert(p.trusted.clone());
     trace::around(req, |req| {
         cors::around(&p.cors, req, |req| {
-            metrics::around(&p.metrics, req, |req| {
-                deadline::around(&p.bounds, req, |req| {
-                    rate_limits::around(&p.rate_limits, req, |req| {
-                        auth::around(&p.services, req, |req| next.run(req))
+            metrics::around(&p.metrics, method, req, |req| {
+                deadline::around(&p.bounds, req, |req| async move {
+                    let Some(method) = method else {
+                        return auth::not_served(&req);
+                    };
+                    rate_limits::around(&p.rate_limits, method, req, |req| {
+                        auth::around(&p.services, method, req, |req| next.run(req))
                     })
+                    .await
                 })
             })
         })

@@ -1,6 +1,6 @@
 //! The outermost layer: one tracing span per request with its method (path), request id and
 //! (once the auth layer knows it) user id; the id is returned as `x-request-id`, and one
-//! info line per request records the method, status, latency, request id and user (never a
+//! info line per request records the method, transport, status, latency, request id and user (never a
 //! credential). A caller's own `x-request-id` is kept when it is short and plain.
 use axum::extract::Request;
 use axum::response::Response;
@@ -25,12 +25,20 @@ fn request_id(req: &Request) -> HeaderValue {
     if let Some(id) = given {
         return id.clone();
     }
-    // Not a secret: the thread-local generator avoids a system call per request.
-    let mut hex = [0u8; 16];
-    hex::encode_to_slice(rand::thread_rng().next_u64().to_be_bytes(), &mut hex)
-        .ok()
-        .and_then(|()| HeaderValue::from_bytes(&hex).ok())
-        .unwrap_or_else(|| HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&new_id()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// 16 random lowercase hex digits. Not a secret: the thread-local generator avoids a system
+/// call per request.
+fn new_id() -> [u8; 16] {
+    let mut hex = [b'0'; 16];
+    let _ = hex::encode_to_slice(rand::thread_rng().next_u64().to_be_bytes(), &mut hex);
+    hex
+}
+
+/// A new request id, for an adapter that makes calls of its own (the Osmium socket).
+pub fn new_request_id() -> String {
+    String::from_utf8_lossy(&new_id()).into_owned()
 }
 
 /// The middleware, around `next` (run by `pipeline.rs`).
@@ -43,6 +51,7 @@ pub async fn around<F: Future<Output = Response>>(
     let span = tracing::info_span!(
         "request",
         method = %req.uri().path(),
+        transport = super::dispatch::Transport::of(&req).name(),
         request_id = %id.to_str().unwrap_or_default(),
         user = tracing::field::Empty
     );

@@ -304,7 +304,7 @@ pub fn read_form(
         ));
     }
     let mut filled = Filled::default();
-    for (&(name, kind), value) in fields.iter().zip(values) {
+    for (&(name, kind), value) in fields.iter().zip(sdk_order(fields, values)) {
         let wrong = |got: &str| {
             DomainError::invalid(
                 name,
@@ -330,6 +330,21 @@ pub fn read_form(
         }
     }
     Ok(filled)
+}
+
+/// Harmony's SDK (`register_form`) sends the username before the e-mail address, against
+/// the order the register step names. Accepted when it is unambiguous: the form asks for an
+/// e-mail then a text, and only the second value is an e-mail address.
+fn sdk_order(fields: &[(&'static str, FieldType)], mut values: Vec<Value>) -> Vec<Value> {
+    let is_email = |v: &Value| matches!(v, Value::Text(t) if canonical_email("email", t).is_ok());
+    if let ([(_, FieldType::Email), (_, FieldType::Text), ..], [first, second, ..]) =
+        (fields, &values[..])
+    {
+        if !is_email(first) && is_email(second) && matches!(first, Value::Text(_)) {
+            values.swap(0, 1);
+        }
+    }
+    values
 }
 
 /// The refusal for a choice the step does not offer.
@@ -419,6 +434,37 @@ mod tests {
             ],
         )
         .expect_err("syntax");
+        assert_eq!(e.field, Some("email"));
+    }
+
+    #[test]
+    fn the_register_form_takes_the_sdks_order_only_when_unambiguous() {
+        let fields = [
+            ("email", FieldType::Email),
+            ("username", FieldType::Text),
+            ("password", FieldType::NewPassword),
+        ];
+        let form = |a: &str, b: &str| {
+            read_form(
+                "register",
+                &fields,
+                vec![
+                    Value::Text(a.into()),
+                    Value::Text(b.into()),
+                    Value::Bytes(b"pw".to_vec()),
+                ],
+            )
+        };
+        for (a, b) in [("a@example.org", "sdkuser"), ("sdkuser", "a@example.org")] {
+            let ok = form(a, b).unwrap_or_else(|e| panic!("{a}, {b}: {e}"));
+            assert_eq!(ok.text("email"), "a@example.org");
+            assert_eq!(ok.text("username"), "sdkuser");
+        }
+        // Two addresses: the named order holds.
+        let ok = form("a@example.org", "b@example.org").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.text("username"), "b@example.org");
+        // Neither: refused, naming the e-mail field.
+        let e = form("sdkuser", "other").expect_err("no address");
         assert_eq!(e.field, Some("email"));
     }
 

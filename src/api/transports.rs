@@ -1,0 +1,84 @@
+//! The one place that tells transports apart on the shared port: hRPC unary calls and
+//! WebSockets (hRPC streams, the Osmium socket at `/`) go to their adapters, which call the
+//! pipeline themselves; gRPC, gRPC-Web and plain HTTP go straight on. A POST to a method
+//! with a content type no transport speaks gets 415.
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::StatusCode;
+
+use super::dispatch::Inner;
+use super::methods::{self, Kind};
+use super::{hrpc, osmium};
+
+/// What the adapters need.
+pub struct Transports {
+    /// The pipeline and routes.
+    pub inner: Inner,
+    /// How long a request body or a stream's first frame may take.
+    pub timeout: Duration,
+    /// The Osmium socket's settings.
+    pub socket: osmium::Socket,
+}
+
+impl Transports {
+    /// Over `inner`, with the node's request timeout, idle timeout and public URL.
+    pub fn new(inner: axum::Router, config: &crate::config::Config) -> Self {
+        let inner = Inner(inner);
+        let url = config.mail.public_url.as_deref().unwrap_or_default();
+        let uri = url.parse::<http::Uri>().ok();
+        let host = uri.as_ref().and_then(|u| u.host()).unwrap_or("localhost");
+        let tls = uri.as_ref().and_then(|u| u.scheme_str()) == Some("https");
+        let port = uri
+            .as_ref()
+            .and_then(|u| u.port_u16())
+            .unwrap_or(if tls { 443 } else { 80 });
+        Transports {
+            inner: inner.clone(),
+            timeout: Duration::from_secs(config.limits.request_timeout_secs.max(1)),
+            socket: osmium::Socket {
+                inner,
+                idle: Duration::from_secs(config.limits.idle_timeout_secs.max(1)),
+                entrypoint: (host.to_owned(), port),
+            },
+        }
+    }
+}
+
+fn unsupported(path: &str) -> Response {
+    let mut res = Response::new(axum::body::Body::from(format!(
+        "{}: send application/grpc (gRPC), application/grpc-web (gRPC-Web) or application/hrpc (hRPC)\n",
+        crate::domain::validate::printable(path, 200)
+    )));
+    *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    res
+}
+
+/// The middleware, outermost.
+pub async fn layer(State(t): State<Arc<Transports>>, req: Request, next: Next) -> Response {
+    if hrpc::is_unary(&req) {
+        return hrpc::unary(&t.inner, t.timeout, req).await;
+    }
+    if hrpc::is_upgrade(&req) {
+        if osmium::is_socket(&req) {
+            return osmium::accept(t.socket.clone(), req).await;
+        }
+        if methods::find(req.uri().path()).is_some_and(|m| m.kind != Kind::Http) {
+            return hrpc::stream(t.inner.clone(), t.timeout, req).await;
+        }
+    }
+    if req.method() == http::Method::POST {
+        let method = methods::find(req.uri().path()).filter(|m| m.kind != Kind::Http);
+        let grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+        if method.is_some() && !grpc {
+            return unsupported(req.uri().path());
+        }
+    }
+    next.run(req).await
+}
