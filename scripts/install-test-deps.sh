@@ -4,9 +4,10 @@
 # for the GetJWT tests (oidc-provider, from npm, run by the machine's Node.js into
 # tests/oidc/node_modules), and a PostgreSQL server for the cluster backend's tests
 # (Debian's postgresql; the tests start their own servers in temporary directories as the
-# unprivileged `postgres` user, so the package's system service is not needed). Idempotent;
-# safe to run on every test run. Harmony's real client (interop/harmony) compiles its protos
-# with protoc: Debian's protobuf-compiler.
+# unprivileged `postgres` user, so the package's system service is not needed); protobufjs
+# 7 (npm, into tests/osmium/node_modules) decodes what the Osmium SDK would; Harmony's real
+# client (interop/harmony) compiles its protos with protoc (Debian's protobuf-compiler).
+# Idempotent; safe to run on every test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
@@ -27,6 +28,10 @@ if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
   fi
   npm install --silent --no-audit --no-fund --no-save --prefix tests/oidc oidc-provider@9 >/dev/null
+fi
+if [ ! -d tests/osmium/node_modules/protobufjs ]; then
+  echo "installing protobufjs (the protobuf runtime of Osmium's SDK, for the wire tests)…" >&2
+  npm install --silent --no-audit --no-fund --no-save --prefix tests/osmium protobufjs@7 >/dev/null
 fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "installing postgresql (the cluster backend's tests)…" >&2

@@ -156,6 +156,7 @@ impl Auth for TangleApi {
         &self,
         req: Request<LookupInvite>,
     ) -> Result<Response<InvitePreview>, Status> {
+        let caller = optional_principal(&req).map(|p| p.user_id);
         let code = req.into_inner().code;
         let preview = self.0.invites.lookup(&code).await?;
         Ok(Response::new(invite_preview(
@@ -163,6 +164,7 @@ impl Auth for TangleApi {
             &preview.invite,
             preview.creator.as_ref(),
             &preview.target,
+            caller,
         )))
     }
 
@@ -213,7 +215,10 @@ impl Auth for TangleApi {
         Ok(Response::new(InviteList {
             invites: invites
                 .iter()
-                .map(|i| invite_preview(format!("{}…", i.hint), i, None, &PreviewTarget::None))
+                .map(|i| {
+                    let hint = format!("{}…", i.hint);
+                    invite_preview(hint, i, None, &PreviewTarget::None, Some(p.user_id))
+                })
                 .collect(),
         }))
     }
@@ -237,11 +242,14 @@ fn invite_type(t: InviteTarget) -> InviteType {
     }
 }
 
+/// `caller`: who asks, for `owner` (whether the caller owns the group or community, as the
+/// real Osmium types say; DESIGN.md §1).
 fn invite_preview(
     code: String,
     i: &Invite,
     creator: Option<&UserRow>,
     target: &PreviewTarget,
+    caller: Option<u64>,
 ) -> InvitePreview {
     use crate::pb::tangle::client::auth::invite_preview::TargetInfo;
     use crate::pb::tangle::client::types::{Community, Group};
@@ -258,12 +266,12 @@ fn invite_preview(
             PreviewTarget::Group(g) => Some(TargetInfo::Chat(Group {
                 id: g.id,
                 name: g.name.clone(),
-                owner: g.owner,
+                owner: caller == Some(g.owner),
                 participant_ids: g.members.clone(),
             })),
             PreviewTarget::Community(c) => Some(TargetInfo::Community(Community {
                 id: c.id,
-                owner: c.owner,
+                owner: caller == Some(c.owner),
                 name: c.name.clone(),
                 permissions: 0,
                 username: None,

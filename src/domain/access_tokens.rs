@@ -216,7 +216,12 @@ impl AccessTokens {
         req: NewToken,
     ) -> Result<(BearerSecret, AccessToken), DomainError> {
         let name = display_name("token_metadata.name", &req.name)?;
-        let scopes = Self::grantable(p, &req.scopes)?;
+        // The seed's TokenPermissions has no fields, so a seed client sends none: an empty
+        // list grants what the creating credential may do (DESIGN.md §1).
+        let scopes = match req.scopes.is_empty() {
+            true => p.scopes,
+            false => Self::grantable(p, &req.scopes)?,
+        };
         let now = self.clock.now_ms();
         let expires_at = match req.expires_at {
             Some(at) => self.check_expiry(at, now)?,
@@ -298,7 +303,9 @@ impl AccessTokens {
             .name
             .map(|n| display_name("token_metadata.name", &n))
             .transpose()?;
-        let scopes = change.scopes.map(|s| Self::grantable(p, &s)).transpose()?;
+        // An empty list (a seed client's empty TokenPermissions) leaves the scopes as they are.
+        let named = change.scopes.filter(|s| !s.is_empty());
+        let scopes = named.map(|s| Self::grantable(p, &s)).transpose()?;
         let now = self.clock.now_ms();
         let expires_at = change
             .expires_at

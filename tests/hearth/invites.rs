@@ -227,12 +227,20 @@ async fn group_and_community_invites_need_the_owner_and_make_members() {
         Some(TargetInfo::Chat(g)) => {
             assert_eq!(
                 (g.id, g.name.as_str(), g.owner),
-                (group, "Book club", owner_id)
+                (group, "Book club", false)
             );
             assert_eq!(g.participant_ids, vec![owner_id]);
         }
         other => panic!("expected a group, got {other:?}"),
     }
+    // `owner` says whether the caller owns it (a bool, as in the real Osmium types).
+    let mine = n
+        .tangle()
+        .lookup_invite(authed(tangle::LookupInvite { code: code.clone() }, &owner))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(mine.target_info, Some(TargetInfo::Chat(g)) if g.owner));
     use_code(&n, &guest, &code).await.unwrap();
     let member = n
         .domain()

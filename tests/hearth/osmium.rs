@@ -382,3 +382,68 @@ async fn a_thousand_idle_sockets_are_held_then_closed_and_others_are_served() {
     }
     assert_eq!(closed, 1000, "idle sockets are closed");
 }
+
+#[tokio::test]
+async fn protobufjs_decodes_a_group_invite_preview_with_the_real_osmium_types() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/osmium/decode.mjs");
+    let modules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/osmium/node_modules/protobufjs"
+    );
+    assert!(
+        std::path::Path::new(modules).exists(),
+        "protobufjs is not installed: run `bash scripts/install-test-deps.sh` (the README's test command does)"
+    );
+    let n = TestNode::start().await;
+    let (owner, _, owner_id) = n.sign_up("g@example.org").await;
+    let group = n
+        .domain()
+        .invites
+        .create_place(
+            hearth::domain::model::InviteTarget::Group,
+            "Readers",
+            owner_id,
+        )
+        .await
+        .unwrap();
+    let code = n
+        .tangle()
+        .create_invite(authed(
+            tangle::CreateInvite {
+                target_type: tangle::InviteType::Group as i32,
+                target_id: group,
+                expires_at: None,
+                max_uses: None,
+            },
+            &owner,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .code;
+    // Over the socket, as an Osmium client asks, signed in as the owner.
+    let mut s = Osmium::connect(&n).await;
+    authorization(s.call(sign_in("g@example.org", PASSWORD)).await);
+    let preview = match s
+        .call(Member::LookupInvite(tangle::LookupInvite { code }))
+        .await
+    {
+        Ok(Some(Answer::InvitePreview(p))) => p,
+        other => panic!("{other:?}"),
+    };
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .arg(hex::encode(preview.encode_to_vec()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["chat"]["owner"], true, "{text}");
+    assert_eq!(json["chat"]["name"], "Readers", "{text}");
+    assert_eq!(json["chat"]["id"], group.to_string(), "{text}");
+}

@@ -355,16 +355,43 @@ async fn scopes_bound_what_a_token_reaches_and_grants() {
         s.message().contains("tokens:write"),
         "lists the real scopes: {s:?}"
     );
-    let r = n
+    // A seed client sends TokenPermissions empty: the token gets what its creator may do.
+    let all = n
         .tokens()
-        .create_token(authed(create("none", &[]), &session))
-        .await;
-    assert_refused(
-        r,
-        Code::InvalidArgument,
-        "FIELD_INVALID",
-        "at least one scope",
-    );
+        .create_token(authed(create("seed", &[]), &session))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = all.token_permissions.unwrap().scopes;
+    got.sort();
+    let mut every: Vec<String> = hearth::domain::scopes::ScopeSet::ALL
+        .names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    every.sort();
+    assert_eq!(got, every);
+    let narrow = n
+        .tokens()
+        .create_token(authed(
+            create("narrow", &["tokens:read", "tokens:write"]),
+            &session,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token_value
+        .unwrap()
+        .token;
+    let derived = n
+        .tokens()
+        .create_token(authed(create("derived", &[]), &narrow))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = derived.token_permissions.unwrap().scopes;
+    got.sort();
+    assert_eq!(got, ["tokens:read", "tokens:write"]);
     let r = n
         .tokens()
         .create_token(authed(create("", &["tokens:read"]), &session))

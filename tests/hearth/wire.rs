@@ -221,6 +221,22 @@ fn fixed64_ids_and_the_registration_invite_type() {
             .unwrap();
         assert_eq!(f.r#type(), Type::Fixed64, "{msg}.{field}");
     }
+    // `owner` is whether the caller owns it, a bool in the real Osmium protos.
+    for (msg, number) in [
+        ("tangle.client.types.Group", 3),
+        ("tangle.client.types.Community", 2),
+    ] {
+        let f = message(&s, msg)
+            .field
+            .into_iter()
+            .find(|f| f.name() == "owner")
+            .unwrap();
+        assert_eq!(
+            (f.number(), f.r#type()),
+            (number, Type::Bool),
+            "{msg}.owner"
+        );
+    }
     let invite_type = s
         .file
         .iter()
