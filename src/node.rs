@@ -325,7 +325,8 @@ fn reload_on_hangup(
 }
 
 /// Every minute, drops the text of mail whose codes expired undelivered, scrubs the store's
-/// files of delivered mail text, and forgets day-old sign-in throttle state.
+/// files of delivered mail text, forgets day-old sign-in throttle state, and deletes the
+/// accounts whose deletion grace period is over.
 fn sweep_state(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -342,6 +343,9 @@ fn sweep_state(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> Join
             }
             if let Err(e) = services.accounts.sweep_throttle().await {
                 tracing::warn!(error = %e, "sweeping sign-in throttle state");
+            }
+            if let Err(e) = services.settings.delete_due().await {
+                tracing::warn!(error = %e, "deleting accounts past their grace period");
             }
         }
     })

@@ -195,6 +195,14 @@ pub const METHODS: &[Method] = &[
         "/tangle.client.auth.Auth/RevokeInvite",
         Scope("account:write"),
     ),
+    m("/tangle.client.auth.Auth/GetAccount", Scope("account:read")).osmium(75, 32),
+    m("/tangle.client.auth.Auth/ChangePassword", SessionOnly)
+        .cost(Cost::Hashing)
+        .osmium(76, 0),
+    m("/tangle.client.auth.Auth/ChangeEmail", SessionOnly)
+        .cost(Cost::Mail)
+        .osmium(77, 0),
+    m("/tangle.client.auth.Auth/DeleteAccount", SessionOnly).osmium(85, 0),
     m(
         "/tokens.v1.TokensService/CreateToken",
         Scope("tokens:write"),

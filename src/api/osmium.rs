@@ -232,7 +232,7 @@ async fn run(socket: Socket, mut caller: Caller, mut ws: WebSocket) {
                 String::new(),
                 Err(RpcError::from(&Refusal::transport(
                     Code::InvalidArgument,
-                    "FRAME_INVALID",
+                    crate::domain::Reason::FrameInvalid.as_str(),
                     "a frame is one binary ClientMessage",
                 ))),
             )),
@@ -270,7 +270,7 @@ async fn handle(socket: &Socket, caller: &mut Caller, msg: ClientMessage) -> Opt
     let Some(method) = methods::osmium(member) else {
         let r = Refusal::transport(
             Code::Unimplemented,
-            "METHOD_NOT_SERVED",
+            crate::domain::Reason::MethodNotServed.as_str(),
             format!("member {member} is a chat call; this node serves accounts and sessions only"),
         );
         return Some((msg.id, String::new(), Err(RpcError::from(&r))));

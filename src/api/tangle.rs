@@ -15,6 +15,9 @@ use crate::pb::tangle::client::auth::{
     ResetPassword, RevokeInvite, RevokeSessions, Session, Sessions, SignIn, SignUp as SignUpMsg,
     UseInvite, VerifyEmail,
 };
+use crate::pb::tangle::client::auth::{
+    Account, ChangeEmail, ChangePassword, DeleteAccount, GetAccount,
+};
 use crate::pb::tangle::client::types::User;
 
 /// The Tangle auth service.
@@ -230,6 +233,22 @@ impl Auth for TangleApi {
             .revoke(p.user_id, &req.into_inner().code)
             .await?;
         Ok(Response::new(()))
+    }
+
+    async fn get_account(&self, req: Request<GetAccount>) -> Result<Response<Account>, Status> {
+        super::tangle_settings::get_account(&self.0, req).await
+    }
+
+    async fn change_password(&self, req: Request<ChangePassword>) -> Result<Response<()>, Status> {
+        super::tangle_settings::change_password(&self.0, req).await
+    }
+
+    async fn change_email(&self, req: Request<ChangeEmail>) -> Result<Response<()>, Status> {
+        super::tangle_settings::change_email(&self.0, req).await
+    }
+
+    async fn delete_account(&self, req: Request<DeleteAccount>) -> Result<Response<()>, Status> {
+        super::tangle_settings::delete_account(&self.0, req).await
     }
 }
 

@@ -258,6 +258,9 @@ pub struct Accounts {
     /// Users may create REGISTRATION invites with CreateInvite (operators always can,
     /// with `hearth invite create --registration`).
     pub users_can_invite: bool,
+    /// Days between DeleteAccount and the deletion, during which the holder may sign in
+    /// and cancel; 0 deletes at once.
+    pub delete_grace_days: u32,
 }
 
 /// `[passwords]`: argon2id parameters and the hashing concurrency cap.
@@ -484,6 +487,7 @@ impl Default for Config {
                 sign_ins_per_ip_per_minute: 30,
                 codes_per_hour: 5,
                 users_can_invite: false,
+                delete_grace_days: 7,
             },
             passwords: Passwords {
                 argon2_memory_kib: 19_456,

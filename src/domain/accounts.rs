@@ -339,6 +339,38 @@ impl Accounts {
         })
     }
 
+    /// Checks the password of a signed-in account holder (ChangePassword) through the same
+    /// sign-in gate as a sign-in, so a stolen session cannot guess the password any faster.
+    /// Returns the hash it matched, for the caller's compare-and-swap.
+    pub async fn check_password(
+        &self,
+        user: &User,
+        password: &str,
+        ctx: &RequestContext,
+    ) -> Result<String, DomainError> {
+        let wrong = || DomainError::denied(Reason::BadCredentials, "the current password is wrong");
+        let (Some(email), Some(stored)) = (&user.email, &user.password_hash) else {
+            return Err(DomainError::precondition(
+                Reason::PasswordNotSet,
+                "this account has no password to change",
+            ));
+        };
+        if password.len() > passwords::MAX_LEN * 4 {
+            return Err(wrong());
+        }
+        let client = ctx.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let slot = Slot::take(&self.store, &self.clock, &self.waiters, email, &client).await?;
+        let verified = self
+            .hasher
+            .verify(passwords::normalize(password), Some(stored.clone()))
+            .await?;
+        slot.finish(verified.ok).await?;
+        match verified.ok {
+            true => Ok(stored.clone()),
+            false => Err(wrong()),
+        }
+    }
+
     /// The account behind a principal.
     pub async fn user_of(&self, p: &Principal) -> Result<User, DomainError> {
         let id = p.user_id;

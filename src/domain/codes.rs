@@ -37,6 +37,8 @@ pub enum Purpose {
     VerifyEmail,
     /// Set a new password.
     ResetPassword,
+    /// Move the account to a new e-mail address (the code goes to the new one).
+    ChangeEmail,
 }
 
 impl Purpose {
@@ -44,6 +46,7 @@ impl Purpose {
         match self {
             Purpose::VerifyEmail => "verify_email",
             Purpose::ResetPassword => "reset_password",
+            Purpose::ChangeEmail => "change_email",
         }
     }
 }
@@ -176,7 +179,8 @@ impl Codes {
         self.comparisons.load(Ordering::Relaxed)
     }
 
-    /// A fresh code for `purpose`, its record, and the mail that carries it to `user`.
+    /// A fresh code for `purpose`, its record, and the mail that carries it to `user` (for
+    /// [`Purpose::ChangeEmail`], to the new address: [`Codes::email_change_code`]).
     pub fn code_and_mail(
         &self,
         user: &User,
@@ -192,10 +196,33 @@ impl Codes {
             tries_left: MAX_TRIES,
         };
         let mail = match purpose {
-            Purpose::VerifyEmail => self.verification_mail(user, &code),
+            Purpose::VerifyEmail | Purpose::ChangeEmail => self.verification_mail(user, &code),
             Purpose::ResetPassword => self.reset_mail(user, &code),
         };
         Ok((record, mail))
+    }
+
+    /// A code that moves `user` to `new_email`, mailed there, and a notice for the old
+    /// address.
+    pub fn email_change_code(
+        &self,
+        user: &User,
+        new_email: &str,
+    ) -> Result<(CodeRecord, OutgoingMail, OutgoingMail), DomainError> {
+        let mut moved = user.clone();
+        moved.email = Some(new_email.to_owned());
+        let (record, code_mail) = self.code_and_mail(&moved, Purpose::ChangeEmail)?;
+        let notice = OutgoingMail {
+            to: user.email.clone().unwrap_or_default(),
+            subject: format!("Your {} e-mail address is changing", self.config.server_id),
+            body: format!(
+                "Hello {},\n\nsomeone signed in to your account on {} asked to move it to {new_email}.\n\
+                 It moves once the code sent there is used. If this was not you, change your\n\
+                 password now and end your other sessions.\n",
+                user.name, self.config.server_id
+            ),
+        };
+        Ok((record, code_mail, notice))
     }
 
     /// Issues a code and queues its mail, in the caller's transaction, unless the account
@@ -363,7 +390,9 @@ impl Codes {
     pub async fn verify_email(&self, email: &str, code: &str) -> Result<(), DomainError> {
         let email = canonical_email("email", email)?;
         check_format(code)?;
-        let user = self.local_user(email).await?.ok_or_else(bad_code)?;
+        let Some(user) = self.local_user(email.clone()).await? else {
+            return self.confirm_email_change(email, code).await;
+        };
         let (checker, code) = (self.checker(), code.to_owned());
         let sessions = self
             .store
@@ -388,6 +417,36 @@ impl Codes {
         for hook in hooks {
             hook(user.id);
         }
+        Ok(())
+    }
+
+    /// Moves the account waiting for `email` there, with the code mailed to it (ChangeEmail).
+    /// The code is checked and the address moved in one write: a code for another address,
+    /// or an address taken meanwhile, moves nothing.
+    async fn confirm_email_change(&self, email: String, code: &str) -> Result<(), DomainError> {
+        let pending = email.clone();
+        let user = self
+            .store
+            .read(move |tx| Ok::<_, DomainError>(tx.user_by_pending_email(&pending)?))
+            .await?;
+        let Some(id) = user else {
+            self.checker().check_nobody(code)?;
+            return Err(bad_code());
+        };
+        let (checker, code) = (self.checker(), code.to_owned());
+        let moved = self
+            .store
+            .write(move |tx| {
+                if !checker.check_in(tx, id, Purpose::ChangeEmail, &code, true)? {
+                    return Ok(false);
+                }
+                Ok::<_, DomainError>(tx.confirm_email_change(id, &email)?)
+            })
+            .await?;
+        if !moved {
+            return Err(bad_code());
+        }
+        tracing::info!(target: "hearth::audit", event = "email_changed", user = id);
         Ok(())
     }
 

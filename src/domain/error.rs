@@ -122,6 +122,9 @@ reasons! {
     FlowUnknown => "FLOW_UNKNOWN",
     FlowBusy => "FLOW_BUSY",
     StepNoBack => "STEP_NO_BACK",
+    PasswordNotSet => "PASSWORD_NOT_SET",
+    FrameInvalid => "FRAME_INVALID",
+    MethodNotServed => "METHOD_NOT_SERVED",
     Internal => "INTERNAL",
 }
 

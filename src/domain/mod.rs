@@ -25,6 +25,7 @@ pub mod principal;
 pub mod rate_limit;
 pub mod scopes;
 pub mod sessions;
+pub mod settings;
 pub mod state;
 pub mod throttle;
 pub mod validate;
@@ -152,6 +153,8 @@ pub struct Networks {
 pub struct Services {
     /// Sign-up, sign-in, accounts.
     pub accounts: Arc<accounts::Accounts>,
+    /// An account holder's own settings: password, e-mail address, deletion.
+    pub settings: Arc<settings::Settings>,
     /// Sessions.
     pub sessions: Arc<sessions::Sessions>,
     /// Bearer credential → principal.
@@ -266,13 +269,23 @@ impl Services {
             clock.clone(),
             ids.clone(),
             config.accounts.clone(),
-            hasher,
+            hasher.clone(),
             throttle,
             sessions.clone(),
             codes.clone(),
             invites.clone(),
             outbox.clone(),
             state.feeds.clone(),
+        ));
+        let settings = Arc::new(settings::Settings::new(
+            store.clone(),
+            clock.clone(),
+            accounts.clone(),
+            hasher,
+            codes.clone(),
+            sessions.clone(),
+            outbox.clone(),
+            config.accounts.delete_grace_days,
         ));
         let peers = Arc::new(Peers::new(
             store.clone(),
@@ -349,6 +362,7 @@ impl Services {
                 codes.clone(),
             ),
             accounts,
+            settings,
             sessions,
             codes,
             outbox,

@@ -23,6 +23,15 @@ pub struct User {
     pub created_at: u64,
 }
 
+/// Changes an account holder asked for that wait (none: both `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChange {
+    /// A new e-mail address, until the code mailed to it is used.
+    pub pending_email: Option<String>,
+    /// When the account is deleted (unix ms), until the holder cancels.
+    pub delete_at: Option<u64>,
+}
+
 /// Facts about the client that opened a session, from request metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceFacts {

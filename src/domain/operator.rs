@@ -7,7 +7,7 @@ use super::access_tokens::AccessTokens;
 use super::codes::Codes;
 use super::model::{Session, User};
 use super::state::revocations::Revocations;
-use super::state::Store;
+use super::state::{Store, WriteTx};
 use super::validate::canonical_email;
 use super::DomainError;
 
@@ -66,15 +66,7 @@ impl Operator {
     pub async fn delete(&self, email: &str) -> Result<User, DomainError> {
         let user = self.user(email).await?;
         let id = user.id;
-        let sessions = self
-            .store
-            .write(move |tx| {
-                let mut ids: Vec<u64> = tx.sessions_of(id)?.iter().map(|s| s.id).collect();
-                ids.extend(AccessTokens::ids_of_in(tx, id)?);
-                tx.delete_user(id)?;
-                Ok::<_, DomainError>(ids)
-            })
-            .await?;
+        let sessions = self.store.write(move |tx| delete_in(tx, id)).await?;
         self.revocations.announce(&sessions);
         tracing::info!(target: "hearth::audit", event = "account_deleted", user = id);
         Ok(user)
@@ -131,4 +123,13 @@ impl Operator {
         tracing::info!(target: "hearth::audit", event = "sessions_revoked_by_operator", user = id, count = revoked.len());
         Ok(revoked.len())
     }
+}
+
+/// Deletes account `id` in the caller's transaction; returns the session and token ids to
+/// announce as revoked once it commits.
+pub fn delete_in(tx: &mut dyn WriteTx, id: u64) -> Result<Vec<u64>, DomainError> {
+    let mut ids: Vec<u64> = tx.sessions_of(id)?.iter().map(|s| s.id).collect();
+    ids.extend(AccessTokens::ids_of_in(tx, id)?);
+    tx.delete_user(id)?;
+    Ok(ids)
 }

@@ -425,6 +425,53 @@ pub async fn a_guest_is_upgraded_once(open: impl Backend) {
     assert!(results.iter().all(Result::is_ok));
 }
 
+/// Of 50 accounts asking in parallel to move to one new address, one waits for it; and an
+/// address in use is refused as a pending one.
+pub async fn a_pending_address_has_one_account(open: impl Backend) {
+    use hearth::domain::model::AccountChange;
+    let (_dir, s, _) = setup(open).await;
+    let now = s.clock().now_ms();
+    for i in 0..CALLERS as u64 {
+        let u = User {
+            id: (1 << 60) + i,
+            email: Some(format!("mover{i}@example.org")),
+            name: "mover".into(),
+            password_hash: None,
+            email_verified: false,
+            home: None,
+            disabled: false,
+            created_at: now,
+        };
+        s.store().write(move |tx| tx.insert_user(&u)).await.unwrap();
+    }
+    let results = parallel(CALLERS, |i| {
+        let store = s.store().clone();
+        let change = AccountChange {
+            pending_email: Some("wanted@example.org".into()),
+            delete_at: None,
+        };
+        async move {
+            store
+                .write(move |tx| tx.set_account_change((1 << 60) + i as u64, &change))
+                .await
+        }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Ok(()) | Err(StoreError::Conflict(_)))));
+    let taken = AccountChange {
+        pending_email: Some("mover7@example.org".into()),
+        delete_at: None,
+    };
+    let r = s
+        .store()
+        .write(move |tx| tx.set_account_change(1 << 60, &taken))
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+}
+
 fn sqlite(dir: &Path) -> Store {
     let sqlite = hearth::store::sqlite::Sqlite::open(
         &dir.join("hearth.sqlite3"),
@@ -483,6 +530,11 @@ async fn sqlite_ids_stay_unique_across_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_a_job_lease_has_one_holder() {
     a_job_lease_has_one_holder(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_pending_address_has_one_account() {
+    a_pending_address_has_one_account(sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -584,4 +636,5 @@ on_postgres! {
     postgres_the_token_cap_holds_under_parallel_creates => the_token_cap_holds_under_parallel_creates,
     postgres_a_job_lease_has_one_holder => a_job_lease_has_one_holder,
     postgres_a_guest_is_upgraded_once => a_guest_is_upgraded_once,
+    postgres_a_pending_address_has_one_account => a_pending_address_has_one_account,
 }

@@ -24,6 +24,7 @@ mod pg;
 mod properties;
 mod served;
 mod sessions;
+mod settings;
 mod support;
 mod tls;
 mod tokens;

@@ -26,7 +26,10 @@ pub struct Initialize {
 pub struct ClientMessage {
     #[prost(uint32, tag = "1")]
     pub id: u32,
-    #[prost(oneof = "Member", tags = "2, 3, 5, 15, 19, 20, 41, 42")]
+    #[prost(
+        oneof = "Member",
+        tags = "2, 3, 5, 15, 19, 20, 41, 42, 46, 75, 76, 77, 85"
+    )]
     pub message: Option<Member>,
 }
 
@@ -49,6 +52,16 @@ pub enum Member {
     GetSessions(tangle::GetSessions),
     #[prost(message, tag = "42")]
     RevokeSessions(tangle::RevokeSessions),
+    #[prost(message, tag = "46")]
+    VerifyEmail(tangle::VerifyEmail),
+    #[prost(message, tag = "75")]
+    GetAccount(tangle::GetAccount),
+    #[prost(message, tag = "76")]
+    ChangePassword(tangle::ChangePassword),
+    #[prost(message, tag = "77")]
+    ChangeEmail(tangle::ChangeEmail),
+    #[prost(message, tag = "85")]
+    DeleteAccount(tangle::DeleteAccount),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -65,7 +78,7 @@ pub struct RpcResult {
     pub req_id: u32,
     #[prost(string, optional, tag = "37")]
     pub trace_id: Option<String>,
-    #[prost(oneof = "Answer", tags = "2, 4, 14, 19, 23")]
+    #[prost(oneof = "Answer", tags = "2, 4, 14, 19, 23, 32")]
     pub result: Option<Answer>,
 }
 
@@ -81,6 +94,8 @@ pub enum Answer {
     Sessions(tangle::Sessions),
     #[prost(message, tag = "23")]
     InvitePreview(tangle::InvitePreview),
+    #[prost(message, tag = "32")]
+    Account(tangle::Account),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -446,4 +461,61 @@ async fn protobufjs_decodes_a_group_invite_preview_with_the_real_osmium_types() 
     assert_eq!(json["chat"]["owner"], true, "{text}");
     assert_eq!(json["chat"]["name"], "Readers", "{text}");
     assert_eq!(json["chat"]["id"], group.to_string(), "{text}");
+}
+
+fn account(a: Result<Option<Answer>, RpcError>) -> tangle::Account {
+    match a {
+        Ok(Some(Answer::Account(a))) => a,
+        other => panic!("not an Account: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_osmium_client_changes_its_password_and_address_and_deletes_its_account() {
+    let n = TestNode::start().await;
+    let mut s = Osmium::connect(&n).await;
+    authorization(s.call(sign_up("set@example.org")).await);
+    let a = account(s.call(Member::GetAccount(tangle::GetAccount {})).await);
+    assert_eq!(a.email.as_deref(), Some("set@example.org"));
+    assert!(a.has_password && !a.confirmed);
+
+    let change = |current: &str| {
+        Member::ChangePassword(tangle::ChangePassword {
+            current_password: current.into(),
+            new_password: "another long passphrase".into(),
+            revoke_sessions: true,
+        })
+    };
+    let e = s.call(change("wrong password here")).await.unwrap_err();
+    assert!(e.error_message.starts_with("BAD_CREDENTIALS: "), "{e:?}");
+    assert!(matches!(s.call(change(PASSWORD)).await, Ok(None)));
+    assert!(n
+        .sign_in("set@example.org", "another long passphrase")
+        .await
+        .is_ok());
+
+    let to = Member::ChangeEmail(tangle::ChangeEmail {
+        new_email: "moved@example.org".into(),
+    });
+    assert!(matches!(s.call(to).await, Ok(None)));
+    let code = code_in(&n.last_mail_to("moved@example.org").await.body);
+    let verify = Member::VerifyEmail(tangle::VerifyEmail {
+        email: "moved@example.org".into(),
+        code,
+    });
+    assert!(matches!(s.call(verify).await, Ok(None)));
+    let a = account(s.call(Member::GetAccount(tangle::GetAccount {})).await);
+    assert_eq!(
+        (a.email.as_deref(), a.confirmed),
+        (Some("moved@example.org"), true)
+    );
+
+    let bye = Member::DeleteAccount(tangle::DeleteAccount { cancel: None });
+    assert!(matches!(s.call(bye).await, Ok(None)));
+    // Its session ended with the request.
+    let e = s
+        .call(Member::GetAccount(tangle::GetAccount {}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.error_code, 16, "{e:?}");
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::super::model::{
-    AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Mail,
-    Peer, Session, SessionCredential, SignInGate, User,
+    AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
+    LockPolicy, Mail, Peer, Session, SessionCredential, SignInGate, User,
 };
 
 /// A storage failure. Callers map it to INTERNAL unless a variant says otherwise.
@@ -44,6 +44,12 @@ pub trait ReadTx {
     fn user_by_home(&mut self, server: &str, remote: u64) -> Result<Option<User>, StoreError>;
     /// All users, oldest first.
     fn users(&mut self) -> Result<Vec<User>, StoreError>;
+    /// The changes waiting for an account (none: the default).
+    fn account_change(&mut self, user_id: u64) -> Result<AccountChange, StoreError>;
+    /// The account waiting to move to `email`.
+    fn user_by_pending_email(&mut self, email: &str) -> Result<Option<u64>, StoreError>;
+    /// Accounts whose deletion is due at `now`, oldest first, at most `limit`.
+    fn accounts_due_for_deletion(&mut self, now: u64, limit: u32) -> Result<Vec<u64>, StoreError>;
     /// What the credential check needs of the session whose token hashes to `hash`.
     fn session_credential(
         &mut self,
@@ -153,6 +159,12 @@ pub trait WriteTx: ReadTx {
     fn set_email_verified(&mut self, id: u64) -> Result<(), StoreError>;
     /// Updates a user's display name.
     fn set_user_name(&mut self, id: u64, name: &str) -> Result<(), StoreError>;
+    /// Sets the changes waiting for an account; a pending address in use or pending for
+    /// another account is [`StoreError::Conflict`].
+    fn set_account_change(&mut self, user_id: u64, c: &AccountChange) -> Result<(), StoreError>;
+    /// Moves an account to its pending address, verified; `false` when it waits for no such
+    /// address (a taken one is [`StoreError::Conflict`]).
+    fn confirm_email_change(&mut self, user_id: u64, email: &str) -> Result<bool, StoreError>;
 
     /// Links an external provider's account to a user; a taken pair is
     /// [`StoreError::Conflict`].

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
     include_str!("migrations/0002_job_leases.sql"),
     include_str!("migrations/0003_short_lived.sql"),
+    include_str!("migrations/0004_account_changes.sql"),
 ];
 
 /// The schema version this build writes.

@@ -6,8 +6,8 @@ use postgres::{Row, Transaction};
 
 use super::rows;
 use crate::domain::model::{
-    AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, Mail, Peer,
-    Session, SessionCredential, User,
+    AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
+    Mail, Peer, Session, SessionCredential, User,
 };
 use crate::domain::state::store::{Gauges, ReadTx, StoreError};
 
@@ -96,6 +96,27 @@ impl ReadTx for Tx<'_, '_> {
             .row(&sql, &[&server, &i(remote)])?
             .as_ref()
             .map(rows::user))
+    }
+    fn account_change(&mut self, user_id: u64) -> Result<AccountChange, StoreError> {
+        let sql = "SELECT pending_email, delete_at FROM account_changes WHERE user_id = $1";
+        Ok(self
+            .row(sql, &[&i(user_id)])?
+            .map(|r| AccountChange {
+                pending_email: r.get(0),
+                delete_at: r.get::<_, Option<i64>>(1).map(|v| v as u64),
+            })
+            .unwrap_or_default())
+    }
+    fn user_by_pending_email(&mut self, email: &str) -> Result<Option<u64>, StoreError> {
+        let sql = "SELECT user_id FROM account_changes WHERE pending_email = $1";
+        Ok(self.row(sql, &[&email])?.map(|r| r.get::<_, i64>(0) as u64))
+    }
+    fn accounts_due_for_deletion(&mut self, now: u64, limit: u32) -> Result<Vec<u64>, StoreError> {
+        self.ids(
+            "SELECT user_id FROM account_changes WHERE delete_at IS NOT NULL AND delete_at <= $1 \
+             ORDER BY delete_at LIMIT $2",
+            &[&i(now), &i64::from(limit)],
+        )
     }
     fn users(&mut self) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {} FROM users ORDER BY id", rows::USER);

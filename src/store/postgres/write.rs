@@ -3,8 +3,8 @@ use super::gates;
 use super::read::Tx;
 use super::rows;
 use crate::domain::model::{
-    AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Peer,
-    Session, SignInGate, User,
+    AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
+    LockPolicy, Peer, Session, SignInGate, User,
 };
 use crate::domain::state::store::{ReadTx, StoreError, WriteTx};
 
@@ -87,6 +87,48 @@ impl WriteTx for Tx<'_, '_> {
              AND (locked_until IS NULL OR locked_until < $1)",
             &[&i(before)],
         )
+    }
+    fn set_account_change(&mut self, user_id: u64, c: &AccountChange) -> Result<(), StoreError> {
+        if c == &AccountChange::default() {
+            self.exec(
+                "DELETE FROM account_changes WHERE user_id = $1",
+                &[&i(user_id)],
+            )?;
+            return Ok(());
+        }
+        if let Some(email) = &c.pending_email {
+            let taken = self.row(
+                "SELECT 1 FROM users WHERE lower(email) = lower($1)",
+                &[email],
+            )?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict("that e-mail address"));
+            }
+        }
+        self.exec_unique(
+            "INSERT INTO account_changes (user_id, pending_email, delete_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET pending_email = $2, delete_at = $3",
+            &[&i(user_id), &c.pending_email, &c.delete_at.map(i)],
+            "that e-mail address",
+        )?;
+        Ok(())
+    }
+    fn confirm_email_change(&mut self, user_id: u64, email: &str) -> Result<bool, StoreError> {
+        let moved = self.exec_unique(
+            "UPDATE users SET email = $2, email_verified = TRUE WHERE id = $1 AND EXISTS \
+             (SELECT 1 FROM account_changes WHERE user_id = $1 AND pending_email = $2)",
+            &[&i(user_id), &email],
+            "that e-mail address",
+        )?;
+        self.exec(
+            "UPDATE account_changes SET pending_email = NULL WHERE user_id = $1 AND pending_email = $2",
+            &[&i(user_id), &email],
+        )?;
+        self.exec(
+            "DELETE FROM account_changes WHERE user_id = $1 AND pending_email IS NULL AND delete_at IS NULL",
+            &[&i(user_id)],
+        )?;
+        Ok(moved > 0)
     }
     fn set_user_disabled(&mut self, id: u64, disabled: bool) -> Result<(), StoreError> {
         self.exec(

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_identities.sql"),
     include_str!("migrations/0010_job_leases.sql"),
     include_str!("migrations/0011_short_lived.sql"),
+    include_str!("migrations/0012_account_changes.sql"),
 ];
 
 /// The schema version this build writes.

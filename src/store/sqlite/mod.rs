@@ -12,6 +12,7 @@
 //!
 //! SQL text lives only under this module, and rusqlite types never leave it.
 mod access_tokens;
+mod account_changes;
 mod codes;
 mod id_workers;
 mod identities;

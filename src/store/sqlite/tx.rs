@@ -3,12 +3,12 @@
 use rusqlite::Connection;
 
 use super::{
-    access_tokens, codes, id_workers, identities, invites, key_rotations, nonces, outbox,
-    peer_tokens, peers, secrets, sessions, sign_in_throttle, users,
+    access_tokens, account_changes, codes, id_workers, identities, invites, key_rotations, nonces,
+    outbox, peer_tokens, peers, secrets, sessions, sign_in_throttle, users,
 };
 use crate::domain::model::{
-    AccessToken, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation, LockPolicy, Mail,
-    Peer, Session, SessionCredential, SignInGate, User,
+    AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
+    LockPolicy, Mail, Peer, Session, SessionCredential, SignInGate, User,
 };
 use crate::domain::state::store::{Gauges, ReadTx, StoreError, WriteTx};
 
@@ -26,6 +26,15 @@ impl ReadTx for Tx<'_> {
     }
     fn users(&mut self) -> Result<Vec<User>, StoreError> {
         users::list(self.0)
+    }
+    fn account_change(&mut self, user_id: u64) -> Result<AccountChange, StoreError> {
+        account_changes::get(self.0, user_id)
+    }
+    fn user_by_pending_email(&mut self, email: &str) -> Result<Option<u64>, StoreError> {
+        account_changes::by_pending_email(self.0, email)
+    }
+    fn accounts_due_for_deletion(&mut self, now: u64, limit: u32) -> Result<Vec<u64>, StoreError> {
+        account_changes::due(self.0, now, limit)
     }
     fn session_credential(
         &mut self,
@@ -182,6 +191,12 @@ impl WriteTx for Tx<'_> {
     }
     fn set_user_name(&mut self, id: u64, name: &str) -> Result<(), StoreError> {
         users::set_name(self.0, id, name)
+    }
+    fn set_account_change(&mut self, user_id: u64, c: &AccountChange) -> Result<(), StoreError> {
+        account_changes::set(self.0, user_id, c)
+    }
+    fn confirm_email_change(&mut self, user_id: u64, email: &str) -> Result<bool, StoreError> {
+        account_changes::confirm_email(self.0, user_id, email)
     }
     fn insert_identity(
         &mut self,

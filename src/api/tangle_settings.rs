@@ -1,0 +1,59 @@
+//! The settings calls of `tangle.client.auth` (Hearth extensions; the Osmium socket's
+//! `settings.*` members): decode, one call of the settings service, encode. `tangle.rs`
+//! hands them here to stay one screenful.
+use tonic::{Request, Response, Status};
+use zeroize::Zeroizing;
+
+use super::context::{principal, request_context};
+use crate::domain::Services;
+use crate::pb::tangle::client::auth::{
+    Account, ChangeEmail, ChangePassword, DeleteAccount, GetAccount,
+};
+
+pub async fn get_account(
+    s: &Services,
+    req: Request<GetAccount>,
+) -> Result<Response<Account>, Status> {
+    let p = principal(&req)?;
+    let a = s.settings.account(&p).await?;
+    Ok(Response::new(Account {
+        email: a.email,
+        confirmed: a.confirmed,
+        has_password: a.has_password,
+        totp_enabled: a.totp_enabled,
+        pending_delete: a.pending_delete,
+    }))
+}
+
+pub async fn change_password(
+    s: &Services,
+    req: Request<ChangePassword>,
+) -> Result<Response<()>, Status> {
+    let p = principal(&req)?;
+    let ctx = request_context(&req);
+    let r = req.into_inner();
+    let (current, new) = (
+        Zeroizing::new(r.current_password),
+        Zeroizing::new(r.new_password),
+    );
+    s.settings.change_password(&p, &current, &new, &ctx).await?;
+    Ok(Response::new(()))
+}
+
+pub async fn change_email(s: &Services, req: Request<ChangeEmail>) -> Result<Response<()>, Status> {
+    let p = principal(&req)?;
+    s.settings
+        .change_email(&p, &req.into_inner().new_email)
+        .await?;
+    Ok(Response::new(()))
+}
+
+pub async fn delete_account(
+    s: &Services,
+    req: Request<DeleteAccount>,
+) -> Result<Response<()>, Status> {
+    let p = principal(&req)?;
+    let cancel = req.into_inner().cancel.unwrap_or(false);
+    s.settings.delete_account(&p, cancel).await?;
+    Ok(Response::new(()))
+}
