@@ -220,10 +220,12 @@ where
     samples(channels, load, limit, call).await.stats()
 }
 
-/// [`drive`]'s raw samples.
-async fn samples<F, Fut>(channels: &[Channel], load: Load, limit: usize, call: F) -> Samples
+/// [`drive`]'s raw samples; `channels` may be any client handle (task `t` uses the
+/// `t mod len`-th).
+async fn samples<C, F, Fut>(channels: &[C], load: Load, limit: usize, call: F) -> Samples
 where
-    F: Fn(Channel, usize) -> Fut + Send + Sync + 'static,
+    C: Clone + Send + 'static,
+    F: Fn(C, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
 {
     let call = Arc::new(call);
@@ -340,6 +342,133 @@ fn rss_mib() -> f64 {
         / 1024.0
 }
 
+/// `ClientMessage{id, <member>: body}` of the Osmium socket.
+fn envelope(id: u32, member: u32, body: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    prost::encoding::uint32::encode(1, &id, &mut b);
+    prost::encoding::bytes::encode(member, &body.to_vec(), &mut b);
+    b
+}
+
+/// What the socket row reads of a `ServerMessage`: whether its result has an `account`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ServerMessage {
+    #[prost(message, optional, tag = "3")]
+    result: Option<RpcResult>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcResult {
+    #[prost(bytes = "vec", optional, tag = "32")]
+    account: Option<Vec<u8>>,
+}
+
+/// Ping over hRPC (HTTP/1.1 POSTs with a bare body, as Harmony's client sends them)
+/// against Ping over gRPC; GetAccount over the Osmium socket (one socket per concurrent
+/// caller, as each Osmium app holds one; Ping is no member of the socket) against
+/// GetAccount over gRPC with the same session.
+async fn transport_rows(table: &mut Table, url: &str, chans: &[Channel], token: &str, load: Load) {
+    use futures_util::{SinkExt, StreamExt};
+    use hearth::pb::tangle::client::auth::GetAccount;
+    use prost::Message;
+    let on = |w| for_window(load, w);
+    let ping_call = |ch: Channel, _| async move {
+        TestNoAuthServiceClient::new(ch)
+            .ping(PingRequest {})
+            .await
+            .is_ok()
+    };
+    let http = reqwest::Client::new();
+    let ping_url = format!("{url}/test.v1.TestNoAuthService/Ping");
+    let hrpc_call = move |c: reqwest::Client, _| {
+        let req = c
+            .post(ping_url.clone())
+            .header("content-type", "application/hrpc")
+            .body(Vec::new());
+        async move { req.send().await.is_ok_and(|r| r.status() == 200) }
+    };
+    let (ping, hrpc) = pair(
+        |w| samples(chans, on(w), usize::MAX, ping_call),
+        |w| {
+            samples(
+                std::slice::from_ref(&http),
+                on(w),
+                usize::MAX,
+                hrpc_call.clone(),
+            )
+        },
+    )
+    .await;
+    table.row(
+        "Ping over hRPC (HTTP/1.1)",
+        &hrpc,
+        Some(("Ping over gRPC", ping.rate)),
+    );
+
+    // One bound socket per concurrent caller.
+    type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+    let mut sockets = Vec::new();
+    for _ in 0..load.concurrency {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.replace("http://", "ws://") + "/")
+            .await
+            .unwrap();
+        let authorize = hearth::pb::tangle::client::auth::Authorize {
+            token: token.to_owned(),
+        };
+        let msg = envelope(1, 20, &authorize.encode_to_vec());
+        ws.send(tokio_tungstenite::tungstenite::Message::Binary(msg.into()))
+            .await
+            .unwrap();
+        ws.next().await.unwrap().unwrap();
+        sockets.push(Arc::new(tokio::sync::Mutex::new(ws)));
+    }
+    let get_account = envelope(2, 75, &GetAccount {}.encode_to_vec());
+    let get_account = bytes::Bytes::from(get_account);
+    let socket_call = move |ws: Arc<tokio::sync::Mutex<Ws>>, _| {
+        let frame = get_account.clone();
+        async move {
+            let mut ws = ws.lock().await;
+            if ws
+                .send(tokio_tungstenite::tungstenite::Message::Binary(frame))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            // An answer with an `account`, not an error.
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b))) => {
+                    ServerMessage::decode(&b[..])
+                        .is_ok_and(|m| m.result.is_some_and(|r| r.account.is_some()))
+                }
+                _ => false,
+            }
+        }
+    };
+    let t = token.to_owned();
+    let grpc_account = move |ch: Channel, _| {
+        let t = t.clone();
+        async move {
+            AuthClient::new(ch)
+                .get_account(authed(GetAccount {}, &t))
+                .await
+                .is_ok()
+        }
+    };
+    let (grpc, socket) = pair(
+        |w| samples(chans, on(w), usize::MAX, grpc_account.clone()),
+        |w| samples(&sockets, on(w), usize::MAX, socket_call.clone()),
+    )
+    .await;
+    table.row(
+        "GetAccount over the Osmium socket",
+        &socket,
+        Some(("GetAccount over gRPC", grpc.rate)),
+    );
+}
+
 /// A bare tonic server with only the health service: the baseline of every RPC row.
 async fn bare_tonic() -> String {
     let (_reporter, health) = tonic_health::server::health_reporter();
@@ -416,6 +545,9 @@ async fn main() {
     })
     .await;
     table.row("Pong (one session)", &pong, Some(("Ping", ping.rate)));
+    if wanted("transports") {
+        transport_rows(&mut table, &alpha.node.url(), &chans, &token, load).await;
+    }
     let store = alpha.node.services().store().clone();
     let now = hearth::clock::Clock::now_ms(&hearth::clock::SystemClock);
     if wanted("tokens") {
