@@ -506,6 +506,7 @@ async fn main() {
         c.federation.allow_plaintext = true;
         c.limits.peer_calls_per_ip_per_minute = u32::MAX;
         c.limits.max_requests_in_flight = 100_000;
+        c.limits.socket_frames_per_second = u32::MAX;
     })
     .await;
     let chans = connect(&alpha.node.url(), load.connections).await;

@@ -22,9 +22,8 @@ use super::deadline::MAX_REQUEST_BYTES;
 use super::dispatch::{Caller, Inner, Refusal, Transport};
 use super::methods::{self, OSMIUM_INITIALIZE, OSMIUM_INITIALIZED};
 
-/// Frames a socket may send in a burst, and per second after it.
-const FRAME_BURST: f64 = 60.0;
-const FRAMES_PER_SECOND: f64 = 20.0;
+/// A burst a socket may send, in seconds of its frame budget.
+const BURST_SECONDS: f64 = 3.0;
 
 /// `Initialize`: the client's device facts.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -161,6 +160,8 @@ pub struct Socket {
     pub idle: Duration,
     /// `Initialized`'s entry point: this node's public host and port.
     pub entrypoint: (String, u16),
+    /// `[limits] socket_frames_per_second`.
+    pub frames_per_second: f64,
 }
 
 /// Accepts the upgrade and runs the socket.
@@ -179,14 +180,15 @@ pub async fn accept(socket: Socket, req: Request<Body>) -> Response {
 /// A token bucket of frames.
 struct Budget {
     tokens: f64,
+    per_second: f64,
     at: tokio::time::Instant,
 }
 
 impl Budget {
     fn take(&mut self) -> bool {
         let now = tokio::time::Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * FRAMES_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(FRAME_BURST);
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.per_second * BURST_SECONDS);
         self.at = now;
         if self.tokens < 1.0 {
             return false;
@@ -205,7 +207,8 @@ fn close(code: u16, reason: &'static str) -> WsMessage {
 
 async fn run(socket: Socket, mut caller: Caller, mut ws: WebSocket) {
     let mut budget = Budget {
-        tokens: FRAME_BURST,
+        tokens: socket.frames_per_second * BURST_SECONDS,
+        per_second: socket.frames_per_second,
         at: tokio::time::Instant::now(),
     };
     let mut sent: u32 = 0;

@@ -43,6 +43,7 @@ impl Transports {
                 inner,
                 idle: Duration::from_secs(config.limits.idle_timeout_secs.max(1)),
                 entrypoint: (host.to_owned(), port),
+                frames_per_second: f64::from(config.limits.socket_frames_per_second.max(1)),
             },
         }
     }
