@@ -89,6 +89,11 @@ impl Refusal {
     }
 }
 
+/// The read buffer of a WebSocket (tungstenite's default is 128 KiB, which 1,000 idle
+/// sockets turn into ~150 MB; frames are at most 16 KiB and the buffer grows to fit one).
+/// Writes are not buffered (`write_buffer_size(0)`): each answer is flushed as it is sent.
+pub const SOCKET_BUFFER: usize = 4096;
+
 /// Largest answer read back from a unary method (every answer of the seeds is far smaller).
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 /// Request headers an adapter does not hand on: they describe its own framing.

@@ -182,6 +182,8 @@ pub async fn stream(inner: Inner, timeout: Duration, req: Request<Body>) -> Resp
     ws.protocols([SUBPROTOCOL])
         .max_message_size(MAX_REQUEST_BYTES)
         .max_frame_size(MAX_REQUEST_BYTES)
+        .read_buffer_size(super::dispatch::SOCKET_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| run_stream(inner, timeout, path, caller, socket))
 }
 

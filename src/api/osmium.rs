@@ -172,6 +172,8 @@ pub async fn accept(socket: Socket, req: Request<Body>) -> Response {
         Ok(ws) => ws
             .max_message_size(MAX_REQUEST_BYTES)
             .max_frame_size(MAX_REQUEST_BYTES)
+            .read_buffer_size(super::dispatch::SOCKET_BUFFER)
+            .write_buffer_size(0)
             .on_upgrade(move |ws| run(socket, caller, ws)),
         Err(rejection) => rejection.into_response(),
     }
