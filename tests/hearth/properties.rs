@@ -1,6 +1,6 @@
 //! Property-based tests of every parser of outside bytes: bearer tokens, server ids, the
 //! federation TokenData and its signature, the key rotation chain, the well-known document,
-//! config TOML and environment values. None may panic; what they accept must be canonical.
+//! config TOML and environment values, the Osmium socket's envelopes. None may panic; what they accept must be canonical.
 use hearth::config::Config;
 use hearth::federation::discovery::parse_well_known;
 use hearth::identity::key::{verify, NodeKey};
@@ -21,6 +21,27 @@ fn kinds() -> impl Strategy<Value = SecretKind> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn osmium_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = hearth::api::osmium::parse(frame.into());
+    }
+
+    #[test]
+    fn an_osmium_envelope_reads_back_its_id_and_member(
+        id in any::<u32>(),
+        member in 2u32..200,
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let mut frame = Vec::new();
+        prost::encoding::uint32::encode(1, &id, &mut frame);
+        prost::encoding::bytes::encode(member, &body, &mut frame);
+        let m = hearth::api::osmium::parse(frame.into()).unwrap();
+        prop_assert_eq!(m.id, id);
+        let (got, bytes) = m.member.unwrap();
+        prop_assert_eq!(got, member);
+        prop_assert_eq!(&bytes[..], &body[..]);
+    }
 
     #[test]
     fn bearer_parsing_never_panics(text in any::<String>()) {
