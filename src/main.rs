@@ -294,6 +294,7 @@ async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
                     );
                 }
                 None => {
+                    cli::output::secret_stdout("the node's secret key")?;
                     eprintln!(
                         "the secret key of {} follows; anyone who has it can act as this node",
                         key.address()

@@ -99,6 +99,24 @@ async fn key_export_writes_0600_and_import_respects_the_rotation_history() {
     ok(n.cli(&["key", "export", "--out", backup.to_str().unwrap()]));
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // `> FILE` as a shell makes it (0644): narrowed to 0600 before the key is written.
+    let redirected = dir.join("redirected.key");
+    let file = std::fs::File::create(&redirected).unwrap();
+    std::fs::set_permissions(&redirected, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["key", "export"])
+        .env("HEARTH_DATA_DIR", &n.config.data_dir)
+        .stdout(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = std::fs::metadata(&redirected).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::read(&redirected).unwrap(),
+        std::fs::read(&backup).unwrap(),
+        "the same key"
+    );
     n.stop().await;
     let rotated = ok(n.cli(&["key", "rotate"]));
     assert!(rotated.contains("rotated"), "{rotated}");
