@@ -47,6 +47,31 @@ else
   echo "systemd unit: systemd-analyze not installed; not verified"
 fi
 
+# The Docker build context: no daemon here builds the image, so check that .dockerignore
+# keeps build output, data dirs and secrets out of it (the paths a first run creates).
+python3 - <<'PY'
+import fnmatch, pathlib, sys
+patterns = [l.strip().lstrip("/") for l in pathlib.Path(".dockerignore").read_text().splitlines()
+            if l.strip() and not l.startswith("#")]
+def ignored(path):
+    parts = path.split("/")
+    for p in patterns:
+        p = p[3:] if p.startswith("**/") else p
+        for i in range(len(parts)):
+            if fnmatch.fnmatch("/".join(parts[i:i + p.count("/") + 1]), p):
+                return True
+    return False
+must = ["target/release/hearth", "data/hearth.lock", "data/node.key", "data/hearth.sqlite3", "data/jwt.keys",
+        "interop/harmony/target/debug/x", "tests/oidc/node_modules/x", ".git/HEAD",
+        "hearth.toml", "node.key"]
+keep = ["Cargo.toml", "Cargo.lock", "src/main.rs", "proto/auth.proto", "build.rs",
+        "scripts/packaging/Dockerfile", "config/hearth.example.toml"]
+bad = [p for p in must if not ignored(p)] + [p for p in keep if ignored(p)]
+if bad:
+    sys.exit(f"docker context: .dockerignore gets these wrong: {bad}")
+print("docker context: .dockerignore keeps target/, data/, keys and node_modules out")
+PY
+
 # One closing line for the whole workspace (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } / interop: [0-9]+ passed/ { p += $3; f += $5 }
   END { printf "tests: %d passed, %d failed\n", p, f }' "$work/test.log" "$work/interop.log"
