@@ -1,55 +1,72 @@
 #!/usr/bin/env bash
 # The one test command: installs test dependencies, then runs every test of the workspace
-# (unit tests, the `hearth` integration binary, and federation-tests/), checks the systemd
-# unit, and ends with one line counting every test.
-set -euo pipefail
+# (unit tests, the `hearth` integration binary, and federation-tests/), walks the example
+# client and Harmony's real client through a node, checks the systemd unit and the Docker
+# build context, and ends with one line counting every test. A failing step does not stop
+# the others: the summary always prints, and the exit status is non-zero if anything failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-test-deps.sh
+bash scripts/install-test-deps.sh || exit 1
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+node_pid=""
+trap '[ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null; rm -rf "$work"' EXIT
+failed=()
 # The PostgreSQL tests run here (a plain `cargo test` without PostgreSQL skips them).
-HEARTH_REQUIRE_POSTGRES=1 cargo test --workspace "$@" 2>&1 | tee "$work/test.log"
+HEARTH_REQUIRE_POSTGRES=1 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$work/test.log" ||
+  failed+=("cargo test")
 
 # The terminal client of examples/ walks a real flow: register through a node it did not
 # write, from piped answers, and must end signed in.
 target="${CARGO_TARGET_DIR:-target}/debug"
-"$target/hearth" --version >/dev/null
-HEARTH_DATA_DIR="$work/example-node" HEARTH_LISTEN_ADDR=127.0.0.1:0 \
-  HEARTH_PASSWORDS_ARGON2_MEMORY_KIB=256 "$target/hearth" serve >"$work/example-node.log" 2>&1 &
-node_pid=$!
-for _ in $(seq 100); do
-  addr=$(grep -om1 'listening on [0-9.:]*' "$work/example-node.log" | cut -d' ' -f3 || true)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-walk=$(printf 'register\nwalker@example.org\nWalker\ncorrect horse battery staple\n' |
-  timeout 30 "$target/examples/harmony_login" "http://$addr" 2>&1) || true
-# Harmony's real client (harmony_rust_sdk + hrpc from crates.io, interop/harmony) over hRPC.
-cargo build --quiet --manifest-path interop/harmony/Cargo.toml
-interop_ok=0
-interop/harmony/target/debug/hearth-interop-harmony "http://$addr" | tee "$work/interop.log" || interop_ok=$?
-kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
-if grep -q 'signed in as user' <<<"$walk"; then
-  echo "example harmony_login: walked register to a session"
-else
-  echo "example harmony_login: FAILED"; echo "$walk"; exit 1
+addr=""
+if "$target/hearth" --version >/dev/null 2>&1; then
+  HEARTH_DATA_DIR="$work/example-node" HEARTH_LISTEN_ADDR=127.0.0.1:0 \
+    HEARTH_PASSWORDS_ARGON2_MEMORY_KIB=256 "$target/hearth" serve >"$work/example-node.log" 2>&1 &
+  node_pid=$!
+  for _ in $(seq 100); do
+    addr=$(grep -om1 'listening on [0-9.:]*' "$work/example-node.log" | cut -d' ' -f3 || true)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
 fi
-[ "$interop_ok" -eq 0 ] || { echo "harmony interop: FAILED"; exit 1; }
+if [ -n "$addr" ]; then
+  walk=$(printf 'register\nwalker@example.org\nWalker\ncorrect horse battery staple\n' |
+    timeout 30 "$target/examples/harmony_login" "http://$addr" 2>&1) || true
+  if grep -q 'signed in as user' <<<"$walk"; then
+    echo "example harmony_login: walked register to a session"
+  else
+    echo "example harmony_login: FAILED"; echo "$walk"; failed+=("example harmony_login")
+  fi
+  # Harmony's real client (harmony_rust_sdk + hrpc from crates.io, interop/harmony) over hRPC.
+  if cargo build --quiet --manifest-path interop/harmony/Cargo.toml; then
+    interop/harmony/target/debug/hearth-interop-harmony "http://$addr" | tee "$work/interop.log" ||
+      failed+=("harmony interop")
+  else
+    echo "harmony interop: did not build"; failed+=("harmony interop build")
+  fi
+  kill "$node_pid"; wait "$node_pid" 2>/dev/null; node_pid=""
+else
+  echo "example node: did not start"; cat "$work/example-node.log" 2>/dev/null
+  failed+=("example node")
+fi
 
 # The systemd unit of scripts/packaging, checked where systemd-analyze exists (pointed at the
 # binary the tests just built, since /usr/local/bin/hearth is not installed here).
 if command -v systemd-analyze >/dev/null 2>&1; then
   bin="$(pwd)/${CARGO_TARGET_DIR:-target}/debug/hearth"
   sed "s#/usr/local/bin/hearth#$bin#" scripts/packaging/hearth.service >"$work/hearth.service"
-  systemd-analyze verify "$work/hearth.service"
-  echo "systemd unit: systemd-analyze verify passed"
+  if systemd-analyze verify "$work/hearth.service"; then
+    echo "systemd unit: systemd-analyze verify passed"
+  else
+    failed+=("systemd unit")
+  fi
 else
   echo "systemd unit: systemd-analyze not installed; not verified"
 fi
 
 # The Docker build context: no daemon here builds the image, so check that .dockerignore
 # keeps build output, data dirs and secrets out of it (the paths a first run creates).
-python3 - <<'PY'
+python3 - <<'PY' || failed+=("docker context")
 import fnmatch, pathlib, sys
 patterns = [l.strip().lstrip("/") for l in pathlib.Path(".dockerignore").read_text().splitlines()
             if l.strip() and not l.startswith("#")]
@@ -72,6 +89,13 @@ if bad:
 print("docker context: .dockerignore keeps target/, data/, keys and node_modules out")
 PY
 
-# One closing line for the whole workspace (cargo prints one per test binary).
-awk '/^test result:/ { p += $4; f += $6 } / interop: [0-9]+ passed/ { p += $3; f += $5 }
-  END { printf "tests: %d passed, %d failed\n", p, f }' "$work/test.log" "$work/interop.log"
+# One closing line for the whole workspace (cargo prints one per test binary), counting a
+# failed step that ran no test as one failure.
+touch "$work/interop.log"
+awk -v steps="${#failed[@]}" '/^test result:/ { p += $4; f += $6 } / interop: [0-9]+ passed/ { p += $3; f += $5 }
+  END { if (f == 0 && steps > 0) f = steps; printf "tests: %d passed, %d failed\n", p, f }' \
+  "$work/test.log" "$work/interop.log"
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "failed: ${failed[*]}"
+  exit 1
+fi
