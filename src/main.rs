@@ -187,6 +187,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init { path, force } => init(&path, force),
         Command::Config(ConfigCommand::Check) => {
             let config = load_config(cli.config.as_deref())?;
+            // The files the config names must be usable too, not only its syntax.
+            if let Some(tls) = &config.tls {
+                hearth::server::tls_acceptor(&tls.cert, &tls.key).map_err(|e| {
+                    anyhow::anyhow!("{e}\nfix the [tls] files, or remove [tls] to serve plaintext")
+                })?;
+            }
             eprintln!("the configuration is valid; the effective settings follow");
             print!("{}", config.redacted_toml());
             Ok(())

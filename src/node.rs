@@ -164,6 +164,11 @@ impl Node {
     ) -> Result<RunningNode, StartError> {
         let dir = config.data_dir.clone();
         let blocking = |e: tokio::task::JoinError| StartError::Listen(e.to_string());
+        // TLS files first: a node that cannot serve creates no data dir, key or database.
+        let tls = match &config.tls {
+            Some(t) => Some(crate::server::Tls::load(&t.cert, &t.key).map_err(StartError::Listen)?),
+            None => None,
+        };
         let had_database = config.database_path().exists();
         let (lock, key, key_created) =
             tokio::task::spawn_blocking(move || -> Result<_, StartError> {
@@ -189,10 +194,6 @@ impl Node {
             .await
             .map_err(blocking)??;
 
-        let tls = match &config.tls {
-            Some(t) => Some(crate::server::Tls::load(&t.cert, &t.key).map_err(StartError::Listen)?),
-            None => None,
-        };
         let listener = crate::server::bind(config.listen.addr)
             .await
             .map_err(StartError::Listen)?;

@@ -162,6 +162,50 @@ fn config_check_prints_the_effective_settings_without_credentials() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("accounts.registration"));
 }
 
+#[test]
+fn config_check_and_serve_refuse_tls_files_they_cannot_use_before_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hearth.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"data\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, e) = run(&["config", "check"]);
+    assert!(
+        !ok && e.contains("tls.cert") && e.contains("cert.pem"),
+        "{e}"
+    );
+    // Present but not PEM.
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    let (ok, e) = run(&["config", "check"]);
+    assert!(!ok && e.contains("no certificate found"), "{e}");
+    // serve refuses them too, and creates no data dir, key or database on the way.
+    let (ok, e) = run(&["serve"]);
+    assert!(!ok && e.contains("tls.cert"), "{e}");
+    assert!(!dir.path().join("data").exists(), "serve wrote a data dir");
+    // Real files pass.
+    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), c.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), c.key_pair.serialize_pem()).unwrap();
+    let (ok, e) = run(&["config", "check"]);
+    assert!(ok, "{e}");
+}
+
 #[tokio::test]
 async fn metrics_cover_the_build_the_process_sign_ins_sessions_mail_peers_and_the_store() {
     let n = TestNode::start().await;
