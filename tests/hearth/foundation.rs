@@ -50,6 +50,60 @@ async fn reflection_lists_every_seed_service() {
     }
 }
 
+/// What grpcurl does with a refusal's `grpc-status-details-bin`: it asks reflection for the
+/// file that defines `google.rpc.ErrorInfo` (and the files it imports) to decode the detail.
+#[tokio::test]
+async fn reflection_serves_error_info_so_grpcurl_can_show_reason_codes() {
+    use prost::Message;
+    use prost_types::FileDescriptorProto;
+    let n = TestNode::start().await;
+    let mut client = ServerReflectionClient::new(n.channel.clone());
+    let ask = |m: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(m),
+    };
+    let mut files: Vec<FileDescriptorProto> = Vec::new();
+    let mut wanted = vec![MessageRequest::FileContainingSymbol(
+        "google.rpc.ErrorInfo".into(),
+    )];
+    while let Some(req) = wanted.pop() {
+        let mut stream = client
+            .server_reflection_info(tokio_stream::iter(vec![ask(req.clone())]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = stream.next().await.unwrap().unwrap().message_response;
+        let Some(MessageResponse::FileDescriptorResponse(f)) = answer else {
+            panic!("reflection does not know {req:?}: {answer:?}")
+        };
+        for bytes in f.file_descriptor_proto {
+            let file = FileDescriptorProto::decode(&bytes[..]).unwrap();
+            for dep in &file.dependency {
+                if !files.iter().any(|f| f.name() == dep) {
+                    wanted.push(MessageRequest::FileByFilename(dep.clone()));
+                }
+            }
+            if !files.iter().any(|f| f.name() == file.name()) {
+                files.push(file);
+            }
+        }
+    }
+    let info = files
+        .iter()
+        .filter(|f| f.package() == "google.rpc")
+        .flat_map(|f| f.message_type.iter())
+        .find(|m| m.name() == "ErrorInfo")
+        .expect("ErrorInfo is described");
+    let fields: Vec<(&str, i32)> = info.field.iter().map(|f| (f.name(), f.number())).collect();
+    assert!(
+        fields.contains(&("reason", 1)) && fields.contains(&("domain", 2)),
+        "{fields:?}"
+    );
+    // A real refusal carries that message, with the reason the client guide lists.
+    let refused = n.pong(None).await.unwrap_err();
+    assert_eq!(reason(&refused), "CREDENTIAL_MISSING");
+}
+
 #[tokio::test]
 async fn health_service_and_http_routes_answer() {
     let n = TestNode::start().await;
