@@ -54,6 +54,10 @@ enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// The data dir to write into it (default `./data`, beside the file), e.g.
+        /// /var/lib/hearth for the systemd unit.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Manage local accounts.
     #[command(subcommand)]
@@ -184,7 +188,11 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(load_config(cli.config.as_deref())?).await,
-        Command::Init { path, force } => init(&path, force),
+        Command::Init {
+            path,
+            force,
+            data_dir,
+        } => init(&path, force, data_dir.as_deref()),
         Command::Config(ConfigCommand::Check) => {
             let config = load_config(cli.config.as_deref())?;
             // The files the config names must be usable too, not only its syntax.
@@ -226,7 +234,8 @@ fn open_store(config: &Config) -> anyhow::Result<Store> {
     let path = config.database_path();
     if config.store.url.is_none() && !path.exists() {
         bail!(
-            "no database at {} (config key `data_dir`); run `hearth serve` once first",
+            "no database at {} (config key `data_dir`): pass the --config the node runs with \
+             (or set HEARTH_DATA_DIR to its data dir), or run `hearth serve` once first",
             path.display()
         );
     }
@@ -459,12 +468,22 @@ async fn peer_command_on(
     Ok(())
 }
 
-fn init(path: &Path, force: bool) -> anyhow::Result<()> {
+fn init(path: &Path, force: bool, data_dir: Option<&Path>) -> anyhow::Result<()> {
     if path.exists() && !force {
         bail!("{} exists; pass --force to overwrite it", path.display());
     }
-    std::fs::write(path, hearth::config::EXAMPLE)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let text = match data_dir {
+        Some(dir) => {
+            let dir = toml::Value::String(dir.display().to_string());
+            hearth::config::EXAMPLE.replacen(
+                "data_dir = \"./data\"",
+                &format!("data_dir = {dir}"),
+                1,
+            )
+        }
+        None => hearth::config::EXAMPLE.to_owned(),
+    };
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     println!(
         "wrote {}; edit it, then run: hearth serve --config {}",
         path.display(),

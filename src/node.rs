@@ -388,7 +388,7 @@ fn renew_id_lease(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> J
 }
 
 fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -396,7 +396,21 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), StartError> {
         .map_err(|source| StartError::DataDir {
             path: dir.to_owned(),
             source,
-        })
+        })?;
+    // An operator-made dir (a package, StateDirectory=, a volume) may be open to others:
+    // the files in it are 0600 anyway, but their names and sizes show.
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "the data dir {} has mode {mode:o}: other users can list it. Its files are 0600, \
+                 but `chmod 700 {}` keeps even their names private.",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 impl RunningNode {

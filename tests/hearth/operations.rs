@@ -162,6 +162,28 @@ fn config_check_prints_the_effective_settings_without_credentials() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("accounts.registration"));
 }
 
+#[tokio::test]
+async fn database_files_are_0600_in_a_data_dir_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // As a package or a volume mount leaves it: 0755.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let n = TestNode::start_with(|c| c.data_dir = data.clone()).await;
+    n.sign_up("perm@example.org").await;
+    for name in [
+        "hearth.sqlite3",
+        "hearth.sqlite3-wal",
+        "hearth.sqlite3-shm",
+        "node.key",
+    ] {
+        let path = data.join(name);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
+}
+
 #[test]
 fn config_check_and_serve_refuse_tls_files_they_cannot_use_before_writing_anything() {
     let dir = tempfile::tempdir().unwrap();

@@ -48,6 +48,31 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Makes the database file 0600 (created empty if absent) before SQLite opens it: SQLite
+/// gives its `-wal` and `-shm` files the database file's mode, so none of the three is ever
+/// readable by other users, whatever the umask or the data dir's mode. They hold password
+/// hashes, pending codes and addresses.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", path.display()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    // A database from before this rule may have 0644 files beside it.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = Path::new(&file);
+        if file.exists() {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
 /// Maps a UNIQUE violation to [`StoreError::Conflict`] naming `what`.
 pub(crate) fn unique(e: rusqlite::Error, what: &'static str) -> StoreError {
     match e {
@@ -141,6 +166,7 @@ impl Sqlite {
     /// Opens (creating if needed) the database at `path`, applies migrations and starts the
     /// writer thread. Blocking: call before serving, or from a blocking context.
     pub fn open(path: &Path, readers: usize, sync: Synchronous) -> Result<Self, StoreError> {
+        private_file(path)?;
         let mut writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT as i64)?;
