@@ -33,8 +33,8 @@ if [ -n "${HEARTH_BIN:-}" ] && [ -n "${HEARTH_DEMO_CLIENT:-}" ]; then
   bin=$HEARTH_BIN
   client=$HEARTH_DEMO_CLIENT
 else
-  say "Building hearth and the demo client (release; the first build takes a few minutes)"
-  cargo build --release --quiet --bin hearth --example federation_client
+  say "Building hearth and the demo client (release; the first build takes a few minutes; cargo shows its progress)"
+  cargo build --release --bin hearth --example federation_client
   bin=${HEARTH_BIN:-target/release/hearth}
   client=${HEARTH_DEMO_CLIENT:-target/release/examples/federation_client}
 fi

@@ -187,7 +187,7 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve => serve(load_config(cli.config.as_deref())?).await,
+        Command::Serve => serve(load_config(cli.config.as_deref())?, cli.config.as_deref()).await,
         Command::Init {
             path,
             force,
@@ -492,9 +492,10 @@ fn init(path: &Path, force: bool, data_dir: Option<&Path>) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
     let open_registration = config.accounts.registration == Registration::Open;
     let data_dir = config.data_dir.clone();
+    let json = config.log.format == hearth::config::LogFormat::Json;
     let node = Node::start(config).await?;
     let addr = node.addr();
     let domain = node.services().clone();
@@ -504,33 +505,85 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              Set accounts.registration = \"invite\" or \"closed\" unless that is what you want."
         );
     }
-    println!(
-        "Hearth {} — node {} ({})",
-        env!("CARGO_PKG_VERSION"),
-        domain.config().server_id,
-        domain.node_key().address()
-    );
-    println!("listening on {addr}");
-    println!("  gRPC and gRPC-Web: {}", node.url());
-    println!("  health: {0}/healthz   metrics: {0}/metrics", node.url());
-    println!(
-        "  data: {} (hearth.sqlite3, node.key{})",
-        std::path::absolute(&data_dir).unwrap_or(data_dir).display(),
-        if node.key_created() { ", new key" } else { "" }
-    );
-    println!("Next steps:");
-    println!("  hearth user add --email you@example.org     # create an account");
+    let data = std::path::absolute(&data_dir).unwrap_or(data_dir);
+    // The commands as this node was started: through cargo, by path, or from PATH, with
+    // the same --config.
+    let me = cli_invocation();
+    let with_config = config_path.map_or(String::new(), |p| format!(" --config {}", p.display()));
     let plaintext = if node.url().starts_with("https") {
         ""
     } else {
         "-plaintext "
     };
-    println!("  grpcurl {plaintext}{addr} list   # every service, via reflection");
-    println!("Stop with Ctrl-C.");
+    let next = [
+        format!("{me} user add{with_config} --email you@example.org     # create an account"),
+        format!("curl {}/healthz", node.url()),
+        format!("grpcurl {plaintext}{addr} list   # every service, via reflection"),
+    ];
+    if json {
+        // One JSON object, like the log lines; it still says "listening on <addr>".
+        let banner = serde_json::json!({
+            "message": format!("listening on {addr}"),
+            "version": env!("CARGO_PKG_VERSION"),
+            "server_id": domain.config().server_id.to_string(),
+            "node_address": domain.node_key().address(),
+            "url": node.url(),
+            "data_dir": data.display().to_string(),
+            "new_key": node.key_created(),
+            "next_steps": next,
+        });
+        println!("{banner}");
+    } else {
+        println!(
+            "Hearth {} — node {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            domain.config().server_id,
+            domain.node_key().address()
+        );
+        println!("listening on {addr}");
+        println!(
+            "  gRPC, gRPC-Web, hRPC and the Osmium socket: {}",
+            node.url()
+        );
+        println!("  health: {0}/healthz   metrics: {0}/metrics", node.url());
+        println!(
+            "  data: {} (hearth.sqlite3, node.key{})",
+            data.display(),
+            if node.key_created() { ", new key" } else { "" }
+        );
+        println!("Next steps:");
+        for step in &next {
+            println!("  {step}");
+        }
+        println!("Stop with Ctrl-C.");
+    }
     shutdown_signal().await;
-    eprintln!("shutting down…");
+    match json {
+        true => tracing::info!("shutting down"),
+        false => eprintln!("shutting down…"),
+    }
     node.shutdown().await;
     Ok(())
+}
+
+/// How to run the CLI the way this process was started: `cargo run [--release] --` from a
+/// cargo target dir, the bare name when it came from PATH, else the path it was run by.
+fn cli_invocation() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let exe = exe.to_string_lossy();
+    if exe.contains("/target/release/") {
+        return "cargo run --release --".to_owned();
+    }
+    if exe.contains("/target/debug/") {
+        return "cargo run --".to_owned();
+    }
+    let arg0 = std::env::args()
+        .next()
+        .unwrap_or_else(|| "hearth".to_owned());
+    match arg0.contains('/') {
+        true => arg0,
+        false => "hearth".to_owned(),
+    }
 }
 
 async fn shutdown_signal() {

@@ -97,7 +97,7 @@ pub(super) fn overrides(
         let Some(rest) = name.strip_prefix(PREFIX) else {
             continue;
         };
-        if NOT_KEYS.contains(&name.as_str()) {
+        if NOT_KEYS.contains(&name.as_str()) || kubernetes_service(rest) {
             continue;
         }
         let rest = rest.to_ascii_lowercase();
@@ -128,6 +128,26 @@ pub(super) fn overrides(
         }
     }
     (found, ignored)
+}
+
+/// What Kubernetes injects for a Service named `hearth` (`HEARTH_PORT`,
+/// `HEARTH_PORT_7450_TCP_ADDR`, `HEARTH_SERVICE_HOST`, `HEARTH_SERVICE_PORT_GRPC`, …): no
+/// key is named so, and warning about them on every start and CLI command only adds noise.
+fn kubernetes_service(rest: &str) -> bool {
+    let port_var = |tail: &str| {
+        let mut parts = tail.split('_');
+        parts
+            .next()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            && parts
+                .next()
+                .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"))
+    };
+    rest == "PORT"
+        || rest == "SERVICE_HOST"
+        || rest == "SERVICE_PORT"
+        || rest.starts_with("SERVICE_PORT_")
+        || rest.strip_prefix("PORT_").is_some_and(port_var)
 }
 
 fn parse_value(raw: &str) -> toml::Value {

@@ -82,9 +82,9 @@ impl Config {
     }
 
     fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         text.parse::<toml::Table>()
             .map_err(|e| ConfigError::Syntax {
@@ -140,17 +140,30 @@ impl Config {
             } else {
                 let o = &overrides[i];
                 let dotted = o.dotted();
+                let leaf = o.key.as_str();
                 let credential = ["password", "secret", "smtp_url"]
                     .iter()
-                    .any(|c| dotted.contains(c));
+                    .any(|c| leaf.contains(c));
                 let message = if credential {
                     message.replace(&o.raw, "<the value given>")
                 } else {
                     message.clone()
                 };
+                // Lists and tables come from the environment as TOML.
+                let hint = match message.contains("expected a sequence") {
+                    true => format!(
+                        "; a list is written as TOML, e.g. {}='[\"{}\"]'",
+                        o.name,
+                        o.raw.replace('"', "")
+                    ),
+                    false => String::new(),
+                };
                 return Err(ConfigError::key(
                     dotted,
-                    format!("{message} (set by the environment variable {})", o.name),
+                    format!(
+                        "{message} (set by the environment variable {}){hint}",
+                        o.name
+                    ),
                 ));
             }
         }
@@ -171,11 +184,12 @@ impl Config {
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
-                let message = if key.contains("password") || key.contains("secret") {
+                let leaf = key.rsplit('.').next().unwrap_or_default();
+                let message = if leaf.contains("password") || leaf.contains("secret") {
                     // Never echo what was given for a credential.
                     "has the wrong type or form (expected text)".to_owned()
                 } else {
-                    e.into_inner().message().to_owned()
+                    plain_types(e.into_inner().message())
                 };
                 ConfigError::key(key, message)
             })?;
@@ -324,4 +338,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// serde's type names as an operator reads them.
+fn plain_types(message: &str) -> String {
+    [
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(message.to_owned(), |m, (from, to)| m.replace(from, to))
 }

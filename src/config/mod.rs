@@ -18,13 +18,14 @@ pub const EXAMPLE: &str = include_str!("../../config/hearth.example.toml");
 /// A configuration problem, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    /// The file could not be read (not a `#[source]`: the message already says why, and
+    /// error chains would print it twice).
+    #[error("cannot read config file {path}: {reason}{}", if reason.kind() == std::io::ErrorKind::NotFound { " (write one with `hearth init PATH`, or leave out --config for the built-in defaults)" } else { "" })]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file is not valid TOML.
     #[error("config file {path} is not valid TOML: {message}")]

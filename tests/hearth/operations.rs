@@ -162,6 +162,71 @@ fn config_check_prints_the_effective_settings_without_credentials() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("accounts.registration"));
 }
 
+/// Runs the binary by `exe` with `args` until its banner is out; returns standard output.
+fn banner_of(exe: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(exe)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("HEARTH_DATA_DIR", dir.path().join("data"))
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains("Ctrl-C") || line.starts_with('{') {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
+#[test]
+fn the_banner_suggests_commands_that_work_as_the_node_was_started() {
+    // Installed under its own name: the path it was run by, and the same --config.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("hearth");
+    std::fs::copy(env!("CARGO_BIN_EXE_hearth"), &exe).unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "").unwrap();
+    let config = config.to_str().unwrap();
+    let text = banner_of(&exe, &["serve", "--config", config], &[]);
+    assert!(
+        text.contains(&format!(
+            "{} user add --config {config} --email",
+            exe.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("listening on 127.0.0.1:"), "{text}");
+    // From a cargo target dir: through cargo.
+    let text = banner_of(
+        std::path::Path::new(env!("CARGO_BIN_EXE_hearth")),
+        &["serve"],
+        &[],
+    );
+    assert!(text.contains("cargo run -- user add --email"), "{text}");
+    // JSON logs: the banner is one JSON object, and still says where it listens.
+    let text = banner_of(&exe, &["serve"], &[("HEARTH_LOG_FORMAT", "json")]);
+    let banner: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert!(banner["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("listening on 127.0.0.1:"));
+    assert!(banner["next_steps"][0]
+        .as_str()
+        .unwrap()
+        .contains("user add"));
+}
+
 #[tokio::test]
 async fn database_files_are_0600_in_a_data_dir_others_can_read() {
     use std::os::unix::fs::PermissionsExt;
