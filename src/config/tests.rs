@@ -157,12 +157,10 @@ fn unknown_variables_are_ignored_with_one_warning_each() {
     assert_eq!(c.listen.addr, Config::default().listen.addr);
     // Kubernetes' own variables are not warned about; the typo and the made-up name are.
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    for name in ["HEARTH_LISTEN_PORT"] {
-        assert!(
-            warnings.iter().any(|w| w.contains(&format!("{name}:"))),
-            "{name}: {warnings:?}"
-        );
-    }
+    assert!(
+        warnings.iter().any(|w| w.contains("HEARTH_LISTEN_PORT:")),
+        "{warnings:?}"
+    );
     assert!(
         warnings
             .iter()
