@@ -6,7 +6,8 @@
 # (Debian's postgresql; the tests start their own servers in temporary directories as the
 # unprivileged `postgres` user, so the package's system service is not needed); protobufjs
 # 7 (npm, into tests/osmium/node_modules) decodes what the Osmium SDK would; Harmony's real
-# client (interop/harmony) compiles its protos with protoc (Debian's protobuf-compiler).
+# client (interop/harmony) compiles its protos with protoc (Debian's protobuf-compiler);
+# the operator guide's backup step uses sqlite3 (Debian's sqlite3).
 # Idempotent; safe to run on every test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,4 +47,10 @@ if ! command -v protoc >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null
+fi
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  echo "installing sqlite3 (the operator guide's backup step, walked by scripts/walk-guide.sh)…" >&2
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null
 fi

@@ -50,6 +50,9 @@ else
   failed+=("example node")
 fi
 
+# The operator guide's install, backup and restore steps, run as written in a temp root.
+bash scripts/walk-guide.sh "$target/hearth" || failed+=("operator guide walk")
+
 # The systemd unit of scripts/packaging, checked where systemd-analyze exists (pointed at the
 # binary the tests just built, since /usr/local/bin/hearth is not installed here).
 if command -v systemd-analyze >/dev/null 2>&1; then
