@@ -521,18 +521,17 @@ async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()>
         format!("grpcurl {plaintext}{addr} list   # every service, via reflection"),
     ];
     if json {
-        // One JSON object, like the log lines; it still says "listening on <addr>".
-        let banner = serde_json::json!({
-            "message": format!("listening on {addr}"),
-            "version": env!("CARGO_PKG_VERSION"),
-            "server_id": domain.config().server_id.to_string(),
-            "node_address": domain.node_key().address(),
-            "url": node.url(),
-            "data_dir": data.display().to_string(),
-            "new_key": node.key_created(),
-            "next_steps": next,
-        });
-        println!("{banner}");
+        // The one plain line scripts read (DESIGN §7); the rest as a log event, like every
+        // other line of a JSON-logging node.
+        println!("listening on {addr}");
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            url = node.url(),
+            data_dir = %data.display(),
+            new_key = node.key_created(),
+            next_steps = ?next,
+            "started"
+        );
     } else {
         println!(
             "Hearth {} — node {} ({})",

@@ -148,7 +148,9 @@ pub const METHODS: &[Method] = &[
     m("/protocol.auth.v1.AuthService/BeginAuth", Public).cost(Cost::Flow),
     m("/protocol.auth.v1.AuthService/NextStep", Public).cost(Cost::Flow),
     m("/protocol.auth.v1.AuthService/StepBack", Public).cost(Cost::Flow),
-    m("/protocol.auth.v1.AuthService/StreamSteps", Public).stream(),
+    m("/protocol.auth.v1.AuthService/StreamSteps", Public)
+        .cost(Cost::Flow)
+        .stream(),
     m("/protocol.auth.v1.AuthService/CheckLoggedIn", AnyCredential),
     m("/test.v1.TestAuthService/Pong", AnyCredential),
     m("/test.v1.TestNoAuthService/Ping", Public),

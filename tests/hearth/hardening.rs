@@ -400,3 +400,69 @@ async fn parallel_sign_ins_of_one_account_wait_in_line_not_in_a_herd() {
         "{per_sign_in:.1} store writes per sign-in"
     );
 }
+
+/// Security review: StreamSteps with made-up auth_ids made a feed before the flow was
+/// checked (~33 KB each with 15,000-character ids, kept for the flow lifetime), and a full
+/// feed map ended real users' streams.
+#[tokio::test]
+async fn stream_steps_with_made_up_ids_holds_nothing_and_ends_no_real_stream() {
+    use hearth::pb::protocol::auth::v1::{
+        auth_service_client::AuthServiceClient, BeginAuthRequest, StreamStepsRequest,
+    };
+    let n = TestNode::start().await;
+    let mut c = AuthServiceClient::new(n.channel.clone());
+    let id = c
+        .begin_auth(BeginAuthRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .auth_id;
+    let mut real = c
+        .stream_steps(StreamStepsRequest {
+            auth_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(real.message().await.unwrap().is_some());
+    let feeds = n.domain().state().feeds.len();
+    let long = "x".repeat(15_000);
+    for i in 0..2_000 {
+        let made_up = match i % 2 {
+            0 => format!("{long}{i}"),
+            _ => format!("{:0>22}", i),
+        };
+        let r = c
+            .stream_steps(StreamStepsRequest { auth_id: made_up })
+            .await;
+        assert_refused(
+            r.map(|_| ()),
+            tonic::Code::NotFound,
+            "FLOW_UNKNOWN",
+            "no flow",
+        );
+    }
+    assert_eq!(
+        n.domain().state().feeds.len(),
+        feeds,
+        "a made-up id made a feed"
+    );
+    // The real stream is still open and follows its flow.
+    c.next_step(hearth::pb::protocol::auth::v1::NextStepRequest {
+        auth_id: id,
+        step: Some(
+            hearth::pb::protocol::auth::v1::next_step_request::Step::Choice(
+                hearth::pb::protocol::auth::v1::next_step_request::Choice {
+                    choice: "login".into(),
+                },
+            ),
+        ),
+    })
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), real.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.is_some());
+}

@@ -162,7 +162,8 @@ fn config_check_prints_the_effective_settings_without_credentials() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("accounts.registration"));
 }
 
-/// Runs the binary by `exe` with `args` until its banner is out; returns standard output.
+/// Runs the binary by `exe` with `args` until its banner is out; returns standard output
+/// (and, for JSON logs, the `started` log line from standard error after it).
 fn banner_of(exe: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> String {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
@@ -172,16 +173,28 @@ fn banner_of(exe: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Stri
         .env("HEARTH_DATA_DIR", dir.path().join("data"))
         .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let json = env
+        .iter()
+        .any(|(k, v)| *k == "HEARTH_LOG_FORMAT" && *v == "json");
     let mut out = String::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
         out.push_str(&line);
         out.push('\n');
-        if line.contains("Ctrl-C") || line.starts_with('{') {
+        if line.contains("Ctrl-C") || (json && line.starts_with("listening on")) {
             break;
+        }
+    }
+    if json {
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if line.contains("\"started\"") {
+                out.push_str(&line);
+                break;
+            }
         }
     }
     let _ = child.kill();
@@ -214,17 +227,15 @@ fn the_banner_suggests_commands_that_work_as_the_node_was_started() {
         &[],
     );
     assert!(text.contains("cargo run -- user add --email"), "{text}");
-    // JSON logs: the banner is one JSON object, and still says where it listens.
+    // JSON logs: the one plain `listening on` line scripts read, the rest a JSON log line.
     let text = banner_of(&exe, &["serve"], &[("HEARTH_LOG_FORMAT", "json")]);
-    let banner: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-    assert!(banner["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("listening on 127.0.0.1:"));
-    assert!(banner["next_steps"][0]
-        .as_str()
-        .unwrap()
-        .contains("user add"));
+    let (first, event) = text.split_once('\n').unwrap();
+    assert!(first.starts_with("listening on 127.0.0.1:"), "{text}");
+    let event: serde_json::Value =
+        serde_json::from_str(event.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(event["fields"]["message"], "started", "{event}");
+    let next = event["fields"]["next_steps"].as_str().unwrap();
+    assert!(next.contains("user add"), "{event}");
 }
 
 #[tokio::test]

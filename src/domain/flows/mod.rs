@@ -89,6 +89,15 @@ pub struct Subscription {
     pub drain: watch::Receiver<bool>,
 }
 
+/// A flow id: 22 base62 characters (about 131 bits).
+const FLOW_ID_LEN: usize = 22;
+const FLOW_ID_ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Whether `id` has the shape of a flow id (checked before any state is touched).
+fn is_flow_id(id: &str) -> bool {
+    id.len() == FLOW_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 fn unknown_flow() -> DomainError {
     DomainError::new(
         ErrorKind::NotFound,
@@ -271,10 +280,9 @@ impl Flows {
             }
         }
         let id: String = {
-            const A: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
             let mut rng = rand::rngs::OsRng;
-            (0..22)
-                .map(|_| A[rng.gen_range(0..A.len())] as char)
+            (0..FLOW_ID_LEN)
+                .map(|_| FLOW_ID_ALPHABET[rng.gen_range(0..FLOW_ID_ALPHABET.len())] as char)
                 .collect()
         };
         let state = FlowState {
@@ -529,6 +537,11 @@ impl Flows {
     /// Subscribes to flow `id`: its current step, then its changes, until the node drains.
     pub async fn subscribe(&self, id: &str) -> Result<Subscription, DomainError> {
         let sh = &self.shared;
+        // A made-up id makes no feed: its shape is checked, then that the flow exists. The
+        // feed comes before the step that is sent first, so no change falls in between.
+        if !is_flow_id(id) || self.current(id).await.is_none() {
+            return Err(unknown_flow());
+        }
         let changes = sh.feeds.subscribe(id, sh.lifetime_ms);
         let first = self.current(id).await.ok_or_else(unknown_flow)?;
         Ok(Subscription {

@@ -14,6 +14,8 @@ pub trait StepFeeds: Send + Sync + std::fmt::Debug {
     fn publish(&self, flow: &str);
     /// A receiver that changes whenever `flow` does; kept for `ttl_ms` at least.
     fn subscribe(&self, flow: &str, ttl_ms: u64) -> watch::Receiver<u64>;
+    /// Flows this node holds a feed for (tests and gauges).
+    fn len(&self) -> usize;
 }
 
 /// In-process notices.
@@ -43,5 +45,10 @@ impl StepFeeds for LocalFeeds {
         self.channels
             .get_or_insert_with(flow.to_owned(), ttl_ms, || Arc::new(watch::channel(0).0))
             .subscribe()
+    }
+
+    fn len(&self) -> usize {
+        use super::short_lived::ShortLived;
+        ShortLived::len(&self.channels)
     }
 }

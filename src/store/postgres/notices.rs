@@ -261,4 +261,8 @@ impl StepFeeds for PgFeeds {
         ShortLived::put(&*self.names, flow_name(flow), flow.to_owned(), ttl_ms);
         self.local.subscribe(flow, ttl_ms)
     }
+
+    fn len(&self) -> usize {
+        self.local.len()
+    }
 }
