@@ -425,7 +425,7 @@ async fn stream_steps_with_made_up_ids_holds_nothing_and_ends_no_real_stream() {
         .unwrap()
         .into_inner();
     assert!(real.message().await.unwrap().is_some());
-    let feeds = n.domain().state().feeds.len();
+    let feeds = n.domain().state().feeds.feed_count();
     let long = "x".repeat(15_000);
     for i in 0..2_000 {
         let made_up = match i % 2 {
@@ -443,7 +443,7 @@ async fn stream_steps_with_made_up_ids_holds_nothing_and_ends_no_real_stream() {
         );
     }
     assert_eq!(
-        n.domain().state().feeds.len(),
+        n.domain().state().feeds.feed_count(),
         feeds,
         "a made-up id made a feed"
     );

@@ -15,7 +15,7 @@ pub trait StepFeeds: Send + Sync + std::fmt::Debug {
     /// A receiver that changes whenever `flow` does; kept for `ttl_ms` at least.
     fn subscribe(&self, flow: &str, ttl_ms: u64) -> watch::Receiver<u64>;
     /// Flows this node holds a feed for (tests and gauges).
-    fn len(&self) -> usize;
+    fn feed_count(&self) -> usize;
 }
 
 /// In-process notices.
@@ -47,7 +47,7 @@ impl StepFeeds for LocalFeeds {
             .subscribe()
     }
 
-    fn len(&self) -> usize {
+    fn feed_count(&self) -> usize {
         use super::short_lived::ShortLived;
         ShortLived::len(&self.channels)
     }

@@ -262,7 +262,7 @@ impl StepFeeds for PgFeeds {
         self.local.subscribe(flow, ttl_ms)
     }
 
-    fn len(&self) -> usize {
-        self.local.len()
+    fn feed_count(&self) -> usize {
+        self.local.feed_count()
     }
 }
