@@ -19,23 +19,12 @@ const SIGN_INS: usize = 10_000;
 const CONCURRENCY: usize = 64;
 const LIMIT: Duration = Duration::from_secs(600);
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
 #[tokio::main]
 async fn main() {
     let bench = common::start(|_| {}).await;
     let channel = bench.channel.clone();
     common::sign_up(&channel, "bench@example.org").await;
-    let idle = rss_mib();
+    let idle = common::rss_mib_of("self");
     let left = Arc::new(AtomicUsize::new(SIGN_INS));
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONCURRENCY)
@@ -63,9 +52,9 @@ async fn main() {
     }
     let done = SIGN_INS - left.load(Ordering::SeqCst);
     let secs = started.elapsed().as_secs_f64();
-    let after = rss_mib();
+    let after = common::rss_mib_of("self");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let settled = rss_mib();
+    let settled = common::rss_mib_of("self");
     println!("| row | resident MiB | ratio to idle |");
     println!("|---|---:|---:|");
     println!("| idle, one account | {idle:.0} | 1.00 |");

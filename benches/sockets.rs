@@ -8,6 +8,8 @@
 //! nothing. Traffic goes to 127.0.0.1 only; every loop is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,17 +20,6 @@ use tokio_tungstenite::tungstenite::Message;
 const SOCKETS: usize = 1_000;
 const GARBAGE: usize = 10_000;
 const BIG_BODIES: usize = 200;
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
 
 /// Pings over hRPC: (answered, refused or failed).
 async fn pings(http: &reqwest::Client, url: &str, n: usize) -> (usize, usize) {
@@ -59,7 +50,7 @@ async fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id();
+    let pid = child.id().to_string();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("the node printed its address").unwrap();
@@ -72,7 +63,7 @@ async fn main() {
     pings(&http, &url, 100).await;
     let mut rows = vec![(
         "idle".to_owned(),
-        rss_mib(pid),
+        common::rss_mib_of(&pid),
         pings(&http, &url, 100).await,
     )];
 
@@ -86,7 +77,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     rows.push((
         format!("{SOCKETS} Osmium sockets open, idle"),
-        rss_mib(pid),
+        common::rss_mib_of(&pid),
         pings(&http, &url, 100).await,
     ));
 
@@ -110,7 +101,7 @@ async fn main() {
     }
     rows.push((
         format!("after {GARBAGE} garbage frames ({answered} refusals read back)"),
-        rss_mib(pid),
+        common::rss_mib_of(&pid),
         pings(&http, &url, 100).await,
     ));
 
@@ -128,7 +119,7 @@ async fn main() {
     }
     rows.push((
         format!("after {BIG_BODIES} hRPC bodies of 1 MiB ({refused} answered 400)"),
-        rss_mib(pid),
+        common::rss_mib_of(&pid),
         pings(&http, &url, 100).await,
     ));
 
@@ -136,7 +127,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     rows.push((
         "2 s after the sockets closed".to_owned(),
-        rss_mib(pid),
+        common::rss_mib_of(&pid),
         pings(&http, &url, 100).await,
     ));
     let _ = child.kill();

@@ -332,14 +332,7 @@ fn threads_cpu(prefix: &str) -> Duration {
 }
 
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    common::rss_mib_of("self")
 }
 
 /// `ClientMessage{id, <member>: body}` of the Osmium socket.

@@ -79,3 +79,15 @@ pub async fn sign_up(channel: &Channel, email: &str) -> String {
         .into_inner()
         .token
 }
+
+/// Resident memory in MiB of process `proc` (`"self"` or a pid), from /proc.
+pub fn rss_mib_of(proc: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{proc}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
