@@ -340,8 +340,10 @@ impl AccessTokens {
     /// Expires a token now; it and the sessions made from it stop working at once.
     pub async fn expire(&self, p: &Principal, uuid: &str) -> Result<AccessToken, DomainError> {
         let now = self.clock.now_ms();
+        // As for update and regenerate: a token cannot end one that holds more than it.
         let token = self
-            .modify(p, uuid, move |t, _| {
+            .modify(p, uuid, move |t, caller| {
+                Self::may_act_on(caller, t.scopes)?;
                 t.expires_at = t.expires_at.min(now);
                 Ok(true)
             })

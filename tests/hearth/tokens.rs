@@ -341,6 +341,28 @@ async fn scopes_bound_what_a_token_reaches_and_grants() {
         ))
         .await;
     assert_refused(r, Code::PermissionDenied, "SCOPE_NOT_HELD", "`federation`");
+    // …nor ends one that holds more than it (security review: a `tokens:write` token could
+    // force-expire a full-scope one).
+    let r = n
+        .tokens()
+        .force_token_expiration(authed(
+            hearth::pb::tokens::v1::ForceTokenExpirationRequest {
+                token_uuid: uuid(&wide_id),
+            },
+            &minter,
+        ))
+        .await;
+    assert_refused(r, Code::PermissionDenied, "SCOPE_NOT_HELD", "`federation`");
+    let r = n
+        .tokens()
+        .force_token_expiration(authed(
+            hearth::pb::tokens::v1::ForceTokenExpirationRequest {
+                token_uuid: uuid(&narrow_id),
+            },
+            &minter,
+        ))
+        .await;
+    assert!(r.is_ok(), "a narrower token may be ended: {r:?}");
 
     // Unknown and missing scopes are named.
     let r = n
