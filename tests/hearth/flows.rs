@@ -506,6 +506,18 @@ async fn one_client_ip_holds_at_most_100_unfinished_flows() {
         "IP_THROTTLED",
         "unfinished flows",
     );
+    // Security review: refused attempts kept renewing the count, and flows that expired
+    // still counted, so the address stayed shut out. Knocking during the flows' lifetime
+    // renews nothing; once they expire, the address begins again.
+    for _ in 0..10 {
+        n.clock.advance_ms(170_000);
+        assert!(Flow::begin_as(&n, None).await.is_err());
+    }
+    n.clock.advance_ms(101_000);
+    assert!(
+        Flow::begin_as(&n, None).await.is_ok(),
+        "the expired flows still count"
+    );
 }
 
 fn bytes_raw(b: &[u8]) -> FormFields {

@@ -127,7 +127,9 @@ struct Shared {
     feeds: Arc<dyn StepFeeds>,
     /// Which flow waits for the e-mail link of a user (by user id).
     waiting: Arc<dyn SharedMap<String>>,
-    per_ip: LocalMap<IpAddr, u32>,
+    /// The expiry (unix seconds) of each unfinished flow a client address began, so flows
+    /// that expired stop counting by themselves and a refused attempt renews none of them.
+    per_ip: LocalMap<IpAddr, Vec<u32>>,
     clock: SharedClock,
     lifetime_ms: u64,
 }
@@ -175,8 +177,12 @@ impl Shared {
         if matches!(next.at(), At::Done { .. }) {
             self.flows.put(id, next.clone(), self.ttl(&next)).await;
             if let Some(ip) = next.ip {
-                self.per_ip
-                    .modify(&ip, self.lifetime_ms, &mut |n| Some(n.saturating_sub(1)));
+                // One of the address's flows is done: it no longer counts.
+                self.per_ip.modify(&ip, self.lifetime_ms, &mut |live| {
+                    let mut live = live.clone();
+                    live.pop();
+                    Some(live)
+                });
             }
         }
         self.feeds.publish(id);
@@ -265,12 +271,19 @@ impl Flows {
         };
         let sh = &self.shared;
         if let Some(ip) = ctx.ip {
-            let n = sh
-                .per_ip
-                .update(ip, sh.lifetime_ms, &mut |n| n.unwrap_or(0) + 1);
-            if n > MAX_PER_IP {
-                sh.per_ip
-                    .modify(&ip, sh.lifetime_ms, &mut |n| Some(n.saturating_sub(1)));
+            let now = (sh.clock.now_ms() / 1000) as u32;
+            let ends = now.saturating_add((sh.lifetime_ms / 1000) as u32);
+            let mut full = false;
+            sh.per_ip.update(ip, sh.lifetime_ms, &mut |live| {
+                let mut live = live.unwrap_or_default();
+                live.retain(|&end| end > now);
+                full = live.len() >= MAX_PER_IP as usize;
+                if !full {
+                    live.push(ends);
+                }
+                live
+            });
+            if full {
                 return Err(DomainError::exhausted(
                     Reason::IpThrottled,
                     format!(
