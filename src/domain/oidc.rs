@@ -220,11 +220,22 @@ impl Oidc {
                 ("token", a.access_token.as_str()),
                 ("token_type_hint", "access_token"),
             ];
-            let info = self
+            let info = match self
                 .network
                 .post_form(&url, (id, secret), &form, p.allow_http)
                 .await
-                .map_err(|e| down(p, e))?;
+            {
+                Ok(info) => info,
+                // RFC 7662 answers 200 with `active: false` for a bad token; a 400 is the
+                // provider refusing this one. A 401 is about this node's own credentials.
+                Err(ProviderError::Status(400)) => {
+                    return Err(DomainError::unauthenticated(
+                        Reason::ProviderTokenRejected,
+                        format!("the provider `{}` refused this access token", p.id),
+                    ))
+                }
+                Err(e) => return Err(down(p, e)),
+            };
             if info.get("active").and_then(Value::as_bool) != Some(true) {
                 return Err(DomainError::unauthenticated(
                     Reason::ProviderTokenInactive,
@@ -273,7 +284,9 @@ impl Oidc {
             .await
         {
             Ok(v) => Ok(v),
-            Err(ProviderError::Status(401 | 403)) => Err(DomainError::unauthenticated(
+            // The provider's verdict on the token (400: malformed or unknown to it); only a
+            // provider that cannot be asked is UNAVAILABLE, which tells clients to retry.
+            Err(ProviderError::Status(400 | 401 | 403)) => Err(DomainError::unauthenticated(
                 Reason::ProviderTokenRejected,
                 format!("the provider `{}` refused this access token", p.id),
             )),

@@ -258,7 +258,8 @@ async fn providers_on_private_addresses_follow_the_federation_rule() {
     assert_refused(r, Code::Unavailable, "PROVIDER_UNAVAILABLE", "private");
 }
 
-/// A GitHub-like user endpoint: `Bearer good` is user 4242, anything else is refused.
+/// A GitHub-like user endpoint: `Bearer good` is user 4242, `Bearer garbled` a bad request
+/// (400), anything else is refused (401).
 async fn oauth_server() -> (String, tokio::task::JoinHandle<()>) {
     use axum::http::{HeaderMap, StatusCode};
     async fn user(headers: HeaderMap) -> Result<axum::Json<serde_json::Value>, StatusCode> {
@@ -266,6 +267,7 @@ async fn oauth_server() -> (String, tokio::task::JoinHandle<()>) {
             Some("Bearer good") => Ok(axum::Json(
                 serde_json::json!({"id": 4242, "login": "octo", "name": "Octo Cat"}),
             )),
+            Some("Bearer garbled") => Err(StatusCode::BAD_REQUEST),
             _ => Err(StatusCode::UNAUTHORIZED),
         }
     }
@@ -320,6 +322,15 @@ async fn an_oauth_user_endpoint_vouches_for_its_id_field() {
         "another account",
     );
     let r = get_jwt(&n, account("gh", "oauth", "4242", "bad")).await;
+    assert_refused(
+        r,
+        Code::Unauthenticated,
+        "PROVIDER_TOKEN_REJECTED",
+        "refused",
+    );
+    // A 400 is the provider's verdict on the token too, not a provider that is down
+    // (UNAVAILABLE would tell the client to retry).
+    let r = get_jwt(&n, account("gh", "oauth", "4242", "garbled")).await;
     assert_refused(
         r,
         Code::Unauthenticated,
