@@ -334,8 +334,10 @@ impl Oidc {
                 if let Some(id) = tx.identity(&provider, &subject)? {
                     return tx.user(id)?.ok_or_else(|| DomainError::internal("identity without user"));
                 }
+                // Only an address the local account proved: someone who signed up with the
+                // victim's address and never verified it must not receive the victim.
                 let linked = match &link_email {
-                    Some(e) => tx.user_by_email(e)?,
+                    Some(e) => tx.user_by_email(e)?.filter(|u| u.email_verified),
                     None => None,
                 };
                 let user = match linked {

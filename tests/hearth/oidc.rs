@@ -228,8 +228,13 @@ async fn a_provider_that_links_by_verified_e_mail_signs_in_the_local_account() {
     let mut linking = op.config();
     linking.link_verified_email = true;
     let n = node_with(vec![linking], true).await;
-    // The provider says carol's address is carol@example.org, verified.
+    // The provider says carol's address is carol@example.org, verified; so does the node.
     let (_, _, local) = n.sign_up("carol@example.org").await;
+    n.domain()
+        .operator
+        .verify("carol@example.org")
+        .await
+        .unwrap();
     let jwt = get_jwt(
         &n,
         account("op", "oidc", "carol", &op.mint("carol", "hearth").await),
@@ -237,6 +242,20 @@ async fn a_provider_that_links_by_verified_e_mail_signs_in_the_local_account() {
     .await
     .unwrap();
     assert_eq!(claims(&jwt)["sub"], local.to_string());
+    // Security review (pre-account takeover): an attacker signs up with dave's address and
+    // never verifies it; dave's provider sign-in must not land in the attacker's account.
+    let (attacker, _, squatter) = n.sign_up("dave@example.org").await;
+    let jwt = get_jwt(
+        &n,
+        account("op", "oidc", "dave", &op.mint("dave", "hearth").await),
+    )
+    .await
+    .unwrap();
+    assert_ne!(claims(&jwt)["sub"], squatter.to_string());
+    assert!(
+        n.pong(Some(&attacker)).await.is_ok(),
+        "the squatter's own account is untouched"
+    );
     // Without linking, the same provider account would be a new user.
     let n2 = node_with(vec![op.config()], true).await;
     let (_, _, other) = n2.sign_up("carol@example.org").await;
