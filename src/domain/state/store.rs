@@ -451,7 +451,10 @@ impl Store {
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         let job: WriteJob = Box::new(move |tx| {
             let result = f(tx);
-            let commit = result.is_ok();
+            // A caller that went away (its deadline passed, or the client cancelled) gets
+            // no answer, so nothing of its request commits: a sign-in that no client
+            // receives makes no session.
+            let commit = result.is_ok() && !reply.is_closed();
             let _ = reply.send(result);
             commit
         });
