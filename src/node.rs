@@ -101,6 +101,7 @@ impl Node {
     ) -> Result<(Services, Arc<PeerClient>), StartError> {
         let client =
             Arc::new(PeerClient::new(&config, clock.clone()).map_err(StartError::Federation)?);
+        let seal_keys = crate::domain::state::shared_map::SealKeys::default();
         let providers = Arc::new(
             crate::providers::Providers::new(&config.federation).map_err(StartError::Federation)?,
         );
@@ -134,21 +135,35 @@ impl Node {
             ));
             // Step flows are seen by every node (sealed in the database).
             use crate::domain::state::shared_map::StoreMap;
-            state.flows = Arc::new(StoreMap::new(store.clone(), clock.clone(), "flow"));
-            state.flow_waits = Arc::new(StoreMap::new(store.clone(), clock.clone(), "flow_wait"));
+            let seal = &seal_keys;
+            state.flows = Arc::new(StoreMap::new(
+                store.clone(),
+                clock.clone(),
+                "flow",
+                seal.clone(),
+            ));
+            state.flow_waits = Arc::new(StoreMap::new(
+                store.clone(),
+                clock.clone(),
+                "flow_wait",
+                seal.clone(),
+            ));
             state.challenges = Arc::new(StoreMap::new(
                 store.clone(),
                 clock.clone(),
                 "peer_challenge",
+                seal.clone(),
             ));
             // A client's budgets hold across every node.
-            state.buckets = Arc::new(StoreMap::new(store, clock, "budget"));
+            state.buckets = Arc::new(StoreMap::new(store, clock, "budget", seal.clone()));
         }
         let networks = Networks {
             peers: client.clone(),
             providers,
         };
         let services = Services::new(Arc::new(config), state, keys, networks, holder).await?;
+        // The cluster's shared state seals under the key ring the services now hold.
+        let _ = seal_keys.set(services.key_ring().clone());
         Ok((services, client))
     }
 

@@ -567,3 +567,55 @@ fn rand_suffix() -> u32 {
     static N: AtomicU32 = AtomicU32::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Security review: cluster state was "sealed" by XOR with SHA-256(key ‖ counter), the key
+/// being the map key itself, which an attacker can guess (a budget is keyed "class ip"):
+/// whoever read the database could open it. Now it is ChaCha20-Poly1305 under the cluster's
+/// key, bound to the map and row: the guessed key opens nothing, and the row carries a nonce
+/// and a tag.
+#[tokio::test]
+async fn shared_state_in_the_database_opens_only_with_the_clusters_key() {
+    use hearth::pb::protocol::auth::v1::{
+        auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
+    };
+    use sha2::{Digest, Sha256};
+    let Some(pg) = PgServer::start() else { return };
+    let nodes = cluster_on(&url_on(pg.port, "sealed"), 2, |_| {}).await;
+    Harmony::new(nodes[0].channel.clone())
+        .begin_auth(BeginAuthRequest {
+            for_guest_token: None,
+        })
+        .await
+        .unwrap();
+    let key = "flow 127.0.0.1";
+    let row: [u8; 32] = Sha256::digest([b"row\0", key.as_bytes()].concat()).into();
+    let now = hearth::clock::Clock::now_ms(&*nodes[1].clock);
+    let sealed = nodes[1]
+        .domain()
+        .store()
+        .read(move |tx| tx.short_lived("budget", &row, now))
+        .await
+        .unwrap()
+        .expect("the budget row is in the database");
+    // What the old construction would have opened with the guessable key.
+    let mut opened = sealed.clone();
+    for (n, block) in opened.chunks_mut(32).enumerate() {
+        let pad = Sha256::digest([b"seal\0", key.as_bytes(), &(n as u64).to_be_bytes()].concat());
+        block.iter_mut().zip(pad.iter()).for_each(|(b, p)| *b ^= p);
+    }
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&opened).is_err(),
+        "the guessed key opened it"
+    );
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&sealed).is_err(),
+        "stored in the clear"
+    );
+    // And the other node, which holds the cluster's key, reads and charges the same budget.
+    Harmony::new(nodes[1].channel.clone())
+        .begin_auth(BeginAuthRequest {
+            for_guest_token: None,
+        })
+        .await
+        .unwrap();
+}

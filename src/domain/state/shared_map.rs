@@ -1,8 +1,11 @@
 //! Short-lived state that every node of a cluster must see (Harmony step flows): an async
 //! map with an atomic conditional update. Single node: the in-memory [`LocalMap`]. Cluster:
 //! [`StoreMap`], rows in the shared database through the store seam, keyed by the SHA-256
-//! of the key and sealed under the key itself, so the database holds neither a flow's id
-//! nor the session token a finished flow carries.
+//! of the key and sealed with ChaCha20-Poly1305 (`identity/seal.rs`, a random nonce) under
+//! the cluster's key, bound to the map and the row, so the database holds neither a flow's
+//! id nor the session token a finished flow carries, and whoever reads or writes it can
+//! neither open nor forge nor move a value. After a key rotation, values sealed under the
+//! old key no longer open: short-lived state starts over (flows are begun again).
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
@@ -12,6 +15,10 @@ use sha2::{Digest, Sha256};
 use super::short_lived::{LocalMap, ShortLived};
 use super::Store;
 use crate::clock::SharedClock;
+use crate::domain::keyring::KeyRing;
+
+/// The cluster's key ring, known once the services exist (a map is made before them).
+pub type SealKeys = std::sync::Arc<std::sync::OnceLock<std::sync::Arc<KeyRing>>>;
 
 /// A change to apply to a live value (`None`: leave it).
 pub type Change<V> = Box<dyn FnMut(&V) -> Option<V> + Send>;
@@ -73,43 +80,60 @@ pub struct StoreMap<V> {
     store: Store,
     clock: SharedClock,
     space: &'static str,
+    keys: SealKeys,
     _values: PhantomData<fn() -> V>,
 }
 
 impl<V> StoreMap<V> {
-    /// A map of `space` in `store`.
-    pub fn new(store: Store, clock: SharedClock, space: &'static str) -> Self {
+    /// A map of `space` in `store`, sealed under the current key of `keys`.
+    pub fn new(store: Store, clock: SharedClock, space: &'static str, keys: SealKeys) -> Self {
         Self {
             store,
             clock,
             space,
+            keys,
             _values: PhantomData,
         }
+    }
+
+    fn sealer(&self) -> Sealer {
+        Sealer {
+            space: self.space,
+            keys: self.keys.get().map(|k| k.current()),
+        }
+    }
+}
+
+/// Seals and opens one map's values under the key in force.
+struct Sealer {
+    space: &'static str,
+    keys: Option<std::sync::Arc<crate::domain::keyring::KeySet>>,
+}
+
+impl Sealer {
+    /// The AEAD's purpose (its key and associated data): this map and this row.
+    fn purpose(&self, row: &[u8; 32]) -> String {
+        format!("short-lived {} {}", self.space, hex::encode(row))
+    }
+
+    fn encode<V: Serialize>(&self, row: &[u8; 32], v: &V) -> Vec<u8> {
+        let (Some(keys), Ok(plain)) = (&self.keys, serde_json::to_vec(v)) else {
+            return Vec::new();
+        };
+        let plain = zeroize::Zeroizing::new(plain);
+        crate::identity::seal::seal(&keys.node, &self.purpose(row), &plain)
+    }
+
+    fn decode<V: DeserializeOwned>(&self, row: &[u8; 32], sealed: Vec<u8>) -> Option<V> {
+        let keys = self.keys.as_ref()?;
+        let plain = crate::identity::seal::open(&keys.node, &self.purpose(row), &sealed)?;
+        serde_json::from_slice(&plain).ok()
     }
 }
 
 /// The row key of `key`.
 fn row_key(key: &str) -> [u8; 32] {
     Sha256::digest([b"row\0", key.as_bytes()].concat()).into()
-}
-
-/// XORs `data` with a keystream of SHA-256(key | counter): sealing and opening are one.
-fn seal(key: &str, data: &mut [u8]) {
-    for (n, block) in data.chunks_mut(32).enumerate() {
-        let pad = Sha256::digest([b"seal\0", key.as_bytes(), &(n as u64).to_be_bytes()].concat());
-        block.iter_mut().zip(pad.iter()).for_each(|(b, p)| *b ^= p);
-    }
-}
-
-fn encode<V: Serialize>(key: &str, v: &V) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(v).unwrap_or_default();
-    seal(key, &mut bytes);
-    bytes
-}
-
-fn decode<V: DeserializeOwned>(key: &str, mut bytes: Vec<u8>) -> Option<V> {
-    seal(key, &mut bytes);
-    serde_json::from_slice(&bytes).ok()
 }
 
 #[async_trait::async_trait]
@@ -127,12 +151,12 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
                 return None;
             }
         };
-        decode(key, bytes)
+        self.sealer().decode(&row, bytes)
     }
 
     async fn put(&self, key: &str, value: V, ttl_ms: u64) {
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
-        let bytes = encode(key, &value);
+        let bytes = self.sealer().encode(&row, &value);
         let written = self
             .store
             .write(move |tx| tx.put_short_lived(space, &row, &bytes, now + ttl_ms, now))
@@ -144,19 +168,19 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
 
     async fn modify(&self, key: &str, ttl_ms: u64, mut change: Change<V>) -> bool {
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
-        let key = key.to_owned();
+        let sealer = self.sealer();
         self.store
             .write(move |tx| {
                 let Some(old) = tx
                     .short_lived(space, &row, now)?
-                    .and_then(|b| decode::<V>(&key, b))
+                    .and_then(|b| sealer.decode::<V>(&row, b))
                 else {
                     return Ok(false);
                 };
                 let Some(new) = change(&old) else {
                     return Ok(false);
                 };
-                tx.put_short_lived(space, &row, &encode(&key, &new), now + ttl_ms, now)?;
+                tx.put_short_lived(space, &row, &sealer.encode(&row, &new), now + ttl_ms, now)?;
                 Ok::<_, super::StoreError>(true)
             })
             .await
@@ -165,16 +189,16 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
 
     async fn update(&self, key: &str, ttl_ms: u64, mut update: Update<V>) -> V {
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
-        let key = key.to_owned();
+        let sealer = self.sealer();
         let fallback = update(None);
         let written = self
             .store
             .write(move |tx| {
                 let old = tx
                     .short_lived(space, &row, now)?
-                    .and_then(|b| decode::<V>(&key, b));
+                    .and_then(|b| sealer.decode::<V>(&row, b));
                 let new = update(old.as_ref());
-                tx.put_short_lived(space, &row, &encode(&key, &new), now + ttl_ms, now)?;
+                tx.put_short_lived(space, &row, &sealer.encode(&row, &new), now + ttl_ms, now)?;
                 Ok::<_, super::StoreError>(new)
             })
             .await;
@@ -186,17 +210,52 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::key::NodeKey;
+
+    fn sealer(space: &'static str, key: &NodeKey) -> Sealer {
+        let jwt = crate::identity::jwt::JwtKeys {
+            current: crate::identity::jwt::JwtKey {
+                kid: "k".into(),
+                key: NodeKey::generate(),
+            },
+            previous: None,
+        };
+        let ring = KeyRing::new(key.clone(), Vec::new(), jwt, 60);
+        Sealer {
+            space,
+            keys: Some(ring.current()),
+        }
+    }
 
     #[test]
-    fn sealed_values_open_only_with_their_key() {
-        let mut data = b"hs_a-session-token-in-a-finished-flow".to_vec();
-        seal("flow-id", &mut data);
-        assert!(!data.windows(3).any(|w| w == b"hs_"), "sealed");
-        let mut other = data.clone();
-        seal("another-id", &mut other);
-        assert_ne!(&other[..], b"hs_a-session-token-in-a-finished-flow");
-        seal("flow-id", &mut data);
-        assert_eq!(&data[..], b"hs_a-session-token-in-a-finished-flow");
+    fn sealed_values_open_only_with_their_key_map_and_row() {
+        let key = NodeKey::generate();
+        let flows = sealer("flow", &key);
+        let (row, other_row) = (row_key("flow-id"), row_key("another-id"));
+        let token = "hs_a-session-token-in-a-finished-flow".to_owned();
+        let sealed = flows.encode(&row, &token);
+        assert!(!sealed.windows(3).any(|w| w == b"hs_"), "sealed");
+        assert_ne!(
+            flows.encode(&row, &token),
+            sealed,
+            "a random nonce each time"
+        );
+        assert_eq!(flows.decode::<String>(&row, sealed.clone()), Some(token));
+        // Moved to another row or map, or opened with another key: nothing.
+        assert_eq!(flows.decode::<String>(&other_row, sealed.clone()), None);
+        assert_eq!(
+            sealer("budget", &key).decode::<String>(&row, sealed.clone()),
+            None
+        );
+        assert_eq!(
+            sealer("flow", &NodeKey::generate()).decode::<String>(&row, sealed.clone()),
+            None
+        );
+        // Altered: nothing.
+        let mut forged = sealed;
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(flows.decode::<String>(&row, forged), None);
         assert_ne!(row_key("flow-id"), row_key("another-id"));
     }
 }
