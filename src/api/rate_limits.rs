@@ -40,7 +40,7 @@ impl RateLimits {
     /// Takes one call of `class` from `ip`'s budget; a refusal when it is spent.
     pub async fn take(&self, class: Cost, ip: IpAddr) -> Result<(), DomainError> {
         let key = format!("{} {ip}", class.name());
-        if self.limiter.take(&key, self.budget(class)).await {
+        if self.limiter.take(&key, self.budget(class)).await? {
             return Ok(());
         }
         Err(DomainError::exhausted(

@@ -118,8 +118,10 @@ pub fn stream(flows: Arc<Flows>, id: String, sub: Subscription) -> StepStream {
                 _ = c.sub.drain.changed() => return None,
                 () = tokio::time::sleep(RECHECK) => {}
             }
-            let Some(now) = c.flows.current(&c.id).await else {
-                return None; // expired (or finished long ago)
+            let now = match c.flows.current(&c.id).await {
+                Ok(Some(now)) => now,
+                Ok(None) => return None, // expired (or finished long ago)
+                Err(_) => continue,      // unreadable for now: look again at the next tick
             };
             // A claim on a step changes the flow but not the step: only new steps go out.
             if c.last.as_ref() != Some(&now.step) {

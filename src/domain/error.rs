@@ -123,6 +123,7 @@ reasons! {
     FlowBusy => "FLOW_BUSY",
     StepNoBack => "STEP_NO_BACK",
     PasswordNotSet => "PASSWORD_NOT_SET",
+    StoreUnavailable => "STORE_UNAVAILABLE",
     FrameInvalid => "FRAME_INVALID",
     MethodNotServed => "METHOD_NOT_SERVED",
     Internal => "INTERNAL",
@@ -245,6 +246,10 @@ impl From<StoreError> for DomainError {
                 ErrorKind::AlreadyExists,
                 Reason::FieldInvalid,
                 format!("{what} is already taken"),
+            ),
+            StoreError::Closed => Self::unavailable(
+                Reason::StoreUnavailable,
+                "the node's database cannot be reached right now; try again shortly",
             ),
             other => Self::internal(other.to_string()),
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::state::shared_map::SharedMap;
+use super::{DomainError, Reason};
 use crate::clock::SharedClock;
 
 /// A token bucket: tokens left and when they were counted (unix ms).
@@ -36,8 +37,9 @@ impl RateLimiter {
     }
 
     /// Takes one call from `key`'s budget of `per_minute` (that many as burst); false when
-    /// the budget is spent.
-    pub async fn take(&self, key: &str, per_minute: u32) -> bool {
+    /// the budget is spent. A budget that cannot be read or written allows nothing: the
+    /// caller gets [`budget_unreadable`] (limits fail closed).
+    pub async fn take(&self, key: &str, per_minute: u32) -> Result<bool, DomainError> {
         let (now, cap) = (self.clock.now_ms(), f64::from(per_minute.max(1)));
         let counted = self
             .buckets
@@ -60,7 +62,19 @@ impl RateLimiter {
                     }
                 }),
             )
-            .await;
-        !counted.refused
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "a client's budget could not be checked; refusing the call");
+                budget_unreadable()
+            })?;
+        Ok(!counted.refused)
     }
+}
+
+/// The refusal when a budget cannot be checked (the shared state is unreachable).
+pub fn budget_unreadable() -> DomainError {
+    DomainError::unavailable(
+        Reason::StoreUnavailable,
+        "the node cannot check this client's budget right now; try again shortly",
+    )
 }

@@ -307,7 +307,7 @@ impl Throttle {
         if self
             .limiter
             .take(&format!("sign-in {ip}"), self.per_minute)
-            .await
+            .await?
         {
             return Ok(());
         }

@@ -503,3 +503,44 @@ async fn a_write_whose_caller_went_away_commits_nothing() {
     store.write(move |tx| tx.insert_user(&u)).await.unwrap();
     assert!(store.read(move |tx| tx.user(id)).await.unwrap().is_some());
 }
+
+/// Security review: the cluster's shared state failed open (`update` fell back to allow,
+/// `modify` turned errors into false, `put` dropped them), so a database hiccup lifted every
+/// rate limit. Now a budget that cannot be read allows nothing.
+#[tokio::test]
+async fn budgets_fail_closed_when_the_shared_state_is_unreachable() {
+    use hearth::domain::keyring::KeyRing;
+    use hearth::domain::rate_limit::RateLimiter;
+    use hearth::domain::state::shared_map::{SealKeys, StoreMap};
+    use hearth::identity::jwt::{JwtKey, JwtKeys};
+    use hearth::identity::key::NodeKey;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = hearth::store::sqlite::Sqlite::open(
+        &dir.path().join("state.sqlite3"),
+        1,
+        hearth::config::Synchronous::Full,
+    )
+    .unwrap();
+    let store = hearth::domain::state::Store::new(Arc::new(sqlite));
+    let clock: hearth::clock::SharedClock = hearth::clock::ManualClock::new();
+    let jwt = JwtKeys {
+        current: JwtKey {
+            kid: "k".into(),
+            key: NodeKey::generate(),
+        },
+        previous: None,
+    };
+    let keys = SealKeys::default();
+    let _ = keys.set(Arc::new(KeyRing::new(
+        NodeKey::generate(),
+        Vec::new(),
+        jwt,
+        60,
+    )));
+    let map = Arc::new(StoreMap::new(store.clone(), clock.clone(), "budget", keys));
+    let limiter = RateLimiter::new(map, clock);
+    assert!(limiter.take("flow 192.0.2.1", 5).await.unwrap());
+    store.close();
+    let e = limiter.take("flow 192.0.2.1", 5).await.unwrap_err();
+    assert_eq!(e.reason.as_str(), "STORE_UNAVAILABLE", "{e}");
+}

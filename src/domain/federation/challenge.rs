@@ -170,7 +170,7 @@ impl PeerChallenge {
                 challenge.clone(),
                 CHALLENGE_MS,
             )
-            .await;
+            .await?;
         let proof = server_proof(
             &me.name,
             &me.address,
@@ -195,7 +195,7 @@ impl PeerChallenge {
         let me = self.me();
         let (name, key) = parse_peer(client)?;
         let pending = pending_key(&(name.to_string(), key));
-        let challenge = take(self.pending.as_ref(), &pending).await.ok_or_else(|| {
+        let challenge = take(self.pending.as_ref(), &pending).await?.ok_or_else(|| {
             DomainError::unauthenticated(
                 Reason::ChallengeUnknown,
                 "no live challenge for this peer; call GetChallenge first (a challenge works once, for 60 s)",

@@ -23,6 +23,7 @@ use super::principal::CredentialKind;
 use super::state::feeds::StepFeeds;
 use super::state::shared_map::SharedMap;
 use super::state::short_lived::{LocalMap, ShortLived};
+use super::state::StoreError;
 use super::{DomainError, ErrorKind, RequestContext};
 use crate::clock::SharedClock;
 use crate::config::{Config, Registration};
@@ -150,7 +151,7 @@ impl Shared {
         id: &str,
         seq: u64,
         change: impl FnOnce(&mut FlowState) + Send + 'static,
-    ) -> Option<FlowState> {
+    ) -> Result<Option<FlowState>, StoreError> {
         let mut change = Some(change);
         let out = Arc::new(std::sync::Mutex::new(None));
         let seen = out.clone();
@@ -170,12 +171,14 @@ impl Shared {
                     Some(next)
                 }),
             )
-            .await;
+            .await?;
         let next = out.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let next = next.filter(|_| changed)?;
+        let Some(next) = next.filter(|_| changed) else {
+            return Ok(None);
+        };
         // `modify` stored it for the whole lifetime; a finished flow is kept briefly only.
         if matches!(next.at(), At::Done { .. }) {
-            self.flows.put(id, next.clone(), self.ttl(&next)).await;
+            self.flows.put(id, next.clone(), self.ttl(&next)).await?;
             if let Some(ip) = next.ip {
                 // One of the address's flows is done: it no longer counts.
                 self.per_ip.modify(&ip, self.lifetime_ms, &mut |live| {
@@ -186,21 +189,26 @@ impl Shared {
             }
         }
         self.feeds.publish(id);
-        Some(next)
+        Ok(Some(next))
     }
 
     /// The e-mail link of `user_id` was followed: a flow waiting for it is done.
     async fn verified(&self, user_id: u64) {
-        let Some(id) = self.waiting.get(&user_id.to_string()).await else {
+        // Unreadable state: the flow keeps waiting, and its code step still completes it.
+        let Ok(Some(id)) = self.waiting.get(&user_id.to_string()).await else {
             return;
         };
-        let Some(s) = self.flows.get(&id).await else {
+        let Ok(Some(s)) = self.flows.get(&id).await else {
             return;
         };
         if matches!(s.at(), At::VerifyCode { user_id: u, .. } | At::VerifyWait { user_id: u, .. } if *u == user_id)
         {
-            self.commit(&id, s.seq, move |s| s.history = vec![At::Done { user_id }])
-                .await;
+            if let Err(e) = self
+                .commit(&id, s.seq, move |s| s.history = vec![At::Done { user_id }])
+                .await
+            {
+                tracing::warn!(error = %e, "a verified address could not complete its flow");
+            }
         }
     }
 }
@@ -308,7 +316,7 @@ impl Flows {
             expires_at: sh.clock.now_ms() + sh.lifetime_ms,
             message: None,
         };
-        sh.flows.put(&id, state, sh.lifetime_ms).await;
+        sh.flows.put(&id, state, sh.lifetime_ms).await?;
         Ok(id)
     }
 
@@ -345,13 +353,14 @@ impl Flows {
     }
 
     async fn load(&self, id: &str) -> Result<FlowState, DomainError> {
-        self.shared.flows.get(id).await.ok_or_else(unknown_flow)
+        self.shared.flows.get(id).await?.ok_or_else(unknown_flow)
     }
 
-    /// The current step of flow `id`, if it still exists.
-    pub async fn current(&self, id: &str) -> Option<Snapshot> {
+    /// The current step of flow `id`, if it still exists; an error when the flow state
+    /// cannot be read (a flow is never "unknown" for that).
+    pub async fn current(&self, id: &str) -> Result<Option<Snapshot>, StoreError> {
         let s = self.shared.flows.get(id).await?;
-        Some(self.render(&s))
+        Ok(s.map(|s| self.render(&s)))
     }
 
     /// Answers the current step; returns the step that follows (the current one again for
@@ -392,7 +401,7 @@ impl Flows {
                         s.history.push(to);
                         s.message = None;
                     })
-                    .await
+                    .await?
                     .ok_or_else(moved_on)?;
                 return Ok(self.render(&next).step);
             }
@@ -405,7 +414,7 @@ impl Flows {
         let claimed = self
             .shared
             .commit(id, s.seq, move |s| s.busy_since = Some(now))
-            .await
+            .await?
             .ok_or_else(moved_on)?;
         let outcome = self.run(id, &here, &claimed, form, ctx).await;
         let (change, result): (Change, _) = match outcome {
@@ -418,14 +427,14 @@ impl Flows {
                 s.busy_since = None;
                 change(s);
             })
-            .await;
+            .await?;
         result?;
         // Moved on meanwhile (e.g. the e-mail link completed it): answer where it is now.
         match next {
             Some(n) => Ok(self.render(&n).step),
             None => self
                 .current(id)
-                .await
+                .await?
                 .map(|s| s.step)
                 .ok_or_else(unknown_flow),
         }
@@ -473,7 +482,7 @@ impl Flows {
                         let sh = &self.shared;
                         sh.waiting
                             .put(&user_id.to_string(), id.to_owned(), sh.lifetime_ms)
-                            .await;
+                            .await?;
                         At::VerifyCode { user_id, email }
                     }
                     false => At::Done { user_id },
@@ -514,10 +523,10 @@ impl Flows {
                 }
                 // This answer completes the flow, not the verification hook.
                 let (sh, key) = (&self.shared, user_id.to_string());
-                sh.waiting.put(&key, String::new(), 0).await;
+                sh.waiting.put(&key, String::new(), 0).await?;
                 let verified = self.codes.verify_email(email, code.trim()).await;
                 if verified.is_err() {
-                    sh.waiting.put(&key, id.to_owned(), sh.lifetime_ms).await;
+                    sh.waiting.put(&key, id.to_owned(), sh.lifetime_ms).await?;
                 }
                 verified?;
                 Box::new(move |s| s.history = vec![At::Done { user_id }])
@@ -542,7 +551,7 @@ impl Flows {
                 s.history.pop();
                 s.message = None;
             })
-            .await
+            .await?
             .ok_or_else(moved_on)?;
         Ok(self.render(&next).step)
     }
@@ -552,11 +561,11 @@ impl Flows {
         let sh = &self.shared;
         // A made-up id makes no feed: its shape is checked, then that the flow exists. The
         // feed comes before the step that is sent first, so no change falls in between.
-        if !is_flow_id(id) || self.current(id).await.is_none() {
+        if !is_flow_id(id) || self.current(id).await?.is_none() {
             return Err(unknown_flow());
         }
         let changes = sh.feeds.subscribe(id, sh.lifetime_ms);
-        let first = self.current(id).await.ok_or_else(unknown_flow)?;
+        let first = self.current(id).await?.ok_or_else(unknown_flow)?;
         Ok(Subscription {
             first,
             changes,

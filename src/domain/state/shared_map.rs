@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::short_lived::{LocalMap, ShortLived};
-use super::Store;
+use super::{Store, StoreError};
 use crate::clock::SharedClock;
 use crate::domain::keyring::KeyRing;
 
@@ -25,23 +25,28 @@ pub type Change<V> = Box<dyn FnMut(&V) -> Option<V> + Send>;
 /// A new value from the live one, if any.
 pub type Update<V> = Box<dyn FnMut(Option<&V>) -> V + Send>;
 
-/// Keyed short-lived state shared by the nodes that serve it.
+/// Keyed short-lived state shared by the nodes that serve it. Every operation says when the
+/// state could not be reached, so callers fail closed (a budget that cannot be read allows
+/// nothing; a flow that cannot be read is not "unknown").
 #[async_trait::async_trait]
 pub trait SharedMap<V>: Send + Sync {
     /// The live value of `key`.
-    async fn get(&self, key: &str) -> Option<V>;
+    async fn get(&self, key: &str) -> Result<Option<V>, StoreError>;
     /// Stores `value` under `key` for `ttl_ms`.
-    async fn put(&self, key: &str, value: V, ttl_ms: u64);
+    async fn put(&self, key: &str, value: V, ttl_ms: u64) -> Result<(), StoreError>;
     /// Atomically: when `key` has a live value and `change` returns a new one, stores it for
     /// `ttl_ms` and returns true; otherwise changes nothing.
-    async fn modify(&self, key: &str, ttl_ms: u64, change: Change<V>) -> bool;
+    async fn modify(&self, key: &str, ttl_ms: u64, change: Change<V>) -> Result<bool, StoreError>;
     /// Atomically replaces the value of `key` (live or not) with `update(current)`, live
     /// for `ttl_ms`; returns the new value.
-    async fn update(&self, key: &str, ttl_ms: u64, update: Update<V>) -> V;
+    async fn update(&self, key: &str, ttl_ms: u64, update: Update<V>) -> Result<V, StoreError>;
 }
 
 /// Takes the live value of `key` out of `map` (single use: of parallel takers, one gets it).
-pub async fn take<V: Clone + Send + 'static>(map: &dyn SharedMap<V>, key: &str) -> Option<V> {
+pub async fn take<V: Clone + Send + 'static>(
+    map: &dyn SharedMap<V>,
+    key: &str,
+) -> Result<Option<V>, StoreError> {
     let taken = std::sync::Arc::new(std::sync::Mutex::new(None));
     let seen = taken.clone();
     let took = map
@@ -53,24 +58,37 @@ pub async fn take<V: Clone + Send + 'static>(map: &dyn SharedMap<V>, key: &str) 
                 Some(v.clone())
             }),
         )
-        .await;
+        .await?;
     let value = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
-    value.filter(|_| took)
+    Ok(value.filter(|_| took))
 }
 
 #[async_trait::async_trait]
 impl<V: Clone + Send + Sync + 'static> SharedMap<V> for LocalMap<String, V> {
-    async fn get(&self, key: &str) -> Option<V> {
-        ShortLived::get(self, &key.to_owned())
+    async fn get(&self, key: &str) -> Result<Option<V>, StoreError> {
+        Ok(ShortLived::get(self, &key.to_owned()))
     }
-    async fn put(&self, key: &str, value: V, ttl_ms: u64) {
-        ShortLived::put(self, key.to_owned(), value, ttl_ms)
+    async fn put(&self, key: &str, value: V, ttl_ms: u64) -> Result<(), StoreError> {
+        ShortLived::put(self, key.to_owned(), value, ttl_ms);
+        Ok(())
     }
-    async fn modify(&self, key: &str, ttl_ms: u64, mut change: Change<V>) -> bool {
-        ShortLived::modify(self, &key.to_owned(), ttl_ms, &mut *change)
+    async fn modify(
+        &self,
+        key: &str,
+        ttl_ms: u64,
+        mut change: Change<V>,
+    ) -> Result<bool, StoreError> {
+        Ok(ShortLived::modify(
+            self,
+            &key.to_owned(),
+            ttl_ms,
+            &mut *change,
+        ))
     }
-    async fn update(&self, key: &str, ttl_ms: u64, mut update: Update<V>) -> V {
-        ShortLived::update(self, key.to_owned(), ttl_ms, &mut |v| update(v.as_ref()))
+    async fn update(&self, key: &str, ttl_ms: u64, mut update: Update<V>) -> Result<V, StoreError> {
+        Ok(ShortLived::update(self, key.to_owned(), ttl_ms, &mut |v| {
+            update(v.as_ref())
+        }))
     }
 }
 
@@ -116,12 +134,20 @@ impl Sealer {
         format!("short-lived {} {}", self.space, hex::encode(row))
     }
 
-    fn encode<V: Serialize>(&self, row: &[u8; 32], v: &V) -> Vec<u8> {
-        let (Some(keys), Ok(plain)) = (&self.keys, serde_json::to_vec(v)) else {
-            return Vec::new();
-        };
+    fn encode<V: Serialize>(&self, row: &[u8; 32], v: &V) -> Result<Vec<u8>, StoreError> {
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            StoreError::Backend(
+                "the cluster's key is not loaded yet: shared state is not written".into(),
+            )
+        })?;
+        let plain = serde_json::to_vec(v)
+            .map_err(|e| StoreError::Backend(format!("shared state not encoded: {e}")))?;
         let plain = zeroize::Zeroizing::new(plain);
-        crate::identity::seal::seal(&keys.node, &self.purpose(row), &plain)
+        Ok(crate::identity::seal::seal(
+            &keys.node,
+            &self.purpose(row),
+            &plain,
+        ))
     }
 
     fn decode<V: DeserializeOwned>(&self, row: &[u8; 32], sealed: Vec<u8>) -> Option<V> {
@@ -138,35 +164,29 @@ fn row_key(key: &str) -> [u8; 32] {
 
 #[async_trait::async_trait]
 impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for StoreMap<V> {
-    async fn get(&self, key: &str) -> Option<V> {
+    async fn get(&self, key: &str) -> Result<Option<V>, StoreError> {
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
-        let bytes = match self
+        let bytes = self
             .store
             .read(move |tx| tx.short_lived(space, &row, now))
-            .await
-        {
-            Ok(b) => b?,
-            Err(e) => {
-                tracing::warn!(error = %e, space, "shared state not read");
-                return None;
-            }
-        };
-        self.sealer().decode(&row, bytes)
+            .await?;
+        Ok(bytes.and_then(|b| self.sealer().decode(&row, b)))
     }
 
-    async fn put(&self, key: &str, value: V, ttl_ms: u64) {
+    async fn put(&self, key: &str, value: V, ttl_ms: u64) -> Result<(), StoreError> {
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
-        let bytes = self.sealer().encode(&row, &value);
-        let written = self
-            .store
+        let bytes = self.sealer().encode(&row, &value)?;
+        self.store
             .write(move |tx| tx.put_short_lived(space, &row, &bytes, now + ttl_ms, now))
-            .await;
-        if let Err(e) = written {
-            tracing::warn!(error = %e, space, "shared state not written");
-        }
+            .await
     }
 
-    async fn modify(&self, key: &str, ttl_ms: u64, mut change: Change<V>) -> bool {
+    async fn modify(
+        &self,
+        key: &str,
+        ttl_ms: u64,
+        mut change: Change<V>,
+    ) -> Result<bool, StoreError> {
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
         let sealer = self.sealer();
         self.store
@@ -180,30 +200,25 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
                 let Some(new) = change(&old) else {
                     return Ok(false);
                 };
-                tx.put_short_lived(space, &row, &sealer.encode(&row, &new), now + ttl_ms, now)?;
+                tx.put_short_lived(space, &row, &sealer.encode(&row, &new)?, now + ttl_ms, now)?;
                 Ok::<_, super::StoreError>(true)
             })
             .await
-            .unwrap_or(false)
     }
 
-    async fn update(&self, key: &str, ttl_ms: u64, mut update: Update<V>) -> V {
+    async fn update(&self, key: &str, ttl_ms: u64, mut update: Update<V>) -> Result<V, StoreError> {
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
         let sealer = self.sealer();
-        let fallback = update(None);
-        let written = self
-            .store
+        self.store
             .write(move |tx| {
                 let old = tx
                     .short_lived(space, &row, now)?
                     .and_then(|b| sealer.decode::<V>(&row, b));
                 let new = update(old.as_ref());
-                tx.put_short_lived(space, &row, &sealer.encode(&row, &new), now + ttl_ms, now)?;
+                tx.put_short_lived(space, &row, &sealer.encode(&row, &new)?, now + ttl_ms, now)?;
                 Ok::<_, super::StoreError>(new)
             })
-            .await;
-        // Unreachable store: answer as for a new key (a limiter then allows, as on restart).
-        written.unwrap_or(fallback)
+            .await
     }
 }
 
@@ -233,12 +248,20 @@ mod tests {
         let flows = sealer("flow", &key);
         let (row, other_row) = (row_key("flow-id"), row_key("another-id"));
         let token = "hs_a-session-token-in-a-finished-flow".to_owned();
-        let sealed = flows.encode(&row, &token);
+        let sealed = flows.encode(&row, &token).unwrap_or_default();
         assert!(!sealed.windows(3).any(|w| w == b"hs_"), "sealed");
         assert_ne!(
-            flows.encode(&row, &token),
-            sealed,
+            flows.encode(&row, &token).ok(),
+            Some(sealed.clone()),
             "a random nonce each time"
+        );
+        let keyless = Sealer {
+            space: "flow",
+            keys: None,
+        };
+        assert!(
+            keyless.encode(&row, &token).is_err(),
+            "no key: nothing is written"
         );
         assert_eq!(flows.decode::<String>(&row, sealed.clone()), Some(token));
         // Moved to another row or map, or opened with another key: nothing.
