@@ -66,6 +66,10 @@ pub fn rotation_message(new_key: &[u8], at: u64) -> String {
 /// Why a key change was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
+    /// More records than any real node's history (a hostile peer's way to make a node
+    /// verify signatures by the thousand).
+    #[error("the rotation history has {0} records, more than the {MAX_ROTATIONS} accepted")]
+    TooLong(usize),
     /// A record on the path has a bad signature.
     #[error("the rotation record to {0} has an invalid signature")]
     BadSignature(String),
@@ -79,6 +83,10 @@ pub enum ChainError {
     },
 }
 
+/// Rotation records a history may hold: a node that rotated its key every day for almost
+/// three years. Longer histories are refused before any signature is checked.
+pub const MAX_ROTATIONS: usize = 1024;
+
 /// Follows `history` (oldest first) from `pinned`; `Ok(at)` of the last step when it ends at
 /// `offered` with every signature valid.
 pub fn follow_chain(
@@ -86,6 +94,9 @@ pub fn follow_chain(
     offered: &[u8; 32],
     history: &[Rotation],
 ) -> Result<u64, ChainError> {
+    if history.len() > MAX_ROTATIONS {
+        return Err(ChainError::TooLong(history.len()));
+    }
     let mut current = pinned.to_vec();
     let mut last_at = 0;
     for r in history {

@@ -544,3 +544,81 @@ async fn budgets_fail_closed_when_the_shared_state_is_unreachable() {
     let e = limiter.take("flow 192.0.2.1", 5).await.unwrap_err();
     assert_eq!(e.reason.as_str(), "STORE_UNAVAILABLE", "{e}");
 }
+
+/// Security review: a peer whose Key answer carried ~28,000 valid rotation records (a
+/// two-key cycle) made each LoginFederated naming it verify them all inside a write
+/// transaction on the single writer: every other client's write waited ~1 s. Now a history
+/// is checked before the write, on a blocking thread, and one longer than any real node's
+/// is refused before a signature is verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peers_rotation_history_holds_no_other_clients_write() {
+    use hearth::domain::federation::FetchedKey;
+    use hearth::identity::key::NodeKey;
+    use hearth::identity::proofs::{rotation_message, Rotation};
+    let n = TestNode::start().await;
+    let (a, b) = (NodeKey::generate(), NodeKey::generate());
+    let origin: hearth::identity::server_id::ServerId = "hostile.example.org".parse().unwrap();
+    n.domain().peers.pin(&origin, a.public()).await.unwrap();
+    let history: Vec<Rotation> = (0..30_000u64)
+        .map(|i| {
+            let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            Rotation {
+                old_key: from.public().to_vec(),
+                new_key: to.public().to_vec(),
+                at: i + 1,
+                sig: from
+                    .sign(rotation_message(&to.public(), i + 1).as_bytes())
+                    .to_vec(),
+            }
+        })
+        .collect();
+    let fetched = FetchedKey {
+        key: b.public(),
+        history,
+    };
+    // Other clients write all along (sign-ups); the slowest must not wait on the peer.
+    let writes = {
+        let store = n.domain().store().clone();
+        tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            for i in 0..200u64 {
+                let started = Instant::now();
+                store
+                    .write(move |tx| tx.set_user_name(i, "x").map(|_| ()))
+                    .await
+                    .unwrap();
+                slowest = slowest.max(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            slowest
+        })
+    };
+    let started = Instant::now();
+    for _ in 0..5 {
+        let e = n
+            .domain()
+            .peers
+            .accept_key(&origin, &fetched)
+            .await
+            .unwrap_err();
+        assert!(
+            e.message.contains("rotation history has 30000 records"),
+            "{e}"
+        );
+    }
+    let refusing = started.elapsed();
+    let slowest = writes.await.unwrap();
+    assert!(
+        refusing < Duration::from_secs(2),
+        "5 refusals took {refusing:?}"
+    );
+    assert!(
+        slowest < Duration::from_millis(250),
+        "a write waited {slowest:?}"
+    );
+    // The pin is unchanged.
+    assert_eq!(
+        n.domain().peers.pinned_key(&origin).await.unwrap(),
+        Some(a.public())
+    );
+}

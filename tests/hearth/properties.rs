@@ -118,6 +118,31 @@ proptest! {
     }
 
     #[test]
+    fn rotation_histories_of_any_length_are_bounded(len in 0usize..3000, pick in any::<u8>()) {
+        use hearth::identity::proofs::MAX_ROTATIONS;
+        let (a, b) = (NodeKey::generate(), NodeKey::generate());
+        // A history that cycles between two keys, every record on the path: the most
+        // costly shape to follow. Signatures are left out (zeros): only the length is tested.
+        let history: Vec<Rotation> = (0..len as u64)
+            .map(|i| {
+                let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                Rotation {
+                    old_key: from.public().to_vec(),
+                    new_key: to.public().to_vec(),
+                    at: i,
+                    sig: vec![pick; 64],
+                }
+            })
+            .collect();
+        let r = follow_chain(&a.public(), &b.public(), &history);
+        if len > MAX_ROTATIONS {
+            prop_assert!(r.unwrap_err().to_string().contains("records"));
+        } else if len > 0 {
+            prop_assert!(r.is_err(), "a bad signature is never followed");
+        }
+    }
+
+    #[test]
     fn well_known_documents_parse_to_valid_targets(body in proptest::collection::vec(any::<u8>(), 0..200)) {
         if let Ok((host, port)) = parse_well_known(&body) {
             let joined = format!("{host}:{port}");

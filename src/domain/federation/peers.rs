@@ -189,16 +189,26 @@ impl Peers {
     }
 
     /// Records a key seen for `server`: pins it on first contact, follows a valid rotation
-    /// chain from the pin, and refuses any other change.
+    /// chain from the pin, and refuses any other change. The chain's signatures are checked
+    /// before the write, on a blocking thread: a peer's history never holds the store's
+    /// writer (nor an async worker); the write then pins the new key only if the pin is
+    /// still the one the chain started from.
     pub async fn accept_key(
         &self,
         server: &ServerId,
         fetched: &FetchedKey,
     ) -> Result<PeerKeys, DomainError> {
-        let (name, fetched, now) = (server.to_string(), fetched.clone(), self.clock.now_ms());
-        self.update_peer(server, move |row| {
-            if let Some(pinned) = row.pinned_key.filter(|p| *p != fetched.key) {
-                let at = follow_chain(&pinned, &fetched.key, &fetched.history).map_err(|e| {
+        let (name, now) = (server.to_string(), self.clock.now_ms());
+        let pinned = self.pinned_key(server).await?;
+        let step = match pinned.filter(|p| *p != fetched.key) {
+            None => None,
+            Some(pinned) => {
+                let (key, history) = (fetched.key, fetched.history.clone());
+                let followed =
+                    tokio::task::spawn_blocking(move || follow_chain(&pinned, &key, &history))
+                        .await
+                        .map_err(|e| DomainError::internal(format!("chain check: {e}")))?;
+                let at = followed.map_err(|e| {
                     DomainError::denied(Reason::PeerKeyChanged, format!(
                         "{name} now presents key {}, but this node pinned {} and {e}. If the change is expected, \
                          the operator can accept it with `hearth peer pin {name}`",
@@ -206,9 +216,28 @@ impl Peers {
                         address_of(&pinned)
                     ))
                 })?;
-                row.previous_key = Some((pinned, at.max(1).min(now)));
+                Some((pinned, at))
             }
-            row.pinned_key = Some(fetched.key);
+        };
+        let (offered, server_name) = (fetched.key, server.to_string());
+        self.update_peer(server, move |row| {
+            match (row.pinned_key, step) {
+                // Pinned meanwhile to what we were offered (another call got there first).
+                (Some(now_pinned), _) if now_pinned == offered => {}
+                // The chain was followed from the pin this row still holds.
+                (Some(now_pinned), Some((from, at))) if now_pinned == from => {
+                    row.previous_key = Some((from, at.max(1).min(now)));
+                }
+                // First contact.
+                (None, None) => {}
+                _ => {
+                    return Err(DomainError::unavailable(
+                        Reason::PeerKeyChanged,
+                        format!("the key pinned for {server_name} changed while its new key was checked; try again"),
+                    ))
+                }
+            }
+            row.pinned_key = Some(offered);
             keys_of(row).ok_or_else(|| DomainError::internal("pin vanished"))
         })
         .await
