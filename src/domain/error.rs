@@ -249,7 +249,7 @@ impl From<StoreError> for DomainError {
             ),
             StoreError::Closed => Self::unavailable(
                 Reason::StoreUnavailable,
-                "the node's database cannot be reached right now; try again shortly",
+                "the node cannot reach its storage right now; try again shortly",
             ),
             other => Self::internal(other.to_string()),
         }

@@ -186,7 +186,7 @@ impl Slot {
             let now = clock.now_ms();
             let (e, c) = (email.to_owned(), client.to_owned());
             let gate = store
-                .write(move |tx| tx.begin_sign_in(&e, &c, now, &POLICY))
+                .write_counted(move |tx| tx.begin_sign_in(&e, &c, now, &POLICY))
                 .await?;
             match gate {
                 SignInGate::Allowed => {
@@ -236,7 +236,7 @@ impl Slot {
         let (email, client, name) = (self.email.clone(), self.client.clone(), self.name.clone());
         async move {
             let result = store
-                .write(move |tx| Ok(tx.finish_sign_in(&email, &client, ok, now, &POLICY)?))
+                .write_counted(move |tx| Ok(tx.finish_sign_in(&email, &client, ok, now, &POLICY)?))
                 .await;
             waiters.feeds.publish(&name);
             result

@@ -447,6 +447,26 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.write_job(f, true).await
+    }
+
+    /// [`Store::write`] that commits even when its caller went away: for the records that
+    /// count an attempt (the sign-in gate), which must hold whether or not the client waits.
+    pub async fn write_counted<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_job(f, false).await
+    }
+
+    async fn write_job<R, E, F>(&self, f: F, only_if_awaited: bool) -> Result<R, E>
+    where
+        F: FnOnce(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         use std::sync::atomic::Ordering;
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         let job: WriteJob = Box::new(move |tx| {
@@ -454,7 +474,7 @@ impl Store {
             // A caller that went away (its deadline passed, or the client cancelled) gets
             // no answer, so nothing of its request commits: a sign-in that no client
             // receives makes no session.
-            let commit = result.is_ok() && !reply.is_closed();
+            let commit = result.is_ok() && !(only_if_awaited && reply.is_closed());
             let _ = reply.send(result);
             commit
         });
