@@ -36,7 +36,7 @@ pub fn routes(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
             }),
         )
     } else {
-        router.route("/metrics", get(metrics_text))
+        router.route("/metrics", get(metrics_on_main_port))
     };
     router
         .route("/email/verify", get(verify_email))
@@ -69,6 +69,25 @@ pub fn metrics_only(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .with_state(HttpState { services, metrics })
+}
+
+/// `/metrics` on the main port: for loopback clients only (a scraper on the host or a
+/// sidecar), since the main port is public; `[metrics] addr` gives it a listener of its own.
+async fn metrics_on_main_port(
+    State(s): State<HttpState>,
+    client: Option<axum::Extension<crate::api::context::ClientIp>>,
+) -> axum::response::Response {
+    let loopback = client
+        .and_then(|c| c.0 .0)
+        .is_some_and(|ip| ip.is_loopback());
+    if !loopback {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to loopback clients only on this port; set [metrics] addr for a listener of its own\n",
+        )
+            .into_response();
+    }
+    metrics_text(State(s)).await.into_response()
 }
 
 async fn metrics_text(State(s): State<HttpState>) -> impl IntoResponse {

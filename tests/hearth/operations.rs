@@ -328,6 +328,24 @@ async fn metrics_cover_the_build_the_process_sign_ins_sessions_mail_peers_and_th
     }
 }
 
+/// Security review: `/metrics` was public on the main port. Now it answers loopback clients
+/// only there (a client behind a trusted proxy is who the proxy says).
+#[tokio::test]
+async fn metrics_on_the_main_port_are_for_loopback_clients_only() {
+    let n = TestNode::start_with(|c| c.listen.trusted_proxies = vec!["127.0.0.1".parse().unwrap()])
+        .await;
+    let local = reqwest::get(format!("{}/metrics", n.url())).await.unwrap();
+    assert_eq!(local.status(), 200);
+    let remote = reqwest::Client::new()
+        .get(format!("{}/metrics", n.url()))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remote.status(), 403);
+    assert!(remote.text().await.unwrap().contains("[metrics] addr"));
+}
+
 #[tokio::test]
 async fn metrics_can_have_a_listener_of_their_own() {
     let n = TestNode::start_with(|c| c.metrics.addr = Some("127.0.0.1:0".parse().unwrap())).await;

@@ -350,7 +350,11 @@ impl Cluster {
     }
 }
 
-pub fn expect_err<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, needle: &str) {
+pub fn expect_err<T: std::fmt::Debug>(
+    r: Result<T, tonic::Status>,
+    code: Code,
+    needle: &str,
+) -> tonic::Status {
     let s = r.expect_err("expected a refusal");
     assert_eq!(s.code(), code, "{s:?}");
     assert!(
@@ -358,4 +362,5 @@ pub fn expect_err<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, n
         "message {:?} lacks {needle:?}",
         s.message()
     );
+    s
 }

@@ -163,10 +163,15 @@ impl FederationLogin {
             )
             .await?;
         let now = self.clock.now_ms();
-        let mut keys = self.peers.trusted_keys(&origin).await?;
+        let hide = |e| for_anonymous_callers(&origin, e);
+        let mut keys = self.peers.trusted_keys(&origin).await.map_err(hide)?;
         if !keys.verifies(&token.data, &token.sig, now) {
             // The origin may have rotated its key since we pinned it: fetch once and retry.
-            keys = self.peers.refetch_keys(&origin, Some(&keys)).await?;
+            keys = self
+                .peers
+                .refetch_keys(&origin, Some(&keys))
+                .await
+                .map_err(hide)?;
             if !keys.verifies(&token.data, &token.sig, now) {
                 return Err(DomainError::unauthenticated(Reason::TokenSignatureInvalid, format!(
                     "the token's signature does not verify with {origin}'s key (tampered, or not from {origin})"
@@ -260,4 +265,19 @@ impl FederationLogin {
             .await?;
         Ok((secret, user_id))
     }
+}
+
+/// A failure to reach or hear from `origin`, as an anonymous LoginFederated caller may see
+/// it: that the origin cannot be reached or refused, never where discovery led (internal
+/// names, private addresses). The details go to the log.
+fn for_anonymous_callers(origin: &impl std::fmt::Display, e: DomainError) -> DomainError {
+    let said = match e.reason {
+        Reason::PeerUnreachable => format!(
+            "{origin} is unreachable right now (it cannot be found or does not answer); try again later"
+        ),
+        Reason::PeerRefused => format!("{origin} refused this node's request"),
+        _ => return e,
+    };
+    tracing::warn!(peer = %origin, detail = %e.message, "a LoginFederated's origin failed");
+    DomainError { message: said, ..e }
 }
