@@ -1,6 +1,7 @@
-//! Requests that do not decode (bad UTF-8, truncated, wrong wire type) are the caller's
-//! mistake: tonic answers them INTERNAL; this layer turns that answer into INVALID_ARGUMENT
-//! naming the request message, with reason `FIELD_INVALID` and field `request`.
+//! Requests that do not decode (bad UTF-8, truncated, wrong wire type, broken gRPC or
+//! gRPC-Web framing) are the caller's mistake: tonic answers them INTERNAL; this layer turns
+//! that answer into INVALID_ARGUMENT naming the request message, with reason
+//! `FIELD_INVALID` and field `request`.
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -14,6 +15,9 @@ use crate::domain::DomainError;
 
 /// What tonic's message for an undecodable request starts with.
 const DECODE_FAILURE: &str = "failed to decode Protobuf message";
+/// What tonic and tonic-web say of a body whose framing is broken (a frame cut short,
+/// gRPC-Web text that is not base64).
+const FRAMING_FAILURES: &[&str] = &["Unexpected EOF decoding stream", "tonic-web:"];
 
 /// `/pkg.Service/Method` → `pkg.RequestMessage`, from the served descriptor set.
 fn request_types() -> &'static HashMap<String, String> {
@@ -76,6 +80,15 @@ pub async fn layer(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(percent_decode)
         .unwrap_or_default();
+    // A body cut short, or gRPC-Web framing that does not decode: the caller's mistake too.
+    if FRAMING_FAILURES.iter().any(|f| message.starts_with(f)) {
+        let detail: String = message.chars().take(200).collect();
+        return Status::from(DomainError::invalid(
+            "request",
+            format!("the request's framing is malformed ({detail})"),
+        ))
+        .into_http::<axum::body::Body>();
+    }
     let Some(detail) = message.strip_prefix(DECODE_FAILURE) else {
         return res;
     };

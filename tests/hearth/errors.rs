@@ -124,3 +124,43 @@ async fn an_undecodable_request_is_invalid_argument_naming_the_message() {
         .unwrap_or(body);
     assert!(message.contains("tangle.client.auth.SignIn"), "{message}");
 }
+
+/// Security review: malformed gRPC-Web framing answered INTERNAL with the library's text.
+#[tokio::test]
+async fn broken_grpc_web_framing_is_invalid_argument_with_a_reason() {
+    let n = TestNode::start().await;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    for (content_type, body) in [
+        // A frame that says 9 bytes and carries 3.
+        (
+            "application/grpc-web+proto",
+            b"\x00\x00\x00\x00\x09abc".to_vec(),
+        ),
+        // gRPC-Web text that is not base64.
+        ("application/grpc-web-text", b"!!!notbase64".to_vec()),
+    ] {
+        let res = client
+            .post(format!("{}/test.v1.TestNoAuthService/Ping", n.url()))
+            .header("content-type", content_type)
+            .header("x-grpc-web", "1")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let headers = res.headers().clone();
+        let text = String::from_utf8_lossy(&res.bytes().await.unwrap()).into_owned();
+        let status = headers
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_else(|| text.clone());
+        assert!(
+            status == "3" || status.contains("grpc-status:3"),
+            "{content_type}: {headers:?} {text}"
+        );
+        assert!(
+            headers.contains_key("grpc-status-details-bin")
+                || text.contains("grpc-status-details-bin"),
+            "a reason code: {headers:?} {text}"
+        );
+    }
+}
