@@ -44,6 +44,7 @@ async fn start_keyed(from: Option<&BenchNode>, edit: impl FnOnce(&mut Config)) -
     config.listen.addr = "127.0.0.1:0".parse().unwrap();
     config.accounts.sign_ins_per_ip_per_minute = 1_000_000;
     config.limits.hashing_calls_per_ip_per_minute = 1_000_000;
+    config.limits.session_calls_per_ip_per_minute = 1_000_000;
     edit(&mut config);
     if let Some(from) = from {
         let source = &from.node.services().config().data_dir;

@@ -23,6 +23,8 @@ pub enum Cost {
     Peer,
     /// Flow state and invite look-ups.
     Flow,
+    /// A new session from a credential (TokenAuthorization, RefreshSession): a write each.
+    Session,
 }
 
 impl Cost {
@@ -33,6 +35,7 @@ impl Cost {
             Cost::Mail => "mail",
             Cost::Peer => "federation",
             Cost::Flow => "flow",
+            Cost::Session => "session",
         }
     }
 }
@@ -227,8 +230,8 @@ pub const METHODS: &[Method] = &[
         "/accounts.v1.AccountsService/IsEmailVerified",
         Scope("account:read"),
     ),
-    m("/accounts.v1.AccountsService/RefreshSession", SessionOnly),
-    m("/accounts.v1.AccountsService/TokenAuthorization", TokenOnly),
+    m("/accounts.v1.AccountsService/RefreshSession", SessionOnly).cost(Cost::Session),
+    m("/accounts.v1.AccountsService/TokenAuthorization", TokenOnly).cost(Cost::Session),
     m("/accounts.v1.PublicAccountsService/SignIn", Public)
         .cost(Cost::Hashing)
         .sign_in(),

@@ -34,6 +34,7 @@ impl RateLimits {
             Cost::Mail => self.limits.mail_calls_per_ip_per_minute,
             Cost::Peer => self.limits.peer_calls_per_ip_per_minute,
             Cost::Flow => self.limits.flow_calls_per_ip_per_minute,
+            Cost::Session => self.limits.session_calls_per_ip_per_minute,
         }
     }
 

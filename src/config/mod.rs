@@ -206,6 +206,9 @@ pub struct Limits {
     pub peer_calls_per_ip_per_minute: u32,
     /// Calls per client IP and minute that start or advance a flow or look up an invite.
     pub flow_calls_per_ip_per_minute: u32,
+    /// Calls per client IP and minute that make a session from a credential
+    /// (TokenAuthorization, RefreshSession).
+    pub session_calls_per_ip_per_minute: u32,
     /// Frames one Osmium socket may send per second (three times as many at once); a
     /// socket over it is closed (1008).
     pub socket_frames_per_second: u32,
@@ -554,6 +557,7 @@ impl Default for Config {
                 mail_calls_per_ip_per_minute: 10,
                 peer_calls_per_ip_per_minute: 120,
                 flow_calls_per_ip_per_minute: 120,
+                session_calls_per_ip_per_minute: 60,
                 socket_frames_per_second: 50,
             },
         }

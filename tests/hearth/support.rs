@@ -42,6 +42,7 @@ pub fn test_config(data_dir: PathBuf) -> Config {
     c.limits.mail_calls_per_ip_per_minute = 100_000;
     c.limits.peer_calls_per_ip_per_minute = 100_000;
     c.limits.flow_calls_per_ip_per_minute = 100_000;
+    c.limits.session_calls_per_ip_per_minute = 100_000;
     c
 }
 
