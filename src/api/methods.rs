@@ -31,8 +31,8 @@ impl Cost {
     /// The class's name in refusals and budget keys.
     pub fn name(self) -> &'static str {
         match self {
-            Cost::Hashing => "password",
-            Cost::Mail => "mail",
+            Cost::Hashing => crate::domain::rate_limit::HASHING,
+            Cost::Mail => crate::domain::rate_limit::MAIL,
             Cost::Peer => "federation",
             Cost::Flow => "flow",
             Cost::Session => "session",

@@ -40,7 +40,7 @@ impl RateLimits {
 
     /// Takes one call of `class` from `ip`'s budget; a refusal when it is spent.
     pub async fn take(&self, class: Cost, ip: IpAddr) -> Result<(), DomainError> {
-        let key = format!("{} {ip}", class.name());
+        let key = crate::domain::rate_limit::budget_key(class.name(), ip);
         if self.limiter.take(&key, self.budget(class)).await? {
             return Ok(());
         }

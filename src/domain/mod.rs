@@ -348,6 +348,7 @@ impl Services {
             accounts.clone(),
             codes.clone(),
             credentials.clone(),
+            rate_limit::RateLimiter::new(state.buckets.clone(), state.clock.clone()),
         ));
         Ok(Self {
             credentials,

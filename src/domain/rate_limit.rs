@@ -30,6 +30,17 @@ impl std::fmt::Debug for RateLimiter {
     }
 }
 
+/// Budget classes charged both by the API (a method's row) and by the step flows (a form
+/// that hashes or mails): one name, so both draw on one budget per client.
+pub const HASHING: &str = "password";
+/// See [`HASHING`].
+pub const MAIL: &str = "mail";
+
+/// The budget key of `class` for a client address.
+pub fn budget_key(class: &str, ip: std::net::IpAddr) -> String {
+    format!("{class} {ip}")
+}
+
 impl RateLimiter {
     /// A limiter over `buckets`.
     pub fn new(buckets: Arc<dyn SharedMap<Bucket>>, clock: SharedClock) -> Self {

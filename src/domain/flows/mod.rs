@@ -20,6 +20,7 @@ use super::codes::Codes;
 use super::credentials::Credentials;
 use super::error::Reason;
 use super::principal::CredentialKind;
+use super::rate_limit::RateLimiter;
 use super::state::feeds::StepFeeds;
 use super::state::shared_map::SharedMap;
 use super::state::short_lived::{LocalMap, ShortLived};
@@ -221,6 +222,10 @@ pub struct Flows {
     credentials: Arc<Credentials>,
     invite_mode: bool,
     require_verification: bool,
+    /// Charges a step to the budget of what it runs (argon2, a mail), as the RPC would be.
+    limiter: RateLimiter,
+    hashing_budget: u32,
+    mail_budget: u32,
     drain: watch::Sender<bool>,
 }
 
@@ -242,6 +247,7 @@ impl Flows {
         accounts: Arc<Accounts>,
         codes: Arc<Codes>,
         credentials: Arc<Credentials>,
+        limiter: RateLimiter,
     ) -> Self {
         let shared = Arc::new(Shared {
             flows,
@@ -263,6 +269,9 @@ impl Flows {
             credentials,
             invite_mode: config.accounts.registration == Registration::Invite,
             require_verification: config.accounts.require_email_verification,
+            limiter,
+            hashing_budget: config.limits.hashing_calls_per_ip_per_minute,
+            mail_budget: config.limits.mail_calls_per_ip_per_minute,
             drain: watch::channel(false).0,
         }
     }
@@ -440,6 +449,26 @@ impl Flows {
         }
     }
 
+    /// Takes what the form at `here` costs from the client's budget: sign-in, register and
+    /// a new password hash one; the reset form mails. Resubmitting a form on one flow is
+    /// then limited as calling SignUp or ResetPassword is.
+    async fn charge(&self, here: &At, ctx: &RequestContext) -> Result<(), DomainError> {
+        use crate::domain::rate_limit::{budget_key, HASHING, MAIL};
+        let (class, budget) = match here {
+            At::Login | At::Register | At::ResetCode { .. } => (HASHING, self.hashing_budget),
+            At::ResetEmail => (MAIL, self.mail_budget),
+            _ => return Ok(()),
+        };
+        let Some(ip) = ctx.ip else { return Ok(()) };
+        if self.limiter.take(&budget_key(class, ip), budget).await? {
+            return Ok(());
+        }
+        Err(DomainError::exhausted(
+            Reason::IpThrottled,
+            format!("too many {class} calls from {ip}; try again in a minute"),
+        ))
+    }
+
     /// Runs the service a form answer asks for; returns how the flow changes.
     async fn run(
         &self,
@@ -449,6 +478,7 @@ impl Flows {
         form: Filled,
         ctx: &RequestContext,
     ) -> Result<Change, DomainError> {
+        self.charge(here, ctx).await?;
         Ok(match here {
             At::Login => {
                 let signed = self
