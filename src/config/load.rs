@@ -252,6 +252,17 @@ impl Config {
                     "set both client_id and client_secret (introspection), or neither",
                 ));
             }
+            let checks_the_app = p.kind == "oidc" && p.client_id.is_some();
+            if !checks_the_app && !p.accept_tokens_of_any_app {
+                let why = match p.kind.as_str() {
+                    "oidc" => "without client_id and client_secret Hearth cannot check which application a token was issued to: set them (introspection)",
+                    _ => "an oauth user endpoint does not say which application a token was issued to",
+                };
+                return Err(ConfigError::key(
+                    key("accept_tokens_of_any_app"),
+                    format!("{why}, or set accept_tokens_of_any_app = true to accept tokens any app obtained for the user"),
+                ));
+            }
         }
         Ok(())
     }

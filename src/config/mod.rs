@@ -408,6 +408,12 @@ pub struct OidcProvider {
     /// as that account (only for providers whose e-mail verification you trust).
     #[serde(default)]
     pub link_verified_email: bool,
+    /// Accept access tokens without knowing which application they were issued to: an
+    /// oauth provider (nothing tells), or an oidc one without client credentials (no
+    /// introspection). Off by default: a token some other app obtained for the user would
+    /// sign in here.
+    #[serde(default)]
+    pub accept_tokens_of_any_app: bool,
 }
 
 fn yes() -> bool {

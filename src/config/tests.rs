@@ -233,9 +233,31 @@ fn identity_providers_are_checked_at_start_naming_the_key() {
         provider("type = \"oidc\"\nissuer = \"http://id.example.org\""),
         Some("oidc.providers[0].issuer".into())
     );
+    // Without client credentials an oidc provider cannot tell which app a token is for.
     assert_eq!(
         provider("type = \"oidc\"\nissuer = \"http://id.example.org\"\nallow_http = true"),
+        Some("oidc.providers[0].accept_tokens_of_any_app".into())
+    );
+    assert_eq!(
+        provider(
+            "type = \"oidc\"\nissuer = \"http://id.example.org\"\nallow_http = true\n\
+             accept_tokens_of_any_app = true"
+        ),
         None
+    );
+    assert_eq!(
+        provider(
+            "type = \"oidc\"\nissuer = \"https://id.example.org\"\nclient_id = \"h\"\n\
+             client_secret = \"s\""
+        ),
+        None
+    );
+    // An oauth user endpoint never can: it needs the operator's word.
+    assert_eq!(
+        provider(
+            "type = \"oauth\"\nuser_url = \"https://api.example.org/user\"\nid_field = \"id\""
+        ),
+        Some("oidc.providers[0].accept_tokens_of_any_app".into())
     );
     assert_eq!(
         provider("type = \"oidc\"\nissuer = \"https://id.example.org\"\nclient_id = \"h\""),

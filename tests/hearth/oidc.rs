@@ -83,6 +83,7 @@ impl RealProvider {
             allow_http: true,
             auto_register: true,
             link_verified_email: false,
+            accept_tokens_of_any_app: false,
         }
     }
 }
@@ -311,6 +312,7 @@ fn oauth(url: &str, auto_register: bool) -> OidcProvider {
         allow_http: true,
         auto_register,
         link_verified_email: false,
+        accept_tokens_of_any_app: true,
     }
 }
 
@@ -384,7 +386,8 @@ async fn access_tokens_never_reach_the_log() {
         &config,
         format!(
             "[federation]\nallow_private_addresses = true\n[[oidc.providers]]\nid = \"gh\"\n\
-             type = \"oauth\"\nuser_url = \"{url}\"\nid_field = \"id\"\nallow_http = true\n"
+             type = \"oauth\"\nuser_url = \"{url}\"\nid_field = \"id\"\nallow_http = true\n\
+             accept_tokens_of_any_app = true\n"
         ),
     )
     .unwrap();
