@@ -14,6 +14,7 @@ pub mod keyfile;
 pub mod logging;
 pub mod mail;
 mod node;
+pub mod notice_files;
 pub mod pb;
 pub mod providers;
 pub mod secret;
@@ -21,4 +22,4 @@ pub mod server;
 pub mod store;
 
 pub use config::Config;
-pub use node::{Node, RunningNode, StartError};
+pub use node::{Node, Role, RunningNode, StartError};

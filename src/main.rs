@@ -252,7 +252,8 @@ async fn open_federation(config: Config) -> anyhow::Result<(Services, Arc<PeerCl
     let store = open_store(&config)?;
     let (key, _) = keyfile::load_or_generate(&config.data_dir)?;
     let holder = format!("cli pid {}", std::process::id());
-    Ok(Node::assemble(config, store, key, Arc::new(SystemClock), holder).await?)
+    let role = hearth::Role::Cli;
+    Ok(Node::assemble(config, store, key, Arc::new(SystemClock), holder, role).await?)
 }
 
 /// On a cluster's database: the store, and the cluster's key this data dir now holds (its

@@ -98,6 +98,7 @@ impl Node {
         key: NodeKey,
         clock: SharedClock,
         holder: String,
+        role: Role,
     ) -> Result<(Services, Arc<PeerClient>), StartError> {
         let client =
             Arc::new(PeerClient::new(&config, clock.clone()).map_err(StartError::Federation)?);
@@ -110,6 +111,11 @@ impl Node {
             .await
             .map_err(|e| StartError::Listen(e.to_string()))??;
         let mut state = NodeState::local(store.clone(), clock.clone());
+        if role == Role::Cli {
+            // What an operator's command revokes reaches the running node (SQLite; a
+            // cluster's NOTIFY below replaces this).
+            state.revocations = Arc::new(crate::notice_files::NoticeFiles::new(&config.data_dir));
+        }
         let mut keys = Keys { node: key, jwt };
         if let Some(target) = Self::pg_target(&config)? {
             // A cluster serves one identity: the first node founds it with its keys, a
@@ -222,7 +228,8 @@ impl Node {
         }
 
         let holder = format!("node {} pid {}", config.server_id, std::process::id());
-        let (services, client) = Self::assemble(config, store, key, clock, holder).await?;
+        let (services, client) =
+            Self::assemble(config, store, key, clock, holder, Role::Node).await?;
         let services = Arc::new(services);
         let metrics = Arc::new(crate::api::metrics::Metrics::default());
         let http = crate::http::routes(services.clone(), metrics.clone());
@@ -264,6 +271,13 @@ impl Node {
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
         tasks.push(sweep_state(services.clone(), stopped.clone()));
         tasks.push(write_activity(services.clone(), stopped.clone()));
+        if services.config().store.url.is_none() {
+            tasks.push(crate::notice_files::follow(
+                services.config().data_dir.clone(),
+                services.state().revocations.clone(),
+                stopped.clone(),
+            ));
+        }
         if services.config().store.url.is_some() {
             let dir = services.config().data_dir.clone();
             tasks.push(crate::cluster_keys::follow(
@@ -338,6 +352,15 @@ fn reload_on_hangup(
             }
         }
     })
+}
+
+/// Who assembles the services: the node itself, or a CLI command beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `hearth serve`.
+    Node,
+    /// An operator's command on the node's data dir.
+    Cli,
 }
 
 /// Every minute, drops the text of mail whose codes expired undelivered, scrubs the store's

@@ -135,3 +135,56 @@ async fn key_export_writes_0600_and_import_respects_the_rotation_history() {
     let e = String::from_utf8_lossy(&refused.stderr);
     assert!(e.contains("rotation history says its key is"), "{e}");
 }
+
+/// Security review: `hearth user disable`, `session revoke` and `token revoke` against a
+/// running SQLite node left the credential working ~5 s (its cache), a personal access token
+/// too. The command now tells the node (notice files in its data dir, read every 200 ms).
+#[tokio::test]
+async fn an_operators_revocation_reaches_the_running_node_at_once() {
+    let n = TestNode::start().await;
+    let (token, _, _) = n.sign_up("op-revoke@example.org").await;
+    let pat = n
+        .tokens()
+        .create_token(authed(
+            hearth::pb::tokens::v1::CreateTokenRequest {
+                token_metadata: Some(hearth::pb::tokens::v1::TokenMetadata {
+                    name: "ci".into(),
+                    expires_at: None,
+                }),
+                token_permissions: None,
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .token_value
+        .unwrap()
+        .token;
+    // Both are cached now.
+    n.pong(Some(&token)).await.unwrap();
+    n.pong(Some(&pat)).await.unwrap();
+    ok(n.cli(&["user", "disable", "op-revoke@example.org"]));
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        n.pong(Some(&token)).await.is_err(),
+        "the session still works"
+    );
+    assert!(n.pong(Some(&pat)).await.is_err(), "the token still works");
+
+    ok(n.cli(&["user", "enable", "op-revoke@example.org"]));
+    let again = n.sign_in("op-revoke@example.org", PASSWORD).await.unwrap();
+    n.pong(Some(&again)).await.unwrap();
+    ok(n.cli(&[
+        "session",
+        "revoke",
+        "--all",
+        "--email",
+        "op-revoke@example.org",
+    ]));
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        n.pong(Some(&again)).await.is_err(),
+        "revoke --all left a session working"
+    );
+}
