@@ -1,7 +1,8 @@
 //! Resident memory of a real `hearth serve` process (its own, not this client's) while
 //! WebSocket and hRPC clients misbehave: idle, with 1,000 Osmium sockets held open, after
 //! 10,000 garbage frames over them, after 200 hRPC bodies of 1 MiB (each over the 16 KiB
-//! limit), and once they are gone; and whether a well-behaved client is served meanwhile
+//! limit), once they are gone, and after 100,000 StreamSteps with made-up ids from one
+//! address; and whether a well-behaved client is served meanwhile
 //! (its calls and errors are counted). The baseline is the idle figure of the same run.
 //!
 //! Run: `cargo bench --bench sockets` (builds the release binary). Prints figures; asserts
@@ -15,11 +16,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hearth::pb::protocol::auth::v1::{auth_service_client::AuthServiceClient, StreamStepsRequest};
 use tokio_tungstenite::tungstenite::Message;
 
 const SOCKETS: usize = 1_000;
 const GARBAGE: usize = 10_000;
 const BIG_BODIES: usize = 200;
+const STREAM_FLOOD: usize = 100_000;
 
 /// Pings over hRPC: (answered, refused or failed).
 async fn pings(http: &reqwest::Client, url: &str, n: usize) -> (usize, usize) {
@@ -127,6 +130,34 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     rows.push((
         "2 s after the sockets closed".to_owned(),
+        common::rss_mib_of(&pid),
+        pings(&http, &url, 100).await,
+    ));
+
+    // The security review's flood: StreamSteps with made-up 15,000-character ids from one
+    // address (answered FLOW_UNKNOWN, or IP_THROTTLED once the flow budget is spent).
+    let channel = tonic::transport::Channel::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let long = "x".repeat(15_000);
+    let (mut unknown, mut throttled, mut other) = (0, 0, 0);
+    let mut client = AuthServiceClient::new(channel);
+    for i in 0..STREAM_FLOOD {
+        let req = StreamStepsRequest {
+            auth_id: format!("{long}{i}"),
+        };
+        match client.stream_steps(req).await {
+            Err(s) if s.code() == tonic::Code::NotFound => unknown += 1,
+            Err(s) if s.code() == tonic::Code::ResourceExhausted => throttled += 1,
+            _ => other += 1,
+        }
+    }
+    rows.push((
+        format!(
+            "after {STREAM_FLOOD} StreamSteps with made-up ids ({unknown} FLOW_UNKNOWN, {throttled} IP_THROTTLED, {other} other)"
+        ),
         common::rss_mib_of(&pid),
         pings(&http, &url, 100).await,
     ));
