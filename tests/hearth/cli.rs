@@ -143,24 +143,7 @@ async fn key_export_writes_0600_and_import_respects_the_rotation_history() {
 async fn an_operators_revocation_reaches_the_running_node_at_once() {
     let n = TestNode::start().await;
     let (token, _, _) = n.sign_up("op-revoke@example.org").await;
-    let pat = n
-        .tokens()
-        .create_token(authed(
-            hearth::pb::tokens::v1::CreateTokenRequest {
-                token_metadata: Some(hearth::pb::tokens::v1::TokenMetadata {
-                    name: "ci".into(),
-                    expires_at: None,
-                }),
-                token_permissions: None,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .token_value
-        .unwrap()
-        .token;
+    let (pat, _) = crate::tokens::make(&n, &token, &[]).await;
     // Both are cached now.
     n.pong(Some(&token)).await.unwrap();
     n.pong(Some(&pat)).await.unwrap();

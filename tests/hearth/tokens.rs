@@ -40,7 +40,8 @@ fn at(ms: u64) -> Option<Timestamp> {
 }
 
 /// Creates a token with `list` as `caller`; returns (value, uuid).
-async fn make(n: &TestNode, caller: &str, list: &[&str]) -> (String, String) {
+/// Makes a token named `ci` with `list` (empty: the caller's scopes); (value, uuid).
+pub(crate) async fn make(n: &TestNode, caller: &str, list: &[&str]) -> (String, String) {
     let r = n
         .tokens()
         .create_token(authed(create("ci", list), caller))
