@@ -106,14 +106,15 @@ pub fn is_unary(req: &Request<Body>) -> bool {
 /// A unary call: the bare request body in, the bare answer out.
 pub async fn unary(inner: &Inner, timeout: Duration, req: Request<Body>) -> Response {
     let path = req.uri().path().to_owned();
-    if methods::find(&path).is_some_and(|m| !m.hrpc()) {
+    let method = methods::find(&path);
+    if method.is_some_and(|m| !m.hrpc()) {
         return refuse(&Refusal::transport(
             Code::Unimplemented,
             "hrpc.not-implemented",
             format!("{path} is not served over hRPC"),
         ));
     }
-    if methods::find(&path).is_some_and(|m| m.kind == Kind::ServerStream) {
+    if method.is_some_and(|m| m.kind == Kind::ServerStream) {
         return bad_unary(format!(
             "{path} streams: open a WebSocket (GET with the `{SUBPROTOCOL}` subprotocol)"
         ));

@@ -124,15 +124,13 @@ pub fn answer(
     id: u32,
     req_id: u32,
     trace_id: &str,
-    result: Result<(u32, &[u8]), RpcError>,
+    result: Result<(u32, Bytes), RpcError>,
 ) -> Vec<u8> {
     let mut rpc = Vec::new();
     encoding::uint32::encode(1, &req_id, &mut rpc);
     match result {
         Ok((0, _)) => {}
-        Ok((member, bytes)) => {
-            encoding::bytes::encode(member, &Bytes::copy_from_slice(bytes), &mut rpc)
-        }
+        Ok((member, bytes)) => encoding::bytes::encode(member, &bytes, &mut rpc),
         Err(e) => encoding::message::encode(2, &e, &mut rpc),
     }
     if !trace_id.is_empty() {
@@ -244,15 +242,7 @@ async fn run(socket: Socket, mut caller: Caller, mut ws: WebSocket) {
         };
         if let Some((req_id, trace, result)) = out {
             sent = sent.wrapping_add(1);
-            let bytes = answer(
-                sent,
-                req_id,
-                &trace,
-                result
-                    .as_ref()
-                    .map(|(m, b)| (*m, &b[..]))
-                    .map_err(Clone::clone),
-            );
+            let bytes = answer(sent, req_id, &trace, result);
             if ws
                 .send(WsMessage::Binary(Bytes::from(bytes)))
                 .await

@@ -175,8 +175,8 @@ impl Settings {
     pub async fn delete_account(&self, p: &Principal, cancel: bool) -> Result<(), DomainError> {
         let user = self.user(p).await?;
         let id = user.id;
-        let at = self.clock.now_ms() + self.grace_ms;
         let (grace, now) = (self.grace_ms, self.clock.now_ms());
+        let at = now + grace;
         let revoked = self
             .store
             .write(move |tx| {
