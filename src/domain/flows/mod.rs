@@ -6,6 +6,7 @@
 //! backend can hold flows and fan steps out across nodes. No lock is held across an await:
 //! an answer that needs a service first claims the step (compare-and-set on the flow's
 //! sequence number), then runs, then commits.
+mod quota;
 pub mod steps;
 
 use std::net::IpAddr;
@@ -22,17 +23,17 @@ use super::error::Reason;
 use super::principal::CredentialKind;
 use super::rate_limit::RateLimiter;
 use super::state::feeds::StepFeeds;
-use super::state::shared_map::SharedMap;
-use super::state::short_lived::{LocalMap, ShortLived};
+use super::state::shared_map::{self, SharedMap};
 use super::state::StoreError;
 use super::{DomainError, ErrorKind, RequestContext};
 use crate::clock::SharedClock;
 use crate::config::{Config, Registration};
 use steps::{read_form, wrong_answer, Answer, At, Filled, Step, View};
 
-/// Flows kept at most (a full map drops the flows that expire soonest).
+/// Unfinished flows a node holds at most; when full, each client network gets a fair
+/// share (see `quota.rs`).
 pub const MAX_FLOWS: usize = 100_000;
-/// Unfinished flows one client IP may hold.
+/// Unfinished flows one client network (an IPv4 address, an IPv6 /64) may hold.
 pub const MAX_PER_IP: u32 = 100;
 /// A claim on a step older than this is a leftover and is ignored.
 const BUSY_STALE_MS: u64 = 60_000;
@@ -129,9 +130,9 @@ struct Shared {
     feeds: Arc<dyn StepFeeds>,
     /// Which flow waits for the e-mail link of a user (by user id).
     waiting: Arc<dyn SharedMap<String>>,
-    /// The expiry (unix seconds) of each unfinished flow a client address began, so flows
-    /// that expired stop counting by themselves and a refused attempt renews none of them.
-    per_ip: LocalMap<IpAddr, Vec<u32>>,
+    /// The unfinished flows each client network began, with their expiries, so flows that
+    /// expired stop counting by themselves and a refused attempt renews none of them.
+    quota: quota::FlowQuota,
     clock: SharedClock,
     lifetime_ms: u64,
 }
@@ -181,12 +182,7 @@ impl Shared {
         if matches!(next.at(), At::Done { .. }) {
             self.flows.put(id, next.clone(), self.ttl(&next)).await?;
             if let Some(ip) = next.ip {
-                // One of the address's flows is done: it no longer counts.
-                self.per_ip.modify(&ip, self.lifetime_ms, &mut |live| {
-                    let mut live = live.clone();
-                    live.pop();
-                    Some(live)
-                });
+                self.quota.release(ip, id);
             }
         }
         self.feeds.publish(id);
@@ -253,7 +249,7 @@ impl Flows {
             flows,
             feeds,
             waiting,
-            per_ip: LocalMap::new(clock.clone(), MAX_FLOWS),
+            quota: quota::FlowQuota::new(MAX_FLOWS, MAX_PER_IP as usize),
             clock,
             lifetime_ms: config.flows.lifetime_secs * 1000,
         });
@@ -287,34 +283,42 @@ impl Flows {
             Some(t) => Some(self.guest(t, ctx).await?),
         };
         let sh = &self.shared;
-        if let Some(ip) = ctx.ip {
-            let now = (sh.clock.now_ms() / 1000) as u32;
-            let ends = now.saturating_add((sh.lifetime_ms / 1000) as u32);
-            let mut full = false;
-            sh.per_ip.update(ip, sh.lifetime_ms, &mut |live| {
-                let mut live = live.unwrap_or_default();
-                live.retain(|&end| end > now);
-                full = live.len() >= MAX_PER_IP as usize;
-                if !full {
-                    live.push(ends);
-                }
-                live
-            });
-            if full {
-                return Err(DomainError::exhausted(
-                    Reason::IpThrottled,
-                    format!(
-                        "{ip} has {MAX_PER_IP} unfinished flows; finish some or let them expire"
-                    ),
-                ));
-            }
-        }
         let id: String = {
             let mut rng = rand::rngs::OsRng;
             (0..FLOW_ID_LEN)
                 .map(|_| FLOW_ID_ALPHABET[rng.gen_range(0..FLOW_ID_ALPHABET.len())] as char)
                 .collect()
         };
+        if let Some(ip) = ctx.ip {
+            let now = sh.clock.now_ms();
+            match sh.quota.admit(ip, &id, now, now + sh.lifetime_ms) {
+                Ok(None) => {}
+                Ok(Some(displaced)) => {
+                    // The oldest flow of the network holding the most makes room.
+                    shared_map::take(&*sh.flows, &displaced).await?;
+                    sh.feeds.publish(&displaced);
+                }
+                Err(quota::Refused::OwnLimit) => {
+                    return Err(DomainError::exhausted(
+                        Reason::IpThrottled,
+                        format!(
+                            "{} has {MAX_PER_IP} unfinished flows; finish some or let them expire",
+                            quota::network(ip)
+                        ),
+                    ))
+                }
+                Err(quota::Refused::FairShare) => {
+                    return Err(DomainError::exhausted(
+                        Reason::IpThrottled,
+                        format!(
+                            "this node holds its most unfinished flows and {} holds its share; \
+                             finish some or let them expire",
+                            quota::network(ip)
+                        ),
+                    ))
+                }
+            }
+        }
         let state = FlowState {
             history: vec![At::Initial],
             seq: 0,
