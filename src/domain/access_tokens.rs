@@ -519,7 +519,10 @@ impl AccessTokens {
         let row = session.clone();
         let inserted = self
             .store
-            .write(move |tx| tx.insert_session_for_token(&row, &hash))
+            .write(move |tx| {
+                crate::domain::sessions::room_for(tx, &row)??;
+                Ok::<_, DomainError>(tx.insert_session_for_token(&row, &hash)?)
+            })
             .await?;
         if !inserted {
             return Err(dead_credential());

@@ -319,15 +319,19 @@ impl Accounts {
         let inserted = self
             .store
             .write(move |tx| {
-                let inserted = tx.insert_session_if_password(&s, &verified_hash)?;
+                let room = crate::domain::sessions::room_for(tx, &s)?;
+                let inserted = room.is_ok() && tx.insert_session_if_password(&s, &verified_hash)?;
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                 }
-                tx.finish_sign_in(&address, &client, inserted, now, &throttle::POLICY)?;
-                Ok::<_, DomainError>(inserted)
+                // A full account is no wrong password: the attempt does not count as failed.
+                let ok = inserted || room.is_err();
+                tx.finish_sign_in(&address, &client, ok, now, &throttle::POLICY)?;
+                Ok::<_, DomainError>(room.map(|()| inserted))
             })
             .await?;
         slot.done();
+        let inserted = inserted?;
         if !inserted {
             return Err(bad_credentials());
         }

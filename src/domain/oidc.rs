@@ -170,7 +170,10 @@ impl Oidc {
         session.expires_at = self.clock.now_ms() + self.jwts.lifetime_secs() * 1000;
         let row = session.clone();
         self.store
-            .write(move |tx| Ok::<_, DomainError>(tx.insert_session(&row)?))
+            .write(move |tx| {
+                crate::domain::sessions::room_for(tx, &row)??;
+                Ok::<_, DomainError>(tx.insert_session(&row)?)
+            })
             .await?;
         tracing::info!(target: "hearth::audit", event = "jwt_issued", provider = %p.id, user = user.id, session = session.id);
         Ok(self.jwts.issue(user.id, session.id))

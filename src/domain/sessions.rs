@@ -11,7 +11,7 @@ use super::principal::{CredentialKind, Principal};
 use super::scopes::ScopeSet;
 use super::state::ids::IdAllocator;
 use super::state::revocations::Revocations;
-use super::state::{Store, WriteTx};
+use super::state::{Store, StoreError, WriteTx};
 use super::DomainError;
 use crate::clock::SharedClock;
 use crate::config;
@@ -21,6 +21,35 @@ use crate::secret::{BearerSecret, SecretKind};
 const TOUCH_EVERY_MS: u64 = 60_000;
 /// Session ids one revocation request may name.
 pub const MAX_REVOKE_IDS: usize = 1_000;
+/// Live sessions one account may hold.
+pub const MAX_PER_USER: u32 = 1_000;
+/// Live sessions one personal access token may make (TokenAuthorization).
+pub const MAX_PER_TOKEN: u32 = 100;
+
+/// Whether `s` fits under its account's and its token's session caps: the refusal, if not.
+/// Called inside the write that inserts `s`, so parallel sign-ins cannot pass a cap
+/// together (the outer error is the store's, the inner one the refusal).
+pub fn room_for(tx: &mut dyn WriteTx, s: &Session) -> Result<Result<(), DomainError>, StoreError> {
+    let (of_user, of_token) = tx.live_sessions(s.user_id, s.access_token_id, s.created_at)?;
+    Ok(if of_user >= MAX_PER_USER {
+        Err(DomainError::exhausted(
+            Reason::LimitReached,
+            format!(
+                "the account has {MAX_PER_USER} live sessions; end some (RevokeSessions) first"
+            ),
+        ))
+    } else if of_token >= MAX_PER_TOKEN {
+        Err(DomainError::exhausted(
+            Reason::LimitReached,
+            format!(
+                "this token has made {MAX_PER_TOKEN} live sessions; end some (RevokeSessions) \
+                 or use one of them"
+            ),
+        ))
+    } else {
+        Ok(())
+    })
+}
 
 fn sign_in_again(reason: Reason, why: &str) -> DomainError {
     DomainError::unauthenticated(reason, format!("{why}; sign in again"))
@@ -281,7 +310,10 @@ impl Sessions {
         let (token, row) = self.new_session(user.id, device);
         let insert = row.clone();
         self.store
-            .write(move |tx| Ok::<_, DomainError>(tx.insert_session(&insert)?))
+            .write(move |tx| {
+                room_for(tx, &insert)??;
+                Ok::<_, DomainError>(tx.insert_session(&insert)?)
+            })
             .await?;
         Ok((token, row))
     }

@@ -259,6 +259,7 @@ impl FederationLogin {
                     }
                 };
                 session.user_id = user_id;
+                crate::domain::sessions::room_for(tx, &session)??;
                 tx.insert_session(&session)?;
                 Ok(user_id)
             })

@@ -57,6 +57,14 @@ pub trait ReadTx {
     ) -> Result<Option<SessionCredential>, StoreError>;
     /// A session by id.
     fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError>;
+    /// How many sessions of `user_id`, and of personal access token `token_id`, are live
+    /// at `now` (the session caps count them inside the write that inserts one).
+    fn live_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+    ) -> Result<(u32, u32), StoreError>;
     /// The local user of an external provider's account.
     fn identity(&mut self, provider: &str, subject: &str) -> Result<Option<u64>, StoreError>;
     /// A user's sessions, newest first.

@@ -146,6 +146,23 @@ impl ReadTx for Tx<'_, '_> {
         )?;
         Ok(r.map(|r| r.get::<_, i64>(0) as u64))
     }
+    fn live_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+    ) -> Result<(u32, u32), StoreError> {
+        let row = self.row(
+            "SELECT (SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND expires_at > $3), \
+                    (SELECT COUNT(*) FROM sessions WHERE $2::bigint IS NOT NULL \
+                       AND access_token_id = $2 AND expires_at > $3)",
+            &[&i(user_id), &token_id.map(i), &i(now)],
+        )?;
+        Ok(row.map_or((0, 0), |r| {
+            (r.get::<_, i64>(0) as u32, r.get::<_, i64>(1) as u32)
+        }))
+    }
+
     fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError> {
         let sql = format!(
             "SELECT {} FROM sessions WHERE user_id = $1 ORDER BY id DESC",

@@ -153,6 +153,33 @@ pub fn list_for_user(c: &Connection, user_id: u64) -> Result<Vec<Session>, Store
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Live sessions of a user, and of a personal access token.
+pub fn live(
+    c: &Connection,
+    user_id: u64,
+    token_id: Option<u64>,
+    now: u64,
+) -> Result<(u32, u32), StoreError> {
+    let count = |sql: &str, id: u64| {
+        cached_row(c, sql, params![id as i64, now as i64], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n.unwrap_or(0) as u32)
+    };
+    let of_user = count(
+        "SELECT COUNT(*) FROM sessions WHERE user_id = ?1 AND expires_at > ?2",
+        user_id,
+    )?;
+    let of_token = match token_id {
+        Some(t) => count(
+            "SELECT COUNT(*) FROM sessions WHERE access_token_id = ?1 AND expires_at > ?2",
+            t,
+        )?,
+        None => 0,
+    };
+    Ok((of_user, of_token))
+}
+
 /// Deletes the listed sessions of `user_id` in one statement; returns the ids deleted.
 pub fn delete_for_user(tx: &Connection, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
     let list = format!(

@@ -51,6 +51,14 @@ impl ReadTx for Tx<'_> {
     fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError> {
         sessions::list_for_user(self.0, user_id)
     }
+    fn live_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+    ) -> Result<(u32, u32), StoreError> {
+        sessions::live(self.0, user_id, token_id, now)
+    }
     fn code(&mut self, user_id: u64, purpose: &str) -> Result<Option<CodeRecord>, StoreError> {
         codes::get(self.0, user_id, purpose)
     }
