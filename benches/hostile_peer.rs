@@ -24,7 +24,7 @@ const WINDOW: Duration = Duration::from_secs(3);
 fn history(a: &NodeKey, b: &NodeKey, n: usize) -> FetchedKey {
     let history = (0..n as u64)
         .map(|i| {
-            let (from, to) = if i % 2 == 0 { (a, b) } else { (b, a) };
+            let (from, to) = if i.is_multiple_of(2) { (a, b) } else { (b, a) };
             Rotation {
                 old_key: from.public().to_vec(),
                 new_key: to.public().to_vec(),
@@ -36,7 +36,7 @@ fn history(a: &NodeKey, b: &NodeKey, n: usize) -> FetchedKey {
         })
         .collect();
     // Odd lengths end at `b`: from a pin of `a`, every record is followed.
-    let key = if n % 2 == 0 { a.public() } else { b.public() };
+    let key = if n.is_multiple_of(2) { a.public() } else { b.public() };
     FetchedKey { key, history }
 }
 

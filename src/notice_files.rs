@@ -131,10 +131,12 @@ mod tests {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let node = LocalRevocations::default();
         let s = seen.clone();
-        node.subscribe(Arc::new(move |ids| {
-            s.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend_from_slice(ids)
+        node.subscribe(Arc::new(move |r| {
+            if let crate::domain::state::revocations::Revoked::Sessions(ids) = r {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(ids)
+            }
         }));
         assert_eq!(read_notices(dir.path(), &node), 2);
         assert_eq!(read_notices(dir.path(), &node), 0, "read once");

@@ -147,7 +147,7 @@ impl AccessTokens {
     ) -> Self {
         let cache = CredentialCache::new(clock.clone());
         let c = cache.clone();
-        revocations.subscribe(Arc::new(move |ids| c.invalidate(ids)));
+        revocations.subscribe(Arc::new(move |r| c.invalidate(r)));
         Self {
             store,
             clock,
@@ -262,10 +262,10 @@ impl AccessTokens {
         &self,
         p: &Principal,
         uuid: &str,
-        change: F,
+        mut change: F,
     ) -> Result<AccessToken, DomainError>
     where
-        F: FnOnce(&mut AccessToken, &Principal) -> Result<bool, DomainError> + Send + 'static,
+        F: FnMut(&mut AccessToken, &Principal) -> Result<bool, DomainError> + Send + 'static,
     {
         let uuid = parse_uuid(uuid)?;
         let caller = p.clone();
@@ -321,8 +321,8 @@ impl AccessTokens {
                     ));
                 }
                 let ends = scopes.is_some_and(|s| s != t.scopes) || expires_at.is_some();
-                if let Some(n) = name {
-                    t.name = n;
+                if let Some(n) = &name {
+                    t.name = n.clone();
                 }
                 if let Some(s) = scopes {
                     t.scopes = s;

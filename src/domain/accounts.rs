@@ -326,7 +326,7 @@ impl Accounts {
                 }
                 // A full account is no wrong password: the attempt does not count as failed.
                 let ok = inserted || room.is_err();
-                tx.finish_sign_in(&address, &client, ok, now, &throttle::POLICY)?;
+                throttle::finish_in(tx, &address, &client, ok, now, &throttle::POLICY)?;
                 Ok::<_, DomainError>(room.map(|()| inserted))
             })
             .await?;

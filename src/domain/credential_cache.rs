@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::principal::Principal;
+use super::state::revocations::Revoked;
 use super::state::short_lived::{LocalMap, ShortLived};
 use super::DomainError;
 use crate::clock::SharedClock;
@@ -78,7 +79,15 @@ impl CredentialCache {
     }
 
     /// Drops every entry of the given sessions or tokens.
-    pub fn invalidate(&self, ids: &[u64]) {
+    pub fn invalidate(&self, revoked: Revoked<'_>) {
+        let ids = match revoked {
+            Revoked::Sessions(ids) => ids,
+            Revoked::Anything => {
+                self.token_of.clear();
+                self.by_token.clear();
+                return;
+            }
+        };
         for id in ids {
             if let Some(hash) = self.token_of.take(id) {
                 self.by_token.remove(&hash);
@@ -125,7 +134,7 @@ mod tests {
         );
         // Past the entry's first TTL, where the id → token index ends.
         clock.advance_ms(1_500);
-        cache.invalidate(&[42]);
+        cache.invalidate(Revoked::Sessions(&[42]));
         assert!(
             cache.get(&hash).is_none(),
             "the revoked session is still cached"

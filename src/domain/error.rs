@@ -247,7 +247,7 @@ impl From<StoreError> for DomainError {
                 Reason::FieldInvalid,
                 format!("{what} is already taken"),
             ),
-            StoreError::Closed => Self::unavailable(
+            StoreError::Closed | StoreError::Unreachable(_) => Self::unavailable(
                 Reason::StoreUnavailable,
                 "the node cannot reach its storage right now; try again shortly",
             ),

@@ -448,13 +448,20 @@ impl Invites {
                     InviteTarget::Group => tx.insert_group(
                         &Group {
                             id,
-                            name,
+                            name: name.clone(),
                             owner,
                             members: Vec::new(),
                         },
                         now,
                     )?,
-                    _ => tx.insert_community(&Community { id, name, owner }, now)?,
+                    _ => tx.insert_community(
+                        &Community {
+                            id,
+                            name: name.clone(),
+                            owner,
+                        },
+                        now,
+                    )?,
                 }
                 Ok::<_, DomainError>(())
             })

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::error::Reason;
 use super::principal::{CredentialKind, Principal};
 use super::scopes::ScopeSet;
-use super::state::revocations::Revocations;
+use super::state::revocations::{Revocations, Revoked};
 use super::state::short_lived::{LocalMap, ShortLived};
 use super::state::Store;
 use super::DomainError;
@@ -69,7 +69,15 @@ impl Jwts {
         let revoked = Arc::new(LocalMap::new(clock.clone(), MAX_REMEMBERED));
         let live = Arc::new(LocalMap::new(clock.clone(), MAX_REMEMBERED));
         let (r, l) = (revoked.clone(), live.clone());
-        revocations.subscribe(Arc::new(move |ids| {
+        revocations.subscribe(Arc::new(move |revoked| {
+            let ids = match revoked {
+                Revoked::Sessions(ids) => ids,
+                // Live sessions are checked again; known revocations stay remembered.
+                Revoked::Anything => {
+                    l.clear();
+                    return;
+                }
+            };
             for id in ids {
                 l.remove(id);
                 r.put(*id, (), (lifetime_s + LEEWAY_S) * 1000);

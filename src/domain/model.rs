@@ -269,11 +269,25 @@ pub struct KeyRotation {
     pub sig: Vec<u8>,
 }
 
-/// The answer of the store's sign-in gate.
+/// One row of the sign-in throttle: an (address, client) pair, or the address account-wide
+/// (client `*`). The default row is no row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThrottleRow {
+    /// Consecutive failures.
+    pub failures: u32,
+    /// No attempt before this (unix ms).
+    pub locked_until: Option<u64>,
+    /// Attempts being evaluated now (a client row only).
+    pub in_flight: u32,
+    /// When the oldest of them began (unix ms).
+    pub in_flight_since: Option<u64>,
+}
+
+/// The answer of the sign-in gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignInGate {
     /// The attempt holds one of its (address, client) in-flight slots and may run; finish it with
-    /// `finish_sign_in`.
+    /// `throttle::finish_in`.
     Allowed,
     /// Too many attempts for this account are being evaluated right now; nothing was
     /// counted. Try again when one finishes.
@@ -287,7 +301,8 @@ pub enum SignInGate {
     },
 }
 
-/// The policy the sign-in gate applies, passed to the store so the rule runs inside its
+/// The policy the sign-in gate applies (`domain/throttle.rs`), inside the write that holds
+/// the rows it reads; once it was passed to the store, so the rule ran inside its
 /// atomic operations; [`LockPolicy::locked_until`] is the rule itself, which every backend
 /// must match (the conformance suite checks it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,16 +329,22 @@ impl LockPolicy {
         self.free_failures.saturating_sub(failures).max(1)
     }
 
-    /// When the account may try again after its `failures`-th consecutive failure at `now`
-    /// (the same rule the store applies in SQL).
-    pub fn locked_until(&self, failures: u32, now: u64) -> Option<u64> {
-        if failures >= self.lock_after {
-            return Some(now + self.lock_ms);
-        }
+    /// When a client may try an address again after its `failures`-th consecutive failure
+    /// at `now`: free failures first, then a delay doubling up to the longest.
+    pub fn delay_until(&self, failures: u32, now: u64) -> Option<u64> {
         if failures < self.free_failures {
             return None;
         }
         let step = (failures - self.free_failures).min(20);
         Some(now + (self.base_delay_ms << step).min(self.max_delay_ms))
+    }
+
+    /// When the account may try again after its `failures`-th consecutive failure at `now`
+    /// (the client's delay, or the account-wide lock from `lock_after` on).
+    pub fn locked_until(&self, failures: u32, now: u64) -> Option<u64> {
+        if failures >= self.lock_after {
+            return Some(now + self.lock_ms);
+        }
+        self.delay_until(failures, now)
     }
 }

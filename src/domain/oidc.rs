@@ -347,7 +347,7 @@ impl Oidc {
                     Some(u) => u,
                     None if auto => {
                         tx.insert_user(&fresh)?;
-                        fresh
+                        fresh.clone()
                     }
                     None => {
                         return Err(DomainError::denied(

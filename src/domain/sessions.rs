@@ -81,7 +81,7 @@ impl Sessions {
     ) -> Self {
         let cache = CredentialCache::new(clock.clone());
         let c = cache.clone();
-        revocations.subscribe(Arc::new(move |ids| c.invalidate(ids)));
+        revocations.subscribe(Arc::new(move |r| c.invalidate(r)));
         Self {
             store,
             clock,

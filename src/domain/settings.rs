@@ -156,7 +156,7 @@ impl Settings {
         self.store
             .write(move |tx| {
                 let mut change = tx.account_change(id)?;
-                change.pending_email = Some(new_email);
+                change.pending_email = Some(new_email.clone());
                 tx.set_account_change(id, &change)?;
                 let pair = (&record, &code_mail);
                 if Codes::send_code_in(tx, id, Purpose::ChangeEmail, pair, now, per_hour)? {

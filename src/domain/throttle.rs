@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::error::Reason;
-use super::model::{LockPolicy, SignInGate};
+use super::model::{LockPolicy, SignInGate, ThrottleRow};
 use super::rate_limit::RateLimiter;
 use super::state::feeds::StepFeeds;
-use super::state::Store;
+use super::state::{Store, StoreError, WriteTx};
 use super::DomainError;
 use crate::clock::SharedClock;
 
@@ -26,12 +26,81 @@ pub const POLICY: LockPolicy = LockPolicy {
     stale_in_flight_ms: 60 * 1000,
 };
 
+/// The gate, inside the write that holds the rows: refuses while the address is locked
+/// account-wide or this client of it is delayed, and otherwise takes one of the client's
+/// in-flight slots unless all [`LockPolicy::slots`] are taken. Keyed by the address whether
+/// or not an account has it, so unknown addresses answer alike.
+pub fn begin_in(
+    tx: &mut dyn WriteTx,
+    email: &str,
+    client: &str,
+    now: u64,
+    p: &LockPolicy,
+) -> Result<SignInGate, StoreError> {
+    let (account, mut row) = tx.sign_in_rows_for_update(email, client)?;
+    for r in [&account, &row] {
+        if let Some(until) = r.locked_until.filter(|u| *u > now) {
+            return Ok(SignInGate::Locked {
+                failures: r.failures,
+                until,
+            });
+        }
+    }
+    // A count older than the stale limit is the leftover of a crash.
+    let stale = row.in_flight == 0
+        || row
+            .in_flight_since
+            .is_none_or(|since| since.saturating_add(p.stale_in_flight_ms) <= now);
+    let in_flight = if stale { 0 } else { row.in_flight };
+    if in_flight >= p.slots(row.failures) {
+        return Ok(SignInGate::Busy);
+    }
+    row.in_flight = in_flight + 1;
+    if stale {
+        row.in_flight_since = Some(now);
+    }
+    tx.put_sign_in_row(email, client, &row, now)?;
+    Ok(SignInGate::Allowed)
+}
+
+/// Gives the slot back and records the outcome: success clears the client's delay and the
+/// account-wide count; failure counts one for both, sets the client's delay and, at
+/// `lock_after` consecutive failures, the account-wide lock.
+pub fn finish_in(
+    tx: &mut dyn WriteTx,
+    email: &str,
+    client: &str,
+    ok: bool,
+    now: u64,
+    p: &LockPolicy,
+) -> Result<(), StoreError> {
+    let (mut account, mut row) = tx.sign_in_rows_for_update(email, client)?;
+    row.in_flight = row.in_flight.saturating_sub(1);
+    if ok {
+        row.failures = 0;
+        row.locked_until = None;
+        account = ThrottleRow::default();
+    } else {
+        row.failures += 1;
+        row.locked_until = p.delay_until(row.failures, now);
+        account.failures += 1;
+        if account.failures >= p.lock_after {
+            account.locked_until = Some(now + p.lock_ms);
+        }
+    }
+    tx.put_sign_in_row(email, ACCOUNT, &account, now)?;
+    tx.put_sign_in_row(email, client, &row, now)
+}
+
+/// The client name of the account-wide throttle row.
+const ACCOUNT: &str = "*";
+
 /// How long a sign-in waits for a free slot of its account (other attempts in flight) before
 /// it is refused. Waiting is on real time: slots free up when real work ends.
 pub const SLOT_WAIT: Duration = Duration::from_secs(5);
 
 /// A held sign-in slot of one account. Record the outcome with [`Slot::finish`], or with
-/// `finish_sign_in` inside the write that acts on it and then [`Slot::done`]; a slot dropped
+/// [`finish_in`] inside the write that acts on it and then [`Slot::done`]; a slot dropped
 /// unfinished (the request was cancelled, or failed) is recorded as a failure, so
 /// cancelling cannot dodge the count.
 #[derive(Debug)]
@@ -186,7 +255,7 @@ impl Slot {
             let now = clock.now_ms();
             let (e, c) = (email.to_owned(), client.to_owned());
             let gate = store
-                .write_counted(move |tx| tx.begin_sign_in(&e, &c, now, &POLICY))
+                .write_counted(move |tx| begin_in(tx, &e, &c, now, &POLICY))
                 .await?;
             match gate {
                 SignInGate::Allowed => {
@@ -236,7 +305,7 @@ impl Slot {
         let (email, client, name) = (self.email.clone(), self.client.clone(), self.name.clone());
         async move {
             let result = store
-                .write_counted(move |tx| Ok(tx.finish_sign_in(&email, &client, ok, now, &POLICY)?))
+                .write_counted(move |tx| Ok(finish_in(tx, &email, &client, ok, now, &POLICY)?))
                 .await;
             waiters.feeds.publish(&name);
             result

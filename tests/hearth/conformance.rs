@@ -176,9 +176,22 @@ pub async fn the_delays_follow_the_policy(open: impl Backend) {
         let state = s
             .store()
             .write(move |tx| {
-                let gate = tx.begin_sign_in("rule@example.org", "192.0.2.9", now, &POLICY)?;
+                let gate = hearth::domain::throttle::begin_in(
+                    tx,
+                    "rule@example.org",
+                    "192.0.2.9",
+                    now,
+                    &POLICY,
+                )?;
                 assert_eq!(gate, hearth::domain::model::SignInGate::Allowed);
-                tx.finish_sign_in("rule@example.org", "192.0.2.9", false, now, &POLICY)?;
+                hearth::domain::throttle::finish_in(
+                    tx,
+                    "rule@example.org",
+                    "192.0.2.9",
+                    false,
+                    now,
+                    &POLICY,
+                )?;
                 Ok::<_, StoreError>((
                     tx.sign_in_throttle("rule@example.org", "192.0.2.9")?,
                     tx.sign_in_throttle("rule@example.org", "*")?,

@@ -247,7 +247,7 @@ impl PeerChallenge {
         self.store
             .write(move |tx| {
                 let server = match replacing {
-                    None => server,
+                    None => server.clone(),
                     Some(old) => tx
                         .take_peer_token(&old)?
                         .filter(|(_, exp)| *exp > now)

@@ -170,7 +170,7 @@ impl Peers {
     async fn update_peer<R: Send + 'static>(
         &self,
         server: &ServerId,
-        change: impl FnOnce(&mut Peer) -> Result<R, DomainError> + Send + 'static,
+        mut change: impl FnMut(&mut Peer) -> Result<R, DomainError> + Send + 'static,
     ) -> Result<R, DomainError> {
         let (name, now) = (server.to_string(), self.clock.now_ms());
         self.store
@@ -266,7 +266,7 @@ impl Peers {
         self.update_peer(server, move |row| {
             row.linked = linked;
             if url.is_some() {
-                row.url = url;
+                row.url = url.clone();
             }
             if !linked {
                 row.state = "unlinked".into();
@@ -291,7 +291,7 @@ impl Peers {
             )
         });
         self.update_peer(server, move |row| {
-            match outcome {
+            match outcome.clone() {
                 Ok(expires) => {
                     row.state = "linked".into();
                     row.last_error = None;

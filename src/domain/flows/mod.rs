@@ -41,7 +41,8 @@ const BUSY_STALE_MS: u64 = 60_000;
 const DONE_GRACE_MS: u64 = 60_000;
 
 /// How an answered step changes its flow (applied when the answer commits).
-type Change = Box<dyn FnOnce(&mut FlowState) + Send>;
+/// Runs again if the write holding it runs again (a lost serialization race), so it is `Fn`.
+type Change = Box<dyn Fn(&mut FlowState) + Send + Sync>;
 
 /// One flow's state. Holds the session token of a finished (or verifying) flow, so its
 /// `Debug` never prints it.
@@ -152,9 +153,8 @@ impl Shared {
         &self,
         id: &str,
         seq: u64,
-        change: impl FnOnce(&mut FlowState) + Send + 'static,
+        change: impl Fn(&mut FlowState) + Send + Sync + 'static,
     ) -> Result<Option<FlowState>, StoreError> {
-        let mut change = Some(change);
         let out = Arc::new(std::sync::Mutex::new(None));
         let seen = out.clone();
         let changed = self
@@ -167,7 +167,7 @@ impl Shared {
                         return None;
                     }
                     let mut next = s.clone();
-                    (change.take()?)(&mut next);
+                    change(&mut next);
                     next.seq = seq + 1;
                     *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(next.clone());
                     Some(next)
@@ -410,8 +410,8 @@ impl Flows {
                 };
                 let next = self
                     .shared
-                    .commit(id, s.seq, |s| {
-                        s.history.push(to);
+                    .commit(id, s.seq, move |s| {
+                        s.history.push(to.clone());
                         s.message = None;
                     })
                     .await?
@@ -436,7 +436,7 @@ impl Flows {
         };
         let next = self
             .shared
-            .commit(id, claimed.seq, |s| {
+            .commit(id, claimed.seq, move |s| {
                 s.busy_since = None;
                 change(s);
             })
@@ -492,7 +492,7 @@ impl Flows {
                 let (user_id, token) = (signed.user.id, signed.token.expose().to_owned());
                 Box::new(move |s| {
                     s.history = vec![At::Done { user_id }];
-                    s.token = Some(Zeroizing::new(token));
+                    s.token = Some(Zeroizing::new(token.clone()));
                 })
             }
             At::Register => {
@@ -523,14 +523,18 @@ impl Flows {
                 };
                 Box::new(move |s| {
                     // The account exists now: there is no going back to the form.
-                    s.history = vec![next];
-                    s.token = Some(Zeroizing::new(token));
+                    s.history = vec![next.clone()];
+                    s.token = Some(Zeroizing::new(token.clone()));
                 })
             }
             At::ResetEmail => {
                 let email = form.text("email");
                 self.codes.request_password_reset(&email).await?;
-                Box::new(move |s| s.history.push(At::ResetCode { email }))
+                Box::new(move |s| {
+                    s.history.push(At::ResetCode {
+                        email: email.clone(),
+                    })
+                })
             }
             At::ResetCode { email } => {
                 self.codes
@@ -552,7 +556,10 @@ impl Flows {
                 if code.trim().is_empty() {
                     let email = email.clone();
                     return Ok(Box::new(move |s| {
-                        s.history.push(At::VerifyWait { user_id, email })
+                        s.history.push(At::VerifyWait {
+                            user_id,
+                            email: email.clone(),
+                        })
                     }));
                 }
                 // This answer completes the flow, not the verification hook.

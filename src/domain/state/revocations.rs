@@ -2,8 +2,18 @@
 //! drop it before its next request. Single-node implementation: in-process, synchronous.
 use std::sync::{Arc, RwLock};
 
-/// A handler that drops cached credentials of the given sessions.
-pub type Handler = Arc<dyn Fn(&[u64]) + Send + Sync>;
+/// What a revocation notice says.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoked<'a> {
+    /// These sessions (or personal access tokens) ended.
+    Sessions(&'a [u64]),
+    /// Notices may have been missed (the connection that carries them was lost): anything
+    /// cached may have been revoked meanwhile.
+    Anything,
+}
+
+/// A handler that drops cached credentials of what was revoked.
+pub type Handler = Arc<dyn Fn(Revoked<'_>) + Send + Sync>;
 
 /// Announces revoked sessions to every node (this one included).
 pub trait Revocations: Send + Sync + std::fmt::Debug {
@@ -32,7 +42,7 @@ impl Revocations for LocalRevocations {
         }
         let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
         for h in handlers.iter() {
-            h(session_ids);
+            h(Revoked::Sessions(session_ids));
         }
     }
 

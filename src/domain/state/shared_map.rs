@@ -177,7 +177,7 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
         let bytes = self.sealer().encode(&row, &value)?;
         self.store
-            .write(move |tx| tx.put_short_lived(space, &row, &bytes, now + ttl_ms, now))
+            .write_locked(move |tx| tx.put_short_lived(space, &row, &bytes, now + ttl_ms, now))
             .await
     }
 
@@ -190,9 +190,9 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
         let sealer = self.sealer();
         self.store
-            .write(move |tx| {
+            .write_locked(move |tx| {
                 let Some(old) = tx
-                    .short_lived(space, &row, now)?
+                    .short_lived_for_update(space, &row, now)?
                     .and_then(|b| sealer.decode::<V>(&row, b))
                 else {
                     return Ok(false);
@@ -210,9 +210,9 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
         let sealer = self.sealer();
         self.store
-            .write(move |tx| {
+            .write_locked(move |tx| {
                 let old = tx
-                    .short_lived(space, &row, now)?
+                    .short_lived_for_update(space, &row, now)?
                     .and_then(|b| sealer.decode::<V>(&row, b));
                 let new = update(old.as_ref());
                 tx.put_short_lived(space, &row, &sealer.encode(&row, &new)?, now + ttl_ms, now)?;

@@ -76,6 +76,13 @@ impl<K: Hash + Eq + Clone, V: Clone> LocalMap<K, V> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Removes every entry.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.map.clear();
+        inner.by_expiry.clear();
+    }
+
     /// Removes `key` (whether live or not).
     pub fn remove(&self, key: &K) {
         let mut inner = self.lock();

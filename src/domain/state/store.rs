@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::super::model::{
     AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
-    LockPolicy, Mail, Peer, Session, SessionCredential, SignInGate, User,
+    Mail, Peer, Session, SessionCredential, ThrottleRow, User,
 };
 
 /// A storage failure. Callers map it to INTERNAL unless a variant says otherwise.
@@ -32,6 +32,10 @@ pub enum StoreError {
     /// The backend is gone (shutting down, or its writer died).
     #[error("the database is closed")]
     Closed,
+    /// The database cannot be reached right now (a lost connection, a restart); calls
+    /// answer UNAVAILABLE while the backend reconnects.
+    #[error("the database cannot be reached: {0}")]
+    Unreachable(String),
 }
 
 /// Read operations, per table.
@@ -134,25 +138,21 @@ pub trait WriteTx: ReadTx {
     fn upgrade_guest(&mut self, u: &User) -> Result<bool, StoreError>;
     /// Replaces the password hash.
     fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError>;
-    /// Atomic: the sign-in gate of (`email`, `client`): refuses while the address is
-    /// locked account-wide or the client is delayed, and otherwise takes one of the
-    /// client's in-flight slots unless all [`LockPolicy::slots`] are taken. Keyed by the
-    /// address whether or not an account has it, so unknown addresses answer alike.
-    fn begin_sign_in(
+    /// The sign-in throttle rows of `email` account-wide (client `*`) and of `client`
+    /// (default rows when absent), locked until the transaction ends: the gate's rule
+    /// (`domain/throttle.rs`) runs on them alone, however many attempts arrive at once.
+    fn sign_in_rows_for_update(
         &mut self,
         email: &str,
         client: &str,
-        now: u64,
-        policy: &LockPolicy,
-    ) -> Result<SignInGate, StoreError>;
-    /// Atomic: gives the slot back and records the outcome for the client and the address.
-    fn finish_sign_in(
+    ) -> Result<(ThrottleRow, ThrottleRow), StoreError>;
+    /// Writes a throttle row (client `*`: account-wide); the default row deletes it.
+    fn put_sign_in_row(
         &mut self,
         email: &str,
         client: &str,
-        ok: bool,
+        row: &ThrottleRow,
         now: u64,
-        policy: &LockPolicy,
     ) -> Result<(), StoreError>;
     /// Forgets every delay and failure count of `email` (a password reset).
     fn clear_sign_in_throttle(&mut self, email: &str) -> Result<(), StoreError>;
@@ -306,7 +306,15 @@ pub trait WriteTx: ReadTx {
     ) -> Result<Option<u16>, StoreError>;
     /// Gives a worker lease back.
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError>;
-    /// Stores a short-lived value until `expires_at` (and sweeps the space's expired ones).
+    /// The live short-lived value of (`space`, `key`) at `now`, its row locked until the
+    /// transaction ends, so a read-change-write of one entry runs alone.
+    fn short_lived_for_update(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores a short-lived value until `expires_at` (and sweeps some expired ones).
     fn put_short_lived(
         &mut self,
         space: &str,
@@ -389,16 +397,26 @@ pub struct Timings {
     pub write_micros: u64,
 }
 
-/// A job for the backend's writer: returns true to commit, false to roll back.
-pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTx) -> bool + Send>;
+/// A job for the backend's writer: returns true to commit, false to roll back. A backend
+/// may run it more than once, each time in a fresh transaction (PostgreSQL retries one that
+/// lost a serialization race); only the last run's transaction commits.
+pub type WriteJob = Box<dyn FnMut(&mut dyn WriteTx) -> bool + Send>;
 /// A job for one of the backend's readers.
 pub type ReadJob = Box<dyn FnOnce(&mut dyn ReadTx) + Send>;
 
 /// What a storage backend provides: one write transaction at a time per job, and reads.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + fmt::Debug {
-    /// Runs `job` in one write transaction; commits if it returns true.
+    /// Runs `job` in one write transaction, isolated from every other (serializable);
+    /// commits if it returns true.
     async fn write(&self, job: WriteJob) -> Result<(), StoreError>;
+    /// Runs `job`, whose operations each lock the rows they read and write (the
+    /// `*_for_update` operations of [`WriteTx`] and single-statement ones), in one write
+    /// transaction that needs no further isolation: hot rows (a client's budget, the
+    /// sign-in gate) queue on their row locks instead of retrying. By default, [`Backend::write`].
+    async fn write_locked(&self, job: WriteJob) -> Result<(), StoreError> {
+        self.write(job).await
+    }
     /// Runs `job` on a read-only snapshot.
     async fn read(&self, job: ReadJob) -> Result<(), StoreError>;
     /// Runs `job`, a point lookup (a few probes of unique indexes, never a scan), where it
@@ -413,6 +431,17 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn scrub(&self) -> Result<(), StoreError>;
     /// Stops accepting writes.
     fn close(&self);
+}
+
+/// How a write runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Isolated from every other write; committed only if its caller still waits.
+    Isolated,
+    /// Row-locking operations only; committed only if its caller still waits.
+    Locked,
+    /// Row-locking operations only; committed whether or not its caller waits.
+    Counted,
 }
 
 /// Handle to the store; cheap to clone. Counts operations for tests and metrics.
@@ -451,49 +480,71 @@ impl Store {
     /// request leaves nothing half-written.
     pub async fn write<R, E, F>(&self, f: F) -> Result<R, E>
     where
-        F: FnOnce(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
+        F: FnMut(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.write_job(f, true).await
+        self.write_job(f, Mode::Isolated).await
     }
 
-    /// [`Store::write`] that commits even when its caller went away: for the records that
-    /// count an attempt (the sign-in gate), which must hold whether or not the client waits.
+    /// [`Store::write`] for a job of row-locking operations only (see
+    /// [`Backend::write_locked`]): short-lived state, whose every change is one locked row.
+    pub async fn write_locked<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnMut(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_job(f, Mode::Locked).await
+    }
+
+    /// [`Store::write`] for a job of row-locking operations only (see
+    /// [`Backend::write_locked`]) that commits even when its caller went away: for the
+    /// records that count an attempt (the sign-in gate, a client's budget), which must hold
+    /// whether or not the client waits.
     pub async fn write_counted<R, E, F>(&self, f: F) -> Result<R, E>
     where
-        F: FnOnce(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
+        F: FnMut(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.write_job(f, false).await
+        self.write_job(f, Mode::Counted).await
     }
 
-    async fn write_job<R, E, F>(&self, f: F, only_if_awaited: bool) -> Result<R, E>
+    async fn write_job<R, E, F>(&self, mut f: F, mode: Mode) -> Result<R, E>
     where
-        F: FnOnce(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
+        F: FnMut(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
         use std::sync::atomic::Ordering;
-        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        // The caller's half: dropped when it goes away.
+        let (waiting, caller) = tokio::sync::oneshot::channel::<()>();
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let out = slot.clone();
         let job: WriteJob = Box::new(move |tx| {
             let result = f(tx);
             // A caller that went away (its deadline passed, or the client cancelled) gets
             // no answer, so nothing of its request commits: a sign-in that no client
             // receives makes no session.
-            let commit = result.is_ok() && !(only_if_awaited && reply.is_closed());
-            let _ = reply.send(result);
+            let commit = result.is_ok() && (mode == Mode::Counted || !waiting.is_closed());
+            // A rerun (a lost serialization race) replaces the earlier run's answer.
+            *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
             commit
         });
         self.counts.writes.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let done = self.backend.write(job).await;
+        let done = match mode {
+            Mode::Isolated => self.backend.write(job).await,
+            Mode::Locked | Mode::Counted => self.backend.write_locked(job).await,
+        };
+        drop(caller);
         self.counts
             .write_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         done?;
-        answer.try_recv().map_err(|_| StoreError::Closed)?
+        let result = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        result.ok_or(StoreError::Closed)?
     }
 
     /// Runs `f` on a read-only snapshot.

@@ -1,9 +1,10 @@
-//! The larger atomic operations on PostgreSQL: the sign-in gate, code issuance, snowflake
-//! worker leases and guarded session inserts. Each is one statement where the rule allows,
-//! and every write transaction holds the backend's write lock (see `mod.rs`).
+//! The larger atomic operations on PostgreSQL: the sign-in gate's locked rows, code
+//! issuance, snowflake worker leases and guarded session inserts. Each is one statement, or
+//! locks the rows it reads, so it holds in a serializable transaction and in a row-locked
+//! one alike (see `mod.rs`).
 use super::read::Tx;
 use super::rows;
-use crate::domain::model::{CodeRecord, LockPolicy, Session, SignInGate};
+use crate::domain::model::{CodeRecord, Session, ThrottleRow};
 use crate::domain::state::store::StoreError;
 
 const ACCOUNT: &str = "*";
@@ -13,116 +14,71 @@ fn i(v: u64) -> i64 {
     v as i64
 }
 
-fn throttle_state(
+/// The rows of `email` account-wide and of `client`, locked (absent ones are made first, so
+/// there is a row to lock: parallel first attempts queue on it instead of racing).
+pub fn sign_in_rows_for_update(
     tx: &mut Tx<'_, '_>,
     email: &str,
     client: &str,
-) -> Result<Option<(u32, Option<u64>)>, StoreError> {
-    Ok(tx
-        .row(
-            "SELECT failures, locked_until FROM sign_in_throttle WHERE email = $1 AND client = $2",
-            &[&email, &client],
-        )?
-        .map(|r| {
-            (
-                r.get::<_, i64>(0) as u32,
-                r.get::<_, Option<i64>>(1).map(|v| v as u64),
-            )
-        }))
-}
-
-/// The sign-in gate (same rule as SQLite's).
-pub fn begin_sign_in(
-    tx: &mut Tx<'_, '_>,
-    email: &str,
-    client: &str,
-    now: u64,
-    p: &LockPolicy,
-) -> Result<SignInGate, StoreError> {
-    if let Some((failures, Some(until))) = throttle_state(tx, email, ACCOUNT)? {
-        if until > now {
-            return Ok(SignInGate::Locked { failures, until });
+) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
+    // Always the account row first: every gate locks in one order, so none deadlocks.
+    tx.exec(
+        "INSERT INTO sign_in_throttle (email, client, updated_at) \
+         VALUES ($1, $2, 0), ($1, $3, 0) ON CONFLICT (email, client) DO NOTHING",
+        &[&email, &ACCOUNT, &client],
+    )?;
+    let rows = tx.rows(
+        "SELECT client, failures, locked_until, in_flight, in_flight_since \
+         FROM sign_in_throttle WHERE email = $1 AND client IN ($2, $3) \
+         ORDER BY client = $2 DESC FOR UPDATE",
+        &[&email, &ACCOUNT, &client],
+    )?;
+    let mut found = (ThrottleRow::default(), ThrottleRow::default());
+    for r in rows {
+        let row = ThrottleRow {
+            failures: r.get::<_, i64>(1) as u32,
+            locked_until: r.get::<_, Option<i64>>(2).map(|v| v as u64),
+            in_flight: r.get::<_, i64>(3) as u32,
+            in_flight_since: r.get::<_, Option<i64>>(4).map(|v| v as u64),
+        };
+        match r.get::<_, &str>(0) == ACCOUNT {
+            true => found.0 = row,
+            false => found.1 = row,
         }
     }
-    let taken = tx.row(
-        "INSERT INTO sign_in_throttle AS t (email, client, in_flight, in_flight_since, updated_at) \
-         VALUES ($1, $2, 1, $3::bigint, $3::bigint) \
-         ON CONFLICT (email, client) DO UPDATE SET \
-             in_flight = CASE WHEN t.in_flight_since IS NULL OR t.in_flight_since <= $3::bigint - $4::bigint \
-                 OR t.in_flight = 0 THEN 1 ELSE t.in_flight + 1 END, \
-             in_flight_since = CASE WHEN t.in_flight_since IS NULL OR t.in_flight_since <= $3::bigint - $4::bigint \
-                 OR t.in_flight = 0 THEN $3::bigint ELSE t.in_flight_since END, \
-             updated_at = $3::bigint \
-         WHERE (t.locked_until IS NULL OR t.locked_until <= $3::bigint) \
-           AND (CASE WHEN t.in_flight_since IS NULL OR t.in_flight_since <= $3::bigint - $4::bigint THEN 0 \
-                ELSE t.in_flight END) < GREATEST(1, $5::bigint - t.failures) \
-         RETURNING 1",
-        &[
-            &email,
-            &client,
-            &i(now),
-            &i(p.stale_in_flight_ms),
-            &i64::from(p.free_failures),
-        ],
-    )?;
-    if taken.is_some() {
-        return Ok(SignInGate::Allowed);
-    }
-    Ok(match throttle_state(tx, email, client)? {
-        Some((failures, Some(until))) if until > now => SignInGate::Locked { failures, until },
-        _ => SignInGate::Busy,
-    })
+    Ok(found)
 }
 
-/// Gives the slot back and records the outcome (same rule as SQLite's).
-pub fn finish_sign_in(
+/// Writes a throttle row; the default row deletes it.
+pub fn put_sign_in_row(
     tx: &mut Tx<'_, '_>,
     email: &str,
     client: &str,
-    ok: bool,
+    row: &ThrottleRow,
     now: u64,
-    p: &LockPolicy,
 ) -> Result<(), StoreError> {
-    if ok {
-        tx.exec(
-            "UPDATE sign_in_throttle SET failures = 0, locked_until = NULL, \
-                 in_flight = GREATEST(in_flight - 1, 0), updated_at = $3::bigint \
-             WHERE email = $1 AND client = $2",
-            &[&email, &client, &i(now)],
-        )?;
+    if *row == ThrottleRow::default() {
         tx.exec(
             "DELETE FROM sign_in_throttle WHERE email = $1 AND client = $2",
-            &[&email, &ACCOUNT],
+            &[&email, &client],
         )?;
         return Ok(());
     }
     tx.exec(
-        "UPDATE sign_in_throttle SET failures = failures + 1, \
-             in_flight = GREATEST(in_flight - 1, 0), updated_at = $3::bigint, locked_until = CASE \
-             WHEN failures + 1 < $4::bigint THEN NULL \
-             ELSE $3::bigint + LEAST($5::bigint << LEAST(failures + 1 - $4::bigint, 20)::int, $6::bigint) END \
-         WHERE email = $1 AND client = $2",
+        "INSERT INTO sign_in_throttle \
+             (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (email, client) DO UPDATE SET failures = excluded.failures, \
+             locked_until = excluded.locked_until, in_flight = excluded.in_flight, \
+             in_flight_since = excluded.in_flight_since, updated_at = excluded.updated_at",
         &[
             &email,
             &client,
+            &i64::from(row.failures),
+            &row.locked_until.map(i),
+            &i64::from(row.in_flight),
+            &row.in_flight_since.map(i),
             &i(now),
-            &i64::from(p.free_failures),
-            &i(p.base_delay_ms),
-            &i(p.max_delay_ms),
-        ],
-    )?;
-    tx.exec(
-        "INSERT INTO sign_in_throttle AS t (email, client, failures, locked_until, updated_at) \
-         VALUES ($1, $2, 1, CASE WHEN 1 >= $4::bigint THEN $3::bigint + $5::bigint END, $3::bigint) \
-         ON CONFLICT (email, client) DO UPDATE SET failures = t.failures + 1, updated_at = $3::bigint, \
-             locked_until = CASE WHEN t.failures + 1 >= $4::bigint THEN $3::bigint + $5::bigint \
-                 ELSE t.locked_until END",
-        &[
-            &email,
-            &ACCOUNT,
-            &i(now),
-            &i64::from(p.lock_after),
-            &i(p.lock_ms),
         ],
     )?;
     Ok(())

@@ -1,10 +1,15 @@
 //! The PostgreSQL backend (`[store] url = "postgres://…"`), for several stateless nodes on
 //! one database. The `postgres` driver (the synchronous client of rust-postgres) runs on a
 //! small pool of dedicated threads, one connection each, so no query ever runs on an async
-//! worker. Every write transaction first takes one transaction-scoped advisory lock: writes
-//! are serialised across every node as SQLite's single writer serialises them in one
-//! process, so each check that guards a write stays inside its write. Reads run in
-//! read-only transactions beside them. The URL's password never appears in logs or errors.
+//! worker. Writes of every node run concurrently, each holding only the rows it touches: a
+//! write job runs in a SERIALIZABLE transaction, run again from scratch when it loses a
+//! serialization race (SQLSTATE 40001) or a deadlock (40P01), so each check that guards a
+//! write stays inside its write without one lock for the cluster; jobs of row-locking
+//! operations only (short-lived state, the sign-in gate) run in READ COMMITTED, queueing on
+//! their row locks. Reads run in read-only transactions beside them. A connection that
+//! breaks is made again under a shared, capped, jittered backoff; meanwhile calls answer
+//! [`StoreError::Unreachable`] (UNAVAILABLE) and the node is not ready. The URL's password
+//! never appears in logs or errors.
 mod gates;
 mod notices;
 mod read;
@@ -12,20 +17,22 @@ mod rows;
 mod target;
 mod write;
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use postgres::Client;
+use postgres::{Client, IsolationLevel};
 
 use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
 pub use notices::{PgFeeds, PgRevocations};
 use read::Tx;
 pub use target::PgTarget;
 
-/// The advisory lock every write transaction holds (any fixed number; "hearth" in ASCII).
-const WRITE_LOCK: i64 = 0x6865_6172_7468;
+/// The advisory lock nodes migrating the schema hold (any fixed number; "hearth" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6865_6172_7468;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_schema.sql"),
@@ -37,13 +44,18 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
+/// A job for a pool thread: given the connection (or why there is none); says whether the
+/// connection turned out unreachable.
+type Job = Box<dyn FnOnce(Result<&mut Client, StoreError>) -> Result<(), StoreError> + Send>;
 
 /// The PostgreSQL backend.
 pub struct Postgres {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    alive: Arc<AtomicUsize>,
+    health: Arc<Health>,
     shown: String,
+    /// A pause between each read and what follows inside a write (tests only, see
+    /// [`Postgres::widen_races`]).
+    widen: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -76,8 +88,8 @@ pub fn describe(url: &str) -> String {
 fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
     let fail = read::backend;
     let mut tx = client.transaction().map_err(fail)?;
-    // Nodes starting together migrate one at a time.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+    // Nodes starting together migrate one at a time (the only cluster-wide lock).
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(fail)?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS hearth_schema (version BIGINT NOT NULL)")
         .map_err(fail)?;
@@ -104,6 +116,137 @@ fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
     tx.commit().map_err(fail)
 }
 
+/// Whether the database can be reached, shared by the pool's connections: the first
+/// connection that fails marks it down (one log line), the first that works again marks it
+/// up (one log line). While it is down, a connection is tried again only after a capped,
+/// jittered backoff, and calls meanwhile answer [`StoreError::Unreachable`] at once.
+struct Health {
+    up: AtomicBool,
+    shown: String,
+    state: Mutex<Outage>,
+}
+
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+    next_try: Option<Instant>,
+    backoff: Duration,
+    last_error: String,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl Health {
+    fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a connection may be tried now (always while up; after the backoff while down).
+    fn may_try(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+            || self.outage().next_try.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn failed(&self, error: &str) {
+        let mut o = self.outage();
+        o.backoff = (o.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+        let jitter = o.backoff.mul_f64(rand::random::<f64>() * 0.5);
+        o.next_try = Some(Instant::now() + o.backoff / 2 + jitter);
+        o.last_error = error.to_owned();
+        if self.up.swap(false, Ordering::Relaxed) {
+            o.since = Some(Instant::now());
+            tracing::error!(database = %self.shown, error, "PostgreSQL cannot be reached; calls that need it answer UNAVAILABLE until it can (retrying with backoff)");
+        }
+    }
+
+    fn worked(&self) {
+        if self.up.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut o = self.outage();
+        if !self.up.swap(true, Ordering::Relaxed) {
+            let down = o.since.map(|s| s.elapsed()).unwrap_or_default();
+            tracing::warn!(database = %self.shown, down_secs = down.as_secs_f64(), "PostgreSQL can be reached again");
+        }
+        *o = Outage::default();
+    }
+
+    fn unreachable(&self) -> StoreError {
+        let o = self.outage();
+        StoreError::Unreachable(format!("PostgreSQL {}: {}", self.shown, o.last_error))
+    }
+}
+
+/// One pooled connection: made again after it breaks, under the shared [`Health`].
+struct Pooled {
+    target: PgTarget,
+    client: Option<Client>,
+    health: Arc<Health>,
+}
+
+impl Pooled {
+    /// The connection, reconnecting if it broke and the backoff allows.
+    fn get(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            if !self.health.may_try() {
+                return Err(self.health.unreachable());
+            }
+            match self.target.connect() {
+                Ok(c) => self.client = Some(c),
+                Err(e) => {
+                    self.health.failed(&e.to_string());
+                    return Err(self.health.unreachable());
+                }
+            }
+        }
+        self.client.as_mut().ok_or(StoreError::Closed)
+    }
+
+    /// Notes what a job's outcome says about the connection.
+    fn after(&mut self, outcome: &Result<(), StoreError>) {
+        match outcome {
+            Err(StoreError::Unreachable(e)) => {
+                self.health.failed(e);
+                self.client = None;
+            }
+            _ if self.client.as_ref().is_some_and(Client::is_closed) => {
+                self.health.failed("the connection was closed");
+                self.client = None;
+            }
+            _ => self.health.worked(),
+        }
+    }
+}
+
+thread_local! {
+    /// Set by the error mapping when a statement lost a serialization race or a deadlock:
+    /// the transaction is run again. A pool thread runs one job at a time, so the flag
+    /// belongs to the job it runs.
+    static LOST_RACE: Cell<bool> = const { Cell::new(false) };
+    /// The pause after each read inside a write, in µs (0: none).
+    static WIDEN_MICROS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Notes a lost race (see [`LOST_RACE`]).
+pub(super) fn note_lost_race() {
+    LOST_RACE.with(|l| l.set(true));
+}
+
+/// Pauses after a read inside a write when races are widened (tests only).
+pub(super) fn widen_race() {
+    let micros = WIDEN_MICROS.with(Cell::get);
+    if micros > 0 {
+        std::thread::sleep(Duration::from_micros(micros));
+    }
+}
+
+/// Runs of a write that lost a serialization race before it gives up (UNAVAILABLE).
+const WRITE_ATTEMPTS: u32 = 40;
+
 impl Postgres {
     /// Connects `connections` clients to `target`, applies migrations and starts the pool.
     /// Blocking: call before serving, or from a blocking context.
@@ -123,36 +266,88 @@ impl Postgres {
             .join()
             .map_err(|_| StoreError::Backend("connecting to PostgreSQL panicked".into()))?
         })?;
+        let health = Arc::new(Health {
+            up: AtomicBool::new(true),
+            shown: shown.clone(),
+            state: Mutex::default(),
+        });
+        let widen = Arc::new(AtomicU64::new(0));
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        let alive = Arc::new(AtomicUsize::new(clients.len()));
-        for (n, mut client) in clients.into_iter().enumerate() {
-            let (rx, alive) = (rx.clone(), alive.clone());
+        for (n, client) in clients.into_iter().enumerate() {
+            let rx = rx.clone();
+            let mut pooled = Pooled {
+                target: target.clone(),
+                client: Some(client),
+                health: health.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("hearth-postgres-{n}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => break,
-                        };
-                        match job {
-                            Ok(job) => job(&mut client),
-                            Err(_) => break,
-                        }
-                        if client.is_closed() {
-                            break;
-                        }
-                    }
-                    alive.fetch_sub(1, Ordering::Relaxed);
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok(job) = job else { break };
+                    let outcome = match pooled.get() {
+                        Ok(client) => job(Ok(client)),
+                        Err(e) => job(Err(e)),
+                    };
+                    pooled.after(&outcome);
                 })
                 .map_err(|_| StoreError::Closed)?;
         }
+        Self::probe(target, &health);
         Ok(Self {
             jobs: Mutex::new(Some(tx)),
-            alive,
+            health,
             shown,
+            widen,
         })
+    }
+
+    /// Asks the database every second on a connection of its own, so an outage shows in
+    /// `/readyz` even while no call comes, and its end lets the pool reconnect at once.
+    /// Stops when the backend is dropped.
+    fn probe(target: &PgTarget, health: &Arc<Health>) {
+        let weak = Arc::downgrade(health);
+        // The probe's connection keeps a backoff of its own, and must not keep the
+        // backend's health alive.
+        let mut pooled = Pooled {
+            target: target.clone(),
+            client: None,
+            health: Arc::new(Health {
+                up: AtomicBool::new(true),
+                shown: String::new(),
+                state: Mutex::default(),
+            }),
+        };
+        let _ = std::thread::Builder::new()
+            .name("hearth-postgres-probe".into())
+            .spawn(move || {
+                while let Some(health) = weak.upgrade() {
+                    let asked = pooled
+                        .get()
+                        .and_then(|c| c.simple_query("SELECT 1").map(|_| ()).map_err(failed));
+                    pooled.after(&asked);
+                    match asked {
+                        Ok(()) => health.worked(),
+                        Err(StoreError::Unreachable(e)) => health.failed(&e),
+                        Err(_) => {}
+                    }
+                    drop(health);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+    }
+
+    /// Tests only: pauses `pause` after every read inside a write transaction, so an
+    /// operation that reads and then writes without holding what it read loses its race
+    /// for certain (the conformance suite's widened mode).
+    pub fn widen_races(self, pause: Duration) -> Self {
+        self.widen
+            .store(pause.as_micros() as u64, Ordering::Relaxed);
+        self
     }
 
     async fn run(
@@ -161,7 +356,14 @@ impl Postgres {
     ) -> Result<(), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |client| {
-            let _ = reply.send(f(client));
+            let outcome = client.and_then(f);
+            // The pool thread learns from the outcome whether the connection still works.
+            let seen = match &outcome {
+                Err(StoreError::Unreachable(e)) => Err(StoreError::Unreachable(e.clone())),
+                _ => Ok(()),
+            };
+            let _ = reply.send(outcome);
+            seen
         });
         let sender = self
             .jobs
@@ -172,6 +374,55 @@ impl Postgres {
         sender.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+
+    /// Runs `job` in a write transaction of `isolation`, again (from scratch) while it
+    /// loses serialization races or deadlocks, with a short jittered pause between runs.
+    fn write_with(
+        &self,
+        isolation: IsolationLevel,
+        mut job: WriteJob,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + '_ {
+        let widen = self.widen.load(Ordering::Relaxed);
+        self.run(move |client| {
+            WIDEN_MICROS.with(|w| w.set(widen));
+            let done = Self::attempts(client, isolation, &mut job);
+            WIDEN_MICROS.with(|w| w.set(0));
+            done
+        })
+    }
+
+    fn attempts(
+        client: &mut Client,
+        isolation: IsolationLevel,
+        job: &mut WriteJob,
+    ) -> Result<(), StoreError> {
+        {
+            for attempt in 1..=WRITE_ATTEMPTS {
+                LOST_RACE.with(|l| l.set(false));
+                let mut tx = client
+                    .build_transaction()
+                    .isolation_level(isolation)
+                    .start()
+                    .map_err(failed)?;
+                let commit =
+                    catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&mut tx)))).map_err(|_| {
+                        StoreError::Backend("a write job panicked; it was rolled back".into())
+                    })?;
+                let done = match commit {
+                    true if !LOST_RACE.with(Cell::get) => tx.commit().map_err(failed),
+                    _ => tx.rollback().map_err(failed),
+                };
+                if !LOST_RACE.with(Cell::get) {
+                    return done;
+                }
+                let pause = Duration::from_micros(200 << attempt.min(8));
+                std::thread::sleep(pause.mul_f64(0.5 + rand::random::<f64>()));
+            }
+            Err(StoreError::Unreachable(
+                "the database kept refusing this write under contention; try again".into(),
+            ))
+        }
+    }
 }
 
 fn failed(e: postgres::Error) -> StoreError {
@@ -181,20 +432,13 @@ fn failed(e: postgres::Error) -> StoreError {
 #[async_trait::async_trait]
 impl Backend for Postgres {
     async fn write(&self, job: WriteJob) -> Result<(), StoreError> {
-        self.run(move |client| {
-            let mut tx = client.transaction().map_err(failed)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-                .map_err(failed)?;
-            let commit =
-                catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&mut tx)))).map_err(|_| {
-                    StoreError::Backend("a write job panicked; it was rolled back".into())
-                })?;
-            match commit {
-                true => tx.commit().map_err(failed),
-                false => tx.rollback().map_err(failed),
-            }
-        })
-        .await
+        self.write_with(IsolationLevel::Serializable, job).await
+    }
+
+    async fn write_locked(&self, job: WriteJob) -> Result<(), StoreError> {
+        // Each operation of such a job locks its rows: read committed suffices, and hot
+        // rows queue on their locks instead of failing serialization.
+        self.write_with(IsolationLevel::ReadCommitted, job).await
     }
 
     async fn read(&self, job: ReadJob) -> Result<(), StoreError> {
@@ -212,7 +456,7 @@ impl Backend for Postgres {
     }
 
     fn is_ready(&self) -> bool {
-        self.alive.load(Ordering::Relaxed) > 0
+        self.health.up.load(Ordering::Relaxed)
             && self.jobs.lock().map(|j| j.is_some()).unwrap_or(false)
     }
 

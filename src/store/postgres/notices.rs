@@ -15,7 +15,7 @@ use super::PgTarget;
 
 use crate::clock::SharedClock;
 use crate::domain::state::feeds::{LocalFeeds, StepFeeds};
-use crate::domain::state::revocations::{Handler, Revocations};
+use crate::domain::state::revocations::{Handler, Revocations, Revoked};
 use crate::domain::state::short_lived::{LocalMap, ShortLived};
 
 /// Ids per NOTIFY (its payload is capped at 8000 bytes).
@@ -46,7 +46,13 @@ fn connected(target: &PgTarget, closed: &AtomicBool) -> Option<Client> {
 }
 
 impl PgChannel {
-    fn start(target: &PgTarget, channel: &'static str, on: impl Fn(&str) + Send + 'static) -> Self {
+    /// `on` gets each notice of another node, and `None` when listening resumes after a lost
+    /// connection (notices sent meanwhile are lost).
+    fn start(
+        target: &PgTarget,
+        channel: &'static str,
+        on: impl Fn(Option<&str>) + Send + 'static,
+    ) -> Self {
         let closed = Arc::new(AtomicBool::new(false));
         let origin = format!("{:016x}", rand::random::<u64>());
         let (tx, rx) = mpsc::channel::<Outgoing>();
@@ -117,13 +123,17 @@ impl PgChannel {
         channel: &str,
         closed: &AtomicBool,
         origin: &str,
-        on: impl Fn(&str),
+        on: impl Fn(Option<&str>),
     ) {
+        let mut lost = false;
         while let Some(mut client) = connected(target, closed) {
             if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")) {
                 tracing::warn!(error = %e, "cluster notices: LISTEN failed; retrying");
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
+            }
+            if std::mem::take(&mut lost) {
+                on(None);
             }
             while !closed.load(Ordering::Relaxed) {
                 let next = {
@@ -133,7 +143,7 @@ impl PgChannel {
                 };
                 match next {
                     Ok(Some(n)) => match n.payload().split_once(' ') {
-                        Some((from, body)) if from != origin => on(body),
+                        Some((from, body)) if from != origin => on(Some(body)),
                         _ => {}
                     },
                     Ok(None) => {}
@@ -149,6 +159,7 @@ impl PgChannel {
             if closed.load(Ordering::Relaxed) {
                 return;
             }
+            lost = true;
         }
     }
 }
@@ -171,10 +182,10 @@ impl std::fmt::Debug for PgRevocations {
     }
 }
 
-fn call(handlers: &Handlers, ids: &[u64]) {
+fn call(handlers: &Handlers, revoked: Revoked<'_>) {
     let hs = handlers.read().unwrap_or_else(|e| e.into_inner()).clone();
     for h in hs {
-        h(ids);
+        h(revoked);
     }
 }
 
@@ -183,9 +194,16 @@ impl PgRevocations {
     pub fn start(target: &PgTarget) -> Arc<Self> {
         let handlers: Handlers = Arc::default();
         let theirs = handlers.clone();
-        let channel = PgChannel::start(target, "hearth_revocations", move |body| {
-            let ids: Vec<u64> = body.split(',').filter_map(|v| v.parse().ok()).collect();
-            call(&theirs, &ids);
+        let channel = PgChannel::start(target, "hearth_revocations", move |notice| match notice {
+            Some(body) => {
+                let ids: Vec<u64> = body.split(',').filter_map(|v| v.parse().ok()).collect();
+                call(&theirs, Revoked::Sessions(&ids));
+            }
+            // Listening again after a lost connection: notices of the gap are lost.
+            None => {
+                tracing::warn!("cluster notices: listening again after a lost connection; dropping every cached credential, so none revoked meanwhile is trusted");
+                call(&theirs, Revoked::Anything);
+            }
         });
         Arc::new(Self { handlers, channel })
     }
@@ -196,7 +214,7 @@ impl Revocations for PgRevocations {
         if session_ids.is_empty() {
             return;
         }
-        call(&self.handlers, session_ids);
+        call(&self.handlers, Revoked::Sessions(session_ids));
         // Bounded: when the revoking request returns, every node is being told.
         for chunk in session_ids.chunks(IDS_PER_NOTICE) {
             let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
@@ -238,8 +256,8 @@ impl PgFeeds {
         let local = Arc::new(LocalFeeds::new(clock.clone(), capacity));
         let names: Arc<LocalMap<String, String>> = Arc::new(LocalMap::new(clock, capacity));
         let (l, n) = (local.clone(), names.clone());
-        let channel = PgChannel::start(target, "hearth_flows", move |body| {
-            if let Some(flow) = ShortLived::get(&*n, &body.to_owned()) {
+        let channel = PgChannel::start(target, "hearth_flows", move |notice| {
+            if let Some(flow) = notice.and_then(|body| ShortLived::get(&*n, &body.to_owned())) {
                 l.publish(&flow);
             }
         });

@@ -25,20 +25,40 @@ pub(super) fn fail(e: postgres::Error, what: &'static str) -> StoreError {
 }
 
 pub(super) fn backend(e: postgres::Error) -> StoreError {
+    use postgres::error::SqlState;
     // The driver's Display says only "db error"; the server's message says what failed.
     match e.as_db_error() {
+        Some(db)
+            if *db.code() == SqlState::T_R_SERIALIZATION_FAILURE
+                || *db.code() == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            super::note_lost_race();
+            StoreError::Backend(format!("{} ({})", db.message(), db.code().code()))
+        }
+        // Class 08 (connection exception) and 57P01-57P03 (the server shuts down or starts).
+        Some(db)
+            if db.code().code().starts_with("08")
+                || matches!(db.code().code(), "57P01" | "57P02" | "57P03") =>
+        {
+            StoreError::Unreachable(db.message().to_owned())
+        }
         Some(db) => StoreError::Backend(format!("{} ({})", db.message(), db.code().code())),
-        None => StoreError::Backend(e.to_string()),
+        // No answer from the server at all: the connection is gone.
+        None => StoreError::Unreachable(e.to_string()),
     }
 }
 
 impl Tx<'_, '_> {
     pub(super) fn rows(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, StoreError> {
-        self.0.query(sql, p).map_err(backend)
+        let rows = self.0.query(sql, p).map_err(backend);
+        super::widen_race();
+        rows
     }
 
     pub(super) fn row(&mut self, sql: &str, p: Params<'_>) -> Result<Option<Row>, StoreError> {
-        self.0.query_opt(sql, p).map_err(backend)
+        let row = self.0.query_opt(sql, p).map_err(backend);
+        super::widen_race();
+        row
     }
 
     pub(super) fn exec(&mut self, sql: &str, p: Params<'_>) -> Result<u64, StoreError> {

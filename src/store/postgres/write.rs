@@ -4,7 +4,7 @@ use super::read::Tx;
 use super::rows;
 use crate::domain::model::{
     AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
-    LockPolicy, Peer, Session, SignInGate, User,
+    Peer, Session, ThrottleRow, User,
 };
 use crate::domain::state::store::{ReadTx, StoreError, WriteTx};
 
@@ -58,24 +58,21 @@ impl WriteTx for Tx<'_, '_> {
         )?;
         Ok(())
     }
-    fn begin_sign_in(
+    fn sign_in_rows_for_update(
         &mut self,
         email: &str,
         client: &str,
-        now: u64,
-        policy: &LockPolicy,
-    ) -> Result<SignInGate, StoreError> {
-        gates::begin_sign_in(self, email, client, now, policy)
+    ) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
+        gates::sign_in_rows_for_update(self, email, client)
     }
-    fn finish_sign_in(
+    fn put_sign_in_row(
         &mut self,
         email: &str,
         client: &str,
-        ok: bool,
+        row: &ThrottleRow,
         now: u64,
-        policy: &LockPolicy,
     ) -> Result<(), StoreError> {
-        gates::finish_sign_in(self, email, client, ok, now, policy)
+        gates::put_sign_in_row(self, email, client, row, now)
     }
     fn clear_sign_in_throttle(&mut self, email: &str) -> Result<(), StoreError> {
         self.exec("DELETE FROM sign_in_throttle WHERE email = $1", &[&email])?;
@@ -402,6 +399,25 @@ impl WriteTx for Tx<'_, '_> {
         )?;
         Ok(())
     }
+    fn short_lived_for_update(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        // An expired placeholder first, so there is a row to lock: parallel first writers
+        // of one key queue on it instead of racing.
+        self.exec(
+            "INSERT INTO short_lived (space, key, value, expires_at) VALUES ($1, $2, '', 0) \
+             ON CONFLICT (space, key) DO NOTHING",
+            &[&space, &&key[..]],
+        )?;
+        let r = self.row(
+            "SELECT value, expires_at FROM short_lived WHERE space = $1 AND key = $2 FOR UPDATE",
+            &[&space, &&key[..]],
+        )?;
+        Ok(r.filter(|r| r.get::<_, i64>(1) > i(now)).map(|r| r.get(0)))
+    }
     fn put_short_lived(
         &mut self,
         space: &str,
@@ -410,8 +426,11 @@ impl WriteTx for Tx<'_, '_> {
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
+        // A few expired rows per write, skipping any another write holds: sweeping never
+        // waits on, nor deadlocks with, a parallel writer.
         self.exec(
-            "DELETE FROM short_lived WHERE space = $1 AND expires_at <= $2",
+            "DELETE FROM short_lived WHERE ctid IN (SELECT ctid FROM short_lived \
+             WHERE space = $1 AND expires_at <= $2 LIMIT 8 FOR UPDATE SKIP LOCKED)",
             &[&space, &i(now)],
         )?;
         self.exec(

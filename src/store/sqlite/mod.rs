@@ -249,7 +249,7 @@ impl Sqlite {
 
 /// Runs one write job in an IMMEDIATE transaction. A panic inside the job fails that job
 /// (rolled back) and leaves the writer serving.
-fn run_write(conn: &mut Connection, job: WriteJob) -> Result<(), StoreError> {
+fn run_write(conn: &mut Connection, mut job: WriteJob) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let commit = catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&tx))))
         .map_err(|_| StoreError::Backend("a write job panicked; it was rolled back".into()))?;

@@ -2,10 +2,8 @@
 //! count of consecutive failures per address (client `*`).
 use rusqlite::{params, Connection};
 
-use super::{cached_exec, optional, StoreError};
-use crate::domain::model::{LockPolicy, SignInGate};
-
-const ACCOUNT: &str = "*";
+use super::{cached_exec, cached_row, optional, StoreError};
+use crate::domain::model::ThrottleRow;
 
 fn state(
     tx: &Connection,
@@ -24,101 +22,58 @@ pub fn get(tx: &Connection, email: &str, client: &str) -> Result<(u32, Option<u6
     Ok(state(tx, email, client)?.unwrap_or((0, None)))
 }
 
-/// The gate: refuses while the address is locked account-wide; otherwise takes one of the
-/// client's in-flight slots unless the client is delayed or all [`LockPolicy::slots`] are
-/// taken (one upsert). Runs inside the writer's transaction.
-pub fn begin(
-    tx: &Connection,
-    email: &str,
-    client: &str,
-    now: u64,
-    p: &LockPolicy,
-) -> Result<SignInGate, StoreError> {
-    if let Some((failures, Some(until))) = state(tx, email, ACCOUNT)? {
-        if until > now {
-            return Ok(SignInGate::Locked { failures, until });
-        }
-    }
-    let taken = optional(tx.query_row(
-        "INSERT INTO sign_in_throttle (email, client, in_flight, in_flight_since, updated_at) \
-         VALUES (?1, ?2, 1, ?3, ?3) \
-         ON CONFLICT (email, client) DO UPDATE SET \
-             in_flight = CASE WHEN in_flight_since IS NULL OR in_flight_since <= ?3 - ?4 \
-                 OR in_flight = 0 THEN 1 ELSE in_flight + 1 END, \
-             in_flight_since = CASE WHEN in_flight_since IS NULL OR in_flight_since <= ?3 - ?4 \
-                 OR in_flight = 0 THEN ?3 ELSE in_flight_since END, \
-             updated_at = ?3 \
-         WHERE (locked_until IS NULL OR locked_until <= ?3) \
-           AND (CASE WHEN in_flight_since IS NULL OR in_flight_since <= ?3 - ?4 THEN 0 \
-                ELSE in_flight END) < MAX(1, ?5 - failures) \
-         RETURNING 1",
-        params![
-            email,
-            client,
-            now as i64,
-            p.stale_in_flight_ms as i64,
-            p.free_failures
-        ],
-        |r| r.get::<_, i64>(0),
-    ))?;
-    if taken.is_some() {
-        return Ok(SignInGate::Allowed);
-    }
-    Ok(match state(tx, email, client)? {
-        Some((failures, Some(until))) if until > now => SignInGate::Locked { failures, until },
-        _ => SignInGate::Busy,
-    })
+/// The row of (`email`, `client`), or the default row.
+pub fn row(tx: &Connection, email: &str, client: &str) -> Result<ThrottleRow, StoreError> {
+    Ok(cached_row(
+        tx,
+        "SELECT failures, locked_until, in_flight, in_flight_since FROM sign_in_throttle \
+         WHERE email = ?1 AND client = ?2",
+        params![email, client],
+        |r| {
+            Ok(ThrottleRow {
+                failures: r.get(0)?,
+                locked_until: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                in_flight: r.get(2)?,
+                in_flight_since: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+            })
+        },
+    )?
+    .unwrap_or_default())
 }
 
-/// Gives the slot back and records the outcome: success clears the client's delay and the
-/// account-wide count; failure counts one for both and sets the delay (and, at
-/// `lock_after` consecutive failures, the account-wide lock).
-pub fn finish(
+/// Writes a row; the default row deletes it.
+pub fn put(
     tx: &Connection,
     email: &str,
     client: &str,
-    ok: bool,
+    row: &ThrottleRow,
     now: u64,
-    p: &LockPolicy,
 ) -> Result<(), StoreError> {
-    if ok {
-        cached_exec(
-            tx,
-            "UPDATE sign_in_throttle SET failures = 0, locked_until = NULL, \
-                 in_flight = MAX(in_flight - 1, 0), updated_at = ?3 \
-             WHERE email = ?1 AND client = ?2",
-            params![email, client, now as i64],
-        )?;
+    if *row == ThrottleRow::default() {
         cached_exec(
             tx,
             "DELETE FROM sign_in_throttle WHERE email = ?1 AND client = ?2",
-            params![email, ACCOUNT],
+            params![email, client],
         )?;
         return Ok(());
     }
     cached_exec(
         tx,
-        "UPDATE sign_in_throttle SET failures = failures + 1, \
-             in_flight = MAX(in_flight - 1, 0), updated_at = ?3, locked_until = CASE \
-             WHEN failures + 1 < ?4 THEN NULL \
-             ELSE ?3 + MIN(?5 << MIN(failures + 1 - ?4, 20), ?6) END \
-         WHERE email = ?1 AND client = ?2",
+        "INSERT INTO sign_in_throttle \
+             (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (email, client) DO UPDATE SET failures = excluded.failures, \
+             locked_until = excluded.locked_until, in_flight = excluded.in_flight, \
+             in_flight_since = excluded.in_flight_since, updated_at = excluded.updated_at",
         params![
             email,
             client,
-            now as i64,
-            p.free_failures,
-            p.base_delay_ms as i64,
-            p.max_delay_ms as i64
+            row.failures,
+            row.locked_until.map(|v| v as i64),
+            row.in_flight,
+            row.in_flight_since.map(|v| v as i64),
+            now as i64
         ],
-    )?;
-    cached_exec(
-        tx,
-        "INSERT INTO sign_in_throttle (email, client, failures, locked_until, updated_at) \
-         VALUES (?1, ?2, 1, CASE WHEN 1 >= ?4 THEN ?3 + ?5 END, ?3) \
-         ON CONFLICT (email, client) DO UPDATE SET failures = failures + 1, updated_at = ?3, \
-             locked_until = CASE WHEN failures + 1 >= ?4 THEN ?3 + ?5 ELSE locked_until END",
-        params![email, ACCOUNT, now as i64, p.lock_after, p.lock_ms as i64],
     )?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::domain::model::{
     AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
-    LockPolicy, Mail, Peer, Session, SessionCredential, SignInGate, User,
+    Mail, Peer, Session, SessionCredential, ThrottleRow, User,
 };
 use crate::domain::state::store::{Gauges, ReadTx, StoreError, WriteTx};
 
@@ -163,24 +163,25 @@ impl WriteTx for Tx<'_> {
     fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError> {
         users::set_password_hash(self.0, id, hash)
     }
-    fn begin_sign_in(
+    fn sign_in_rows_for_update(
         &mut self,
         email: &str,
         client: &str,
-        now: u64,
-        policy: &LockPolicy,
-    ) -> Result<SignInGate, StoreError> {
-        sign_in_throttle::begin(self.0, email, client, now, policy)
+    ) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
+        // The single writer holds every row already.
+        Ok((
+            sign_in_throttle::row(self.0, email, "*")?,
+            sign_in_throttle::row(self.0, email, client)?,
+        ))
     }
-    fn finish_sign_in(
+    fn put_sign_in_row(
         &mut self,
         email: &str,
         client: &str,
-        ok: bool,
+        row: &ThrottleRow,
         now: u64,
-        policy: &LockPolicy,
     ) -> Result<(), StoreError> {
-        sign_in_throttle::finish(self.0, email, client, ok, now, policy)
+        sign_in_throttle::put(self.0, email, client, row, now)
     }
     fn clear_sign_in_throttle(&mut self, email: &str) -> Result<(), StoreError> {
         sign_in_throttle::clear(self.0, email)
@@ -342,6 +343,15 @@ impl WriteTx for Tx<'_> {
     }
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError> {
         id_workers::release(self.0, worker, holder)
+    }
+    fn short_lived_for_update(
+        &mut self,
+        space: &str,
+        key: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        // The single writer holds every row already.
+        secrets::short_lived(self.0, space, key, now)
     }
     fn put_short_lived(
         &mut self,
