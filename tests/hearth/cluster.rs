@@ -55,8 +55,9 @@ async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn three_nodes_share_accounts_and_revocations() {
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let nodes = cluster(&pg, 3).await;
     let (one, two, three) = (&nodes[0], &nodes[1], &nodes[2]);
 
@@ -110,8 +111,9 @@ async fn three_nodes_share_accounts_and_revocations() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn one_node_at_a_time_holds_a_job_and_another_takes_over_when_it_stops() {
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let nodes = cluster(&pg, 2).await;
     let jobs = |i: usize| nodes[i].domain().state().jobs.clone();
     assert!(jobs(0).hold(Job::MailSender).await);
@@ -129,6 +131,7 @@ async fn one_node_at_a_time_holds_a_job_and_another_takes_over_when_it_stops() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn a_step_flow_begun_on_one_node_goes_on_on_another_and_streams_on_a_third() {
     use hearth::pb::protocol::auth::v1::{
         auth_service_client::AuthServiceClient as Harmony,
@@ -136,7 +139,7 @@ async fn a_step_flow_begun_on_one_node_goes_on_on_another_and_streams_on_a_third
         next_step_request::{form_fields::Field, Choice, Form, FormFields, Step as Answer},
         BeginAuthRequest, NextStepRequest, StreamStepsRequest,
     };
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let nodes = cluster(&pg, 3).await;
     nodes[0].sign_up("flowing@example.org").await;
     let auth_id = Harmony::new(nodes[0].channel.clone())
@@ -198,10 +201,11 @@ async fn a_step_flow_begun_on_one_node_goes_on_on_another_and_streams_on_a_third
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn a_peer_challenge_taken_on_one_node_is_answered_on_another_once() {
     use hearth::identity::key::NodeKey;
     use hearth::pb::auth::{auth_client::AuthClient, ChallengeRequest, Peer, SignedChallenge};
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let nodes = cluster(&pg, 3).await;
     let me = NodeKey::generate();
     let peer = Peer {
@@ -236,11 +240,12 @@ async fn a_peer_challenge_taken_on_one_node_is_answered_on_another_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn a_clients_budget_holds_across_every_node() {
     use hearth::pb::protocol::auth::v1::{
         auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
     };
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let nodes = cluster_on(&url_on(pg.port, "budgets"), 3, |c| {
         c.limits.flow_calls_per_ip_per_minute = 4;
     })
@@ -267,8 +272,9 @@ async fn a_clients_budget_holds_across_every_node() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn queued_mail_is_sent_once_by_another_node_when_the_sender_stops() {
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let smtp = crate::mail::SmtpServer::start().await;
     let url = url_on(pg.port, "mail");
     let port = smtp.port;
@@ -305,8 +311,9 @@ async fn queued_mail_is_sent_once_by_another_node_when_the_sender_stops() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn a_node_with_another_key_does_not_join_the_cluster() {
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let url = url_on(pg.port, "identity");
     let u = url.clone();
     let _first = TestNode::start_with(move |c| c.store.url = Some(u)).await;
@@ -350,8 +357,9 @@ async fn kids_of(n: &TestNode) -> Vec<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn a_rotation_made_through_one_node_is_served_by_all() {
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let url = url_on(pg.port, "rotation");
     let mut nodes = cluster_on(&url, 3, |_| {}).await;
     // Only node.key was copied: the JWT keys came from the database.
@@ -420,13 +428,14 @@ async fn a_rotation_made_through_one_node_is_served_by_all() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn a_cluster_user_logs_into_a_single_node_and_back() {
     use hearth::domain::federation::PeerNetwork;
     use hearth::identity::server_id::ServerId;
     use hearth::pb::protocol::auth::v1::{
         auth_service_client::AuthServiceClient as Harmony, FederateRequest, LoginFederatedRequest,
     };
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let open = |c: &mut hearth::Config| {
         c.federation.allow_private_addresses = true;
         c.federation.allow_plaintext = true;
@@ -510,11 +519,10 @@ fn ca_and_server_cert() -> (String, String, String) {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn nodes_reach_postgresql_over_verified_tls() {
     let (ca, cert, key) = ca_and_server_cert();
-    let Some(pg) = PgServer::start_tls(&cert, &key) else {
-        return;
-    };
+    let pg = PgServer::start_tls(&cert, &key);
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca).unwrap();
@@ -574,12 +582,13 @@ fn rand_suffix() -> u32 {
 /// key, bound to the map and row: the guessed key opens nothing, and the row carries a nonce
 /// and a tag.
 #[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn shared_state_in_the_database_opens_only_with_the_clusters_key() {
     use hearth::pb::protocol::auth::v1::{
         auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
     };
     use sha2::{Digest, Sha256};
-    let Some(pg) = PgServer::start() else { return };
+    let pg = PgServer::start();
     let nodes = cluster_on(&url_on(pg.port, "sealed"), 2, |_| {}).await;
     Harmony::new(nodes[0].channel.clone())
         .begin_auth(BeginAuthRequest {

@@ -1,9 +1,9 @@
 //! `PgServer`: a real PostgreSQL server (Debian's package, installed by
 //! scripts/install-test-deps.sh) started for one test as the unprivileged `postgres` user in
-//! a temporary directory, on a free loopback port, and stopped when dropped. Without
-//! PostgreSQL a plain `cargo test` skips these tests with one printed line; with
-//! `HEARTH_REQUIRE_POSTGRES=1` (the README's test command and CI set it) a missing server
-//! fails them.
+//! a temporary directory, on a free loopback port, and stopped when dropped. Tests that need
+//! it are `#[ignore = "needs PostgreSQL …"]`: a plain `cargo test` reports them ignored, and
+//! `bash scripts/test.sh` (which installs PostgreSQL) runs them with `--include-ignored`,
+//! where a missing server fails them.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,25 +50,20 @@ fn free_port() -> u16 {
 }
 
 impl PgServer {
-    /// A fresh server, or `None` (after one printed line) when PostgreSQL is not installed
-    /// and not required.
-    pub fn start() -> Option<Self> {
+    /// A fresh server; panics, saying how to install it, when PostgreSQL is missing.
+    pub fn start() -> Self {
         Self::start_with(None)
     }
 
     /// A fresh server that takes TCP connections only over TLS, with this certificate and
     /// key (PEM); local socket connections stay open for setup.
-    pub fn start_tls(cert: &str, key: &str) -> Option<Self> {
+    pub fn start_tls(cert: &str, key: &str) -> Self {
         Self::start_with(Some((cert, key)))
     }
 
-    fn start_with(tls: Option<(&str, &str)>) -> Option<Self> {
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let Some(bin) = bin_dir() else {
-            if std::env::var_os("HEARTH_REQUIRE_POSTGRES").is_some() {
-                panic!("PostgreSQL is required (HEARTH_REQUIRE_POSTGRES) but not installed: run bash scripts/install-test-deps.sh");
-            }
-            eprintln!("skipping a PostgreSQL test: PostgreSQL is not installed (run `bash scripts/test.sh`, which installs it)");
-            return None;
+            panic!("this test needs PostgreSQL, which is not installed: run `bash scripts/test.sh` (it installs it with scripts/install-test-deps.sh)");
         };
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("pgdata");
@@ -140,7 +135,7 @@ impl PgServer {
             "pg_ctl start: {}",
             String::from_utf8_lossy(&ok.stderr)
         );
-        Some(Self { dir, bin, port })
+        Self { dir, bin, port }
     }
 }
 
