@@ -36,7 +36,11 @@ fn history(a: &NodeKey, b: &NodeKey, n: usize) -> FetchedKey {
         })
         .collect();
     // Odd lengths end at `b`: from a pin of `a`, every record is followed.
-    let key = if n.is_multiple_of(2) { a.public() } else { b.public() };
+    let key = if n.is_multiple_of(2) {
+        a.public()
+    } else {
+        b.public()
+    };
     FetchedKey { key, history }
 }
 

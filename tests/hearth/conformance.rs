@@ -141,7 +141,8 @@ pub async fn a_cancelled_sign_in_counts_as_a_failure(open: impl Backend) {
             .sign_in("cancel@example.org", "a wrong guess", &ctx)
             .await
     });
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Past the gate (a few ms, more in the widened runs), into argon2 (far longer).
+    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
     task.abort();
     let _ = task.await;
     for _ in 0..100 {
@@ -389,6 +390,32 @@ pub async fn the_token_cap_holds_under_parallel_creates(open: impl Backend) {
     })
     .await;
     assert_eq!(results.iter().filter(|r| matches!(r, Ok(true))).count(), 10);
+    assert!(results.iter().all(Result::is_ok));
+}
+
+/// The sign-in gate itself, under 50 parallel callers on the store (no node's in-process
+/// queue in front of it): after one failure, exactly the 4 slots left are taken.
+pub async fn the_gate_admits_its_slots_only(open: impl Backend) {
+    use hearth::domain::model::SignInGate;
+    use hearth::domain::throttle::{begin_in, POLICY};
+    let (_dir, s, _) = setup(open).await;
+    let now = s.clock().now_ms();
+    let results = parallel(CALLERS, |_| {
+        let store = s.store().clone();
+        async move {
+            store
+                .write_counted(move |tx| {
+                    begin_in(tx, "gate@example.org", "192.0.2.7", now, &POLICY)
+                })
+                .await
+        }
+    })
+    .await;
+    let allowed = results
+        .iter()
+        .filter(|r| matches!(r, Ok(SignInGate::Allowed)))
+        .count();
+    assert_eq!(allowed, POLICY.free_failures as usize, "{results:?}");
     assert!(results.iter().all(Result::is_ok));
 }
 
@@ -645,6 +672,11 @@ async fn sqlite_a_one_use_invite_is_spent_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_gate_admits_its_slots_only() {
+    the_gate_admits_its_slots_only(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_the_session_caps_hold_under_parallel_callers() {
     the_session_caps_hold_under_parallel_callers(sqlite).await;
 }
@@ -657,7 +689,7 @@ async fn sqlite_the_token_cap_holds_under_parallel_creates() {
 /// The PostgreSQL backend as three nodes see it: each store spreads its operations over
 /// three independent connection pools to one database (a database per data dir, so two
 /// opens of one dir share it).
-fn postgres_spread(port: u16) -> impl Backend {
+fn postgres_spread(port: u16, widen: Option<std::time::Duration>) -> impl Backend {
     move |dir: &Path| {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -665,13 +697,15 @@ fn postgres_spread(port: u16) -> impl Backend {
         let url = crate::pg::url_on(port, &format!("h{:x}", h.finish()));
         let nodes: Vec<Arc<dyn hearth::domain::state::store::Backend>> = (0..3)
             .map(|_| {
-                Arc::new(
-                    hearth::store::postgres::Postgres::open(
-                        &hearth::store::postgres::PgTarget::new(&url, None).unwrap(),
-                        3,
-                    )
-                    .unwrap(),
-                ) as Arc<dyn hearth::domain::state::store::Backend>
+                let pg = hearth::store::postgres::Postgres::open(
+                    &hearth::store::postgres::PgTarget::new(&url, None).unwrap(),
+                    3,
+                )
+                .unwrap();
+                Arc::new(match widen {
+                    Some(pause) => pg.widen_races(pause),
+                    None => pg,
+                }) as Arc<dyn hearth::domain::state::store::Backend>
             })
             .collect();
         Store::new(Arc::new(Spread {
@@ -700,6 +734,12 @@ impl hearth::domain::state::store::Backend for Spread {
     async fn write(&self, job: hearth::domain::state::store::WriteJob) -> Result<(), StoreError> {
         self.pick().write(job).await
     }
+    async fn write_locked(
+        &self,
+        job: hearth::domain::state::store::WriteJob,
+    ) -> Result<(), StoreError> {
+        self.pick().write_locked(job).await
+    }
     async fn read(&self, job: hearth::domain::state::store::ReadJob) -> Result<(), StoreError> {
         self.pick().read(job).await
     }
@@ -714,16 +754,35 @@ impl hearth::domain::state::store::Backend for Spread {
     }
 }
 
+/// Each rule on PostgreSQL twice: as three nodes see it, and with every race window widened
+/// (a pause after each read inside a write), so an operation that reads and then writes
+/// without holding what it read fails for certain, not by luck.
 macro_rules! on_postgres {
-    ($($name:ident => $rule:ident,)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        #[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
-        async fn $name() {
-            let pg = crate::pg::PgServer::start();
-            $rule(postgres_spread(pg.port)).await;
+    ($($name:ident => $rule:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+            async fn $name() {
+                let pg = crate::pg::PgServer::start();
+                $rule(postgres_spread(pg.port, None)).await;
+            }
+        )*
+        mod widened {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+                async fn $name() {
+                    let pg = crate::pg::PgServer::start();
+                    $rule(postgres_spread(pg.port, Some(WIDENED))).await;
+                }
+            )*
         }
-    )*};
+    };
 }
+
+/// The pause after each read inside a write in the widened runs.
+const WIDENED: std::time::Duration = std::time::Duration::from_millis(3);
 
 on_postgres! {
     postgres_parallel_wrong_sign_ins_evaluate_at_most_5 => parallel_wrong_sign_ins_evaluate_at_most_5,
@@ -741,4 +800,5 @@ on_postgres! {
     postgres_a_guest_is_upgraded_once => a_guest_is_upgraded_once,
     postgres_a_pending_address_has_one_account => a_pending_address_has_one_account,
     postgres_the_session_caps_hold_under_parallel_callers => the_session_caps_hold_under_parallel_callers,
+    postgres_the_gate_admits_its_slots_only => the_gate_admits_its_slots_only,
 }
