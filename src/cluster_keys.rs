@@ -215,6 +215,8 @@ pub fn follow(
             }
             let chain = match services.store().read(read_chain).await {
                 Ok(c) => c,
+                // An unreachable database is logged once by the backend.
+                Err(StoreError::Unreachable(_) | StoreError::Closed) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the cluster's keys");
                     continue;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::state::shared_map::SharedMap;
+use super::state::StoreError;
 use super::{DomainError, Reason};
 use crate::clock::SharedClock;
 
@@ -75,7 +76,10 @@ impl RateLimiter {
             )
             .await
             .map_err(|e| {
-                tracing::warn!(error = %e, "a client's budget could not be checked; refusing the call");
+                // An unreachable database is logged once by the backend, not per call.
+                if !matches!(e, StoreError::Unreachable(_) | StoreError::Closed) {
+                    tracing::warn!(error = %e, "a client's budget could not be checked; refusing the call");
+                }
                 budget_unreadable()
             })?;
         Ok(!counted.refused)

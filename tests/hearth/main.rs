@@ -21,6 +21,7 @@ mod oidc;
 mod operations;
 mod osmium;
 mod pg;
+mod pg_faults;
 mod properties;
 mod served;
 mod sessions;

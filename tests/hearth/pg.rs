@@ -11,6 +11,8 @@ pub struct PgServer {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// The server options (`pg_ctl -o`), so a stopped server starts again the same.
+    opts: String,
 }
 
 fn bin_dir() -> Option<PathBuf> {
@@ -135,7 +137,62 @@ impl PgServer {
             "pg_ctl start: {}",
             String::from_utf8_lossy(&ok.stderr)
         );
-        Self { dir, bin, port }
+        Self {
+            dir,
+            bin,
+            port,
+            opts,
+        }
+    }
+}
+
+impl PgServer {
+    fn ctl(&self, args: &[&str]) {
+        let data = self.dir.path().join("pgdata");
+        let mut all = vec!["-D", data.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = as_postgres(&self.bin, "pg_ctl", &all).output().unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_ctl restart -m fast`: every connection is closed; returns once it serves again.
+    pub fn restart(&self) {
+        let log = self.dir.path().join("pg.log");
+        self.ctl(&["-l", log.to_str().unwrap(), "-m", "fast", "-w", "restart"]);
+    }
+
+    /// `pg_ctl stop -m fast`.
+    pub fn stop(&self) {
+        self.ctl(&["-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts a stopped server again (same options); returns once it serves.
+    pub fn start_again(&self) {
+        let log = self.dir.path().join("pg.log");
+        self.ctl(&["-l", log.to_str().unwrap(), "-o", &self.opts, "-w", "start"]);
+    }
+
+    /// Runs `sql` on database `db` as the superuser; the rows' first columns as text.
+    pub fn sql(&self, db: &str, sql: &str) -> Vec<String> {
+        let url = format!("postgres://hearth@127.0.0.1:{}/{db}", self.port);
+        let sql = sql.to_owned();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.simple_query(&sql)
+                .unwrap()
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect()
+        })
+        .join()
+        .unwrap()
     }
 }
 

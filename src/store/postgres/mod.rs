@@ -148,12 +148,21 @@ impl Health {
             || self.outage().next_try.is_none_or(|t| Instant::now() >= t)
     }
 
+    /// A connection attempt (or a call on a connection) failed: the next try waits longer.
     fn failed(&self, error: &str) {
+        {
+            let mut o = self.outage();
+            o.backoff = (o.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+            let jitter = o.backoff.mul_f64(rand::random::<f64>() * 0.5);
+            o.next_try = Some(Instant::now() + o.backoff / 2 + jitter);
+        }
+        self.down(error);
+    }
+
+    /// The database cannot be reached (`error` as the driver said it).
+    fn down(&self, error: &str) {
         let mut o = self.outage();
-        o.backoff = (o.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
-        let jitter = o.backoff.mul_f64(rand::random::<f64>() * 0.5);
-        o.next_try = Some(Instant::now() + o.backoff / 2 + jitter);
-        o.last_error = error.to_owned();
+        o.last_error = error.chars().take(300).collect();
         if self.up.swap(false, Ordering::Relaxed) {
             o.since = Some(Instant::now());
             tracing::error!(database = %self.shown, error, "PostgreSQL cannot be reached; calls that need it answer UNAVAILABLE until it can (retrying with backoff)");
@@ -173,8 +182,7 @@ impl Health {
     }
 
     fn unreachable(&self) -> StoreError {
-        let o = self.outage();
-        StoreError::Unreachable(format!("PostgreSQL {}: {}", self.shown, o.last_error))
+        StoreError::Unreachable(self.outage().last_error.clone())
     }
 }
 
@@ -198,7 +206,7 @@ impl Pooled {
             match self.target.connect() {
                 Ok(c) => self.client = Some(c),
                 Err(e) => {
-                    self.health.failed(&e.to_string());
+                    self.health.failed(&raw(e));
                     return Err(self.health.unreachable());
                 }
             }
@@ -206,8 +214,11 @@ impl Pooled {
         self.client.as_mut().ok_or(StoreError::Closed)
     }
 
-    /// Notes what a job's outcome says about the connection.
+    /// Notes what a job's outcome says about the connection it ran on (none: it did not).
     fn after(&mut self, outcome: &Result<(), StoreError>) {
+        if self.client.is_none() {
+            return;
+        }
         match outcome {
             Err(StoreError::Unreachable(e)) => {
                 self.health.failed(e);
@@ -310,30 +321,25 @@ impl Postgres {
     /// `/readyz` even while no call comes, and its end lets the pool reconnect at once.
     /// Stops when the backend is dropped.
     fn probe(target: &PgTarget, health: &Arc<Health>) {
-        let weak = Arc::downgrade(health);
-        // The probe's connection keeps a backoff of its own, and must not keep the
-        // backend's health alive.
-        let mut pooled = Pooled {
-            target: target.clone(),
-            client: None,
-            health: Arc::new(Health {
-                up: AtomicBool::new(true),
-                shown: String::new(),
-                state: Mutex::default(),
-            }),
-        };
+        let (weak, target) = (Arc::downgrade(health), target.clone());
         let _ = std::thread::Builder::new()
             .name("hearth-postgres-probe".into())
             .spawn(move || {
+                let mut client: Option<Client> = None;
                 while let Some(health) = weak.upgrade() {
-                    let asked = pooled
-                        .get()
-                        .and_then(|c| c.simple_query("SELECT 1").map(|_| ()).map_err(failed));
-                    pooled.after(&asked);
+                    if client.as_ref().is_some_and(Client::is_closed) {
+                        client = None;
+                    }
+                    let asked = match client.as_mut() {
+                        Some(c) => c.simple_query("SELECT 1").map(|_| ()).map_err(failed),
+                        None => target.connect().map(|c| client = Some(c)),
+                    };
                     match asked {
                         Ok(()) => health.worked(),
-                        Err(StoreError::Unreachable(e)) => health.failed(&e),
-                        Err(_) => {}
+                        Err(e) => {
+                            client = None;
+                            health.down(&raw(e));
+                        }
                     }
                     drop(health);
                     std::thread::sleep(Duration::from_secs(1));
@@ -427,6 +433,14 @@ impl Postgres {
 
 fn failed(e: postgres::Error) -> StoreError {
     read::backend(e)
+}
+
+/// What went wrong, without the wrapping of an earlier report.
+fn raw(e: StoreError) -> String {
+    match e {
+        StoreError::Unreachable(m) | StoreError::Backend(m) => m,
+        other => other.to_string(),
+    }
 }
 
 #[async_trait::async_trait]

@@ -32,12 +32,17 @@ struct PgChannel {
     origin: String,
 }
 
+/// A connection, retried every second until one works; logs the first failure only (the
+/// pool's health logs the outage and its end).
 fn connected(target: &PgTarget, closed: &AtomicBool) -> Option<Client> {
+    let mut warned = false;
     while !closed.load(Ordering::Relaxed) {
         match target.connect() {
             Ok(c) => return Some(c),
             Err(e) => {
-                tracing::warn!(error = %e, "cluster notices: cannot reach PostgreSQL; retrying");
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(error = %e, "cluster notices: cannot reach PostgreSQL; retrying every second");
+                }
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
