@@ -628,3 +628,43 @@ async fn shared_state_in_the_database_opens_only_with_the_clusters_key() {
         .await
         .unwrap();
 }
+
+/// Security review: operator revocations took up to 5 s on a running node. On a cluster the
+/// CLI is a process of its own on the database: `hearth user disable` and `hearth session
+/// revoke --all` reach every node's caches at once (LISTEN/NOTIFY), so the session, a
+/// personal access token and a TokenAuthorization session all stop working everywhere.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn the_operators_cli_revokes_on_every_node_at_once() {
+    let pg = PgServer::start();
+    let nodes = cluster(&pg, 3).await;
+    let (t1, _, _) = nodes[0].sign_up("operated@example.org").await;
+    let (pat, _) = crate::tokens::make(&nodes[0], &t1, &[]).await;
+    // Cached on every node.
+    for n in &nodes {
+        n.pong(Some(&t1)).await.unwrap();
+        n.pong(Some(&pat)).await.unwrap();
+    }
+    let started = Instant::now();
+    ok(nodes[2].cli(&["user", "disable", "operated@example.org"]));
+    let took = started.elapsed();
+    for n in &nodes {
+        assert!(
+            within(Duration::from_millis(200), async || n
+                .pong(Some(&t1))
+                .await
+                .is_err())
+            .await,
+            "a node still takes the session 200 ms after the CLI returned"
+        );
+        assert!(
+            within(Duration::from_millis(200), async || n
+                .pong(Some(&pat))
+                .await
+                .is_err())
+            .await,
+            "a node still takes the token 200 ms after the CLI returned"
+        );
+    }
+    println!("hearth user disable took {took:?}; every node refused within 200 ms after");
+}

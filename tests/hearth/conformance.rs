@@ -419,6 +419,38 @@ pub async fn the_gate_admits_its_slots_only(open: impl Backend) {
     assert!(results.iter().all(Result::is_ok));
 }
 
+/// A write whose caller went away (its deadline passed) commits nothing, on every backend,
+/// however often the backend runs the job; a caller that waits still commits.
+pub async fn a_write_nobody_awaits_commits_nothing(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let user = User {
+        id: 1 << 59,
+        email: Some("gone@example.org".into()),
+        name: "gone".into(),
+        password_hash: None,
+        email_verified: false,
+        home: None,
+        disabled: false,
+        created_at: 0,
+    };
+    let (u, store) = (user.clone(), s.store().clone());
+    let cut_off = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        store.write(move |tx| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            tx.insert_user(&u)
+        }),
+    )
+    .await;
+    assert!(cut_off.is_err(), "the caller gave up first");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let id = user.id;
+    assert!(store.read(move |tx| tx.user(id)).await.unwrap().is_none());
+    let u = user.clone();
+    store.write(move |tx| tx.insert_user(&u)).await.unwrap();
+    assert!(store.read(move |tx| tx.user(id)).await.unwrap().is_some());
+}
+
 /// The session caps hold under 50 parallel callers: a token 5 short of its cap makes 5 more
 /// sessions through TokenAuthorization, an account 5 short of its cap 5 more by signing in;
 /// the others are refused (security review: one token minted 3,000 sessions in 3.4 s).
@@ -677,6 +709,11 @@ async fn sqlite_the_gate_admits_its_slots_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_write_nobody_awaits_commits_nothing() {
+    a_write_nobody_awaits_commits_nothing(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_the_session_caps_hold_under_parallel_callers() {
     the_session_caps_hold_under_parallel_callers(sqlite).await;
 }
@@ -801,4 +838,5 @@ on_postgres! {
     postgres_a_pending_address_has_one_account => a_pending_address_has_one_account,
     postgres_the_session_caps_hold_under_parallel_callers => the_session_caps_hold_under_parallel_callers,
     postgres_the_gate_admits_its_slots_only => the_gate_admits_its_slots_only,
+    postgres_a_write_nobody_awaits_commits_nothing => a_write_nobody_awaits_commits_nothing,
 }

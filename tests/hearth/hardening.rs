@@ -467,43 +467,6 @@ async fn stream_steps_with_made_up_ids_holds_nothing_and_ends_no_real_stream() {
     assert!(next.is_some());
 }
 
-/// Security review: `Store::write` committed whether or not anyone waited, so a SignIn cut
-/// off by its deadline could make a session the client never received.
-#[tokio::test]
-async fn a_write_whose_caller_went_away_commits_nothing() {
-    let n = TestNode::start().await;
-    let store = n.domain().store().clone();
-    let user = hearth::domain::model::User {
-        id: 1 << 59,
-        email: Some("gone@example.org".into()),
-        name: "gone".into(),
-        password_hash: None,
-        email_verified: false,
-        home: None,
-        disabled: false,
-        created_at: 0,
-    };
-    let u = user.clone();
-    let cut_off = tokio::time::timeout(
-        Duration::from_millis(50),
-        store.write(move |tx| {
-            std::thread::sleep(Duration::from_millis(300));
-            tx.insert_user(&u)
-        }),
-    )
-    .await;
-    assert!(cut_off.is_err(), "the caller gave up first");
-    // Let the writer finish the job it had started.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let id = user.id;
-    let found = store.read(move |tx| tx.user(id)).await.unwrap();
-    assert!(found.is_none(), "a write nobody waited for was committed");
-    // A caller that waits still commits.
-    let u = user.clone();
-    store.write(move |tx| tx.insert_user(&u)).await.unwrap();
-    assert!(store.read(move |tx| tx.user(id)).await.unwrap().is_some());
-}
-
 /// Security review: the cluster's shared state failed open (`update` fell back to allow,
 /// `modify` turned errors into false, `put` dropped them), so a database hiccup lifted every
 /// rate limit. Now a budget that cannot be read allows nothing.
