@@ -309,6 +309,122 @@ impl Table {
     }
 }
 
+/// Sign-ups per second on 1, 2 and 3 nodes sharing one PostgreSQL (argon2 at its cheapest,
+/// so the database is what is measured), and how much of the database's work was waiting
+/// for a lock: `pg_stat_activity` sampled every 5 ms, Hearth's active backends that wait
+/// on a lock against all of them. With one cluster-wide write lock, three nodes queued
+/// behind each other; now they should not.
+async fn sign_ups_on_one_database(table: &mut Table, admin_url: &str, load: Load) {
+    use hearth::pb::tangle::client::auth::SignUp;
+    // A database of its own: a cluster with an identity of its own.
+    let db = format!("signups_{}", rand::random::<u32>());
+    let url = match admin_url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{db}"),
+        None => return,
+    };
+    {
+        let (admin, db) = (admin_url.to_owned(), db.clone());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    let url = url.as_str();
+    let edit = {
+        let url = url.to_owned();
+        move |c: &mut hearth::Config| {
+            c.store.url = Some(url.clone());
+            c.limits.max_requests_in_flight = 100_000;
+            c.passwords.argon2_memory_kib = 256;
+            c.passwords.argon2_iterations = 1;
+        }
+    };
+    let first = common::start(edit.clone()).await;
+    let mut nodes = vec![first];
+    for _ in 1..3 {
+        nodes.push(common::start_beside(&nodes[0], edit.clone()).await);
+    }
+    let mut one = 0.0;
+    for n in 1..=3 {
+        let mut chans = Vec::new();
+        for node in &nodes[..n] {
+            chans.extend(connect(&node.node.url(), 2).await);
+        }
+        let (stop, url) = (Arc::new(AtomicUsize::new(0)), url.to_owned());
+        let sampler = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                let (mut active, mut waiting) = (0u64, 0u64);
+                while stop.load(Ordering::Relaxed) == 0 {
+                    let r = c
+                        .query_one(
+                            "SELECT count(*) FILTER (WHERE state = 'active'), \
+                                    count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock') \
+                             FROM pg_stat_activity WHERE datname = current_database() \
+                               AND pid <> pg_backend_pid()",
+                            &[],
+                        )
+                        .unwrap();
+                    active += r.get::<_, i64>(0) as u64;
+                    waiting += r.get::<_, i64>(1) as u64;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                (active, waiting)
+            })
+        };
+        let writes_before: Vec<_> = nodes
+            .iter()
+            .map(|x| x.node.services().store().timings())
+            .collect();
+        let run = rand::random::<u32>();
+        let stats = drive(
+            &chans,
+            Load {
+                concurrency: 8 * n,
+                ..load
+            },
+            usize::MAX,
+            move |ch, i| async move {
+                AuthClient::new(ch)
+                    .sign_up(SignUp {
+                        email: Some(format!("s{run}-{i}@example.org")),
+                        password: Some(common::PASSWORD.into()),
+                        name: "S".into(),
+                        invite_code: None,
+                    })
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
+        stop.store(1, Ordering::Relaxed);
+        let (active, waiting) = sampler.join().unwrap();
+        let (mut writes, mut micros) = (0, 0);
+        for (x, before) in nodes.iter().zip(writes_before) {
+            let after = x.node.services().store().timings();
+            writes += after.writes - before.writes;
+            micros += after.write_micros - before.write_micros;
+        }
+        if n == 1 {
+            one = stats.rate;
+        }
+        table.note(
+            &format!("sign-ups on {n} node(s), one PostgreSQL (cheapest argon2)"),
+            format!(
+                "{:.0}/s; a write {:.2} ms; lock waits {:.1}% of active backends",
+                stats.rate,
+                micros as f64 / 1000.0 / writes.max(1) as f64,
+                100.0 * waiting as f64 / active.max(1) as f64
+            ),
+            format!("{:.2}", stats.rate / one.max(1e-9)),
+            "1 node",
+        );
+    }
+}
+
 /// CPU time so far of this process's threads whose name starts with `prefix` (Linux
 /// truncates thread names to 15 bytes).
 fn threads_cpu(prefix: &str) -> Duration {
@@ -1045,6 +1161,7 @@ async fn main() {
     // Three nodes on one PostgreSQL against the one SQLite node above.
     match std::env::var("BENCH_PG_URL") {
         Ok(url) if wanted("pg") => {
+            let url_for_sign_ups = url.clone();
             let edit = move |c: &mut hearth::Config| {
                 c.store.url = Some(url.clone());
                 c.limits.max_requests_in_flight = 100_000;
@@ -1082,6 +1199,21 @@ async fn main() {
                 &pg_sign_in,
                 Some(("SignIn", sign_in.rate)),
             );
+            // One node against one node: what the database costs a node, not what three
+            // nodes sharing two cores get.
+            let one_node = connect(&cluster[0].node.url(), load.connections).await;
+            let (sign_in, pg_sign_in) = pair(
+                |w| samples(sqlite_chans, on(w), usize::MAX, sign_in_call),
+                |w| samples(&one_node, on(w), usize::MAX, sign_in_call),
+            )
+            .await;
+            table.row(
+                "SignIn, one node on PostgreSQL",
+                &pg_sign_in,
+                Some(("SignIn", sign_in.rate)),
+            );
+            drop(cluster);
+            sign_ups_on_one_database(&mut table, &url_for_sign_ups, load).await;
         }
         Ok(_) => {}
         Err(_) => table.note(

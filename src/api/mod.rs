@@ -134,6 +134,7 @@ pub async fn router(
     let cors_origins = services.config().http.cors_origins.clone();
     let rate_limits = rate_limits::RateLimits::new(
         services.config().limits.clone(),
+        services.config().accounts.sign_ins_per_ip_per_minute,
         crate::domain::rate_limit::RateLimiter::new(
             services.state().buckets.clone(),
             services.clock().clone(),

@@ -19,13 +19,18 @@ use crate::domain::{DomainError, Reason};
 #[derive(Debug)]
 pub struct RateLimits {
     limits: Limits,
+    sign_ins_per_minute: u32,
     limiter: RateLimiter,
 }
 
 impl RateLimits {
-    /// Budgets from `limits`.
-    pub fn new(limits: Limits, limiter: RateLimiter) -> Self {
-        Self { limits, limiter }
+    /// Budgets from `limits`, and `sign_ins_per_minute` for password sign-ins.
+    pub fn new(limits: Limits, sign_ins_per_minute: u32, limiter: RateLimiter) -> Self {
+        Self {
+            limits,
+            sign_ins_per_minute,
+            limiter,
+        }
     }
 
     fn budget(&self, class: Cost) -> u32 {
@@ -38,19 +43,28 @@ impl RateLimits {
         }
     }
 
-    /// Takes one call of `class` from `ip`'s budget; a refusal when it is spent.
-    pub async fn take(&self, class: Cost, ip: IpAddr) -> Result<(), DomainError> {
-        let key = crate::domain::rate_limit::budget_key(class.name(), ip);
-        if self.limiter.take(&key, self.budget(class)).await? {
-            return Ok(());
+    /// Takes one call of `class` from `ip`'s budget, and for a password sign-in one from
+    /// its sign-in budget too, in one write; a refusal when one is spent.
+    pub async fn take(&self, class: Cost, ip: IpAddr, sign_in: bool) -> Result<(), DomainError> {
+        use crate::domain::rate_limit::{budget_key, SIGN_IN};
+        let mut budgets = vec![(budget_key(class.name(), ip), self.budget(class))];
+        if sign_in {
+            budgets.push((budget_key(SIGN_IN, ip), self.sign_ins_per_minute));
         }
-        Err(DomainError::exhausted(
-            Reason::IpThrottled,
-            format!(
-                "too many {} calls from {ip}; try again in a minute",
-                class.name()
-            ),
-        ))
+        match self.limiter.take_each(&budgets).await? {
+            None => Ok(()),
+            Some(0) => Err(DomainError::exhausted(
+                Reason::IpThrottled,
+                format!(
+                    "too many {} calls from {ip}; try again in a minute",
+                    class.name()
+                ),
+            )),
+            Some(_) => Err(DomainError::exhausted(
+                Reason::IpThrottled,
+                format!("too many sign-in attempts from {ip}; try again in a minute"),
+            )),
+        }
     }
 }
 
@@ -63,7 +77,7 @@ pub async fn around<F: Future<Output = Response>>(
 ) -> Response {
     let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
     if let (Some(class), Some(ip)) = (method.cost, ip) {
-        if let Err(e) = state.take(class, ip).await {
+        if let Err(e) = state.take(class, ip, method.sign_in).await {
             return Status::from(e).into_http::<axum::body::Body>();
         }
     }

@@ -14,7 +14,7 @@ use super::principal::Principal;
 use super::sessions::Sessions;
 use super::state::ids::IdAllocator;
 use super::state::Store;
-use super::throttle::{self, Slot, SlotWaiters, Throttle};
+use super::throttle::{self, Slot, SlotWaiters};
 use super::validate::{canonical_email, display_name};
 use super::{DomainError, RequestContext};
 use crate::clock::SharedClock;
@@ -70,7 +70,6 @@ pub struct Accounts {
     ids: Arc<dyn IdAllocator>,
     config: config::Accounts,
     hasher: Arc<Hasher>,
-    throttle: Throttle,
     waiters: SlotWaiters,
     sessions: Arc<Sessions>,
     codes: Arc<Codes>,
@@ -87,7 +86,6 @@ impl Accounts {
         ids: Arc<dyn IdAllocator>,
         config: config::Accounts,
         hasher: Arc<Hasher>,
-        throttle: Throttle,
         sessions: Arc<Sessions>,
         codes: Arc<Codes>,
         invites: Arc<Invites>,
@@ -101,7 +99,6 @@ impl Accounts {
             ids,
             config,
             hasher,
-            throttle,
             sessions,
             codes,
             invites,
@@ -259,7 +256,6 @@ impl Accounts {
         password: &str,
         ctx: &RequestContext,
     ) -> Result<SignedIn, DomainError> {
-        self.throttle.check_ip(ctx.ip).await?;
         if password.len() > passwords::MAX_LEN * 4 {
             return Err(bad_credentials());
         }

@@ -246,10 +246,6 @@ impl Services {
             state.revocations.clone(),
             outbox.clone(),
         ));
-        let throttle = throttle::Throttle::new(
-            config.accounts.sign_ins_per_ip_per_minute,
-            rate_limit::RateLimiter::new(state.buckets.clone(), clock.clone()),
-        );
         let access_tokens = Arc::new(access_tokens::AccessTokens::new(
             store.clone(),
             clock.clone(),
@@ -270,7 +266,6 @@ impl Services {
             ids.clone(),
             config.accounts.clone(),
             hasher.clone(),
-            throttle,
             sessions.clone(),
             codes.clone(),
             invites.clone(),

@@ -36,6 +36,8 @@ impl std::fmt::Debug for RateLimiter {
 pub const HASHING: &str = "password";
 /// See [`HASHING`].
 pub const MAIL: &str = "mail";
+/// Password sign-ins (`[accounts] sign_ins_per_ip_per_minute`), charged with [`HASHING`].
+pub const SIGN_IN: &str = "sign-in";
 
 /// The budget key of `class` for a client address.
 pub fn budget_key(class: &str, ip: std::net::IpAddr) -> String {
@@ -52,13 +54,29 @@ impl RateLimiter {
     /// the budget is spent. A budget that cannot be read or written allows nothing: the
     /// caller gets [`budget_unreadable`] (limits fail closed).
     pub async fn take(&self, key: &str, per_minute: u32) -> Result<bool, DomainError> {
-        let (now, cap) = (self.clock.now_ms(), f64::from(per_minute.max(1)));
+        Ok(self
+            .take_each(&[(key.to_owned(), per_minute)])
+            .await?
+            .is_none())
+    }
+
+    /// Takes one call from each of `budgets` (key, per minute) in one write: the index of
+    /// the first that was spent, if any (the others are charged all the same, as separate
+    /// calls would have been).
+    pub async fn take_each(&self, budgets: &[(String, u32)]) -> Result<Option<usize>, DomainError> {
+        let now = self.clock.now_ms();
+        let caps: Vec<f64> = budgets
+            .iter()
+            .map(|(_, pm)| f64::from((*pm).max(1)))
+            .collect();
+        let keys: Vec<String> = budgets.iter().map(|(k, _)| k.clone()).collect();
         let counted = self
             .buckets
-            .update(
-                key,
+            .update_each(
+                &keys,
                 60_000,
-                Box::new(move |b: Option<&Bucket>| {
+                Box::new(move |i, b: Option<&Bucket>| {
+                    let cap = caps[i];
                     let b = b.copied().unwrap_or(Bucket {
                         tokens: cap,
                         at: now,
@@ -82,7 +100,7 @@ impl RateLimiter {
                 }
                 budget_unreadable()
             })?;
-        Ok(!counted.refused)
+        Ok(counted.iter().position(|b| b.refused))
     }
 }
 

@@ -1,16 +1,15 @@
-//! Sign-in throttling (DESIGN.md §3): the policy the store's sign-in gate applies — a
-//! progressive delay per (address, client IP), and an account-wide lock after 100
-//! consecutive failures from anywhere — the slots an attempt holds while its password is
-//! evaluated, and a per-IP token bucket held in short-lived state.
+//! Sign-in throttling (DESIGN.md §3): the sign-in gate's policy — a progressive delay per
+//! (address, client IP), and an account-wide lock after 100 consecutive failures from
+//! anywhere — applied inside the write that holds the gate's rows, and the slots an
+//! attempt holds while its password is evaluated. The per-IP sign-in budget is charged
+//! with the request's other budgets (`api/rate_limits.rs`, the flows' forms).
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
 use super::error::Reason;
 use super::model::{LockPolicy, SignInGate, ThrottleRow};
-use super::rate_limit::RateLimiter;
 use super::state::feeds::StepFeeds;
 use super::state::{Store, StoreError, WriteTx};
 use super::DomainError;
@@ -354,44 +353,10 @@ pub fn refusal(failures: u32, until: u64, now: u64) -> DomainError {
     }
 }
 
-/// Per-IP sign-in limiter: `per_minute` attempts, with that many as burst.
-#[derive(Debug)]
-pub struct Throttle {
-    per_minute: u32,
-    limiter: RateLimiter,
-}
-
-impl Throttle {
-    /// A limiter over `limiter`'s buckets.
-    pub fn new(per_minute: u32, limiter: RateLimiter) -> Self {
-        Self {
-            per_minute: per_minute.max(1),
-            limiter,
-        }
-    }
-
-    /// Takes one attempt from `ip`'s budget.
-    pub async fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), DomainError> {
-        let Some(ip) = ip else { return Ok(()) };
-        if self
-            .limiter
-            .take(&format!("sign-in {ip}"), self.per_minute)
-            .await?
-        {
-            return Ok(());
-        }
-        Err(DomainError::exhausted(
-            Reason::IpThrottled,
-            format!("too many sign-in attempts from {ip}; try again in a minute"),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::domain::state::short_lived::LocalMap;
 
     #[test]
     fn delays_grow_then_lock() {
@@ -424,22 +389,5 @@ mod tests {
         assert!(waiters.wait_first("one more").await.is_none());
         drop(held);
         assert_eq!(lines(), 0);
-    }
-
-    #[tokio::test]
-    async fn per_ip_budget_refills_with_time() {
-        let clock = ManualClock::new();
-        let buckets = Arc::new(LocalMap::<String, crate::domain::rate_limit::Bucket>::new(
-            clock.clone(),
-            10,
-        ));
-        let t = Throttle::new(3, RateLimiter::new(buckets, clock.clone()));
-        let ip = Some("192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
-        for _ in 0..3 {
-            assert!(t.check_ip(ip).await.is_ok());
-        }
-        assert!(t.check_ip(ip).await.is_err());
-        clock.advance_ms(20_000);
-        assert!(t.check_ip(ip).await.is_ok());
     }
 }

@@ -221,6 +221,7 @@ pub struct Flows {
     /// Charges a step to the budget of what it runs (argon2, a mail), as the RPC would be.
     limiter: RateLimiter,
     hashing_budget: u32,
+    sign_in_budget: u32,
     mail_budget: u32,
     drain: watch::Sender<bool>,
 }
@@ -267,6 +268,7 @@ impl Flows {
             require_verification: config.accounts.require_email_verification,
             limiter,
             hashing_budget: config.limits.hashing_calls_per_ip_per_minute,
+            sign_in_budget: config.accounts.sign_ins_per_ip_per_minute,
             mail_budget: config.limits.mail_calls_per_ip_per_minute,
             drain: watch::channel(false).0,
         }
@@ -453,24 +455,36 @@ impl Flows {
         }
     }
 
-    /// Takes what the form at `here` costs from the client's budget: sign-in, register and
-    /// a new password hash one; the reset form mails. Resubmitting a form on one flow is
-    /// then limited as calling SignUp or ResetPassword is.
+    /// Takes what the form at `here` costs from the client's budgets, in one write:
+    /// sign-in, register and a new password hash one (sign-in is a sign-in attempt too);
+    /// the reset form mails. Resubmitting a form on one flow is then limited as calling
+    /// SignIn, SignUp or ResetPassword is.
     async fn charge(&self, here: &At, ctx: &RequestContext) -> Result<(), DomainError> {
-        use crate::domain::rate_limit::{budget_key, HASHING, MAIL};
-        let (class, budget) = match here {
-            At::Login | At::Register | At::ResetCode { .. } => (HASHING, self.hashing_budget),
-            At::ResetEmail => (MAIL, self.mail_budget),
+        use crate::domain::rate_limit::{budget_key, HASHING, MAIL, SIGN_IN};
+        let Some(ip) = ctx.ip else { return Ok(()) };
+        let classes: &[(&str, u32)] = match here {
+            At::Login => &[
+                (HASHING, self.hashing_budget),
+                (SIGN_IN, self.sign_in_budget),
+            ],
+            At::Register | At::ResetCode { .. } => &[(HASHING, self.hashing_budget)],
+            At::ResetEmail => &[(MAIL, self.mail_budget)],
             _ => return Ok(()),
         };
-        let Some(ip) = ctx.ip else { return Ok(()) };
-        if self.limiter.take(&budget_key(class, ip), budget).await? {
-            return Ok(());
+        let budgets: Vec<_> = classes
+            .iter()
+            .map(|(class, per_minute)| (budget_key(class, ip), *per_minute))
+            .collect();
+        match self.limiter.take_each(&budgets).await? {
+            None => Ok(()),
+            Some(i) => Err(DomainError::exhausted(
+                Reason::IpThrottled,
+                format!(
+                    "too many {} calls from {ip}; try again in a minute",
+                    classes[i].0
+                ),
+            )),
         }
-        Err(DomainError::exhausted(
-            Reason::IpThrottled,
-            format!("too many {class} calls from {ip}; try again in a minute"),
-        ))
     }
 
     /// Runs the service a form answer asks for; returns how the flow changes.

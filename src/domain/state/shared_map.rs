@@ -24,6 +24,8 @@ pub type SealKeys = std::sync::Arc<std::sync::OnceLock<std::sync::Arc<KeyRing>>>
 pub type Change<V> = Box<dyn FnMut(&V) -> Option<V> + Send>;
 /// A new value from the live one, if any.
 pub type Update<V> = Box<dyn FnMut(Option<&V>) -> V + Send>;
+/// A new value for the `i`-th key from its live one, if any.
+pub type EachUpdate<V> = Box<dyn FnMut(usize, Option<&V>) -> V + Send>;
 
 /// Keyed short-lived state shared by the nodes that serve it. Every operation says when the
 /// state could not be reached, so callers fail closed (a budget that cannot be read allows
@@ -40,6 +42,14 @@ pub trait SharedMap<V>: Send + Sync {
     /// Atomically replaces the value of `key` (live or not) with `update(current)`, live
     /// for `ttl_ms`; returns the new value.
     async fn update(&self, key: &str, ttl_ms: u64, update: Update<V>) -> Result<V, StoreError>;
+    /// [`SharedMap::update`] of several keys at once, in one write (a request's budgets);
+    /// returns the new values in the keys' order.
+    async fn update_each(
+        &self,
+        keys: &[String],
+        ttl_ms: u64,
+        update: EachUpdate<V>,
+    ) -> Result<Vec<V>, StoreError>;
 }
 
 /// Takes the live value of `key` out of `map` (single use: of parallel takers, one gets it).
@@ -89,6 +99,20 @@ impl<V: Clone + Send + Sync + 'static> SharedMap<V> for LocalMap<String, V> {
         Ok(ShortLived::update(self, key.to_owned(), ttl_ms, &mut |v| {
             update(v.as_ref())
         }))
+    }
+    async fn update_each(
+        &self,
+        keys: &[String],
+        ttl_ms: u64,
+        mut update: EachUpdate<V>,
+    ) -> Result<Vec<V>, StoreError> {
+        Ok(keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                ShortLived::update(self, key.clone(), ttl_ms, &mut |v| update(i, v.as_ref()))
+            })
+            .collect())
     }
 }
 
@@ -207,16 +231,40 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
     }
 
     async fn update(&self, key: &str, ttl_ms: u64, mut update: Update<V>) -> Result<V, StoreError> {
-        let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
+        let mut each = self
+            .update_each(
+                &[key.to_owned()],
+                ttl_ms,
+                Box::new(move |_, old: Option<&V>| update(old)),
+            )
+            .await?;
+        each.pop().ok_or(StoreError::Closed)
+    }
+
+    async fn update_each(
+        &self,
+        keys: &[String],
+        ttl_ms: u64,
+        mut update: EachUpdate<V>,
+    ) -> Result<Vec<V>, StoreError> {
+        let (space, now) = (self.space, self.clock.now_ms());
+        // Rows locked in one order by every writer, so two requests never deadlock.
+        let mut rows: Vec<(usize, [u8; 32])> =
+            keys.iter().map(|k| row_key(k)).enumerate().collect();
+        rows.sort_by_key(|(_, row)| *row);
         let sealer = self.sealer();
         self.store
             .write_locked(move |tx| {
-                let old = tx
-                    .short_lived_for_update(space, &row, now)?
-                    .and_then(|b| sealer.decode::<V>(&row, b));
-                let new = update(old.as_ref());
-                tx.put_short_lived(space, &row, &sealer.encode(&row, &new)?, now + ttl_ms, now)?;
-                Ok::<_, super::StoreError>(new)
+                let mut out: Vec<Option<V>> = (0..rows.len()).map(|_| None).collect();
+                for (i, row) in &rows {
+                    let old = tx
+                        .short_lived_for_update(space, row, now)?
+                        .and_then(|b| sealer.decode::<V>(row, b));
+                    let new = update(*i, old.as_ref());
+                    tx.put_short_lived(space, row, &sealer.encode(row, &new)?, now + ttl_ms, now)?;
+                    out[*i] = Some(new);
+                }
+                Ok::<_, super::StoreError>(out.into_iter().flatten().collect())
             })
             .await
     }
