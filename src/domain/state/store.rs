@@ -146,7 +146,8 @@ pub trait WriteTx: ReadTx {
         email: &str,
         client: &str,
     ) -> Result<(ThrottleRow, ThrottleRow), StoreError>;
-    /// Writes a throttle row (client `*`: account-wide); the default row deletes it.
+    /// Writes a throttle row (client `*`: account-wide); rows untouched for a day that hold
+    /// no delay go in the sweep.
     fn put_sign_in_row(
         &mut self,
         email: &str,

@@ -22,17 +22,18 @@ pub fn sign_in_rows_for_update(
     client: &str,
 ) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
     // Always the account row first: every gate locks in one order, so none deadlocks.
-    tx.exec(
-        "INSERT INTO sign_in_throttle (email, client, updated_at) \
-         VALUES ($1, $2, 0), ($1, $3, 0) ON CONFLICT (email, client) DO NOTHING",
-        &[&email, &ACCOUNT, &client],
-    )?;
-    let rows = tx.rows(
-        "SELECT client, failures, locked_until, in_flight, in_flight_since \
+    const LOCK: &str = "SELECT client, failures, locked_until, in_flight, in_flight_since \
          FROM sign_in_throttle WHERE email = $1 AND client IN ($2, $3) \
-         ORDER BY client = $2 DESC FOR UPDATE",
-        &[&email, &ACCOUNT, &client],
-    )?;
+         ORDER BY client = $2 DESC FOR UPDATE";
+    let mut rows = tx.rows(LOCK, &[&email, &ACCOUNT, &client])?;
+    if rows.len() < 2 {
+        tx.exec(
+            "INSERT INTO sign_in_throttle (email, client, updated_at) \
+             VALUES ($1, $2, 0), ($1, $3, 0) ON CONFLICT (email, client) DO NOTHING",
+            &[&email, &ACCOUNT, &client],
+        )?;
+        rows = tx.rows(LOCK, &[&email, &ACCOUNT, &client])?;
+    }
     let mut found = (ThrottleRow::default(), ThrottleRow::default());
     for r in rows {
         let row = ThrottleRow {
@@ -49,7 +50,8 @@ pub fn sign_in_rows_for_update(
     Ok(found)
 }
 
-/// Writes a throttle row; the default row deletes it.
+/// Writes a throttle row (a default one stays until the sweep: the next attempt finds a row
+/// to lock at once).
 pub fn put_sign_in_row(
     tx: &mut Tx<'_, '_>,
     email: &str,
@@ -57,13 +59,6 @@ pub fn put_sign_in_row(
     row: &ThrottleRow,
     now: u64,
 ) -> Result<(), StoreError> {
-    if *row == ThrottleRow::default() {
-        tx.exec(
-            "DELETE FROM sign_in_throttle WHERE email = $1 AND client = $2",
-            &[&email, &client],
-        )?;
-        return Ok(());
-    }
     tx.exec(
         "INSERT INTO sign_in_throttle \
              (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \

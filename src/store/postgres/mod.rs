@@ -200,6 +200,8 @@ impl Pooled {
             self.client = None;
         }
         if self.client.is_none() {
+            // Statements prepared on the old connection died with it.
+            read::forget_prepared();
             if !self.health.may_try() {
                 return Err(self.health.unreachable());
             }

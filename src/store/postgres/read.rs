@@ -2,7 +2,10 @@
 //! operations (and the query helpers); `write.rs` the writes, `gates.rs` the larger atomic
 //! ones.
 use postgres::types::ToSql;
-use postgres::{Row, Transaction};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use postgres::{Row, Statement, Transaction};
 
 use super::rows;
 use crate::domain::model::{
@@ -48,21 +51,58 @@ pub(super) fn backend(e: postgres::Error) -> StoreError {
     }
 }
 
+thread_local! {
+    /// The statements prepared on this pool thread's connection, by their SQL: each is
+    /// parsed and planned once per connection, and a query is one round trip, not two.
+    /// Emptied whenever the thread's connection is made again ([`forget_prepared`]).
+    static PREPARED: RefCell<HashMap<String, Statement>> = RefCell::new(HashMap::new());
+}
+
+/// Statements one connection keeps at most (every operation's SQL fits many times over).
+const MAX_PREPARED: usize = 512;
+
+/// Forgets this thread's prepared statements (its connection is gone).
+pub(super) fn forget_prepared() {
+    PREPARED.with(|p| p.borrow_mut().clear());
+}
+
 impl Tx<'_, '_> {
+    fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = PREPARED.with(|p| p.borrow().get(sql).cloned()) {
+            return Ok(s);
+        }
+        let s = self.0.prepare(sql)?;
+        PREPARED.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < MAX_PREPARED {
+                p.insert(sql.to_owned(), s.clone());
+            }
+        });
+        Ok(s)
+    }
+
     pub(super) fn rows(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, StoreError> {
-        let rows = self.0.query(sql, p).map_err(backend);
+        let rows = self
+            .prepared(sql)
+            .and_then(|s| self.0.query(&s, p))
+            .map_err(backend);
         super::widen_race();
         rows
     }
 
     pub(super) fn row(&mut self, sql: &str, p: Params<'_>) -> Result<Option<Row>, StoreError> {
-        let row = self.0.query_opt(sql, p).map_err(backend);
+        let row = self
+            .prepared(sql)
+            .and_then(|s| self.0.query_opt(&s, p))
+            .map_err(backend);
         super::widen_race();
         row
     }
 
     pub(super) fn exec(&mut self, sql: &str, p: Params<'_>) -> Result<u64, StoreError> {
-        self.0.execute(sql, p).map_err(backend)
+        self.prepared(sql)
+            .and_then(|s| self.0.execute(&s, p))
+            .map_err(backend)
     }
 
     pub(super) fn exec_unique(
@@ -71,7 +111,9 @@ impl Tx<'_, '_> {
         p: Params<'_>,
         what: &'static str,
     ) -> Result<u64, StoreError> {
-        self.0.execute(sql, p).map_err(|e| fail(e, what))
+        self.prepared(sql)
+            .and_then(|s| self.0.execute(&s, p))
+            .map_err(|e| fail(e, what))
     }
 
     fn ids(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<u64>, StoreError> {

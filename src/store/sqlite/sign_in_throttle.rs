@@ -41,7 +41,7 @@ pub fn row(tx: &Connection, email: &str, client: &str) -> Result<ThrottleRow, St
     .unwrap_or_default())
 }
 
-/// Writes a row; the default row deletes it.
+/// Writes a row (a default one stays until the sweep).
 pub fn put(
     tx: &Connection,
     email: &str,
@@ -49,14 +49,6 @@ pub fn put(
     row: &ThrottleRow,
     now: u64,
 ) -> Result<(), StoreError> {
-    if *row == ThrottleRow::default() {
-        cached_exec(
-            tx,
-            "DELETE FROM sign_in_throttle WHERE email = ?1 AND client = ?2",
-            params![email, client],
-        )?;
-        return Ok(());
-    }
     cached_exec(
         tx,
         "INSERT INTO sign_in_throttle \
