@@ -339,6 +339,8 @@ async fn sign_ups_on_one_database(table: &mut Table, admin_url: &str, load: Load
             c.limits.max_requests_in_flight = 100_000;
             c.passwords.argon2_memory_kib = 256;
             c.passwords.argon2_iterations = 1;
+            // The load generator speaks for many clients (X-Forwarded-For).
+            c.listen.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
         }
     };
     let first = common::start(edit.clone()).await;
@@ -347,7 +349,10 @@ async fn sign_ups_on_one_database(table: &mut Table, admin_url: &str, load: Load
         nodes.push(common::start_beside(&nodes[0], edit.clone()).await);
     }
     let mut one = 0.0;
-    for n in 1..=3 {
+    // (nodes, client addresses): the same 24 callers each time, spread over the nodes; from
+    // 4,096 addresses (each with its own budget rows), then all from one address, whose
+    // budget row every call must lock in turn (that is the per-client limit working).
+    for (n, addresses) in [(1, 4096), (2, 4096), (3, 4096), (3, 1)] {
         let mut chans = Vec::new();
         for node in &nodes[..n] {
             chans.extend(connect(&node.node.url(), 2).await);
@@ -383,20 +388,26 @@ async fn sign_ups_on_one_database(table: &mut Table, admin_url: &str, load: Load
         let stats = drive(
             &chans,
             Load {
-                concurrency: 8 * n,
+                concurrency: 24,
                 ..load
             },
             usize::MAX,
             move |ch, i| async move {
-                AuthClient::new(ch)
-                    .sign_up(SignUp {
-                        email: Some(format!("s{run}-{i}@example.org")),
-                        password: Some(common::PASSWORD.into()),
-                        name: "S".into(),
-                        invite_code: None,
-                    })
-                    .await
-                    .is_ok()
+                let mut req = tonic::Request::new(SignUp {
+                    email: Some(format!("s{run}-{i}@example.org")),
+                    password: Some(common::PASSWORD.into()),
+                    name: "S".into(),
+                    invite_code: None,
+                });
+                let client = 0x0a00_0000u32 + (i % addresses) as u32;
+                req.metadata_mut().insert(
+                    "x-forwarded-for",
+                    std::net::Ipv4Addr::from(client)
+                        .to_string()
+                        .parse()
+                        .unwrap(),
+                );
+                AuthClient::new(ch).sign_up(req).await.is_ok()
             },
         )
         .await;
@@ -412,7 +423,9 @@ async fn sign_ups_on_one_database(table: &mut Table, admin_url: &str, load: Load
             one = stats.rate;
         }
         table.note(
-            &format!("sign-ups on {n} node(s), one PostgreSQL (cheapest argon2)"),
+            &format!(
+                "sign-ups on {n} node(s), one PostgreSQL, from {addresses} address(es) (cheapest argon2)"
+            ),
             format!(
                 "{:.0}/s; a write {:.2} ms; lock waits {:.1}% of active backends",
                 stats.rate,

@@ -589,7 +589,7 @@ async fn shared_state_in_the_database_opens_only_with_the_clusters_key() {
     };
     use sha2::{Digest, Sha256};
     let pg = PgServer::start();
-    let nodes = cluster_on(&url_on(pg.port, "sealed"), 2, |_| {}).await;
+    let nodes = cluster_on(&url_on(pg.port, "sealed"), 3, |_| {}).await;
     Harmony::new(nodes[0].channel.clone())
         .begin_auth(BeginAuthRequest {
             for_guest_token: None,
@@ -620,13 +620,15 @@ async fn shared_state_in_the_database_opens_only_with_the_clusters_key() {
         serde_json::from_slice::<serde_json::Value>(&sealed).is_err(),
         "stored in the clear"
     );
-    // And the other node, which holds the cluster's key, reads and charges the same budget.
-    Harmony::new(nodes[1].channel.clone())
-        .begin_auth(BeginAuthRequest {
-            for_guest_token: None,
-        })
-        .await
-        .unwrap();
+    // And the other nodes, which hold the cluster's key, read and charge the same budget.
+    for n in &nodes[1..] {
+        Harmony::new(n.channel.clone())
+            .begin_auth(BeginAuthRequest {
+                for_guest_token: None,
+            })
+            .await
+            .unwrap();
+    }
 }
 
 /// Security review: operator revocations took up to 5 s on a running node. On a cluster the

@@ -3,8 +3,9 @@
 //! is restarted, while every one of Hearth's connections is terminated, while the database
 //! is down for seconds (the nodes say so on `/readyz`, not on `/healthz`), and while one
 //! node is killed with -9. Afterwards every acknowledged sign-up is in the database, every
-//! node served again within 10 s of the database coming back without being restarted, and
-//! no call answered INTERNAL.
+//! node served again within 10 s of the database coming back without being restarted, no
+//! call answered INTERNAL (a budget that cannot be read refuses: UNAVAILABLE), and each
+//! node logged the outages, not each refused call.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,10 @@ use tonic::Code;
 
 use crate::pg::{url_on, PgServer};
 use crate::served::Served;
-use crate::support::{authed, PASSWORD};
+use crate::support::{authed, reason, PASSWORD};
+use hearth::pb::protocol::auth::v1::{
+    auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
+};
 
 /// What the load saw, per node.
 #[derive(Default)]
@@ -229,6 +233,15 @@ async fn a_cluster_survives_its_database_and_a_killed_node() {
             200,
             "not alive without its database"
         );
+        // Limits fail closed: a call whose budget cannot be read is refused, retryably.
+        let begun = Harmony::new(channel(n).await)
+            .begin_auth(BeginAuthRequest {
+                for_guest_token: None,
+            })
+            .await;
+        let e = begun.expect_err("a flow begun without its database");
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+        assert_eq!(reason(&e), "STORE_UNAVAILABLE", "{e:?}");
     }
     tokio::task::block_in_place(|| p.start_again());
     let back = Instant::now();
