@@ -520,10 +520,16 @@ impl AccessTokens {
         let inserted = self
             .store
             .write(move |tx| {
-                crate::domain::sessions::room_for(tx, &row)??;
-                Ok::<_, DomainError>(tx.insert_session_for_token(&row, &hash)?)
+                if !tx.insert_session_for_token(&row, &hash)? {
+                    return Ok::<_, DomainError>((false, Vec::new()));
+                }
+                Ok((true, crate::domain::sessions::make_room(tx, &row)?))
             })
-            .await?;
+            .await
+            .map(|(inserted, ended)| {
+                self.sessions.announce_ended(&ended);
+                inserted
+            })?;
         if !inserted {
             return Err(dead_credential());
         }

@@ -315,19 +315,21 @@ impl Accounts {
         let inserted = self
             .store
             .write(move |tx| {
-                let room = crate::domain::sessions::room_for(tx, &s)?;
-                let inserted = room.is_ok() && tx.insert_session_if_password(&s, &verified_hash)?;
+                let inserted = tx.insert_session_if_password(&s, &verified_hash)?;
+                let ended = match inserted {
+                    true => crate::domain::sessions::make_room(tx, &s)?,
+                    false => Vec::new(),
+                };
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                 }
-                // A full account is no wrong password: the attempt does not count as failed.
-                let ok = inserted || room.is_err();
-                throttle::finish_in(tx, &address, &client, ok, now, &throttle::POLICY)?;
-                Ok::<_, DomainError>(room.map(|()| inserted))
+                throttle::finish_in(tx, &address, &client, inserted, now, &throttle::POLICY)?;
+                Ok::<_, DomainError>((inserted, ended))
             })
             .await?;
         slot.done();
-        let inserted = inserted?;
+        let (inserted, ended) = inserted;
+        self.sessions.announce_ended(&ended);
         if !inserted {
             return Err(bad_credentials());
         }

@@ -171,10 +171,11 @@ impl Oidc {
         let row = session.clone();
         self.store
             .write(move |tx| {
-                crate::domain::sessions::room_for(tx, &row)??;
-                Ok::<_, DomainError>(tx.insert_session(&row)?)
+                tx.insert_session(&row)?;
+                Ok::<_, DomainError>(crate::domain::sessions::make_room(tx, &row)?)
             })
-            .await?;
+            .await
+            .map(|ended| self.sessions.announce_ended(&ended))?;
         tracing::info!(target: "hearth::audit", event = "jwt_issued", provider = %p.id, user = user.id, session = session.id);
         Ok(self.jwts.issue(user.id, session.id))
     }

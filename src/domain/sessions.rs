@@ -21,34 +21,32 @@ use crate::secret::{BearerSecret, SecretKind};
 const TOUCH_EVERY_MS: u64 = 60_000;
 /// Session ids one revocation request may name.
 pub const MAX_REVOKE_IDS: usize = 1_000;
-/// Live sessions one account may hold.
+/// Live sessions one account holds at most (a new one ends the least recently active).
 pub const MAX_PER_USER: u32 = 1_000;
-/// Live sessions one personal access token may make (TokenAuthorization).
+/// Live sessions one personal access token makes at most (TokenAuthorization).
 pub const MAX_PER_TOKEN: u32 = 100;
 
-/// Whether `s` fits under its account's and its token's session caps: the refusal, if not.
-/// Called inside the write that inserts `s`, so parallel sign-ins cannot pass a cap
-/// together (the outer error is the store's, the inner one the refusal).
-pub fn room_for(tx: &mut dyn WriteTx, s: &Session) -> Result<Result<(), DomainError>, StoreError> {
-    let (of_user, of_token) = tx.live_sessions(s.user_id, s.access_token_id, s.created_at)?;
-    Ok(if of_user >= MAX_PER_USER {
-        Err(DomainError::exhausted(
-            Reason::LimitReached,
-            format!(
-                "the account has {MAX_PER_USER} live sessions; end some (RevokeSessions) first"
-            ),
-        ))
-    } else if of_token >= MAX_PER_TOKEN {
-        Err(DomainError::exhausted(
-            Reason::LimitReached,
-            format!(
-                "this token has made {MAX_PER_TOKEN} live sessions; end some (RevokeSessions) \
-                 or use one of them"
-            ),
-        ))
-    } else {
-        Ok(())
-    })
+/// Keeps `s`'s token and account within their session caps once `s` is inserted, by ending
+/// the least recently active sessions over them (never `s`, the most recent); returns
+/// their ids, which the caller announces as revoked once the write commits
+/// ([`Sessions::announce_ended`]). Called inside the write that inserted `s`, so parallel
+/// sign-ins cannot pass a cap together. Nobody is locked out: a cap ends what was left
+/// unused longest (a script that signs in on every run and never signs out).
+pub fn make_room(tx: &mut dyn WriteTx, s: &Session) -> Result<Vec<u64>, StoreError> {
+    let now = s.created_at;
+    let (of_user, of_token) = tx.live_sessions(s.user_id, s.access_token_id, now)?;
+    let mut ended = Vec::new();
+    if let Some(token) = s.access_token_id.filter(|_| of_token > MAX_PER_TOKEN) {
+        let ids =
+            tx.least_active_sessions(s.user_id, Some(token), now, of_token - MAX_PER_TOKEN)?;
+        ended.extend(tx.delete_sessions_of(s.user_id, &ids)?);
+    }
+    let left = of_user.saturating_sub(ended.len() as u32);
+    if left > MAX_PER_USER {
+        let ids = tx.least_active_sessions(s.user_id, None, now, left - MAX_PER_USER)?;
+        ended.extend(tx.delete_sessions_of(s.user_id, &ids)?);
+    }
+    Ok(ended)
 }
 
 fn sign_in_again(reason: Reason, why: &str) -> DomainError {
@@ -97,6 +95,14 @@ impl Sessions {
 
     /// A new session row and its token for `user_id` (the caller inserts it in its own
     /// transaction).
+    /// Tells every node that sessions a cap ended ([`make_room`]) are gone.
+    pub fn announce_ended(&self, ids: &[u64]) {
+        if !ids.is_empty() {
+            tracing::info!(target: "hearth::audit", event = "sessions_capped", count = ids.len());
+            self.revocations.announce(ids);
+        }
+    }
+
     pub fn new_session(&self, user_id: u64, device: DeviceFacts) -> (BearerSecret, Session) {
         let now = self.clock.now_ms();
         let token = BearerSecret::generate(SecretKind::Session);
@@ -311,10 +317,11 @@ impl Sessions {
         let insert = row.clone();
         self.store
             .write(move |tx| {
-                room_for(tx, &insert)??;
-                Ok::<_, DomainError>(tx.insert_session(&insert)?)
+                tx.insert_session(&insert)?;
+                Ok::<_, DomainError>(make_room(tx, &insert)?)
             })
-            .await?;
+            .await
+            .map(|ended| self.announce_ended(&ended))?;
         Ok((token, row))
     }
 }

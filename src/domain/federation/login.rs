@@ -259,11 +259,12 @@ impl FederationLogin {
                     }
                 };
                 session.user_id = user_id;
-                crate::domain::sessions::room_for(tx, &session)??;
                 tx.insert_session(&session)?;
-                Ok(user_id)
+                Ok((user_id, crate::domain::sessions::make_room(tx, &session)?))
             })
             .await?;
+        let (user_id, ended) = user_id;
+        self.sessions.announce_ended(&ended);
         Ok((secret, user_id))
     }
 }

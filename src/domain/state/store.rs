@@ -69,6 +69,15 @@ pub trait ReadTx {
         token_id: Option<u64>,
         now: u64,
     ) -> Result<(u32, u32), StoreError>;
+    /// The ids of the `n` least recently active live sessions of `user_id` (of personal
+    /// access token `token_id` only, when given).
+    fn least_active_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+        n: u32,
+    ) -> Result<Vec<u64>, StoreError>;
     /// The local user of an external provider's account.
     fn identity(&mut self, provider: &str, subject: &str) -> Result<Option<u64>, StoreError>;
     /// A user's sessions, newest first.

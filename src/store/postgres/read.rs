@@ -225,6 +225,21 @@ impl ReadTx for Tx<'_, '_> {
         }))
     }
 
+    fn least_active_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+        n: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.ids(
+            "SELECT id FROM sessions WHERE user_id = $1 AND expires_at > $2 \
+               AND ($3::bigint IS NULL OR access_token_id = $3) \
+             ORDER BY last_active, id LIMIT $4",
+            &[&i(user_id), &i(now), &token_id.map(i), &i64::from(n)],
+        )
+    }
+
     fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError> {
         let sql = format!(
             "SELECT {} FROM sessions WHERE user_id = $1 ORDER BY id DESC",

@@ -180,6 +180,28 @@ pub fn live(
     Ok((of_user, of_token))
 }
 
+/// The `n` least recently active live sessions of a user (of one of its tokens, if given).
+pub fn least_active(
+    c: &Connection,
+    user_id: u64,
+    token_id: Option<u64>,
+    now: u64,
+    n: u32,
+) -> Result<Vec<u64>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id FROM sessions WHERE user_id = ?1 AND expires_at > ?2 \
+           AND (?3 IS NULL OR access_token_id = ?3) \
+         ORDER BY last_active, id LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![user_id as i64, now as i64, token_id.map(|t| t as i64), n],
+        |r| r.get::<_, i64>(0),
+    )?;
+    Ok(rows
+        .map(|r| r.map(|v| v as u64))
+        .collect::<Result<_, _>>()?)
+}
+
 /// Deletes the listed sessions of `user_id` in one statement; returns the ids deleted.
 pub fn delete_for_user(tx: &Connection, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
     let list = format!(

@@ -59,6 +59,15 @@ impl ReadTx for Tx<'_> {
     ) -> Result<(u32, u32), StoreError> {
         sessions::live(self.0, user_id, token_id, now)
     }
+    fn least_active_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+        n: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        sessions::least_active(self.0, user_id, token_id, now, n)
+    }
     fn code(&mut self, user_id: u64, purpose: &str) -> Result<Option<CodeRecord>, StoreError> {
         codes::get(self.0, user_id, purpose)
     }
