@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_job_leases.sql"),
     include_str!("migrations/0003_short_lived.sql"),
     include_str!("migrations/0004_account_changes.sql"),
+    include_str!("migrations/0005_sessions_by_activity.sql"),
 ];
 
 /// The schema version this build writes.
@@ -412,6 +413,15 @@ impl Postgres {
                     .isolation_level(isolation)
                     .start()
                     .map_err(failed)?;
+                if matches!(isolation, IsolationLevel::ReadCommitted) {
+                    // Row-locked jobs keep budgets and the sign-in gate: a crash of the
+                    // database may forget their last fraction of a second (budgets refill,
+                    // an in-flight count goes stale, the last failures of a sign-in are not
+                    // counted), which is worth not waiting for the disk while holding a hot
+                    // row (docs/SECURITY.md). Every other write waits for its commit.
+                    tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                        .map_err(failed)?;
+                }
                 let commit =
                     catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&mut tx)))).map_err(|_| {
                         StoreError::Backend("a write job panicked; it was rolled back".into())
