@@ -314,7 +314,11 @@ impl Accounts {
         // reset that committed meanwhile wins, and this attempt counts as a failure.
         let inserted = self
             .store
-            .write(move |tx| {
+            .write_rows(move |tx| {
+                // The user's row first: a password change waits for this write, or this
+                // write sees the new hash and inserts nothing. The gate's rows and the
+                // session caps lock their own rows, so no read here needs more isolation.
+                tx.user_for_update(id)?;
                 let inserted = tx.insert_session_if_password(&s, &verified_hash)?;
                 let ended = match inserted {
                     true => crate::domain::sessions::make_room(tx, &s)?,

@@ -33,6 +33,9 @@ pub const MAX_PER_TOKEN: u32 = 100;
 /// sign-ins cannot pass a cap together. Nobody is locked out: a cap ends what was left
 /// unused longest (a script that signs in on every run and never signs out).
 pub fn make_room(tx: &mut dyn WriteTx, s: &Session) -> Result<Vec<u64>, StoreError> {
+    // Exact under a serializable write, and under a row-locked one that holds the user's
+    // row (a sign-in). The two kinds racing for one user may pass a cap by one until the
+    // next insert trims it again.
     let now = s.created_at;
     let (of_user, of_token) = tx.live_sessions(s.user_id, s.access_token_id, now)?;
     let mut ended = Vec::new();

@@ -792,6 +792,12 @@ impl hearth::domain::state::store::Backend for Spread {
     ) -> Result<(), StoreError> {
         self.pick().write_locked(job).await
     }
+    async fn write_rows(
+        &self,
+        job: hearth::domain::state::store::WriteJob,
+    ) -> Result<(), StoreError> {
+        self.pick().write_rows(job).await
+    }
     async fn read(&self, job: hearth::domain::state::store::ReadJob) -> Result<(), StoreError> {
         self.pick().read(job).await
     }

@@ -11,5 +11,6 @@ pub mod revocations;
 pub mod shared_map;
 pub mod short_lived;
 pub mod store;
+mod store_handle;
 
 pub use store::{ReadTx, Store, StoreError, WriteTx};

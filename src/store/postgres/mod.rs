@@ -389,12 +389,13 @@ impl Postgres {
     fn write_with(
         &self,
         isolation: IsolationLevel,
+        durable: bool,
         mut job: WriteJob,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + '_ {
         let widen = self.widen.load(Ordering::Relaxed);
         self.run(move |client| {
             WIDEN_MICROS.with(|w| w.set(widen));
-            let done = Self::attempts(client, isolation, &mut job);
+            let done = Self::attempts(client, isolation, durable, &mut job);
             WIDEN_MICROS.with(|w| w.set(0));
             done
         })
@@ -403,6 +404,7 @@ impl Postgres {
     fn attempts(
         client: &mut Client,
         isolation: IsolationLevel,
+        durable: bool,
         job: &mut WriteJob,
     ) -> Result<(), StoreError> {
         {
@@ -413,7 +415,7 @@ impl Postgres {
                     .isolation_level(isolation)
                     .start()
                     .map_err(failed)?;
-                if matches!(isolation, IsolationLevel::ReadCommitted) {
+                if !durable {
                     // Row-locked jobs keep budgets and the sign-in gate: a crash of the
                     // database may forget their last fraction of a second (budgets refill,
                     // an in-flight count goes stale, the last failures of a sign-in are not
@@ -458,13 +460,20 @@ fn raw(e: StoreError) -> String {
 #[async_trait::async_trait]
 impl Backend for Postgres {
     async fn write(&self, job: WriteJob) -> Result<(), StoreError> {
-        self.write_with(IsolationLevel::Serializable, job).await
+        self.write_with(IsolationLevel::Serializable, true, job)
+            .await
     }
 
     async fn write_locked(&self, job: WriteJob) -> Result<(), StoreError> {
         // Each operation of such a job locks its rows: read committed suffices, and hot
         // rows queue on their locks instead of failing serialization.
-        self.write_with(IsolationLevel::ReadCommitted, job).await
+        self.write_with(IsolationLevel::ReadCommitted, false, job)
+            .await
+    }
+
+    async fn write_rows(&self, job: WriteJob) -> Result<(), StoreError> {
+        self.write_with(IsolationLevel::ReadCommitted, true, job)
+            .await
     }
 
     async fn read(&self, job: ReadJob) -> Result<(), StoreError> {

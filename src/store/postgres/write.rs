@@ -20,6 +20,10 @@ const LIVE: &str =
     "revoked_at IS NULL AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)";
 
 impl WriteTx for Tx<'_, '_> {
+    fn user_for_update(&mut self, id: u64) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {} FROM users WHERE id = $1 FOR UPDATE", rows::USER);
+        Ok(self.row(&sql, &[&i(id)])?.as_ref().map(rows::user))
+    }
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO users ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -166,6 +166,10 @@ impl WriteTx for Tx<'_> {
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError> {
         users::insert(self.0, u)
     }
+    fn user_for_update(&mut self, id: u64) -> Result<Option<User>, StoreError> {
+        // The single writer holds every row already.
+        users::by_id(self.0, id)
+    }
     fn upgrade_guest(&mut self, u: &User) -> Result<bool, StoreError> {
         users::upgrade_guest(self.0, u)
     }
