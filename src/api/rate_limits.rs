@@ -13,7 +13,7 @@ use super::context::ClientIp;
 use super::methods::{Cost, Method};
 use crate::config::Limits;
 use crate::domain::rate_limit::RateLimiter;
-use crate::domain::{DomainError, Reason};
+use crate::domain::DomainError;
 
 /// The layer's state.
 #[derive(Debug)]
@@ -46,25 +46,13 @@ impl RateLimits {
     /// Takes one call of `class` from `ip`'s budget, and for a password sign-in one from
     /// its sign-in budget too, in one write; a refusal when one is spent.
     pub async fn take(&self, class: Cost, ip: IpAddr, sign_in: bool) -> Result<(), DomainError> {
-        use crate::domain::rate_limit::{budget_key, SIGN_IN};
-        let mut budgets = vec![(budget_key(class.name(), ip), self.budget(class))];
-        if sign_in {
-            budgets.push((budget_key(SIGN_IN, ip), self.sign_ins_per_minute));
-        }
-        match self.limiter.take_each(&budgets).await? {
-            None => Ok(()),
-            Some(0) => Err(DomainError::exhausted(
-                Reason::IpThrottled,
-                format!(
-                    "too many {} calls from {ip}; try again in a minute",
-                    class.name()
-                ),
-            )),
-            Some(_) => Err(DomainError::exhausted(
-                Reason::IpThrottled,
-                format!("too many sign-in attempts from {ip}; try again in a minute"),
-            )),
-        }
+        use crate::domain::rate_limit::SIGN_IN;
+        let both = [
+            (class.name(), self.budget(class)),
+            (SIGN_IN, self.sign_ins_per_minute),
+        ];
+        let classes = if sign_in { &both[..] } else { &both[..1] };
+        self.limiter.charge(ip, classes).await
     }
 }
 

@@ -60,6 +60,28 @@ impl RateLimiter {
             .is_none())
     }
 
+    /// Takes one call from `ip`'s budget of each of `classes` (name, per minute) in one
+    /// write; the refusal names the first that was spent. What the API's per-method limit
+    /// and the step flows' forms both charge.
+    pub async fn charge(
+        &self,
+        ip: std::net::IpAddr,
+        classes: &[(&str, u32)],
+    ) -> Result<(), DomainError> {
+        let budgets: Vec<_> = classes
+            .iter()
+            .map(|(class, per_minute)| (budget_key(class, ip), *per_minute))
+            .collect();
+        let Some(spent) = self.take_each(&budgets).await? else {
+            return Ok(());
+        };
+        let message = match classes[spent].0 {
+            SIGN_IN => format!("too many sign-in attempts from {ip}; try again in a minute"),
+            class => format!("too many {class} calls from {ip}; try again in a minute"),
+        };
+        Err(DomainError::exhausted(Reason::IpThrottled, message))
+    }
+
     /// Takes one call from each of `budgets` (key, per minute) in one write: the index of
     /// the first that was spent, if any (the others are charged all the same, as separate
     /// calls would have been).

@@ -460,7 +460,7 @@ impl Flows {
     /// the reset form mails. Resubmitting a form on one flow is then limited as calling
     /// SignIn, SignUp or ResetPassword is.
     async fn charge(&self, here: &At, ctx: &RequestContext) -> Result<(), DomainError> {
-        use crate::domain::rate_limit::{budget_key, HASHING, MAIL, SIGN_IN};
+        use crate::domain::rate_limit::{HASHING, MAIL, SIGN_IN};
         let Some(ip) = ctx.ip else { return Ok(()) };
         let classes: &[(&str, u32)] = match here {
             At::Login => &[
@@ -471,20 +471,7 @@ impl Flows {
             At::ResetEmail => &[(MAIL, self.mail_budget)],
             _ => return Ok(()),
         };
-        let budgets: Vec<_> = classes
-            .iter()
-            .map(|(class, per_minute)| (budget_key(class, ip), *per_minute))
-            .collect();
-        match self.limiter.take_each(&budgets).await? {
-            None => Ok(()),
-            Some(i) => Err(DomainError::exhausted(
-                Reason::IpThrottled,
-                format!(
-                    "too many {} calls from {ip}; try again in a minute",
-                    classes[i].0
-                ),
-            )),
-        }
+        self.limiter.charge(ip, classes).await
     }
 
     /// Runs the service a form answer asks for; returns how the flow changes.
