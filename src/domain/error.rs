@@ -251,6 +251,10 @@ impl From<StoreError> for DomainError {
                 Reason::StoreUnavailable,
                 "the node cannot reach its storage right now; try again shortly",
             ),
+            StoreError::Contended => Self::unavailable(
+                Reason::NodeBusy,
+                "too many parallel changes of the same records; try again shortly",
+            ),
             other => Self::internal(other.to_string()),
         }
     }

@@ -96,8 +96,6 @@ impl Sessions {
         }
     }
 
-    /// A new session row and its token for `user_id` (the caller inserts it in its own
-    /// transaction).
     /// Tells every node that sessions a cap ended ([`make_room`]) are gone.
     pub fn announce_ended(&self, ids: &[u64]) {
         if !ids.is_empty() {
@@ -106,6 +104,8 @@ impl Sessions {
         }
     }
 
+    /// A new session row and its token for `user_id` (the caller inserts it in its own
+    /// transaction).
     pub fn new_session(&self, user_id: u64, device: DeviceFacts) -> (BearerSecret, Session) {
         let now = self.clock.now_ms();
         let token = BearerSecret::generate(SecretKind::Session);

@@ -35,6 +35,10 @@ pub enum StoreError {
     /// answer UNAVAILABLE while the backend reconnects.
     #[error("the database cannot be reached: {0}")]
     Unreachable(String),
+    /// A write lost its race with parallel writes of the same rows too often; trying again
+    /// later may succeed.
+    #[error("the database kept refusing this write under contention")]
+    Contended,
 }
 
 /// Read operations, per table.

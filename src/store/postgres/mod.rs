@@ -407,41 +407,38 @@ impl Postgres {
         durable: bool,
         job: &mut WriteJob,
     ) -> Result<(), StoreError> {
-        {
-            for attempt in 1..=WRITE_ATTEMPTS {
-                LOST_RACE.with(|l| l.set(false));
-                let mut tx = client
-                    .build_transaction()
-                    .isolation_level(isolation)
-                    .start()
+        for attempt in 1..=WRITE_ATTEMPTS {
+            LOST_RACE.with(|l| l.set(false));
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(isolation)
+                .start()
+                .map_err(failed)?;
+            if !durable {
+                // Row-locked jobs keep budgets and the sign-in gate: a crash of the
+                // database may forget their last fraction of a second (budgets refill,
+                // an in-flight count goes stale, the last failures of a sign-in are not
+                // counted), which is worth not waiting for the disk while holding a hot
+                // row (docs/SECURITY.md). Every other write waits for its commit.
+                tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
                     .map_err(failed)?;
-                if !durable {
-                    // Row-locked jobs keep budgets and the sign-in gate: a crash of the
-                    // database may forget their last fraction of a second (budgets refill,
-                    // an in-flight count goes stale, the last failures of a sign-in are not
-                    // counted), which is worth not waiting for the disk while holding a hot
-                    // row (docs/SECURITY.md). Every other write waits for its commit.
-                    tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
-                        .map_err(failed)?;
-                }
-                let commit =
-                    catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&mut tx)))).map_err(|_| {
-                        StoreError::Backend("a write job panicked; it was rolled back".into())
-                    })?;
-                let done = match commit {
-                    true if !LOST_RACE.with(Cell::get) => tx.commit().map_err(failed),
-                    _ => tx.rollback().map_err(failed),
-                };
-                if !LOST_RACE.with(Cell::get) {
-                    return done;
-                }
-                let pause = Duration::from_micros(200 << attempt.min(8));
-                std::thread::sleep(pause.mul_f64(0.5 + rand::random::<f64>()));
             }
-            Err(StoreError::Unreachable(
-                "the database kept refusing this write under contention; try again".into(),
-            ))
+            let commit =
+                catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&mut tx)))).map_err(|_| {
+                    StoreError::Backend("a write job panicked; it was rolled back".into())
+                })?;
+            let done = match commit {
+                true if !LOST_RACE.with(Cell::get) => tx.commit().map_err(failed),
+                _ => tx.rollback().map_err(failed),
+            };
+            if !LOST_RACE.with(Cell::get) {
+                return done;
+            }
+            let pause = Duration::from_micros(200 << attempt.min(8));
+            std::thread::sleep(pause.mul_f64(0.5 + rand::random::<f64>()));
         }
+        // Contention, not a lost connection: the pool keeps its connection and readiness.
+        Err(StoreError::Contended)
     }
 }
 
