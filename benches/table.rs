@@ -99,6 +99,8 @@ struct Load {
 
 struct Stats {
     calls: usize,
+    /// Calls that failed: they count in no rate, and a row with any is marked.
+    errors: usize,
     rate: f64,
     p50: Duration,
     p99: Duration,
@@ -111,12 +113,14 @@ struct Stats {
 #[derive(Default)]
 struct Samples {
     times: Vec<Duration>,
+    errors: usize,
     secs: f64,
 }
 
 impl Samples {
     fn merge(&mut self, other: Samples) {
         self.times.extend(other.times);
+        self.errors += other.errors;
         self.secs += other.secs;
     }
 
@@ -130,6 +134,7 @@ impl Samples {
         };
         Stats {
             calls: self.times.len(),
+            errors: self.errors,
             rate: self.rate(),
             p50: at(0.5),
             p99: at(0.99),
@@ -223,7 +228,7 @@ async fn call_sign_in(ch: Channel) -> bool {
 }
 
 /// Runs `call(channel, i)` from `load.concurrency` tasks spread over `channels` for the
-/// window (or until `limit` calls); failed calls count against nothing but are not timed.
+/// window (or until `limit` calls); failed calls are counted, not timed, and in no rate.
 async fn drive<F, Fut>(channels: &[Channel], load: Load, limit: usize, call: F) -> Stats
 where
     F: Fn(Channel, usize) -> Fut + Send + Sync + 'static,
@@ -248,27 +253,31 @@ where
             let (call, next) = (call.clone(), next.clone());
             let channel = channels[t % channels.len()].clone();
             tokio::spawn(async move {
-                let mut times = Vec::new();
+                let (mut times, mut errors) = (Vec::new(), 0);
                 while started.elapsed() < load.window {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= limit {
                         break;
                     }
                     let t0 = Instant::now();
-                    if call(channel.clone(), i).await {
-                        times.push(t0.elapsed());
+                    match call(channel.clone(), i).await {
+                        true => times.push(t0.elapsed()),
+                        false => errors += 1,
                     }
                 }
-                times
+                (times, errors)
             })
         })
         .collect();
-    let mut times = Vec::new();
+    let (mut times, mut errors) = (Vec::new(), 0);
     for t in tasks {
-        times.extend(t.await.unwrap());
+        let (t, e) = t.await.unwrap();
+        times.extend(t);
+        errors += e;
     }
     Samples {
         times,
+        errors,
         secs: started.elapsed().as_secs_f64(),
     }
 }
@@ -307,8 +316,12 @@ impl Table {
             }
         };
         let of = base.map_or("itself", |(n, _)| n);
+        let errors = match s.errors {
+            0 => "0".to_owned(),
+            n => format!("**{n}**"),
+        };
         self.0.push(format!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {ratio} | {of} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {ratio} | {of} | {errors} |",
             s.rate,
             s.p50.as_secs_f64() * 1e3,
             s.p99.as_secs_f64() * 1e3
@@ -317,7 +330,7 @@ impl Table {
 
     fn note(&mut self, name: &str, value: String, ratio: String, of: &str) {
         self.0
-            .push(format!("| {name} | {value} | – | – | {ratio} | {of} |"));
+            .push(format!("| {name} | {value} | – | – | {ratio} | {of} | – |"));
     }
 }
 
@@ -1251,8 +1264,8 @@ async fn main() {
         ),
     }
 
-    println!("| row | per second | p50 ms | p99 ms | ratio | baseline |");
-    println!("|---|---:|---:|---:|---:|---|");
+    println!("| row | per second | p50 ms | p99 ms | ratio | baseline | errors |");
+    println!("|---|---:|---:|---:|---:|---|---:|");
     for line in &table.0 {
         println!("{line}");
     }
@@ -1294,6 +1307,7 @@ fn raw_argon2(params: argon2::Params, threads: usize, window: Duration) -> Sampl
     }
     Samples {
         times,
+        errors: 0,
         secs: started.elapsed().as_secs_f64(),
     }
 }

@@ -58,7 +58,7 @@ pub fn begin_in(
     if stale {
         row.in_flight_since = Some(now);
     }
-    tx.put_sign_in_row(email, client, &row, now)?;
+    tx.put_sign_in_rows(email, &[(client, &row)], now)?;
     Ok(SignInGate::Allowed)
 }
 
@@ -87,8 +87,7 @@ pub fn finish_in(
             account.locked_until = Some(now + p.lock_ms);
         }
     }
-    tx.put_sign_in_row(email, ACCOUNT, &account, now)?;
-    tx.put_sign_in_row(email, client, &row, now)
+    tx.put_sign_in_rows(email, &[(ACCOUNT, &account), (client, &row)], now)
 }
 
 /// The client name of the account-wide throttle row.

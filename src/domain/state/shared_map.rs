@@ -187,7 +187,7 @@ fn row_key(key: &str) -> [u8; 32] {
 }
 
 #[async_trait::async_trait]
-impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for StoreMap<V> {
+impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<V> for StoreMap<V> {
     async fn get(&self, key: &str) -> Result<Option<V>, StoreError> {
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
         let bytes = self
@@ -201,7 +201,9 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
         let (space, row, now) = (self.space, row_key(key), self.clock.now_ms());
         let bytes = self.sealer().encode(&row, &value)?;
         self.store
-            .write_locked(move |tx| tx.put_short_lived(space, &row, &bytes, now + ttl_ms, now))
+            .write_locked(move |tx| {
+                tx.put_short_lived(space, &[(row, bytes.clone())], now + ttl_ms, now)
+            })
             .await
     }
 
@@ -216,7 +218,9 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
         self.store
             .write_locked(move |tx| {
                 let Some(old) = tx
-                    .short_lived_for_update(space, &row, now)?
+                    .short_lived_for_update(space, &[row], now)?
+                    .pop()
+                    .flatten()
                     .and_then(|b| sealer.decode::<V>(&row, b))
                 else {
                     return Ok(false);
@@ -224,7 +228,8 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
                 let Some(new) = change(&old) else {
                     return Ok(false);
                 };
-                tx.put_short_lived(space, &row, &sealer.encode(&row, &new)?, now + ttl_ms, now)?;
+                let sealed = sealer.encode(&row, &new)?;
+                tx.put_short_lived(space, &[(row, sealed)], now + ttl_ms, now)?;
                 Ok::<_, super::StoreError>(true)
             })
             .await
@@ -248,22 +253,40 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> SharedMap<V> for S
         mut update: EachUpdate<V>,
     ) -> Result<Vec<V>, StoreError> {
         let (space, now) = (self.space, self.clock.now_ms());
-        // Rows locked in one order by every writer, so two requests never deadlock.
+        // Rows locked in one order by every writer, so two requests never deadlock; a key
+        // named twice is one row.
         let mut rows: Vec<(usize, [u8; 32])> =
             keys.iter().map(|k| row_key(k)).enumerate().collect();
         rows.sort_by_key(|(_, row)| *row);
         let sealer = self.sealer();
         self.store
             .write_locked(move |tx| {
+                let mut keys: Vec<[u8; 32]> = rows.iter().map(|(_, row)| *row).collect();
+                keys.dedup();
+                let olds = tx.short_lived_for_update(space, &keys, now)?;
+                let mut current: Vec<Option<V>> = keys
+                    .iter()
+                    .zip(olds)
+                    .map(|(row, old)| old.and_then(|b| sealer.decode::<V>(row, b)))
+                    .collect();
+                // A key named twice is updated twice, in turn, as one map would.
                 let mut out: Vec<Option<V>> = (0..rows.len()).map(|_| None).collect();
+                let mut at = 0;
                 for (i, row) in &rows {
-                    let old = tx
-                        .short_lived_for_update(space, row, now)?
-                        .and_then(|b| sealer.decode::<V>(row, b));
-                    let new = update(*i, old.as_ref());
-                    tx.put_short_lived(space, row, &sealer.encode(row, &new)?, now + ttl_ms, now)?;
+                    while keys[at] != *row {
+                        at += 1;
+                    }
+                    let new = update(*i, current[at].as_ref());
+                    current[at] = Some(new.clone());
                     out[*i] = Some(new);
                 }
+                let mut sealed = Vec::with_capacity(keys.len());
+                for (row, value) in keys.iter().zip(&current) {
+                    if let Some(v) = value {
+                        sealed.push((*row, sealer.encode(row, v)?));
+                    }
+                }
+                tx.put_short_lived(space, &sealed, now + ttl_ms, now)?;
                 Ok::<_, super::StoreError>(out.into_iter().flatten().collect())
             })
             .await

@@ -161,13 +161,13 @@ pub trait WriteTx: ReadTx {
         email: &str,
         client: &str,
     ) -> Result<(ThrottleRow, ThrottleRow), StoreError>;
-    /// Writes a throttle row (client `*`: account-wide); rows untouched for a day that hold
-    /// no delay go in the sweep.
-    fn put_sign_in_row(
+    /// Writes throttle rows of `email`, each (client, row) (client `*`: account-wide), in
+    /// one statement where the backend can; rows untouched for a day that hold no delay go
+    /// in the sweep.
+    fn put_sign_in_rows(
         &mut self,
         email: &str,
-        client: &str,
-        row: &ThrottleRow,
+        rows: &[(&str, &ThrottleRow)],
         now: u64,
     ) -> Result<(), StoreError>;
     /// Forgets every delay and failure count of `email` (a password reset).
@@ -322,20 +322,21 @@ pub trait WriteTx: ReadTx {
     ) -> Result<Option<u16>, StoreError>;
     /// Gives a worker lease back.
     fn release_id_worker(&mut self, worker: u16, holder: &str) -> Result<(), StoreError>;
-    /// The live short-lived value of (`space`, `key`) at `now`, its row locked until the
-    /// transaction ends, so a read-change-write of one entry runs alone.
+    /// The live short-lived values of (`space`, each of `keys`) at `now`, in the keys'
+    /// order, their rows locked until the transaction ends, so a read-change-write of them
+    /// runs alone. Callers pass keys sorted, so two writers never deadlock.
     fn short_lived_for_update(
         &mut self,
         space: &str,
-        key: &[u8; 32],
+        keys: &[[u8; 32]],
         now: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Stores a short-lived value until `expires_at` (and sweeps some expired ones).
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// Stores short-lived values (key, value) until `expires_at` (and sweeps some expired
+    /// ones), in one statement where the backend can.
     fn put_short_lived(
         &mut self,
         space: &str,
-        key: &[u8; 32],
-        value: &[u8],
+        values: &[([u8; 32], Vec<u8>)],
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError>;

@@ -17,7 +17,7 @@ fn i(v: u64) -> i64 {
 /// The rows of `email` account-wide and of `client`, locked (absent ones are made first, so
 /// there is a row to lock: parallel first attempts queue on it instead of racing).
 pub fn sign_in_rows_for_update(
-    tx: &mut Tx<'_, '_>,
+    tx: &mut Tx<'_>,
     email: &str,
     client: &str,
 ) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
@@ -50,29 +50,34 @@ pub fn sign_in_rows_for_update(
     Ok(found)
 }
 
-/// Writes a throttle row (a default one stays until the sweep: the next attempt finds a row
-/// to lock at once).
-pub fn put_sign_in_row(
-    tx: &mut Tx<'_, '_>,
+/// Writes throttle rows of `email` in one statement (the same upsert as SQLite's).
+pub fn put_sign_in_rows(
+    tx: &mut Tx<'_>,
     email: &str,
-    client: &str,
-    row: &ThrottleRow,
+    rows: &[(&str, &ThrottleRow)],
     now: u64,
 ) -> Result<(), StoreError> {
+    let clients: Vec<&str> = rows.iter().map(|(c, _)| *c).collect();
+    let failures: Vec<i64> = rows.iter().map(|(_, r)| i64::from(r.failures)).collect();
+    let locked: Vec<Option<i64>> = rows.iter().map(|(_, r)| r.locked_until.map(i)).collect();
+    let in_flight: Vec<i64> = rows.iter().map(|(_, r)| i64::from(r.in_flight)).collect();
+    let since: Vec<Option<i64>> = rows.iter().map(|(_, r)| r.in_flight_since.map(i)).collect();
     tx.exec(
         "INSERT INTO sign_in_throttle \
              (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         SELECT $1, c, f, l, n, s, $7 \
+             FROM unnest($2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
+             AS u(c, f, l, n, s) \
          ON CONFLICT (email, client) DO UPDATE SET failures = excluded.failures, \
              locked_until = excluded.locked_until, in_flight = excluded.in_flight, \
              in_flight_since = excluded.in_flight_since, updated_at = excluded.updated_at",
         &[
             &email,
-            &client,
-            &i64::from(row.failures),
-            &row.locked_until.map(i),
-            &i64::from(row.in_flight),
-            &row.in_flight_since.map(i),
+            &clients,
+            &failures,
+            &locked,
+            &in_flight,
+            &since,
             &i(now),
         ],
     )?;
@@ -81,7 +86,7 @@ pub fn put_sign_in_row(
 
 /// Issues a code unless `max_per_hour` were issued this hour (same rule as SQLite's).
 pub fn issue_code(
-    tx: &mut Tx<'_, '_>,
+    tx: &mut Tx<'_>,
     user_id: u64,
     purpose: &str,
     c: &CodeRecord,
@@ -118,7 +123,7 @@ pub fn issue_code(
 
 /// Leases a free snowflake worker (or renews `renew`) for `holder`.
 pub fn lease_worker(
-    tx: &mut Tx<'_, '_>,
+    tx: &mut Tx<'_>,
     holder: &str,
     renew: Option<u16>,
     now: u64,
@@ -155,7 +160,7 @@ pub fn lease_worker(
 /// Inserts `s` where `condition` (SQL over `$2` = user id, `$9` = created, `$11` = expiry,
 /// `$13` = token id and `$14` = `extra`) holds; returns whether it inserted.
 pub fn insert_session_where(
-    tx: &mut Tx<'_, '_>,
+    tx: &mut Tx<'_>,
     s: &Session,
     condition: &str,
     extra: &(dyn postgres::types::ToSql + Sync),

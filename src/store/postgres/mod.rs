@@ -6,7 +6,7 @@
 //! serialization race (SQLSTATE 40001) or a deadlock (40P01), so each check that guards a
 //! write stays inside its write without one lock for the cluster; jobs of row-locking
 //! operations only (short-lived state, the sign-in gate) run in READ COMMITTED, queueing on
-//! their row locks. Reads run in read-only transactions beside them. A connection that
+//! their row locks. Reads run beside them, each statement on its own snapshot. A connection that
 //! breaks is made again under a shared, capped, jittered backoff; meanwhile calls answer
 //! [`StoreError::Unreachable`] (UNAVAILABLE) and the node is not ready. The URL's password
 //! never appears in logs or errors.
@@ -407,30 +407,34 @@ impl Postgres {
         durable: bool,
         job: &mut WriteJob,
     ) -> Result<(), StoreError> {
+        // One round trip opens the transaction with its settings. Row-locked jobs keep
+        // budgets and the sign-in gate: a crash of the database may forget their last
+        // fraction of a second (budgets refill, an in-flight count goes stale, the last
+        // failures of a sign-in are not counted), which is worth not waiting for the disk
+        // while holding a hot row (docs/SECURITY.md). Every other write waits for its commit.
+        let begin = match (isolation, durable) {
+            (IsolationLevel::Serializable, _) => "START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            (_, true) => "START TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            (_, false) => {
+                "START TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF"
+            }
+        };
         for attempt in 1..=WRITE_ATTEMPTS {
             LOST_RACE.with(|l| l.set(false));
-            let mut tx = client
-                .build_transaction()
-                .isolation_level(isolation)
-                .start()
-                .map_err(failed)?;
-            if !durable {
-                // Row-locked jobs keep budgets and the sign-in gate: a crash of the
-                // database may forget their last fraction of a second (budgets refill,
-                // an in-flight count goes stale, the last failures of a sign-in are not
-                // counted), which is worth not waiting for the disk while holding a hot
-                // row (docs/SECURITY.md). Every other write waits for its commit.
-                tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
-                    .map_err(failed)?;
-            }
-            let commit =
-                catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&mut tx)))).map_err(|_| {
-                    StoreError::Backend("a write job panicked; it was rolled back".into())
-                })?;
+            client.batch_execute(begin).map_err(failed)?;
+            let commit = catch_unwind(AssertUnwindSafe(|| job(&mut Tx(client))));
             let done = match commit {
-                true if !LOST_RACE.with(Cell::get) => tx.commit().map_err(failed),
-                _ => tx.rollback().map_err(failed),
+                Ok(true) if !LOST_RACE.with(Cell::get) => {
+                    client.batch_execute("COMMIT").map_err(failed)
+                }
+                _ => end(client),
             };
+            if commit.is_err() {
+                done?;
+                return Err(StoreError::Backend(
+                    "a write job panicked; it was rolled back".into(),
+                ));
+            }
             if !LOST_RACE.with(Cell::get) {
                 return done;
             }
@@ -444,6 +448,14 @@ impl Postgres {
 
 fn failed(e: postgres::Error) -> StoreError {
     read::backend(e)
+}
+
+/// Rolls back the open transaction. A connection that cannot is given up (the pool makes
+/// a new one): left inside a transaction, it would fold the next job into this one.
+fn end(client: &mut Client) -> Result<(), StoreError> {
+    client
+        .batch_execute("ROLLBACK")
+        .map_err(|e| StoreError::Unreachable(format!("could not roll back: {}", raw(failed(e)))))
 }
 
 /// What went wrong, without the wrapping of an earlier report.
@@ -474,15 +486,12 @@ impl Backend for Postgres {
     }
 
     async fn read(&self, job: ReadJob) -> Result<(), StoreError> {
+        // No transaction: under READ COMMITTED (PostgreSQL's default) a transaction gives
+        // each statement its own snapshot anyway, so BEGIN and COMMIT would only cost two
+        // round trips. A read job is handed only the seam's reads (`ReadTx`).
         self.run(move |client| {
-            let mut tx = client
-                .build_transaction()
-                .read_only(true)
-                .start()
-                .map_err(failed)?;
-            catch_unwind(AssertUnwindSafe(|| job(&mut Tx(&mut tx))))
-                .map_err(|_| StoreError::Backend("a read job panicked".into()))?;
-            tx.commit().map_err(failed)
+            catch_unwind(AssertUnwindSafe(|| job(&mut Tx(client))))
+                .map_err(|_| StoreError::Backend("a read job panicked".into()))
         })
         .await
     }

@@ -242,6 +242,9 @@ pub struct PgFeeds {
     local: Arc<LocalFeeds>,
     names: Arc<LocalMap<String, String>>,
     channel: PgChannel,
+    /// Prefixes this node's notices: its own come back through LISTEN, and were already
+    /// published here (a second wake-up would cost each waiter one more gate check).
+    origin: String,
 }
 
 impl std::fmt::Debug for PgFeeds {
@@ -261,8 +264,15 @@ impl PgFeeds {
         let local = Arc::new(LocalFeeds::new(clock.clone(), capacity));
         let names: Arc<LocalMap<String, String>> = Arc::new(LocalMap::new(clock, capacity));
         let (l, n) = (local.clone(), names.clone());
+        let origin = format!("{:016x}", rand::random::<u64>());
+        let mine = format!("{origin}:");
         let channel = PgChannel::start(target, "hearth_flows", move |notice| {
-            if let Some(flow) = notice.and_then(|body| ShortLived::get(&*n, &body.to_owned())) {
+            let Some(body) = notice.filter(|b| !b.starts_with(&mine)) else {
+                return;
+            };
+            // A notice is `origin:name` (or a bare name, from a node of an older version).
+            let name = body.rsplit(':').next().unwrap_or(body);
+            if let Some(flow) = ShortLived::get(&*n, &name.to_owned()) {
                 l.publish(&flow);
             }
         });
@@ -270,6 +280,7 @@ impl PgFeeds {
             local,
             names,
             channel,
+            origin,
         })
     }
 }
@@ -277,7 +288,8 @@ impl PgFeeds {
 impl StepFeeds for PgFeeds {
     fn publish(&self, flow: &str) {
         self.local.publish(flow);
-        self.channel.send(&flow_name(flow), false);
+        let notice = format!("{}:{}", self.origin, flow_name(flow));
+        self.channel.send(&notice, false);
     }
 
     fn subscribe(&self, flow: &str, ttl_ms: u64) -> tokio::sync::watch::Receiver<u64> {

@@ -5,7 +5,7 @@ use postgres::types::ToSql;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use postgres::{Row, Statement, Transaction};
+use postgres::{Client, Row, Statement};
 
 use super::rows;
 use crate::domain::model::{
@@ -16,8 +16,9 @@ use crate::domain::state::store::{Gauges, ReadTx, StoreError};
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-/// A transaction of the backend.
-pub(super) struct Tx<'a, 'b>(pub &'a mut Transaction<'b>);
+/// A connection seen through the seam: inside a transaction the pool opened for a write,
+/// or on its own for a read.
+pub(super) struct Tx<'a>(pub &'a mut Client);
 
 /// A driver error as the seam's error; a unique violation names `what` was taken.
 pub(super) fn fail(e: postgres::Error, what: &'static str) -> StoreError {
@@ -66,7 +67,7 @@ pub(super) fn forget_prepared() {
     PREPARED.with(|p| p.borrow_mut().clear());
 }
 
-impl Tx<'_, '_> {
+impl Tx<'_> {
     fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
         if let Some(s) = PREPARED.with(|p| p.borrow().get(sql).cloned()) {
             return Ok(s);
@@ -137,7 +138,7 @@ fn i(v: u64) -> i64 {
     v as i64
 }
 
-impl ReadTx for Tx<'_, '_> {
+impl ReadTx for Tx<'_> {
     fn user(&mut self, id: u64) -> Result<Option<User>, StoreError> {
         let sql = format!("SELECT {} FROM users WHERE id = $1", rows::USER);
         Ok(self.row(&sql, &[&i(id)])?.as_ref().map(rows::user))

@@ -19,7 +19,7 @@ const REDACTED: &str = "(redacted: delivered or expired)";
 const LIVE: &str =
     "revoked_at IS NULL AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)";
 
-impl WriteTx for Tx<'_, '_> {
+impl WriteTx for Tx<'_> {
     fn user_for_update(&mut self, id: u64) -> Result<Option<User>, StoreError> {
         let sql = format!("SELECT {} FROM users WHERE id = $1 FOR UPDATE", rows::USER);
         Ok(self.row(&sql, &[&i(id)])?.as_ref().map(rows::user))
@@ -69,14 +69,13 @@ impl WriteTx for Tx<'_, '_> {
     ) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
         gates::sign_in_rows_for_update(self, email, client)
     }
-    fn put_sign_in_row(
+    fn put_sign_in_rows(
         &mut self,
         email: &str,
-        client: &str,
-        row: &ThrottleRow,
+        rows: &[(&str, &ThrottleRow)],
         now: u64,
     ) -> Result<(), StoreError> {
-        gates::put_sign_in_row(self, email, client, row, now)
+        gates::put_sign_in_rows(self, email, rows, now)
     }
     fn clear_sign_in_throttle(&mut self, email: &str) -> Result<(), StoreError> {
         self.exec("DELETE FROM sign_in_throttle WHERE email = $1", &[&email])?;
@@ -406,29 +405,37 @@ impl WriteTx for Tx<'_, '_> {
     fn short_lived_for_update(
         &mut self,
         space: &str,
-        key: &[u8; 32],
+        keys: &[[u8; 32]],
         now: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        const LOCK: &str =
-            "SELECT value, expires_at FROM short_lived WHERE space = $1 AND key = $2 FOR UPDATE";
-        let mut r = self.row(LOCK, &[&space, &&key[..]])?;
-        if r.is_none() {
-            // An expired placeholder, so there is a row to lock: parallel first writers of
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        // One statement locks every row, in key order (LockRows runs above the sort).
+        const LOCK: &str = "SELECT key, value, expires_at FROM short_lived \
+             WHERE space = $1 AND key = ANY($2) ORDER BY key FOR UPDATE";
+        let wanted: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        let mut rows = self.rows(LOCK, &[&space, &wanted])?;
+        if rows.len() < keys.len() {
+            // Expired placeholders, so there is a row to lock: parallel first writers of
             // one key queue on it instead of racing.
             self.exec(
-                "INSERT INTO short_lived (space, key, value, expires_at) VALUES ($1, $2, '', 0) \
+                "INSERT INTO short_lived (space, key, value, expires_at) \
+                 SELECT $1, k, '', 0 FROM unnest($2::bytea[]) AS k ORDER BY k \
                  ON CONFLICT (space, key) DO NOTHING",
-                &[&space, &&key[..]],
+                &[&space, &wanted],
             )?;
-            r = self.row(LOCK, &[&space, &&key[..]])?;
+            rows = self.rows(LOCK, &[&space, &wanted])?;
         }
-        Ok(r.filter(|r| r.get::<_, i64>(1) > i(now)).map(|r| r.get(0)))
+        let mut live = std::collections::HashMap::new();
+        for r in rows {
+            if r.get::<_, i64>(2) > i(now) {
+                live.insert(r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1));
+            }
+        }
+        Ok(keys.iter().map(|k| live.remove(&k[..])).collect())
     }
     fn put_short_lived(
         &mut self,
         space: &str,
-        key: &[u8; 32],
-        value: &[u8],
+        values: &[([u8; 32], Vec<u8>)],
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
@@ -442,11 +449,14 @@ impl WriteTx for Tx<'_, '_> {
                 &[&space, &i(now)],
             )?;
         }
+        let keys: Vec<&[u8]> = values.iter().map(|(k, _)| &k[..]).collect();
+        let bodies: Vec<&[u8]> = values.iter().map(|(_, v)| &v[..]).collect();
         self.exec(
-            "INSERT INTO short_lived (space, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO short_lived (space, key, value, expires_at) \
+             SELECT $1, k, v, $4 FROM unnest($2::bytea[], $3::bytea[]) AS u(k, v) \
              ON CONFLICT (space, key) DO UPDATE SET value = excluded.value, \
                  expires_at = excluded.expires_at",
-            &[&space, &&key[..], &value, &i(expires_at)],
+            &[&space, &keys, &bodies, &i(expires_at)],
         )?;
         Ok(())
     }

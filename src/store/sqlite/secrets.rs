@@ -56,8 +56,7 @@ pub fn short_lived(
 pub fn put_short_lived(
     tx: &Connection,
     space: &str,
-    key: &[u8; 32],
-    value: &[u8],
+    values: &[([u8; 32], Vec<u8>)],
     expires_at: u64,
     now: u64,
 ) -> Result<(), StoreError> {
@@ -65,9 +64,11 @@ pub fn put_short_lived(
         "DELETE FROM short_lived WHERE space = ?1 AND expires_at <= ?2",
         params![space, now as i64],
     )?;
-    tx.execute(
-        "INSERT OR REPLACE INTO short_lived (space, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![space, &key[..], value, expires_at as i64],
-    )?;
+    for (key, value) in values {
+        tx.execute(
+            "INSERT OR REPLACE INTO short_lived (space, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![space, &key[..], value, expires_at as i64],
+        )?;
+    }
     Ok(())
 }

@@ -187,14 +187,16 @@ impl WriteTx for Tx<'_> {
             sign_in_throttle::row(self.0, email, client)?,
         ))
     }
-    fn put_sign_in_row(
+    fn put_sign_in_rows(
         &mut self,
         email: &str,
-        client: &str,
-        row: &ThrottleRow,
+        rows: &[(&str, &ThrottleRow)],
         now: u64,
     ) -> Result<(), StoreError> {
-        sign_in_throttle::put(self.0, email, client, row, now)
+        for (client, row) in rows {
+            sign_in_throttle::put(self.0, email, client, row, now)?;
+        }
+        Ok(())
     }
     fn clear_sign_in_throttle(&mut self, email: &str) -> Result<(), StoreError> {
         sign_in_throttle::clear(self.0, email)
@@ -360,21 +362,22 @@ impl WriteTx for Tx<'_> {
     fn short_lived_for_update(
         &mut self,
         space: &str,
-        key: &[u8; 32],
+        keys: &[[u8; 32]],
         now: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         // The single writer holds every row already.
-        secrets::short_lived(self.0, space, key, now)
+        keys.iter()
+            .map(|key| secrets::short_lived(self.0, space, key, now))
+            .collect()
     }
     fn put_short_lived(
         &mut self,
         space: &str,
-        key: &[u8; 32],
-        value: &[u8],
+        values: &[([u8; 32], Vec<u8>)],
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
-        secrets::put_short_lived(self.0, space, key, value, expires_at, now)
+        secrets::put_short_lived(self.0, space, values, expires_at, now)
     }
     fn hold_job(
         &mut self,
