@@ -41,6 +41,7 @@ async fn main() {
                         .sign_in(SignIn {
                             email: "bench@example.org".into(),
                             password: PASSWORD.into(),
+                            totp: None,
                         })
                         .await;
                 }

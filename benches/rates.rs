@@ -116,6 +116,7 @@ async fn main() {
             c.sign_in(SignIn {
                 email: "bench@example.org".into(),
                 password: PASSWORD.into(),
+                totp: None,
             })
             .await
             .unwrap();

@@ -64,6 +64,7 @@ async fn main() {
                 .sign_in(SignIn {
                     email: email.into(),
                     password: format!("wrong password {i}"),
+                    totp: None,
                 })
                 .await;
             out.push(start.elapsed());
@@ -73,6 +74,7 @@ async fn main() {
             auth.sign_in(SignIn {
                 email: "bench@example.org".into(),
                 password: PASSWORD.into(),
+                totp: None,
             })
             .await
             .unwrap();
@@ -105,6 +107,7 @@ async fn main() {
                 .sign_in(SignIn {
                     email: "bench@example.org".into(),
                     password: PASSWORD.into(),
+                    totp: None,
                 })
                 .await
                 .map(|_| ())

@@ -222,6 +222,7 @@ async fn call_sign_in(ch: Channel) -> bool {
         .sign_in(SignIn {
             email: "bench@example.org".into(),
             password: common::PASSWORD.into(),
+            totp: None,
         })
         .await
         .is_ok()

@@ -27,7 +27,11 @@ impl PublicAccountsService for AccountsApi {
     async fn sign_in(&self, req: Request<SignInRequest>) -> Result<Response<()>, Status> {
         let ctx = request_context(&req);
         let r = req.into_inner();
-        let signed = self.0.accounts.sign_in(&r.email, &r.password, &ctx).await?;
+        let signed = self
+            .0
+            .accounts
+            .sign_in(&r.email, &r.password, r.totp.as_deref(), &ctx)
+            .await?;
         with_token((), signed.token.expose())
     }
 

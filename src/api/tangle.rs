@@ -16,7 +16,7 @@ use crate::pb::tangle::client::auth::{
     UseInvite, VerifyEmail,
 };
 use crate::pb::tangle::client::auth::{
-    Account, ChangeEmail, ChangePassword, DeleteAccount, GetAccount,
+    Account, ChangeEmail, ChangePassword, DeleteAccount, GetAccount, SetupTotp, Totp,
 };
 use crate::pb::tangle::client::types::User;
 
@@ -60,7 +60,11 @@ impl Auth for TangleApi {
     async fn sign_in(&self, req: Request<SignIn>) -> Result<Response<Authorization>, Status> {
         let ctx = request_context(&req);
         let r = req.into_inner();
-        let signed = self.0.accounts.sign_in(&r.email, &r.password, &ctx).await?;
+        let signed = self
+            .0
+            .accounts
+            .sign_in(&r.email, &r.password, r.totp.as_deref(), &ctx)
+            .await?;
         Ok(Response::new(authorization(signed)))
     }
 
@@ -249,6 +253,10 @@ impl Auth for TangleApi {
 
     async fn delete_account(&self, req: Request<DeleteAccount>) -> Result<Response<()>, Status> {
         super::tangle_settings::delete_account(&self.0, req).await
+    }
+
+    async fn setup_totp(&self, req: Request<SetupTotp>) -> Result<Response<Totp>, Status> {
+        super::tangle_settings::setup_totp(&self.0, req).await
     }
 }
 

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 use super::context::{principal, request_context};
 use crate::domain::Services;
 use crate::pb::tangle::client::auth::{
-    Account, ChangeEmail, ChangePassword, DeleteAccount, GetAccount,
+    Account, BackupCode, ChangeEmail, ChangePassword, DeleteAccount, GetAccount, SetupTotp, Totp,
 };
 
 pub async fn get_account(
@@ -56,4 +56,22 @@ pub async fn delete_account(
     let cancel = req.into_inner().cancel.unwrap_or(false);
     s.settings.delete_account(&p, cancel).await?;
     Ok(Response::new(()))
+}
+
+pub async fn setup_totp(s: &Services, req: Request<SetupTotp>) -> Result<Response<Totp>, Status> {
+    let p = principal(&req)?;
+    let r = req.into_inner();
+    let view = s
+        .settings
+        .setup_totp(&p, r.enabled, r.code.as_deref())
+        .await?;
+    Ok(Response::new(Totp {
+        enabled: view.enabled,
+        url: view.url,
+        backup_codes: view
+            .recovery_codes
+            .into_iter()
+            .map(|code| BackupCode { code, used: false })
+            .collect(),
+    }))
 }

@@ -52,6 +52,26 @@ pub enum UserCommand {
         /// The account's e-mail address.
         email: String,
     },
+    /// Show or remove the account's second factor (TOTP and recovery codes).
+    Mfa {
+        #[command(subcommand)]
+        cmd: MfaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MfaCommand {
+    /// Whether the account has a second factor, and its recovery codes left.
+    Show {
+        /// The account's e-mail address.
+        email: String,
+    },
+    /// Remove the second factor of a holder who lost both device and recovery codes
+    /// (check who asks first: the account then signs in with its password alone).
+    Reset {
+        /// The account's e-mail address.
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -182,6 +202,32 @@ pub async fn user(domain: &Services, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::ResetPassword { email } => {
             let u = op.send_reset(&email).await?;
             println!("queued a password reset mail for {}", u.id);
+        }
+        UserCommand::Mfa {
+            cmd: MfaCommand::Show { email },
+        } => {
+            let u = op.user(&email).await?;
+            let f = domain.second_factors.status(u.id).await?;
+            match (f.enabled, f.pending) {
+                (true, _) => println!(
+                    "{}: second factor on (TOTP), {} of 10 recovery codes unused",
+                    u.id, f.recovery_left
+                ),
+                (false, true) => println!("{}: a second-factor setup is in progress", u.id),
+                (false, false) => println!("{}: no second factor", u.id),
+            }
+        }
+        UserCommand::Mfa {
+            cmd: MfaCommand::Reset { email },
+        } => {
+            let u = op.user(&email).await?;
+            match domain.second_factors.reset(u.id).await? {
+                true => println!(
+                    "removed the second factor of {}: it signs in with its password alone",
+                    u.id
+                ),
+                false => println!("{} had no second factor", u.id),
+            }
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ use super::model::{DeviceFacts, Invite, Session, User};
 use super::outbox::Outbox;
 use super::passwords::{self, Hasher};
 use super::principal::Principal;
+use super::second_factor::{self, Factor, SecondFactors};
 use super::sessions::Sessions;
 use super::state::ids::IdAllocator;
 use super::state::Store;
@@ -75,6 +76,7 @@ pub struct Accounts {
     codes: Arc<Codes>,
     invites: Arc<Invites>,
     outbox: Outbox,
+    factors: Arc<SecondFactors>,
 }
 
 impl Accounts {
@@ -91,8 +93,10 @@ impl Accounts {
         invites: Arc<Invites>,
         outbox: Outbox,
         feeds: Arc<dyn super::state::feeds::StepFeeds>,
+        factors: Arc<SecondFactors>,
     ) -> Self {
         Self {
+            factors,
             waiters: SlotWaiters::new(feeds),
             store,
             clock,
@@ -254,6 +258,7 @@ impl Accounts {
         &self,
         email: &str,
         password: &str,
+        second: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<SignedIn, DomainError> {
         if password.len() > passwords::MAX_LEN * 4 {
@@ -268,14 +273,22 @@ impl Accounts {
             Some(e) => Some(Slot::take(&self.store, &self.clock, &self.waiters, e, &client).await?),
             None => None,
         };
-        let user = match email.clone() {
+        let (user, has_factor) = match email.clone() {
             Some(email) => {
                 self.store
-                    .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
+                    .read(move |tx| {
+                        let user = tx.user_by_email(&email)?;
+                        let factor = match &user {
+                            Some(u) => tx.second_factor(u.id)?.is_some_and(|f| f.enabled),
+                            None => false,
+                        };
+                        Ok::<_, DomainError>((user, factor))
+                    })
                     .await?
             }
-            None => None,
+            None => (None, false),
         };
+        let second = second.map(str::to_owned).filter(|c| !c.trim().is_empty());
         let password = passwords::normalize(password);
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verified = self.hasher.verify(password.clone(), stored).await?;
@@ -301,6 +314,12 @@ impl Accounts {
                 "verify your e-mail address first (see the code we sent, or call ResendEmailVerification)",
             ));
         }
+        if has_factor && second.is_none() {
+            // The password was right: the holder is asked for the code, which costs them
+            // nothing in the throttle (and clears nothing wrong codes earned).
+            slot.release().await?;
+            return Err(second_factor::required());
+        }
         let rehash = match verified.needs_rehash {
             true => Some(self.hasher.hash(password).await?),
             false => None,
@@ -310,6 +329,7 @@ impl Accounts {
         let (id, now) = (user.id, self.clock.now_ms());
         let (address, client) = (user.email.clone().unwrap_or_default(), client.clone());
         let verified_hash = user.password_hash.clone().unwrap_or_default();
+        let key = self.factors.key().clone();
         // The session is written only if the password is still the one just verified: a
         // reset that committed meanwhile wins, and this attempt counts as a failure.
         let inserted = self
@@ -319,7 +339,16 @@ impl Accounts {
                 // write sees the new hash and inserts nothing. The gate's rows and the
                 // session caps lock their own rows, so no read here needs more isolation.
                 tx.user_for_update(id)?;
-                let inserted = tx.insert_session_if_password(&s, &verified_hash)?;
+                // The second factor is checked here, under the user's row: a factor turned
+                // on meanwhile is asked for, and a code is used once however many parallel
+                // sign-ins send it.
+                let factor = second_factor::require_in(tx, &key, id, second.as_deref(), now)?;
+                if factor == Factor::Missing {
+                    throttle::release_in(tx, &address, &client, now)?;
+                    return Ok((None, Vec::new()));
+                }
+                let inserted =
+                    factor != Factor::Wrong && tx.insert_session_if_password(&s, &verified_hash)?;
                 let ended = match inserted {
                     true => crate::domain::sessions::make_room(tx, &s)?,
                     false => Vec::new(),
@@ -328,16 +357,23 @@ impl Accounts {
                     tx.set_password_hash(id, h)?;
                 }
                 throttle::finish_in(tx, &address, &client, inserted, now, &throttle::POLICY)?;
-                Ok::<_, DomainError>((inserted, ended))
+                Ok::<_, DomainError>((Some((inserted, factor)), ended))
             })
             .await?;
         slot.done();
-        let (inserted, ended) = inserted;
+        let (outcome, ended) = inserted;
         self.sessions.announce_ended(&ended);
+        let Some((inserted, factor)) = outcome else {
+            return Err(second_factor::required());
+        };
         if !inserted {
+            if factor == Factor::Wrong {
+                tracing::info!(target: "hearth::audit", event = "sign_in_failed", user = id, second_factor = "wrong");
+            }
             return Err(bad_credentials());
         }
-        tracing::info!(target: "hearth::audit", event = "sign_in", user = id, session = session.id);
+        let amr = factor.amr();
+        tracing::info!(target: "hearth::audit", event = "sign_in", user = id, session = session.id, amr = ?amr);
         Ok(SignedIn {
             token,
             user,

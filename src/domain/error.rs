@@ -123,6 +123,7 @@ reasons! {
     FlowBusy => "FLOW_BUSY",
     StepNoBack => "STEP_NO_BACK",
     PasswordNotSet => "PASSWORD_NOT_SET",
+    SecondFactorRequired => "SECOND_FACTOR_REQUIRED",
     StoreUnavailable => "STORE_UNAVAILABLE",
     FrameInvalid => "FRAME_INVALID",
     MethodNotServed => "METHOD_NOT_SERVED",

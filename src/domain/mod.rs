@@ -24,6 +24,7 @@ pub mod passwords;
 pub mod principal;
 pub mod rate_limit;
 pub mod scopes;
+pub mod second_factor;
 pub mod sessions;
 pub mod settings;
 pub mod state;
@@ -155,6 +156,8 @@ pub struct Services {
     pub accounts: Arc<accounts::Accounts>,
     /// An account holder's own settings: password, e-mail address, deletion.
     pub settings: Arc<settings::Settings>,
+    /// Second factors (TOTP and recovery codes).
+    pub second_factors: Arc<second_factor::SecondFactors>,
     /// Sessions.
     pub sessions: Arc<sessions::Sessions>,
     /// Bearer credential → principal.
@@ -216,6 +219,12 @@ impl Services {
             })
             .await
             .map_err(DomainError::from)?;
+        let factors = Arc::new(second_factor::SecondFactors::new(
+            store.clone(),
+            clock.clone(),
+            second_factor::FactorKey::load(&store, &keys.node).await?,
+            config.server_id.to_string(),
+        ));
         let floor = store.read(|tx| tx.highest_id()).await?;
         let key_history = store.read(|tx| tx.key_rotations()).await?;
         let hello = PeerHello::of(&config, &keys.node);
@@ -271,6 +280,7 @@ impl Services {
             invites.clone(),
             outbox.clone(),
             state.feeds.clone(),
+            factors.clone(),
         ));
         let settings = Arc::new(settings::Settings::new(
             store.clone(),
@@ -280,6 +290,7 @@ impl Services {
             codes.clone(),
             sessions.clone(),
             outbox.clone(),
+            factors.clone(),
             config.accounts.delete_grace_days,
         ));
         let peers = Arc::new(Peers::new(
@@ -359,6 +370,7 @@ impl Services {
             ),
             accounts,
             settings,
+            second_factors: factors,
             sessions,
             codes,
             outbox,

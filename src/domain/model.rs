@@ -32,6 +32,20 @@ pub struct AccountChange {
     pub delete_at: Option<u64>,
 }
 
+/// An account's second factor as stored: a TOTP secret (sealed by the domain, never
+/// stored in the clear) and its recovery codes (only their MACs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecondFactor {
+    /// The TOTP secret, sealed (`domain/second_factor.rs`).
+    pub sealed_secret: Vec<u8>,
+    /// Confirmed with a first code; before that, a setup in progress that signs nobody in.
+    pub enabled: bool,
+    /// The last TOTP time step accepted: a code is accepted once.
+    pub last_step: u64,
+    /// The recovery codes as the domain encodes them (a MAC and a used flag each).
+    pub recovery: Vec<u8>,
+}
+
 /// Facts about the client that opened a session, from request metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceFacts {

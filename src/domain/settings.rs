@@ -13,6 +13,7 @@ use super::operator::delete_in;
 use super::outbox::Outbox;
 use super::passwords::{self, Hasher};
 use super::principal::Principal;
+use super::second_factor::{SecondFactors, TotpView};
 use super::sessions::Sessions;
 use super::state::Store;
 use super::validate::canonical_email;
@@ -47,6 +48,7 @@ pub struct Settings {
     codes: Arc<Codes>,
     sessions: Arc<Sessions>,
     outbox: Outbox,
+    factors: Arc<SecondFactors>,
     grace_ms: u64,
 }
 
@@ -61,6 +63,7 @@ impl Settings {
         codes: Arc<Codes>,
         sessions: Arc<Sessions>,
         outbox: Outbox,
+        factors: Arc<SecondFactors>,
         grace_days: u32,
     ) -> Self {
         Settings {
@@ -71,6 +74,7 @@ impl Settings {
             codes,
             sessions,
             outbox,
+            factors,
             grace_ms: u64::from(grace_days) * 24 * 3600 * 1000,
         }
     }
@@ -91,9 +95,22 @@ impl Settings {
             email: user.email,
             confirmed: user.email_verified,
             has_password: user.password_hash.is_some(),
-            totp_enabled: false,
+            totp_enabled: self.factors.status(id).await?.enabled,
             pending_delete: change.delete_at.is_some(),
         })
+    }
+
+    /// SetupTotp: see [`SecondFactors::setup`]; the account's address names it in the
+    /// authenticator app.
+    pub async fn setup_totp(
+        &self,
+        p: &Principal,
+        enabled: bool,
+        code: Option<&str>,
+    ) -> Result<TotpView, DomainError> {
+        let user = self.user(p).await?;
+        let name = user.email.clone().unwrap_or_else(|| user.name.clone());
+        self.factors.setup(p, &name, enabled, code).await
     }
 
     /// ChangePassword: the current password is checked through the sign-in gate, the new

@@ -90,6 +90,20 @@ pub fn finish_in(
     tx.put_sign_in_rows(email, &[(ACCOUNT, &account), (client, &row)], now)
 }
 
+/// Gives the slot back and records nothing: the password was right and the attempt stops
+/// to ask for the second factor (neither a success, which would clear the delays wrong
+/// codes earned, nor a failure of the holder).
+pub fn release_in(
+    tx: &mut dyn WriteTx,
+    email: &str,
+    client: &str,
+    now: u64,
+) -> Result<(), StoreError> {
+    let (_, mut row) = tx.sign_in_rows_for_update(email, client)?;
+    row.in_flight = row.in_flight.saturating_sub(1);
+    tx.put_sign_in_rows(email, &[(client, &row)], now)
+}
+
 /// The client name of the account-wide throttle row.
 const ACCOUNT: &str = "*";
 
@@ -289,12 +303,21 @@ impl Slot {
     /// Records the outcome in its own transaction.
     pub async fn finish(mut self, ok: bool) -> Result<(), DomainError> {
         self.finished = true;
-        self.record(ok).await
+        self.record(Some(ok)).await
+    }
+
+    /// Gives the slot back without an outcome ([`release_in`]).
+    pub async fn release(mut self) -> Result<(), DomainError> {
+        self.finished = true;
+        self.record(None).await
     }
 
     /// Writes the outcome and wakes the attempts waiting for this slot (the one path of
     /// `finish` and of a slot dropped unfinished).
-    fn record(&self, ok: bool) -> impl std::future::Future<Output = Result<(), DomainError>> {
+    fn record(
+        &self,
+        ok: Option<bool>,
+    ) -> impl std::future::Future<Output = Result<(), DomainError>> {
         let (store, now, waiters) = (
             self.store.clone(),
             self.clock.now_ms(),
@@ -303,7 +326,13 @@ impl Slot {
         let (email, client, name) = (self.email.clone(), self.client.clone(), self.name.clone());
         async move {
             let result = store
-                .write_counted(move |tx| Ok(finish_in(tx, &email, &client, ok, now, &POLICY)?))
+                .write_counted(move |tx| {
+                    match ok {
+                        Some(ok) => finish_in(tx, &email, &client, ok, now, &POLICY)?,
+                        None => release_in(tx, &email, &client, now)?,
+                    }
+                    Ok(())
+                })
                 .await;
             waiters.feeds.publish(&name);
             result
@@ -316,7 +345,7 @@ impl Drop for Slot {
         if self.finished {
             return;
         }
-        let failed = self.record(false);
+        let failed = self.record(Some(false));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let _ = failed.await;

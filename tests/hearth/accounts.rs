@@ -228,6 +228,7 @@ async fn per_ip_limit_trusts_forwarded_for_only_from_configured_proxies() {
         let mut req = Request::new(tangle::SignIn {
             email: "ip@example.org".into(),
             password: "whatever pw".into(),
+            totp: None,
         });
         req.metadata_mut()
             .insert("x-forwarded-for", xff.parse().unwrap());
@@ -301,6 +302,7 @@ async fn accounts_v1_returns_tokens_in_metadata_and_refresh_rotates() {
         .sign_in(acc::SignInRequest {
             email: "meta@example.org".into(),
             password: PASSWORD.into(),
+            totp: None,
         })
         .await
         .unwrap();

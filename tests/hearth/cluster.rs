@@ -11,7 +11,7 @@ use tonic::Code;
 use crate::pg::{url_on, PgServer};
 use crate::support::*;
 
-async fn cluster(pg: &PgServer, n: usize) -> Vec<TestNode> {
+pub(crate) async fn cluster(pg: &PgServer, n: usize) -> Vec<TestNode> {
     cluster_on(&url_on(pg.port, "cluster"), n, |_| {}).await
 }
 

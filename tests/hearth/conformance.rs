@@ -90,7 +90,12 @@ pub async fn parallel_wrong_sign_ins_evaluate_at_most_5(open: impl Backend) {
         async move {
             let ctx = RequestContext::default();
             s.accounts
-                .sign_in("victim@example.org", &format!("wrong password {i}"), &ctx)
+                .sign_in(
+                    "victim@example.org",
+                    &format!("wrong password {i}"),
+                    None,
+                    &ctx,
+                )
                 .await
         }
     })
@@ -109,7 +114,9 @@ pub async fn parallel_correct_sign_ins_all_succeed(open: impl Backend) {
         let s = s.clone();
         async move {
             let ctx = RequestContext::default();
-            s.accounts.sign_in("busy@example.org", PASSWORD, &ctx).await
+            s.accounts
+                .sign_in("busy@example.org", PASSWORD, None, &ctx)
+                .await
         }
     })
     .await;
@@ -138,7 +145,7 @@ pub async fn a_cancelled_sign_in_counts_as_a_failure(open: impl Backend) {
     let task = tokio::spawn(async move {
         let ctx = RequestContext::default();
         s2.accounts
-            .sign_in("cancel@example.org", "a wrong guess", &ctx)
+            .sign_in("cancel@example.org", "a wrong guess", None, &ctx)
             .await
     });
     // Past the gate (a few ms, more in the widened runs), into argon2 (far longer).
@@ -155,7 +162,7 @@ pub async fn a_cancelled_sign_in_counts_as_a_failure(open: impl Backend) {
             // The slot is free again: a correct sign-in goes through.
             let ctx = RequestContext::default();
             s.accounts
-                .sign_in("cancel@example.org", PASSWORD, &ctx)
+                .sign_in("cancel@example.org", PASSWORD, None, &ctx)
                 .await
                 .unwrap();
             return;
@@ -532,7 +539,9 @@ pub async fn the_session_caps_hold_under_parallel_callers(open: impl Backend) {
         let s = s.clone();
         async move {
             let ctx = RequestContext::default();
-            s.accounts.sign_in("many@example.org", PASSWORD, &ctx).await
+            s.accounts
+                .sign_in("many@example.org", PASSWORD, None, &ctx)
+                .await
         }
     })
     .await

@@ -61,6 +61,7 @@ async fn a_sign_in_burst_does_not_pin_memory() {
                     c.sign_in(SignIn {
                         email: "burst@example.org".into(),
                         password: PASSWORD.into(),
+                        totp: None,
                     })
                     .await
                     .unwrap();
@@ -101,6 +102,7 @@ async fn no_session_made_with_the_old_password_outlives_a_reset() {
                         .sign_in(tangle::SignIn {
                             email,
                             password: PASSWORD.into(),
+                            totp: None,
                         })
                         .await
                         .map(|r| r.into_inner().token)
@@ -226,6 +228,7 @@ async fn an_attacker_elsewhere_cannot_lock_the_owner_out() {
             .sign_in(
                 "owner@example.org",
                 "guess guess guess",
+                None,
                 &from("203.0.113.7"),
             )
             .await;
@@ -235,7 +238,7 @@ async fn an_attacker_elsewhere_cannot_lock_the_owner_out() {
     }
     assert!(throttled >= 10, "the attacker's address is delayed");
     accounts
-        .sign_in("owner@example.org", PASSWORD, &from("198.51.100.20"))
+        .sign_in("owner@example.org", PASSWORD, None, &from("198.51.100.20"))
         .await
         .expect("the owner signs in from their own address");
 }
@@ -249,7 +252,7 @@ async fn unknown_and_known_addresses_get_the_same_answers() {
         let mut answers = Vec::new();
         for _ in 0..7 {
             let e = accounts
-                .sign_in(email, "guess guess guess", &from("203.0.113.8"))
+                .sign_in(email, "guess guess guess", None, &from("203.0.113.8"))
                 .await
                 .unwrap_err();
             answers.push((e.kind, e.reason, e.message));
@@ -280,12 +283,12 @@ async fn a_hundred_failures_from_anywhere_lock_the_account() {
     for i in 0..100 {
         let ip = format!("203.0.{}.{}", 113 + i / 200, i % 200 + 1);
         accounts
-            .sign_in("target@example.org", "guess guess guess", &from(&ip))
+            .sign_in("target@example.org", "guess guess guess", None, &from(&ip))
             .await
             .unwrap_err();
     }
     let e = accounts
-        .sign_in("target@example.org", PASSWORD, &from("198.51.100.21"))
+        .sign_in("target@example.org", PASSWORD, None, &from("198.51.100.21"))
         .await
         .unwrap_err();
     assert_eq!(e.reason, hearth::domain::Reason::AccountLocked, "{e}");

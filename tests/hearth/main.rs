@@ -23,6 +23,7 @@ mod osmium;
 mod pg;
 mod pg_faults;
 mod properties;
+mod second_factor;
 mod served;
 mod sessions;
 mod settings;

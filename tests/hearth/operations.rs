@@ -88,6 +88,7 @@ async fn every_request_is_logged_once_with_its_id_and_never_a_secret() {
         .sign_in(pb::tangle::client::auth::SignIn {
             email: "nobody@example.org".into(),
             password: secret.into(),
+            totp: None,
         })
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -28,7 +28,7 @@ pub struct ClientMessage {
     pub id: u32,
     #[prost(
         oneof = "Member",
-        tags = "2, 3, 5, 15, 19, 20, 41, 42, 46, 75, 76, 77, 85"
+        tags = "2, 3, 5, 15, 19, 20, 41, 42, 46, 75, 76, 77, 83, 85"
     )]
     pub message: Option<Member>,
 }
@@ -60,6 +60,8 @@ pub enum Member {
     ChangePassword(tangle::ChangePassword),
     #[prost(message, tag = "77")]
     ChangeEmail(tangle::ChangeEmail),
+    #[prost(message, tag = "83")]
+    SetupTotp(tangle::SetupTotp),
     #[prost(message, tag = "85")]
     DeleteAccount(tangle::DeleteAccount),
 }
@@ -78,7 +80,7 @@ pub struct RpcResult {
     pub req_id: u32,
     #[prost(string, optional, tag = "37")]
     pub trace_id: Option<String>,
-    #[prost(oneof = "Answer", tags = "2, 4, 14, 19, 23, 32")]
+    #[prost(oneof = "Answer", tags = "2, 4, 14, 19, 23, 32, 36")]
     pub result: Option<Answer>,
 }
 
@@ -96,6 +98,8 @@ pub enum Answer {
     InvitePreview(tangle::InvitePreview),
     #[prost(message, tag = "32")]
     Account(tangle::Account),
+    #[prost(message, tag = "36")]
+    Totp(tangle::Totp),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -192,6 +196,7 @@ fn sign_in(email: &str, password: &str) -> Member {
     Member::SignIn(tangle::SignIn {
         email: email.into(),
         password: password.into(),
+        totp: None,
     })
 }
 
@@ -520,4 +525,47 @@ async fn an_osmium_client_changes_its_password_and_address_and_deletes_its_accou
         .await
         .unwrap_err();
     assert_eq!(e.error_code, 16, "{e:?}");
+}
+
+fn totp(a: Result<Option<Answer>, RpcError>) -> tangle::Totp {
+    match a {
+        Ok(Some(Answer::Totp(t))) => t,
+        other => panic!("not a Totp: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_osmium_client_sets_up_a_second_factor_and_signs_in_with_its_code() {
+    let n = TestNode::start().await;
+    let mut s = Osmium::connect(&n).await;
+    authorization(s.call(sign_up("otp@example.org")).await);
+    let setup = |enabled: bool, code: Option<String>| {
+        Member::SetupTotp(tangle::SetupTotp { enabled, code })
+    };
+    let url = totp(s.call(setup(true, None)).await).url.unwrap();
+    let code = |steps: i64| {
+        let t = totp_rs::TOTP::from_url_unchecked(&url).unwrap();
+        t.generate((hearth::clock::Clock::now_ms(&*n.clock) / 1000).wrapping_add_signed(steps * 30))
+    };
+    let on = totp(s.call(setup(true, Some(code(0)))).await);
+    assert!(on.enabled && on.backup_codes.len() == 10);
+    let a = account(s.call(Member::GetAccount(tangle::GetAccount {})).await);
+    assert!(a.totp_enabled);
+
+    let mut c = Osmium::connect(&n).await;
+    let without = c
+        .call(sign_in("otp@example.org", PASSWORD))
+        .await
+        .unwrap_err();
+    assert!(
+        without.error_message.contains("SECOND_FACTOR_REQUIRED"),
+        "{without:?}"
+    );
+    n.clock.advance_ms(30_000);
+    let with = Member::SignIn(tangle::SignIn {
+        email: "otp@example.org".into(),
+        password: PASSWORD.into(),
+        totp: Some(code(0)),
+    });
+    authorization(c.call(with).await);
 }

@@ -109,6 +109,7 @@ async fn load(
             .sign_in(tangle::SignIn {
                 email: "steady@example.org".into(),
                 password: PASSWORD.into(),
+                totp: None,
             })
             .await;
         let pong = t

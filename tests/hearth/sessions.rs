@@ -12,6 +12,7 @@ async fn sessions_carry_device_facts_and_revoke_one_at_a_time() {
     let mut req = Request::new(tangle::SignIn {
         email: "dev@example.org".into(),
         password: PASSWORD.into(),
+        totp: None,
     });
     for (k, v) in [
         ("x-client-id", "7"),

@@ -166,6 +166,7 @@ impl TestNode {
             .sign_in(pb::tangle::client::auth::SignIn {
                 email: email.into(),
                 password: password.into(),
+                totp: None,
             })
             .await?
             .into_inner()

@@ -95,6 +95,7 @@ async fn hrpc_unary_calls_answer_like_grpc() {
     let wrong = pb::tangle::client::auth::SignIn {
         email: "h@example.org".into(),
         password: "not the password at all".into(),
+        totp: None,
     };
     let grpc = n.tangle().sign_in(wrong.clone()).await.unwrap_err();
     let over_hrpc = hrpc(
@@ -113,6 +114,7 @@ async fn hrpc_unary_calls_answer_like_grpc() {
     let right = pb::tangle::client::auth::SignIn {
         email: "h@example.org".into(),
         password: PASSWORD.into(),
+        totp: None,
     };
     let ok = hrpc(
         &n,
@@ -131,6 +133,7 @@ async fn hrpc_unary_calls_answer_like_grpc() {
     let sign_in = pb::accounts::v1::SignInRequest {
         email: "h@example.org".into(),
         password: PASSWORD.into(),
+        totp: None,
     };
     let res = hrpc(
         &n,
@@ -267,6 +270,7 @@ async fn hrpc_and_grpc_share_one_budget_and_one_metrics_series() {
     let wrong = pb::tangle::client::auth::SignIn {
         email: "nobody@example.org".into(),
         password: "not the password at all".into(),
+        totp: None,
     };
     for _ in 0..2 {
         let _ = n.tangle().sign_in(wrong.clone()).await;

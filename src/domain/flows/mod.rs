@@ -488,7 +488,7 @@ impl Flows {
             At::Login => {
                 let signed = self
                     .accounts
-                    .sign_in(&form.text("email"), &form.secret("password"), ctx)
+                    .sign_in(&form.text("email"), &form.secret("password"), None, ctx)
                     .await?;
                 let (user_id, token) = (signed.user.id, signed.token.expose().to_owned());
                 Box::new(move |s| {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::super::model::{
     AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
-    Mail, Peer, Session, SessionCredential, ThrottleRow, User,
+    Mail, Peer, SecondFactor, Session, SessionCredential, ThrottleRow, User,
 };
 
 /// A storage failure. Callers map it to INTERNAL unless a variant says otherwise.
@@ -53,6 +53,8 @@ pub trait ReadTx {
     fn users(&mut self) -> Result<Vec<User>, StoreError>;
     /// The changes waiting for an account (none: the default).
     fn account_change(&mut self, user_id: u64) -> Result<AccountChange, StoreError>;
+    /// The second factor of `user_id`, enabled or being set up.
+    fn second_factor(&mut self, user_id: u64) -> Result<Option<SecondFactor>, StoreError>;
     /// The account waiting to move to `email`.
     fn user_by_pending_email(&mut self, email: &str) -> Result<Option<u64>, StoreError>;
     /// Accounts whose deletion is due at `now`, oldest first, at most `limit`.
@@ -186,6 +188,19 @@ pub trait WriteTx: ReadTx {
     /// Sets the changes waiting for an account; a pending address in use or pending for
     /// another account is [`StoreError::Conflict`].
     fn set_account_change(&mut self, user_id: u64, c: &AccountChange) -> Result<(), StoreError>;
+    /// The second factor of `user_id`, its row locked until the transaction ends (a code is
+    /// checked and marked used in one write).
+    fn second_factor_for_update(
+        &mut self,
+        user_id: u64,
+    ) -> Result<Option<SecondFactor>, StoreError>;
+    /// Sets the second factor of `user_id` (`None`: removes it).
+    fn set_second_factor(
+        &mut self,
+        user_id: u64,
+        factor: Option<&SecondFactor>,
+        now: u64,
+    ) -> Result<(), StoreError>;
     /// Moves an account to its pending address, verified; `false` when it waits for no such
     /// address (a taken one is [`StoreError::Conflict`]).
     fn confirm_email_change(&mut self, user_id: u64, email: &str) -> Result<bool, StoreError>;

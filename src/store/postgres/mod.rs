@@ -14,6 +14,7 @@ mod gates;
 mod notices;
 mod read;
 mod rows;
+mod short_lived;
 mod target;
 mod write;
 
@@ -40,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_short_lived.sql"),
     include_str!("migrations/0004_account_changes.sql"),
     include_str!("migrations/0005_sessions_by_activity.sql"),
+    include_str!("migrations/0006_second_factors.sql"),
 ];
 
 /// The schema version this build writes.

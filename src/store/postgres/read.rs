@@ -10,7 +10,7 @@ use postgres::{Client, Row, Statement};
 use super::rows;
 use crate::domain::model::{
     AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
-    Mail, Peer, Session, SessionCredential, User,
+    Mail, Peer, SecondFactor, Session, SessionCredential, User,
 };
 use crate::domain::state::store::{Gauges, ReadTx, StoreError};
 
@@ -159,6 +159,13 @@ impl ReadTx for Tx<'_> {
             .row(&sql, &[&server, &i(remote)])?
             .as_ref()
             .map(rows::user))
+    }
+    fn second_factor(&mut self, user_id: u64) -> Result<Option<SecondFactor>, StoreError> {
+        let sql =
+            "SELECT secret, enabled, last_step, recovery FROM second_factors WHERE user_id = $1";
+        Ok(self
+            .row(sql, &[&i(user_id)])?
+            .map(|r| rows::second_factor(&r)))
     }
     fn account_change(&mut self, user_id: u64) -> Result<AccountChange, StoreError> {
         let sql = "SELECT pending_email, delete_at FROM account_changes WHERE user_id = $1";

@@ -2,7 +2,7 @@
 use postgres::Row;
 
 use crate::domain::model::{
-    AccessToken, CodeRecord, DeviceFacts, Invite, InviteTarget, Mail, Peer, Session,
+    AccessToken, CodeRecord, DeviceFacts, Invite, InviteTarget, Mail, Peer, SecondFactor, Session,
     SessionCredential, User,
 };
 use crate::domain::scopes::ScopeSet;
@@ -146,5 +146,14 @@ pub fn code(r: &Row) -> CodeRecord {
         mac: hash(r.get(0)),
         expires_at: u(r.get(1)),
         tries_left: r.get::<_, i64>(2) as u32,
+    }
+}
+
+pub(super) fn second_factor(r: &Row) -> SecondFactor {
+    SecondFactor {
+        sealed_secret: r.get(0),
+        enabled: r.get(1),
+        last_step: r.get::<_, i64>(2) as u64,
+        recovery: r.get(3),
     }
 }

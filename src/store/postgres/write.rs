@@ -2,9 +2,10 @@
 use super::gates;
 use super::read::Tx;
 use super::rows;
+use super::short_lived;
 use crate::domain::model::{
     AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
-    Peer, Session, ThrottleRow, User,
+    Peer, SecondFactor, Session, ThrottleRow, User,
 };
 use crate::domain::state::store::{ReadTx, StoreError, WriteTx};
 
@@ -87,6 +88,46 @@ impl WriteTx for Tx<'_> {
              AND (locked_until IS NULL OR locked_until < $1)",
             &[&i(before)],
         )
+    }
+    fn second_factor_for_update(
+        &mut self,
+        user_id: u64,
+    ) -> Result<Option<SecondFactor>, StoreError> {
+        let sql = "SELECT secret, enabled, last_step, recovery FROM second_factors \
+                   WHERE user_id = $1 FOR UPDATE";
+        Ok(self
+            .row(sql, &[&i(user_id)])?
+            .map(|r| rows::second_factor(&r)))
+    }
+    fn set_second_factor(
+        &mut self,
+        user_id: u64,
+        factor: Option<&SecondFactor>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        match factor {
+            None => self.exec(
+                "DELETE FROM second_factors WHERE user_id = $1",
+                &[&i(user_id)],
+            )?,
+            Some(f) => self.exec(
+                "INSERT INTO second_factors \
+                 (user_id, secret, enabled, last_step, recovery, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO UPDATE SET \
+                 secret = excluded.secret, enabled = excluded.enabled, \
+                 last_step = excluded.last_step, recovery = excluded.recovery, \
+                 updated_at = excluded.updated_at",
+                &[
+                    &i(user_id),
+                    &f.sealed_secret,
+                    &f.enabled,
+                    &i(f.last_step),
+                    &f.recovery,
+                    &i(now),
+                ],
+            )?,
+        };
+        Ok(())
     }
     fn set_account_change(&mut self, user_id: u64, c: &AccountChange) -> Result<(), StoreError> {
         if c == &AccountChange::default() {
@@ -408,29 +449,7 @@ impl WriteTx for Tx<'_> {
         keys: &[[u8; 32]],
         now: u64,
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        // One statement locks every row, in key order (LockRows runs above the sort).
-        const LOCK: &str = "SELECT key, value, expires_at FROM short_lived \
-             WHERE space = $1 AND key = ANY($2) ORDER BY key FOR UPDATE";
-        let wanted: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-        let mut rows = self.rows(LOCK, &[&space, &wanted])?;
-        if rows.len() < keys.len() {
-            // Expired placeholders, so there is a row to lock: parallel first writers of
-            // one key queue on it instead of racing.
-            self.exec(
-                "INSERT INTO short_lived (space, key, value, expires_at) \
-                 SELECT $1, k, '', 0 FROM unnest($2::bytea[]) AS k ORDER BY k \
-                 ON CONFLICT (space, key) DO NOTHING",
-                &[&space, &wanted],
-            )?;
-            rows = self.rows(LOCK, &[&space, &wanted])?;
-        }
-        let mut live = std::collections::HashMap::new();
-        for r in rows {
-            if r.get::<_, i64>(2) > i(now) {
-                live.insert(r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1));
-            }
-        }
-        Ok(keys.iter().map(|k| live.remove(&k[..])).collect())
+        short_lived::for_update(self, space, keys, now)
     }
     fn put_short_lived(
         &mut self,
@@ -439,26 +458,7 @@ impl WriteTx for Tx<'_> {
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
-        // Every 8th write (on average) sweeps up to 64 expired rows, skipping any another
-        // write holds: sweeping never waits on, nor deadlocks with, a parallel writer, and
-        // outpaces what expires.
-        if rand::random::<u8>() < 32 {
-            self.exec(
-                "DELETE FROM short_lived WHERE ctid IN (SELECT ctid FROM short_lived \
-                 WHERE space = $1 AND expires_at <= $2 LIMIT 64 FOR UPDATE SKIP LOCKED)",
-                &[&space, &i(now)],
-            )?;
-        }
-        let keys: Vec<&[u8]> = values.iter().map(|(k, _)| &k[..]).collect();
-        let bodies: Vec<&[u8]> = values.iter().map(|(_, v)| &v[..]).collect();
-        self.exec(
-            "INSERT INTO short_lived (space, key, value, expires_at) \
-             SELECT $1, k, v, $4 FROM unnest($2::bytea[], $3::bytea[]) AS u(k, v) \
-             ON CONFLICT (space, key) DO UPDATE SET value = excluded.value, \
-                 expires_at = excluded.expires_at",
-            &[&space, &keys, &bodies, &i(expires_at)],
-        )?;
-        Ok(())
+        short_lived::put(self, space, values, expires_at, now)
     }
     fn hold_job(
         &mut self,

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_short_lived.sql"),
     include_str!("migrations/0012_account_changes.sql"),
     include_str!("migrations/0013_sessions_by_activity.sql"),
+    include_str!("migrations/0014_second_factors.sql"),
 ];
 
 /// The schema version this build writes.

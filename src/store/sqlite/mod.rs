@@ -23,6 +23,7 @@ mod nonces;
 mod outbox;
 mod peer_tokens;
 mod peers;
+mod second_factors;
 mod secrets;
 mod sessions;
 mod sign_in_throttle;

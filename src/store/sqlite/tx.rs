@@ -4,11 +4,11 @@ use rusqlite::Connection;
 
 use super::{
     access_tokens, account_changes, codes, id_workers, identities, invites, key_rotations, nonces,
-    outbox, peer_tokens, peers, secrets, sessions, sign_in_throttle, users,
+    outbox, peer_tokens, peers, second_factors, secrets, sessions, sign_in_throttle, users,
 };
 use crate::domain::model::{
     AccessToken, AccountChange, CodeRecord, Community, Group, Invite, InviteTarget, KeyRotation,
-    Mail, Peer, Session, SessionCredential, ThrottleRow, User,
+    Mail, Peer, SecondFactor, Session, SessionCredential, ThrottleRow, User,
 };
 use crate::domain::state::store::{Gauges, ReadTx, StoreError, WriteTx};
 
@@ -29,6 +29,9 @@ impl ReadTx for Tx<'_> {
     }
     fn account_change(&mut self, user_id: u64) -> Result<AccountChange, StoreError> {
         account_changes::get(self.0, user_id)
+    }
+    fn second_factor(&mut self, user_id: u64) -> Result<Option<SecondFactor>, StoreError> {
+        second_factors::get(self.0, user_id)
     }
     fn user_by_pending_email(&mut self, email: &str) -> Result<Option<u64>, StoreError> {
         account_changes::by_pending_email(self.0, email)
@@ -218,6 +221,21 @@ impl WriteTx for Tx<'_> {
     }
     fn set_account_change(&mut self, user_id: u64, c: &AccountChange) -> Result<(), StoreError> {
         account_changes::set(self.0, user_id, c)
+    }
+    fn second_factor_for_update(
+        &mut self,
+        user_id: u64,
+    ) -> Result<Option<SecondFactor>, StoreError> {
+        // The single writer holds every row already.
+        second_factors::get(self.0, user_id)
+    }
+    fn set_second_factor(
+        &mut self,
+        user_id: u64,
+        factor: Option<&SecondFactor>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        second_factors::set(self.0, user_id, factor, now)
     }
     fn confirm_email_change(&mut self, user_id: u64, email: &str) -> Result<bool, StoreError> {
         account_changes::confirm_email(self.0, user_id, email)

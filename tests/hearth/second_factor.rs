@@ -1,0 +1,253 @@
+//! The second factor (DESIGN.md §3): TOTP set up in two steps with recovery codes, asked
+//! for on every password sign-in (gRPC tangle, accounts.v1, the Osmium socket), each code
+//! used once even by parallel sign-ins, wrong codes counted by the sign-in throttle, and
+//! the operator's way out.
+use tonic::Code;
+
+use crate::support::*;
+use hearth::pb::accounts::v1 as acc;
+use hearth::pb::tangle::client::auth as tangle;
+
+/// The code an authenticator app shows for `url` at `ms` (plus `steps` × 30 s).
+fn code_at(url: &str, ms: u64, steps: i64) -> String {
+    let t = totp_rs::TOTP::from_url_unchecked(url).unwrap();
+    t.generate((ms / 1000).wrapping_add_signed(steps * 30))
+}
+
+async fn setup(
+    n: &TestNode,
+    token: &str,
+    enabled: bool,
+    code: Option<&str>,
+) -> Result<tangle::Totp, tonic::Status> {
+    n.tangle()
+        .setup_totp(authed(
+            tangle::SetupTotp {
+                enabled,
+                code: code.map(str::to_owned),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn sign_in(n: &TestNode, email: &str, totp: Option<&str>) -> Result<String, tonic::Status> {
+    n.tangle()
+        .sign_in(tangle::SignIn {
+            email: email.into(),
+            password: PASSWORD.into(),
+            totp: totp.map(str::to_owned),
+        })
+        .await
+        .map(|r| r.into_inner().token)
+}
+
+/// Signs `email` up and turns its second factor on; returns (session, otpauth URL,
+/// recovery codes).
+async fn with_factor(n: &TestNode, email: &str) -> (String, String, Vec<String>) {
+    let (token, _, _) = n.sign_up(email).await;
+    let started = setup(n, &token, true, None).await.unwrap();
+    assert!(!started.enabled && started.backup_codes.is_empty());
+    let url = started.url.expect("a setup answers its otpauth:// URL");
+    assert!(url.starts_with("otpauth://totp/"), "{url}");
+    let first = code_at(&url, n.clock.now_ms(), 0);
+    let on = setup(n, &token, true, Some(&first)).await.unwrap();
+    assert!(on.enabled && on.url.is_none());
+    let codes: Vec<String> = on.backup_codes.iter().map(|c| c.code.clone()).collect();
+    assert_eq!(codes.len(), 10);
+    (token, url, codes)
+}
+
+use hearth::clock::Clock;
+
+#[tokio::test]
+async fn a_second_factor_is_set_up_in_two_steps_and_asked_for_at_every_sign_in() {
+    let n = TestNode::start().await;
+    let (token, _, _) = n.sign_up("mfa@example.org").await;
+    // Confirming needs a setup, and the setup's own code.
+    let r = setup(&n, &token, true, Some("123456")).await;
+    assert_refused(r, Code::FailedPrecondition, "CODE_INVALID", "setup");
+    let url = setup(&n, &token, true, None).await.unwrap().url.unwrap();
+    let wrong = setup(&n, &token, true, Some("000000")).await;
+    assert_refused(wrong, Code::InvalidArgument, "CODE_INVALID", "code");
+    // Until confirmed, nothing changes for sign-ins.
+    assert!(sign_in(&n, "mfa@example.org", None).await.is_ok());
+    let first = code_at(&url, n.clock.now_ms(), 0);
+    let on = setup(&n, &token, true, Some(&first)).await.unwrap();
+    assert!(on.enabled);
+    let a = n
+        .tangle()
+        .get_account(authed(tangle::GetAccount {}, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(a.totp_enabled);
+
+    // Without a code: the answer says what to send; a wrong code is a wrong sign-in.
+    let r = sign_in(&n, "mfa@example.org", None).await;
+    assert_refused(
+        r,
+        Code::Unauthenticated,
+        "SECOND_FACTOR_REQUIRED",
+        "second factor",
+    );
+    let r = sign_in(&n, "mfa@example.org", Some("000000")).await;
+    let wrong_code = assert_code(r, Code::Unauthenticated, "");
+    assert_eq!(reason(&wrong_code), "BAD_CREDENTIALS");
+    // The same answer as a wrong password: nothing tells which was wrong.
+    let wrong_pw = n
+        .sign_in("mfa@example.org", "not the password at all")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_code.message(), wrong_pw.message());
+
+    // The confirming code was used: the next one (30 s on) signs in, once.
+    n.clock.advance_ms(30_000);
+    let now = code_at(&url, n.clock.now_ms(), 0);
+    assert!(sign_in(&n, "mfa@example.org", Some(&now)).await.is_ok());
+    let replay = sign_in(&n, "mfa@example.org", Some(&now)).await;
+    assert_eq!(reason(&replay.unwrap_err()), "BAD_CREDENTIALS");
+    // The clock may be one step off either way, never two.
+    n.clock.advance_ms(60_000);
+    let late = code_at(&url, n.clock.now_ms(), -2);
+    assert!(sign_in(&n, "mfa@example.org", Some(&late)).await.is_err());
+    let early = code_at(&url, n.clock.now_ms(), 1);
+    assert!(sign_in(&n, "mfa@example.org", Some(&early)).await.is_ok());
+}
+
+#[tokio::test]
+async fn recovery_codes_sign_in_once_each_and_turn_the_factor_off() {
+    let n = TestNode::start().await;
+    let (token, url, codes) = with_factor(&n, "rec@example.org").await;
+    // Typed in upper case or without the dash, a recovery code still counts, once.
+    let typed = codes[0].to_uppercase().replace('-', "");
+    assert!(sign_in(&n, "rec@example.org", Some(&typed)).await.is_ok());
+    let again = sign_in(&n, "rec@example.org", Some(&codes[0])).await;
+    assert_eq!(reason(&again.unwrap_err()), "BAD_CREDENTIALS");
+    // Turning it off needs a code; a recovery code does.
+    let r = setup(&n, &token, false, None).await;
+    assert_refused(r, Code::Unauthenticated, "SECOND_FACTOR_REQUIRED", "turn");
+    // New recovery codes for a current code; the old ones stop working.
+    n.clock.advance_ms(30_000);
+    let now = code_at(&url, n.clock.now_ms(), 0);
+    let fresh = setup(&n, &token, true, Some(&now)).await.unwrap();
+    assert_eq!(fresh.backup_codes.len(), 10);
+    assert!(sign_in(&n, "rec@example.org", Some(&codes[1]))
+        .await
+        .is_err());
+    setup(&n, &token, false, Some(&fresh.backup_codes[0].code))
+        .await
+        .unwrap();
+    assert!(sign_in(&n, "rec@example.org", None).await.is_ok());
+}
+
+#[tokio::test]
+async fn accounts_v1_sign_in_takes_the_code_too() {
+    let n = TestNode::start().await;
+    let (_, url, _) = with_factor(&n, "v1@example.org").await;
+    let req = |totp: Option<String>| acc::SignInRequest {
+        email: "v1@example.org".into(),
+        password: PASSWORD.into(),
+        totp,
+    };
+    let r = n.public().sign_in(req(None)).await;
+    assert_refused(
+        r,
+        Code::Unauthenticated,
+        "SECOND_FACTOR_REQUIRED",
+        "second factor",
+    );
+    n.clock.advance_ms(30_000);
+    let code = code_at(&url, n.clock.now_ms(), 0);
+    let ok = n.public().sign_in(req(Some(code))).await.unwrap();
+    assert!(ok.metadata().get("authorization").is_some());
+}
+
+#[tokio::test]
+async fn of_50_parallel_sign_ins_with_one_code_one_gets_in_and_wrong_codes_are_throttled() {
+    let n = TestNode::start().await;
+    let (_, url, _) = with_factor(&n, "race@example.org").await;
+    n.clock.advance_ms(30_000);
+    let code = code_at(&url, n.clock.now_ms(), 0);
+    let calls = (0..50).map(|_| {
+        let (n, code) = (n.tangle(), code.clone());
+        async move {
+            let mut n = n;
+            n.sign_in(tangle::SignIn {
+                email: "race@example.org".into(),
+                password: PASSWORD.into(),
+                totp: Some(code),
+            })
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "a code is used once, however many send it at once");
+
+    // 50 wrong codes with the right password: each counts as a failed sign-in, so the
+    // account's delay starts (at most five are evaluated before it does).
+    let wrong = (0..50).map(|i| {
+        let n = n.tangle();
+        async move {
+            let mut n = n;
+            n.sign_in(tangle::SignIn {
+                email: "race@example.org".into(),
+                password: PASSWORD.into(),
+                totp: Some(format!("{:06}", 100_000 + i)),
+            })
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(wrong).await;
+    assert!(results.iter().all(|r| r.is_err()));
+    let throttled = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if reason(s) == "ACCOUNT_THROTTLED"))
+        .count();
+    assert!(throttled > 0, "wrong codes earn the throttle's delay");
+    let after = sign_in(&n, "race@example.org", Some(&code)).await;
+    assert_eq!(reason(&after.unwrap_err()), "ACCOUNT_THROTTLED");
+}
+
+#[tokio::test]
+async fn the_operator_removes_a_lost_second_factor() {
+    let n = TestNode::start().await;
+    let (_, _, _) = with_factor(&n, "lost@example.org").await;
+    let f = n.domain().second_factors.clone();
+    let user = n.domain().operator.user("lost@example.org").await.unwrap();
+    let status = f.status(user.id).await.unwrap();
+    assert!(status.enabled && status.recovery_left == 10);
+    assert!(f.reset(user.id).await.unwrap());
+    assert!(sign_in(&n, "lost@example.org", None).await.is_ok());
+    assert!(!f.reset(user.id).await.unwrap());
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn on_three_postgres_nodes_a_code_used_on_one_is_refused_on_the_others() {
+    let pg = crate::pg::PgServer::start();
+    let nodes = crate::cluster::cluster(&pg, 3).await;
+    // Set up on the first node: the others open its sealed secret with the shared keys.
+    let (_, url, codes) = with_factor(&nodes[0], "shared@example.org").await;
+    for n in &nodes {
+        n.clock.advance_ms(30_000);
+    }
+    let code = code_at(&url, nodes[1].clock.now_ms(), 0);
+    assert!(sign_in(&nodes[1], "shared@example.org", Some(&code))
+        .await
+        .is_ok());
+    for n in [&nodes[0], &nodes[2]] {
+        let again = sign_in(n, "shared@example.org", Some(&code)).await;
+        assert_eq!(reason(&again.unwrap_err()), "BAD_CREDENTIALS");
+    }
+    let r = sign_in(&nodes[2], "shared@example.org", None).await;
+    assert_eq!(reason(&r.unwrap_err()), "SECOND_FACTOR_REQUIRED");
+    assert!(sign_in(&nodes[2], "shared@example.org", Some(&codes[3]))
+        .await
+        .is_ok());
+    assert!(sign_in(&nodes[0], "shared@example.org", Some(&codes[3]))
+        .await
+        .is_err());
+}
