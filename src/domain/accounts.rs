@@ -36,6 +36,32 @@ fn bad_credentials() -> DomainError {
     DomainError::unauthenticated(Reason::BadCredentials, BAD_CREDENTIALS)
 }
 
+/// What a right password of an account with a second factor proves, kept by the step flow
+/// until the code comes: the address and the password hash it matched (a password changed
+/// meanwhile voids it). Never the password itself.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PasswordProof {
+    email: String,
+    verified_hash: String,
+}
+
+impl std::fmt::Debug for PasswordProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordProof")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordProof {
+    fn of(user: &User) -> Self {
+        Self {
+            email: user.email.clone().unwrap_or_default(),
+            verified_hash: user.password_hash.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// A sign-up request, as any of the account APIs phrase it.
 #[derive(Debug, Default)]
 pub struct SignUp {
@@ -261,6 +287,20 @@ impl Accounts {
         second: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<SignedIn, DomainError> {
+        self.sign_in_or_proof(email, password, second, ctx)
+            .await?
+            .map_err(|_| second_factor::required())
+    }
+
+    /// [`Accounts::sign_in`], or, for a right password of an account with a second factor
+    /// and no code, the proof a later step finishes the sign-in with (the step flow).
+    pub async fn sign_in_or_proof(
+        &self,
+        email: &str,
+        password: &str,
+        second: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Result<SignedIn, PasswordProof>, DomainError> {
         if password.len() > passwords::MAX_LEN * 4 {
             return Err(bad_credentials());
         }
@@ -318,12 +358,68 @@ impl Accounts {
             // The password was right: the holder is asked for the code, which costs them
             // nothing in the throttle (and clears nothing wrong codes earned).
             slot.release().await?;
-            return Err(second_factor::required());
+            return Ok(Err(PasswordProof::of(&user)));
         }
         let rehash = match verified.needs_rehash {
             true => Some(self.hasher.hash(password).await?),
             false => None,
         };
+        self.complete(slot, user, client, rehash, second, ctx).await
+    }
+
+    /// The second step of a sign-in whose password `proof` showed right: the gate, then
+    /// the same write as a sign-in with `code`, if the password is still the one checked.
+    pub async fn sign_in_with_proof(
+        &self,
+        proof: &PasswordProof,
+        code: &str,
+        ctx: &RequestContext,
+    ) -> Result<SignedIn, DomainError> {
+        let client = ctx.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let slot = Slot::take(
+            &self.store,
+            &self.clock,
+            &self.waiters,
+            &proof.email,
+            &client,
+        )
+        .await?;
+        let email = proof.email.clone();
+        let user = self
+            .store
+            .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
+            .await?
+            .filter(|u| {
+                u.password_hash
+                    .as_deref()
+                    .map(str::as_bytes)
+                    .is_some_and(|h| {
+                        bool::from(subtle::ConstantTimeEq::ct_eq(
+                            h,
+                            proof.verified_hash.as_bytes(),
+                        ))
+                    })
+            });
+        let Some(user) = user.filter(|u| !u.disabled) else {
+            slot.finish(false).await?;
+            return Err(bad_credentials());
+        };
+        self.complete(slot, user, client, None, Some(code.to_owned()), ctx)
+            .await?
+            .map_err(|_| second_factor::required())
+    }
+
+    /// The write that ends a sign-in whose password was right: the second factor, the
+    /// session, the caps, the gate's outcome.
+    async fn complete(
+        &self,
+        slot: Slot,
+        user: User,
+        client: String,
+        rehash: Option<String>,
+        second: Option<String>,
+        ctx: &RequestContext,
+    ) -> Result<Result<SignedIn, PasswordProof>, DomainError> {
         let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
         let s = session.clone();
         let (id, now) = (user.id, self.clock.now_ms());
@@ -364,7 +460,7 @@ impl Accounts {
         let (outcome, ended) = inserted;
         self.sessions.announce_ended(&ended);
         let Some((inserted, factor)) = outcome else {
-            return Err(second_factor::required());
+            return Ok(Err(PasswordProof::of(&user)));
         };
         if !inserted {
             if factor == Factor::Wrong {
@@ -374,11 +470,11 @@ impl Accounts {
         }
         let amr = factor.amr();
         tracing::info!(target: "hearth::audit", event = "sign_in", user = id, session = session.id, amr = ?amr);
-        Ok(SignedIn {
+        Ok(Ok(SignedIn {
             token,
             user,
             session,
-        })
+        }))
     }
 
     /// Checks the password of a signed-in account holder (ChangePassword) through the same

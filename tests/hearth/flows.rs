@@ -613,3 +613,52 @@ async fn flow_steps_are_charged_to_the_budget_of_what_they_run() {
     }
     assert_eq!(mailed, 2, "the mail budget holds through StepBack");
 }
+
+#[tokio::test]
+async fn an_account_with_a_second_factor_is_asked_for_its_code_after_the_password() {
+    use hearth::clock::Clock;
+    use hearth::pb::tangle::client::auth as tangle;
+    let n = TestNode::start().await;
+    let (token, _, user_id) = n.sign_up("otp-steps@example.org").await;
+    let setup = |enabled, code: Option<String>| authed(tangle::SetupTotp { enabled, code }, &token);
+    let url = n
+        .tangle()
+        .setup_totp(setup(true, None))
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+        .unwrap();
+    let code = |n: &TestNode| {
+        let t = totp_rs::TOTP::from_url_unchecked(&url).unwrap();
+        t.generate(n.clock.now_ms() / 1000)
+    };
+    n.tangle()
+        .setup_totp(setup(true, Some(code(&n))))
+        .await
+        .unwrap();
+    n.clock.advance_ms(30_000);
+
+    let mut f = Flow::begin(&n).await;
+    f.choose("login").await.unwrap();
+    let login = vec![text("otp-steps@example.org"), bytes(PASSWORD)];
+    let asked = f.fill(login.clone()).await.unwrap();
+    assert_eq!(
+        form(&asked),
+        ("second-factor".into(), vec!["totp:totp".into()])
+    );
+    assert!(asked.can_go_back);
+    let wrong = f.fill(vec![text("000000")]).await;
+    assert_refused(wrong, Code::Unauthenticated, "BAD_CREDENTIALS", "wrong");
+    assert_eq!(
+        form(&f.current().await.unwrap()).0,
+        "second-factor",
+        "asked again"
+    );
+    assert_eq!(form(&f.back().await.unwrap()).0, "login");
+    f.fill(login).await.unwrap();
+    let done = f.fill(vec![text(&code(&n))]).await.unwrap();
+    let (id, session_token) = session(&done);
+    assert_eq!(id, user_id);
+    checked_in(&n, &session_token).await.unwrap();
+}

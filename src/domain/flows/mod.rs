@@ -463,7 +463,7 @@ impl Flows {
         use crate::domain::rate_limit::{HASHING, MAIL, SIGN_IN};
         let Some(ip) = ctx.ip else { return Ok(()) };
         let classes: &[(&str, u32)] = match here {
-            At::Login => &[
+            At::Login | At::SecondFactor { .. } => &[
                 (HASHING, self.hashing_budget),
                 (SIGN_IN, self.sign_in_budget),
             ],
@@ -488,13 +488,25 @@ impl Flows {
             At::Login => {
                 let signed = self
                     .accounts
-                    .sign_in(&form.text("email"), &form.secret("password"), None, ctx)
+                    .sign_in_or_proof(&form.text("email"), &form.secret("password"), None, ctx)
                     .await?;
-                let (user_id, token) = (signed.user.id, signed.token.expose().to_owned());
-                Box::new(move |s| {
-                    s.history = vec![At::Done { user_id }];
-                    s.token = Some(Zeroizing::new(token.clone()));
-                })
+                match signed {
+                    Ok(signed) => done(signed),
+                    // The account has a second factor: ask for its code next (StepBack
+                    // returns to the password).
+                    Err(proof) => Box::new(move |s| {
+                        s.history.push(At::SecondFactor {
+                            proof: proof.clone(),
+                        })
+                    }),
+                }
+            }
+            At::SecondFactor { proof } => {
+                let signed = self
+                    .accounts
+                    .sign_in_with_proof(proof, &form.text("totp"), ctx)
+                    .await?;
+                done(signed)
             }
             At::Register => {
                 let name = super::validate::display_name("username", &form.text("username"))?;
@@ -619,4 +631,13 @@ impl Flows {
     pub fn drain(&self) {
         self.drain.send_replace(true);
     }
+}
+
+/// The change that ends a flow with `signed`'s session.
+fn done(signed: crate::domain::accounts::SignedIn) -> Change {
+    let (user_id, token) = (signed.user.id, signed.token.expose().to_owned());
+    Box::new(move |s| {
+        s.history = vec![At::Done { user_id }];
+        s.token = Some(Zeroizing::new(token.clone()));
+    })
 }

@@ -20,6 +20,8 @@ pub enum FieldType {
     Text,
     /// An integer (int64).
     Number,
+    /// A code of the second factor: a TOTP code or a recovery code (a string).
+    Totp,
 }
 
 impl FieldType {
@@ -31,13 +33,14 @@ impl FieldType {
             FieldType::NewPassword => "new-password",
             FieldType::Text => "text",
             FieldType::Number => "number",
+            FieldType::Totp => "totp",
         }
     }
 
     fn wire_kind(self) -> &'static str {
         match self {
             FieldType::Password | FieldType::NewPassword => "bytes",
-            FieldType::Email | FieldType::Text => "string",
+            FieldType::Email | FieldType::Text | FieldType::Totp => "string",
             FieldType::Number => "number",
         }
     }
@@ -128,6 +131,12 @@ pub enum At {
     Login,
     /// Form `register` (with `invite` when registration is by invite).
     Register,
+    /// Form `second-factor`: the account's TOTP code (or a recovery code), after a right
+    /// password.
+    SecondFactor {
+        /// What the password proved.
+        proof: crate::domain::accounts::PasswordProof,
+    },
     /// Choice `other-options`: reset-password.
     OtherOptions,
     /// Form `reset-password`: the address to mail a code to.
@@ -200,6 +209,13 @@ impl At {
                     true,
                 )
             }
+            At::SecondFactor { .. } => (
+                View::Form {
+                    title: "second-factor",
+                    fields: vec![("totp", Totp)],
+                },
+                true,
+            ),
             At::OtherOptions => (
                 View::Choice {
                     title: "other-options",
@@ -319,7 +335,7 @@ pub fn read_form(
             (FieldType::Email, Value::Text(t)) => {
                 filled.texts.push((name, canonical_email(name, &t)?));
             }
-            (FieldType::Text, Value::Text(t)) => filled.texts.push((name, t)),
+            (FieldType::Text | FieldType::Totp, Value::Text(t)) => filled.texts.push((name, t)),
             (FieldType::Number, Value::Number(n)) => filled.texts.push((name, n.to_string())),
             (FieldType::Password | FieldType::NewPassword, Value::Bytes(b)) => {
                 let text = String::from_utf8(b)
