@@ -179,7 +179,7 @@ async fn persist(
 }
 
 /// Inside a rotation's write: hands `new` over to every node holding `old`, and re-seals
-/// the cluster's JWT keys and the second-factor key under `new`.
+/// the cluster's JWT keys under `new`.
 pub fn hand_over(tx: &mut dyn WriteTx, old: &NodeKey, new: &NodeKey) -> Result<(), StoreError> {
     let sealed = seal::seal(old, NODE_PURPOSE, new.encode().as_bytes());
     tx.set_node_secret(&handover_name(&new.public()), &sealed)?;
@@ -188,14 +188,6 @@ pub fn hand_over(tx: &mut dyn WriteTx, old: &NodeKey, new: &NodeKey) -> Result<(
         .and_then(|blob| seal::open(old, JWT_PURPOSE, &blob))
     {
         tx.set_node_secret(CLUSTER_JWT, &seal::seal(new, JWT_PURPOSE, &plain))?;
-    }
-    // The key second factors are sealed under outlives the node key that seals it.
-    use crate::domain::second_factor::{KEY_PURPOSE, KEY_SECRET};
-    if let Some(plain) = tx
-        .stored_secret(KEY_SECRET)?
-        .and_then(|blob| seal::open(old, KEY_PURPOSE, &blob))
-    {
-        tx.set_node_secret(KEY_SECRET, &seal::seal(new, KEY_PURPOSE, &plain))?;
     }
     Ok(())
 }

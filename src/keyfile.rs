@@ -170,6 +170,7 @@ pub async fn rotate(
     store
         .write(move |tx| {
             tx.insert_key_rotation(&record)?;
+            crate::domain::second_factor::reseal_in(tx, &old_key, &new_key)?;
             if cluster {
                 // The identity every node of the cluster serves changes with it.
                 crate::cluster_keys::hand_over(tx, &old_key, &new_key)?;

@@ -56,6 +56,18 @@ impl Used {
     }
 }
 
+/// Inside a node key rotation's write: seals the second-factor key under `new` (it
+/// outlives the node key that seals it; every second factor stays as it is).
+pub fn reseal_in(tx: &mut dyn WriteTx, old: &NodeKey, new: &NodeKey) -> Result<(), StoreError> {
+    if let Some(plain) = tx
+        .stored_secret(KEY_SECRET)?
+        .and_then(|blob| seal::open(old, KEY_PURPOSE, &blob))
+    {
+        tx.set_node_secret(KEY_SECRET, &seal::seal(new, KEY_PURPOSE, &plain))?;
+    }
+    Ok(())
+}
+
 /// The key second factors are sealed and MACed under (none: the stored key does not open
 /// with this node's key, and no second factor can be checked or set up).
 #[derive(Clone)]

@@ -251,3 +251,32 @@ async fn on_three_postgres_nodes_a_code_used_on_one_is_refused_on_the_others() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_key_rotation_keeps_second_factors_and_the_cli_shows_and_resets_them() {
+    let n = TestNode::start().await;
+    let (_, url, codes) = with_factor(&n, "rot@example.org").await;
+    let mut n = n;
+    n.stop().await;
+    let shown = ok(n.cli(&["user", "mfa", "show", "rot@example.org"]));
+    assert!(
+        shown.contains("second factor on") && shown.contains("10 of 10"),
+        "{shown}"
+    );
+    let rotated = ok(n.cli(&["key", "rotate"]));
+    assert!(rotated.contains("rotated"), "{rotated}");
+    let n = n.restart().await;
+    // The secret opens under the rotated key: codes and recovery codes still work.
+    n.clock.advance_ms(60_000);
+    let code = code_at(&url, n.clock.now_ms(), 0);
+    assert!(sign_in(&n, "rot@example.org", Some(&code)).await.is_ok());
+    assert!(sign_in(&n, "rot@example.org", Some(&codes[0]))
+        .await
+        .is_ok());
+    let mut n = n;
+    n.stop().await;
+    let reset = ok(n.cli(&["user", "mfa", "reset", "rot@example.org"]));
+    assert!(reset.contains("removed the second factor"), "{reset}");
+    let n = n.restart().await;
+    assert!(sign_in(&n, "rot@example.org", None).await.is_ok());
+}
