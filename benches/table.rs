@@ -800,6 +800,7 @@ async fn main() {
                     expires_at: now + 86_400_000,
                     scopes: ScopeSet::ALL,
                     access_token_id: None,
+                    amr: "pwd".into(),
                 });
                 // A uniform sample of the sessions (selection sampling), so the ones that
                 // come back are spread over the table as returning users' are, not
@@ -1361,6 +1362,7 @@ async fn verify_and_insert(node: &common::BenchNode, load: Load) -> f64 {
                         expires_at: u64::MAX >> 2,
                         scopes: ScopeSet::ALL,
                         access_token_id: None,
+                        amr: "pwd".into(),
                     };
                     store.write(move |tx| tx.insert_session(&s)).await.unwrap();
                     done.fetch_add(1, Ordering::Relaxed);

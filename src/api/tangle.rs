@@ -52,6 +52,7 @@ fn session(s: &SessionRow) -> Session {
         last_active: s.last_active / 1000,
         country: None,
         region: None,
+        amr: s.amr.split_whitespace().map(str::to_owned).collect(),
     }
 }
 

@@ -251,22 +251,24 @@ pub async fn session(domain: &Services, cmd: SessionCommand) -> anyhow::Result<(
                         "id": s.id, "user_id": s.user_id,
                         "app_name": s.device.app_name, "device_type": s.device.device_type,
                         "created_at": time(s.created_at), "last_active": time(s.last_active),
-                        "expires_at": time(s.expires_at),
+                        "expires_at": time(s.expires_at), "amr": s.amr,
                     })
                 }));
                 return Ok(());
             }
             println!(
-                "{:<20} {:<21} {:<21} {:<21} APP",
-                "ID", "CREATED", "LAST ACTIVE", "EXPIRES"
+                "{:<20} {:<21} {:<21} {:<21} {:<13} APP",
+                "ID", "CREATED", "LAST ACTIVE", "EXPIRES", "MADE BY"
             );
             for s in sessions {
+                let amr = if s.amr.is_empty() { "-" } else { &s.amr };
                 println!(
-                    "{:<20} {:<21} {:<21} {:<21} {}",
+                    "{:<20} {:<21} {:<21} {:<21} {:<13} {}",
                     s.id,
                     time(s.created_at),
                     time(s.last_active),
                     time(s.expires_at),
+                    amr,
                     printable(&s.device.app_name, 40)
                 );
             }

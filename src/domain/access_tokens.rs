@@ -512,7 +512,7 @@ impl AccessTokens {
             .read(move |tx| Ok::<_, DomainError>(tx.access_token_by_hash(&hash)?))
             .await?
             .ok_or_else(dead_credential)?;
-        let (value, mut session) = self.sessions.new_session(p.user_id, device);
+        let (value, mut session) = self.sessions.new_session(p.user_id, device, "token");
         session.expires_at = session.expires_at.min(token.expires_at);
         session.scopes = token.scopes;
         session.access_token_id = Some(token.id);

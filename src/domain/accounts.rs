@@ -239,7 +239,9 @@ impl Accounts {
             user.id = guest;
         }
         let upgrade = req.guest.is_some();
-        let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
+        let (token, session) = self
+            .sessions
+            .new_session(user.id, ctx.device.clone(), "pwd");
         let code = match &user.email {
             Some(_) => Some(self.codes.code_and_mail(&user, Purpose::VerifyEmail)?),
             None => None,
@@ -420,8 +422,10 @@ impl Accounts {
         second: Option<String>,
         ctx: &RequestContext,
     ) -> Result<Result<SignedIn, PasswordProof>, DomainError> {
-        let (token, session) = self.sessions.new_session(user.id, ctx.device.clone());
-        let s = session.clone();
+        let (token, mut session) = self
+            .sessions
+            .new_session(user.id, ctx.device.clone(), "pwd");
+        let base = session.clone();
         let (id, now) = (user.id, self.clock.now_ms());
         let (address, client) = (user.email.clone().unwrap_or_default(), client.clone());
         let verified_hash = user.password_hash.clone().unwrap_or_default();
@@ -443,6 +447,10 @@ impl Accounts {
                     throttle::release_in(tx, &address, &client, now)?;
                     return Ok((None, Vec::new()));
                 }
+                let s = Session {
+                    amr: factor.amr().join(" "),
+                    ..base.clone()
+                };
                 let inserted =
                     factor != Factor::Wrong && tx.insert_session_if_password(&s, &verified_hash)?;
                 let ended = match inserted {
@@ -468,8 +476,8 @@ impl Accounts {
             }
             return Err(bad_credentials());
         }
-        let amr = factor.amr();
-        tracing::info!(target: "hearth::audit", event = "sign_in", user = id, session = session.id, amr = ?amr);
+        session.amr = factor.amr().join(" ");
+        tracing::info!(target: "hearth::audit", event = "sign_in", user = id, session = session.id, amr = %session.amr);
         Ok(Ok(SignedIn {
             token,
             user,

@@ -99,6 +99,9 @@ pub struct Session {
     pub scopes: ScopeSet,
     /// The personal access token it was made from (TokenAuthorization); it ends with it.
     pub access_token_id: Option<u64>,
+    /// How it was made (RFC 8176 values, space-separated: `pwd`, `pwd otp`, `pwd recovery`,
+    /// `federated`, `oidc`, `token`, `operator`; empty for sessions older than the record).
+    pub amr: String,
 }
 
 /// A personal access token. Only the SHA-256 of its value is kept.

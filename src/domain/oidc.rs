@@ -166,7 +166,7 @@ impl Oidc {
         if user.disabled {
             return Err(DomainError::account_disabled());
         }
-        let (_, mut session) = self.sessions.new_session(user.id, device);
+        let (_, mut session) = self.sessions.new_session(user.id, device, "oidc");
         session.expires_at = self.clock.now_ms() + self.jwts.lifetime_secs() * 1000;
         let row = session.clone();
         self.store

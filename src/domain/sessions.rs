@@ -106,7 +106,12 @@ impl Sessions {
 
     /// A new session row and its token for `user_id` (the caller inserts it in its own
     /// transaction).
-    pub fn new_session(&self, user_id: u64, device: DeviceFacts) -> (BearerSecret, Session) {
+    pub fn new_session(
+        &self,
+        user_id: u64,
+        device: DeviceFacts,
+        amr: &str,
+    ) -> (BearerSecret, Session) {
         let now = self.clock.now_ms();
         let token = BearerSecret::generate(SecretKind::Session);
         let row = Session {
@@ -119,6 +124,7 @@ impl Sessions {
             expires_at: now + self.lifetime_ms,
             scopes: ScopeSet::ALL,
             access_token_id: None,
+            amr: amr.to_owned(),
         };
         (token, row)
     }
@@ -316,7 +322,7 @@ impl Sessions {
             .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
             .await?
             .ok_or_else(|| DomainError::not_found("no local account has that e-mail address"))?;
-        let (token, row) = self.new_session(user.id, device);
+        let (token, row) = self.new_session(user.id, device, "operator");
         let insert = row.clone();
         self.store
             .write(move |tx| {

@@ -492,7 +492,7 @@ pub async fn the_session_caps_hold_under_parallel_callers(open: impl Backend) {
         async move {
             let rows: Vec<_> = (0..n)
                 .map(|_| {
-                    let (_, mut row) = sessions.new_session(user, Default::default());
+                    let (_, mut row) = sessions.new_session(user, Default::default(), "pwd");
                     row.access_token_id = token;
                     row
                 })

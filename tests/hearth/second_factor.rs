@@ -105,7 +105,25 @@ async fn a_second_factor_is_set_up_in_two_steps_and_asked_for_at_every_sign_in()
     // The confirming code was used: the next one (30 s on) signs in, once.
     n.clock.advance_ms(30_000);
     let now = code_at(&url, n.clock.now_ms(), 0);
-    assert!(sign_in(&n, "mfa@example.org", Some(&now)).await.is_ok());
+    let with_code = sign_in(&n, "mfa@example.org", Some(&now)).await.unwrap();
+    // Each session says how it was made (GetSessions' `amr`).
+    let listed = n
+        .tangle()
+        .get_sessions(authed(tangle::GetSessions {}, &with_code))
+        .await
+        .unwrap()
+        .into_inner();
+    let amr_of = |id: u64| {
+        listed
+            .sessions
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.amr.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(amr_of(listed.current), ["pwd", "otp"]);
+    let first = listed.sessions.iter().map(|s| s.id).min().unwrap();
+    assert_eq!(amr_of(first), ["pwd"], "the sign-up's session");
     let replay = sign_in(&n, "mfa@example.org", Some(&now)).await;
     assert_eq!(reason(&replay.unwrap_err()), "BAD_CREDENTIALS");
     // The clock may be one step off either way, never two.
@@ -122,7 +140,19 @@ async fn recovery_codes_sign_in_once_each_and_turn_the_factor_off() {
     let (token, url, codes) = with_factor(&n, "rec@example.org").await;
     // Typed in upper case or without the dash, a recovery code still counts, once.
     let typed = codes[0].to_uppercase().replace('-', "");
-    assert!(sign_in(&n, "rec@example.org", Some(&typed)).await.is_ok());
+    let s = sign_in(&n, "rec@example.org", Some(&typed)).await.unwrap();
+    let listed = n
+        .tangle()
+        .get_sessions(authed(tangle::GetSessions {}, &s))
+        .await
+        .unwrap()
+        .into_inner();
+    let current = listed
+        .sessions
+        .iter()
+        .find(|x| x.id == listed.current)
+        .unwrap();
+    assert_eq!(current.amr, ["pwd", "recovery"]);
     let again = sign_in(&n, "rec@example.org", Some(&codes[0])).await;
     assert_eq!(reason(&again.unwrap_err()), "BAD_CREDENTIALS");
     // Turning it off needs a code; a recovery code does.

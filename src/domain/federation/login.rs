@@ -232,7 +232,9 @@ impl FederationLogin {
             disabled: false,
             created_at: now,
         };
-        let (secret, mut session) = self.sessions.new_session(new_user.id, ctx.device.clone());
+        let (secret, mut session) =
+            self.sessions
+                .new_session(new_user.id, ctx.device.clone(), "federated");
         let keep_until = claims.expires_at + CLOCK_SKEW_MS;
         let user_id = self
             .store

@@ -168,7 +168,8 @@ pub fn insert_session_where(
     let sql = format!(
         "INSERT INTO sessions ({}) \
          SELECT $1::bigint, $2::bigint, $3::bytea, $4::bigint, $5::text, $6::text, $7::text, \
-                $8::text, $9::bigint, $10::bigint, $11::bigint, $12::text, $13::bigint \
+                $8::text, $9::bigint, $10::bigint, $11::bigint, $12::text, $13::bigint, \
+                $15::text \
          WHERE {condition}",
         rows::SESSION
     );
@@ -189,6 +190,7 @@ pub fn insert_session_where(
             &rows::scopes_text(s),
             &s.access_token_id.map(i),
             extra,
+            &s.amr,
         ],
         "that session",
     )?;

@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_account_changes.sql"),
     include_str!("migrations/0005_sessions_by_activity.sql"),
     include_str!("migrations/0006_second_factors.sql"),
+    include_str!("migrations/0007_session_amr.sql"),
 ];
 
 /// The schema version this build writes.

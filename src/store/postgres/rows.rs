@@ -11,7 +11,7 @@ pub const USER: &str = "id, email, name, password_hash, email_verified, home_ser
                         remote_user_id, created_at, disabled";
 pub const SESSION: &str = "id, user_id, token_hash, client_id, device_type, device_version, \
                            app_name, app_version, created_at, last_active, expires_at, scopes, \
-                           access_token_id";
+                           access_token_id, amr";
 /// What the credential check reads of a session ([`session_credential`]).
 pub const SESSION_CREDENTIAL: &str = "id, user_id, last_active, expires_at, scopes";
 pub const TOKEN: &str = "id, uuid, user_id, name, token_hash, scopes, created_at, expires_at, \
@@ -62,6 +62,7 @@ pub fn session(r: &Row) -> Session {
         expires_at: u(r.get(10)),
         scopes: ScopeSet::from_stored(r.get(11)),
         access_token_id: r.get::<_, Option<i64>>(12).map(u),
+        amr: r.get(13),
     }
 }
 

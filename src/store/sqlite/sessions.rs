@@ -7,7 +7,7 @@ use crate::domain::scopes::ScopeSet;
 
 const COLUMNS: &str = "id, user_id, token_hash, client_id, device_type, device_version, \
                        app_name, app_version, created_at, last_active, expires_at, scopes, \
-                       access_token_id";
+                       access_token_id, amr";
 
 fn from_row(r: &Row<'_>) -> Result<Session, rusqlite::Error> {
     let hash: Vec<u8> = r.get(2)?;
@@ -27,6 +27,7 @@ fn from_row(r: &Row<'_>) -> Result<Session, rusqlite::Error> {
         expires_at: r.get::<_, i64>(10)? as u64,
         scopes: ScopeSet::from_stored(r.get::<_, Option<String>>(11)?.as_deref()),
         access_token_id: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+        amr: r.get(13)?,
     })
 }
 
@@ -47,7 +48,7 @@ fn insert_where(
         tx,
         &format!(
             "INSERT INTO sessions ({COLUMNS}) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 WHERE {condition}"
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?15 WHERE {condition}"
         ),
         params![
             s.id as i64,
@@ -64,6 +65,7 @@ fn insert_where(
             scopes_text(s),
             s.access_token_id.map(|v| v as i64),
             extra,
+            s.amr,
         ],
     )?;
     Ok(n > 0)
