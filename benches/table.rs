@@ -1061,6 +1061,7 @@ async fn main() {
             &busy,
             Some(("Pong", pong.rate)),
         );
+        second_factor_rows(&mut table, &chans, load).await;
     }
 
     // LoginFederated between two nodes, against one ed25519 verification + one insert.
@@ -1374,4 +1375,123 @@ async fn verify_and_insert(node: &common::BenchNode, load: Load) -> f64 {
         t.await.unwrap();
     }
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// SignIn with a TOTP code against SignIn without one, each call to an account of its own
+/// (a code signs in once per 30 s step, so one account cannot be signed in again at once),
+/// alternating rounds as [`pair`] does.
+async fn second_factor_rows(table: &mut Table, chans: &[Channel], load: Load) {
+    use hearth::pb::tangle::client::auth::SetupTotp;
+    let accounts: usize = env("BENCH_SECOND_FACTOR_ACCOUNTS", 800);
+    eprintln!("[bench] {accounts} accounts with and without a second factor are made");
+    let made = Arc::new(AtomicUsize::new(0));
+    let make = |with_factor: bool| {
+        let (chans, made) = (chans.to_vec(), made.clone());
+        async move {
+            let next = Arc::new(AtomicUsize::new(0));
+            let tasks: Vec<_> = (0..16)
+                .map(|t| {
+                    let (ch, next, made) =
+                        (chans[t % chans.len()].clone(), next.clone(), made.clone());
+                    tokio::spawn(async move {
+                        let mut urls = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= accounts {
+                                break urls;
+                            }
+                            let email = format!("mfa{with_factor}{i}@bench.test");
+                            let token = common::sign_up(&ch, &email).await;
+                            made.fetch_add(1, Ordering::Relaxed);
+                            if !with_factor {
+                                urls.push((i, String::new()));
+                                continue;
+                            }
+                            let mut c = AuthClient::new(ch.clone());
+                            let setup = |code: Option<String>| {
+                                authed(
+                                    SetupTotp {
+                                        enabled: true,
+                                        code,
+                                    },
+                                    &token,
+                                )
+                            };
+                            let url = c
+                                .setup_totp(setup(None))
+                                .await
+                                .unwrap()
+                                .into_inner()
+                                .url
+                                .unwrap();
+                            let t = totp_rs::TOTP::from_url_unchecked(&url).unwrap();
+                            // The first code confirms; sign-ins use the next steps' codes.
+                            c.setup_totp(setup(Some(t.generate_current().unwrap())))
+                                .await
+                                .unwrap();
+                            urls.push((i, url));
+                        }
+                    })
+                })
+                .collect();
+            let mut urls = vec![String::new(); accounts];
+            for t in tasks {
+                for (i, url) in t.await.unwrap() {
+                    urls[i] = url;
+                }
+            }
+            urls
+        }
+    };
+    let _ = make(false).await;
+    let urls = Arc::new(make(true).await);
+    // Each side walks its accounts once over all rounds; a code of the step in which the
+    // factor was confirmed is refused, so the rows start at the next step.
+    let wait = 30
+        - (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 30);
+    tokio::time::sleep(Duration::from_secs(wait + 1)).await;
+    let (plain_next, factor_next) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let call = move |with_factor: bool| {
+        let (urls, plain_next, factor_next) =
+            (urls.clone(), plain_next.clone(), factor_next.clone());
+        move |ch: Channel, _| {
+            let next = if with_factor {
+                &factor_next
+            } else {
+                &plain_next
+            };
+            let i = next.fetch_add(1, Ordering::Relaxed) % accounts;
+            let totp = with_factor.then(|| {
+                totp_rs::TOTP::from_url_unchecked(&urls[i])
+                    .unwrap()
+                    .generate_current()
+                    .unwrap()
+            });
+            async move {
+                AuthClient::new(ch)
+                    .sign_in(SignIn {
+                        email: format!("mfa{with_factor}{i}@bench.test"),
+                        password: common::PASSWORD.into(),
+                        totp,
+                    })
+                    .await
+                    .is_ok()
+            }
+        }
+    };
+    let (plain, with) = pair(
+        |w| samples(chans, for_window(load, w), usize::MAX, call(false)),
+        |w| samples(chans, for_window(load, w), usize::MAX, call(true)),
+    )
+    .await;
+    table.row("SignIn, one account per call", &plain, None);
+    table.row(
+        "SignIn with a TOTP code, one account per call",
+        &with,
+        Some(("SignIn, one account per call", plain.rate)),
+    );
 }
