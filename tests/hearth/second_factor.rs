@@ -61,6 +61,32 @@ async fn with_factor(n: &TestNode, email: &str) -> (String, String, Vec<String>)
 
 use hearth::clock::Clock;
 
+/// The caller's session id, and each listed session's `amr` by id (0: the oldest).
+async fn amr_by_session(n: &TestNode, token: &str) -> (u64, impl Fn(u64) -> Vec<String>) {
+    let listed = n
+        .tangle()
+        .get_sessions(authed(tangle::GetSessions {}, token))
+        .await
+        .unwrap()
+        .into_inner();
+    let oldest = listed
+        .sessions
+        .iter()
+        .map(|s| s.id)
+        .min()
+        .unwrap_or_default();
+    let sessions = listed.sessions;
+    let amr_of = move |id: u64| {
+        let id = if id == 0 { oldest } else { id };
+        sessions
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.amr.clone())
+            .unwrap_or_default()
+    };
+    (listed.current, amr_of)
+}
+
 #[tokio::test]
 async fn a_second_factor_is_set_up_in_two_steps_and_asked_for_at_every_sign_in() {
     let n = TestNode::start().await;
@@ -107,23 +133,9 @@ async fn a_second_factor_is_set_up_in_two_steps_and_asked_for_at_every_sign_in()
     let now = code_at(&url, n.clock.now_ms(), 0);
     let with_code = sign_in(&n, "mfa@example.org", Some(&now)).await.unwrap();
     // Each session says how it was made (GetSessions' `amr`).
-    let listed = n
-        .tangle()
-        .get_sessions(authed(tangle::GetSessions {}, &with_code))
-        .await
-        .unwrap()
-        .into_inner();
-    let amr_of = |id: u64| {
-        listed
-            .sessions
-            .iter()
-            .find(|s| s.id == id)
-            .map(|s| s.amr.clone())
-            .unwrap_or_default()
-    };
-    assert_eq!(amr_of(listed.current), ["pwd", "otp"]);
-    let first = listed.sessions.iter().map(|s| s.id).min().unwrap();
-    assert_eq!(amr_of(first), ["pwd"], "the sign-up's session");
+    let (current, amr_of) = amr_by_session(&n, &with_code).await;
+    assert_eq!(amr_of(current), ["pwd", "otp"]);
+    assert_eq!(amr_of(0), ["pwd"], "the sign-up's session (the oldest)");
     let replay = sign_in(&n, "mfa@example.org", Some(&now)).await;
     assert_eq!(reason(&replay.unwrap_err()), "BAD_CREDENTIALS");
     // The clock may be one step off either way, never two.
@@ -141,18 +153,8 @@ async fn recovery_codes_sign_in_once_each_and_turn_the_factor_off() {
     // Typed in upper case or without the dash, a recovery code still counts, once.
     let typed = codes[0].to_uppercase().replace('-', "");
     let s = sign_in(&n, "rec@example.org", Some(&typed)).await.unwrap();
-    let listed = n
-        .tangle()
-        .get_sessions(authed(tangle::GetSessions {}, &s))
-        .await
-        .unwrap()
-        .into_inner();
-    let current = listed
-        .sessions
-        .iter()
-        .find(|x| x.id == listed.current)
-        .unwrap();
-    assert_eq!(current.amr, ["pwd", "recovery"]);
+    let (current, amr_of) = amr_by_session(&n, &s).await;
+    assert_eq!(amr_of(current), ["pwd", "recovery"]);
     let again = sign_in(&n, "rec@example.org", Some(&codes[0])).await;
     assert_eq!(reason(&again.unwrap_err()), "BAD_CREDENTIALS");
     // Turning it off needs a code; a recovery code does.
