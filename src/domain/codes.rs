@@ -375,7 +375,8 @@ impl Codes {
                     .into_iter()
                     .filter(|t| t.expires_at > now)
                     .collect();
-                done.with_tokens(&live).enqueue_in(tx, now)?;
+                let factor = tx.second_factor(id)?.is_some_and(|f| f.enabled);
+                done.with_tokens(&live, factor).enqueue_in(tx, now)?;
                 Ok::<_, DomainError>(Some(revoked))
             })
             .await?
@@ -487,8 +488,9 @@ struct ResetDone {
 }
 
 impl ResetDone {
-    /// The confirmation, listing the personal access tokens that still work.
-    fn with_tokens(&self, live: &[super::model::AccessToken]) -> OutgoingMail {
+    /// The confirmation, listing the personal access tokens that still work, and saying
+    /// that a second factor (`factor`) stays on.
+    fn with_tokens(&self, live: &[super::model::AccessToken], factor: bool) -> OutgoingMail {
         let tokens = match live {
             [] => "Your account has no personal access tokens.\n".to_owned(),
             _ => {
@@ -509,12 +511,19 @@ impl ResetDone {
                 text
             }
         };
+        let factor = match factor {
+            true => {
+                "Your second factor stays on: sign in with the new password and a code from \n\
+                     your authenticator app (or a recovery code).\n\n"
+            }
+            false => "",
+        };
         OutgoingMail {
             to: self.to.clone(),
             subject: format!("Your {} password was changed", self.server),
             body: format!(
                 "Hello {},\n\nthe password of your account on {} was just changed with a reset \
-                 code, and every session was signed out.\n\n{tokens}\n\
+                 code, and every session was signed out.\n\n{factor}{tokens}\n\
                  If you did not do this, reset your password again at once.\n",
                 self.name, self.server
             ),

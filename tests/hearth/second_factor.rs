@@ -312,3 +312,48 @@ async fn a_key_rotation_keeps_second_factors_and_the_cli_shows_and_resets_them()
     let n = n.restart().await;
     assert!(sign_in(&n, "rot@example.org", None).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_password_reset_keeps_the_second_factor_and_the_mail_says_so() {
+    let n = TestNode::start().await;
+    let (_, url, _) = with_factor(&n, "keep@example.org").await;
+    let mut t = n.tangle();
+    t.reset_password(reset("keep@example.org", None))
+        .await
+        .unwrap();
+    let code = code_in(&n.last_mail_to("keep@example.org").await.subject);
+    t.reset_password(reset(
+        "keep@example.org",
+        Some((&code, "a brand new passphrase")),
+    ))
+    .await
+    .unwrap();
+    let done = n.last_mail_to("keep@example.org").await;
+    assert!(
+        done.body.contains("second factor stays on"),
+        "{}",
+        done.body
+    );
+    let r = t
+        .sign_in(tangle::SignIn {
+            email: "keep@example.org".into(),
+            password: "a brand new passphrase".into(),
+            totp: None,
+        })
+        .await;
+    assert_refused(
+        r,
+        Code::Unauthenticated,
+        "SECOND_FACTOR_REQUIRED",
+        "second factor",
+    );
+    n.clock.advance_ms(30_000);
+    let r = t
+        .sign_in(tangle::SignIn {
+            email: "keep@example.org".into(),
+            password: "a brand new passphrase".into(),
+            totp: Some(code_at(&url, n.clock.now_ms(), 0)),
+        })
+        .await;
+    assert!(r.is_ok());
+}
