@@ -32,6 +32,7 @@ fn encode(c: &Claims) -> Vec<u8> {
         issued_at: c.issued_at,
         expires_at: c.expires_at,
         nonce: c.nonce.clone(),
+        amr: c.amr.clone(),
     }
     .encode_to_vec()
 }
@@ -46,6 +47,7 @@ fn decode(data: &[u8]) -> Result<Claims, String> {
         issued_at: t.issued_at,
         expires_at: t.expires_at,
         nonce: t.nonce,
+        amr: t.amr,
     })
 }
 

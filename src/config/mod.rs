@@ -341,6 +341,8 @@ pub struct Federation {
     pub allow_private_addresses: bool,
     /// Federation over http:// instead of https://.
     pub allow_plaintext: bool,
+    /// Refuse LoginFederated for users whose home session was made without a second factor.
+    pub require_second_factor: bool,
     /// A PEM CA trusted in addition to the system roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extra_ca: Option<PathBuf>,
@@ -525,6 +527,7 @@ impl Default for Config {
                 dns_servers: Vec::new(),
                 allow_private_addresses: false,
                 allow_plaintext: false,
+                require_second_factor: false,
                 extra_ca: None,
                 default_port: 7450,
                 well_known_port: None,

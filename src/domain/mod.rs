@@ -316,6 +316,7 @@ impl Services {
             keys.clone(),
             peers.clone(),
             sessions.clone(),
+            config.federation.require_second_factor,
         ));
         let links = Links::new(
             peers.clone(),

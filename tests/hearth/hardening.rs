@@ -141,6 +141,7 @@ async fn hostile_text_from_a_peer_is_refused_before_it_is_stored() {
         issued_at: now,
         expires_at: now + 60_000,
         nonce,
+        amr: Vec::new(),
     };
     let cases = [
         claims("\u{1b}[31mred\u{1b}[0m".into(), vec![1; 16]),

@@ -357,3 +357,71 @@ async fn a_password_reset_keeps_the_second_factor_and_the_mail_says_so() {
         .await;
     assert!(r.is_ok());
 }
+
+#[tokio::test]
+async fn a_node_may_require_a_second_factor_at_home_for_federated_logins() {
+    use hearth::domain::federation::PeerNetwork;
+    use hearth::identity::server_id::ServerId;
+    use hearth::pb::protocol::auth::v1::{
+        auth_service_client::AuthServiceClient as Harmony, FederateRequest, LoginFederatedRequest,
+    };
+    let open = |c: &mut hearth::Config| {
+        c.federation.allow_private_addresses = true;
+        c.federation.allow_plaintext = true;
+    };
+    let home = TestNode::start_with(move |c| {
+        c.server_id = "home.test".parse().unwrap();
+        open(c);
+    })
+    .await;
+    let strict = TestNode::start_with(move |c| {
+        c.server_id = "strict.test".parse().unwrap();
+        c.federation.require_second_factor = true;
+        open(c);
+    })
+    .await;
+    let (home_id, strict_id) = (
+        ServerId::parse("home.test").unwrap(),
+        ServerId::parse("strict.test").unwrap(),
+    );
+    home.running().client().set_route(&strict_id, &strict.url());
+    strict.running().client().set_route(&home_id, &home.url());
+    let visit = async |token: &str| {
+        let signed = Harmony::new(home.channel.clone())
+            .federate(authed(
+                FederateRequest {
+                    server_id: "strict.test".into(),
+                },
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        Harmony::new(strict.channel.clone())
+            .login_federated(LoginFederatedRequest {
+                auth_token: signed,
+                server_id: "home.test".into(),
+            })
+            .await
+            .map(|r| r.into_inner().session.unwrap().session_token)
+    };
+    // Signed in at home with a password alone: refused, saying what to do.
+    let (password_only, url, _) = with_factor(&home, "fed@example.org").await;
+    let r = visit(&password_only).await;
+    assert_refused(
+        r,
+        Code::Unauthenticated,
+        "SECOND_FACTOR_REQUIRED",
+        "second factor",
+    );
+    // Signed in at home with a code: admitted, and the session says how.
+    home.clock.advance_ms(30_000);
+    let code = code_at(&url, home.clock.now_ms(), 0);
+    let with_code = sign_in(&home, "fed@example.org", Some(&code))
+        .await
+        .unwrap();
+    let there = visit(&with_code).await.unwrap();
+    let (current, amr_of) = amr_by_session(&strict, &there).await;
+    assert_eq!(amr_of(current), ["federated", "pwd", "otp"]);
+}

@@ -39,6 +39,8 @@ pub struct Claims {
     pub expires_at: u64,
     /// Random, single use.
     pub nonce: Vec<u8>,
+    /// How the user's home session was made (RFC 8176 values).
+    pub amr: Vec<String>,
 }
 
 /// A signed federation token: `sig` is ed25519 over the exact `data` bytes.
@@ -67,10 +69,12 @@ pub struct FederationLogin {
     keys: Arc<KeyRing>,
     peers: Arc<Peers>,
     sessions: Arc<Sessions>,
+    require_second_factor: bool,
 }
 
 impl FederationLogin {
     /// The service.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         clock: SharedClock,
@@ -79,8 +83,10 @@ impl FederationLogin {
         keys: Arc<KeyRing>,
         peers: Arc<Peers>,
         sessions: Arc<Sessions>,
+        require_second_factor: bool,
     ) -> Self {
         Self {
+            require_second_factor,
             store,
             clock,
             ids,
@@ -117,14 +123,21 @@ impl FederationLogin {
         let target = self
             .other_node(target, "that is this node; sign in here directly")
             .await?;
-        let id = p.user_id;
-        let user = self
+        let (id, session_id) = (p.user_id, p.session_id);
+        let from_token = p.kind != crate::domain::principal::CredentialKind::Session;
+        let (user, amr) = self
             .store
-            .read(move |tx| Ok::<_, DomainError>(tx.user(id)?))
-            .await?
-            .ok_or_else(|| {
-                DomainError::unauthenticated(Reason::AccountGone, "the account no longer exists")
-            })?;
+            .read(move |tx| {
+                let amr = match from_token {
+                    true => "token".to_owned(),
+                    false => tx.session(session_id)?.map(|s| s.amr).unwrap_or_default(),
+                };
+                Ok::<_, DomainError>((tx.user(id)?, amr))
+            })
+            .await?;
+        let user = user.ok_or_else(|| {
+            DomainError::unauthenticated(Reason::AccountGone, "the account no longer exists")
+        })?;
         if let Some((home, _)) = &user.home {
             return Err(DomainError::denied(
                 Reason::ForeignAccount,
@@ -142,6 +155,7 @@ impl FederationLogin {
             issued_at: now,
             expires_at: now + TOKEN_LIFETIME_MS,
             nonce,
+            amr: amr.split_whitespace().map(str::to_owned).collect(),
         };
         let data = encode(&claims);
         let sig = self.keys.current().node.sign(&data).to_vec();
@@ -218,6 +232,13 @@ impl FederationLogin {
                 "must be 16 to 64 random bytes",
             ));
         }
+        let second = ["otp", "recovery", "passkey"];
+        if self.require_second_factor && !claims.amr.iter().any(|a| second.contains(&a.as_str())) {
+            return Err(DomainError::unauthenticated(
+                Reason::SecondFactorRequired,
+                format!("this node admits only users who signed in at {origin} with a second factor: set one up there, sign in with it, then federate again"),
+            ));
+        }
         // Text from another node is held to the same rules as local names.
         let username = display_name("auth_token.data.username", &claims.username)?;
         let origin_name = origin.to_string();
@@ -232,9 +253,20 @@ impl FederationLogin {
             disabled: false,
             created_at: now,
         };
+        // The foreign session keeps how its home session was made, after `federated`.
+        let amr: Vec<&str> = std::iter::once("federated")
+            .chain(
+                claims
+                    .amr
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|a| a.len() <= 16)
+                    .take(4),
+            )
+            .collect();
         let (secret, mut session) =
             self.sessions
-                .new_session(new_user.id, ctx.device.clone(), "federated");
+                .new_session(new_user.id, ctx.device.clone(), &amr.join(" "));
         let keep_until = claims.expires_at + CLOCK_SKEW_MS;
         let user_id = self
             .store
