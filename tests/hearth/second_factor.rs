@@ -425,3 +425,68 @@ async fn a_node_may_require_a_second_factor_at_home_for_federated_logins() {
     let (current, amr_of) = amr_by_session(&strict, &there).await;
     assert_eq!(amr_of(current), ["federated", "pwd", "otp"]);
 }
+
+#[tokio::test]
+async fn tokens_and_refresh_need_no_code_and_hrpc_sign_in_takes_one() {
+    use prost::Message;
+    let n = TestNode::start().await;
+    let (session, url, _) = with_factor(&n, "tok@example.org").await;
+    // A personal access token and a refreshed session are not password sign-ins.
+    let (pat, _) = crate::tokens::make(&n, &session, &[]).await;
+    n.pong(Some(&pat)).await.unwrap();
+    let refreshed = n
+        .accounts()
+        .refresh_session(authed((), &session))
+        .await
+        .unwrap();
+    let fresh = refreshed
+        .metadata()
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()[7..]
+        .to_owned();
+    n.pong(Some(&fresh)).await.unwrap();
+
+    // hRPC (Harmony's transport) reaches the same SignIn: no code, then a code.
+    let body = |totp: Option<String>| {
+        tangle::SignIn {
+            email: "tok@example.org".into(),
+            password: PASSWORD.into(),
+            totp,
+        }
+        .encode_to_vec()
+    };
+    let path = "/tangle.client.auth.Auth/SignIn";
+    let without = crate::transports::hrpc(&n, path, body(None), None).await;
+    assert_eq!(without.error().identifier, "hearth.SECOND_FACTOR_REQUIRED");
+    n.clock.advance_ms(30_000);
+    let code = code_at(&url, n.clock.now_ms(), 0);
+    let with = crate::transports::hrpc(&n, path, body(Some(code)), None).await;
+    assert_eq!(with.status, 200);
+    let a = tangle::Authorization::decode(&with.body[..]).unwrap();
+    n.pong(Some(&a.token)).await.unwrap();
+}
+
+#[tokio::test]
+async fn of_50_parallel_wrong_codes_at_most_5_are_checked_before_the_delay() {
+    let n = TestNode::start().await;
+    with_factor(&n, "guess@example.org").await;
+    let before = n.domain().accounts.hasher().verifications();
+    let wrong = (0..50).map(|i| {
+        let mut t = n.tangle();
+        async move {
+            t.sign_in(tangle::SignIn {
+                email: "guess@example.org".into(),
+                password: PASSWORD.into(),
+                totp: Some(format!("{:06}", 200_000 + i)),
+            })
+            .await
+        }
+    });
+    let results = futures_util::future::join_all(wrong).await;
+    assert!(results.iter().all(Result::is_err));
+    // Each evaluated guess costs one password verification: the gate lets five through.
+    let evaluated = n.domain().accounts.hasher().verifications() - before;
+    assert!(evaluated <= 5, "{evaluated} guesses were evaluated");
+}
