@@ -315,20 +315,13 @@ impl Accounts {
             Some(e) => Some(Slot::take(&self.store, &self.clock, &self.waiters, e, &client).await?),
             None => None,
         };
-        let (user, has_factor) = match email.clone() {
+        let user = match email.clone() {
             Some(email) => {
                 self.store
-                    .read(move |tx| {
-                        let user = tx.user_by_email(&email)?;
-                        let factor = match &user {
-                            Some(u) => tx.second_factor(u.id)?.is_some_and(|f| f.enabled),
-                            None => false,
-                        };
-                        Ok::<_, DomainError>((user, factor))
-                    })
+                    .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
                     .await?
             }
-            None => (None, false),
+            None => None,
         };
         let second = second.map(str::to_owned).filter(|c| !c.trim().is_empty());
         let password = passwords::normalize(password);
@@ -355,12 +348,6 @@ impl Accounts {
                 Reason::EmailNotVerified,
                 "verify your e-mail address first (see the code we sent, or call ResendEmailVerification)",
             ));
-        }
-        if has_factor && second.is_none() {
-            // The password was right: the holder is asked for the code, which costs them
-            // nothing in the throttle (and clears nothing wrong codes earned).
-            slot.release().await?;
-            return Ok(Err(PasswordProof::of(&user)));
         }
         let rehash = match verified.needs_rehash {
             true => Some(self.hasher.hash(password).await?),
@@ -443,6 +430,9 @@ impl Accounts {
                 // on meanwhile is asked for, and a code is used once however many parallel
                 // sign-ins send it.
                 let factor = second_factor::require_in(tx, &key, id, second.as_deref(), now)?;
+                // The password was right and no code came: the holder is asked for it,
+                // which costs them nothing in the throttle (and clears nothing wrong codes
+                // earned).
                 if factor == Factor::Missing {
                     throttle::release_in(tx, &address, &client, now)?;
                     return Ok((None, Vec::new()));

@@ -303,21 +303,12 @@ impl Slot {
     /// Records the outcome in its own transaction.
     pub async fn finish(mut self, ok: bool) -> Result<(), DomainError> {
         self.finished = true;
-        self.record(Some(ok)).await
-    }
-
-    /// Gives the slot back without an outcome ([`release_in`]).
-    pub async fn release(mut self) -> Result<(), DomainError> {
-        self.finished = true;
-        self.record(None).await
+        self.record(ok).await
     }
 
     /// Writes the outcome and wakes the attempts waiting for this slot (the one path of
     /// `finish` and of a slot dropped unfinished).
-    fn record(
-        &self,
-        ok: Option<bool>,
-    ) -> impl std::future::Future<Output = Result<(), DomainError>> {
+    fn record(&self, ok: bool) -> impl std::future::Future<Output = Result<(), DomainError>> {
         let (store, now, waiters) = (
             self.store.clone(),
             self.clock.now_ms(),
@@ -326,13 +317,7 @@ impl Slot {
         let (email, client, name) = (self.email.clone(), self.client.clone(), self.name.clone());
         async move {
             let result = store
-                .write_counted(move |tx| {
-                    match ok {
-                        Some(ok) => finish_in(tx, &email, &client, ok, now, &POLICY)?,
-                        None => release_in(tx, &email, &client, now)?,
-                    }
-                    Ok(())
-                })
+                .write_counted(move |tx| Ok(finish_in(tx, &email, &client, ok, now, &POLICY)?))
                 .await;
             waiters.feeds.publish(&name);
             result
@@ -345,7 +330,7 @@ impl Drop for Slot {
         if self.finished {
             return;
         }
-        let failed = self.record(Some(false));
+        let failed = self.record(false);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let _ = failed.await;
