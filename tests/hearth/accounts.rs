@@ -286,15 +286,7 @@ async fn accounts_v1_returns_tokens_in_metadata_and_refresh_rotates() {
         })
         .await
         .unwrap();
-    let token = res
-        .metadata()
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .strip_prefix("Bearer ")
-        .unwrap()
-        .to_owned();
+    let token = bearer_in(&res);
     n.pong(Some(&token)).await.unwrap();
 
     let res = n
@@ -306,13 +298,7 @@ async fn accounts_v1_returns_tokens_in_metadata_and_refresh_rotates() {
         })
         .await
         .unwrap();
-    let signed_in = res
-        .metadata()
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap()[7..]
-        .to_owned();
+    let signed_in = bearer_in(&res);
     assert_ne!(signed_in, token);
 
     let verified = n
@@ -342,13 +328,7 @@ async fn accounts_v1_returns_tokens_in_metadata_and_refresh_rotates() {
         .refresh_session(authed((), &token))
         .await
         .unwrap();
-    let fresh = res
-        .metadata()
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap()[7..]
-        .to_owned();
+    let fresh = bearer_in(&res);
     assert_code(n.pong(Some(&token)).await, Code::Unauthenticated, "revoked");
     n.pong(Some(&fresh)).await.unwrap();
     n.pong(Some(&signed_in)).await.unwrap();

@@ -61,6 +61,27 @@ async fn with_factor(n: &TestNode, email: &str) -> (String, String, Vec<String>)
 
 use hearth::clock::Clock;
 
+/// Sign-ins of `email` with the right password, one per code, all at once.
+async fn at_once(
+    n: &TestNode,
+    email: &str,
+    codes: impl Iterator<Item = String>,
+) -> Vec<Result<tonic::Response<tangle::Authorization>, tonic::Status>> {
+    let calls = codes.map(|code| {
+        let mut t = n.tangle();
+        let email = email.to_owned();
+        async move {
+            t.sign_in(tangle::SignIn {
+                email,
+                password: PASSWORD.into(),
+                totp: Some(code),
+            })
+            .await
+        }
+    });
+    futures_util::future::join_all(calls).await
+}
+
 /// The caller's session id, and each listed session's `amr` by id (0: the oldest).
 async fn amr_by_session(n: &TestNode, token: &str) -> (u64, impl Fn(u64) -> Vec<String>) {
     let listed = n
@@ -202,37 +223,14 @@ async fn of_50_parallel_sign_ins_with_one_code_one_gets_in_and_wrong_codes_are_t
     let (_, url, _) = with_factor(&n, "race@example.org").await;
     n.clock.advance_ms(30_000);
     let code = code_at(&url, n.clock.now_ms(), 0);
-    let calls = (0..50).map(|_| {
-        let (n, code) = (n.tangle(), code.clone());
-        async move {
-            let mut n = n;
-            n.sign_in(tangle::SignIn {
-                email: "race@example.org".into(),
-                password: PASSWORD.into(),
-                totp: Some(code),
-            })
-            .await
-        }
-    });
-    let results = futures_util::future::join_all(calls).await;
+    let results = at_once(&n, "race@example.org", (0..50).map(|_| code.clone())).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 1, "a code is used once, however many send it at once");
 
     // 50 wrong codes with the right password: each counts as a failed sign-in, so the
     // account's delay starts (at most five are evaluated before it does).
-    let wrong = (0..50).map(|i| {
-        let n = n.tangle();
-        async move {
-            let mut n = n;
-            n.sign_in(tangle::SignIn {
-                email: "race@example.org".into(),
-                password: PASSWORD.into(),
-                totp: Some(format!("{:06}", 100_000 + i)),
-            })
-            .await
-        }
-    });
-    let results = futures_util::future::join_all(wrong).await;
+    let wrong = (0..50).map(|i| format!("{:06}", 100_000 + i));
+    let results = at_once(&n, "race@example.org", wrong).await;
     assert!(results.iter().all(|r| r.is_err()));
     let throttled = results
         .iter()
@@ -439,13 +437,7 @@ async fn tokens_and_refresh_need_no_code_and_hrpc_sign_in_takes_one() {
         .refresh_session(authed((), &session))
         .await
         .unwrap();
-    let fresh = refreshed
-        .metadata()
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap()[7..]
-        .to_owned();
+    let fresh = bearer_in(&refreshed);
     n.pong(Some(&fresh)).await.unwrap();
 
     // hRPC (Harmony's transport) reaches the same SignIn: no code, then a code.
@@ -473,18 +465,8 @@ async fn of_50_parallel_wrong_codes_at_most_5_are_checked_before_the_delay() {
     let n = TestNode::start().await;
     with_factor(&n, "guess@example.org").await;
     let before = n.domain().accounts.hasher().verifications();
-    let wrong = (0..50).map(|i| {
-        let mut t = n.tangle();
-        async move {
-            t.sign_in(tangle::SignIn {
-                email: "guess@example.org".into(),
-                password: PASSWORD.into(),
-                totp: Some(format!("{:06}", 200_000 + i)),
-            })
-            .await
-        }
-    });
-    let results = futures_util::future::join_all(wrong).await;
+    let wrong = (0..50).map(|i| format!("{:06}", 200_000 + i));
+    let results = at_once(&n, "guess@example.org", wrong).await;
     assert!(results.iter().all(Result::is_err));
     // Each evaluated guess costs one password verification: the gate lets five through.
     let evaluated = n.domain().accounts.hasher().verifications() - before;

@@ -233,6 +233,18 @@ pub fn code_in(text: &str) -> String {
 }
 
 /// A request carrying `authorization: Bearer <token>`.
+/// The token a response hands back in its `authorization: Bearer …` metadata.
+pub fn bearer_in<T>(res: &tonic::Response<T>) -> String {
+    res.metadata()
+        .get("authorization")
+        .expect("an authorization header")
+        .to_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .expect("a Bearer token")
+        .to_owned()
+}
+
 pub fn authed<T>(msg: T, token: &str) -> Request<T> {
     let mut req = Request::new(msg);
     req.metadata_mut().insert(

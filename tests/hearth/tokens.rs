@@ -438,14 +438,7 @@ async fn token_authorization_gives_a_session_with_the_tokens_scopes() {
         .token_authorization(authed((), &value))
         .await
         .unwrap();
-    let header = res
-        .metadata()
-        .get("authorization")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let derived = header.strip_prefix("Bearer ").unwrap().to_owned();
+    let derived = bearer_in(&res);
     assert!(derived.starts_with("hs_"), "{derived}");
 
     // The session holds the token's scopes, no more.
