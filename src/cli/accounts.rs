@@ -210,8 +210,10 @@ pub async fn user(domain: &Services, cmd: UserCommand) -> anyhow::Result<()> {
             let f = domain.second_factors.status(u.id).await?;
             match (f.enabled, f.pending) {
                 (true, _) => println!(
-                    "{}: second factor on (TOTP), {} of 10 recovery codes unused",
-                    u.id, f.recovery_left
+                    "{}: second factor on (TOTP), {} of {} recovery codes unused",
+                    u.id,
+                    f.recovery_left,
+                    hearth::domain::second_factor::RECOVERY_CODES
                 ),
                 (false, true) => println!("{}: a second-factor setup is in progress", u.id),
                 (false, false) => println!("{}: no second factor", u.id),

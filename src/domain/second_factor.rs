@@ -1,9 +1,9 @@
 //! The second factor (DESIGN.md §3): TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps, ±1 step
 //! of clock skew, each code accepted once per account) with 10 single-use recovery codes.
 //! The TOTP secret is stored sealed under the second-factor key, itself stored sealed under
-//! the node key (re-sealed when the node key rotates, `cluster_keys::hand_over`); recovery
-//! codes are stored as MACs only. A code is checked and marked used inside the write that
-//! acts on it ([`check_in`]), so parallel uses of one code let one through.
+//! the node key (re-sealed when the node key rotates: [`reseal_in`], from `keyfile::rotate`);
+//! recovery codes are stored as MACs only. A code is checked and marked used inside the
+//! write that acts on it ([`check_in`]), so parallel uses of one code let one through.
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
