@@ -1,7 +1,9 @@
 //! A Harmony-style client that walks Hearth's step-by-step auth from the terminal: it asks
 //! the node for the current step and renders it — a choice as numbered options, a form as
 //! one prompt per field, a waiting step by streaming until it completes — until the node
-//! hands out a session. The client knows no flow; the server drives.
+//! hands out a session. The client knows no flow; the server drives: an account with a
+//! second factor simply brings one more form (`second-factor`, one field of type `totp`,
+//! answered with the app's code or a recovery code).
 //!
 //! Usage: harmony_login [URL]   (default http://127.0.0.1:7450)
 //! Type `<` at any prompt to go back a step, where the step allows it. Passwords are read

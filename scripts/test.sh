@@ -40,8 +40,20 @@ if [ -n "$addr" ]; then
   fi
   # Harmony's real client (harmony_rust_sdk + hrpc from crates.io, interop/harmony) over hRPC.
   if cargo build --quiet --manifest-path interop/harmony/Cargo.toml; then
-    interop/harmony/target/debug/hearth-interop-harmony "http://$addr" | tee "$work/interop.log" ||
-      failed+=("harmony interop")
+    interop/harmony/target/debug/hearth-interop-harmony "http://$addr" "$work/otp-account" |
+      tee "$work/interop.log" || failed+=("harmony interop")
+    # The terminal client answers the second-factor step (a field of type totp, prompted as
+    # text) with a recovery code of the account the interop client set TOTP up on.
+    if [ -s "$work/otp-account" ]; then
+      walk=$({ echo login; cat "$work/otp-account"; } |
+        timeout 30 "$target/examples/harmony_login" "http://$addr" 2>&1) || true
+      if grep -q 'second-factor' <<<"$walk" && grep -q 'signed in as user' <<<"$walk"; then
+        echo "example harmony_login: signed in through the second-factor step"
+      else
+        echo "example harmony_login (second factor): FAILED"; echo "$walk"
+        failed+=("example harmony_login second factor")
+      fi
+    fi
   else
     echo "harmony interop: did not build"; failed+=("harmony interop build")
   fi

@@ -1,17 +1,21 @@
 //! Harmony's real client stack (`harmony_rust_sdk` 0.8.0 over `hrpc` 0.33.27, its hyper
 //! transport) against a running `hearth serve`: Key; register, log in and a refused login
 //! through BeginAuth/NextStep; StreamSteps opened before the first NextStep, mirroring every
-//! step; CheckLoggedIn with the session; the SDK's register form order. Prints one line per
-//! check and `harmony interop: N passed, M failed`; exits non-zero on a failure.
+//! step; CheckLoggedIn with the session; the SDK's register form order; a log-in that the
+//! node asks for a second factor (set up over hRPC's tangle SetupTotp, codes made from its
+//! `otpauth://` URL as an authenticator app does). Prints one line per check and
+//! `harmony interop: N passed, M failed`; exits non-zero on a failure.
 //!
-//! Usage: hearth-interop-harmony http://127.0.0.1:7450
+//! Usage: hearth-interop-harmony http://127.0.0.1:7450 [FILE]
+//! With FILE, the second-factor account's address, password and one unused recovery code are
+//! written to it, one per line (scripts/test.sh walks the terminal client with them).
 use std::time::{Duration, Instant};
 
 use harmony_rust_sdk::api::auth::{
     auth_service_client::AuthServiceClient,
     auth_step::Step,
     next_step_request::{self, form_fields::Field, FormFields},
-    AuthStep, BeginAuthRequest, CheckLoggedInRequest, KeyRequest, NextStepRequest,
+    AuthStep, BeginAuthRequest, CheckLoggedInRequest, KeyRequest, NextStepRequest, StepBackRequest,
     StreamStepsRequest,
 };
 use hrpc::client::transport::http::Hyper;
@@ -165,6 +169,180 @@ async fn login(url: &str, email: &str, password: &str) -> Result<AuthStep, Failu
     next(&mut c, &auth_id, form(login_form(email, password))).await
 }
 
+/// `tangle.client.auth.SetupTotp`, written from its wire contract (DESIGN.md §1): the
+/// Harmony SDK has no settings service, so this is the one call made outside it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SetupTotp {
+    #[prost(bool, tag = "1")]
+    enabled: bool,
+    #[prost(string, optional, tag = "2")]
+    code: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Totp {
+    #[prost(bool, tag = "1")]
+    enabled: bool,
+    #[prost(string, optional, tag = "2")]
+    url: Option<String>,
+    #[prost(message, repeated, tag = "3")]
+    backup_codes: Vec<BackupCode>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct BackupCode {
+    #[prost(string, tag = "1")]
+    code: String,
+    #[prost(bool, tag = "2")]
+    used: bool,
+}
+
+/// SetupTotp over hRPC with the SDK's own transport, the session in `authorization`.
+async fn setup_totp(url: &str, token: &str, msg: SetupTotp) -> Result<Totp, Failure> {
+    let uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let mut c = hrpc::client::Client::new(Hyper::new(uri).map_err(|e| format!("{e}"))?);
+    let mut req = hrpc::Request::new(&msg);
+    *req.endpoint_mut() = "/tangle.client.auth.Auth/SetupTotp".into();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", token.parse().map_err(|e| format!("{e}"))?);
+    req.extensions_mut().insert(headers);
+    let res = c
+        .execute_request::<SetupTotp, Totp>(req)
+        .await
+        .map_err(|e| format!("SetupTotp: {e:?}"))?;
+    res.into_message()
+        .await
+        .map_err(|e| format!("SetupTotp body: {e:?}"))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn is_second_factor_form(step: &AuthStep) -> bool {
+    matches!(&step.step, Some(Step::Form(f))
+        if f.title == "second-factor" && f.fields.len() == 1 && f.fields[0].r#type == "totp")
+}
+
+/// Registers, turns on TOTP, then logs in through the flow: the password form leads to the
+/// `second-factor` form, a wrong code is refused and asks again, StepBack returns to the
+/// password, and the next time step's code (inside the ±1 step window, after the one the
+/// setup used) ends in a session. Returns the account and an unused recovery code.
+async fn second_factor(
+    url: &str,
+    email: &str,
+    password: &str,
+) -> Result<(String, String), Failure> {
+    let mut c = client(url);
+    let auth_id = begin(&mut c).await?;
+    next(&mut c, &auth_id, None).await?;
+    next(&mut c, &auth_id, choice("register")).await?;
+    let done = next(
+        &mut c,
+        &auth_id,
+        form(sdk_register_form(email, "otpuser", password)),
+    )
+    .await?;
+    let Some(Step::Session(session)) = done.step else {
+        return Err(format!("register ended at {}", title(&done)));
+    };
+    let token = session.session_token;
+    let asked = setup_totp(
+        url,
+        &token,
+        SetupTotp {
+            enabled: true,
+            code: None,
+        },
+    )
+    .await?;
+    let link = asked
+        .url
+        .ok_or("SetupTotp{enabled} answered no otpauth:// URL")?;
+    let app = totp_rs::TOTP::from_url(&link).map_err(|e| format!("{link}: {e:?}"))?;
+    let now = unix_now();
+    let confirm = SetupTotp {
+        enabled: true,
+        code: Some(app.generate(now)),
+    };
+    let on = setup_totp(url, &token, confirm).await?;
+    if !on.enabled || on.backup_codes.len() != 10 {
+        return Err(format!(
+            "confirmed, but enabled={} with {} recovery codes",
+            on.enabled,
+            on.backup_codes.len()
+        ));
+    }
+
+    let mut c = client(url);
+    let auth_id = begin(&mut c).await?;
+    next(&mut c, &auth_id, None).await?;
+    next(&mut c, &auth_id, choice("login")).await?;
+    let asked = next(&mut c, &auth_id, form(login_form(email, password))).await?;
+    if !is_second_factor_form(&asked) {
+        return Err(format!(
+            "the password led to {}, not the second-factor form",
+            title(&asked)
+        ));
+    }
+    let valid: Vec<String> = [now - 30, now, now + 30, now + 60]
+        .iter()
+        .map(|t| app.generate(*t))
+        .collect();
+    let wrong = ["000000", "111111"]
+        .into_iter()
+        .find(|w| !valid.iter().any(|v| v == w))
+        .unwrap_or("222222");
+    match next(
+        &mut c,
+        &auth_id,
+        form(vec![Field::String(wrong.to_owned())]),
+    )
+    .await
+    {
+        Err(e) if e.contains("hearth.BAD_CREDENTIALS") => {}
+        Err(e) => {
+            return Err(format!(
+                "a wrong code was refused without BAD_CREDENTIALS: {e}"
+            ))
+        }
+        Ok(step) => return Err(format!("a wrong code got {}", title(&step))),
+    }
+    let back = c
+        .step_back(StepBackRequest {
+            auth_id: auth_id.clone(),
+        })
+        .await
+        .map_err(|e| format!("StepBack: {e:?}"))?
+        .into_message()
+        .await
+        .map_err(|e| format!("StepBack body: {e:?}"))?;
+    match back.step.as_ref().map(|s| &s.step) {
+        Some(Some(Step::Form(f))) if f.title == "login" => {}
+        _ => return Err("StepBack from the second factor did not return to login".to_owned()),
+    }
+    let again = next(&mut c, &auth_id, form(login_form(email, password))).await?;
+    if !is_second_factor_form(&again) {
+        return Err(format!(
+            "the password led to {} the second time",
+            title(&again)
+        ));
+    }
+    let code = app.generate(now + 30);
+    let done = next(&mut c, &auth_id, form(vec![Field::String(code)])).await?;
+    let Some(Step::Session(s)) = done.step else {
+        return Err(format!("the right code ended at {}", title(&done)));
+    };
+    check_logged_in(url, &s.session_token).await?;
+    Ok((
+        "password, then second-factor (type totp): a wrong code refused, StepBack, the next code signed in".to_owned(),
+        on.backup_codes[0].code.clone(),
+    ))
+}
+
 async fn check_logged_in(url: &str, token: &str) -> Result<String, Failure> {
     let mut req = hrpc::Request::new(&CheckLoggedInRequest {});
     let mut headers = http::HeaderMap::new();
@@ -234,6 +412,15 @@ async fn main() {
         "CheckLoggedIn without one",
         refused_without_session(&url).await,
     ));
+    let otp_email = format!("sdk-otp{stamp}@example.org");
+    let factor = second_factor(&url, &otp_email, password).await;
+    if let (Ok((_, recovery)), Some(file)) = (&factor, std::env::args().nth(2)) {
+        let lines = format!("{otp_email}\n{password}\n{recovery}\n");
+        if let Err(e) = std::fs::write(&file, lines) {
+            eprintln!("{file}: {e}");
+        }
+    }
+    results.push(("log in with a second factor", factor.map(|(d, _)| d)));
 
     let mut failed = 0;
     for (name, r) in &results {
