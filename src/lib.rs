@@ -3,23 +3,21 @@
 //!
 //! Start a node with [`Node::start`]; `main.rs` is only the command line around it.
 pub mod api;
-pub mod clock;
-pub mod cluster_keys;
-pub mod config;
-pub mod domain;
 pub mod federation;
 pub mod http;
-pub mod identity;
-pub mod keyfile;
+pub mod keys;
 pub mod logging;
 pub mod mail;
 mod node;
 pub mod notice_files;
 pub mod pb;
 pub mod providers;
-pub mod secret;
 pub mod server;
-pub mod store;
+
+// The core and the store crates under the paths this crate, its tests and its users name them
+// by (`hearth::domain::…`, `crate::store::sqlite`).
+pub use hearth_core::{clock, config, domain, identity, secret};
+pub use hearth_store as store;
 
 pub use config::Config;
 pub use node::{Node, Role, RunningNode, StartError};

@@ -2,19 +2,15 @@
 //! are operator tools that work on the data dir directly.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use hearth::clock::SystemClock;
 use hearth::config::{Config, Registration};
 use hearth::domain::federation::PeerNetwork;
-use hearth::domain::state::Store;
 use hearth::domain::Services;
 use hearth::federation::client::PeerClient;
-use hearth::identity::key::{address_of, parse_address, NodeKey};
+use hearth::identity::key::{address_of, parse_address};
 use hearth::identity::server_id::ServerId;
-use hearth::keyfile;
 use hearth::Node;
 
 /// mimalloc rather than glibc's malloc: under load glibc spent a seventh of the CPU in
@@ -27,6 +23,8 @@ mod cli;
 
 use cli::accounts::{MailCommand, SessionCommand, UserCommand};
 use cli::invites::{InviteCommand, PlaceCommand};
+use cli::keys::KeyCommand;
+use cli::open::{open_domain, open_federation};
 use cli::output::{json_lines, printable, time};
 use cli::tokens::TokenCommand;
 use hearth::domain::model::InviteTarget;
@@ -96,32 +94,6 @@ enum ConfigCommand {
     /// Validate the config (file and HEARTH_* variables) and print the effective settings,
     /// credentials redacted.
     Check,
-}
-
-#[derive(Subcommand)]
-enum KeyCommand {
-    /// Print the node's address (ed25519:<hex public key>) and rotation history.
-    Show,
-    /// Print the secret key file to stdout (keep it safe).
-    Export {
-        /// Write the key to FILE (mode 0600) instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Replace the node key with one from FILE (as written by `export`).
-    Import {
-        /// The key file.
-        file: PathBuf,
-        /// Replace an existing key.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Make a new key, signed over by the old one (stop the node first).
-    Rotate {
-        /// Rotate the JWT signing key instead: tokens it signed verify until they expire.
-        #[arg(long)]
-        jwt: bool,
-    },
 }
 
 #[derive(Subcommand)]
@@ -205,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.redacted_toml());
             Ok(())
         }
-        Command::Key(cmd) => key_command(load_config(cli.config.as_deref())?, cmd).await,
+        Command::Key(cmd) => cli::keys::key(load_config(cli.config.as_deref())?, cmd).await,
         Command::Peer(cmd) => peer_command(load_config(cli.config.as_deref())?, cmd).await,
         other => {
             let domain = open_domain(load_config(cli.config.as_deref())?).await?;
@@ -230,167 +202,8 @@ async fn operate(domain: &Services, cmd: Command) -> anyhow::Result<()> {
     }
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let path = config.database_path();
-    if config.store.url.is_none() && !path.exists() {
-        bail!(
-            "no database at {} (config key `data_dir`): pass the --config the node runs with \
-             (or set HEARTH_DATA_DIR to its data dir), or run `hearth serve` once first",
-            path.display()
-        );
-    }
-    Ok(Node::open_store(config, 1)?)
-}
-
-async fn open_domain(config: Config) -> anyhow::Result<Services> {
-    Ok(open_federation(config).await?.0)
-}
-
-/// The services plus a client for other nodes, as the node itself has them. The CLI leases
-/// its own snowflake worker, so ids it makes never collide with a running node's.
-async fn open_federation(config: Config) -> anyhow::Result<(Services, Arc<PeerClient>)> {
-    let store = open_store(&config)?;
-    let (key, _) = keyfile::load_or_generate(&config.data_dir)?;
-    let holder = format!("cli pid {}", std::process::id());
-    let role = hearth::Role::Cli;
-    Ok(Node::assemble(config, store, key, Arc::new(SystemClock), holder, role).await?)
-}
-
-/// On a cluster's database: the store, and the cluster's key this data dir now holds (its
-/// key file follows the cluster's rotations first, so a rotation continues the chain).
-async fn join_cluster(config: &Config) -> anyhow::Result<Option<(Store, NodeKey)>> {
-    if config.store.url.is_none() {
-        return Ok(None);
-    }
-    let store = open_store(config)?;
-    let (key, _) = keyfile::load_or_generate(&config.data_dir)?;
-    let jwt = keyfile::load_or_generate_jwt(&config.data_dir)?;
-    let joined = hearth::cluster_keys::join(&store, &config.data_dir, key, jwt).await?;
-    Ok(Some((store, joined.node)))
-}
-
-fn cluster_follows() -> String {
-    format!(
-        "every running node of the cluster serves it within {} s; peers follow the signed rotation record",
-        hearth::cluster_keys::FOLLOW_EVERY.as_secs()
-    )
-}
-
 fn server_id(text: &str) -> anyhow::Result<ServerId> {
     Ok(ServerId::parse(text)?)
-}
-
-async fn key_command(config: Config, cmd: KeyCommand) -> anyhow::Result<()> {
-    match cmd {
-        KeyCommand::Show => {
-            let domain = open_domain(config).await?;
-            let _ = domain.id_lease().release().await;
-            println!("{}", domain.node_key().address());
-            for r in domain.key_history() {
-                println!(
-                    "  rotated at {} from {} to {}",
-                    time(r.at),
-                    address_of(&r.old_key),
-                    address_of(&r.new_key)
-                );
-            }
-        }
-        KeyCommand::Export { out } => {
-            let path = config.data_dir.join(keyfile::KEY_FILE);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let key = keyfile::decode(&path, &bytes)?;
-            match out {
-                Some(file) => {
-                    keyfile::save(&key, &file)?;
-                    println!(
-                        "wrote the secret key of {} to {} (mode 0600); keep it safe",
-                        key.address(),
-                        file.display()
-                    );
-                }
-                None => {
-                    cli::output::secret_stdout("the node's secret key")?;
-                    eprintln!(
-                        "the secret key of {} follows; anyone who has it can act as this node",
-                        key.address()
-                    );
-                    print!("{}", key.encode().as_str());
-                }
-            }
-        }
-        KeyCommand::Import { file, force } => {
-            std::fs::create_dir_all(&config.data_dir)?;
-            let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let key = keyfile::decode(&file, &bytes)?;
-            // The stored rotation history names this node's current key: a key that
-            // contradicts it would break every peer's chain.
-            if config.database_path().exists() && !force {
-                let store = open_store(&config)?;
-                let history = store.read(|tx| tx.key_rotations()).await?;
-                if let Some(last) = history.last().filter(|r| r.new_key != key.public()) {
-                    bail!(
-                        "this node's rotation history says its key is {}, but {} is {}; \
-                         import the matching key, or pass --force to replace the identity",
-                        address_of(&last.new_key),
-                        file.display(),
-                        key.address()
-                    );
-                }
-            }
-            keyfile::import(&config.data_dir, &key, force).map_err(anyhow::Error::msg)?;
-            println!("imported {}", key.address());
-        }
-        KeyCommand::Rotate { jwt: true } => {
-            let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
-            let cluster = join_cluster(&config).await?;
-            let now = hearth::clock::Clock::now_ms(&SystemClock) / 1000;
-            let keys = keyfile::rotate_jwt(&config.data_dir, now)?;
-            println!("new JWT key {}", keys.current.kid);
-            if let Some((old, _)) = &keys.previous {
-                println!(
-                    "the previous key {} verifies the tokens it signed for {} s more",
-                    old.kid, config.jwt.lifetime_secs
-                );
-            }
-            match cluster {
-                Some((store, node)) => {
-                    hearth::cluster_keys::publish_jwt(&store, &node, &keys).await?;
-                    println!("{}", cluster_follows());
-                }
-                None => println!("restart the node to sign with the new key"),
-            }
-        }
-        KeyCommand::Rotate { jwt: false } => {
-            let _lock = keyfile::DataDirLock::take(&config.data_dir)?;
-            let cluster = join_cluster(&config).await?;
-            let store = match &cluster {
-                Some((store, _)) => store.clone(),
-                None => open_store(&config)?,
-            };
-            let row = keyfile::rotate(
-                &config.data_dir,
-                &store,
-                hearth::clock::Clock::now_ms(&SystemClock),
-                cluster.is_some(),
-            )
-            .await?;
-            println!(
-                "rotated {} -> {}",
-                address_of(&row.old_key),
-                address_of(&row.new_key)
-            );
-            match cluster {
-                Some(_) => println!("{}", cluster_follows()),
-                None => println!(
-                    "restart the node to use the new key; peers follow the signed rotation record"
-                ),
-            }
-        }
-    }
-    Ok(())
 }
 
 async fn peer_command(config: Config, cmd: PeerCommand) -> anyhow::Result<()> {

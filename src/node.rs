@@ -13,7 +13,8 @@ use crate::domain::state::{Store, StoreError};
 use crate::domain::{DomainError, Keys, Networks, NodeState, Services};
 use crate::federation::client::PeerClient;
 use crate::identity::key::NodeKey;
-use crate::keyfile::KeyError;
+use crate::keys::cluster::JoinError;
+use crate::keys::files::KeyError;
 use crate::store::sqlite::Sqlite;
 
 /// Why a node could not start. Each message says what to fix.
@@ -42,14 +43,9 @@ pub enum StartError {
     /// Federation settings (resolver, extra CA).
     #[error("{0}")]
     Federation(String),
-    /// A node of a cluster whose key is not the cluster's.
-    #[error("this node's key {mine} is not the cluster's key {cluster} nor one rotated into it (every node on one database serves one identity): copy node.key from a node of the cluster into this data_dir")]
-    ForeignKey {
-        /// This node's address.
-        mine: String,
-        /// The cluster's.
-        cluster: String,
-    },
+    /// The cluster's identity (a foreign key, sealed JWT keys that do not open).
+    #[error(transparent)]
+    Cluster(#[from] JoinError),
 }
 
 /// Starts nodes.
@@ -64,7 +60,7 @@ pub struct RunningNode {
     key_created: bool,
     services: Arc<Services>,
     client: Arc<PeerClient>,
-    lock: crate::keyfile::DataDirLock,
+    lock: crate::keys::files::DataDirLock,
     metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -107,9 +103,10 @@ impl Node {
             crate::providers::Providers::new(&config.federation).map_err(StartError::Federation)?,
         );
         let dir = config.data_dir.clone();
-        let jwt = tokio::task::spawn_blocking(move || crate::keyfile::load_or_generate_jwt(&dir))
-            .await
-            .map_err(|e| StartError::Listen(e.to_string()))??;
+        let jwt =
+            tokio::task::spawn_blocking(move || crate::keys::files::load_or_generate_jwt(&dir))
+                .await
+                .map_err(|e| StartError::Listen(e.to_string()))??;
         let mut state = NodeState::local(store.clone(), clock.clone());
         if role == Role::Cli {
             // What an operator's command revokes reaches the running node (SQLite; a
@@ -121,7 +118,7 @@ impl Node {
             // A cluster serves one identity: the first node founds it with its keys, a
             // later one follows the rotations from its key to the cluster's.
             let joined =
-                crate::cluster_keys::join(&store, &config.data_dir, keys.node, keys.jwt).await?;
+                crate::keys::cluster::join(&store, &config.data_dir, keys.node, keys.jwt).await?;
             keys = Keys {
                 node: joined.node,
                 jwt: joined.jwt,
@@ -195,8 +192,8 @@ impl Node {
             tokio::task::spawn_blocking(move || -> Result<_, StartError> {
                 create_private_dir(&dir)?;
                 // One node per data dir: a second one (or a key rotation) is refused.
-                let lock = crate::keyfile::DataDirLock::take(&dir)?;
-                let (key, created) = crate::keyfile::load_or_generate(&dir)?;
+                let lock = crate::keys::files::DataDirLock::take(&dir)?;
+                let (key, created) = crate::keys::files::load_or_generate(&dir)?;
                 Ok((lock, key, created))
             })
             .await
@@ -280,7 +277,7 @@ impl Node {
         }
         if services.config().store.url.is_some() {
             let dir = services.config().data_dir.clone();
-            tasks.push(crate::cluster_keys::follow(
+            tasks.push(crate::keys::cluster::follow(
                 services.clone(),
                 dir,
                 stopped.clone(),

@@ -1,5 +1,6 @@
 //! accounts.v1: PublicAccountsService and AccountsService. Calls that start a session
 //! return its token in the response metadata `authorization: Bearer <token>`.
+use crate::api::status::status;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -31,7 +32,8 @@ impl PublicAccountsService for AccountsApi {
             .0
             .accounts
             .sign_in(&r.email, &r.password, r.totp.as_deref(), &ctx)
-            .await?;
+            .await
+            .map_err(status)?;
         with_token((), signed.token.expose())
     }
 
@@ -51,7 +53,8 @@ impl PublicAccountsService for AccountsApi {
                 },
                 &ctx,
             )
-            .await?;
+            .await
+            .map_err(status)?;
         with_token((), signed.token.expose())
     }
 
@@ -60,7 +63,11 @@ impl PublicAccountsService for AccountsApi {
         req: Request<ResetPasswordRequest>,
     ) -> Result<Response<()>, Status> {
         let email = req.into_inner().data.map(|d| d.email).unwrap_or_default();
-        self.0.codes.request_password_reset(&email).await?;
+        self.0
+            .codes
+            .request_password_reset(&email)
+            .await
+            .map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -71,7 +78,8 @@ impl PublicAccountsService for AccountsApi {
         self.0
             .codes
             .reset_password(&email, &r.code, &password)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(()))
     }
 }
@@ -88,20 +96,26 @@ impl AccountsService for AccountsApi {
             .0
             .accounts
             .is_email_verified(&p, email.as_deref())
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(IsEmailVerifiedResponse { verified }))
     }
 
     async fn refresh_session(&self, req: Request<()>) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
-        let token = self.0.sessions.refresh(&p).await?;
+        let token = self.0.sessions.refresh(&p).await.map_err(status)?;
         with_token((), token.expose())
     }
 
     async fn token_authorization(&self, req: Request<()>) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
         let device = request_context(&req).device;
-        let (token, _) = self.0.access_tokens.exchange(&p, device).await?;
+        let (token, _) = self
+            .0
+            .access_tokens
+            .exchange(&p, device)
+            .await
+            .map_err(status)?;
         with_token((), token.expose())
     }
 }

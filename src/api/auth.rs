@@ -50,7 +50,7 @@ pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 fn refuse(e: DomainError) -> Response {
-    Status::from(e).into_http::<axum::body::Body>()
+    crate::api::status::status(e).into_http::<axum::body::Body>()
 }
 
 /// The middleware, around `next` (run by `pipeline.rs`).

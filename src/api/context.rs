@@ -23,11 +23,10 @@ pub struct ClientIp(pub Option<IpAddr>);
 /// The authenticated caller; UNAUTHENTICATED if the auth layer found none.
 pub fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     req.extensions().get::<Principal>().cloned().ok_or_else(|| {
-        DomainError::unauthenticated(
+        crate::api::status::status(DomainError::unauthenticated(
             Reason::CredentialMissing,
             "this call needs a session token in `authorization`",
-        )
-        .into()
+        ))
     })
 }
 

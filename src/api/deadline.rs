@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::Response;
-use tonic::Status;
 
 use crate::domain::{DomainError, ErrorKind, Reason};
 
@@ -37,7 +36,7 @@ pub async fn around<F: Future<Output = Response>>(
         Ok(p) => Some(p),
         Err(_) if probe => None,
         Err(_) => {
-            return Status::from(DomainError::exhausted(
+            return crate::api::status::status(DomainError::exhausted(
                 Reason::NodeBusy,
                 "the node is handling as many requests as it may (limits.max_requests_in_flight); try again shortly",
             ))
@@ -47,7 +46,7 @@ pub async fn around<F: Future<Output = Response>>(
     let limit = bounds.timeout;
     match tokio::time::timeout(limit, next(req)).await {
         Ok(res) => res,
-        Err(_) => Status::from(DomainError::new(
+        Err(_) => crate::api::status::status(DomainError::new(
             ErrorKind::DeadlineExceeded,
             Reason::RequestTimeout,
             format!(

@@ -9,7 +9,6 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use prost::Message;
-use tonic::Status;
 
 use crate::domain::DomainError;
 
@@ -83,7 +82,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
     // A body cut short, or gRPC-Web framing that does not decode: the caller's mistake too.
     if FRAMING_FAILURES.iter().any(|f| message.starts_with(f)) {
         let detail: String = message.chars().take(200).collect();
-        return Status::from(DomainError::invalid(
+        return crate::api::status::status(DomainError::invalid(
             "request",
             format!("the request's framing is malformed ({detail})"),
         ))
@@ -99,7 +98,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
         .chars()
         .take(200)
         .collect();
-    Status::from(DomainError::invalid(
+    crate::api::status::status(DomainError::invalid(
         "request",
         format!("the request is not a valid {name} message ({detail})"),
     ))

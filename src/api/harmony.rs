@@ -2,6 +2,7 @@
 //! step-by-step auth (BeginAuth … StreamSteps; wire conversions in `steps.rs`) and
 //! CheckLoggedIn. TokenData is encoded and decoded here; the domain signs and verifies the
 //! exact bytes.
+use crate::api::status::status;
 use std::sync::Arc;
 
 use prost::Message;
@@ -62,7 +63,8 @@ impl AuthService for HarmonyApi {
             .0
             .login
             .federate(&p, &req.into_inner().server_id, encode)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(FederateResponse {
             token: Some(Token {
                 sig: signed.sig,
@@ -77,12 +79,15 @@ impl AuthService for HarmonyApi {
     ) -> Result<Response<LoginFederatedResponse>, Status> {
         let ctx = request_context(&req);
         let r = req.into_inner();
-        let token = r.auth_token.ok_or_else(|| {
-            DomainError::invalid(
-                "auth_token",
-                "required (get one from Federate on your home server)",
-            )
-        })?;
+        let token = r
+            .auth_token
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "auth_token",
+                    "required (get one from Federate on your home server)",
+                )
+            })
+            .map_err(status)?;
         let signed = SignedToken {
             data: token.data,
             sig: token.sig,
@@ -91,7 +96,8 @@ impl AuthService for HarmonyApi {
             .0
             .login
             .login_federated(&signed, &r.server_id, decode, &ctx)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(LoginFederatedResponse {
             session: Some(Session {
                 user_id,
@@ -124,7 +130,12 @@ impl AuthService for HarmonyApi {
     ) -> Result<Response<BeginAuthResponse>, Status> {
         let ctx = request_context(&req);
         let guest = req.into_inner().for_guest_token;
-        let auth_id = self.0.flows.begin(guest.as_deref(), &ctx).await?;
+        let auth_id = self
+            .0
+            .flows
+            .begin(guest.as_deref(), &ctx)
+            .await
+            .map_err(status)?;
         Ok(Response::new(BeginAuthResponse { auth_id }))
     }
 
@@ -135,7 +146,12 @@ impl AuthService for HarmonyApi {
         let ctx = request_context(&req);
         let r = req.into_inner();
         let id = r.auth_id.clone();
-        let step = self.0.flows.next(&id, steps::answer(r), &ctx).await?;
+        let step = self
+            .0
+            .flows
+            .next(&id, steps::answer(r), &ctx)
+            .await
+            .map_err(status)?;
         let note = step.message.clone();
         let mut res = Response::new(NextStepResponse {
             step: Some(steps::encode(step)),
@@ -150,7 +166,12 @@ impl AuthService for HarmonyApi {
         &self,
         req: Request<StepBackRequest>,
     ) -> Result<Response<StepBackResponse>, Status> {
-        let step = self.0.flows.back(&req.into_inner().auth_id).await?;
+        let step = self
+            .0
+            .flows
+            .back(&req.into_inner().auth_id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(StepBackResponse {
             step: Some(steps::encode(step)),
         }))
@@ -163,7 +184,7 @@ impl AuthService for HarmonyApi {
         req: Request<StreamStepsRequest>,
     ) -> Result<Response<Self::StreamStepsStream>, Status> {
         let id = req.into_inner().auth_id;
-        let sub = self.0.flows.subscribe(&id).await?;
+        let sub = self.0.flows.subscribe(&id).await.map_err(status)?;
         Ok(Response::new(steps::stream(self.0.flows.clone(), id, sub)))
     }
 

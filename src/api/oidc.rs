@@ -1,4 +1,5 @@
 //! auth.v1alpha1.AuthAPI: GetJWT, the OAuth/OIDC token exchange (rules in `domain::oidc`).
+use crate::api::status::status;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -20,19 +21,28 @@ impl AuthApi for OidcApi {
         req: Request<GetJwtRequest>,
     ) -> Result<Response<GetJwtResponse>, Status> {
         let device = request_context(&req).device;
-        let a = req.into_inner().account.ok_or_else(|| {
-            DomainError::invalid(
-                "account",
-                "required: provider, type, provider_account_id, access_token",
-            )
-        })?;
+        let a = req
+            .into_inner()
+            .account
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "account",
+                    "required: provider, type, provider_account_id, access_token",
+                )
+            })
+            .map_err(status)?;
         let account = Account {
             provider: a.provider,
             kind: a.r#type,
             subject: a.provider_account_id,
             access_token: Zeroizing::new(a.access_token),
         };
-        let token = self.0.oidc.exchange(account, device).await?;
+        let token = self
+            .0
+            .oidc
+            .exchange(account, device)
+            .await
+            .map_err(status)?;
         Ok(Response::new(GetJwtResponse { token }))
     }
 }

@@ -1,4 +1,5 @@
 //! auth.Auth: the peer challenge between nodes (DESIGN.md §4.4). Tokens travel in the body.
+use crate::api::status::status;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -15,8 +16,9 @@ use crate::pb::auth::{
 pub struct PeerAuthApi(pub Arc<Services>);
 
 fn hello(peer: Option<Peer>) -> Result<PeerHello, Status> {
-    let p =
-        peer.ok_or_else(|| DomainError::invalid("client", "required (this node's auth.Peer)"))?;
+    let p = peer
+        .ok_or_else(|| DomainError::invalid("client", "required (this node's auth.Peer)"))
+        .map_err(status)?;
     Ok(PeerHello {
         name: p.name,
         address: p.participant_address,
@@ -45,7 +47,8 @@ impl Auth for PeerAuthApi {
             .0
             .challenge
             .challenge(&client, &r.operator_address, &r.client_challenge)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(ChallengeResponse {
             server: Some(as_peer(reply.server)),
             server_challenge: reply.server_challenge,
@@ -63,21 +66,31 @@ impl Auth for PeerAuthApi {
             .0
             .challenge
             .authenticate(&client, &r.signed_server_challenge)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(AuthToken {
             token: token.token.expose().to_owned(),
         }))
     }
 
     async fn token_refresh(&self, req: Request<AuthToken>) -> Result<Response<AuthToken>, Status> {
-        let token = self.0.challenge.refresh(&req.into_inner().token).await?;
+        let token = self
+            .0
+            .challenge
+            .refresh(&req.into_inner().token)
+            .await
+            .map_err(status)?;
         Ok(Response::new(AuthToken {
             token: token.token.expose().to_owned(),
         }))
     }
 
     async fn signout(&self, req: Request<AuthToken>) -> Result<Response<SignoutResponse>, Status> {
-        self.0.challenge.signout(&req.into_inner().token).await?;
+        self.0
+            .challenge
+            .signout(&req.into_inner().token)
+            .await
+            .map_err(status)?;
         Ok(Response::new(SignoutResponse {}))
     }
 }

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 
 use axum::extract::Request;
 use axum::response::Response;
-use tonic::Status;
 
 use super::context::ClientIp;
 use super::methods::{Cost, Method};
@@ -66,7 +65,7 @@ pub async fn around<F: Future<Output = Response>>(
     let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
     if let (Some(class), Some(ip)) = (method.cost, ip) {
         if let Err(e) = state.take(class, ip, method.sign_in).await {
-            return Status::from(e).into_http::<axum::body::Body>();
+            return crate::api::status::status(e).into_http::<axum::body::Body>();
         }
     }
     next(req).await

@@ -44,16 +44,16 @@ fn public_message(e: &DomainError) -> String {
     }
 }
 
-impl From<DomainError> for Status {
-    fn from(e: DomainError) -> Self {
-        let message = public_message(&e);
-        let mut metadata = HashMap::new();
-        if let Some(field) = e.field {
-            metadata.insert("field".to_owned(), field.to_owned());
-        }
-        let details = ErrorDetails::with_error_info(e.reason.as_str(), ERROR_DOMAIN, metadata);
-        Status::with_error_details(code(e.kind), message, details)
+/// The one mapping of a domain error to a gRPC status (code, bounded message, reason in
+/// `ErrorInfo`). A function, not `From`: both types live in other crates.
+pub fn status(e: DomainError) -> Status {
+    let message = public_message(&e);
+    let mut metadata = HashMap::new();
+    if let Some(field) = e.field {
+        metadata.insert("field".to_owned(), field.to_owned());
     }
+    let details = ErrorDetails::with_error_info(e.reason.as_str(), ERROR_DOMAIN, metadata);
+    Status::with_error_details(code(e.kind), message, details)
 }
 
 /// The HTTP status and body for a domain error on a plain HTTP route.
@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn refusals_carry_their_reason_and_bounded_messages() {
-        let s = Status::from(DomainError::invalid("email", "x".repeat(5000)));
+        let s = status(DomainError::invalid("email", "x".repeat(5000)));
         assert_eq!(s.code(), Code::InvalidArgument);
         assert!(s.message().chars().count() <= MAX_MESSAGE + 1);
         let info = s.get_details_error_info();
@@ -93,7 +93,7 @@ mod tests {
                 .as_deref(),
             Some("email")
         );
-        let s = Status::from(DomainError::internal("the database is closed"));
+        let s = status(DomainError::internal("the database is closed"));
         assert!(!s.message().contains("database"));
         assert_eq!(
             s.get_details_error_info().map(|i| i.reason),

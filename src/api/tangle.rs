@@ -1,4 +1,5 @@
 //! tangle.client.auth.Auth: accounts, sessions, e-mail codes and invites.
+use crate::api::status::status;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -65,7 +66,8 @@ impl Auth for TangleApi {
             .0
             .accounts
             .sign_in(&r.email, &r.password, r.totp.as_deref(), &ctx)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(authorization(signed)))
     }
 
@@ -85,22 +87,27 @@ impl Auth for TangleApi {
                 },
                 &ctx,
             )
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(authorization(signed)))
     }
 
     async fn authorize(&self, req: Request<Authorize>) -> Result<Response<Authorization>, Status> {
         let ip = request_context(&req).ip;
         let token = req.into_inner().token;
-        let p = self.0.credentials.resolve(&token, ip).await?;
+        let p = self
+            .0
+            .credentials
+            .resolve(&token, ip)
+            .await
+            .map_err(status)?;
         if p.kind != CredentialKind::Session {
-            return Err(DomainError::unauthenticated(
+            return Err(status(DomainError::unauthenticated(
                 Reason::CredentialWrongKind,
                 "token: Authorize resolves session tokens; use TokenAuthorization for a personal access token",
-            )
-            .into());
+            )));
         }
-        let u = self.0.accounts.user_of(&p).await?;
+        let u = self.0.accounts.user_of(&p).await.map_err(status)?;
         Ok(Response::new(Authorization {
             token,
             user: Some(user(&u)),
@@ -110,7 +117,7 @@ impl Auth for TangleApi {
 
     async fn get_sessions(&self, req: Request<GetSessions>) -> Result<Response<Sessions>, Status> {
         let p = principal(&req)?;
-        let rows = self.0.sessions.list(&p).await?;
+        let rows = self.0.sessions.list(&p).await.map_err(status)?;
         Ok(Response::new(Sessions {
             sessions: rows.iter().map(session).collect(),
             current: p.session_id,
@@ -122,20 +129,27 @@ impl Auth for TangleApi {
         self.0
             .sessions
             .revoke(&p, req.into_inner().session_ids)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(()))
     }
 
     async fn reset_password(&self, req: Request<ResetPassword>) -> Result<Response<()>, Status> {
         let r = req.into_inner();
         match r.confirm {
-            None => self.0.codes.request_password_reset(&r.email).await?,
+            None => self
+                .0
+                .codes
+                .request_password_reset(&r.email)
+                .await
+                .map_err(status)?,
             Some(c) => {
                 let password = Zeroizing::new(c.new_password);
                 self.0
                     .codes
                     .reset_password(&r.email, &c.code, &password)
-                    .await?
+                    .await
+                    .map_err(status)?
             }
         }
         Ok(Response::new(()))
@@ -143,7 +157,11 @@ impl Auth for TangleApi {
 
     async fn verify_email(&self, req: Request<VerifyEmail>) -> Result<Response<()>, Status> {
         let r = req.into_inner();
-        self.0.codes.verify_email(&r.email, &r.code).await?;
+        self.0
+            .codes
+            .verify_email(&r.email, &r.code)
+            .await
+            .map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -156,7 +174,8 @@ impl Auth for TangleApi {
         self.0
             .codes
             .resend_verification(email.as_deref(), caller.as_ref())
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -166,7 +185,7 @@ impl Auth for TangleApi {
     ) -> Result<Response<InvitePreview>, Status> {
         let caller = optional_principal(&req).map(|p| p.user_id);
         let code = req.into_inner().code;
-        let preview = self.0.invites.lookup(&code).await?;
+        let preview = self.0.invites.lookup(&code).await.map_err(status)?;
         Ok(Response::new(invite_preview(
             code.trim().to_owned(),
             &preview.invite,
@@ -181,7 +200,8 @@ impl Auth for TangleApi {
         self.0
             .invites
             .use_invite(&p, &req.into_inner().code)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -197,11 +217,10 @@ impl Auth for TangleApi {
             Ok(InviteType::Community) => InviteTarget::Community,
             Ok(InviteType::Registration) => InviteTarget::Registration,
             _ => {
-                return Err(DomainError::invalid(
+                return Err(status(DomainError::invalid(
                     "target_type",
                     "must be USER, GROUP, COMMUNITY or REGISTRATION",
-                )
-                .into())
+                )))
             }
         };
         let new = NewInvite {
@@ -210,7 +229,7 @@ impl Auth for TangleApi {
             expires_at: r.expires_at.map(|s| s.saturating_mul(1000)),
             max_uses: r.max_uses,
         };
-        let (code, _) = self.0.invites.create(Some(&p), new).await?;
+        let (code, _) = self.0.invites.create(Some(&p), new).await.map_err(status)?;
         Ok(Response::new(CreatedInvite { code }))
     }
 
@@ -219,7 +238,7 @@ impl Auth for TangleApi {
         req: Request<ListInvites>,
     ) -> Result<Response<InviteList>, Status> {
         let p = principal(&req)?;
-        let invites = self.0.invites.list(p.user_id).await?;
+        let invites = self.0.invites.list(p.user_id).await.map_err(status)?;
         Ok(Response::new(InviteList {
             invites: invites
                 .iter()
@@ -236,7 +255,8 @@ impl Auth for TangleApi {
         self.0
             .invites
             .revoke(p.user_id, &req.into_inner().code)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(()))
     }
 

@@ -1,6 +1,7 @@
 //! The settings calls of `tangle.client.auth` (Hearth extensions; the Osmium socket's
 //! `settings.*` members): decode, one call of the settings service, encode. `tangle.rs`
 //! hands them here to stay one screenful.
+use crate::api::status::status;
 use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
@@ -15,7 +16,7 @@ pub async fn get_account(
     req: Request<GetAccount>,
 ) -> Result<Response<Account>, Status> {
     let p = principal(&req)?;
-    let a = s.settings.account(&p).await?;
+    let a = s.settings.account(&p).await.map_err(status)?;
     Ok(Response::new(Account {
         email: a.email,
         confirmed: a.confirmed,
@@ -36,7 +37,10 @@ pub async fn change_password(
         Zeroizing::new(r.current_password),
         Zeroizing::new(r.new_password),
     );
-    s.settings.change_password(&p, &current, &new, &ctx).await?;
+    s.settings
+        .change_password(&p, &current, &new, &ctx)
+        .await
+        .map_err(status)?;
     Ok(Response::new(()))
 }
 
@@ -44,7 +48,8 @@ pub async fn change_email(s: &Services, req: Request<ChangeEmail>) -> Result<Res
     let p = principal(&req)?;
     s.settings
         .change_email(&p, &req.into_inner().new_email)
-        .await?;
+        .await
+        .map_err(status)?;
     Ok(Response::new(()))
 }
 
@@ -54,7 +59,10 @@ pub async fn delete_account(
 ) -> Result<Response<()>, Status> {
     let p = principal(&req)?;
     let cancel = req.into_inner().cancel.unwrap_or(false);
-    s.settings.delete_account(&p, cancel).await?;
+    s.settings
+        .delete_account(&p, cancel)
+        .await
+        .map_err(status)?;
     Ok(Response::new(()))
 }
 
@@ -64,7 +72,8 @@ pub async fn setup_totp(s: &Services, req: Request<SetupTotp>) -> Result<Respons
     let view = s
         .settings
         .setup_totp(&p, r.enabled, r.code.as_deref())
-        .await?;
+        .await
+        .map_err(status)?;
     Ok(Response::new(Totp {
         enabled: view.enabled,
         url: view.url,

@@ -1,5 +1,6 @@
 //! tokens.v1: personal access tokens. Decodes, calls `domain::access_tokens`, encodes; a
 //! token's value leaves only in CreateToken and RegenerateToken.
+use crate::api::status::status;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -87,10 +88,15 @@ impl TokensService for TokensApi {
         let meta = r.token_metadata.unwrap_or_default();
         let new = NewToken {
             name: meta.name,
-            expires_at: meta.expires_at.as_ref().map(unix_ms).transpose()?,
+            expires_at: meta
+                .expires_at
+                .as_ref()
+                .map(unix_ms)
+                .transpose()
+                .map_err(status)?,
             scopes: r.token_permissions.map(|p| p.scopes).unwrap_or_default(),
         };
-        let (value, t) = self.0.access_tokens.create(&p, new).await?;
+        let (value, t) = self.0.access_tokens.create(&p, new).await.map_err(status)?;
         Ok(Response::new(CreateTokenResponse {
             token_uuid: uuid(&t),
             token_metadata: metadata(&t),
@@ -117,14 +123,16 @@ impl TokensService for TokensApi {
                 .as_ref()
                 .and_then(|m| m.expires_at.as_ref())
                 .map(unix_ms)
-                .transpose()?,
+                .transpose()
+                .map_err(status)?,
             scopes: r.token_permissions.map(|p| p.scopes),
         };
         let t = self
             .0
             .access_tokens
             .update(&p, &uuid_of(r.token_uuid), change)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(UpdateTokenResponse {
             token_uuid: uuid(&t),
             token_metadata: metadata(&t),
@@ -138,7 +146,7 @@ impl TokensService for TokensApi {
     ) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
         let id = uuid_of(req.into_inner().token_uuid);
-        self.0.access_tokens.expire(&p, &id).await?;
+        self.0.access_tokens.expire(&p, &id).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -148,7 +156,12 @@ impl TokensService for TokensApi {
     ) -> Result<Response<RegenerateTokenResponse>, Status> {
         let p = principal(&req)?;
         let id = uuid_of(req.into_inner().token_uuid);
-        let (value, _) = self.0.access_tokens.regenerate(&p, &id).await?;
+        let (value, _) = self
+            .0
+            .access_tokens
+            .regenerate(&p, &id)
+            .await
+            .map_err(status)?;
         Ok(Response::new(RegenerateTokenResponse {
             token_value: Some(TokenValue {
                 token: value.expose().to_owned(),
@@ -162,7 +175,7 @@ impl TokensService for TokensApi {
     ) -> Result<Response<GetTokenResponse>, Status> {
         let p = principal(&req)?;
         let id = uuid_of(req.into_inner().token_uuid);
-        let t = self.0.access_tokens.get(&p, &id).await?;
+        let t = self.0.access_tokens.get(&p, &id).await.map_err(status)?;
         Ok(Response::new(described(&t)))
     }
 
@@ -172,7 +185,7 @@ impl TokensService for TokensApi {
         req: Request<()>,
     ) -> Result<Response<Self::ListTokensStream>, Status> {
         let p = principal(&req)?;
-        let tokens = self.0.access_tokens.list(&p).await?;
+        let tokens = self.0.access_tokens.list(&p).await.map_err(status)?;
         let items = tokens.iter().map(|t| {
             let d = described(t);
             Ok(ListTokensResponse {

@@ -2,5 +2,7 @@
 //! command line and dispatches here.
 pub mod accounts;
 pub mod invites;
+pub mod keys;
+pub mod open;
 pub mod output;
 pub mod tokens;

@@ -32,7 +32,7 @@ async fn services(store: Store, config: &Config, clock: Arc<ManualClock>, who: &
     let dir = tempfile::tempdir().unwrap();
     let keys = Keys {
         node: NodeKey::generate(),
-        jwt: hearth::keyfile::load_or_generate_jwt(dir.path()).unwrap(),
+        jwt: hearth::keys::files::load_or_generate_jwt(dir.path()).unwrap(),
     };
     Services::new(
         Arc::new(config.clone()),

@@ -32,7 +32,7 @@ fn claims_for(n: &TestNode, uid: u64, sid: u64) -> Claims {
 
 /// The node's current signing key, read from its data dir.
 fn node_key(n: &TestNode) -> JwtKey {
-    hearth::keyfile::load_or_generate_jwt(&n.config.data_dir)
+    hearth::keys::files::load_or_generate_jwt(&n.config.data_dir)
         .unwrap()
         .current
 }

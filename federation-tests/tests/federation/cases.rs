@@ -168,7 +168,7 @@ async fn beta_follows_alpha_through_a_key_rotation() {
     let alpha = c.get_mut("alpha");
     alpha.stop().await;
     let store = hearth::Node::open_store(&alpha.config, 1).unwrap();
-    let row = hearth::keyfile::rotate(
+    let row = hearth::keys::operations::rotate_node_key(
         &alpha.config.data_dir,
         &store,
         hearth::clock::Clock::now_ms(alpha.clock.as_ref()),
@@ -219,7 +219,9 @@ async fn a_key_change_without_a_rotation_record_is_refused_until_re_pinned() {
     let alpha = c.get_mut("alpha");
     alpha.stop().await;
     let replacement = NodeKey::generate();
-    hearth::keyfile::import(&alpha.config.data_dir, &replacement, true).unwrap();
+    let file = alpha.config.data_dir.join("replacement.key");
+    hearth::keys::operations::import(&alpha.config.data_dir, (&file, &replacement), &[], true)
+        .unwrap();
     alpha.start().await;
 
     let fed = c.get("alpha").federate(&token, &beta_id).await.unwrap();

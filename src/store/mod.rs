@@ -1,4 +1,0 @@
-//! Storage backends behind the domain's store seam (`domain::state::store`). Each backend
-//! implements `Backend`, `ReadTx` and `WriteTx`, and passes the conformance suite.
-pub mod postgres;
-pub mod sqlite;
