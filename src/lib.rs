@@ -2,6 +2,7 @@
 //! node key; every seed auth API over gRPC. See ARCHITECTURE.md for the map.
 //!
 //! Start a node with [`Node::start`]; `main.rs` is only the command line around it.
+pub mod address_guard;
 pub mod api;
 pub mod federation;
 pub mod http;

@@ -23,15 +23,12 @@ pub enum StartError {
     /// The data directory could not be created.
     #[error("cannot create data_dir {path}: {source}")]
     DataDir {
-        /// The directory.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
     /// The node key.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The domain could not be set up.

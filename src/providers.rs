@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::address_guard::{check_literal, guarded_dns};
 use crate::config::Federation;
 use crate::domain::oidc::{ProviderError, ProviderNetwork};
-use crate::federation::discovery::{check_literal, guarded_dns};
 
 /// The longest a provider may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);

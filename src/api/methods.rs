@@ -17,7 +17,6 @@ use Requirement::{AnyCredential, Public, Scope, SessionOnly, TokenOnly};
 pub enum Cost {
     /// A password hash.
     Hashing,
-    /// A mail.
     Mail,
     /// Signatures and key fetches between nodes, and calls to identity providers (GetJWT).
     Peer,

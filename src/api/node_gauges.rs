@@ -26,7 +26,6 @@ struct StateLabels {
 
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
-/// The gauges.
 #[derive(Debug, Default)]
 pub struct NodeGauges {
     build: Family<BuildLabels, Gauge>,

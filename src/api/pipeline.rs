@@ -32,7 +32,6 @@ pub struct Pipeline {
     pub cors: cors::Cors,
 }
 
-/// The middleware.
 pub async fn layer(State(p): State<Arc<Pipeline>>, mut req: Request, next: Next) -> Response {
     let p = &*p;
     let method = methods::find(req.uri().path());

@@ -16,7 +16,6 @@ use crate::pb::protocol::auth::v1::{
     AuthStep, NextStepRequest, Session, StreamStepsResponse,
 };
 
-/// The StreamSteps stream.
 pub type StepStream = Pin<Box<dyn Stream<Item = Result<StreamStepsResponse, Status>> + Send>>;
 
 /// How often a quiet stream checks that its flow still exists (flows expire on the

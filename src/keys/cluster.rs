@@ -102,7 +102,6 @@ pub enum JoinError {
     ForeignKey {
         /// This node's address.
         mine: String,
-        /// The cluster's.
         cluster: String,
     },
     /// The cluster's JWT keys do not open with its key.
@@ -111,7 +110,6 @@ pub enum JoinError {
     /// The key files.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

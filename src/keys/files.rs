@@ -20,9 +20,7 @@ pub enum KeyError {
     /// Reading or writing failed.
     #[error("node key file {path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
     /// Another process holds the data dir.
@@ -34,7 +32,6 @@ pub enum KeyError {
     /// The file exists but does not hold a key.
     #[error("node key file {path} is corrupt ({why}). Hearth never replaces an existing key: restore the file from a backup, or move it away to start this node with a new identity")]
     Corrupt {
-        /// The file.
         path: PathBuf,
         /// What is wrong.
         why: &'static str,

@@ -21,7 +21,6 @@ pub enum RotateError {
     /// The key files.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Renaming the new key into place.

@@ -7,6 +7,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -74,7 +76,7 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     let read = |name: &str, p: &std::path::Path| {
         std::fs::read(p).map_err(|e| format!("{name}: {}: {e}", p.display()))
     };
-    let certs = rustls_pemfile::certs(&mut read("tls.cert", cert)?.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&read("tls.cert", cert)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("tls.cert {}: {e}", cert.display()))?;
     if certs.is_empty() {
@@ -83,14 +85,13 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
             cert.display()
         ));
     }
-    let key = rustls_pemfile::private_key(&mut read("tls.key", key)?.as_slice())
-        .map_err(|e| format!("tls.key {}: {e}", key.display()))?
-        .ok_or_else(|| {
-            format!(
-                "tls.key {}: no private key found in the PEM file",
-                key.display()
-            )
-        })?;
+    let key = PrivateKeyDer::from_pem_slice(&read("tls.key", key)?).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!(
+            "tls.key {}: no private key found in the PEM file",
+            key.display()
+        ),
+        e => format!("tls.key {}: {e}", key.display()),
+    })?;
     let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
         tokio_rustls::rustls::crypto::ring::default_provider(),
     ))

@@ -1,5 +1,5 @@
 //! Time as a parameter: every expiry, window and backoff reads a [`Clock`], so tests can move
-//! time without sleeping (STYLE.md habit 5).
+//! time without sleeping (`../shared/STYLE.md`, habit 5).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -71,26 +71,17 @@ impl Clock for OffsetClock {
 /// The shared clock handle passed through the node.
 pub type SharedClock = Arc<dyn Clock>;
 
-/// Unix milliseconds as UTC RFC 3339, to the second.
+/// Unix milliseconds as UTC RFC 3339, to the second (`@<seconds>` past the year 9999, which
+/// RFC 3339 cannot write).
 pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{secs}"))
 }
 
 #[cfg(test)]
@@ -102,5 +93,6 @@ mod tests {
         // Checked against `date -u -d @…`: a time of day, and a leap day.
         assert_eq!(super::rfc3339(1_795_500_900_123), "2026-11-24T06:15:00Z");
         assert_eq!(super::rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(u64::MAX), format!("@{}", u64::MAX / 1000));
     }
 }

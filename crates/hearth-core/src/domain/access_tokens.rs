@@ -5,8 +5,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rand::RngCore;
-
 use super::credential_cache::{CredentialCache, Entry};
 use super::error::Reason;
 use super::model::{AccessToken, DeviceFacts, Session};
@@ -36,7 +34,6 @@ pub struct NewToken {
     pub name: String,
     /// Expiry (unix ms); `None`: [`DEFAULT_LIFETIME_MS`] from now.
     pub expires_at: Option<u64>,
-    /// Scope names.
     pub scopes: Vec<String>,
 }
 
@@ -90,36 +87,19 @@ fn unknown_scopes(field: &'static str, unknown: &[String]) -> DomainError {
 
 /// A random (version 4) UUID, lower-case.
 fn new_uuid() -> String {
-    let mut b = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
-/// A uuid as a client sent it: 36 characters of hex and dashes, compared in lower case.
+/// A uuid as a client sent it: the 36-character 8-4-4-4-12 form, compared in lower case.
 fn parse_uuid(uuid: &str) -> Result<String, DomainError> {
-    let u = uuid.trim().to_ascii_lowercase();
-    let shape = u.len() == 36
-        && u.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        });
-    if !shape {
-        return Err(DomainError::invalid(
+    let u = uuid.trim();
+    match uuid::Uuid::try_parse(u) {
+        Ok(parsed) if u.len() == 36 => Ok(parsed.hyphenated().to_string()),
+        _ => Err(DomainError::invalid(
             "token_uuid.uuid",
             "must be a token's uuid as CreateToken or ListTokens gave it (8-4-4-4-12 hex digits)",
-        ));
+        )),
     }
-    Ok(u)
 }
 
 /// The personal access tokens service.

@@ -83,7 +83,6 @@ pub struct SignUp {
 pub struct SignedIn {
     /// The new session token (hand it to the client once).
     pub token: BearerSecret,
-    /// The account.
     pub user: User,
     /// The new session.
     pub session: Session,
@@ -106,7 +105,6 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// The service.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,

@@ -158,7 +158,6 @@ pub struct Services {
     pub settings: Arc<settings::Settings>,
     /// Second factors (TOTP and recovery codes).
     pub second_factors: Arc<second_factor::SecondFactors>,
-    /// Sessions.
     pub sessions: Arc<sessions::Sessions>,
     /// Bearer credential → principal.
     pub credentials: Arc<credentials::Credentials>,

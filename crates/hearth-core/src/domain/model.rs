@@ -5,11 +5,9 @@ use super::scopes::ScopeSet;
 /// A user: a local account, a guest, or a foreign (federated) user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    /// Snowflake id.
     pub id: u64,
     /// Lower-cased e-mail; `None` for guests and foreign users.
     pub email: Option<String>,
-    /// Display name.
     pub name: String,
     /// argon2id PHC string; `None` when the account has no password.
     pub password_hash: Option<String>,
@@ -67,7 +65,6 @@ pub struct DeviceFacts {
 pub struct SessionCredential {
     /// The session's id.
     pub id: u64,
-    /// Owner.
     pub user_id: u64,
     /// Last use (unix ms).
     pub last_active: u64,
@@ -80,9 +77,7 @@ pub struct SessionCredential {
 /// A session. Only the SHA-256 of its bearer token is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// Snowflake id.
     pub id: u64,
-    /// Owner.
     pub user_id: u64,
     /// SHA-256 of the bearer token.
     pub token_hash: [u8; 32],
@@ -111,7 +106,6 @@ pub struct AccessToken {
     pub id: u64,
     /// The id clients see (a random UUID); kept when the value is regenerated.
     pub uuid: String,
-    /// Owner.
     pub user_id: u64,
     /// The owner's name for it.
     pub name: String,
@@ -165,7 +159,6 @@ impl InviteTarget {
 /// (`hint`) so its creator can tell invites apart in a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invite {
-    /// Snowflake id.
     pub id: u64,
     /// SHA-256 of the code.
     pub code_hash: [u8; 32],
@@ -192,9 +185,7 @@ pub struct Invite {
 /// A group (a chat) with members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
-    /// Snowflake id.
     pub id: u64,
-    /// Name.
     pub name: String,
     /// Owner's user id.
     pub owner: u64,
@@ -207,12 +198,9 @@ impl Group {
     pub const MEMBERS_SHOWN: u32 = 100;
 }
 
-/// A community.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Community {
-    /// Snowflake id.
     pub id: u64,
-    /// Name.
     pub name: String,
     /// Owner's user id.
     pub owner: u64,
@@ -234,7 +222,6 @@ pub struct CodeRecord {
 pub struct Peer {
     /// Canonical server_id.
     pub server_id: String,
-    /// The pinned key.
     pub pinned_key: Option<[u8; 32]>,
     /// The key before the last accepted rotation, and when it was retired.
     pub previous_key: Option<([u8; 32], u64)>,
@@ -255,13 +242,9 @@ pub struct Peer {
 /// A mail in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mail {
-    /// Row id.
     pub id: u64,
-    /// Recipient address.
     pub recipient: String,
-    /// Subject line.
     pub subject: String,
-    /// Plain-text body.
     pub body: String,
     /// Queued at (unix ms).
     pub created_at: u64,

@@ -20,7 +20,6 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// The service.
     pub fn new(store: Store, revocations: Arc<dyn Revocations>, codes: Arc<Codes>) -> Self {
         Self {
             store,

@@ -12,11 +12,8 @@ use crate::clock::SharedClock;
 /// A mail to queue, in the same transaction as the state it reports.
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
-    /// Recipient address.
     pub to: String,
-    /// Subject line.
     pub subject: String,
-    /// Plain-text body.
     pub body: String,
 }
 

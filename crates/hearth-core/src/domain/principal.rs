@@ -19,7 +19,6 @@ pub enum CredentialKind {
 /// Who is calling: resolved from a bearer credential by the auth layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The user.
     pub user_id: u64,
     /// The session, or for a personal access token the token's id.
     pub session_id: u64,

@@ -27,7 +27,6 @@ pub const SCOPES: &[(&str, &str)] = &[
     ("federation", "log into other nodes: Federate"),
 ];
 
-/// A set of scopes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct ScopeSet(u16);
 

@@ -35,7 +35,6 @@ pub struct Claims {
 pub struct JwtKey {
     /// The key id (`kid`).
     pub kid: String,
-    /// The key.
     pub key: NodeKey,
 }
 

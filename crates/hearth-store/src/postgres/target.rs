@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use postgres::config::SslMode;
 use postgres::{Client, NoTls};
@@ -66,7 +68,7 @@ impl PgTarget {
                         path.display()
                     ))
                 })?;
-                let certs = rustls_pemfile::certs(&mut pem.as_slice())
+                let certs = CertificateDer::pem_slice_iter(&pem)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| {
                         bad(format!(

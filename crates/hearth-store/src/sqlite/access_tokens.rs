@@ -60,7 +60,6 @@ pub fn by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<AccessToken>, S
     )
 }
 
-/// A token by uuid.
 pub fn by_uuid(c: &Connection, uuid: &str) -> Result<Option<AccessToken>, StoreError> {
     optional(c.query_row(
         &format!("SELECT {COLUMNS} FROM access_tokens WHERE uuid = ?1"),

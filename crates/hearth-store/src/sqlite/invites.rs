@@ -199,7 +199,6 @@ pub fn group(c: &Connection, id: u64) -> Result<Option<Group>, StoreError> {
     }))
 }
 
-/// A community.
 pub fn community(c: &Connection, id: u64) -> Result<Option<Community>, StoreError> {
     optional(c.query_row(
         "SELECT name, owner FROM communities WHERE id = ?1",

@@ -73,7 +73,6 @@ fn insert_where(
     Ok(n > 0)
 }
 
-/// Inserts a session.
 pub fn insert(tx: &Connection, s: &Session) -> Result<(), StoreError> {
     insert_where(tx, s, "?14 = ?14", &"").map(|_| ())
 }
@@ -121,7 +120,6 @@ pub fn delete_for_token(tx: &Connection, token_id: u64) -> Result<Vec<u64>, Stor
         .map_err(db_err)
 }
 
-/// A session by id.
 pub fn by_id(c: &Connection, id: u64) -> Result<Option<Session>, StoreError> {
     optional(c.query_row(
         &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"),
@@ -258,7 +256,6 @@ pub fn delete(tx: &Connection, id: u64) -> Result<bool, StoreError> {
     Ok(cached_exec(tx, "DELETE FROM sessions WHERE id = ?1", [id as i64]).map_err(db_err)? > 0)
 }
 
-/// Records activity.
 pub fn touch(tx: &Connection, id: u64, now: u64) -> Result<(), StoreError> {
     cached_exec(
         tx,

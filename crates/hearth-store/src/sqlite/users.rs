@@ -65,7 +65,6 @@ pub fn by_email(c: &Connection, email: &str) -> Result<Option<User>, StoreError>
     ))
 }
 
-/// A user by id.
 pub fn by_id(c: &Connection, id: u64) -> Result<Option<User>, StoreError> {
     cached_row(
         c,

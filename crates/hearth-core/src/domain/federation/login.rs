@@ -73,7 +73,6 @@ pub struct FederationLogin {
 }
 
 impl FederationLogin {
-    /// The service.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,

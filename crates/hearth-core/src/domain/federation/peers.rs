@@ -62,7 +62,6 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// The service.
     pub fn new(
         store: Store,
         clock: SharedClock,

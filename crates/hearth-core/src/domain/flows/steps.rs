@@ -53,7 +53,6 @@ pub enum View {
     Choice {
         /// The step's name.
         title: &'static str,
-        /// The options.
         options: Vec<&'static str>,
     },
     /// Fill in fields, in this order.
@@ -72,7 +71,6 @@ pub enum View {
     },
     /// Done: a session.
     Session {
-        /// The user.
         user_id: u64,
         /// The session token.
         token: String,
@@ -116,7 +114,6 @@ impl Value {
 pub enum Answer {
     /// Neither choice nor form: "what is the current step?"
     Nothing,
-    /// A choice.
     Choice(String),
     /// A filled-in form.
     Form(Vec<Value>),
@@ -150,21 +147,16 @@ pub enum At {
     VerifyCode {
         /// The new account.
         user_id: u64,
-        /// Its address.
         email: String,
     },
     /// Waiting `verify-email`: the link in the mail completes the step.
     VerifyWait {
         /// The new account.
         user_id: u64,
-        /// Its address.
         email: String,
     },
     /// Session: the flow is done.
-    Done {
-        /// The user.
-        user_id: u64,
-    },
+    Done { user_id: u64 },
 }
 
 /// Options of the `initial` choice.

@@ -13,7 +13,6 @@ pub const LEASE_MS: u64 = 10 * 60 * 1000;
 
 /// Hands out unique ids.
 pub trait IdAllocator: Send + Sync + std::fmt::Debug {
-    /// The next id.
     fn next_id(&self) -> u64;
 }
 

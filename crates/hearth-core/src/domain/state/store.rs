@@ -1,5 +1,5 @@
 //! The store seam: the domain reads and writes state only through [`ReadTx`] and [`WriteTx`],
-//! run by a [`Backend`] (SQLite today, `store/sqlite`). Each rule that guards a write is one
+//! run by a [`Backend`] (`hearth-store`: SQLite, or PostgreSQL for a cluster). Each rule that guards a write is one
 //! named atomic operation here, so no rule depends on one writer ordering reads and writes.
 use std::fmt;
 use std::path::PathBuf;
@@ -21,7 +21,6 @@ pub enum StoreError {
     /// The database belongs to a newer Hearth.
     #[error("the database {path} has schema version {found}, but this Hearth knows only up to {known}: it was written by a newer Hearth. Run that version, or restore a backup")]
     TooNew {
-        /// The database.
         path: PathBuf,
         /// Its version.
         found: i64,
@@ -127,7 +126,6 @@ pub trait ReadTx {
     fn invites_by(&mut self, creator: u64, limit: u32) -> Result<Vec<Invite>, StoreError>;
     /// A group with up to [`Group::MEMBERS_SHOWN`] members.
     fn group(&mut self, id: u64) -> Result<Option<Group>, StoreError>;
-    /// A community.
     fn community(&mut self, id: u64) -> Result<Option<Community>, StoreError>;
     /// Whether two users are friends.
     fn are_friends(&mut self, a: u64, b: u64) -> Result<bool, StoreError>;
@@ -214,7 +212,6 @@ pub trait WriteTx: ReadTx {
         user_id: u64,
         now: u64,
     ) -> Result<(), StoreError>;
-    /// Inserts a session.
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError>;
     /// Atomic: inserts a session only while its user's password hash is still
     /// `password_hash` (the one the sign-in verified), so no session made with a password
@@ -393,7 +390,6 @@ pub trait WriteTx: ReadTx {
     /// up) at `now`; returns whether it did. Of many parallel callers on a one-use invite,
     /// exactly one gets `true`.
     fn spend_invite(&mut self, id: u64, now: u64) -> Result<bool, StoreError>;
-    /// Revokes an invite.
     fn revoke_invite(&mut self, id: u64, now: u64) -> Result<(), StoreError>;
     /// Makes two users friends; false when they already were.
     fn befriend(&mut self, a: u64, b: u64, now: u64) -> Result<bool, StoreError>;

@@ -3,17 +3,24 @@
 //! whose registration is `invite`. Codes are random (16 base62 characters, 95 bits), shown
 //! once, and looked up by SHA-256; a use is spent by one atomic store operation, so a
 //! one-use invite succeeds once however many use it at the same moment.
+//!
+//! This file keeps the codes (create, list, revoke, the registration check); `using.rs`
+//! what a code leads to (a preview, a friendship, a membership); `places.rs` the groups and
+//! communities invites lead into.
+mod places;
+mod using;
+
 use std::sync::Arc;
+pub use using::{Preview, PreviewTarget};
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::error::Reason;
-use super::model::{Community, Group, Invite, InviteTarget, User};
+use super::model::{Invite, InviteTarget};
 use super::principal::Principal;
 use super::state::ids::IdAllocator;
 use super::state::{Store, WriteTx};
-use super::validate::display_name;
 use super::{DomainError, ErrorKind};
 use crate::clock::{rfc3339, SharedClock};
 
@@ -32,7 +39,6 @@ pub const MAX_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
 /// The most uses one invite may allow.
 pub const MAX_USES: u32 = 100_000;
 
-/// A new invite.
 #[derive(Debug, Clone)]
 pub struct NewInvite {
     /// What using it does.
@@ -43,30 +49,6 @@ pub struct NewInvite {
     pub expires_at: Option<u64>,
     /// Uses allowed; `None`: unlimited (one for REGISTRATION).
     pub max_uses: Option<u32>,
-}
-
-/// What an invite leads to, for a preview.
-#[derive(Debug, Clone)]
-pub enum PreviewTarget {
-    /// Nothing to show (a registration).
-    None,
-    /// The user to befriend.
-    User(User),
-    /// The group.
-    Group(Group),
-    /// The community.
-    Community(Community),
-}
-
-/// An invite with what a preview shows of it.
-#[derive(Debug, Clone)]
-pub struct Preview {
-    /// The invite.
-    pub invite: Invite,
-    /// Its creator (none for the operator's).
-    pub creator: Option<User>,
-    /// Its target.
-    pub target: PreviewTarget,
 }
 
 fn hash(code: &str) -> [u8; 32] {
@@ -128,7 +110,6 @@ pub struct Invites {
 }
 
 impl Invites {
-    /// The service.
     pub fn new(
         store: Store,
         clock: SharedClock,
@@ -232,7 +213,7 @@ impl Invites {
         self.store
             .write(move |tx| {
                 if matches!(row.target, InviteTarget::Group | InviteTarget::Community) {
-                    Self::check_owner(tx, row.target, row.target_id, row.creator_id)?;
+                    places::check_owner(tx, row.target, row.target_id, row.creator_id)?;
                 }
                 if !tx.insert_invite(&row, now, MAX_LIVE_PER_CREATOR)? {
                     return Err(DomainError::exhausted(
@@ -247,109 +228,6 @@ impl Invites {
             .await?;
         tracing::info!(target: "hearth::audit", event = "invite_created", creator = creator_id, invite = invite.id, target = invite.target.as_str());
         Ok((code, invite))
-    }
-
-    fn check_owner(
-        tx: &mut dyn WriteTx,
-        target: InviteTarget,
-        id: u64,
-        user: u64,
-    ) -> Result<(), DomainError> {
-        let owner = match target {
-            InviteTarget::Group => tx.group(id)?.map(|g| g.owner),
-            _ => tx.community(id)?.map(|c| c.owner),
-        };
-        match owner {
-            None => Err(DomainError::new(
-                ErrorKind::NotFound,
-                Reason::NotFound,
-                format!("target_id: no {} has the id {id}", target.as_str()),
-            )),
-            Some(o) if o != user => Err(DomainError::denied(
-                Reason::InviteNotAllowed,
-                format!("only the owner of this {} invites to it", target.as_str()),
-            )),
-            Some(_) => Ok(()),
-        }
-    }
-
-    /// What an invite leads to. Public: anyone holding the code may look.
-    pub async fn lookup(&self, code: &str) -> Result<Preview, DomainError> {
-        let h = hash(parse_code(code)?);
-        let now = self.clock.now_ms();
-        self.store
-            .read(move |tx| {
-                let invite = tx.invite_by_hash(&h)?.ok_or_else(unknown)?;
-                check_live(&invite, now)?;
-                let creator = match invite.creator_id {
-                    0 => None,
-                    id => tx.user(id)?,
-                };
-                let target = match invite.target {
-                    InviteTarget::Registration => PreviewTarget::None,
-                    InviteTarget::User => creator
-                        .clone()
-                        .map_or(PreviewTarget::None, PreviewTarget::User),
-                    InviteTarget::Group => tx
-                        .group(invite.target_id)?
-                        .map_or(PreviewTarget::None, PreviewTarget::Group),
-                    InviteTarget::Community => tx
-                        .community(invite.target_id)?
-                        .map_or(PreviewTarget::None, PreviewTarget::Community),
-                };
-                Ok(Preview {
-                    invite,
-                    creator,
-                    target,
-                })
-            })
-            .await
-    }
-
-    /// Uses an invite: the caller becomes the creator's friend, or a member of the group or
-    /// community. Spends one use; nothing is written when the caller already is one.
-    pub async fn use_invite(&self, p: &Principal, code: &str) -> Result<Invite, DomainError> {
-        let h = hash(parse_code(code)?);
-        let (user, now) = (p.user_id, self.clock.now_ms());
-        let invite =
-            self.store
-                .write(move |tx| {
-                    let invite = tx.invite_by_hash(&h)?.ok_or_else(unknown)?;
-                    check_live(&invite, now)?;
-                    let added =
-                        match invite.target {
-                            InviteTarget::Registration => return Err(DomainError::precondition(
-                                Reason::InviteWrongKind,
-                                "this is a registration invite: give it to SignUp as invite_code",
-                            )),
-                            InviteTarget::User if invite.target_id == user => {
-                                return Err(DomainError::invalid(
-                                    "code",
-                                    "this is your own invite; share it with someone else",
-                                ))
-                            }
-                            InviteTarget::User => tx.befriend(invite.target_id, user, now)?,
-                            t => tx.add_member(t, invite.target_id, user)?,
-                        };
-                    if !added {
-                        return Err(DomainError::new(
-                            ErrorKind::AlreadyExists,
-                            Reason::AlreadyMember,
-                            match invite.target {
-                                InviteTarget::User => "you are already friends",
-                                _ => "you are already a member",
-                            },
-                        ));
-                    }
-                    // The guard: the use is spent in the same transaction, or nothing is kept.
-                    if !tx.spend_invite(invite.id, now)? {
-                        return Err(used_up());
-                    }
-                    Ok(invite)
-                })
-                .await?;
-        tracing::info!(target: "hearth::audit", event = "invite_used", user, invite = invite.id, target = invite.target.as_str());
-        Ok(invite)
     }
 
     /// The REGISTRATION invite behind a sign-up's `invite_code`, checked before any
@@ -431,41 +309,5 @@ impl Invites {
             .await?;
         tracing::info!(target: "hearth::audit", event = "invite_revoked", creator = creator_id, invite = invite.id);
         Ok(invite)
-    }
-
-    /// Operator: creates a group or community owned by `owner`.
-    pub async fn create_place(
-        &self,
-        kind: InviteTarget,
-        name: &str,
-        owner: u64,
-    ) -> Result<u64, DomainError> {
-        let name = display_name("name", name)?;
-        let (id, now) = (self.ids.next_id(), self.clock.now_ms());
-        self.store
-            .write(move |tx| {
-                match kind {
-                    InviteTarget::Group => tx.insert_group(
-                        &Group {
-                            id,
-                            name: name.clone(),
-                            owner,
-                            members: Vec::new(),
-                        },
-                        now,
-                    )?,
-                    _ => tx.insert_community(
-                        &Community {
-                            id,
-                            name: name.clone(),
-                            owner,
-                        },
-                        now,
-                    )?,
-                }
-                Ok::<_, DomainError>(())
-            })
-            .await?;
-        Ok(id)
     }
 }
