@@ -377,7 +377,7 @@ fn hand_written_files_stay_under_about_600_lines() {
         .filter(|(_, rel, _)| !rel.ends_with("pb.rs"))
     {
         let lines = text.lines().count();
-        assert!(lines <= 650, "{krate}: {rel} has {lines} lines; split it");
+        assert!(lines <= 600, "{krate}: {rel} has {lines} lines; split it");
     }
 }
 

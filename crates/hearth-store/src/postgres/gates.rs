@@ -2,8 +2,8 @@
 //! issuance, snowflake worker leases and guarded session inserts. Each is one statement, or
 //! locks the rows it reads, so it holds in a serializable transaction and in a row-locked
 //! one alike (see `mod.rs`).
-use super::read::Tx;
 use super::rows;
+use super::tx::Tx;
 use crate::domain::model::{CodeRecord, Session, ThrottleRow};
 use crate::domain::state::store::StoreError;
 

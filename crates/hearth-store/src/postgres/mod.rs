@@ -10,13 +10,19 @@
 //! breaks is made again under a shared, capped, jittered backoff; meanwhile calls answer
 //! [`StoreError::Unreachable`] (UNAVAILABLE) and the node is not ready. The URL's password
 //! never appears in logs or errors.
+mod accounts;
+mod codes;
+mod federation;
 mod gates;
+mod invites;
+mod jobs;
 mod notices;
-mod read;
 mod rows;
+mod sessions;
 mod short_lived;
 mod target;
-mod write;
+mod tokens;
+mod tx;
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,8 +35,8 @@ use postgres::{Client, IsolationLevel};
 
 use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
 pub use notices::{PgFeeds, PgRevocations};
-use read::Tx;
 pub use target::PgTarget;
+use tx::Tx;
 
 /// The advisory lock nodes migrating the schema hold (any fixed number; "hearth" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6865_6172_7468;
@@ -90,7 +96,7 @@ pub fn describe(url: &str) -> String {
 }
 
 fn migrate(client: &mut Client, shown: &str) -> Result<(), StoreError> {
-    let fail = read::backend;
+    let fail = tx::backend;
     let mut tx = client.transaction().map_err(fail)?;
     // Nodes starting together migrate one at a time (the only cluster-wide lock).
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -205,7 +211,7 @@ impl Pooled {
         }
         if self.client.is_none() {
             // Statements prepared on the old connection died with it.
-            read::forget_prepared();
+            tx::forget_prepared();
             if !self.health.may_try() {
                 return Err(self.health.unreachable());
             }
@@ -450,7 +456,7 @@ impl Postgres {
 }
 
 fn failed(e: postgres::Error) -> StoreError {
-    read::backend(e)
+    tx::backend(e)
 }
 
 /// Rolls back the open transaction. A connection that cannot is given up (the pool makes

@@ -1,6 +1,6 @@
 //! The `short_lived` table's writes: many rows locked and written in one statement each
 //! (a request's budgets).
-use super::read::Tx;
+use super::tx::Tx;
 use crate::domain::state::store::StoreError;
 
 fn i(v: u64) -> i64 {

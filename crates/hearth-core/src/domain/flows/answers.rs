@@ -63,7 +63,8 @@ impl Flows {
                 done(signed)
             }
             At::Register => {
-                let name = crate::domain::validate::display_name("username", &form.text("username"))?;
+                let name =
+                    crate::domain::validate::display_name("username", &form.text("username"))?;
                 let req = SignUp {
                     email: Some(form.text("email")),
                     password: Some(form.secret("password")),

@@ -1,0 +1,67 @@
+//! The store seam's sessions area: sessions: made, listed, touched, rotated and ended.
+use super::StoreError;
+use crate::domain::model::{Session, SessionCredential};
+
+/// Reads of the sessions area.
+pub trait SessionsRead {
+    /// What the credential check needs of the session whose token hashes to `hash`.
+    fn session_credential(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> Result<Option<SessionCredential>, StoreError>;
+    /// A session by id.
+    fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError>;
+    /// How many sessions of `user_id`, and of personal access token `token_id`, are live
+    /// at `now` (the session caps count them inside the write that inserts one).
+    fn live_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+    ) -> Result<(u32, u32), StoreError>;
+    /// The ids of the `n` least recently active live sessions of `user_id` (of personal
+    /// access token `token_id` only, when given).
+    fn least_active_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+        n: u32,
+    ) -> Result<Vec<u64>, StoreError>;
+    /// A user's sessions, newest first.
+    fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError>;
+}
+
+/// Writes of the sessions area, inside the caller's one transaction.
+pub trait SessionsWrite: SessionsRead {
+    fn insert_session(&mut self, s: &Session) -> Result<(), StoreError>;
+    /// Atomic: inserts a session only while its user's password hash is still
+    /// `password_hash` (the one the sign-in verified), so no session made with a password
+    /// outlives a reset of it. Returns whether it inserted.
+    fn insert_session_if_password(
+        &mut self,
+        s: &Session,
+        password_hash: &str,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the listed sessions of `user_id`; returns the ids that were deleted.
+    fn delete_sessions_of(&mut self, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError>;
+    /// Deletes every session of `user_id` except `keep`; returns the deleted ids.
+    fn delete_all_sessions_of(
+        &mut self,
+        user_id: u64,
+        keep: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError>;
+    /// Deletes one session by id; returns whether it existed.
+    fn delete_session(&mut self, id: u64) -> Result<bool, StoreError>;
+    /// Records activity at `now` (never moves `last_active` back: stamps arrive in batches).
+    fn touch_session(&mut self, id: u64, now: u64) -> Result<(), StoreError>;
+    /// Atomic compare-and-swap: gives session `id` the token hash `new` only if its hash is
+    /// still `presented`; returns whether it did.
+    fn swap_session_token(
+        &mut self,
+        id: u64,
+        presented: &[u8; 32],
+        new: &[u8; 32],
+        now: u64,
+    ) -> Result<bool, StoreError>;
+}
