@@ -17,7 +17,24 @@ use crate::pb::accounts::v1::{
 
 /// Both account services.
 #[derive(Debug, Clone)]
-pub struct AccountsApi(pub Arc<Services>);
+pub struct AccountsApi {
+    access_tokens: Arc<crate::domain::access_tokens::AccessTokens>,
+    accounts: Arc<crate::domain::accounts::Accounts>,
+    codes: Arc<crate::domain::codes::Codes>,
+    sessions: Arc<crate::domain::sessions::Sessions>,
+}
+
+impl AccountsApi {
+    /// The adapter over the services it calls.
+    pub fn new(s: &Services) -> Self {
+        Self {
+            access_tokens: s.access_tokens.clone(),
+            accounts: s.accounts.clone(),
+            codes: s.codes.clone(),
+            sessions: s.sessions.clone(),
+        }
+    }
+}
 
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
@@ -29,7 +46,6 @@ impl PublicAccountsService for AccountsApi {
         let ctx = request_context(&req);
         let r = req.into_inner();
         let signed = self
-            .0
             .accounts
             .sign_in(&r.email, &r.password, r.totp.as_deref(), &ctx)
             .await
@@ -41,7 +57,6 @@ impl PublicAccountsService for AccountsApi {
         let ctx = request_context(&req);
         let r = req.into_inner();
         let signed = self
-            .0
             .accounts
             .sign_up(
                 SignUp {
@@ -63,8 +78,7 @@ impl PublicAccountsService for AccountsApi {
         req: Request<ResetPasswordRequest>,
     ) -> Result<Response<()>, Status> {
         let email = req.into_inner().data.map(|d| d.email).unwrap_or_default();
-        self.0
-            .codes
+        self.codes
             .request_password_reset(&email)
             .await
             .map_err(status)?;
@@ -75,8 +89,7 @@ impl PublicAccountsService for AccountsApi {
         let r = req.into_inner();
         let email = r.data.map(|d| d.email).unwrap_or_default();
         let password = Zeroizing::new(r.password.map(|p| p.password).unwrap_or_default());
-        self.0
-            .codes
+        self.codes
             .reset_password(&email, &r.code, &password)
             .await
             .map_err(status)?;
@@ -93,7 +106,6 @@ impl AccountsService for AccountsApi {
         let p = principal(&req)?;
         let email = req.into_inner().data.map(|d| d.email);
         let verified = self
-            .0
             .accounts
             .is_email_verified(&p, email.as_deref())
             .await
@@ -103,7 +115,7 @@ impl AccountsService for AccountsApi {
 
     async fn refresh_session(&self, req: Request<()>) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
-        let token = self.0.sessions.refresh(&p).await.map_err(status)?;
+        let token = self.sessions.refresh(&p).await.map_err(status)?;
         with_token((), token.expose())
     }
 
@@ -111,7 +123,6 @@ impl AccountsService for AccountsApi {
         let p = principal(&req)?;
         let device = request_context(&req).device;
         let (token, _) = self
-            .0
             .access_tokens
             .exchange(&p, device)
             .await

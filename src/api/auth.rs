@@ -10,7 +10,8 @@ use tonic::Status;
 
 use super::context::ClientIp;
 use super::methods::Method;
-use crate::domain::{DomainError, Reason, Requirement, Services};
+use crate::domain::credentials::Credentials;
+use crate::domain::{DomainError, Reason, Requirement};
 
 /// The answer for a path the node does not serve: UNIMPLEMENTED for a gRPC call, 404 for
 /// anything else (so a mistyped probe does not look healthy).
@@ -55,7 +56,7 @@ fn refuse(e: DomainError) -> Response {
 
 /// The middleware, around `next` (run by `pipeline.rs`).
 pub async fn around<F: Future<Output = Response>>(
-    services: &Services,
+    credentials: &Credentials,
     method: &Method,
     mut req: Request,
     next: impl FnOnce(Request) -> F,
@@ -64,7 +65,7 @@ pub async fn around<F: Future<Output = Response>>(
     match (bearer(req.headers()), need) {
         (Some(token), _) => {
             let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
-            match services.credentials.resolve(token, ip).await {
+            match credentials.resolve(token, ip).await {
             Ok(principal) => {
                 tracing::Span::current().record("user", principal.user_id);
                 if let Err(e) = principal.check(need) {

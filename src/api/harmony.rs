@@ -22,7 +22,22 @@ use crate::pb::protocol::harmonytypes::v1::Token;
 
 /// The Harmony auth service.
 #[derive(Debug, Clone)]
-pub struct HarmonyApi(pub Arc<Services>);
+pub struct HarmonyApi {
+    flows: Arc<crate::domain::flows::Flows>,
+    key_ring: Arc<crate::domain::keyring::KeyRing>,
+    login: Arc<crate::domain::federation::login::FederationLogin>,
+}
+
+impl HarmonyApi {
+    /// The adapter over the services it calls.
+    pub fn new(s: &Services) -> Self {
+        Self {
+            flows: s.flows.clone(),
+            key_ring: s.key_ring().clone(),
+            login: s.login.clone(),
+        }
+    }
+}
 
 fn encode(c: &Claims) -> Vec<u8> {
     TokenData {
@@ -60,7 +75,6 @@ impl AuthService for HarmonyApi {
     ) -> Result<Response<FederateResponse>, Status> {
         let p = principal(&req)?;
         let signed = self
-            .0
             .login
             .federate(&p, &req.into_inner().server_id, encode)
             .await
@@ -93,7 +107,6 @@ impl AuthService for HarmonyApi {
             sig: token.sig,
         };
         let (secret, user_id) = self
-            .0
             .login
             .login_federated(&signed, &r.server_id, decode, &ctx)
             .await
@@ -109,10 +122,12 @@ impl AuthService for HarmonyApi {
 
     async fn key(&self, _: Request<KeyRequest>) -> Result<Response<KeyResponse>, Status> {
         Ok(Response::new(KeyResponse {
-            key: self.0.node_key().public().to_vec(),
+            key: self.key_ring.current().node.public().to_vec(),
             history: self
-                .0
-                .key_history()
+                .key_ring
+                .current()
+                .history
+                .clone()
                 .iter()
                 .map(|r| KeyRotation {
                     old_key: r.old_key.to_vec(),
@@ -131,7 +146,6 @@ impl AuthService for HarmonyApi {
         let ctx = request_context(&req);
         let guest = req.into_inner().for_guest_token;
         let auth_id = self
-            .0
             .flows
             .begin(guest.as_deref(), &ctx)
             .await
@@ -147,7 +161,6 @@ impl AuthService for HarmonyApi {
         let r = req.into_inner();
         let id = r.auth_id.clone();
         let step = self
-            .0
             .flows
             .next(&id, steps::answer(r), &ctx)
             .await
@@ -167,7 +180,6 @@ impl AuthService for HarmonyApi {
         req: Request<StepBackRequest>,
     ) -> Result<Response<StepBackResponse>, Status> {
         let step = self
-            .0
             .flows
             .back(&req.into_inner().auth_id)
             .await
@@ -184,8 +196,8 @@ impl AuthService for HarmonyApi {
         req: Request<StreamStepsRequest>,
     ) -> Result<Response<Self::StreamStepsStream>, Status> {
         let id = req.into_inner().auth_id;
-        let sub = self.0.flows.subscribe(&id).await.map_err(status)?;
-        Ok(Response::new(steps::stream(self.0.flows.clone(), id, sub)))
+        let sub = self.flows.subscribe(&id).await.map_err(status)?;
+        Ok(Response::new(steps::stream(self.flows.clone(), id, sub)))
     }
 
     async fn check_logged_in(

@@ -98,29 +98,29 @@ pub async fn router(
             $server.max_decoding_message_size(deadline::MAX_REQUEST_BYTES)
         };
     }
-    let accounts = accounts_v1::AccountsApi(services.clone());
+    let accounts = accounts_v1::AccountsApi::new(&services);
     let grpc = Routes::new(bounded!(pb::auth::auth_server::AuthServer::new(
-        peer_auth::PeerAuthApi(services.clone()),
+        peer_auth::PeerAuthApi::new(&services),
     )))
     .add_service(bounded!(
-        pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(oidc::OidcApi(services.clone()))
+        pb::auth::v1alpha1::auth_api_server::AuthApiServer::new(oidc::OidcApi::new(&services))
     ))
     .add_service(bounded!(
-        pb::protocol::auth::v1::auth_service_server::AuthServiceServer::new(harmony::HarmonyApi(
-            services.clone(),
-        ))
+        pb::protocol::auth::v1::auth_service_server::AuthServiceServer::new(
+            harmony::HarmonyApi::new(&services)
+        )
     ))
     .add_service(bounded!(AccountsServiceServer::new(accounts.clone())))
     .add_service(bounded!(PublicAccountsServiceServer::new(accounts)))
     .add_service(bounded!(
-        pb::tokens::v1::tokens_service_server::TokensServiceServer::new(tokens_v1::TokensApi(
-            services.clone()
+        pb::tokens::v1::tokens_service_server::TokensServiceServer::new(tokens_v1::TokensApi::new(
+            &services
         ))
     ))
     .add_service(bounded!(TestAuthServiceServer::new(test_v1::TestApi)))
     .add_service(bounded!(TestNoAuthServiceServer::new(test_v1::TestApi)))
     .add_service(bounded!(
-        pb::tangle::client::auth::auth_server::AuthServer::new(tangle::TangleApi(services.clone()),)
+        pb::tangle::client::auth::auth_server::AuthServer::new(tangle::TangleApi::new(&services),)
     ))
     .add_service(health)
     .add_service(reflection_v1)
@@ -147,7 +147,7 @@ pub async fn router(
         in_flight: tokio::sync::Semaphore::new(limits.max_requests_in_flight.max(1)),
     };
     let pipeline = Arc::new(pipeline::Pipeline {
-        services,
+        credentials: services.credentials.clone(),
         trusted,
         rate_limits,
         bounds,

@@ -12,7 +12,18 @@ use crate::pb::auth::v1alpha1::{auth_api_server::AuthApi, GetJwtRequest, GetJwtR
 
 /// The OIDC exchange service.
 #[derive(Debug, Clone)]
-pub struct OidcApi(pub Arc<Services>);
+pub struct OidcApi {
+    oidc: Arc<crate::domain::oidc::Oidc>,
+}
+
+impl OidcApi {
+    /// The adapter over the services it calls.
+    pub fn new(s: &Services) -> Self {
+        Self {
+            oidc: s.oidc.clone(),
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl AuthApi for OidcApi {
@@ -37,12 +48,7 @@ impl AuthApi for OidcApi {
             subject: a.provider_account_id,
             access_token: Zeroizing::new(a.access_token),
         };
-        let token = self
-            .0
-            .oidc
-            .exchange(account, device)
-            .await
-            .map_err(status)?;
+        let token = self.oidc.exchange(account, device).await.map_err(status)?;
         Ok(Response::new(GetJwtResponse { token }))
     }
 }

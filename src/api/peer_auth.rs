@@ -13,7 +13,18 @@ use crate::pb::auth::{
 
 /// The peer challenge service.
 #[derive(Debug, Clone)]
-pub struct PeerAuthApi(pub Arc<Services>);
+pub struct PeerAuthApi {
+    challenge: Arc<crate::domain::federation::challenge::PeerChallenge>,
+}
+
+impl PeerAuthApi {
+    /// The adapter over the services it calls.
+    pub fn new(s: &Services) -> Self {
+        Self {
+            challenge: s.challenge.clone(),
+        }
+    }
+}
 
 fn hello(peer: Option<Peer>) -> Result<PeerHello, Status> {
     let p = peer
@@ -44,7 +55,6 @@ impl Auth for PeerAuthApi {
         let r = req.into_inner();
         let client = hello(r.client)?;
         let reply = self
-            .0
             .challenge
             .challenge(&client, &r.operator_address, &r.client_challenge)
             .await
@@ -63,7 +73,6 @@ impl Auth for PeerAuthApi {
         let r = req.into_inner();
         let client = hello(r.client)?;
         let token = self
-            .0
             .challenge
             .authenticate(&client, &r.signed_server_challenge)
             .await
@@ -75,7 +84,6 @@ impl Auth for PeerAuthApi {
 
     async fn token_refresh(&self, req: Request<AuthToken>) -> Result<Response<AuthToken>, Status> {
         let token = self
-            .0
             .challenge
             .refresh(&req.into_inner().token)
             .await
@@ -86,8 +94,7 @@ impl Auth for PeerAuthApi {
     }
 
     async fn signout(&self, req: Request<AuthToken>) -> Result<Response<SignoutResponse>, Status> {
-        self.0
-            .challenge
+        self.challenge
             .signout(&req.into_inner().token)
             .await
             .map_err(status)?;

@@ -14,12 +14,12 @@ use axum::response::Response;
 
 use super::context::{http_client_ip, ClientIp, TrustedProxies};
 use super::{auth, cors, deadline, methods, metrics, rate_limits, trace};
-use crate::domain::Services;
+use crate::domain::credentials::Credentials;
 
 /// What the pipeline's stages need.
 pub struct Pipeline {
-    /// For `auth`.
-    pub services: Arc<Services>,
+    /// For `auth`: resolves a bearer credential to its principal.
+    pub credentials: Arc<Credentials>,
     /// Proxies whose forwarded-for headers count (also an extension for handlers).
     pub trusted: TrustedProxies,
     /// For `rate_limits`.
@@ -46,7 +46,7 @@ pub async fn layer(State(p): State<Arc<Pipeline>>, mut req: Request, next: Next)
                         return auth::not_served(&req);
                     };
                     rate_limits::around(&p.rate_limits, method, req, |req| {
-                        auth::around(&p.services, method, req, |req| next.run(req))
+                        auth::around(&p.credentials, method, req, |req| next.run(req))
                     })
                     .await
                 })

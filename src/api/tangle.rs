@@ -23,7 +23,28 @@ use crate::pb::tangle::client::types::User;
 
 /// The Tangle auth service.
 #[derive(Debug, Clone)]
-pub struct TangleApi(pub Arc<Services>);
+pub struct TangleApi {
+    accounts: Arc<crate::domain::accounts::Accounts>,
+    codes: Arc<crate::domain::codes::Codes>,
+    credentials: Arc<crate::domain::credentials::Credentials>,
+    invites: Arc<crate::domain::invites::Invites>,
+    sessions: Arc<crate::domain::sessions::Sessions>,
+    settings: Arc<crate::domain::settings::Settings>,
+}
+
+impl TangleApi {
+    /// The adapter over the services it calls.
+    pub fn new(s: &Services) -> Self {
+        Self {
+            accounts: s.accounts.clone(),
+            codes: s.codes.clone(),
+            credentials: s.credentials.clone(),
+            invites: s.invites.clone(),
+            sessions: s.sessions.clone(),
+            settings: s.settings.clone(),
+        }
+    }
+}
 
 fn user(u: &UserRow) -> User {
     User {
@@ -63,7 +84,6 @@ impl Auth for TangleApi {
         let ctx = request_context(&req);
         let r = req.into_inner();
         let signed = self
-            .0
             .accounts
             .sign_in(&r.email, &r.password, r.totp.as_deref(), &ctx)
             .await
@@ -75,7 +95,6 @@ impl Auth for TangleApi {
         let ctx = request_context(&req);
         let r = req.into_inner();
         let signed = self
-            .0
             .accounts
             .sign_up(
                 SignUp {
@@ -95,19 +114,14 @@ impl Auth for TangleApi {
     async fn authorize(&self, req: Request<Authorize>) -> Result<Response<Authorization>, Status> {
         let ip = request_context(&req).ip;
         let token = req.into_inner().token;
-        let p = self
-            .0
-            .credentials
-            .resolve(&token, ip)
-            .await
-            .map_err(status)?;
+        let p = self.credentials.resolve(&token, ip).await.map_err(status)?;
         if p.kind != CredentialKind::Session {
             return Err(status(DomainError::unauthenticated(
                 Reason::CredentialWrongKind,
                 "token: Authorize resolves session tokens; use TokenAuthorization for a personal access token",
             )));
         }
-        let u = self.0.accounts.user_of(&p).await.map_err(status)?;
+        let u = self.accounts.user_of(&p).await.map_err(status)?;
         Ok(Response::new(Authorization {
             token,
             user: Some(user(&u)),
@@ -117,7 +131,7 @@ impl Auth for TangleApi {
 
     async fn get_sessions(&self, req: Request<GetSessions>) -> Result<Response<Sessions>, Status> {
         let p = principal(&req)?;
-        let rows = self.0.sessions.list(&p).await.map_err(status)?;
+        let rows = self.sessions.list(&p).await.map_err(status)?;
         Ok(Response::new(Sessions {
             sessions: rows.iter().map(session).collect(),
             current: p.session_id,
@@ -126,8 +140,7 @@ impl Auth for TangleApi {
 
     async fn revoke_sessions(&self, req: Request<RevokeSessions>) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
-        self.0
-            .sessions
+        self.sessions
             .revoke(&p, req.into_inner().session_ids)
             .await
             .map_err(status)?;
@@ -138,15 +151,13 @@ impl Auth for TangleApi {
         let r = req.into_inner();
         match r.confirm {
             None => self
-                .0
                 .codes
                 .request_password_reset(&r.email)
                 .await
                 .map_err(status)?,
             Some(c) => {
                 let password = Zeroizing::new(c.new_password);
-                self.0
-                    .codes
+                self.codes
                     .reset_password(&r.email, &c.code, &password)
                     .await
                     .map_err(status)?
@@ -157,8 +168,7 @@ impl Auth for TangleApi {
 
     async fn verify_email(&self, req: Request<VerifyEmail>) -> Result<Response<()>, Status> {
         let r = req.into_inner();
-        self.0
-            .codes
+        self.codes
             .verify_email(&r.email, &r.code)
             .await
             .map_err(status)?;
@@ -171,8 +181,7 @@ impl Auth for TangleApi {
     ) -> Result<Response<()>, Status> {
         let caller = optional_principal(&req);
         let email = req.into_inner().email;
-        self.0
-            .codes
+        self.codes
             .resend_verification(email.as_deref(), caller.as_ref())
             .await
             .map_err(status)?;
@@ -185,7 +194,7 @@ impl Auth for TangleApi {
     ) -> Result<Response<InvitePreview>, Status> {
         let caller = optional_principal(&req).map(|p| p.user_id);
         let code = req.into_inner().code;
-        let preview = self.0.invites.lookup(&code).await.map_err(status)?;
+        let preview = self.invites.lookup(&code).await.map_err(status)?;
         Ok(Response::new(invite_preview(
             code.trim().to_owned(),
             &preview.invite,
@@ -197,8 +206,7 @@ impl Auth for TangleApi {
 
     async fn use_invite(&self, req: Request<UseInvite>) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
-        self.0
-            .invites
+        self.invites
             .use_invite(&p, &req.into_inner().code)
             .await
             .map_err(status)?;
@@ -229,7 +237,7 @@ impl Auth for TangleApi {
             expires_at: r.expires_at.map(|s| s.saturating_mul(1000)),
             max_uses: r.max_uses,
         };
-        let (code, _) = self.0.invites.create(Some(&p), new).await.map_err(status)?;
+        let (code, _) = self.invites.create(Some(&p), new).await.map_err(status)?;
         Ok(Response::new(CreatedInvite { code }))
     }
 
@@ -238,7 +246,7 @@ impl Auth for TangleApi {
         req: Request<ListInvites>,
     ) -> Result<Response<InviteList>, Status> {
         let p = principal(&req)?;
-        let invites = self.0.invites.list(p.user_id).await.map_err(status)?;
+        let invites = self.invites.list(p.user_id).await.map_err(status)?;
         Ok(Response::new(InviteList {
             invites: invites
                 .iter()
@@ -252,8 +260,7 @@ impl Auth for TangleApi {
 
     async fn revoke_invite(&self, req: Request<RevokeInvite>) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
-        self.0
-            .invites
+        self.invites
             .revoke(p.user_id, &req.into_inner().code)
             .await
             .map_err(status)?;
@@ -261,23 +268,23 @@ impl Auth for TangleApi {
     }
 
     async fn get_account(&self, req: Request<GetAccount>) -> Result<Response<Account>, Status> {
-        super::tangle_settings::get_account(&self.0, req).await
+        super::tangle_settings::get_account(&self.settings, req).await
     }
 
     async fn change_password(&self, req: Request<ChangePassword>) -> Result<Response<()>, Status> {
-        super::tangle_settings::change_password(&self.0, req).await
+        super::tangle_settings::change_password(&self.settings, req).await
     }
 
     async fn change_email(&self, req: Request<ChangeEmail>) -> Result<Response<()>, Status> {
-        super::tangle_settings::change_email(&self.0, req).await
+        super::tangle_settings::change_email(&self.settings, req).await
     }
 
     async fn delete_account(&self, req: Request<DeleteAccount>) -> Result<Response<()>, Status> {
-        super::tangle_settings::delete_account(&self.0, req).await
+        super::tangle_settings::delete_account(&self.settings, req).await
     }
 
     async fn setup_totp(&self, req: Request<SetupTotp>) -> Result<Response<Totp>, Status> {
-        super::tangle_settings::setup_totp(&self.0, req).await
+        super::tangle_settings::setup_totp(&self.settings, req).await
     }
 }
 

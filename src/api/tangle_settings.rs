@@ -6,17 +6,17 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroizing;
 
 use super::context::{principal, request_context};
-use crate::domain::Services;
+use crate::domain::settings::Settings;
 use crate::pb::tangle::client::auth::{
     Account, BackupCode, ChangeEmail, ChangePassword, DeleteAccount, GetAccount, SetupTotp, Totp,
 };
 
 pub async fn get_account(
-    s: &Services,
+    s: &Settings,
     req: Request<GetAccount>,
 ) -> Result<Response<Account>, Status> {
     let p = principal(&req)?;
-    let a = s.settings.account(&p).await.map_err(status)?;
+    let a = s.account(&p).await.map_err(status)?;
     Ok(Response::new(Account {
         email: a.email,
         confirmed: a.confirmed,
@@ -27,7 +27,7 @@ pub async fn get_account(
 }
 
 pub async fn change_password(
-    s: &Services,
+    s: &Settings,
     req: Request<ChangePassword>,
 ) -> Result<Response<()>, Status> {
     let p = principal(&req)?;
@@ -37,40 +37,34 @@ pub async fn change_password(
         Zeroizing::new(r.current_password),
         Zeroizing::new(r.new_password),
     );
-    s.settings
-        .change_password(&p, &current, &new, &ctx)
+    s.change_password(&p, &current, &new, &ctx)
         .await
         .map_err(status)?;
     Ok(Response::new(()))
 }
 
-pub async fn change_email(s: &Services, req: Request<ChangeEmail>) -> Result<Response<()>, Status> {
+pub async fn change_email(s: &Settings, req: Request<ChangeEmail>) -> Result<Response<()>, Status> {
     let p = principal(&req)?;
-    s.settings
-        .change_email(&p, &req.into_inner().new_email)
+    s.change_email(&p, &req.into_inner().new_email)
         .await
         .map_err(status)?;
     Ok(Response::new(()))
 }
 
 pub async fn delete_account(
-    s: &Services,
+    s: &Settings,
     req: Request<DeleteAccount>,
 ) -> Result<Response<()>, Status> {
     let p = principal(&req)?;
     let cancel = req.into_inner().cancel.unwrap_or(false);
-    s.settings
-        .delete_account(&p, cancel)
-        .await
-        .map_err(status)?;
+    s.delete_account(&p, cancel).await.map_err(status)?;
     Ok(Response::new(()))
 }
 
-pub async fn setup_totp(s: &Services, req: Request<SetupTotp>) -> Result<Response<Totp>, Status> {
+pub async fn setup_totp(s: &Settings, req: Request<SetupTotp>) -> Result<Response<Totp>, Status> {
     let p = principal(&req)?;
     let r = req.into_inner();
     let view = s
-        .settings
         .setup_totp(&p, r.enabled, r.code.as_deref())
         .await
         .map_err(status)?;

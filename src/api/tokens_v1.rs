@@ -21,7 +21,18 @@ use crate::pb::tokens::v1::{
 
 /// The tokens service.
 #[derive(Debug, Clone)]
-pub struct TokensApi(pub Arc<Services>);
+pub struct TokensApi {
+    access_tokens: Arc<crate::domain::access_tokens::AccessTokens>,
+}
+
+impl TokensApi {
+    /// The adapter over the services it calls.
+    pub fn new(s: &Services) -> Self {
+        Self {
+            access_tokens: s.access_tokens.clone(),
+        }
+    }
+}
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<ListTokensResponse, Status>> + Send>>;
 
@@ -96,7 +107,7 @@ impl TokensService for TokensApi {
                 .map_err(status)?,
             scopes: r.token_permissions.map(|p| p.scopes).unwrap_or_default(),
         };
-        let (value, t) = self.0.access_tokens.create(&p, new).await.map_err(status)?;
+        let (value, t) = self.access_tokens.create(&p, new).await.map_err(status)?;
         Ok(Response::new(CreateTokenResponse {
             token_uuid: uuid(&t),
             token_metadata: metadata(&t),
@@ -128,7 +139,6 @@ impl TokensService for TokensApi {
             scopes: r.token_permissions.map(|p| p.scopes),
         };
         let t = self
-            .0
             .access_tokens
             .update(&p, &uuid_of(r.token_uuid), change)
             .await
@@ -146,7 +156,7 @@ impl TokensService for TokensApi {
     ) -> Result<Response<()>, Status> {
         let p = principal(&req)?;
         let id = uuid_of(req.into_inner().token_uuid);
-        self.0.access_tokens.expire(&p, &id).await.map_err(status)?;
+        self.access_tokens.expire(&p, &id).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -157,7 +167,6 @@ impl TokensService for TokensApi {
         let p = principal(&req)?;
         let id = uuid_of(req.into_inner().token_uuid);
         let (value, _) = self
-            .0
             .access_tokens
             .regenerate(&p, &id)
             .await
@@ -175,7 +184,7 @@ impl TokensService for TokensApi {
     ) -> Result<Response<GetTokenResponse>, Status> {
         let p = principal(&req)?;
         let id = uuid_of(req.into_inner().token_uuid);
-        let t = self.0.access_tokens.get(&p, &id).await.map_err(status)?;
+        let t = self.access_tokens.get(&p, &id).await.map_err(status)?;
         Ok(Response::new(described(&t)))
     }
 
@@ -185,7 +194,7 @@ impl TokensService for TokensApi {
         req: Request<()>,
     ) -> Result<Response<Self::ListTokensStream>, Status> {
         let p = principal(&req)?;
-        let tokens = self.0.access_tokens.list(&p).await.map_err(status)?;
+        let tokens = self.access_tokens.list(&p).await.map_err(status)?;
         let items = tokens.iter().map(|t| {
             let d = described(t);
             Ok(ListTokensResponse {
