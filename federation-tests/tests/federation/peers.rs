@@ -357,3 +357,59 @@ async fn parallel_first_logins_fetch_the_origin_key_once() {
         "ten parallel logins, one Key fetch"
     );
 }
+
+/// alpha's row for `peer`, polled until `want` holds (or `secs` of real time pass).
+async fn peer_row_until(
+    alpha: &Member,
+    peer: &str,
+    secs: u64,
+    want: impl Fn(&hearth::domain::model::Peer) -> bool,
+) -> (hearth::domain::model::Peer, Duration) {
+    let start = Instant::now();
+    loop {
+        let rows = alpha.domain().peers.list().await.unwrap();
+        let row = rows.into_iter().find(|p| p.server_id == peer).unwrap();
+        if want(&row) {
+            return (row, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{peer} stayed {} ({:?}) for {secs} s",
+            row.state,
+            row.last_error
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dead_peer_shows_down_at_the_next_probe_and_linked_when_it_returns() {
+    use hearth::domain::federation::links::PROBE_EVERY_MS;
+    let mut c = Cluster::start_with(
+        &["alpha", "beta"],
+        Options {
+            peers: true,
+            ..Options::default()
+        },
+        |_, _| {},
+    )
+    .await;
+    let beta_id = c.get("beta").server_id.clone();
+    peer_row_until(c.get("alpha"), &beta_id, 20, |p| p.state == "linked").await;
+
+    // beta dies; alpha's peer token at beta is valid for most of an hour yet, so only the
+    // probe can tell. The next one is due PROBE_EVERY_MS later on alpha's clock.
+    c.get_mut("beta").stop().await;
+    c.get("alpha").clock.advance_ms(PROBE_EVERY_MS);
+    let (row, took) = peer_row_until(c.get("alpha"), &beta_id, 15, |p| p.state == "down").await;
+    assert!(row.last_error.is_some(), "{row:?}");
+    eprintln!("down {took:?} after the probe was due");
+
+    // beta comes back: the next probe of a down peer links it again at once, not after the
+    // link attempts' backoff.
+    c.get_mut("beta").start().await;
+    c.get("alpha").clock.advance_ms(PROBE_EVERY_MS);
+    let (row, took) = peer_row_until(c.get("alpha"), &beta_id, 15, |p| p.state == "linked").await;
+    assert_eq!(row.last_error, None);
+    eprintln!("linked {took:?} after the probe was due");
+}

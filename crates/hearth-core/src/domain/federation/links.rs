@@ -1,7 +1,10 @@
 //! Keeping peers linked (DESIGN.md §4.5): peers from `[[federation.peers]]` and from
 //! `hearth peer link` are linked at start-up, refreshed before their peer token expires, and
 //! retried with backoff while down. A pinned key that changed is followed only through a valid
-//! rotation chain; otherwise the link is refused until the operator re-pins.
+//! rotation chain; otherwise the link is refused until the operator re-pins. Every wanted peer
+//! is probed with Key (cheap, no signature) every [`PROBE_EVERY_MS`] (DESIGN.md §4.8): a
+//! linked peer that stops answering shows `down` with its error at the next probe, and one
+//! that answers again is linked again at once rather than after its backoff.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +23,9 @@ use crate::identity::server_id::ServerId;
 /// Re-link this long before the peer token expires.
 pub const REFRESH_BEFORE_MS: u64 = 10 * 60 * 1000;
 const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+/// How often each wanted peer is asked for its key: well inside DESIGN.md §4.8's 30 s, so a
+/// dead peer shows `down` within 60 s even when a probe times out.
+pub const PROBE_EVERY_MS: u64 = 20_000;
 
 #[derive(Debug, Default, Clone)]
 struct LinkState {
@@ -27,6 +33,9 @@ struct LinkState {
     expires_at: u64,
     next_attempt: u64,
     failures: u32,
+    probed_at: u64,
+    /// The key the peer linked with (a probe that sees another one relinks at once).
+    key: Option<[u8; 32]>,
 }
 
 /// Links this node with its peers. Its state is one entry per wanted peer (bounded by the
@@ -99,15 +108,15 @@ impl Links {
             _ => None,
         };
         let result = match refreshed {
-            Some(pair) => Ok(pair),
+            Some((token, expires)) => Ok((token, expires, state.key)),
             None => self
                 .link_with_pin(server)
                 .await
-                .map(|l| (l.token, l.expires_at)),
+                .map(|l| (l.token, l.expires_at, Some(l.key))),
         };
         let now = self.clock.now_ms();
         match result {
-            Ok((token, expires_at)) => {
+            Ok((token, expires_at, key)) => {
                 self.peers.record_link(server, Ok(expires_at)).await?;
                 self.set(
                     server,
@@ -116,17 +125,57 @@ impl Links {
                         expires_at,
                         next_attempt: expires_at.saturating_sub(REFRESH_BEFORE_MS),
                         failures: 0,
+                        probed_at: now,
+                        key,
                     },
                 );
                 Ok(())
             }
             Err(e) => {
-                self.peers.record_link(server, Err(&e)).await?;
-                state.failures += 1;
-                state.next_attempt = now + (1_000u64 << state.failures.min(10)).min(MAX_BACKOFF_MS);
-                self.set(server, state);
+                self.failed(server, &mut state, &e, now).await?;
                 Err(e)
             }
+        }
+    }
+
+    /// Records a failed link or probe: `down` (or `refused`) with the error, and the next
+    /// attempt after a backoff that doubles up to [`MAX_BACKOFF_MS`].
+    async fn failed(
+        &self,
+        server: &ServerId,
+        state: &mut LinkState,
+        e: &DomainError,
+        now: u64,
+    ) -> Result<(), DomainError> {
+        self.peers.record_link(server, Err(e)).await?;
+        state.failures += 1;
+        state.next_attempt = now + (1_000u64 << state.failures.min(10)).min(MAX_BACKOFF_MS);
+        state.probed_at = now;
+        self.set(server, state.clone());
+        Ok(())
+    }
+
+    /// Asks `server` for its key. A linked peer that does not answer is marked down; a peer
+    /// that was down and answers, or answers with another key, is linked again now.
+    async fn probe(&self, server: &ServerId) {
+        let now = self.clock.now_ms();
+        let mut state = self.get(server);
+        state.probed_at = now;
+        self.set(server, state.clone());
+        match self.network.fetch_key(server).await {
+            Ok(fetched) if state.failures > 0 || state.key.is_some_and(|k| k != fetched.key) => {
+                state.next_attempt = now;
+                self.set(server, state);
+            }
+            Ok(_) => {}
+            Err(e) if state.failures == 0 && state.token.is_some() => {
+                tracing::warn!(peer = %server, error = %e, "federation peer stopped answering");
+                if let Err(e) = self.failed(server, &mut state, &e, now).await {
+                    tracing::warn!(peer = %server, error = %e, "recording a failed probe");
+                }
+            }
+            // Down already: the link attempts' backoff goes on.
+            Err(_) => {}
         }
     }
 
@@ -202,18 +251,25 @@ impl Links {
                 if let (true, Ok(wanted)) = (mine, self.wanted().await) {
                     self.drop_unwanted(&wanted).await;
                     let now = self.clock.now_ms();
-                    // Peers are linked concurrently: a dead one does not hold up the rest.
-                    let due = wanted
+                    // Peers are linked and probed concurrently: a dead one does not hold up
+                    // the rest.
+                    let (due, rest): (Vec<_>, Vec<_>) = wanted
                         .into_iter()
-                        .filter(|server| self.get(server).next_attempt <= now);
+                        .partition(|server| self.get(server).next_attempt <= now);
+                    let probed = rest
+                        .into_iter()
+                        .filter(|server| self.get(server).probed_at + PROBE_EVERY_MS <= now);
                     let this = &self;
-                    futures_util::future::join_all(due.map(|server| async move {
+                    let links = futures_util::future::join_all(due.into_iter().map(|server| async move {
                         match this.link_now(&server).await {
                             Err(e) => tracing::warn!(peer = %server, error = %e, "federation link failed; will retry"),
                             Ok(()) => tracing::info!(peer = %server, "federation link up"),
                         }
-                    }))
-                    .await;
+                    }));
+                    let probes = futures_util::future::join_all(
+                        probed.map(|server| async move { this.probe(&server).await }),
+                    );
+                    futures_util::future::join(links, probes).await;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
