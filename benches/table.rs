@@ -185,7 +185,7 @@ where
 }
 
 /// Whether the row group `name` runs: `BENCH_ROWS` is a comma list of tokens, distinct,
-/// signin, federated, memory, pg (default: all). The baselines (bare tonic, Ping, Pong)
+/// signin, federated, memory, pg (default: all). The baselines (plain tonic, Ping, Pong)
 /// always run.
 fn wanted(name: &str) -> bool {
     match std::env::var("BENCH_ROWS") {
@@ -617,14 +617,19 @@ async fn transport_rows(table: &mut Table, url: &str, chans: &[Channel], token: 
     );
 }
 
-/// A bare tonic server with only the health service: the baseline of every RPC row.
+/// tonic's own server (`tonic::transport::Server`, no axum, no Hearth code) with only the
+/// health service: the baseline of every RPC row, so the table shows what Hearth's stack
+/// costs over the plain library.
 async fn bare_tonic() -> String {
     let (_reporter, health) = tonic_health::server::health_reporter();
-    let router = tonic::service::Routes::new(health).into_axum_router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(incoming)
+            .await;
     });
     url
 }
@@ -660,7 +665,7 @@ async fn main() {
     let chans = connect(&alpha.node.url(), load.connections).await;
     let token = common::sign_up(&alpha.channel, "bench@example.org").await;
 
-    // Ping against bare tonic, then every request row against Ping, each pair in
+    // Ping against plain tonic, then every request row against Ping, each pair in
     // alternating rounds.
     let bare_call = |ch: Channel, _| async move {
         tonic_health::pb::health_client::HealthClient::new(ch)
@@ -684,8 +689,8 @@ async fn main() {
     }
     eprintln!("[bench] the bare and Ping rows start");
     let (base, ping) = pair(|w| samples(&bare, on(w), usize::MAX, bare_call), ping_round).await;
-    table.row("bare tonic (health Check)", &base, None);
-    table.row("Ping (public)", &ping, Some(("bare tonic", base.rate)));
+    table.row("plain tonic server (health Check)", &base, None);
+    table.row("Ping (public)", &ping, Some(("plain tonic", base.rate)));
     eprintln!("[bench] the one-session Pong rows start");
     let t = token.clone();
     let pong_call = move |ch, _| call_pong(ch, t.clone());
