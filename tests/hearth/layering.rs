@@ -253,7 +253,7 @@ fn no_folder_has_an_import_cycle_between_its_modules() {
 /// with), from `cargo metadata` on the workspace.
 fn dependency_closure(package: &str) -> BTreeSet<String> {
     let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(root())
         .output()
         .unwrap();
