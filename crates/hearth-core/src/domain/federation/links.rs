@@ -83,6 +83,14 @@ impl Links {
         }
     }
 
+    /// Changes `server`'s entry in place: a link or probe that awaited the network writes
+    /// only what it learned, never a copy read before the await over a newer one.
+    fn update(&self, server: &ServerId, change: impl FnOnce(&mut LinkState)) {
+        if let Ok(mut s) = self.state.lock() {
+            change(s.entry(server.clone()).or_default());
+        }
+    }
+
     /// The peers that should be linked, with their static routes handed to the network.
     async fn wanted(&self) -> Result<Vec<ServerId>, DomainError> {
         let wanted = self.peers.wanted().await?;
@@ -96,7 +104,7 @@ impl Links {
 
     /// Links (or refreshes the link) with `server` now, and records the outcome.
     pub async fn link_now(&self, server: &ServerId) -> Result<(), DomainError> {
-        let mut state = self.get(server);
+        let state = self.get(server);
         let now = self.clock.now_ms();
         let refreshed = match &state.token {
             Some(token) if state.expires_at > now => self
@@ -132,7 +140,7 @@ impl Links {
                 Ok(())
             }
             Err(e) => {
-                self.failed(server, &mut state, &e, now).await?;
+                self.failed(server, &e, now).await?;
                 Err(e)
             }
         }
@@ -143,15 +151,15 @@ impl Links {
     async fn failed(
         &self,
         server: &ServerId,
-        state: &mut LinkState,
         e: &DomainError,
         now: u64,
     ) -> Result<(), DomainError> {
         self.peers.record_link(server, Err(e)).await?;
-        state.failures += 1;
-        state.next_attempt = now + (1_000u64 << state.failures.min(10)).min(MAX_BACKOFF_MS);
-        state.probed_at = now;
-        self.set(server, state.clone());
+        self.update(server, |state| {
+            state.failures += 1;
+            state.next_attempt = now + (1_000u64 << state.failures.min(10)).min(MAX_BACKOFF_MS);
+            state.probed_at = now;
+        });
         Ok(())
     }
 
@@ -159,18 +167,16 @@ impl Links {
     /// that was down and answers, or answers with another key, is linked again now.
     async fn probe(&self, server: &ServerId) {
         let now = self.clock.now_ms();
-        let mut state = self.get(server);
-        state.probed_at = now;
-        self.set(server, state.clone());
+        self.update(server, |s| s.probed_at = now);
+        let state = self.get(server);
         match self.network.fetch_key(server).await {
             Ok(fetched) if state.failures > 0 || state.key.is_some_and(|k| k != fetched.key) => {
-                state.next_attempt = now;
-                self.set(server, state);
+                self.update(server, |s| s.next_attempt = now);
             }
             Ok(_) => {}
             Err(e) if state.failures == 0 && state.token.is_some() => {
                 tracing::warn!(peer = %server, error = %e, "federation peer stopped answering");
-                if let Err(e) = self.failed(server, &mut state, &e, now).await {
+                if let Err(e) = self.failed(server, &e, now).await {
                     tracing::warn!(peer = %server, error = %e, "recording a failed probe");
                 }
             }
