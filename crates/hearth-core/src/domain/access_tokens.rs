@@ -125,9 +125,7 @@ impl AccessTokens {
         revocations: Arc<dyn Revocations>,
         config: &crate::config::Config,
     ) -> Self {
-        let cache = CredentialCache::new(clock.clone());
-        let c = cache.clone();
-        revocations.subscribe(Arc::new(move |r| c.invalidate(r)));
+        let cache = CredentialCache::kept_by(clock.clone(), revocations.as_ref());
         Self {
             store,
             clock,

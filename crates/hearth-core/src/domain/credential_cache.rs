@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::principal::Principal;
-use super::state::revocations::Revoked;
+use super::state::revocations::{Revocations, Revoked};
 use super::state::short_lived::{LocalMap, ShortLived};
 use super::DomainError;
 use crate::clock::SharedClock;
@@ -32,6 +32,14 @@ pub(crate) struct CredentialCache {
 }
 
 impl CredentialCache {
+    /// A cache that `revocations` keeps exact: every notice drops the entries it names.
+    pub fn kept_by(clock: SharedClock, revocations: &dyn Revocations) -> Arc<Self> {
+        let cache = Self::new(clock);
+        let c = cache.clone();
+        revocations.subscribe(Arc::new(move |r| c.invalidate(r)));
+        cache
+    }
+
     pub fn new(clock: SharedClock) -> Arc<Self> {
         Arc::new(Self {
             by_token: LocalMap::new(clock.clone(), MAX_ENTRIES),

@@ -80,9 +80,7 @@ impl Sessions {
         require_verified_email: bool,
         revocations: Arc<dyn Revocations>,
     ) -> Self {
-        let cache = CredentialCache::new(clock.clone());
-        let c = cache.clone();
-        revocations.subscribe(Arc::new(move |r| c.invalidate(r)));
+        let cache = CredentialCache::kept_by(clock.clone(), revocations.as_ref());
         Self {
             store,
             clock,
