@@ -224,9 +224,13 @@ async fn call_pong(ch: Channel, token: String) -> bool {
 const SIGN_IN_ACCOUNT: &str = "signin@example.org";
 
 async fn call_sign_in(ch: Channel) -> bool {
+    call_sign_in_as(ch, SIGN_IN_ACCOUNT.into()).await
+}
+
+async fn call_sign_in_as(ch: Channel, email: String) -> bool {
     AuthClient::new(ch)
         .sign_in(SignIn {
-            email: SIGN_IN_ACCOUNT.into(),
+            email,
             password: common::PASSWORD.into(),
             totp: None,
         })
@@ -1274,6 +1278,26 @@ async fn main() {
                 &pg_sign_in,
                 Some(("SignIn", sign_in.rate)),
             );
+            // Many accounts, as a node's sign-ins are: what each sign-in costs the
+            // database, without one account's gate queueing its five slots.
+            let accounts: usize = env("BENCH_PG_ACCOUNTS", 400);
+            eprintln!("[bench] {accounts} accounts are made on each node");
+            seed_accounts(sqlite_chans, "each", accounts).await;
+            seed_accounts(&one_node, "each", accounts).await;
+            let each =
+                move |ch, i: usize| call_sign_in_as(ch, format!("each{}@bench.test", i % accounts));
+            let (sign_in, pg_sign_in) = pair_scaled(
+                4,
+                |w| samples(sqlite_chans, on(w), usize::MAX, each),
+                |w| samples(&one_node, on(w), usize::MAX, each),
+            )
+            .await;
+            table.row("SignIn, one account per call (SQLite)", &sign_in, None);
+            table.row(
+                "SignIn, one account per call, one node on PostgreSQL",
+                &pg_sign_in,
+                Some(("SignIn, one account per call (SQLite)", sign_in.rate)),
+            );
             drop(cluster);
             sign_ups_on_one_database(&mut table, &url_for_sign_ups, load).await;
         }
@@ -1399,6 +1423,32 @@ async fn verify_and_insert(node: &common::BenchNode, load: Load) -> f64 {
 /// SignIn with a TOTP code against SignIn without one, each call to an account of its own
 /// (a code signs in once per 30 s step, so one account cannot be signed in again at once),
 /// alternating rounds as [`pair`] does.
+/// Signs up `{prefix}{i}@bench.test` for `i` below `n` over `chans`, 16 at a time.
+async fn seed_accounts(chans: &[Channel], prefix: &str, n: usize) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let (ch, next, prefix) = (
+                chans[t % chans.len()].clone(),
+                next.clone(),
+                prefix.to_owned(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    common::sign_up(&ch, &format!("{prefix}{i}@bench.test")).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 async fn second_factor_rows(table: &mut Table, chans: &[Channel], load: Load) {
     use hearth::pb::tangle::client::auth::SetupTotp;
     let accounts: usize = env("BENCH_SECOND_FACTOR_ACCOUNTS", 800);
