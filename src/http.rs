@@ -1,16 +1,15 @@
-//! Plain HTTP routes served on the gRPC port: health, metrics, the e-mail verification link
-//! this node's federation well-known document and Harmony's `/_harmony/server`.
-use std::collections::HashMap;
+//! Plain HTTP routes served on the gRPC port: health, metrics, this node's federation
+//! well-known document, its JWK set and Harmony's `/_harmony/server` (the pages people use
+//! are in `api/pages`).
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::api::metrics::Metrics;
-use crate::api::status::http_error;
 use crate::domain::Services;
 
 #[derive(Clone)]
@@ -39,7 +38,6 @@ pub fn routes(services: Arc<Services>, metrics: Arc<Metrics>) -> Router {
         router.route("/metrics", get(metrics_on_main_port))
     };
     router
-        .route("/email/verify", get(verify_email))
         .route("/.well-known/hearth/server", get(well_known))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/_harmony/server", get(harmony_server))
@@ -99,25 +97,6 @@ async fn metrics_text(State(s): State<HttpState>) -> impl IntoResponse {
         )],
         s.metrics.render(),
     )
-}
-
-async fn verify_email(
-    State(s): State<HttpState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> impl IntoResponse {
-    let (Some(email), Some(code)) = (q.get("email"), q.get("code")) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "the link is missing its email or code parameter\n".to_owned(),
-        );
-    };
-    match s.services.codes.verify_email(email, code).await {
-        Ok(()) => (
-            StatusCode::OK,
-            format!("{email} is verified. You can close this page.\n"),
-        ),
-        Err(e) => http_error(&e),
-    }
 }
 
 async fn well_known(State(s): State<HttpState>) -> impl IntoResponse {

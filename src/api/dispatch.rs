@@ -23,6 +23,8 @@ pub enum Transport {
     Hrpc,
     /// The Osmium socket.
     Osmium,
+    /// A form of the pages people use in a browser.
+    Page,
     /// A plain HTTP route.
     Http,
 }
@@ -35,6 +37,7 @@ impl Transport {
             Transport::GrpcWeb => "grpc-web",
             Transport::Hrpc => "hrpc",
             Transport::Osmium => "osmium",
+            Transport::Page => "page",
             Transport::Http => "http",
         }
     }

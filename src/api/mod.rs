@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod node_gauges;
 pub mod oidc;
 pub mod osmium;
+pub mod pages;
 pub mod peer_auth;
 pub mod pipeline;
 pub mod rate_limits;
@@ -154,14 +155,17 @@ pub async fn router(
         metrics,
         cors: cors::Cors::new(&cors_origins),
     });
+    let pages = pages::Pages::new(&services);
     let inner = grpc
         .merge(http_routes)
+        .merge(pages::routes(pages.clone()))
         .layer(axum::middleware::from_fn_with_state(
             pipeline,
             pipeline::layer,
         ));
-    // hRPC and the Osmium socket call `inner` themselves, so their requests take the same
+    // hRPC, the Osmium socket and the pages call `inner` themselves, so their requests take the same
     // pipeline as gRPC's.
+    pages.connect(dispatch::Inner(inner.clone()));
     let transports = Arc::new(transports::Transports {
         inner: dispatch::Inner(inner.clone()),
         socket: osmium::Socket {

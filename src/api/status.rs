@@ -1,7 +1,7 @@
 //! The one conversion from [`DomainError`] to `tonic::Status`: the gRPC code of its kind, a
 //! bounded message, and `google.rpc.ErrorInfo` with the stable reason code (and the field,
 //! for bad input). Internal details are logged here, inside the request's span, and never
-//! sent. HTTP routes use [`http_error`] for the same rules.
+//! sent.
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
@@ -54,23 +54,6 @@ pub fn status(e: DomainError) -> Status {
     }
     let details = ErrorDetails::with_error_info(e.reason.as_str(), ERROR_DOMAIN, metadata);
     Status::with_error_details(code(e.kind), message, details)
-}
-
-/// The HTTP status and body for a domain error on a plain HTTP route.
-pub fn http_error(e: &DomainError) -> (http::StatusCode, String) {
-    let status = match e.kind {
-        ErrorKind::InvalidArgument => http::StatusCode::BAD_REQUEST,
-        ErrorKind::Unauthenticated => http::StatusCode::UNAUTHORIZED,
-        ErrorKind::PermissionDenied => http::StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => http::StatusCode::NOT_FOUND,
-        ErrorKind::AlreadyExists | ErrorKind::FailedPrecondition => http::StatusCode::CONFLICT,
-        ErrorKind::ResourceExhausted => http::StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Unimplemented => http::StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::DeadlineExceeded => http::StatusCode::GATEWAY_TIMEOUT,
-        ErrorKind::Internal => http::StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, format!("{}\n", public_message(e)))
 }
 
 #[cfg(test)]

@@ -269,16 +269,13 @@ async fn a_late_subscriber_sees_the_link_in_the_mail_complete_the_flow() {
     let seen = stream.message().await.unwrap().unwrap().step.unwrap();
     assert_eq!(seen, waiting);
 
-    // The link, opened in a browser, completes the step; the subscriber sees the session.
-    let mail = n.last_mail_to("linked@example.org").await;
-    let link = mail
-        .body
-        .split_whitespace()
-        .find(|w| w.contains("/email/verify?"))
-        .unwrap()
-        .to_owned();
-    let page = reqwest::get(&link).await.unwrap();
-    assert!(page.status().is_success(), "{}", page.status());
+    // The link, opened in a browser and its button pressed, completes the step; the
+    // subscriber sees the session.
+    let link = crate::pages::link_in_mail(&n, "linked@example.org").await;
+    let b = crate::pages::Browser::new(&n);
+    let landing = b.get(&link).await;
+    let page = b.press_verify(&landing).await;
+    assert!(page.status.is_success(), "{}", page.body);
     let last = stream.message().await.unwrap().unwrap().step.unwrap();
     let (_, token) = session(&last);
     n.pong(Some(&token)).await.unwrap();

@@ -20,6 +20,7 @@ mod mail;
 mod oidc;
 mod operations;
 mod osmium;
+mod pages;
 mod pg;
 mod pg_faults;
 mod properties;
