@@ -2,6 +2,7 @@
 //! temporary data dirs, started through `Node::start`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod account_pages;
 mod accounts;
 mod browser;
 mod cli;

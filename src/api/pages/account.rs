@@ -20,7 +20,7 @@ const GET_ACCOUNT: &str = "/tangle.client.auth.Auth/GetAccount";
 const CHANGE_PASSWORD: &str = "/tangle.client.auth.Auth/ChangePassword";
 
 /// A refusal of an account action: signed out (to the sign-in page) or shown.
-fn failed(pages: &Pages, visit: &Visit, e: &Refusal) -> Response {
+pub(super) fn failed(pages: &Pages, visit: &Visit, e: &Refusal) -> Response {
     if signed_out(e) {
         let mut res = web::see_other("/sign-in");
         web::clear_session(&mut res, pages);
@@ -37,7 +37,7 @@ fn failed(pages: &Pages, visit: &Visit, e: &Refusal) -> Response {
 }
 
 /// Whether `e` says the session is gone (not that a password typed was wrong).
-fn signed_out(e: &Refusal) -> bool {
+pub(super) fn signed_out(e: &Refusal) -> bool {
     e.code == tonic::Code::Unauthenticated && e.reason.as_deref() != Some("BAD_CREDENTIALS")
 }
 
@@ -117,7 +117,15 @@ async fn account_page(
             (html::button("/email/resend", &token, "Send a new verification link",
                 html::hidden("email", &account.email.clone().unwrap_or_default())))
         }
-        p { "Second factor: " @if account.totp_enabled { "on (authenticator app)" } @else { "off" } }
+        @if account.pending_delete {
+            p.error role="alert" { "This account is set to be deleted. " }
+            (html::button("/account/delete", &token, "Keep my account", html::hidden("cancel", "1")))
+        }
+        p {
+            "Second factor: " @if account.totp_enabled { "on (authenticator app)" } @else { "off" }
+            " · " a href="/account/second-factor" { "Change" }
+        }
+        p { a href="/account/tokens" { "Personal access tokens" } }
         (html::button("/sign-out", &token, "Sign out", html! {}))
 
         h2 { "Sessions" }
@@ -150,6 +158,22 @@ async fn account_page(
             (field("New password", "password", "password", "new-password", ""))
             button type="submit" { "Change password" }
         }
+
+        h2 { "Change e-mail address" }
+        form method="post" action="/account/email" {
+            (html::csrf(&token))
+            (field("New e-mail address", "email", "email", "email", ""))
+            p.hint { "We mail a link to the new address; the address changes when it is opened." }
+            button type="submit" { "Change e-mail address" }
+        }
+
+        h2 { "Delete account" }
+        form method="post" action="/account/delete" {
+            (html::csrf(&token))
+            (field("Type your e-mail address to confirm", "confirm", "email", "off", ""))
+            p.hint { "Every session ends now." }
+            button type="submit" { "Delete my account" }
+        }
     };
     let status = error.map_or(StatusCode::OK, web::status_of);
     visit.finish(
@@ -168,7 +192,7 @@ pub async fn show(State(pages): State<Arc<Pages>>, req: Request) -> Response {
 }
 
 /// A posted account action: the visit and form once the CSRF token and a session are there.
-async fn posted(pages: &Pages, req: Request) -> Result<(Visit, Form), Response> {
+pub(super) async fn posted(pages: &Pages, req: Request) -> Result<(Visit, Form), Response> {
     let (visit, form) = web::posted(pages, req).await?;
     if visit.token.is_none() {
         return Err(visit.finish(pages, web::see_other("/sign-in")));
@@ -272,6 +296,80 @@ pub async fn sign_out(State(pages): State<Arc<Pages>>, req: Request) -> Result<R
         }
     }
     let mut res = web::see_other("/sign-in");
+    web::clear_session(&mut res, &pages);
+    Ok(visit.finish(&pages, res))
+}
+
+const CHANGE_EMAIL: &str = "/tangle.client.auth.Auth/ChangeEmail";
+const DELETE_ACCOUNT: &str = "/tangle.client.auth.Auth/DeleteAccount";
+
+/// `POST /account/email`: mails a link to the new address.
+pub async fn change_email(
+    State(pages): State<Arc<Pages>>,
+    req: Request,
+) -> Result<Response, Response> {
+    let (visit, form) = posted(&pages, req).await?;
+    let change = tangle::ChangeEmail {
+        new_email: form.get("email"),
+    };
+    Ok(
+        match visit.call::<_, ()>(&pages, CHANGE_EMAIL, &change).await {
+            Ok(()) => {
+                let note = format!(
+                    "We mailed a link to {}. Your address changes when it is opened.",
+                    form.get("email")
+                );
+                account_page(&pages, &visit, Some(&note), None).await
+            }
+            Err(e) if signed_out(&e) => failed(&pages, &visit, &e),
+            Err(e) => account_page(&pages, &visit, None, Some(&e)).await,
+        },
+    )
+}
+
+/// `POST /account/delete`: deletes (or schedules the deletion of) the account once its
+/// address is typed; with `cancel`, keeps a scheduled one.
+pub async fn delete(State(pages): State<Arc<Pages>>, req: Request) -> Result<Response, Response> {
+    let (visit, form) = posted(&pages, req).await?;
+    let cancel = !form.get("cancel").is_empty();
+    if !cancel {
+        let account: tangle::Account = match visit
+            .call(&pages, GET_ACCOUNT, &tangle::GetAccount {})
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => return Err(failed(&pages, &visit, &e)),
+        };
+        let typed = form.get("confirm");
+        if !typed
+            .trim()
+            .eq_ignore_ascii_case(account.email.as_deref().unwrap_or_default())
+        {
+            let e = Refusal::transport(
+                tonic::Code::InvalidArgument,
+                "FIELD_INVALID",
+                "type the account's e-mail address to confirm the deletion",
+            );
+            return Ok(account_page(&pages, &visit, None, Some(&e)).await);
+        }
+    }
+    let ask = tangle::DeleteAccount {
+        cancel: Some(cancel),
+    };
+    if let Err(e) = visit.call::<_, ()>(&pages, DELETE_ACCOUNT, &ask).await {
+        return Ok(match signed_out(&e) {
+            true => failed(&pages, &visit, &e),
+            false => account_page(&pages, &visit, None, Some(&e)).await,
+        });
+    }
+    if cancel {
+        return Ok(account_page(&pages, &visit, Some("Your account stays."), None).await);
+    }
+    let body = html! {
+        (html::notice("Your account is deleted, or set to be deleted after the server's grace period; every session has ended. Signing in within that period lets you keep it."))
+        p { a href="/" { "Home" } }
+    };
+    let mut res = html::respond(StatusCode::OK, html::page("Account deleted", false, body));
     web::clear_session(&mut res, &pages);
     Ok(visit.finish(&pages, res))
 }

@@ -27,6 +27,11 @@ button.quiet { background: transparent; color: inherit; border: 1px solid #8888;
 table { width: 100%; border-collapse: collapse; }
 td, th { text-align: left; padding: .4rem .25rem; border-bottom: 1px solid #8883; vertical-align: top; }
 form.inline { display: inline; }
+label.inline { display: inline; font-weight: 400; }
+fieldset { border: 1px solid #8884; border-radius: .3rem; margin-top: 1rem; }
+select { padding: .5rem; font: inherit; }
+code { word-break: break-all; }
+img { display: block; margin: 1rem 0; background: #fff; }
 "#;
 
 /// The style sheet's response (cached: it changes only with the binary).

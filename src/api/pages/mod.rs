@@ -1,13 +1,16 @@
 //! The pages people use in a browser: sign in (password, then the second factor), sign out,
-//! register, the e-mail link's landing, password reset, and the account (sessions, password).
+//! register, the e-mail link's landing, password reset, and the account (sessions, password,
+//! e-mail address, deletion, the second factor, personal access tokens).
 //! A page is one more transport over the method table: each form runs its method through
 //! `dispatch.rs` (the same pipeline, budgets, throttles and log line as gRPC) with the
 //! session its cookie holds. Server-rendered (maud), no script, the one style sheet
 //! embedded; every answer carries a strict Content-Security-Policy and refuses framing.
 mod account;
 mod email;
+mod factor;
 mod html;
 mod sign_in;
+mod tokens;
 mod web;
 
 use std::sync::{Arc, OnceLock};
@@ -21,6 +24,7 @@ use http::{header, HeaderValue};
 use zeroize::Zeroizing;
 
 use super::dispatch::Inner;
+use crate::clock::SharedClock;
 use crate::config::Registration;
 use crate::domain::Services;
 
@@ -40,6 +44,12 @@ pub const PATHS: &[&str] = &[
     "/account/sessions/end",
     "/account/sessions/end-others",
     "/account/password",
+    "/account/email",
+    "/account/delete",
+    "/account/second-factor",
+    "/account/tokens",
+    "/account/tokens/create",
+    "/account/tokens/expire",
 ];
 
 /// What the page handlers share.
@@ -52,6 +62,8 @@ pub struct Pages {
     /// Cookies are `Secure` (the node serves TLS, or its public URL is https behind a proxy).
     secure: bool,
     registration: Registration,
+    /// The node's clock (token expiries are counted from its now).
+    clock: SharedClock,
 }
 
 impl Pages {
@@ -68,6 +80,7 @@ impl Pages {
             csrf_key: services.node_key().derive("page csrf"),
             secure: config.tls.is_some() || https,
             registration: config.accounts.registration,
+            clock: services.clock().clone(),
         })
     }
 
@@ -97,6 +110,15 @@ pub fn routes(pages: Arc<Pages>) -> Router {
         .route("/account/sessions/end", post(account::end_session))
         .route("/account/sessions/end-others", post(account::end_others))
         .route("/account/password", post(account::change_password))
+        .route("/account/email", post(account::change_email))
+        .route("/account/delete", post(account::delete))
+        .route(
+            "/account/second-factor",
+            get(factor::show).post(factor::act),
+        )
+        .route("/account/tokens", get(tokens::show))
+        .route("/account/tokens/create", post(tokens::create))
+        .route("/account/tokens/expire", post(tokens::expire))
         .layer(axum::middleware::from_fn(guard))
         .with_state(pages)
 }

@@ -44,6 +44,15 @@ impl Form {
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     }
+
+    /// Every value of the field `name` (checkboxes).
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
 }
 
 fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
@@ -146,19 +155,45 @@ impl Visit {
         message: &Q,
         token: Option<&str>,
     ) -> Result<A, Refusal> {
+        let (_, bytes) = inner(pages)?
+            .unary(
+                path,
+                &self.caller_with(token),
+                &message.encode_to_vec(),
+                Transport::Page,
+            )
+            .await?;
+        A::decode(bytes).map_err(|_| unreadable())
+    }
+
+    /// Calls the server-streaming method `path` with the cookie's session: its answers, at
+    /// most [`MAX_STREAMED`].
+    pub async fn call_stream<Q: prost::Message, A: prost::Message + Default>(
+        &self,
+        pages: &Pages,
+        path: &str,
+        message: &Q,
+    ) -> Result<Vec<A>, Refusal> {
+        let caller = self.caller_with(self.token.as_deref());
+        let (_, mut messages) = inner(pages)?
+            .call(path, &caller, &message.encode_to_vec(), Transport::Page)
+            .await?;
+        let mut out = Vec::new();
+        while let Some(next) = messages.next().await {
+            out.push(A::decode(next?).map_err(|_| unreadable())?);
+            if out.len() >= MAX_STREAMED {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn caller_with(&self, token: Option<&str>) -> Caller {
         let mut caller = self.caller.clone();
         if let Some(t) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
             caller.headers.insert(header::AUTHORIZATION, t);
         }
-        let inner = pages.inner.get().ok_or_else(|| {
-            Refusal::transport(Code::Unavailable, "STARTING", "the node is starting")
-        })?;
-        let (_, bytes) = inner
-            .unary(path, &caller, &message.encode_to_vec(), Transport::Page)
-            .await?;
-        A::decode(bytes).map_err(|_| {
-            Refusal::transport(Code::Internal, "INTERNAL", "the answer could not be read")
-        })
+        caller
     }
 
     /// `res` with the cookies this visit must set.
@@ -169,6 +204,20 @@ impl Visit {
         }
         res
     }
+}
+
+/// Answers a page lists at most (a stream's first ones).
+const MAX_STREAMED: usize = 500;
+
+fn inner(pages: &Pages) -> Result<&super::super::dispatch::Inner, Refusal> {
+    pages
+        .inner
+        .get()
+        .ok_or_else(|| Refusal::transport(Code::Unavailable, "STARTING", "the node is starting"))
+}
+
+fn unreadable() -> Refusal {
+    Refusal::transport(Code::Internal, "INTERNAL", "the answer could not be read")
 }
 
 /// The form token of a CSRF cookie: a MAC under the node's page key, so a value a page
