@@ -5,6 +5,7 @@
 mod account_pages;
 mod accounts;
 mod browser;
+mod chromium;
 mod cli;
 mod cluster;
 mod codes;

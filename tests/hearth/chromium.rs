@@ -1,0 +1,211 @@
+//! The pages in a real browser: headless Chromium (installed by
+//! scripts/install-test-deps.sh) driven over the Chrome DevTools Protocol, as a person would
+//! use them: register, see the account, sign out, sign in. The browser also shows what only
+//! a browser can: the session cookie is invisible to script, and the Content-Security-Policy
+//! stops a script injected into a page.
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A headless Chromium and one tab, killed when dropped.
+struct Chromium {
+    child: Child,
+    _profile: tempfile::TempDir,
+    socket: Socket,
+    session: String,
+    next: u64,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Chromium {
+    async fn launch() -> Chromium {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("chromium (installed by scripts/install-test-deps.sh)");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let url = tokio::task::spawn_blocking(move || {
+            let mut lines = stderr.lines();
+            let url = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .find_map(|l| l.split("DevTools listening on ").nth(1).map(str::to_owned));
+            // Keep draining, so Chromium never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            url
+        })
+        .await
+        .unwrap()
+        .expect("Chromium's DevTools address");
+        let (socket, _) = tokio_tungstenite::connect_async(url.trim()).await.unwrap();
+        let mut c = Chromium {
+            child,
+            _profile: profile,
+            socket,
+            session: String::new(),
+            next: 0,
+        };
+        let target = c
+            .send("Target.createTarget", json!({"url": "about:blank"}))
+            .await;
+        let attached = c
+            .send(
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await;
+        c.session = attached["sessionId"].as_str().unwrap().to_owned();
+        c
+    }
+
+    /// Sends a command (to the tab once attached) and waits for its answer.
+    async fn send(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if !self.session.is_empty() {
+            msg["sessionId"] = json!(self.session);
+        }
+        self.socket
+            .send(Message::text(msg.to_string()))
+            .await
+            .unwrap();
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(20), self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {method}"))
+                .unwrap()
+                .unwrap();
+            let Message::Text(text) = frame else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == json!(id) {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// The value of `js` in the page (a promise is awaited); `None` if it threw.
+    async fn eval(&mut self, js: &str) -> Option<Value> {
+        let r = self
+            .send(
+                "Runtime.evaluate",
+                json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        r.get("exceptionDetails")
+            .is_none()
+            .then(|| r["result"]["value"].clone())
+    }
+
+    /// Waits until a new page (not the one [`Chromium::press`] marked) at `path` has loaded.
+    async fn at(&mut self, path: &str) {
+        let started = Instant::now();
+        loop {
+            let now = self
+                .eval("window.left ? 'the old page' : [location.pathname, document.readyState].join(' ')")
+                .await;
+            if now == Some(json!(format!("{path} complete"))) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "never reached {path}: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn open(&mut self, url: &str, path: &str) {
+        self.send("Page.navigate", json!({"url": url})).await;
+        self.at(path).await;
+    }
+
+    /// Types `value` into the field labelled by id `f-<name>`.
+    async fn fill(&mut self, name: &str, value: &str) {
+        let js = format!(
+            "document.getElementById('f-{name}').value = {}; true",
+            json!(value)
+        );
+        assert_eq!(self.eval(&js).await, Some(json!(true)), "no field {name}");
+    }
+
+    /// Presses the button labelled `label` and waits for `path`.
+    async fn press(&mut self, label: &str, path: &str) {
+        let js = format!(
+            "(() => {{ const b = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === {}); if (!b) return false; b.click(); return true; }})()",
+            json!(label)
+        );
+        self.eval("window.left = true").await;
+        assert_eq!(self.eval(&js).await, Some(json!(true)), "no button {label}");
+        self.at(path).await;
+    }
+
+    async fn text(&mut self) -> String {
+        self.eval("document.body.innerText")
+            .await
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_registers_signs_out_and_signs_in_again_in_chromium() {
+    let n = TestNode::start().await;
+    let mut c = Chromium::launch().await;
+    c.open(&format!("{}/", n.url()), "/sign-in").await;
+    c.open(&format!("{}/register", n.url()), "/register").await;
+    c.fill("name", "Grace").await;
+    c.fill("email", "grace@example.org").await;
+    c.fill("password", PASSWORD).await;
+    c.press("Create account", "/account").await;
+    let page = c.text().await;
+    assert!(page.contains("grace@example.org"), "{page}");
+    assert!(page.contains("(this browser)"), "{page}");
+
+    // The session cookie is the browser's, not the page's scripts'.
+    assert_eq!(c.eval("document.cookie").await, Some(json!("")));
+    // A script injected into the page does not run: the CSP allows none.
+    let injected = "(() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1'; document.body.appendChild(s); return window.injected === undefined; })()";
+    assert_eq!(c.eval(injected).await, Some(json!(true)));
+
+    c.press("Sign out", "/sign-in").await;
+    c.open(&format!("{}/account", n.url()), "/sign-in").await;
+    c.fill("email", "grace@example.org").await;
+    c.fill("password", "not the password").await;
+    c.press("Sign in", "/sign-in").await;
+    let page = c.text().await;
+    assert!(page.contains("BAD_CREDENTIALS"), "{page}");
+    c.fill("password", PASSWORD).await;
+    c.press("Sign in", "/account").await;
+    assert!(c.text().await.contains("grace@example.org"));
+}
