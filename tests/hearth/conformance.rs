@@ -401,10 +401,10 @@ pub async fn the_token_cap_holds_under_parallel_creates(open: impl Backend) {
 }
 
 /// The sign-in gate itself, under 50 parallel callers on the store (no node's in-process
-/// queue in front of it): after one failure, exactly the 4 slots left are taken.
+/// queue in front of it): exactly its 5 slots are taken.
 pub async fn the_gate_admits_its_slots_only(open: impl Backend) {
     use hearth::domain::model::SignInGate;
-    use hearth::domain::throttle::{begin_in, POLICY};
+    use hearth::domain::throttle::{begin_in, finish_in, POLICY};
     let (_dir, s, _) = setup(open).await;
     let now = s.clock().now_ms();
     let results = parallel(CALLERS, |_| {
@@ -424,6 +424,15 @@ pub async fn the_gate_admits_its_slots_only(open: impl Backend) {
         .count();
     assert_eq!(allowed, POLICY.free_failures as usize, "{results:?}");
     assert!(results.iter().all(Result::is_ok));
+    // The first slot given back while every slot was taken (others were answered Busy) says
+    // so, and its waiters are woken; the next, with a slot free, wakes nobody.
+    let give_back = || {
+        s.store().write_counted(move |tx| {
+            finish_in(tx, "gate@example.org", "192.0.2.7", true, now, &POLICY)
+        })
+    };
+    assert!(give_back().await.unwrap(), "waiters are told");
+    assert!(!give_back().await.unwrap(), "nobody can be waiting");
 }
 
 /// A write whose caller went away (its deadline passed) commits nothing, on every backend,

@@ -309,17 +309,14 @@ impl Accounts {
         // elsewhere cannot delay the owner (only the account-wide cap of 100 spans clients).
         let email = canonical_email("email", email).ok();
         let client = ctx.ip.map(|ip| ip.to_string()).unwrap_or_default();
-        let slot = match &email {
-            Some(e) => Some(Slot::take(&self.store, &self.clock, &self.waiters, e, &client).await?),
-            None => None,
-        };
-        let user = match email.clone() {
-            Some(email) => {
-                self.store
-                    .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
-                    .await?
+        let (slot, user) = match &email {
+            Some(e) => {
+                let (slot, user) =
+                    Slot::take_reading(&self.store, &self.clock, &self.waiters, e, &client, true)
+                        .await?;
+                (Some(slot), user)
             }
-            None => None,
+            None => (None, None),
         };
         let second = second.map(str::to_owned).filter(|c| !c.trim().is_empty());
         let password = passwords::normalize(password);
@@ -363,30 +360,26 @@ impl Accounts {
         ctx: &RequestContext,
     ) -> Result<SignedIn, DomainError> {
         let client = ctx.ip.map(|ip| ip.to_string()).unwrap_or_default();
-        let slot = Slot::take(
+        let (slot, user) = Slot::take_reading(
             &self.store,
             &self.clock,
             &self.waiters,
             &proof.email,
             &client,
+            true,
         )
         .await?;
-        let email = proof.email.clone();
-        let user = self
-            .store
-            .read(move |tx| Ok::<_, DomainError>(tx.user_by_email(&email)?))
-            .await?
-            .filter(|u| {
-                u.password_hash
-                    .as_deref()
-                    .map(str::as_bytes)
-                    .is_some_and(|h| {
-                        bool::from(subtle::ConstantTimeEq::ct_eq(
-                            h,
-                            proof.verified_hash.as_bytes(),
-                        ))
-                    })
-            });
+        let user = user.filter(|u| {
+            u.password_hash
+                .as_deref()
+                .map(str::as_bytes)
+                .is_some_and(|h| {
+                    bool::from(subtle::ConstantTimeEq::ct_eq(
+                        h,
+                        proof.verified_hash.as_bytes(),
+                    ))
+                })
+        });
         let Some(user) = user.filter(|u| !u.disabled) else {
             slot.finish(false).await?;
             return Err(bad_credentials());
@@ -432,8 +425,8 @@ impl Accounts {
                 // which costs them nothing in the throttle (and clears nothing wrong codes
                 // earned).
                 if factor == Factor::Missing {
-                    throttle::release_in(tx, &address, &client, now)?;
-                    return Ok((None, Vec::new()));
+                    let waited = throttle::release_in(tx, &address, &client, now)?;
+                    return Ok((None, Vec::new(), waited));
                 }
                 let s = Session {
                     amr: factor.amr().join(" "),
@@ -448,12 +441,13 @@ impl Accounts {
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                 }
-                throttle::finish_in(tx, &address, &client, inserted, now, &throttle::POLICY)?;
-                Ok::<_, DomainError>((Some((inserted, factor)), ended))
+                let waited =
+                    throttle::finish_in(tx, &address, &client, inserted, now, &throttle::POLICY)?;
+                Ok::<_, DomainError>((Some((inserted, factor)), ended, waited))
             })
             .await?;
-        slot.done();
-        let (outcome, ended) = inserted;
+        let (outcome, ended, waited) = inserted;
+        slot.done(waited);
         self.sessions.announce_ended(&ended);
         let Some((inserted, factor)) = outcome else {
             return Ok(Err(PasswordProof::of(&user)));

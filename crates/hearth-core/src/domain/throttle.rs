@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::error::Reason;
-use super::model::{LockPolicy, SignInGate, ThrottleRow};
+use super::model::{LockPolicy, SignInGate, ThrottleRow, User};
 use super::state::feeds::StepFeeds;
 use super::state::{Store, StoreError, WriteTx};
 use super::DomainError;
@@ -62,9 +62,17 @@ pub fn begin_in(
     Ok(SignInGate::Allowed)
 }
 
+/// Whether an attempt may be waiting for a slot of `row`: only while every slot was taken
+/// can one have been answered Busy, and until a slot is given back no count falls (a later
+/// slot taken only raises it), so the first give-back after a Busy answer sees it full.
+fn full(row: &ThrottleRow, p: &LockPolicy) -> bool {
+    row.in_flight >= p.slots(row.failures)
+}
+
 /// Gives the slot back and records the outcome: success clears the client's delay and the
 /// account-wide count; failure counts one for both, sets the client's delay and, at
-/// `lock_after` consecutive failures, the account-wide lock.
+/// `lock_after` consecutive failures, the account-wide lock. True when an attempt may be
+/// waiting for the slot (see [`Slot::done`]).
 pub fn finish_in(
     tx: &mut dyn WriteTx,
     email: &str,
@@ -72,8 +80,9 @@ pub fn finish_in(
     ok: bool,
     now: u64,
     p: &LockPolicy,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let (mut account, mut row) = tx.sign_in_rows_for_update(email, client)?;
+    let waited = full(&row, p);
     row.in_flight = row.in_flight.saturating_sub(1);
     if ok {
         row.failures = 0;
@@ -87,7 +96,8 @@ pub fn finish_in(
             account.locked_until = Some(now + p.lock_ms);
         }
     }
-    tx.put_sign_in_rows(email, &[(ACCOUNT, &account), (client, &row)], now)
+    tx.put_sign_in_rows(email, &[(ACCOUNT, &account), (client, &row)], now)?;
+    Ok(waited)
 }
 
 /// Gives the slot back and records nothing: the password was right and the attempt stops
@@ -98,10 +108,12 @@ pub fn release_in(
     email: &str,
     client: &str,
     now: u64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let (_, mut row) = tx.sign_in_rows_for_update(email, client)?;
+    let waited = full(&row, &POLICY);
     row.in_flight = row.in_flight.saturating_sub(1);
-    tx.put_sign_in_rows(email, &[(client, &row)], now)
+    tx.put_sign_in_rows(email, &[(client, &row)], now)?;
+    Ok(waited)
 }
 
 /// The client name of the account-wide throttle row.
@@ -234,6 +246,24 @@ impl Slot {
         email: &str,
         client: &str,
     ) -> Result<Self, DomainError> {
+        Ok(
+            Self::take_reading(store, clock, waiters, email, client, false)
+                .await?
+                .0,
+        )
+    }
+
+    /// [`Slot::take`], and the account with the address, read in the write that takes the
+    /// slot when `read_user` (a sign-in reads it next anyway: one round trip to the store,
+    /// not two).
+    pub async fn take_reading(
+        store: &Store,
+        clock: &SharedClock,
+        waiters: &SlotWaiters,
+        email: &str,
+        client: &str,
+        read_user: bool,
+    ) -> Result<(Self, Option<User>), DomainError> {
         let started = Instant::now();
         let name = SlotWaiters::name(email, client);
         let mut freed = waiters
@@ -266,12 +296,19 @@ impl Slot {
             freed.borrow_and_update();
             let now = clock.now_ms();
             let (e, c) = (email.to_owned(), client.to_owned());
-            let gate = store
-                .write_counted(move |tx| begin_in(tx, &e, &c, now, &POLICY))
+            let (gate, user) = store
+                .write_counted(move |tx| {
+                    let gate = begin_in(tx, &e, &c, now, &POLICY)?;
+                    let user = match (gate, read_user) {
+                        (SignInGate::Allowed, true) => tx.user_by_email(&e)?,
+                        _ => None,
+                    };
+                    Ok::<_, StoreError>((gate, user))
+                })
                 .await?;
             match gate {
                 SignInGate::Allowed => {
-                    return Ok(Self {
+                    let slot = Self {
                         store: store.clone(),
                         clock: clock.clone(),
                         email: email.to_owned(),
@@ -279,7 +316,8 @@ impl Slot {
                         waiters: waiters.clone(),
                         name,
                         finished: false,
-                    })
+                    };
+                    return Ok((slot, user));
                 }
                 SignInGate::Locked { failures, until } => {
                     tracing::info!(target: "hearth::audit", event = "sign_in_throttled", failures, %client);
@@ -294,10 +332,15 @@ impl Slot {
         ))
     }
 
-    /// The outcome was committed; nothing more to record.
-    pub fn done(mut self) {
+    /// The outcome was committed; nothing more to record. `waited` is what [`finish_in`]
+    /// (or [`release_in`]) answered: only then may an attempt wait for this slot, on this
+    /// node or another, and only then is it told (a notice costs every node of a cluster a
+    /// wake-up; a waiter also looks again every 100 ms).
+    pub fn done(mut self, waited: bool) {
         self.finished = true;
-        self.waiters.feeds.publish(&self.name);
+        if waited {
+            self.waiters.feeds.publish(&self.name);
+        }
     }
 
     /// Records the outcome in its own transaction.
@@ -316,11 +359,14 @@ impl Slot {
         );
         let (email, client, name) = (self.email.clone(), self.client.clone(), self.name.clone());
         async move {
-            let result = store
+            let waited = store
                 .write_counted(move |tx| Ok(finish_in(tx, &email, &client, ok, now, &POLICY)?))
                 .await;
-            waiters.feeds.publish(&name);
-            result
+            // When the write failed, who may wait is unknown: tell them.
+            if !matches!(waited, Ok(false)) {
+                waiters.feeds.publish(&name);
+            }
+            waited.map(drop)
         }
     }
 }
