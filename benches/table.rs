@@ -185,7 +185,7 @@ where
 }
 
 /// Whether the row group `name` runs: `BENCH_ROWS` is a comma list of tokens, distinct,
-/// signin, federated, memory, pg (default: all). The baselines (plain tonic, Ping, Pong)
+/// signin, federated, memory, pg, log (default: all). The baselines (plain tonic, Ping, Pong)
 /// always run.
 fn wanted(name: &str) -> bool {
     match std::env::var("BENCH_ROWS") {
@@ -710,6 +710,9 @@ async fn main() {
     })
     .await;
     table.row("Pong (one session)", &pong, Some(("Ping", ping.rate)));
+    if wanted("log") {
+        log_rows(&mut table, load).await;
+    }
     if wanted("transports") {
         transport_rows(&mut table, &alpha.node.url(), &chans, &token, load).await;
     }
@@ -1423,6 +1426,72 @@ async fn verify_and_insert(node: &common::BenchNode, load: Load) -> f64 {
 /// SignIn with a TOTP code against SignIn without one, each call to an account of its own
 /// (a code signs in once per 30 s step, so one account cannot be signed in again at once),
 /// alternating rounds as [`pair`] does.
+/// A `hearth serve` process logging at `level` into `log`; killed when dropped.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `hearth serve` in `dir` at `level` with stderr into `dir/node.log`; its URL.
+fn serve_logging(dir: &std::path::Path, level: &str) -> (Process, String) {
+    use std::io::BufRead;
+    let log = std::fs::File::create(dir.join("node.log")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("serve")
+        .env("HEARTH_DATA_DIR", dir.join("data"))
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HEARTH_LOG", level)
+        .env("HEARTH_LIMITS_MAX_REQUESTS_IN_FLIGHT", "100000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(|a| a.trim().to_owned()))
+        .expect("the node printed its address");
+    // The node prints more; a closed pipe would end it.
+    std::thread::spawn(move || lines.for_each(drop));
+    (Process(child), format!("http://{addr}"))
+}
+
+/// Ping on a `hearth serve` process writing a log line per request to a file, against the
+/// same at `warn` (no request lines): what the request log costs a trivial call.
+async fn log_rows(table: &mut Table, load: Load) {
+    let (quiet_dir, loud_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_quiet, quiet_url) = serve_logging(quiet_dir.path(), "warn");
+    let (_loud, loud_url) = serve_logging(loud_dir.path(), "info");
+    let (quiet, loud) = (
+        connect(&quiet_url, load.connections).await,
+        connect(&loud_url, load.connections).await,
+    );
+    let ping = |ch: Channel, _| async move {
+        TestNoAuthServiceClient::new(ch)
+            .ping(PingRequest {})
+            .await
+            .is_ok()
+    };
+    let on = |w| for_window(load, w);
+    let (base, row) = pair(
+        |w| samples(&quiet, on(w), usize::MAX, ping),
+        |w| samples(&loud, on(w), usize::MAX, ping),
+    )
+    .await;
+    let lines =
+        std::fs::read_to_string(loud_dir.path().join("node.log")).map_or(0, |t| t.lines().count());
+    table.row(
+        &format!("Ping, hearth serve logging each request to a file ({lines} lines)"),
+        &row,
+        Some(("the same at HEARTH_LOG=warn", base.rate)),
+    );
+}
+
 /// Signs up `{prefix}{i}@bench.test` for `i` below `n` over `chans`, 16 at a time.
 async fn seed_accounts(chans: &[Channel], prefix: &str, n: usize) {
     let next = Arc::new(AtomicUsize::new(0));

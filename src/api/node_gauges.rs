@@ -1,5 +1,5 @@
 //! Gauges read from the node at each scrape of `/metrics`: build info, the process
-//! (resident memory, open file descriptors, start time), the store (operations and their
+//! (resident memory, open file descriptors, start time, log lines dropped), the store (operations and their
 //! time, active sessions, outbox depth and age) and peer link states.
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -38,6 +38,7 @@ pub struct NodeGauges {
     outbox_depth: Gauge,
     outbox_oldest_age: FloatGauge,
     peers: Family<StateLabels, Gauge>,
+    log_dropped: prometheus_client::metrics::counter::Counter,
 }
 
 impl NodeGauges {
@@ -100,6 +101,11 @@ impl NodeGauges {
             g.outbox_oldest_age.clone(),
         );
         registry.register("peers", "Known peers by link state", g.peers.clone());
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up (the queue to it was full)",
+            g.log_dropped.clone(),
+        );
         g
     }
 
@@ -115,6 +121,9 @@ impl NodeGauges {
         self.resident.set(rss_kib * 1024);
         let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64);
         self.open_fds.set(fds);
+        let dropped = crate::logging::dropped_lines();
+        self.log_dropped
+            .inc_by(dropped.saturating_sub(self.log_dropped.get()));
         let t = services.store().timings();
         for (kind, ops, micros) in [
             ("read", t.reads, t.read_micros),

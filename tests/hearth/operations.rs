@@ -356,3 +356,60 @@ async fn metrics_can_have_a_listener_of_their_own() {
     let main = reqwest::get(format!("{}/metrics", n.url())).await.unwrap();
     assert_eq!(main.status(), 404, "not on the main port as well");
 }
+
+/// #32: the request log is written by its own thread through a bounded queue. A node whose
+/// stderr nobody reads (the pipe fills after a few hundred lines) keeps answering, and says
+/// how many lines it dropped; with a blocking writer the requests after the pipe filled
+/// would hang for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_log_reader_costs_log_lines_not_requests() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("serve")
+        .env("HEARTH_DATA_DIR", dir.path().join("data"))
+        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HEARTH_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open and never read.
+    let _stderr = child.stderr.take().unwrap();
+    let addr = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("listening on ").map(|a| a.trim().to_owned()))
+        .unwrap();
+    let url = format!("http://{addr}");
+    let channel = tonic::transport::Channel::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut ping = pb::test::v1::test_no_auth_service_client::TestNoAuthServiceClient::new(channel);
+    // Far more lines than the pipe (64 KiB) and the queue (8,192 lines) hold together.
+    let pings = async {
+        for _ in 0..12_000 {
+            ping.ping(pb::test::v1::PingRequest {}).await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), pings)
+        .await
+        .expect("requests stalled behind the log");
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hearth_log_lines_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no dropped-lines counter in {metrics}"));
+    assert!(dropped > 0, "{dropped}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
