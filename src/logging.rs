@@ -34,7 +34,10 @@ pub fn init(config: &Log, env_level: Option<String>) -> Result<(), String> {
         .thread_name("hearth-log")
         // Lines that queued up while the thread wrote go out in one write: the thread
         // flushes whenever the queue is empty.
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let _ = DROPPED.set(writer.error_counter());
     if let Ok(mut held) = WRITER.lock() {
         *held = Some(guard);
