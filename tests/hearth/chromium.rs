@@ -1,6 +1,7 @@
 //! The pages in a real browser: headless Chromium (installed by
 //! scripts/install-test-deps.sh) driven over the Chrome DevTools Protocol, as a person would
-//! use them: register, see the account, sign out, sign in. The browser also shows what only
+//! use them, on a phone's width and a desktop's: register, see the account, sign out,
+//! sign in. The browser also shows what only
 //! a browser can: the session cookie is invisible to script, and the Content-Security-Policy
 //! stops a script injected into a page.
 use std::io::{BufRead, BufReader};
@@ -89,6 +90,13 @@ impl Chromium {
 
     /// Sends a command (to the tab once attached) and waits for its answer.
     async fn send(&mut self, method: &str, params: Value) -> Value {
+        let v = self.send_raw(method, params).await;
+        assert!(v.get("error").is_none(), "{method}: {v}");
+        v["result"].clone()
+    }
+
+    /// [`Chromium::send`]'s whole answer, an error included.
+    async fn send_raw(&mut self, method: &str, params: Value) -> Value {
         self.next += 1;
         let id = self.next;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -108,20 +116,22 @@ impl Chromium {
             let Message::Text(text) = frame else { continue };
             let v: Value = serde_json::from_str(&text).unwrap();
             if v["id"] == json!(id) {
-                assert!(v.get("error").is_none(), "{method}: {v}");
-                return v["result"].clone();
+                return v;
             }
         }
     }
 
-    /// The value of `js` in the page (a promise is awaited); `None` if it threw.
+    /// The value of `js` in the page (a promise is awaited); `None` if it threw or the page
+    /// was going away.
     async fn eval(&mut self, js: &str) -> Option<Value> {
+        // While the tab navigates, an evaluation may fail: that is a `None` too.
         let r = self
-            .send(
+            .send_raw(
                 "Runtime.evaluate",
                 json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
             )
             .await;
+        let r = r.get("result")?;
         r.get("exceptionDetails")
             .is_none()
             .then(|| r["result"]["value"].clone())
@@ -170,6 +180,25 @@ impl Chromium {
         self.at(path).await;
     }
 
+    /// Whether the page fits its viewport's width (nothing to scroll sideways).
+    async fn fits(&mut self) -> bool {
+        self.eval("document.documentElement.scrollWidth <= window.innerWidth")
+            .await
+            == Some(json!(true))
+    }
+
+    /// A phone's viewport (375 CSS pixels wide), or none.
+    async fn phone(&mut self, on: bool) {
+        if on {
+            let phone =
+                json!({"width": 375, "height": 740, "deviceScaleFactor": 2, "mobile": true});
+            self.send("Emulation.setDeviceMetricsOverride", phone).await;
+        } else {
+            self.send("Emulation.clearDeviceMetricsOverride", json!({}))
+                .await;
+        }
+    }
+
     async fn text(&mut self) -> String {
         self.eval("document.body.innerText")
             .await
@@ -182,8 +211,11 @@ impl Chromium {
 async fn a_person_registers_signs_out_and_signs_in_again_in_chromium() {
     let n = TestNode::start().await;
     let mut c = Chromium::launch().await;
+    c.phone(true).await;
     c.open(&format!("{}/", n.url()), "/sign-in").await;
+    assert!(c.fits().await, "the sign-in page fits a phone");
     c.open(&format!("{}/register", n.url()), "/register").await;
+    assert!(c.fits().await, "the register page fits a phone");
     c.fill("name", "Grace").await;
     c.fill("email", "grace@example.org").await;
     c.fill("password", PASSWORD).await;
@@ -191,6 +223,18 @@ async fn a_person_registers_signs_out_and_signs_in_again_in_chromium() {
     let page = c.text().await;
     assert!(page.contains("grace@example.org"), "{page}");
     assert!(page.contains("(this browser)"), "{page}");
+    assert!(c.fits().await, "the account page fits a phone");
+    for path in ["/account/second-factor", "/account/tokens"] {
+        c.open(&format!("{}{path}", n.url()), path).await;
+        assert!(c.fits().await, "{path} fits a phone");
+    }
+    // (The check can fail: a page made too wide for a phone does.)
+    let widen = "(() => { const d = document.createElement('div'); d.style.width = '2000px'; d.style.height = '1px'; document.body.append(d); return true; })()";
+    assert_eq!(c.eval(widen).await, Some(json!(true)));
+    assert!(!c.fits().await);
+    c.phone(false).await;
+    c.open(&format!("{}/account", n.url()), "/account").await;
+    assert!(c.fits().await);
 
     // The session cookie is the browser's, not the page's scripts'.
     assert_eq!(c.eval("document.cookie").await, Some(json!("")));
