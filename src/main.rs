@@ -360,6 +360,10 @@ async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()>
             "  gRPC, gRPC-Web, hRPC and the Osmium socket: {}",
             node.url()
         );
+        println!(
+            "  in a browser (sign in, register, your account): {}/",
+            node.url()
+        );
         println!("  health: {0}/healthz   metrics: {0}/metrics", node.url());
         println!(
             "  data: {} (hearth.sqlite3, node.key{})",
