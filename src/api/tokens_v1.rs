@@ -36,7 +36,8 @@ impl TokensApi {
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<ListTokensResponse, Status>> + Send>>;
 
-fn timestamp(ms: u64) -> Timestamp {
+/// Unix ms as a wire timestamp (also the pages').
+pub(crate) fn timestamp(ms: u64) -> Timestamp {
     Timestamp {
         seconds: (ms / 1000) as i64,
         nanos: ((ms % 1000) * 1_000_000) as i32,

@@ -1,6 +1,7 @@
-//! The account page and signing out: the address, the sessions (device, last active, how each was made)
-//! with "end this" and "end all others", and changing the password. A cookie whose session
-//! is gone sends the browser to sign in again.
+//! The account page and signing out: the address, the sessions (device, last active, how
+//! each was made) with "end this" and "end all others", changing the password and the
+//! address, deleting the account. A cookie whose session is gone sends the browser to sign
+//! in again.
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -9,7 +10,7 @@ use http::StatusCode;
 use maud::html;
 
 use super::html::{self, field};
-use super::web::{self, visit, Form, Visit};
+use super::web::{self, failed, posted_with_session as posted, Visit};
 use super::Pages;
 use crate::api::dispatch::Refusal;
 use crate::pb::tangle::client::auth as tangle;
@@ -18,28 +19,6 @@ const GET_SESSIONS: &str = "/tangle.client.auth.Auth/GetSessions";
 const REVOKE_SESSIONS: &str = "/tangle.client.auth.Auth/RevokeSessions";
 const GET_ACCOUNT: &str = "/tangle.client.auth.Auth/GetAccount";
 const CHANGE_PASSWORD: &str = "/tangle.client.auth.Auth/ChangePassword";
-
-/// A refusal of an account action: signed out (to the sign-in page) or shown.
-pub(super) fn failed(pages: &Pages, visit: &Visit, e: &Refusal) -> Response {
-    if signed_out(e) {
-        let mut res = web::see_other("/sign-in");
-        web::clear_session(&mut res, pages);
-        return visit.finish(pages, res);
-    }
-    let body = html! { (html::refusal(e)) p { a href="/account" { "Back to your account" } } };
-    visit.finish(
-        pages,
-        html::respond(
-            web::status_of(e),
-            html::page("That did not work", true, body),
-        ),
-    )
-}
-
-/// Whether `e` says the session is gone (not that a password typed was wrong).
-pub(super) fn signed_out(e: &Refusal) -> bool {
-    e.code == tonic::Code::Unauthenticated && e.reason.as_deref() != Some("BAD_CREDENTIALS")
-}
 
 /// Milliseconds since the epoch as a UTC date and time, to the minute.
 fn when(ms: u64) -> String {
@@ -175,29 +154,22 @@ async fn account_page(
             button type="submit" { "Delete my account" }
         }
     };
-    let status = error.map_or(StatusCode::OK, web::status_of);
-    visit.finish(
-        pages,
-        html::respond(status, html::page("Your account", true, body)),
-    )
+    visit.render(pages, web::status(error), "Your account", true, body)
 }
 
 /// `GET /account`.
-pub async fn show(State(pages): State<Arc<Pages>>, req: Request) -> Response {
-    let visit = visit(&req);
-    if visit.token.is_none() {
-        return visit.finish(&pages, web::see_other("/sign-in"));
-    }
-    account_page(&pages, &visit, None, None).await
+pub async fn show(State(pages): State<Arc<Pages>>, req: Request) -> Result<Response, Response> {
+    let visit = web::with_session(&pages, &req)?;
+    Ok(account_page(&pages, &visit, None, None).await)
 }
 
-/// A posted account action: the visit and form once the CSRF token and a session are there.
-pub(super) async fn posted(pages: &Pages, req: Request) -> Result<(Visit, Form), Response> {
-    let (visit, form) = web::posted(pages, req).await?;
-    if visit.token.is_none() {
-        return Err(visit.finish(pages, web::see_other("/sign-in")));
+/// The account page after an action: `note` when it worked, else its refusal. (A session
+/// that is gone shows as the page's own reads failing: the way to sign in.)
+async fn after(pages: &Pages, visit: &Visit, done: Result<(), Refusal>, note: &str) -> Response {
+    match done {
+        Ok(()) => account_page(pages, visit, Some(note), None).await,
+        Err(e) => account_page(pages, visit, None, Some(&e)).await,
     }
-    Ok((visit, form))
 }
 
 async fn revoke(pages: &Pages, visit: &Visit, ids: Vec<u64>, note: &str) -> Response {
@@ -261,21 +233,9 @@ pub async fn change_password(
         new_password: form.get("password"),
         revoke_sessions: true,
     };
-    Ok(
-        match visit.call::<_, ()>(&pages, CHANGE_PASSWORD, &change).await {
-            Ok(()) => {
-                account_page(
-                    &pages,
-                    &visit,
-                    Some("Your password is changed; your other sessions have ended."),
-                    None,
-                )
-                .await
-            }
-            Err(e) if signed_out(&e) => failed(&pages, &visit, &e),
-            Err(e) => account_page(&pages, &visit, None, Some(&e)).await,
-        },
-    )
+    let done = visit.call(&pages, CHANGE_PASSWORD, &change).await;
+    let note = "Your password is changed; your other sessions have ended.";
+    Ok(after(&pages, &visit, done, note).await)
 }
 
 /// `POST /sign-out`: ends this browser's session.
@@ -312,19 +272,12 @@ pub async fn change_email(
     let change = tangle::ChangeEmail {
         new_email: form.get("email"),
     };
-    Ok(
-        match visit.call::<_, ()>(&pages, CHANGE_EMAIL, &change).await {
-            Ok(()) => {
-                let note = format!(
-                    "We mailed a link to {}. Your address changes when it is opened.",
-                    form.get("email")
-                );
-                account_page(&pages, &visit, Some(&note), None).await
-            }
-            Err(e) if signed_out(&e) => failed(&pages, &visit, &e),
-            Err(e) => account_page(&pages, &visit, None, Some(&e)).await,
-        },
-    )
+    let done = visit.call(&pages, CHANGE_EMAIL, &change).await;
+    let note = format!(
+        "We mailed a link to {}. Your address changes when it is opened.",
+        form.get("email")
+    );
+    Ok(after(&pages, &visit, done, &note).await)
 }
 
 /// `POST /account/delete`: deletes (or schedules the deletion of) the account once its
@@ -356,20 +309,15 @@ pub async fn delete(State(pages): State<Arc<Pages>>, req: Request) -> Result<Res
     let ask = tangle::DeleteAccount {
         cancel: Some(cancel),
     };
-    if let Err(e) = visit.call::<_, ()>(&pages, DELETE_ACCOUNT, &ask).await {
-        return Ok(match signed_out(&e) {
-            true => failed(&pages, &visit, &e),
-            false => account_page(&pages, &visit, None, Some(&e)).await,
-        });
-    }
-    if cancel {
-        return Ok(account_page(&pages, &visit, Some("Your account stays."), None).await);
+    let done = visit.call(&pages, DELETE_ACCOUNT, &ask).await;
+    if cancel || done.is_err() {
+        return Ok(after(&pages, &visit, done, "Your account stays.").await);
     }
     let body = html! {
         (html::notice("Your account is deleted, or set to be deleted after the server's grace period; every session has ended. Signing in within that period lets you keep it."))
         p { a href="/" { "Home" } }
     };
-    let mut res = html::respond(StatusCode::OK, html::page("Account deleted", false, body));
+    let mut res = visit.render(&pages, StatusCode::OK, "Account deleted", false, body);
     web::clear_session(&mut res, &pages);
-    Ok(visit.finish(&pages, res))
+    Ok(res)
 }

@@ -20,16 +20,6 @@ const VERIFY: &str = "/tangle.client.auth.Auth/VerifyEmail";
 const RESEND: &str = "/tangle.client.auth.Auth/ResendEmailVerification";
 const RESET: &str = "/tangle.client.auth.Auth/ResetPassword";
 
-fn respond(
-    pages: &Pages,
-    visit: &Visit,
-    status: StatusCode,
-    title: &str,
-    body: maud::Markup,
-) -> Response {
-    visit.finish(pages, html::respond(status, html::page(title, false, body)))
-}
-
 /// `GET /email/verify?email=…&code=…`: a page with one button; nothing is verified yet.
 pub async fn landing(
     State(pages): State<Arc<Pages>>,
@@ -46,11 +36,11 @@ pub async fn landing(
             p.error role="alert" { "This link is missing its address or its code. Open the link from the mail again, or ask for a new one." }
             (resend_form(&pages, &visit, &email))
         };
-        return respond(
+        return visit.render(
             &pages,
-            &visit,
             StatusCode::BAD_REQUEST,
             "Verify your address",
+            false,
             body,
         );
     }
@@ -63,7 +53,7 @@ pub async fn landing(
             button type="submit" { "Verify my address" }
         }
     };
-    respond(&pages, &visit, StatusCode::OK, "Verify your address", body)
+    visit.render(&pages, StatusCode::OK, "Verify your address", false, body)
 }
 
 fn resend_form(pages: &Pages, visit: &Visit, email: &str) -> maud::Markup {
@@ -92,7 +82,7 @@ pub async fn verify(State(pages): State<Arc<Pages>>, req: Request) -> Result<Res
                     (html::notice(&format!("{email} is verified.")))
                     p { a href="/" { "Continue" } }
                 };
-                respond(&pages, &visit, StatusCode::OK, "Address verified", body)
+                visit.render(&pages, StatusCode::OK, "Address verified", false, body)
             }
             Err(e) => {
                 let body = html! {
@@ -100,11 +90,11 @@ pub async fn verify(State(pages): State<Arc<Pages>>, req: Request) -> Result<Res
                     p { "If your address is already verified, there is nothing more to do: " a href="/sign-in" { "sign in" } "." }
                     (resend_form(&pages, &visit, &email))
                 };
-                respond(
+                visit.render(
                     &pages,
-                    &visit,
                     web::status_of(&e),
                     "This link did not work",
+                    false,
                     body,
                 )
             }
@@ -125,12 +115,12 @@ pub async fn resend(State(pages): State<Arc<Pages>>, req: Request) -> Result<Res
                 let body = html! {
                     (html::notice("If this address has an account that is not verified yet, a new link is on its way. It works once."))
                 };
-                respond(&pages, &visit, StatusCode::OK, "Check your mail", body)
+                visit.render(&pages, StatusCode::OK, "Check your mail", false, body)
             }
             Err(e) => {
                 let body =
                     html! { (html::refusal(&e)) (resend_form(&pages, &visit, &form.get("email"))) };
-                respond(&pages, &visit, web::status_of(&e), "Send a new link", body)
+                visit.render(&pages, web::status_of(&e), "Send a new link", false, body)
             }
         },
     )
@@ -146,8 +136,13 @@ fn ask_page(pages: &Pages, visit: &Visit, error: Option<&Refusal>) -> Response {
             button type="submit" { "Send a code" }
         }
     };
-    let status = error.map_or(StatusCode::OK, web::status_of);
-    respond(pages, visit, status, "Reset your password", body)
+    visit.render(
+        pages,
+        web::status(error),
+        "Reset your password",
+        false,
+        body,
+    )
 }
 
 fn confirm_page(pages: &Pages, visit: &Visit, email: &str, error: Option<&Refusal>) -> Response {
@@ -162,8 +157,13 @@ fn confirm_page(pages: &Pages, visit: &Visit, email: &str, error: Option<&Refusa
             button type="submit" { "Set the new password" }
         }
     };
-    let status = error.map_or(StatusCode::OK, web::status_of);
-    respond(pages, visit, status, "Choose a new password", body)
+    visit.render(
+        pages,
+        web::status(error),
+        "Choose a new password",
+        false,
+        body,
+    )
 }
 
 /// `GET /reset`.
@@ -208,7 +208,7 @@ pub async fn reset_confirm(
                     (html::notice("Your password is changed, and every session of your account has ended."))
                     p { a href="/sign-in" { "Sign in" } }
                 };
-                respond(&pages, &visit, StatusCode::OK, "Password changed", body)
+                visit.render(&pages, StatusCode::OK, "Password changed", false, body)
             }
             Err(e) => confirm_page(&pages, &visit, &email, Some(&e)),
         },

@@ -10,8 +10,8 @@ use http::StatusCode;
 use maud::{html, Markup};
 
 use super::html::{self, field};
-use super::web::{self, visit, Visit};
-use super::{account, Pages};
+use super::web::{self, failed, Visit};
+use super::Pages;
 use crate::api::dispatch::Refusal;
 use crate::pb::tangle::client::auth as tangle;
 
@@ -40,13 +40,6 @@ fn secret_of(url: &str) -> String {
         .to_owned()
 }
 
-fn respond(pages: &Pages, visit: &Visit, status: StatusCode, body: Markup) -> Response {
-    visit.finish(
-        pages,
-        html::respond(status, html::page("Second factor", true, body)),
-    )
-}
-
 fn code_form(token: &str, action: &str, label: &str) -> Markup {
     html! {
         form method="post" action="/account/second-factor" {
@@ -62,7 +55,7 @@ async fn overview(pages: &Pages, visit: &Visit, error: Option<&Refusal>) -> Resp
     let account: tangle::Account =
         match visit.call(pages, GET_ACCOUNT, &tangle::GetAccount {}).await {
             Ok(a) => a,
-            Err(e) => return account::failed(pages, visit, &e),
+            Err(e) => return failed(pages, visit, &e),
         };
     let token = visit.csrf_token(pages);
     let body = html! {
@@ -84,17 +77,13 @@ async fn overview(pages: &Pages, visit: &Visit, error: Option<&Refusal>) -> Resp
         }
         p { a href="/account" { "Back to your account" } }
     };
-    let status = error.map_or(StatusCode::OK, web::status_of);
-    respond(pages, visit, status, body)
+    visit.render(pages, web::status(error), "Second factor", true, body)
 }
 
 /// `GET /account/second-factor`.
-pub async fn show(State(pages): State<Arc<Pages>>, req: Request) -> Response {
-    let visit = visit(&req);
-    if visit.token.is_none() {
-        return visit.finish(&pages, web::see_other("/sign-in"));
-    }
-    overview(&pages, &visit, None).await
+pub async fn show(State(pages): State<Arc<Pages>>, req: Request) -> Result<Response, Response> {
+    let visit = web::with_session(&pages, &req)?;
+    Ok(overview(&pages, &visit, None).await)
 }
 
 fn scan_page(pages: &Pages, visit: &Visit, url: &str, error: Option<&Refusal>) -> Response {
@@ -117,8 +106,7 @@ fn scan_page(pages: &Pages, visit: &Visit, url: &str, error: Option<&Refusal>) -
             button type="submit" { "Turn on" }
         }
     };
-    let status = error.map_or(StatusCode::OK, web::status_of);
-    respond(pages, visit, status, body)
+    visit.render(pages, web::status(error), "Second factor", true, body)
 }
 
 fn recovery_page(pages: &Pages, visit: &Visit, totp: &tangle::Totp) -> Response {
@@ -129,13 +117,13 @@ fn recovery_page(pages: &Pages, visit: &Visit, totp: &tangle::Totp) -> Response 
         ul { @for c in &totp.backup_codes { li { code { (c.code) } } } }
         p { a href="/account" { "Done" } }
     };
-    respond(pages, visit, StatusCode::OK, body)
+    visit.render(pages, StatusCode::OK, "Second factor", true, body)
 }
 
 /// `POST /account/second-factor`: `action` is `start`, `confirm` (a first code, or new
 /// recovery codes) or `off`.
 pub async fn act(State(pages): State<Arc<Pages>>, req: Request) -> Result<Response, Response> {
-    let (visit, form) = account::posted(&pages, req).await?;
+    let (visit, form) = web::posted_with_session(&pages, req).await?;
     let action = form.get("action");
     let code = Some(form.get(&format!("code-{action}")).trim().to_owned());
     let ask = match action.as_str() {
@@ -159,10 +147,10 @@ pub async fn act(State(pages): State<Arc<Pages>>, req: Request) -> Result<Respon
         ("confirm", Ok(t)) => recovery_page(&pages, &visit, &t),
         (_, Ok(_)) => overview(&pages, &visit, None).await,
         // A wrong first code: the same secret stays to be confirmed.
-        ("confirm", Err(e)) if !form.get("url").is_empty() && !account::signed_out(&e) => {
+        (_, Err(e)) if e.code == tonic::Code::Unauthenticated => failed(&pages, &visit, &e),
+        ("confirm", Err(e)) if !form.get("url").is_empty() => {
             scan_page(&pages, &visit, &form.get("url"), Some(&e))
         }
-        (_, Err(e)) if account::signed_out(&e) => account::failed(&pages, &visit, &e),
         (_, Err(e)) => overview(&pages, &visit, Some(&e)).await,
     })
 }

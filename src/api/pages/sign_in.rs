@@ -43,11 +43,7 @@ fn sign_in_page(pages: &Pages, visit: &Visit, email: &str, error: Option<&Refusa
             p { "New here? " a href="/register" { "Create an account" } }
         }
     };
-    let status = error.map_or(StatusCode::OK, web::status_of);
-    visit.finish(
-        pages,
-        html::respond(status, html::page("Sign in", false, body)),
-    )
+    visit.render(pages, web::status(error), "Sign in", false, body)
 }
 
 /// `GET /sign-in`.
@@ -67,11 +63,7 @@ fn code_page(pages: &Pages, visit: &Visit, flow: &str, error: Option<&Refusal>) 
         }
         p { a href="/sign-in" { "Start again" } }
     };
-    let status = error.map_or(StatusCode::OK, web::status_of);
-    visit.finish(
-        pages,
-        html::respond(status, html::page("Second factor", false, body)),
-    )
+    visit.render(pages, web::status(error), "Second factor", false, body)
 }
 
 fn text(s: String) -> harmony::next_step_request::FormFields {
@@ -103,11 +95,7 @@ async fn step(
 /// Where a sign-in step led: a session (the cookie is set), the code step, or a refusal.
 fn after_step(pages: &Pages, visit: &Visit, flow: &str, got: Option<Step>) -> Response {
     match got {
-        Some(Step::Session(s)) => {
-            let mut res = web::see_other("/account");
-            web::set_session(&mut res, pages, &s.session_token);
-            visit.finish(pages, res)
-        }
+        Some(Step::Session(s)) => visit.signed_in(pages, &s.session_token),
         Some(Step::Form(f)) if f.title == "second-factor" => code_page(pages, visit, flow, None),
         _ => sign_in_page(
             pages,
@@ -206,10 +194,7 @@ fn register_page(pages: &Pages, visit: &Visit, form: &Form, error: Option<&Refus
         (Registration::Closed, None) => StatusCode::FORBIDDEN,
         _ => StatusCode::OK,
     };
-    visit.finish(
-        pages,
-        html::respond(status, html::page("Create an account", false, body)),
-    )
+    visit.render(pages, status, "Create an account", false, body)
 }
 
 /// `GET /register`.
@@ -231,11 +216,7 @@ pub async fn register(State(pages): State<Arc<Pages>>, req: Request) -> Result<R
         .call_as(&pages, "/tangle.client.auth.Auth/SignUp", &up, None)
         .await;
     Ok(match made {
-        Ok(a) => {
-            let mut res = web::see_other("/account");
-            web::set_session(&mut res, &pages, &a.token);
-            visit.finish(&pages, res)
-        }
+        Ok(a) => visit.signed_in(&pages, &a.token),
         Err(e) => register_page(&pages, &visit, &form, Some(&e)),
     })
 }

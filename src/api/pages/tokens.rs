@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use http::StatusCode;
 use maud::{html, Markup};
 use prost_types::Timestamp;
 
 use super::html::{self, field};
-use super::web::{self, visit, Visit};
-use super::{account, Pages};
+use super::web::{self, failed, Visit};
+use super::Pages;
 use crate::api::dispatch::Refusal;
 use crate::domain::scopes::SCOPES;
 use crate::pb::tokens::v1 as tokens;
@@ -40,7 +39,7 @@ async fn list_page(
 ) -> Response {
     let list: Vec<tokens::ListTokensResponse> = match visit.call_stream(pages, LIST, &()).await {
         Ok(l) => l,
-        Err(e) => return account::failed(pages, visit, &e),
+        Err(e) => return failed(pages, visit, &e),
     };
     let token = visit.csrf_token(pages);
     let body = html! {
@@ -74,11 +73,7 @@ async fn list_page(
         (create_form(&token))
         p { a href="/account" { "Back to your account" } }
     };
-    let status = error.map_or(StatusCode::OK, web::status_of);
-    visit.finish(
-        pages,
-        html::respond(status, html::page("Access tokens", true, body)),
-    )
+    visit.render(pages, web::status(error), "Access tokens", true, body)
 }
 
 fn create_form(token: &str) -> Markup {
@@ -107,17 +102,14 @@ fn create_form(token: &str) -> Markup {
 }
 
 /// `GET /account/tokens`.
-pub async fn show(State(pages): State<Arc<Pages>>, req: Request) -> Response {
-    let visit = visit(&req);
-    if visit.token.is_none() {
-        return visit.finish(&pages, web::see_other("/sign-in"));
-    }
-    list_page(&pages, &visit, None, None).await
+pub async fn show(State(pages): State<Arc<Pages>>, req: Request) -> Result<Response, Response> {
+    let visit = web::with_session(&pages, &req)?;
+    Ok(list_page(&pages, &visit, None, None).await)
 }
 
 /// `POST /account/tokens/create`: name, scopes, days.
 pub async fn create(State(pages): State<Arc<Pages>>, req: Request) -> Result<Response, Response> {
-    let (visit, form) = account::posted(&pages, req).await?;
+    let (visit, form) = web::posted_with_session(&pages, req).await?;
     let days = form
         .get("days")
         .parse::<u32>()
@@ -128,34 +120,28 @@ pub async fn create(State(pages): State<Arc<Pages>>, req: Request) -> Result<Res
     let ask = tokens::CreateTokenRequest {
         token_metadata: Some(tokens::TokenMetadata {
             name: form.get("name"),
-            expires_at: Some(Timestamp {
-                seconds: (expires_ms / 1000) as i64,
-                nanos: 0,
-            }),
+            expires_at: Some(crate::api::tokens_v1::timestamp(expires_ms)),
         }),
         token_permissions: Some(tokens::TokenPermissions {
             scopes: form.all("scope"),
         }),
     };
     let made: Result<tokens::CreateTokenResponse, _> = visit.call(&pages, CREATE, &ask).await;
+    // A session that is gone shows as the list's own read failing: the way to sign in.
     Ok(match made {
         Ok(m) => list_page(&pages, &visit, Some(&m), None).await,
-        Err(e) if account::signed_out(&e) => account::failed(&pages, &visit, &e),
         Err(e) => list_page(&pages, &visit, None, Some(&e)).await,
     })
 }
 
 /// `POST /account/tokens/expire`: the token (and its sessions) stop working now.
 pub async fn expire(State(pages): State<Arc<Pages>>, req: Request) -> Result<Response, Response> {
-    let (visit, form) = account::posted(&pages, req).await?;
+    let (visit, form) = web::posted_with_session(&pages, req).await?;
     let ask = tokens::ForceTokenExpirationRequest {
         token_uuid: Some(tokens::TokenUuid {
             uuid: form.get("uuid"),
         }),
     };
-    Ok(match visit.call::<_, ()>(&pages, EXPIRE, &ask).await {
-        Ok(()) => list_page(&pages, &visit, None, None).await,
-        Err(e) if account::signed_out(&e) => account::failed(&pages, &visit, &e),
-        Err(e) => list_page(&pages, &visit, None, Some(&e)).await,
-    })
+    let ended: Result<(), _> = visit.call(&pages, EXPIRE, &ask).await;
+    Ok(list_page(&pages, &visit, None, ended.err().as_ref()).await)
 }

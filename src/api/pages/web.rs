@@ -1,23 +1,54 @@
 //! What every page handler needs from HTTP: the visit (the caller's facts, its session
-//! cookie, its CSRF cookie), the posted form, the CSRF check, cookies, and a call of a
-//! method through the table with the visit's session.
+//! cookie, its CSRF cookie), the posted form, the CSRF check, cookies, a call of a method
+//! through the table with the visit's session, and the answers every page shares (a page,
+//! signed in, on to sign in, a refusal).
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use http::{header, HeaderMap, HeaderValue, Request, StatusCode};
-use maud::html;
+use maud::{html, Markup};
 use tonic::Code;
 
 use super::super::context::PeerAddr;
 use super::super::dispatch::{Caller, Refusal, Transport};
 use super::Pages;
 
-/// The session cookie's name; `__Host-` (Secure, host-only, path `/`) when served securely.
-const SESSION: &str = "hearth_session";
-const SESSION_SECURE: &str = "__Host-hearth_session";
+/// A cookie's two names: plain, and with `__Host-` (Secure, host-only, path `/`) when the
+/// node is reached securely.
+struct CookieName {
+    plain: &'static str,
+    secure: &'static str,
+}
+
+impl CookieName {
+    fn for_pages(&self, pages: &Pages) -> &'static str {
+        if pages.secure {
+            self.secure
+        } else {
+            self.plain
+        }
+    }
+
+    /// Its value in `headers`, under either name.
+    fn read(&self, headers: &HeaderMap) -> Option<String> {
+        cookies(headers)
+            .find(|(k, v)| {
+                (*k == self.plain || *k == self.secure) && !v.is_empty() && v.len() <= 512
+            })
+            .map(|(_, v)| v.to_owned())
+    }
+}
+
+/// The session cookie: the session token.
+const SESSION: CookieName = CookieName {
+    plain: "hearth_session",
+    secure: "__Host-hearth_session",
+};
 /// The CSRF cookie: a random value the forms' tokens are a MAC of.
-const CSRF: &str = "hearth_csrf";
-const CSRF_SECURE: &str = "__Host-hearth_csrf";
+const CSRF: CookieName = CookieName {
+    plain: "hearth_csrf",
+    secure: "__Host-hearth_csrf",
+};
 /// Largest form a page accepts (every form is a few short fields).
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -64,12 +95,6 @@ fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .filter_map(|c| c.trim().split_once('='))
 }
 
-fn cookie(headers: &HeaderMap, names: [&str; 2]) -> Option<String> {
-    cookies(headers)
-        .find(|(k, v)| names.contains(k) && !v.is_empty() && v.len() <= 512)
-        .map(|(_, v)| v.to_owned())
-}
-
 impl Visit {
     /// The visit of a request's head. The request's own `authorization` is not used: a page
     /// acts only with the session its cookie holds.
@@ -83,7 +108,7 @@ impl Visit {
         ] {
             kept.remove(name);
         }
-        let csrf = cookie(headers, [CSRF, CSRF_SECURE]);
+        let csrf = CSRF.read(headers);
         let fresh_csrf = csrf
             .is_none()
             .then(|| hex::encode(rand::random::<[u8; 16]>()));
@@ -92,7 +117,7 @@ impl Visit {
                 headers: kept,
                 peer,
             },
-            token: cookie(headers, [SESSION, SESSION_SECURE]),
+            token: SESSION.read(headers),
             csrf: csrf.or_else(|| fresh_csrf.clone()),
             fresh_csrf,
         }
@@ -199,10 +224,29 @@ impl Visit {
     /// `res` with the cookies this visit must set.
     pub fn finish(&self, pages: &Pages, mut res: Response) -> Response {
         if let Some(value) = &self.fresh_csrf {
-            let name = if pages.secure { CSRF_SECURE } else { CSRF };
-            add_cookie(&mut res, pages, name, value, None);
+            add_cookie(&mut res, pages, CSRF.for_pages(pages), value, None);
         }
         res
+    }
+
+    /// A whole page as this visit's answer.
+    pub fn render(
+        &self,
+        pages: &Pages,
+        status: StatusCode,
+        title: &str,
+        signed_in: bool,
+        body: Markup,
+    ) -> Response {
+        let page = super::html::page(title, signed_in, body);
+        self.finish(pages, super::html::respond(status, page))
+    }
+
+    /// Signed in with the session `token`: its cookie set, on to the account.
+    pub fn signed_in(&self, pages: &Pages, token: &str) -> Response {
+        let mut res = see_other("/account");
+        add_cookie(&mut res, pages, SESSION.for_pages(pages), token, None);
+        self.finish(pages, res)
     }
 }
 
@@ -248,24 +292,9 @@ fn add_cookie(res: &mut Response, pages: &Pages, name: &str, value: &str, max_ag
     }
 }
 
-/// Sets the session cookie to `token`.
-pub fn set_session(res: &mut Response, pages: &Pages, token: &str) {
-    let name = if pages.secure {
-        SESSION_SECURE
-    } else {
-        SESSION
-    };
-    add_cookie(res, pages, name, token, None);
-}
-
 /// Clears the session cookie.
 pub fn clear_session(res: &mut Response, pages: &Pages) {
-    let name = if pages.secure {
-        SESSION_SECURE
-    } else {
-        SESSION
-    };
-    add_cookie(res, pages, name, "", Some(0));
+    add_cookie(res, pages, SESSION.for_pages(pages), "", Some(0));
 }
 
 /// A 303 to `to`: what a form answers once it did its work, so reloading does not post
@@ -276,6 +305,11 @@ pub fn see_other(to: &str) -> Response {
         res.headers_mut().insert(header::LOCATION, v);
     }
     res
+}
+
+/// The HTTP status of a page showing `error`, if any.
+pub fn status(error: Option<&Refusal>) -> StatusCode {
+    error.map_or(StatusCode::OK, status_of)
 }
 
 /// The HTTP status a refusal shows as.
@@ -301,15 +335,17 @@ pub fn visit(req: &Request<Body>) -> Visit {
 
 /// The answer to a form whose CSRF token is missing or wrong: nothing was done.
 fn expired(pages: &Pages, visit: &Visit) -> Response {
-    let body = super::html::page(
+    let body = html! {
+        p.error role="alert" { "Nothing was changed. Go back, reload the page and try again." }
+        p { a href="/" { "Start again" } }
+    };
+    visit.render(
+        pages,
+        StatusCode::FORBIDDEN,
         "This form has expired",
         false,
-        html! {
-            p.error role="alert" { "Nothing was changed. Go back, reload the page and try again." }
-            p { a href="/" { "Start again" } }
-        },
-    );
-    visit.finish(pages, super::html::respond(StatusCode::FORBIDDEN, body))
+        body,
+    )
 }
 
 /// The visit and form of a POST whose CSRF token is right; otherwise the answer to give
@@ -320,4 +356,40 @@ pub async fn posted(pages: &Pages, req: Request<Body>) -> Result<(Visit, Form), 
         return Err(expired(pages, &visit));
     }
     Ok((visit, form))
+}
+
+/// The visit of a page that needs a session; without a cookie, the way to sign in.
+// The Err is the answer itself, handed straight back by `?` as `posted`'s is.
+#[allow(clippy::result_large_err)]
+pub fn with_session(pages: &Pages, req: &Request<Body>) -> Result<Visit, Response> {
+    let visit = visit(req);
+    match visit.token {
+        Some(_) => Ok(visit),
+        None => Err(visit.finish(pages, see_other("/sign-in"))),
+    }
+}
+
+/// [`posted`], for an action that needs a session.
+pub async fn posted_with_session(
+    pages: &Pages,
+    req: Request<Body>,
+) -> Result<(Visit, Form), Response> {
+    let (visit, form) = posted(pages, req).await?;
+    if visit.token.is_none() {
+        return Err(visit.finish(pages, see_other("/sign-in")));
+    }
+    Ok((visit, form))
+}
+
+/// A refusal of an account action: the session is gone (the cookie is cleared and the
+/// browser sent to sign in), or the refusal is shown.
+pub fn failed(pages: &Pages, visit: &Visit, e: &Refusal) -> Response {
+    if e.code == Code::Unauthenticated {
+        let mut res = see_other("/sign-in");
+        clear_session(&mut res, pages);
+        return visit.finish(pages, res);
+    }
+    let body =
+        html! { (super::html::refusal(e)) p { a href="/account" { "Back to your account" } } };
+    visit.render(pages, status_of(e), "That did not work", true, body)
 }
