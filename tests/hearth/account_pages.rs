@@ -99,6 +99,24 @@ async fn the_second_factor_is_set_up_with_a_qr_code_and_shows_recovery_codes_onc
         "recovery codes are shown once"
     );
 
+    // Off without a code is refused (SECOND_FACTOR_REQUIRED, an UNAUTHENTICATED refusal)
+    // and shown; it does not sign the browser out.
+    let no_code = b
+        .submit(
+            &shown,
+            "/account/second-factor",
+            &[("action", "off"), ("code-off", "")],
+        )
+        .await;
+    assert_eq!(no_code.status, StatusCode::UNAUTHORIZED, "{}", no_code.body);
+    assert!(
+        no_code.body.contains("SECOND_FACTOR_REQUIRED"),
+        "{}",
+        no_code.body
+    );
+    assert!(b.session().is_some(), "the browser stays signed in");
+    assert!(account_of(&n, &token).await.totp_enabled);
+
     // Off with a current code.
     let off = b
         .submit(

@@ -147,10 +147,14 @@ pub async fn act(State(pages): State<Arc<Pages>>, req: Request) -> Result<Respon
         ("confirm", Ok(t)) => recovery_page(&pages, &visit, &t),
         (_, Ok(_)) => overview(&pages, &visit, None).await,
         // A wrong first code: the same secret stays to be confirmed.
-        (_, Err(e)) if e.code == tonic::Code::Unauthenticated => failed(&pages, &visit, &e),
-        ("confirm", Err(e)) if !form.get("url").is_empty() => {
+        ("confirm", Err(e))
+            if !form.get("url").is_empty() && e.code != tonic::Code::Unauthenticated =>
+        {
             scan_page(&pages, &visit, &form.get("url"), Some(&e))
         }
+        // Not every UNAUTHENTICATED means the session is gone (turning the factor off
+        // without a code is SECOND_FACTOR_REQUIRED): the overview reads the account first,
+        // and only a gone session fails that read.
         (_, Err(e)) => overview(&pages, &visit, Some(&e)).await,
     })
 }
