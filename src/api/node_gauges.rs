@@ -1,6 +1,6 @@
 //! Gauges read from the node at each scrape of `/metrics`: build info, the process
-//! (resident memory, open file descriptors, start time, log lines dropped), the store (operations and their
-//! time, active sessions, outbox depth and age) and peer link states.
+//! (resident memory, open file descriptors, start time, log lines dropped), the store
+//! (operations and their time, active sessions, outbox depth and age) and peer link states.
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -38,7 +38,29 @@ pub struct NodeGauges {
     outbox_depth: Gauge,
     outbox_oldest_age: FloatGauge,
     peers: Family<StateLabels, Gauge>,
-    log_dropped: prometheus_client::metrics::counter::Counter,
+}
+
+/// `hearth_log_lines_dropped_total`, read from the log's writer at each scrape (the writer
+/// counts; a copy here would have to be kept in step).
+#[derive(Debug)]
+struct LogLinesDropped;
+
+impl prometheus_client::collector::Collector for LogLinesDropped {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        let dropped =
+            prometheus_client::metrics::counter::ConstCounter::new(crate::logging::dropped_lines());
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up (the queue to it was full)",
+            None,
+            dropped.metric_type(),
+        )?;
+        dropped.encode(metric)
+    }
 }
 
 impl NodeGauges {
@@ -101,11 +123,7 @@ impl NodeGauges {
             g.outbox_oldest_age.clone(),
         );
         registry.register("peers", "Known peers by link state", g.peers.clone());
-        registry.register(
-            "log_lines_dropped",
-            "Log lines dropped because stderr did not keep up (the queue to it was full)",
-            g.log_dropped.clone(),
-        );
+        registry.register_collector(Box::new(LogLinesDropped));
         g
     }
 
@@ -121,9 +139,6 @@ impl NodeGauges {
         self.resident.set(rss_kib * 1024);
         let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64);
         self.open_fds.set(fds);
-        let dropped = crate::logging::dropped_lines();
-        self.log_dropped
-            .inc_by(dropped.saturating_sub(self.log_dropped.get()));
         let t = services.store().timings();
         for (kind, ops, micros) in [
             ("read", t.reads, t.read_micros),
