@@ -223,6 +223,13 @@ async fn call_pong(ch: Channel, token: String) -> bool {
 /// would have to sort.
 const SIGN_IN_ACCOUNT: &str = "signin@example.org";
 
+async fn call_ping(ch: Channel) -> bool {
+    TestNoAuthServiceClient::new(ch)
+        .ping(PingRequest {})
+        .await
+        .is_ok()
+}
+
 async fn call_sign_in(ch: Channel) -> bool {
     call_sign_in_as(ch, SIGN_IN_ACCOUNT.into()).await
 }
@@ -551,12 +558,7 @@ async fn transport_rows(table: &mut Table, url: &str, chans: &[Channel], token: 
     use hearth::pb::tangle::client::auth::GetAccount;
     use prost::Message;
     let on = |w| for_window(load, w);
-    let ping_call = |ch: Channel, _| async move {
-        TestNoAuthServiceClient::new(ch)
-            .ping(PingRequest {})
-            .await
-            .is_ok()
-    };
+    let ping_call = |ch, _| call_ping(ch);
     let http = reqwest::Client::new();
     let ping_url = format!("{url}/test.v1.TestNoAuthService/Ping");
     let hrpc_call = move |c: reqwest::Client, _| {
@@ -705,12 +707,7 @@ async fn main() {
             .await
             .is_ok()
     };
-    let ping_call = |ch: Channel, _| async move {
-        TestNoAuthServiceClient::new(ch)
-            .ping(PingRequest {})
-            .await
-            .is_ok()
-    };
+    let ping_call = |ch, _| call_ping(ch);
     let on = |w| for_window(load, w);
     let ping_round = |w| samples(&chans, on(w), usize::MAX, ping_call);
     // Warm both servers (connections, allocator, caches) before the first timed round.
@@ -1492,16 +1489,10 @@ async fn log_rows(table: &mut Table, load: Load) {
         connect(&quiet_url, load.connections).await,
         connect(&loud_url, load.connections).await,
     );
-    let ping = |ch: Channel, _| async move {
-        TestNoAuthServiceClient::new(ch)
-            .ping(PingRequest {})
-            .await
-            .is_ok()
-    };
     let on = |w| for_window(load, w);
     let (base, row) = pair(
-        |w| samples(&quiet, on(w), usize::MAX, ping),
-        |w| samples(&loud, on(w), usize::MAX, ping),
+        |w| samples(&quiet, on(w), usize::MAX, |ch, _| call_ping(ch)),
+        |w| samples(&loud, on(w), usize::MAX, |ch, _| call_ping(ch)),
     )
     .await;
     let lines =

@@ -7,16 +7,7 @@ use tonic::Code;
 use crate::pages::{ended, Browser};
 use crate::support::*;
 use hearth::clock::Clock;
-use hearth::pb::tangle::client::auth as tangle;
 use hearth::pb::tokens::v1 as tokens;
-
-async fn account_of(n: &TestNode, token: &str) -> tangle::Account {
-    n.tangle()
-        .get_account(authed(tangle::GetAccount {}, token))
-        .await
-        .unwrap()
-        .into_inner()
-}
 
 /// A browser signed in as a new account `email`, and that account's first session token.
 async fn signed_in(n: &TestNode, email: &str) -> (Browser, String) {
@@ -76,7 +67,7 @@ async fn the_second_factor_is_set_up_with_a_qr_code_and_shows_recovery_codes_onc
         url,
         "the same secret stays to be confirmed"
     );
-    assert!(!account_of(&n, &token).await.totp_enabled);
+    assert!(!n.account(&token).await.totp_enabled);
 
     let now = n.clock.now_ms() / 1000;
     let on = b
@@ -92,7 +83,7 @@ async fn the_second_factor_is_set_up_with_a_qr_code_and_shows_recovery_codes_onc
         .await;
     assert_eq!(on.status, StatusCode::OK, "{}", on.body);
     assert_eq!(on.body.matches("<li><code>").count(), 10, "{}", on.body);
-    assert!(account_of(&n, &token).await.totp_enabled);
+    assert!(n.account(&token).await.totp_enabled);
     let shown = b.get("/account/second-factor").await;
     assert!(
         !shown.body.contains("<li><code>"),
@@ -115,7 +106,7 @@ async fn the_second_factor_is_set_up_with_a_qr_code_and_shows_recovery_codes_onc
         no_code.body
     );
     assert!(b.session().is_some(), "the browser stays signed in");
-    assert!(account_of(&n, &token).await.totp_enabled);
+    assert!(n.account(&token).await.totp_enabled);
 
     // Off with a current code.
     let off = b
@@ -126,7 +117,7 @@ async fn the_second_factor_is_set_up_with_a_qr_code_and_shows_recovery_codes_onc
         )
         .await;
     assert_eq!(off.status, StatusCode::OK, "{}", off.body);
-    assert!(!account_of(&n, &token).await.totp_enabled);
+    assert!(!n.account(&token).await.totp_enabled);
 }
 
 #[tokio::test]
@@ -214,7 +205,7 @@ async fn a_new_address_is_taken_when_its_link_is_pressed() {
         asked.body
     );
     assert_eq!(
-        account_of(&n, &token).await.email.as_deref(),
+        n.account(&token).await.email.as_deref(),
         Some("old@example.org")
     );
     let link = crate::pages::link_in_mail(&n, "new@example.org").await;
@@ -222,7 +213,7 @@ async fn a_new_address_is_taken_when_its_link_is_pressed() {
     let done = b.press_verify(&landing).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     assert_eq!(
-        account_of(&n, &token).await.email.as_deref(),
+        n.account(&token).await.email.as_deref(),
         Some("new@example.org")
     );
 }

@@ -363,26 +363,8 @@ async fn metrics_can_have_a_listener_of_their_own() {
 /// would hang for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_log_reader_costs_log_lines_not_requests() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .arg("serve")
-        .env("HEARTH_DATA_DIR", dir.path().join("data"))
-        .env("HEARTH_LISTEN_ADDR", "127.0.0.1:0")
-        .env("HEARTH_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Held open and never read.
-    let _stderr = child.stderr.take().unwrap();
-    let addr = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("listening on ").map(|a| a.trim().to_owned()))
-        .unwrap();
-    let url = format!("http://{addr}");
+    let node = Served::start_unread_log(&[("HEARTH_LOG", "info")]);
+    let url = node.url.clone();
     let channel = tonic::transport::Channel::from_shared(url.clone())
         .unwrap()
         .connect()
@@ -410,6 +392,4 @@ async fn a_stalled_log_reader_costs_log_lines_not_requests() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no dropped-lines counter in {metrics}"));
     assert!(dropped > 0, "{dropped}");
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -1,6 +1,7 @@
 //! `Served`: a real `hearth serve` child process on 127.0.0.1:0 (unless the environment
 //! given says otherwise), killed when dropped. Both pipes are read by threads from the
-//! start, so a chatty node never blocks on a full pipe; what it printed is kept.
+//! start, so a chatty node never blocks on a full pipe (unless a test wants its log pipe
+//! full); what it printed is kept.
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +16,8 @@ pub struct Served {
     pub url: String,
     stdout: Arc<Mutex<String>>,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// Standard error held open and never read ([`Served::start_unread_log`]).
+    _unread: Option<std::process::ChildStderr>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -29,6 +32,19 @@ impl Served {
 
     /// Starts the node on `data` with `env` overriding the defaults; returns once it listens.
     pub fn start_in(data: &Path, env: &[(&str, &str)]) -> Self {
+        Self::launch(data, env, true)
+    }
+
+    /// [`Served::start`] with a standard error that nobody reads: its pipe fills up after
+    /// a few dozen KiB, as a stalled log collector's would.
+    pub fn start_unread_log(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Self::launch(&dir.path().join("data"), env, false);
+        s._dir = Some(dir);
+        s
+    }
+
+    fn launch(data: &Path, env: &[(&str, &str)], read_log: bool) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
             .arg("serve")
             .env("HEARTH_DATA_DIR", data)
@@ -39,11 +55,17 @@ impl Served {
             .spawn()
             .unwrap();
         let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut log = String::new();
-            let _ = err.read_to_string(&mut log);
-            log
-        });
+        let (stderr, unread) = match read_log {
+            true => {
+                let reader = std::thread::spawn(move || {
+                    let mut log = String::new();
+                    let _ = err.read_to_string(&mut log);
+                    log
+                });
+                (Some(reader), None)
+            }
+            false => (None, Some(err)),
+        };
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut printed = String::new();
         let addr = lines
@@ -70,7 +92,8 @@ impl Served {
             url: format!("http://{addr}"),
             addr,
             stdout,
-            stderr: Some(stderr),
+            stderr,
+            _unread: unread,
             _dir: None,
         }
     }

@@ -6,14 +6,6 @@ use tonic::Code;
 use crate::support::*;
 use hearth::pb::tangle::client::auth as tangle;
 
-async fn account(n: &TestNode, token: &str) -> tangle::Account {
-    n.tangle()
-        .get_account(authed(tangle::GetAccount {}, token))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 fn change_password(current: &str, new: &str) -> tangle::ChangePassword {
     tangle::ChangePassword {
         current_password: current.into(),
@@ -26,7 +18,7 @@ fn change_password(current: &str, new: &str) -> tangle::ChangePassword {
 async fn get_account_shows_the_address_and_what_the_account_has() {
     let n = TestNode::start().await;
     let (token, _, _) = n.sign_up("acct@example.org").await;
-    let a = account(&n, &token).await;
+    let a = n.account(&token).await;
     assert_eq!(a.email.as_deref(), Some("acct@example.org"));
     assert!(!a.confirmed && a.has_password && !a.totp_enabled && !a.pending_delete);
     let r = n.tangle().get_account(tangle::GetAccount {}).await;
@@ -143,7 +135,7 @@ async fn change_email_moves_the_account_once_the_new_address_proves_itself() {
     let code = code_in(&mail.body);
     // Nothing moved yet; a wrong code moves nothing.
     assert_eq!(
-        account(&n, &token).await.email.as_deref(),
+        n.account(&token).await.email.as_deref(),
         Some("old@example.org")
     );
     let wrong = if code == "00000000" {
@@ -160,7 +152,7 @@ async fn change_email_moves_the_account_once_the_new_address_proves_itself() {
         .verify_email(verify("new@example.org", &code))
         .await
         .unwrap();
-    let a = account(&n, &token).await;
+    let a = n.account(&token).await;
     assert_eq!(
         (a.email.as_deref(), a.confirmed),
         (Some("new@example.org"), true)
@@ -187,12 +179,12 @@ async fn delete_account_ends_sessions_waits_out_the_grace_and_can_be_cancelled()
     assert!(n.pong(Some(&token)).await.is_err(), "every session ends");
     // Within the grace: sign in, see it pending, cancel.
     let again = n.sign_in("bye@example.org", PASSWORD).await.unwrap();
-    assert!(account(&n, &again).await.pending_delete);
+    assert!(n.account(&again).await.pending_delete);
     n.tangle()
         .delete_account(authed(delete(Some(true)), &again))
         .await
         .unwrap();
-    assert!(!account(&n, &again).await.pending_delete);
+    assert!(!n.account(&again).await.pending_delete);
     n.clock.advance_ms(8 * 24 * 3600 * 1000);
     assert_eq!(n.domain().settings.delete_due().await.unwrap(), 0);
     assert!(n.pong(Some(&again)).await.is_ok());

@@ -173,6 +173,15 @@ impl TestNode {
             .token)
     }
 
+    /// GetAccount (tangle) for the session `token`.
+    pub async fn account(&self, token: &str) -> pb::tangle::client::auth::Account {
+        self.tangle()
+            .get_account(authed(pb::tangle::client::auth::GetAccount {}, token))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Pong with `token` (None: no authorization header).
     pub async fn pong(&self, token: Option<&str>) -> Result<(), Status> {
         let mut req = Request::new(pb::test::v1::PongRequest {});
