@@ -28,30 +28,6 @@ use crate::clock::SharedClock;
 use crate::config::Registration;
 use crate::domain::Services;
 
-/// Every path the pages serve (each is a plain HTTP row of the method table).
-pub const PATHS: &[&str] = &[
-    "/",
-    "/pages.css",
-    "/sign-in",
-    "/sign-in/code",
-    "/sign-out",
-    "/register",
-    "/email/verify",
-    "/email/resend",
-    "/reset",
-    "/reset/confirm",
-    "/account",
-    "/account/sessions/end",
-    "/account/sessions/end-others",
-    "/account/password",
-    "/account/email",
-    "/account/delete",
-    "/account/second-factor",
-    "/account/tokens",
-    "/account/tokens/create",
-    "/account/tokens/expire",
-];
-
 /// What the page handlers share.
 pub struct Pages {
     /// The pipeline and routes, set once the router is built (the pages are part of it).
