@@ -154,6 +154,12 @@ impl Node {
                 "peer_challenge",
                 seal.clone(),
             ));
+            state.ceremonies = Arc::new(StoreMap::new(
+                store.clone(),
+                clock.clone(),
+                "passkey_ceremony",
+                seal.clone(),
+            ));
             // A client's budgets hold across every node.
             state.buckets = Arc::new(StoreMap::new(store, clock, "budget", seal.clone()));
         }

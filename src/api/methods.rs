@@ -212,6 +212,29 @@ pub const METHODS: &[Method] = &[
         .cost(Cost::Hashing)
         .osmium(83, 36),
     m(
+        "/tangle.client.auth.Auth/ListPasskeys",
+        Scope("account:read"),
+    ),
+    // A begun ceremony is held state; a finished one verifies a signature and writes.
+    m(
+        "/tangle.client.auth.Auth/BeginPasskeyRegistration",
+        SessionOnly,
+    )
+    .cost(Cost::Flow),
+    m(
+        "/tangle.client.auth.Auth/FinishPasskeyRegistration",
+        SessionOnly,
+    )
+    .cost(Cost::Hashing),
+    m("/tangle.client.auth.Auth/RemovePasskey", SessionOnly),
+    m("/tangle.client.auth.Auth/BeginPasskeySignIn", Public).cost(Cost::Flow),
+    m("/tangle.client.auth.Auth/FinishPasskeySignIn", Public)
+        .cost(Cost::Hashing)
+        .sign_in(),
+    m("/tangle.client.auth.Auth/FinishPasskeyStep", Public)
+        .cost(Cost::Hashing)
+        .sign_in(),
+    m(
         "/tokens.v1.TokensService/CreateToken",
         Scope("tokens:write"),
     ),
@@ -258,6 +281,13 @@ pub const METHODS: &[Method] = &[
     Method::http("/pages.css"),
     Method::http("/sign-in"),
     Method::http("/sign-in/code"),
+    Method::http("/passkeys.js"),
+    Method::http("/sign-in/passkey"),
+    Method::http("/sign-in/passkey/finish"),
+    Method::http("/account/passkeys"),
+    Method::http("/account/passkeys/add"),
+    Method::http("/account/passkeys/finish"),
+    Method::http("/account/passkeys/remove"),
     Method::http("/sign-out"),
     Method::http("/register"),
     Method::http("/email/verify"),

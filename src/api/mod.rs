@@ -21,6 +21,7 @@ pub mod rate_limits;
 pub mod status;
 pub mod steps;
 pub mod tangle;
+mod tangle_passkeys;
 pub mod tangle_settings;
 pub mod test_v1;
 pub mod tokens_v1;

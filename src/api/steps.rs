@@ -51,7 +51,7 @@ pub fn encode(step: Step) -> AuthStep {
         }),
     };
     AuthStep {
-        fallback_url: String::new(),
+        fallback_url: step.fallback.unwrap_or_default(),
         can_go_back: step.can_go_back,
         step: Some(step_kind),
     }

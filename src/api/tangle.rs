@@ -19,17 +19,23 @@ use crate::pb::tangle::client::auth::{
 use crate::pb::tangle::client::auth::{
     Account, ChangeEmail, ChangePassword, DeleteAccount, GetAccount, SetupTotp, Totp,
 };
+use crate::pb::tangle::client::auth::{
+    BeginPasskeyRegistration, BeginPasskeySignIn, FinishPasskeyRegistration, FinishPasskeySignIn,
+    FinishPasskeyStep, ListPasskeys, Passkey, PasskeyChallenge, PasskeyList, RemovePasskey,
+};
 use crate::pb::tangle::client::types::User;
 
 /// The Tangle auth service.
 #[derive(Debug, Clone)]
 pub struct TangleApi {
-    accounts: Arc<crate::domain::accounts::Accounts>,
+    pub(super) accounts: Arc<crate::domain::accounts::Accounts>,
     codes: Arc<crate::domain::codes::Codes>,
     credentials: Arc<crate::domain::credentials::Credentials>,
     invites: Arc<crate::domain::invites::Invites>,
     sessions: Arc<crate::domain::sessions::Sessions>,
     settings: Arc<crate::domain::settings::Settings>,
+    pub(super) passkeys: Arc<crate::domain::passkeys::Passkeys>,
+    pub(super) flows: Arc<crate::domain::flows::Flows>,
 }
 
 impl TangleApi {
@@ -42,6 +48,8 @@ impl TangleApi {
             invites: s.invites.clone(),
             sessions: s.sessions.clone(),
             settings: s.settings.clone(),
+            passkeys: s.passkeys.clone(),
+            flows: s.flows.clone(),
         }
     }
 }
@@ -55,7 +63,7 @@ fn user(u: &UserRow) -> User {
     }
 }
 
-fn authorization(s: SignedIn) -> Authorization {
+pub(super) fn authorization(s: SignedIn) -> Authorization {
     Authorization {
         token: s.token.expose().to_owned(),
         user: Some(user(&s.user)),
@@ -285,6 +293,52 @@ impl Auth for TangleApi {
 
     async fn setup_totp(&self, req: Request<SetupTotp>) -> Result<Response<Totp>, Status> {
         super::tangle_settings::setup_totp(&self.settings, req).await
+    }
+
+    async fn list_passkeys(
+        &self,
+        req: Request<ListPasskeys>,
+    ) -> Result<Response<PasskeyList>, Status> {
+        self.list_passkeys_call(req).await
+    }
+
+    async fn begin_passkey_registration(
+        &self,
+        req: Request<BeginPasskeyRegistration>,
+    ) -> Result<Response<PasskeyChallenge>, Status> {
+        self.begin_passkey_registration_call(req).await
+    }
+
+    async fn finish_passkey_registration(
+        &self,
+        req: Request<FinishPasskeyRegistration>,
+    ) -> Result<Response<Passkey>, Status> {
+        self.finish_passkey_registration_call(req).await
+    }
+
+    async fn remove_passkey(&self, req: Request<RemovePasskey>) -> Result<Response<()>, Status> {
+        self.remove_passkey_call(req).await
+    }
+
+    async fn begin_passkey_sign_in(
+        &self,
+        req: Request<BeginPasskeySignIn>,
+    ) -> Result<Response<PasskeyChallenge>, Status> {
+        self.begin_passkey_sign_in_call(req).await
+    }
+
+    async fn finish_passkey_sign_in(
+        &self,
+        req: Request<FinishPasskeySignIn>,
+    ) -> Result<Response<Authorization>, Status> {
+        self.finish_passkey_sign_in_call(req).await
+    }
+
+    async fn finish_passkey_step(
+        &self,
+        req: Request<FinishPasskeyStep>,
+    ) -> Result<Response<()>, Status> {
+        self.finish_passkey_step_call(req).await
     }
 }
 

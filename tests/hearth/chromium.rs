@@ -253,3 +253,147 @@ async fn a_person_registers_signs_out_and_signs_in_again_in_chromium() {
     c.press("Sign in", "/account").await;
     assert!(c.text().await.contains("grace@example.org"));
 }
+
+/// A node whose public URL names `localhost` (a passkey is bound to a domain name; an IP
+/// address names no relying party), on a port picked here.
+async fn passkey_node() -> (TestNode, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://localhost:{port}");
+    let public = url.clone();
+    let n = TestNode::start_with(move |c| {
+        c.listen.addr = format!("127.0.0.1:{port}").parse().unwrap();
+        c.mail.public_url = Some(public);
+    })
+    .await;
+    (n, url)
+}
+
+impl Chromium {
+    /// A platform authenticator that keeps discoverable credentials and verifies its user
+    /// (Chromium's WebAuthn domain): it answers every ceremony at once.
+    async fn authenticator(&mut self) -> String {
+        self.send("WebAuthn.enable", json!({})).await;
+        let options = json!({"options": {
+            "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+            "hasUserVerification": true, "isUserVerified": true,
+            "automaticPresenceSimulation": true}});
+        let r = self.send("WebAuthn.addVirtualAuthenticator", options).await;
+        r["authenticatorId"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Presses the ceremony button (type=button: the script posts the form) and waits for
+    /// `path`.
+    async fn use_passkey(&mut self, label: &str, path: &str) {
+        self.press_no_wait(label).await;
+        self.at(path).await;
+    }
+
+    async fn press_no_wait(&mut self, label: &str) {
+        let js = format!(
+            "(() => {{ const b = [...document.querySelectorAll('button')].find(b => b.textContent.trim() === {}); if (!b) return false; b.click(); return true; }})()",
+            json!(label)
+        );
+        self.eval("window.left = true").await;
+        assert_eq!(self.eval(&js).await, Some(json!(true)), "no button {label}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_adds_a_passkey_and_signs_in_with_it_alone_and_after_the_password() {
+    let (n, url) = passkey_node().await;
+    let mut c = Chromium::launch().await;
+    let authenticator = c.authenticator().await;
+    assert!(!authenticator.is_empty(), "no virtual authenticator");
+    c.open(&format!("{url}/register"), "/register").await;
+    c.fill("name", "Ada").await;
+    c.fill("email", "ada@example.org").await;
+    c.fill("password", PASSWORD).await;
+    c.press("Create account", "/account").await;
+
+    // Add a passkey, named.
+    c.open(&format!("{url}/account/passkeys"), "/account/passkeys")
+        .await;
+    assert!(c.text().await.contains("You have no passkeys"));
+    c.fill("name", "laptop").await;
+    c.press("Add a passkey", "/account/passkeys/add").await;
+    c.use_passkey("Create the passkey", "/account/passkeys/finish")
+        .await;
+    let page = c.text().await;
+    assert!(page.contains("Passkey \"laptop\" added"), "{page}");
+    let creds = c
+        .send(
+            "WebAuthn.getCredentials",
+            json!({"authenticatorId": authenticator}),
+        )
+        .await;
+    let creds = creds["credentials"].as_array().cloned().unwrap_or_default();
+    assert_eq!(creds.len(), 1, "{creds:?}");
+    assert_eq!(
+        creds[0]["isResidentCredential"],
+        json!(true),
+        "a discoverable passkey"
+    );
+
+    // Signed out, the passkey alone signs in: no address, no password.
+    c.open(&format!("{url}/account"), "/account").await;
+    c.press("Sign out", "/sign-in").await;
+    c.press("Sign in with a passkey", "/sign-in/passkey").await;
+    c.use_passkey("Use your passkey", "/account").await;
+    assert!(c.text().await.contains("ada@example.org"));
+    let user = n
+        .domain()
+        .accounts
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.email.as_deref() == Some("ada@example.org"))
+        .unwrap();
+    let amrs = |n: &TestNode| {
+        let store = n.domain().store().clone();
+        async move {
+            let id = user.id;
+            store
+                .read(move |tx| Ok::<_, hearth::domain::DomainError>(tx.sessions_of(id)?))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.amr)
+                .collect::<Vec<_>>()
+        }
+    };
+    let listed = amrs(&n).await;
+    assert!(listed.iter().any(|a| a == "passkey"), "{listed:?}");
+
+    // With a passkey, a password alone no longer signs in: the passkey is its second step.
+    c.open(&format!("{url}/account"), "/account").await;
+    c.press("Sign out", "/sign-in").await;
+    c.fill("email", "ada@example.org").await;
+    c.fill("password", PASSWORD).await;
+    c.press("Sign in", "/sign-in").await;
+    assert!(c.text().await.contains("passkey after the password"));
+    c.press("Use your passkey", "/sign-in/passkey").await;
+    c.use_passkey("Use your passkey", "/account").await;
+    let listed = amrs(&n).await;
+    assert!(listed.iter().any(|a| a == "pwd passkey"), "{listed:?}");
+    let err = n.sign_in("ada@example.org", PASSWORD).await.unwrap_err();
+    assert_eq!(reason(&err), "SECOND_FACTOR_REQUIRED");
+
+    // Removed, the passkey signs in no more, and the password alone does again.
+    c.open(&format!("{url}/account/passkeys"), "/account/passkeys")
+        .await;
+    assert!(c.text().await.contains("laptop"));
+    c.press("Remove", "/account/passkeys/remove").await;
+    assert!(c.text().await.contains("You have no passkeys"));
+    c.open(&format!("{url}/account"), "/account").await;
+    c.press("Sign out", "/sign-in").await;
+    c.press("Sign in with a passkey", "/sign-in/passkey").await;
+    c.use_passkey("Use your passkey", "/sign-in/passkey/finish")
+        .await;
+    assert!(c.text().await.contains("PASSKEY_INVALID"));
+    assert!(n.sign_in("ada@example.org", PASSWORD).await.is_ok());
+}

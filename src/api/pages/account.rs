@@ -104,7 +104,7 @@ async fn account_page(
             "Second factor: " @if account.totp_enabled { "on (authenticator app)" } @else { "off" }
             " · " a href="/account/second-factor" { "Change" }
         }
-        p { a href="/account/tokens" { "Personal access tokens" } }
+        p { a href="/account/passkeys" { "Passkeys" } " · " a href="/account/tokens" { "Personal access tokens" } }
         (html::button("/sign-out", &token, "Sign out", html! {}))
 
         h2 { "Sessions" }

@@ -3,12 +3,14 @@
 //! e-mail address, deletion, the second factor, personal access tokens).
 //! A page is one more transport over the method table: each form runs its method through
 //! `dispatch.rs` (the same pipeline, budgets, throttles and log line as gRPC) with the
-//! session its cookie holds. Server-rendered (maud), no script, the one style sheet
-//! embedded; every answer carries a strict Content-Security-Policy and refuses framing.
+//! session its cookie holds. Server-rendered (maud); the one script (the browser's WebAuthn
+//! call for passkeys) and the one style sheet are embedded and served from the node, never
+//! inline; every answer carries a strict Content-Security-Policy and refuses framing.
 mod account;
 mod email;
 mod factor;
 mod html;
+mod passkeys;
 mod sign_in;
 mod tokens;
 mod web;
@@ -73,6 +75,16 @@ pub fn routes(pages: Arc<Pages>) -> Router {
         .route("/pages.css", get(|| async { html::css() }))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/sign-in/code", post(sign_in::code))
+        .route("/passkeys.js", get(passkeys::script))
+        .route(
+            "/sign-in/passkey",
+            get(passkeys::fallback).post(passkeys::begin),
+        )
+        .route("/sign-in/passkey/finish", post(passkeys::finish))
+        .route("/account/passkeys", get(passkeys::show))
+        .route("/account/passkeys/add", post(passkeys::add))
+        .route("/account/passkeys/finish", post(passkeys::finish_add))
+        .route("/account/passkeys/remove", post(passkeys::remove))
         .route("/sign-out", post(account::sign_out))
         .route(
             "/register",
@@ -99,7 +111,7 @@ pub fn routes(pages: Arc<Pages>) -> Router {
         .with_state(pages)
 }
 
-/// The headers of every page answer: no script, no framing, no sniffing, no referrer, no
+/// The headers of every page answer: script only from the node's own files, no framing, no sniffing, no referrer, no
 /// caching of pages that may show a session's facts.
 async fn guard(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
@@ -107,7 +119,7 @@ async fn guard(req: Request, next: Next) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -38,6 +38,7 @@ fn sign_in_page(pages: &Pages, visit: &Visit, email: &str, error: Option<&Refusa
             (field("Password", "password", "password", "current-password", ""))
             button type="submit" { "Sign in" }
         }
+        (super::passkeys::start(&visit.csrf_token(pages), "", "", "Sign in with a passkey"))
         p { a href="/reset" { "Forgot your password?" } }
         @if pages.registration != Registration::Closed {
             p { "New here? " a href="/register" { "Create an account" } }
@@ -51,15 +52,26 @@ pub async fn form(State(pages): State<Arc<Pages>>, req: Request) -> Response {
     sign_in_page(&pages, &visit(&req), "", None)
 }
 
-fn code_page(pages: &Pages, visit: &Visit, flow: &str, error: Option<&Refusal>) -> Response {
+fn code_page(
+    pages: &Pages,
+    visit: &Visit,
+    flow: &str,
+    handoff: &str,
+    error: Option<&Refusal>,
+) -> Response {
+    let token = visit.csrf_token(pages);
     let body = html! {
         @if let Some(e) = error { (html::refusal(e)) }
         p { "Enter the code your authenticator app shows, or one of your recovery codes." }
         form method="post" action="/sign-in/code" {
-            (html::csrf(&visit.csrf_token(pages)))
+            (html::csrf(&token))
             (html::hidden("flow", flow))
+            (html::hidden("handoff", handoff))
             (field("Code", "code", "text", "one-time-code", ""))
             button type="submit" { "Continue" }
+        }
+        @if !handoff.is_empty() {
+            (super::passkeys::start(&token, handoff, flow, "Use a passkey instead"))
         }
         p { a href="/sign-in" { "Start again" } }
     };
@@ -72,12 +84,14 @@ fn text(s: String) -> harmony::next_step_request::FormFields {
     }
 }
 
+/// The step an answer led to, and the handoff id its `fallback_url` names (a passkey can
+/// answer it), if any.
 async fn step(
     pages: &Pages,
     visit: &Visit,
     flow: &str,
     answer: next::Step,
-) -> Result<Option<Step>, Refusal> {
+) -> Result<(Option<Step>, String), Refusal> {
     let res: harmony::NextStepResponse = visit
         .call_as(
             pages,
@@ -89,14 +103,33 @@ async fn step(
             None,
         )
         .await?;
-    Ok(res.step.and_then(|s| s.step))
+    let step = res.step.unwrap_or_default();
+    let handoff = step
+        .fallback_url
+        .split_once("handoff=")
+        .map(|(_, h)| h.to_owned())
+        .unwrap_or_default();
+    Ok((step.step, handoff))
 }
 
-/// Where a sign-in step led: a session (the cookie is set), the code step, or a refusal.
-fn after_step(pages: &Pages, visit: &Visit, flow: &str, got: Option<Step>) -> Response {
+/// Where a sign-in step led: a session (the cookie is set), the second factor (a code, or
+/// a passkey), or a refusal.
+fn after_step(pages: &Pages, visit: &Visit, flow: &str, got: (Option<Step>, String)) -> Response {
+    let (got, handoff) = got;
     match got {
         Some(Step::Session(s)) => visit.signed_in(pages, &s.session_token),
-        Some(Step::Form(f)) if f.title == "second-factor" => code_page(pages, visit, flow, None),
+        Some(Step::Form(f)) if f.title == "second-factor" => {
+            code_page(pages, visit, flow, &handoff, None)
+        }
+        Some(Step::Waiting(w)) if w.title == "second-factor" && !handoff.is_empty() => {
+            let token = visit.csrf_token(pages);
+            let body = html! {
+                p { "This account signs in with a passkey after the password." }
+                (super::passkeys::start(&token, &handoff, flow, "Use your passkey"))
+                p { a href="/sign-in" { "Start again" } }
+            };
+            visit.render(pages, StatusCode::OK, "Second factor", false, body)
+        }
         _ => sign_in_page(
             pages,
             visit,
@@ -160,7 +193,7 @@ pub async fn code(State(pages): State<Arc<Pages>>, req: Request) -> Result<Respo
         Ok(got) => after_step(&pages, &visit, &flow, got),
         // A flow that is gone (expired, or used up) cannot take another code.
         Err(e) if e.code == tonic::Code::NotFound => sign_in_page(&pages, &visit, "", Some(&e)),
-        Err(e) => code_page(&pages, &visit, &flow, Some(&e)),
+        Err(e) => code_page(&pages, &visit, &flow, &form.get("handoff"), Some(&e)),
     })
 }
 

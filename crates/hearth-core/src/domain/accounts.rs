@@ -11,7 +11,7 @@ use super::model::{DeviceFacts, Invite, Session, User};
 use super::outbox::Outbox;
 use super::passwords::{self, Hasher};
 use super::principal::Principal;
-use super::second_factor::{self, Factor, SecondFactors};
+use super::second_factor::{self, Factor, Second, SecondFactors};
 use super::sessions::Sessions;
 use super::state::ids::IdAllocator;
 use super::state::Store;
@@ -43,6 +43,11 @@ fn bad_credentials() -> DomainError {
 pub struct PasswordProof {
     email: String,
     verified_hash: String,
+    /// The account's second factors when the password was checked: TOTP on, a passkey.
+    pub totp: bool,
+    pub passkey: bool,
+    /// The account.
+    pub user_id: u64,
 }
 
 impl std::fmt::Debug for PasswordProof {
@@ -58,6 +63,9 @@ impl PasswordProof {
         Self {
             email: user.email.clone().unwrap_or_default(),
             verified_hash: user.password_hash.clone().unwrap_or_default(),
+            totp: false,
+            passkey: false,
+            user_id: user.id,
         }
     }
 }
@@ -318,7 +326,9 @@ impl Accounts {
             }
             None => (None, None),
         };
-        let second = second.map(str::to_owned).filter(|c| !c.trim().is_empty());
+        let second = second
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| Second::Code(c.to_owned()));
         let password = passwords::normalize(password);
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let verified = self.hasher.verify(password.clone(), stored).await?;
@@ -352,11 +362,11 @@ impl Accounts {
     }
 
     /// The second step of a sign-in whose password `proof` showed right: the gate, then
-    /// the same write as a sign-in with `code`, if the password is still the one checked.
+    /// the same write as a sign-in with `second`, if the password is still the one checked.
     pub async fn sign_in_with_proof(
         &self,
         proof: &PasswordProof,
-        code: &str,
+        second: Second,
         ctx: &RequestContext,
     ) -> Result<SignedIn, DomainError> {
         let client = ctx.ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -384,7 +394,7 @@ impl Accounts {
             slot.finish(false).await?;
             return Err(bad_credentials());
         };
-        self.complete(slot, user, client, None, Some(code.to_owned()), ctx)
+        self.complete(slot, user, client, None, Some(second), ctx)
             .await?
             .map_err(|_| second_factor::required())
     }
@@ -397,7 +407,7 @@ impl Accounts {
         user: User,
         client: String,
         rehash: Option<String>,
-        second: Option<String>,
+        second: Option<Second>,
         ctx: &RequestContext,
     ) -> Result<Result<SignedIn, PasswordProof>, DomainError> {
         let (token, mut session) = self
@@ -420,7 +430,7 @@ impl Accounts {
                 // The second factor is checked here, under the user's row: a factor turned
                 // on meanwhile is asked for, and a code is used once however many parallel
                 // sign-ins send it.
-                let factor = second_factor::require_in(tx, &key, id, second.as_deref(), now)?;
+                let factor = second_factor::require_in(tx, &key, id, second.as_ref(), now)?;
                 // The password was right and no code came: the holder is asked for it,
                 // which costs them nothing in the throttle (and clears nothing wrong codes
                 // earned).
@@ -450,7 +460,18 @@ impl Accounts {
         slot.done(waited);
         self.sessions.announce_ended(&ended);
         let Some((inserted, factor)) = outcome else {
-            return Ok(Err(PasswordProof::of(&user)));
+            let (totp, passkey) = self
+                .store
+                .read(move |tx| {
+                    let totp = tx.second_factor(id)?.is_some_and(|f| f.enabled);
+                    Ok::<_, DomainError>((totp, !tx.passkeys(id)?.is_empty()))
+                })
+                .await?;
+            return Ok(Err(PasswordProof {
+                totp,
+                passkey,
+                ..PasswordProof::of(&user)
+            }));
         };
         if !inserted {
             if factor == Factor::Wrong {

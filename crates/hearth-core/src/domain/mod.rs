@@ -20,6 +20,7 @@ pub mod model;
 pub mod oidc;
 pub mod operator;
 pub mod outbox;
+pub mod passkeys;
 pub mod passwords;
 pub mod principal;
 pub mod rate_limit;
@@ -88,6 +89,8 @@ pub struct NodeState {
     pub flow_waits: Arc<dyn SharedMap<String>>,
     /// Pending peer challenges (GetChallenge, then Authenticate on any node).
     pub challenges: Arc<dyn SharedMap<String>>,
+    /// Passkey ceremonies between their begin and finish calls.
+    pub ceremonies: Arc<dyn SharedMap<String>>,
     /// Per-client budgets of costly calls (sign-ins per IP, the API's per-IP limits).
     pub buckets: Arc<dyn SharedMap<rate_limit::Bucket>>,
     /// Step-flow change notices.
@@ -121,6 +124,10 @@ impl NodeState {
                 flows::MAX_FLOWS,
             )),
             challenges: Arc::new(LocalMap::<String, String>::new(clock.clone(), MAX_PENDING)),
+            ceremonies: Arc::new(LocalMap::<String, String>::new(
+                clock.clone(),
+                passkeys::MAX_CEREMONIES,
+            )),
             buckets: Arc::new(LocalMap::<String, rate_limit::Bucket>::new(
                 clock.clone(),
                 MAX_BUCKETS,
@@ -158,6 +165,8 @@ pub struct Services {
     pub settings: Arc<settings::Settings>,
     /// Second factors (TOTP and recovery codes).
     pub second_factors: Arc<second_factor::SecondFactors>,
+    /// Passkeys (WebAuthn).
+    pub passkeys: Arc<passkeys::Passkeys>,
     pub sessions: Arc<sessions::Sessions>,
     /// Bearer credential → principal.
     pub credentials: Arc<credentials::Credentials>,
@@ -253,6 +262,18 @@ impl Services {
             hasher.clone(),
             state.revocations.clone(),
             outbox.clone(),
+        ));
+        let passkeys = Arc::new(passkeys::Passkeys::new(
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+            state.ceremonies.clone(),
+            passkeys::Relying::of(
+                config.mail.public_url.as_deref(),
+                &config.server_id.to_string(),
+            ),
+            sessions.clone(),
+            config.accounts.require_email_verification,
         ));
         let access_tokens = Arc::new(access_tokens::AccessTokens::new(
             store.clone(),
@@ -371,6 +392,7 @@ impl Services {
             accounts,
             settings,
             second_factors: factors,
+            passkeys,
             sessions,
             codes,
             outbox,

@@ -44,6 +44,21 @@ pub struct SecondFactor {
     pub recovery: Vec<u8>,
 }
 
+/// A passkey (WebAuthn credential) of an account, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPasskey {
+    pub id: u64,
+    pub user_id: u64,
+    /// The credential id the authenticator names it by (unique across accounts).
+    pub credential_id: Vec<u8>,
+    /// The holder's name for it ("laptop").
+    pub name: String,
+    /// The public key, counter and flags as webauthn-rs serialises them (`domain/passkeys`).
+    pub data: String,
+    pub created_at: u64,
+    pub last_used_at: Option<u64>,
+}
+
 /// Facts about the client that opened a session, from request metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceFacts {

@@ -44,6 +44,8 @@ pub enum Used {
     Totp,
     /// A recovery code (now used up).
     Recovery,
+    /// A passkey (its counter advanced).
+    Passkey,
 }
 
 impl Used {
@@ -52,6 +54,7 @@ impl Used {
         match self {
             Used::Totp => "otp",
             Used::Recovery => "recovery",
+            Used::Passkey => super::passkeys::AMR,
         }
     }
 }
@@ -256,32 +259,49 @@ impl Factor {
     }
 }
 
-/// Inside a password sign-in's write: what `code` comes to for `user_id` at `now_ms`.
+/// What answers a second factor: a code (TOTP or recovery), or a passkey's assertion.
+#[derive(Debug, Clone)]
+pub enum Second {
+    Code(String),
+    Passkey(Box<super::passkeys::Assertion>),
+}
+
+/// Inside a write: which second factors `user_id` has: (TOTP on, a passkey). Either one
+/// makes a password alone not enough.
+pub fn factors_in(tx: &mut dyn WriteTx, user_id: u64) -> Result<(bool, bool), StoreError> {
+    let totp = tx
+        .second_factor_for_update(user_id)?
+        .is_some_and(|f| f.enabled);
+    Ok((totp, !tx.passkeys(user_id)?.is_empty()))
+}
+
+/// Inside a password sign-in's write: what `second` comes to for `user_id` at `now_ms`.
 pub fn require_in(
     tx: &mut dyn WriteTx,
     key: &FactorKey,
     user_id: u64,
-    code: Option<&str>,
+    second: Option<&Second>,
     now_ms: u64,
 ) -> Result<Factor, StoreError> {
-    let on = tx
-        .second_factor_for_update(user_id)?
-        .is_some_and(|f| f.enabled);
-    Ok(match (on, code) {
-        (false, _) => Factor::NotNeeded,
-        (true, None) => Factor::Missing,
-        (true, Some(c)) => match check_in(tx, key, user_id, c, now_ms)? {
-            Some(used) => Factor::Used(used),
-            None => Factor::Wrong,
-        },
-    })
+    let (totp, passkey) = factors_in(tx, user_id)?;
+    if !totp && !passkey {
+        return Ok(Factor::NotNeeded);
+    }
+    let used = match second {
+        None => return Ok(Factor::Missing),
+        Some(Second::Code(c)) => check_in(tx, key, user_id, c, now_ms)?,
+        Some(Second::Passkey(a)) => a
+            .check_in(tx, Some(user_id), now_ms)?
+            .map(|_| Used::Passkey),
+    };
+    Ok(used.map_or(Factor::Wrong, Factor::Used))
 }
 
 /// The answer to a right password of an account with a second factor and no code.
 pub fn required() -> DomainError {
     DomainError::unauthenticated(
         Reason::SecondFactorRequired,
-        "this account has a second factor: send a current code from the authenticator app, or a recovery code (`totp`)",
+        "this account has a second factor: send a current code from the authenticator app, or a recovery code (`totp`); an account with only a passkey signs in with it (BeginPasskeySignIn)",
     )
 }
 

@@ -17,6 +17,7 @@ mod gates;
 mod invites;
 mod jobs;
 mod notices;
+mod passkeys;
 mod rows;
 mod sessions;
 mod short_lived;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_sessions_by_activity.sql"),
     include_str!("migrations/0006_second_factors.sql"),
     include_str!("migrations/0007_session_amr.sql"),
+    include_str!("migrations/0008_passkeys.sql"),
 ];
 
 /// The schema version this build writes.

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_sessions_by_activity.sql"),
     include_str!("migrations/0014_second_factors.sql"),
     include_str!("migrations/0015_session_amr.sql"),
+    include_str!("migrations/0016_passkeys.sql"),
 ];
 
 /// The schema version this build writes.

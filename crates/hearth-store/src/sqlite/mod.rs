@@ -21,6 +21,7 @@ mod key_rotations;
 mod migrations;
 mod nonces;
 mod outbox;
+mod passkeys;
 mod peer_tokens;
 mod peers;
 mod second_factors;

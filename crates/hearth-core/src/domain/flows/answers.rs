@@ -6,6 +6,8 @@ use zeroize::Zeroizing;
 use super::steps::{At, Filled};
 use super::{as_field, moved_on, Change, FlowState, Flows};
 use crate::domain::accounts::SignUp;
+use crate::domain::passkeys::Assertion;
+use crate::domain::second_factor::Second;
 use crate::domain::{DomainError, RequestContext};
 
 impl Flows {
@@ -34,10 +36,21 @@ impl Flows {
         id: &str,
         here: &At,
         s: &FlowState,
-        form: Filled,
+        input: Input,
         ctx: &RequestContext,
     ) -> Result<Change, DomainError> {
         self.charge(here, ctx).await?;
+        let form = match (input, here) {
+            (Input::Passkey(a), At::SecondFactor { proof, .. }) => {
+                let signed = self
+                    .accounts
+                    .sign_in_with_proof(proof, Second::Passkey(a), ctx)
+                    .await?;
+                return Ok(done(signed));
+            }
+            (Input::Form(form), _) => form,
+            (Input::Passkey(_), _) => return Err(moved_on()),
+        };
         Ok(match here {
             At::Login => {
                 let signed = self
@@ -48,18 +61,23 @@ impl Flows {
                     Ok(signed) => done(signed),
                     // The account has a second factor: ask for its code next (StepBack
                     // returns to the password).
-                    Err(proof) => Box::new(move |s| {
-                        s.history.push(At::SecondFactor {
-                            proof: proof.clone(),
+                    Err(proof) => {
+                        let handoff = match proof.passkey {
+                            true => Some(self.hand_over(id).await?),
+                            false => None,
+                        };
+                        Box::new(move |s| {
+                            s.history.push(At::SecondFactor {
+                                proof: proof.clone(),
+                                handoff: handoff.clone(),
+                            })
                         })
-                    }),
+                    }
                 }
             }
-            At::SecondFactor { proof } => {
-                let signed = self
-                    .accounts
-                    .sign_in_with_proof(proof, &form.text("totp"), ctx)
-                    .await?;
+            At::SecondFactor { proof, .. } => {
+                let code = Second::Code(form.text("totp"));
+                let signed = self.accounts.sign_in_with_proof(proof, code, ctx).await?;
                 done(signed)
             }
             At::Register => {
@@ -143,6 +161,12 @@ impl Flows {
             _ => return Err(moved_on()),
         })
     }
+}
+
+/// What answers a step: a filled form, or (the second factor) a passkey's assertion.
+pub(super) enum Input {
+    Form(Filled),
+    Passkey(Box<Assertion>),
 }
 
 /// The change that ends a flow with `signed`'s session.

@@ -7,6 +7,7 @@
 //! an answer that needs a service first claims the step (compare-and-set on the flow's
 //! sequence number), then runs, then commits.
 mod answers;
+mod handoff;
 mod quota;
 pub mod steps;
 
@@ -29,6 +30,7 @@ use super::state::StoreError;
 use super::{DomainError, ErrorKind, RequestContext};
 use crate::clock::SharedClock;
 use crate::config::{Config, Registration};
+use answers::Input;
 use steps::{read_form, wrong_answer, Answer, At, Step, View};
 
 /// Unfinished flows a node holds at most; when full, each client network gets a fair
@@ -223,6 +225,8 @@ pub struct Flows {
     hashing_budget: u32,
     sign_in_budget: u32,
     mail_budget: u32,
+    /// Prefixes a step's fallback path (`mail.public_url`).
+    public_url: String,
     drain: watch::Sender<bool>,
 }
 
@@ -270,6 +274,13 @@ impl Flows {
             hashing_budget: config.limits.hashing_calls_per_ip_per_minute,
             sign_in_budget: config.accounts.sign_ins_per_ip_per_minute,
             mail_budget: config.limits.mail_calls_per_ip_per_minute,
+            public_url: config
+                .mail
+                .public_url
+                .clone()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned(),
             drain: watch::channel(false).0,
         }
     }
@@ -361,6 +372,9 @@ impl Flows {
             .at()
             .view(self.invite_mode, s.token.as_ref().map(|t| t.as_str()));
         step.message = s.message.clone();
+        step.fallback = step
+            .fallback
+            .map(|path| format!("{}{path}", self.public_url));
         Snapshot {
             step,
             done: matches!(s.at(), At::Done { .. }),
@@ -387,13 +401,7 @@ impl Flows {
         ctx: &RequestContext,
     ) -> Result<Step, DomainError> {
         let s = self.load(id).await?;
-        let now = self.shared.clock.now_ms();
-        if s.busy_since.is_some_and(|t| now < t + BUSY_STALE_MS) {
-            return Err(DomainError::precondition(
-                Reason::FlowBusy,
-                "an answer to this step is being checked; wait for it (StreamSteps tells)",
-            ));
-        }
+        self.not_busy(&s)?;
         let here = s.at().clone();
         let view = self.render(&s).step.view;
         let form = match (answer, &view) {
@@ -421,17 +429,42 @@ impl Flows {
                 return Ok(self.render(&next).step);
             }
             (Answer::Form(values), View::Form { title, fields }) => {
-                read_form(title, fields, values)?
+                Input::Form(read_form(title, fields, values)?)
             }
             (_, v) => return Err(wrong_answer(v)),
         };
-        // Claim the step, run the service, then commit (or release the claim).
+        self.advance(id, s, here, form, ctx).await
+    }
+
+    /// Refuses while another answer to the step is being checked; returns the time now.
+    fn not_busy(&self, s: &FlowState) -> Result<u64, DomainError> {
+        let now = self.shared.clock.now_ms();
+        if s.busy_since.is_some_and(|t| now < t + BUSY_STALE_MS) {
+            return Err(DomainError::precondition(
+                Reason::FlowBusy,
+                "an answer to this step is being checked; wait for it (StreamSteps tells)",
+            ));
+        }
+        Ok(now)
+    }
+
+    /// Claims the step, runs the service `input` asks for, then commits (or releases the
+    /// claim); returns the step that follows.
+    async fn advance(
+        &self,
+        id: &str,
+        s: FlowState,
+        here: At,
+        input: Input,
+        ctx: &RequestContext,
+    ) -> Result<Step, DomainError> {
+        let now = self.shared.clock.now_ms();
         let claimed = self
             .shared
             .commit(id, s.seq, move |s| s.busy_since = Some(now))
             .await?
             .ok_or_else(moved_on)?;
-        let outcome = self.run(id, &here, &claimed, form, ctx).await;
+        let outcome = self.run(id, &here, &claimed, input, ctx).await;
         let (change, result): (Change, _) = match outcome {
             Ok(change) => (change, Ok(())),
             Err(e) => (Box::new(|_: &mut FlowState| {}), Err(e)),

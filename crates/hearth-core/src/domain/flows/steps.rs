@@ -86,6 +86,9 @@ pub struct Step {
     pub can_go_back: bool,
     /// A note for the client about how it got here (e.g. "password changed").
     pub message: Option<String>,
+    /// The path of the node's page that completes this step for a client that cannot
+    /// (a passkey): Harmony's `fallback_url`, made absolute by the transport.
+    pub fallback: Option<String>,
 }
 
 /// One answered form field, as the client typed it.
@@ -133,6 +136,9 @@ pub enum At {
     SecondFactor {
         /// What the password proved.
         proof: crate::domain::accounts::PasswordProof,
+        /// When the account has a passkey: the id of the page that finishes this step with
+        /// it (`fallback`), which names the flow without giving it away.
+        handoff: Option<String>,
     },
     /// Choice `other-options`: reset-password.
     OtherOptions,
@@ -201,6 +207,13 @@ impl At {
                     true,
                 )
             }
+            At::SecondFactor { proof, .. } if !proof.totp => (
+                View::Waiting {
+                    title: "second-factor",
+                    description: "confirm with your passkey on the page at fallback_url; this step then completes by itself".into(),
+                },
+                true,
+            ),
             At::SecondFactor { .. } => (
                 View::Form {
                     title: "second-factor",
@@ -253,10 +266,17 @@ impl At {
                 false,
             ),
         };
+        let fallback = match self {
+            At::SecondFactor {
+                handoff: Some(h), ..
+            } => Some(format!("/sign-in/passkey?handoff={h}")),
+            _ => None,
+        };
         Step {
             view,
             can_go_back,
             message: None,
+            fallback,
         }
     }
 }

@@ -6,6 +6,7 @@ mod codes;
 mod federation;
 mod invites;
 mod jobs;
+mod passkeys;
 mod sessions;
 mod tokens;
 use rusqlite::Connection;

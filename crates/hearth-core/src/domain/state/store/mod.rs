@@ -6,6 +6,7 @@ mod codes;
 mod federation;
 mod invites;
 mod jobs;
+mod passkeys;
 mod sessions;
 mod tokens;
 
@@ -14,6 +15,7 @@ pub use codes::{CodesRead, CodesWrite};
 pub use federation::{FederationRead, FederationWrite};
 pub use invites::{InvitesRead, InvitesWrite};
 pub use jobs::{JobsRead, JobsWrite};
+pub use passkeys::{PasskeysRead, PasskeysWrite};
 pub use sessions::{SessionsRead, SessionsWrite};
 use std::fmt;
 use std::path::PathBuf;
@@ -53,7 +55,14 @@ pub enum StoreError {
 /// Every read operation: the areas' read traits together (each area in its own file, so a
 /// backend implements and a reader finds one area at a time).
 pub trait ReadTx:
-    AccountsRead + SessionsRead + CodesRead + TokensRead + InvitesRead + FederationRead + JobsRead
+    AccountsRead
+    + SessionsRead
+    + CodesRead
+    + TokensRead
+    + InvitesRead
+    + FederationRead
+    + JobsRead
+    + PasskeysRead
 {
 }
 impl<
@@ -64,7 +73,8 @@ impl<
             + TokensRead
             + InvitesRead
             + FederationRead
-            + JobsRead,
+            + JobsRead
+            + PasskeysRead,
     > ReadTx for T
 {
 }
@@ -79,6 +89,7 @@ pub trait WriteTx:
     + InvitesWrite
     + FederationWrite
     + JobsWrite
+    + PasskeysWrite
 {
 }
 impl<
@@ -90,7 +101,8 @@ impl<
             + TokensWrite
             + InvitesWrite
             + FederationWrite
-            + JobsWrite,
+            + JobsWrite
+            + PasskeysWrite,
     > WriteTx for T
 {
 }
