@@ -400,6 +400,52 @@ pub async fn the_token_cap_holds_under_parallel_creates(open: impl Backend) {
     assert!(results.iter().all(Result::is_ok));
 }
 
+/// An account's passkey cap, and "a credential belongs to one account", under 50 parallel
+/// additions: 10 of one account's 50 distinct passkeys are kept, and of 50 additions of one
+/// credential to five accounts, one is.
+pub async fn the_passkey_rules_hold_under_parallel_adds(open: impl Backend) {
+    use hearth::domain::model::StoredPasskey;
+    use hearth::domain::passkeys::{add_in, MAX_PER_ACCOUNT};
+    let (_dir, s, _) = setup(open).await;
+    let mut users = Vec::new();
+    for n in 0..5 {
+        users.push(sign_up(&s, &format!("keys{n}@example.org")).await.user.id);
+    }
+    let now = s.clock().now_ms();
+    let key = move |i: usize, user: u64, credential: Vec<u8>| StoredPasskey {
+        id: (1 << 61) + i as u64,
+        user_id: user,
+        credential_id: credential,
+        name: format!("key {i}"),
+        data: "{}".into(),
+        created_at: now,
+        last_used_at: None,
+    };
+    let first = users[0];
+    let results = parallel(CALLERS, |i| {
+        let store = s.store().clone();
+        let k = key(i, first, format!("credential {i}").into_bytes());
+        async move { store.write(move |tx| add_in(tx, &k)).await }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), MAX_PER_ACCOUNT);
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| e.reason.as_str() == "LIMIT_REACHED"));
+    let results = parallel(CALLERS, |i| {
+        let store = s.store().clone();
+        let k = key(100 + i, users[1 + i % 4], b"one credential".to_vec());
+        async move { store.write(move |tx| add_in(tx, &k)).await }
+    })
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| e.reason.as_str() == "PASSKEY_TAKEN"));
+}
+
 /// The sign-in gate itself, under 50 parallel callers on the store (no node's in-process
 /// queue in front of it): exactly its 5 slots are taken.
 pub async fn the_gate_admits_its_slots_only(open: impl Backend) {
@@ -756,6 +802,11 @@ async fn sqlite_the_token_cap_holds_under_parallel_creates() {
     the_token_cap_holds_under_parallel_creates(sqlite).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_passkey_rules_hold_under_parallel_adds() {
+    the_passkey_rules_hold_under_parallel_adds(sqlite).await;
+}
+
 /// The PostgreSQL backend as three nodes see it: each store spreads its operations over
 /// three independent connection pools to one database (a database per data dir, so two
 /// opens of one dir share it).
@@ -878,4 +929,5 @@ on_postgres! {
     postgres_the_session_caps_hold_under_parallel_callers => the_session_caps_hold_under_parallel_callers,
     postgres_the_gate_admits_its_slots_only => the_gate_admits_its_slots_only,
     postgres_a_write_nobody_awaits_commits_nothing => a_write_nobody_awaits_commits_nothing,
+    postgres_the_passkey_rules_hold_under_parallel_adds => the_passkey_rules_hold_under_parallel_adds,
 }
