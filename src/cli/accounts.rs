@@ -57,6 +57,22 @@ pub enum UserCommand {
         #[command(subcommand)]
         cmd: MfaCommand,
     },
+    /// List the account's passkeys, or remove one (`passkeys EMAIL remove ID`).
+    Passkeys {
+        /// The account's e-mail address.
+        email: String,
+        #[command(subcommand)]
+        cmd: Option<PasskeyCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PasskeyCommand {
+    /// Remove a passkey (a lost device): it signs in no more.
+    Remove {
+        /// The passkey's id, as the list shows it.
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,6 +245,32 @@ pub async fn user(domain: &Services, cmd: UserCommand) -> anyhow::Result<()> {
                     u.id
                 ),
                 false => println!("{} had no second factor", u.id),
+            }
+        }
+        UserCommand::Passkeys { email, cmd } => {
+            let u = op.user(&email).await?;
+            match cmd {
+                None => {
+                    let keys = domain.passkeys.list(u.id).await?;
+                    if keys.is_empty() {
+                        println!("{}: no passkeys", u.id);
+                    }
+                    for k in keys {
+                        let used = k.last_used_at.map(time).unwrap_or_else(|| "never".into());
+                        println!(
+                            "{}  {}  added {}  last used {}{}",
+                            k.id,
+                            printable(&k.name, 64),
+                            time(k.created_at),
+                            used,
+                            if k.backed_up { "  synced" } else { "" }
+                        );
+                    }
+                }
+                Some(PasskeyCommand::Remove { id }) => {
+                    domain.passkeys.remove(u.id, id).await?;
+                    println!("removed passkey {id} of {}", u.id);
+                }
             }
         }
     }

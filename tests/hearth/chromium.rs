@@ -383,6 +383,71 @@ async fn a_person_adds_a_passkey_and_signs_in_with_it_alone_and_after_the_passwo
     let err = n.sign_in("ada@example.org", PASSWORD).await.unwrap_err();
     assert_eq!(reason(&err), "SECOND_FACTOR_REQUIRED");
 
+    // A Harmony client cannot run WebAuthn: its flow waits, with a fallback_url to the page
+    // that finishes the step; the client then gets the session, the page does not.
+    {
+        use hearth::pb::protocol::auth::v1::{
+            auth_service_client::AuthServiceClient,
+            auth_step::Step as S,
+            next_step_request::{form_fields::Field, Choice, Form, FormFields, Step as Answer},
+            BeginAuthRequest, NextStepRequest,
+        };
+        let mut h = AuthServiceClient::new(n.channel.clone());
+        let id = h
+            .begin_auth(BeginAuthRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .auth_id;
+        let next = |step: Option<Answer>| {
+            let (mut h, id) = (h.clone(), id.clone());
+            async move {
+                let r = h.next_step(NextStepRequest { auth_id: id, step }).await;
+                r.unwrap().into_inner().step.unwrap()
+            }
+        };
+        next(Some(Answer::Choice(Choice {
+            choice: "login".into(),
+        })))
+        .await;
+        let fields = vec![
+            FormFields {
+                field: Some(Field::String("ada@example.org".into())),
+            },
+            FormFields {
+                field: Some(Field::Bytes(PASSWORD.as_bytes().to_vec())),
+            },
+        ];
+        let step = next(Some(Answer::Form(Form { fields }))).await;
+        assert!(
+            matches!(&step.step, Some(S::Waiting(w)) if w.title == "second-factor"),
+            "{step:?}"
+        );
+        assert!(
+            step.fallback_url
+                .starts_with(&format!("{url}/sign-in/passkey?handoff=")),
+            "{step:?}"
+        );
+        c.open(&step.fallback_url, "/sign-in/passkey").await;
+        c.press("Continue with a passkey", "/sign-in/passkey").await;
+        c.use_passkey("Use your passkey", "/sign-in/passkey/finish")
+            .await;
+        assert!(c.text().await.contains("Go back to your app"));
+        let done = next(None).await;
+        let Some(S::Session(s)) = done.step else {
+            panic!("{done:?}")
+        };
+        assert!(n.pong(Some(&s.session_token)).await.is_ok());
+        // The handoff is spent: the page cannot answer the step again.
+        c.open(&step.fallback_url, "/sign-in/passkey").await;
+        c.press("Continue with a passkey", "/sign-in/passkey").await;
+        assert!(
+            c.text().await.contains("FLOW_UNKNOWN"),
+            "{}",
+            c.text().await
+        );
+    }
+
     // Removed, the passkey signs in no more, and the password alone does again.
     c.open(&format!("{url}/account/passkeys"), "/account/passkeys")
         .await;
@@ -396,4 +461,29 @@ async fn a_person_adds_a_passkey_and_signs_in_with_it_alone_and_after_the_passwo
         .await;
     assert!(c.text().await.contains("PASSKEY_INVALID"));
     assert!(n.sign_in("ada@example.org", PASSWORD).await.is_ok());
+
+    // The operator lists and removes passkeys (a lost device).
+    c.open(&format!("{url}/sign-in"), "/sign-in").await;
+    c.fill("email", "ada@example.org").await;
+    c.fill("password", PASSWORD).await;
+    c.press("Sign in", "/account").await;
+    c.open(&format!("{url}/account/passkeys"), "/account/passkeys")
+        .await;
+    c.fill("name", "phone").await;
+    c.press("Add a passkey", "/account/passkeys/add").await;
+    c.use_passkey("Create the passkey", "/account/passkeys/finish")
+        .await;
+    let listed = ok(n.cli(&["user", "passkeys", "ada@example.org"]));
+    assert!(
+        listed.contains("phone") && !listed.contains("laptop"),
+        "{listed}"
+    );
+    let id = listed
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    ok(n.cli(&["user", "passkeys", "ada@example.org", "remove", &id]));
+    let listed = ok(n.cli(&["user", "passkeys", "ada@example.org"]));
+    assert!(listed.contains("no passkeys"), "{listed}");
 }

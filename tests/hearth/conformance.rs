@@ -428,7 +428,10 @@ pub async fn the_passkey_rules_hold_under_parallel_adds(open: impl Backend) {
         async move { store.write(move |tx| add_in(tx, &k)).await }
     })
     .await;
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), MAX_PER_ACCOUNT);
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        MAX_PER_ACCOUNT
+    );
     assert!(results
         .iter()
         .filter_map(|r| r.as_ref().err())
