@@ -211,8 +211,8 @@ async fn pages_answer_with_strict_headers_and_labelled_fields() {
     assert!(csp.contains("default-src 'none'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(
-        !csp.contains("unsafe-inline") && !csp.contains("script-src"),
-        "{csp}"
+        !csp.contains("unsafe-inline") && csp.contains("script-src 'self';"),
+        "script only from the node's own files: {csp}"
     );
     assert_eq!(page.headers["x-frame-options"], "DENY");
     assert_eq!(page.headers["x-content-type-options"], "nosniff");

@@ -20,7 +20,6 @@ use super::validate::{canonical_email, display_name};
 use super::{DomainError, RequestContext};
 use crate::clock::SharedClock;
 use crate::config::{self, Registration};
-use crate::secret::BearerSecret;
 
 /// The one message for a wrong e-mail or password, whichever it was.
 pub const BAD_CREDENTIALS: &str = "the e-mail address or the password is wrong";
@@ -86,15 +85,7 @@ pub struct SignUp {
     pub guest: Option<u64>,
 }
 
-/// A successful sign-up or sign-in.
-#[derive(Debug)]
-pub struct SignedIn {
-    /// The new session token (hand it to the client once).
-    pub token: BearerSecret,
-    pub user: User,
-    /// The new session.
-    pub session: Session,
-}
+pub use super::sessions::SignedIn;
 
 /// The accounts service.
 #[derive(Debug)]

@@ -17,6 +17,16 @@ use crate::clock::SharedClock;
 use crate::config;
 use crate::secret::{BearerSecret, SecretKind};
 
+/// A successful sign-up or sign-in.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// The new session token (hand it to the client once).
+    pub token: BearerSecret,
+    pub user: super::model::User,
+    /// The new session.
+    pub session: Session,
+}
+
 /// `last_active` is written at most this often per session.
 const TOUCH_EVERY_MS: u64 = 60_000;
 /// Session ids one revocation request may name.

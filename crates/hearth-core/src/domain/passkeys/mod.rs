@@ -19,11 +19,11 @@ use ceremony::{Ceremony, Started};
 use super::error::Reason;
 use super::model::StoredPasskey;
 use super::principal::Principal;
-use super::sessions::{self, Sessions};
+use super::sessions::{self, Sessions, SignedIn};
 use super::state::ids::IdAllocator;
 use super::state::shared_map::{self, SharedMap};
 use super::state::Store;
-use super::{accounts::SignedIn, DomainError, RequestContext};
+use super::{DomainError, RequestContext};
 use crate::clock::SharedClock;
 
 /// Passkeys one account may hold.
@@ -346,7 +346,7 @@ fn passkey_name(name: &str) -> Result<String, DomainError> {
 }
 
 fn full() -> DomainError {
-    DomainError::precondition(
+    DomainError::exhausted(
         Reason::LimitReached,
         format!("an account holds at most {MAX_PER_ACCOUNT} passkeys; remove one first"),
     )
