@@ -425,9 +425,9 @@ impl Accounts {
                 // The password was right and no code came: the holder is asked for it,
                 // which costs them nothing in the throttle (and clears nothing wrong codes
                 // earned).
-                if factor == Factor::Missing {
+                if let Factor::Missing { totp, passkey } = factor {
                     let waited = throttle::release_in(tx, &address, &client, now)?;
-                    return Ok((None, Vec::new(), waited));
+                    return Ok((Err((totp, passkey)), Vec::new(), waited));
                 }
                 let s = Session {
                     amr: factor.amr().join(" "),
@@ -444,25 +444,21 @@ impl Accounts {
                 }
                 let waited =
                     throttle::finish_in(tx, &address, &client, inserted, now, &throttle::POLICY)?;
-                Ok::<_, DomainError>((Some((inserted, factor)), ended, waited))
+                Ok::<_, DomainError>((Ok((inserted, factor)), ended, waited))
             })
             .await?;
         let (outcome, ended, waited) = inserted;
         slot.done(waited);
         self.sessions.announce_ended(&ended);
-        let Some((inserted, factor)) = outcome else {
-            let (totp, passkey) = self
-                .store
-                .read(move |tx| {
-                    let totp = tx.second_factor(id)?.is_some_and(|f| f.enabled);
-                    Ok::<_, DomainError>((totp, !tx.passkeys(id)?.is_empty()))
-                })
-                .await?;
-            return Ok(Err(PasswordProof {
-                totp,
-                passkey,
-                ..PasswordProof::of(&user)
-            }));
+        let (inserted, factor) = match outcome {
+            Ok(done) => done,
+            Err((totp, passkey)) => {
+                return Ok(Err(PasswordProof {
+                    totp,
+                    passkey,
+                    ..PasswordProof::of(&user)
+                }))
+            }
         };
         if !inserted {
             if factor == Factor::Wrong {

@@ -241,8 +241,8 @@ pub fn check_in(
 pub enum Factor {
     /// The account has none: the password suffices.
     NotNeeded,
-    /// The account has one and no code came: ask for it.
-    Missing,
+    /// The account has one (TOTP on, a passkey) and no answer came: ask for it.
+    Missing { totp: bool, passkey: bool },
     /// A code came and is wrong, used or out of time.
     Wrong,
     /// A code came and was good (now used).
@@ -288,7 +288,7 @@ pub fn require_in(
         return Ok(Factor::NotNeeded);
     }
     let used = match second {
-        None => return Ok(Factor::Missing),
+        None => return Ok(Factor::Missing { totp, passkey }),
         Some(Second::Code(c)) => check_in(tx, key, user_id, c, now_ms)?,
         Some(Second::Passkey(a)) => a
             .check_in(tx, Some(user_id), now_ms)?
