@@ -79,6 +79,15 @@ fn base62(mut n: u64, width: usize) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `len` random base62 characters from the OS RNG: ids that are hard to guess (step flows,
+/// their handoffs, passkey ceremonies) and the bodies of bearer secrets.
+pub fn random_base62(len: usize) -> String {
+    let mut rng = OsRng;
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..62)]))
+        .collect()
+}
+
 fn checksum(body: &str) -> String {
     base62(u64::from(crc32fast::hash(body.as_bytes())), CHECK_LEN)
 }
@@ -86,10 +95,7 @@ fn checksum(body: &str) -> String {
 impl BearerSecret {
     /// A fresh secret of `kind` from the OS RNG.
     pub fn generate(kind: SecretKind) -> Self {
-        let mut rng = OsRng;
-        let body: String = (0..BODY_LEN)
-            .map(|_| char::from(ALPHABET[rng.gen_range(0..62)]))
-            .collect();
+        let body = random_base62(BODY_LEN);
         let text = format!("{}_{}{}", kind.prefix(), body, checksum(&body));
         Self {
             kind,

@@ -2,13 +2,12 @@
 //! the second factor of an account with a passkey. The page names the flow by a handoff id,
 //! never by the flow's own id (which would let the page read the session the flow ends
 //! with); the handoff only lets a passkey of the flow's account answer the step.
-use rand::Rng;
-
 use super::answers::Input;
 use super::steps::{At, Step};
-use super::{unknown_flow, Flows, FLOW_ID_ALPHABET, FLOW_ID_LEN};
+use super::{unknown_flow, Flows, FLOW_ID_LEN};
 use crate::domain::passkeys::Assertion;
 use crate::domain::{DomainError, RequestContext};
+use crate::secret::random_base62;
 
 fn key(handoff: &str) -> String {
     format!("passkey:{handoff}")
@@ -17,12 +16,7 @@ fn key(handoff: &str) -> String {
 impl Flows {
     /// A new handoff id for flow `id`, live as long as a flow.
     pub(super) async fn hand_over(&self, id: &str) -> Result<String, DomainError> {
-        let handoff: String = {
-            let mut rng = rand::rngs::OsRng;
-            (0..FLOW_ID_LEN)
-                .map(|_| FLOW_ID_ALPHABET[rng.gen_range(0..FLOW_ID_ALPHABET.len())] as char)
-                .collect()
-        };
+        let handoff = random_base62(FLOW_ID_LEN);
         let sh = &self.shared;
         sh.waiting
             .put(&key(&handoff), id.to_owned(), sh.lifetime_ms)

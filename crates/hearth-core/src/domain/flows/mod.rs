@@ -14,7 +14,6 @@ pub mod steps;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rand::Rng;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
@@ -30,6 +29,7 @@ use super::state::StoreError;
 use super::{DomainError, ErrorKind, RequestContext};
 use crate::clock::SharedClock;
 use crate::config::{Config, Registration};
+use crate::secret::random_base62;
 use answers::Input;
 use steps::{read_form, wrong_answer, Answer, At, Step, View};
 
@@ -97,7 +97,6 @@ pub struct Subscription {
 
 /// A flow id: 22 base62 characters (about 131 bits).
 const FLOW_ID_LEN: usize = 22;
-const FLOW_ID_ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Whether `id` has the shape of a flow id (checked before any state is touched).
 fn is_flow_id(id: &str) -> bool {
@@ -296,12 +295,7 @@ impl Flows {
             Some(t) => Some(self.guest(t, ctx).await?),
         };
         let sh = &self.shared;
-        let id: String = {
-            let mut rng = rand::rngs::OsRng;
-            (0..FLOW_ID_LEN)
-                .map(|_| FLOW_ID_ALPHABET[rng.gen_range(0..FLOW_ID_ALPHABET.len())] as char)
-                .collect()
-        };
+        let id = random_base62(FLOW_ID_LEN);
         if let Some(ip) = ctx.ip {
             let now = sh.clock.now_ms();
             match sh.quota.admit(ip, &id, now, now + sh.lifetime_ms) {

@@ -2,7 +2,6 @@
 //! two calls, and an assertion that a write checks against the stored passkey.
 use std::sync::Arc;
 
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{
     CredentialID, DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
@@ -12,11 +11,11 @@ use webauthn_rs::prelude::{
 use crate::domain::error::Reason;
 use crate::domain::state::{StoreError, WriteTx};
 use crate::domain::DomainError;
+use crate::secret::random_base62;
 
 /// How long a begun ceremony can be finished.
 pub const TTL_MS: u64 = 300_000;
 const ID_LEN: usize = 22;
-const ID_ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Whether `id` has the shape of a ceremony id (checked before any state is touched).
 pub(super) fn is_id(id: &str) -> bool {
@@ -98,10 +97,7 @@ pub(super) enum Ceremony {
 impl Ceremony {
     /// A new id and the state as stored.
     pub(super) fn to_stored(&self) -> Result<(String, String), DomainError> {
-        let mut rng = rand::rngs::OsRng;
-        let id = (0..ID_LEN)
-            .map(|_| ID_ALPHABET[rng.gen_range(0..ID_ALPHABET.len())] as char)
-            .collect();
+        let id = random_base62(ID_LEN);
         let json = serde_json::to_string(self).map_err(|e| DomainError::internal(e.to_string()))?;
         Ok((id, json))
     }
@@ -266,16 +262,16 @@ impl Assertion {
     }
 
     /// The account the authenticator names (a discoverable sign-in), if it names one of ours.
-    pub fn user_named(&self) -> Result<Option<u64>, DomainError> {
+    pub fn user_named(&self) -> Option<u64> {
         let named = self
             .credential
             .get_user_unique_id()
             .and_then(|b| Uuid::from_slice(b).ok())
             .map(|u| u.as_u64_pair());
-        Ok(match named {
+        match named {
             Some((0, user)) => Some(user),
             _ => None,
-        })
+        }
     }
 
     /// Inside a write: whether the assertion verifies against the stored passkey it names,
@@ -298,7 +294,7 @@ impl Assertion {
         };
         let result = match &self.proof {
             Proof::Discoverable(state) => {
-                if self.user_named().ok().flatten() != Some(row.user_id) {
+                if self.user_named() != Some(row.user_id) {
                     return Ok(None);
                 }
                 self.webauthn.finish_discoverable_authentication_v2(

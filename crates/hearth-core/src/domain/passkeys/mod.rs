@@ -46,9 +46,9 @@ pub struct PasskeyView {
 }
 
 fn view(p: &StoredPasskey) -> PasskeyView {
-    let backed_up = serde_json::from_str::<Passkey>(&p.data)
+    // The flag as webauthn-rs serialises a `Passkey` (its credential under `cred`).
+    let backed_up = serde_json::from_str::<serde_json::Value>(&p.data)
         .ok()
-        .and_then(|k| serde_json::to_value(&k).ok())
         .and_then(|v| v.pointer("/cred/backup_state").and_then(|b| b.as_bool()))
         .unwrap_or(false);
     PasskeyView {
@@ -117,18 +117,15 @@ impl Passkeys {
         }
     }
 
-    /// Whether passkeys work on this node.
-    pub fn enabled(&self) -> bool {
-        self.relying.get().is_ok()
+    async fn of_user(&self, user_id: u64) -> Result<Vec<StoredPasskey>, DomainError> {
+        self.store
+            .read(move |tx| Ok::<_, DomainError>(tx.passkeys(user_id)?))
+            .await
     }
 
     /// The passkeys of `user_id`, oldest first.
     pub async fn list(&self, user_id: u64) -> Result<Vec<PasskeyView>, DomainError> {
-        let rows = self
-            .store
-            .read(move |tx| Ok::<_, DomainError>(tx.passkeys(user_id)?))
-            .await?;
-        Ok(rows.iter().map(view).collect())
+        Ok(self.of_user(user_id).await?.iter().map(view).collect())
     }
 
     /// Removes passkey `id` of the caller (or of `user_id`, for the operator).
@@ -146,13 +143,15 @@ impl Passkeys {
         Ok(())
     }
 
-    async fn park(&self, ceremony: Ceremony) -> Result<String, DomainError> {
-        let (id, json) = ceremony.to_stored()?;
-        self.ceremonies
-            .put(&id, json, ceremony::TTL_MS)
-            .await
-            .map_err(DomainError::from)?;
-        Ok(id)
+    /// Keeps a begun ceremony's state until its finishing call; the browser gets its id and
+    /// options.
+    async fn park(&self, started: Started) -> Result<Challenge, DomainError> {
+        let (id, json) = started.ceremony.to_stored()?;
+        self.ceremonies.put(&id, json, ceremony::TTL_MS).await?;
+        Ok(Challenge {
+            ceremony: id,
+            options: started.options,
+        })
     }
 
     async fn take(&self, id: &str) -> Result<Ceremony, DomainError> {
@@ -176,18 +175,15 @@ impl Passkeys {
         let webauthn = self.relying.get()?;
         let name = passkey_name(name)?;
         let user = p.user_id;
-        let have = self
-            .store
-            .read(move |tx| Ok::<_, DomainError>(tx.passkeys(user)?))
-            .await?;
+        let have = self.of_user(user).await?;
         if have.len() >= MAX_PER_ACCOUNT {
             return Err(full());
         }
         let exclude = have.iter().map(|k| k.credential_id.clone()).collect();
-        let Started { options, ceremony } =
-            ceremony::start_register(webauthn, user, email, name, exclude)?;
-        let ceremony = self.park(ceremony).await?;
-        Ok(Challenge { ceremony, options })
+        self.park(ceremony::start_register(
+            webauthn, user, email, name, exclude,
+        )?)
+        .await
     }
 
     /// Finishes adding a passkey with the browser's answer (`credential`, JSON).
@@ -228,20 +224,17 @@ impl Passkeys {
 
     /// Begins a sign-in with a passkey alone: any discoverable passkey of this site.
     pub async fn begin_sign_in(&self) -> Result<Challenge, DomainError> {
-        let Started { options, ceremony } = ceremony::start_discoverable(self.relying.get()?)?;
-        let ceremony = self.park(ceremony).await?;
-        Ok(Challenge { ceremony, options })
+        self.park(ceremony::start_discoverable(self.relying.get()?)?)
+            .await
     }
 
     /// Begins the second factor of `user_id` (a password already checked) for the step
     /// flow handed over as `handoff`; fails when the account has no passkey.
     pub async fn begin_step(&self, user_id: u64, handoff: &str) -> Result<Challenge, DomainError> {
         let webauthn = self.relying.get()?;
-        let keys = self
-            .store
-            .read(move |tx| Ok::<_, DomainError>(tx.passkeys(user_id)?))
-            .await?;
-        let keys: Vec<Passkey> = keys
+        let keys: Vec<Passkey> = self
+            .of_user(user_id)
+            .await?
             .iter()
             .filter_map(|k| serde_json::from_str(&k.data).ok())
             .collect();
@@ -251,10 +244,8 @@ impl Passkeys {
                 "this account has no passkey; answer the step with a code instead",
             ));
         }
-        let Started { options, ceremony } =
-            ceremony::start_known(webauthn, user_id, handoff, &keys)?;
-        let ceremony = self.park(ceremony).await?;
-        Ok(Challenge { ceremony, options })
+        self.park(ceremony::start_known(webauthn, user_id, handoff, &keys)?)
+            .await
     }
 
     /// Takes the ceremony of a second-factor step begun for `handoff`, with the browser's
@@ -296,9 +287,7 @@ impl Passkeys {
         let (user, session, ended) = self
             .store
             .write_rows(move |tx| {
-                let Some(user_id) = assertion.user_named()? else {
-                    return Err(invalid());
-                };
+                let user_id = assertion.user_named().ok_or_else(invalid)?;
                 // The user's row first, as every write that adds a session takes it.
                 let user = tx
                     .user_for_update(user_id)?
