@@ -91,6 +91,12 @@ pub fn field(label: &str, name: &str, kind: &str, autocomplete: &str, value: &st
     }
 }
 
+/// Milliseconds since the epoch as a UTC date (lists: tokens, passkeys).
+pub fn day(ms: u64) -> String {
+    let full = crate::clock::rfc3339(ms);
+    full.get(..10).unwrap_or(&full).to_owned()
+}
+
 /// The hidden CSRF field every form carries.
 pub fn csrf(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }

@@ -3,9 +3,10 @@
 //! leads here too, for a client that cannot run WebAuthn). The browser's WebAuthn call is
 //! the pages' one script (`/passkeys.js`, embedded); everything else is a form post through
 //! the `tangle.client.auth` passkey methods.
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
 use maud::{html, Markup};
@@ -73,11 +74,6 @@ pub fn start(token: &str, handoff: &str, flow: &str, label: &str) -> Markup {
     }
 }
 
-fn date(ms: u64) -> String {
-    let full = crate::clock::rfc3339(ms);
-    full.get(..10).unwrap_or(&full).to_owned()
-}
-
 async fn list_page(
     pages: &Pages,
     visit: &Visit,
@@ -101,8 +97,8 @@ async fn list_page(
                     @for k in &list.passkeys {
                         tr {
                             td { (k.name) }
-                            td { (date(k.created_at)) }
-                            td { (k.last_used_at.map(date).unwrap_or_else(|| "—".into())) }
+                            td { (html::day(k.created_at)) }
+                            td { (k.last_used_at.map(html::day).unwrap_or_else(|| "—".into())) }
                             td { @if k.backed_up { "yes" } @else { "no" } }
                             td { (html::button("/account/passkeys/remove", &token, "Remove", html::hidden("id", &k.id.to_string()))) }
                         }
@@ -119,6 +115,14 @@ async fn list_page(
         p { a href="/account" { "Back to your account" } }
     };
     visit.render(pages, web::status(error), "Passkeys", true, body)
+}
+
+/// The list after an action: its note when it worked, else its refusal.
+async fn after(pages: &Pages, visit: &Visit, done: Result<String, Refusal>) -> Response {
+    match done {
+        Ok(note) => list_page(pages, visit, Some(&note), None).await,
+        Err(e) => list_page(pages, visit, None, Some(&e)).await,
+    }
 }
 
 /// `GET /account/passkeys`.
@@ -162,13 +166,8 @@ pub async fn finish_add(
         credential: form.get("credential"),
     };
     let added: Result<tangle::Passkey, _> = visit.call(&pages, FINISH_ADD, &ask).await;
-    Ok(match added {
-        Ok(k) => {
-            let note = format!("Passkey \"{}\" added.", k.name);
-            list_page(&pages, &visit, Some(&note), None).await
-        }
-        Err(e) => list_page(&pages, &visit, None, Some(&e)).await,
-    })
+    let note = added.map(|k| format!("Passkey \"{}\" added.", k.name));
+    Ok(after(&pages, &visit, note).await)
 }
 
 /// `POST /account/passkeys/remove`.
@@ -178,18 +177,21 @@ pub async fn remove(State(pages): State<Arc<Pages>>, req: Request) -> Result<Res
     let removed: Result<(), _> = visit
         .call(&pages, REMOVE, &tangle::RemovePasskey { id })
         .await;
-    Ok(match removed {
-        Ok(()) => list_page(&pages, &visit, Some("Passkey removed."), None).await,
-        Err(e) => list_page(&pages, &visit, None, Some(&e)).await,
-    })
+    Ok(after(
+        &pages,
+        &visit,
+        removed.map(|()| "Passkey removed.".to_owned()),
+    )
+    .await)
 }
 
 /// `GET /sign-in/passkey?handoff=…`: where a step flow's `fallback_url` leads.
-pub async fn fallback(State(pages): State<Arc<Pages>>, req: Request) -> Response {
-    let handoff = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "handoff")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+pub async fn fallback(
+    State(pages): State<Arc<Pages>>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Response {
+    let handoff = q.get("handoff").cloned().unwrap_or_default();
     let visit = visit(&req);
     let token = visit.csrf_token(&pages);
     let body = html! {

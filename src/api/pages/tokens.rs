@@ -23,10 +23,7 @@ const DAYS: &[u32] = &[7, 30, 90, 365];
 
 fn date(t: Option<&Timestamp>) -> String {
     match t {
-        Some(t) if t.seconds > 0 => {
-            let full = crate::clock::rfc3339(t.seconds as u64 * 1000);
-            full.get(..10).unwrap_or(&full).to_owned()
-        }
+        Some(t) if t.seconds > 0 => html::day(t.seconds as u64 * 1000),
         _ => "—".into(),
     }
 }
