@@ -2,7 +2,9 @@
 //! what it needs; [`Services`] builds them once over the node's state and is what `api/`,
 //! the background jobs and the CLI call. Services depend on each other one way only:
 //! accounts → sessions, codes, invites; codes → outbox; access tokens → sessions;
-//! credentials → sessions, access tokens; federation login → peers, sessions.
+//! credentials → sessions, access tokens; federation login → peers, sessions; passkeys →
+//! sessions; flows → accounts, codes, credentials (a passkey answers a flow's step through
+//! the flow, never the other way).
 pub mod access_tokens;
 pub mod accounts;
 pub mod activity;
