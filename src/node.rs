@@ -268,6 +268,7 @@ impl Node {
             },
         )));
         tasks.push(services.links.clone().spawn(stopped.clone()));
+        tasks.push(services.notices.clone().spawn(stopped.clone()));
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
         tasks.push(sweep_state(services.clone(), stopped.clone()));
         tasks.push(write_activity(services.clone(), stopped.clone()));

@@ -1,4 +1,5 @@
-//! protocol.auth.v1.AuthService: Harmony's federation (Key, Federate, LoginFederated),
+//! protocol.auth.v1.AuthService: Harmony's federation (Key, Federate, LoginFederated, and
+//! the RevokeFederated extension),
 //! step-by-step auth (BeginAuth … StreamSteps; wire conversions in `steps.rs`) and
 //! CheckLoggedIn. TokenData is encoded and decoded here; the domain signs and verifies the
 //! exact bytes.
@@ -11,12 +12,14 @@ use tonic::{Request, Response, Status};
 use super::context::{principal, request_context};
 use super::steps::{self, StepStream};
 use crate::domain::federation::login::{Claims, SignedToken};
+use crate::domain::federation::notices::Notice;
 use crate::domain::{DomainError, Services};
 use crate::pb::protocol::auth::v1::{
     auth_service_server::AuthService, BeginAuthRequest, BeginAuthResponse, CheckLoggedInRequest,
     CheckLoggedInResponse, FederateRequest, FederateResponse, KeyRequest, KeyResponse, KeyRotation,
-    LoginFederatedRequest, LoginFederatedResponse, NextStepRequest, NextStepResponse, Session,
-    StepBackRequest, StepBackResponse, StreamStepsRequest, TokenData,
+    LoginFederatedRequest, LoginFederatedResponse, NextStepRequest, NextStepResponse,
+    RevokeFederatedRequest, RevokeFederatedResponse, Session, StepBackRequest, StepBackResponse,
+    StreamStepsRequest, TokenData,
 };
 use crate::pb::protocol::harmonytypes::v1::Token;
 
@@ -26,6 +29,7 @@ pub struct HarmonyApi {
     flows: Arc<crate::domain::flows::Flows>,
     key_ring: Arc<crate::domain::keyring::KeyRing>,
     login: Arc<crate::domain::federation::login::FederationLogin>,
+    notices: Arc<crate::domain::federation::notices::Notices>,
 }
 
 impl HarmonyApi {
@@ -35,6 +39,7 @@ impl HarmonyApi {
             flows: s.flows.clone(),
             key_ring: s.key_ring().clone(),
             login: s.login.clone(),
+            notices: s.notices.clone(),
         }
     }
 }
@@ -49,6 +54,7 @@ fn encode(c: &Claims) -> Vec<u8> {
         expires_at: c.expires_at,
         nonce: c.nonce.clone(),
         amr: c.amr.clone(),
+        home_session_id: c.home_session_id,
     }
     .encode_to_vec()
 }
@@ -64,6 +70,7 @@ fn decode(data: &[u8]) -> Result<Claims, String> {
         expires_at: t.expires_at,
         nonce: t.nonce,
         amr: t.amr,
+        home_session_id: t.home_session_id,
     })
 }
 
@@ -117,6 +124,30 @@ impl AuthService for HarmonyApi {
                 session_token: secret.expose().to_owned(),
                 guest_token: None,
             }),
+        }))
+    }
+
+    async fn revoke_federated(
+        &self,
+        req: Request<RevokeFederatedRequest>,
+    ) -> Result<Response<RevokeFederatedResponse>, Status> {
+        let notices = req
+            .into_inner()
+            .notices
+            .into_iter()
+            .map(|n| Notice {
+                home: n.home_server,
+                target: n.target_server,
+                user_id: n.user_id,
+                home_session: n.home_session_id,
+                at: n.at,
+                sig: n.sig,
+            })
+            .collect();
+        let receipt = self.notices.receive(notices).await.map_err(status)?;
+        Ok(Response::new(RevokeFederatedResponse {
+            applied: receipt.applied,
+            already_applied: receipt.already,
         }))
     }
 

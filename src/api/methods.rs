@@ -18,8 +18,12 @@ pub enum Cost {
     /// A password hash.
     Hashing,
     Mail,
-    /// Signatures and key fetches between nodes, and calls to identity providers (GetJWT).
+    /// Logins of other nodes' users (a key fetch, a signature check, a write), and calls
+    /// to identity providers (GetJWT).
     Peer,
+    /// Calls between nodes (a signature each); the domain also charges the authenticated
+    /// peer, so many nodes behind one address do not share one budget.
+    Node,
     /// Flow state and invite look-ups.
     Flow,
     /// A new session from a credential (TokenAuthorization, RefreshSession): a write each.
@@ -33,6 +37,7 @@ impl Cost {
             Cost::Hashing => crate::domain::rate_limit::HASHING,
             Cost::Mail => crate::domain::rate_limit::MAIL,
             Cost::Peer => "federation",
+            Cost::Node => "node",
             Cost::Flow => "flow",
             Cost::Session => "session",
         }
@@ -136,9 +141,9 @@ const fn m(path: &'static str, need: Requirement) -> Method {
 
 /// Every served method and route.
 pub const METHODS: &[Method] = &[
-    m("/auth.Auth/GetChallenge", Public).cost(Cost::Peer),
-    m("/auth.Auth/Authenticate", Public).cost(Cost::Peer),
-    m("/auth.Auth/TokenRefresh", Public).cost(Cost::Peer),
+    m("/auth.Auth/GetChallenge", Public).cost(Cost::Node),
+    m("/auth.Auth/Authenticate", Public).cost(Cost::Node),
+    m("/auth.Auth/TokenRefresh", Public).cost(Cost::Node),
     m("/auth.Auth/Signout", Public),
     m("/auth.v1alpha1.AuthAPI/GetJWT", Public).cost(Cost::Peer),
     m(
@@ -147,6 +152,7 @@ pub const METHODS: &[Method] = &[
     ),
     m("/protocol.auth.v1.AuthService/LoginFederated", Public).cost(Cost::Peer),
     m("/protocol.auth.v1.AuthService/Key", Public),
+    m("/protocol.auth.v1.AuthService/RevokeFederated", Public).cost(Cost::Node),
     m("/protocol.auth.v1.AuthService/BeginAuth", Public).cost(Cost::Flow),
     m("/protocol.auth.v1.AuthService/NextStep", Public).cost(Cost::Flow),
     m("/protocol.auth.v1.AuthService/StepBack", Public).cost(Cost::Flow),

@@ -1,6 +1,7 @@
 //! Gauges read from the node at each scrape of `/metrics`: build info, the process
 //! (resident memory, open file descriptors, start time, log lines dropped), the store
-//! (operations and their time, active sessions, outbox depth and age) and peer link states.
+//! (operations and their time, active sessions, outbox depth and age, revocation notices
+//! waiting) and peer link states.
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -37,6 +38,7 @@ pub struct NodeGauges {
     active_sessions: Gauge,
     outbox_depth: Gauge,
     outbox_oldest_age: FloatGauge,
+    notices_waiting: Gauge,
     peers: Family<StateLabels, Gauge>,
 }
 
@@ -122,6 +124,11 @@ impl NodeGauges {
             "Age of the oldest mail waiting to be delivered (0 when none)",
             g.outbox_oldest_age.clone(),
         );
+        registry.register(
+            "revocation_notices_waiting",
+            "Revocation notices waiting to be delivered to other nodes",
+            g.notices_waiting.clone(),
+        );
         registry.register("peers", "Known peers by link state", g.peers.clone());
         registry.register_collector(Box::new(LogLinesDropped));
         g
@@ -159,6 +166,9 @@ impl NodeGauges {
                 .outbox_oldest
                 .map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
             self.outbox_oldest_age.set(age);
+        }
+        if let Ok(n) = services.notices.waiting().await {
+            self.notices_waiting.set(n as i64);
         }
         if let Ok(peers) = services.peers.list().await {
             self.peers.clear();

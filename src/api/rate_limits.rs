@@ -37,6 +37,7 @@ impl RateLimits {
             Cost::Hashing => self.limits.hashing_calls_per_ip_per_minute,
             Cost::Mail => self.limits.mail_calls_per_ip_per_minute,
             Cost::Peer => self.limits.peer_calls_per_ip_per_minute,
+            Cost::Node => self.limits.node_calls_per_ip_per_minute,
             Cost::Flow => self.limits.flow_calls_per_ip_per_minute,
             Cost::Session => self.limits.session_calls_per_ip_per_minute,
         }

@@ -1,5 +1,5 @@
 //! Calls to other nodes, transport only: the domain's [`PeerNetwork`] (`Key`, GetChallenge,
-//! Authenticate, TokenRefresh, Signout) over gRPC. Each call discovers the node, then connects
+//! Authenticate, TokenRefresh, Signout, RevokeFederated) over gRPC. Each call discovers the node, then connects
 //! over TLS (or plaintext when allowed), presenting the node's name for certificate checks.
 //! What the answers mean is decided in `domain/federation/`.
 use std::time::Duration;
@@ -10,6 +10,7 @@ use super::discovery::{error_chain, Discovery, Target};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::domain::error::Reason;
+use crate::domain::federation::notices::Notice;
 use crate::domain::federation::{ChallengeReply, FetchedKey, PeerHello, PeerNetwork};
 use crate::domain::validate::printable;
 use crate::domain::{DomainError, ErrorKind};
@@ -18,7 +19,9 @@ use crate::identity::server_id::ServerId;
 use crate::pb::auth::{
     auth_client::AuthClient, AuthToken, ChallengeRequest, Peer, SignedChallenge,
 };
-use crate::pb::protocol::auth::v1::{auth_service_client::AuthServiceClient, KeyRequest};
+use crate::pb::protocol::auth::v1::{
+    auth_service_client::AuthServiceClient, KeyRequest, RevocationNotice, RevokeFederatedRequest,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +45,7 @@ fn remote(server: &ServerId, target: &Target, status: tonic::Status) -> DomainEr
         tonic::Code::FailedPrecondition => ErrorKind::FailedPrecondition,
         tonic::Code::PermissionDenied => ErrorKind::PermissionDenied,
         tonic::Code::Unauthenticated => ErrorKind::Unauthenticated,
+        tonic::Code::InvalidArgument => ErrorKind::InvalidArgument,
         _ => return DomainError::unavailable(Reason::PeerUnreachable, msg),
     };
     DomainError::new(kind, Reason::PeerRefused, msg)
@@ -75,6 +79,14 @@ impl PeerClient {
             .resolve(server)
             .await
             .map_err(|e| DomainError::unavailable(Reason::PeerUnreachable, e.to_string()))?;
+        self.open(server, target).await
+    }
+
+    async fn open(
+        &self,
+        server: &ServerId,
+        target: Target,
+    ) -> Result<(Channel, Target), DomainError> {
         let unreachable = |e: String| {
             DomainError::unavailable(
                 Reason::PeerUnreachable,
@@ -118,34 +130,54 @@ fn as_peer(me: &PeerHello) -> Peer {
     }
 }
 
+/// Asks `server` (at `target`, over `channel`) for its key.
+async fn key_at(
+    server: &ServerId,
+    channel: Channel,
+    target: &Target,
+) -> Result<FetchedKey, DomainError> {
+    let res = AuthServiceClient::new(channel)
+        .key(KeyRequest {})
+        .await
+        .map_err(|s| remote(server, target, s))?
+        .into_inner();
+    let key: [u8; 32] = res.key.as_slice().try_into().map_err(|_| {
+        DomainError::unavailable(
+            Reason::PeerRefused,
+            format!("{server} returned a key of {} bytes, not 32", res.key.len()),
+        )
+    })?;
+    Ok(FetchedKey {
+        key,
+        history: res
+            .history
+            .into_iter()
+            .map(|r| Rotation {
+                old_key: r.old_key,
+                new_key: r.new_key,
+                at: r.at,
+                sig: r.sig,
+            })
+            .collect(),
+    })
+}
+
 #[async_trait::async_trait]
 impl PeerNetwork for PeerClient {
     async fn fetch_key(&self, server: &ServerId) -> Result<FetchedKey, DomainError> {
         let (channel, target) = self.connect(server).await?;
-        let res = AuthServiceClient::new(channel)
-            .key(KeyRequest {})
-            .await
-            .map_err(|s| remote(server, &target, s))?
-            .into_inner();
-        let key: [u8; 32] = res.key.as_slice().try_into().map_err(|_| {
+        key_at(server, channel, &target).await
+    }
+
+    async fn fetch_key_at(&self, server: &ServerId, url: &str) -> Result<FetchedKey, DomainError> {
+        let target = self.discovery.at_url(url).await.map_err(|e| {
             DomainError::unavailable(
-                Reason::PeerRefused,
-                format!("{server} returned a key of {} bytes, not 32", res.key.len()),
+                Reason::PeerUnreachable,
+                format!("{server}'s URL {url}: {e}"),
             )
         })?;
-        Ok(FetchedKey {
-            key,
-            history: res
-                .history
-                .into_iter()
-                .map(|r| Rotation {
-                    old_key: r.old_key,
-                    new_key: r.new_key,
-                    at: r.at,
-                    sig: r.sig,
-                })
-                .collect(),
-        })
+        let (channel, target) = self.open(server, target).await?;
+        key_at(server, channel, &target).await
     }
 
     async fn get_challenge(
@@ -215,6 +247,30 @@ impl PeerNetwork for PeerClient {
             .signout(AuthToken {
                 token: token.to_owned(),
             })
+            .await
+            .map_err(|s| remote(server, &target, s))?;
+        Ok(())
+    }
+
+    async fn revoke_federated(
+        &self,
+        server: &ServerId,
+        notices: Vec<Notice>,
+    ) -> Result<(), DomainError> {
+        let (channel, target) = self.connect(server).await?;
+        let notices = notices
+            .into_iter()
+            .map(|n| RevocationNotice {
+                home_server: n.home,
+                target_server: n.target,
+                user_id: n.user_id,
+                home_session_id: n.home_session,
+                at: n.at,
+                sig: n.sig,
+            })
+            .collect();
+        AuthServiceClient::new(channel)
+            .revoke_federated(RevokeFederatedRequest { notices })
             .await
             .map_err(|s| remote(server, &target, s))?;
         Ok(())

@@ -254,6 +254,15 @@ impl Discovery {
         .map_err(fail)
     }
 
+    /// Where `url` (a caller's own, `federation.accept_caller_urls`) leads, under the same
+    /// scheme and private-address rules as a static route.
+    pub async fn at_url(&self, url: &str) -> Result<Target, String> {
+        let (tls, host, port) = self.parse_url(url)?;
+        self.target(&host, port, "the caller's URL", tls, Vec::new())
+            .await
+            .map_err(|tried| tried.join("; "))
+    }
+
     fn parse_url(&self, url: &str) -> Result<(bool, String, u16), String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
         let tls = match parsed.scheme() {

@@ -320,6 +320,103 @@ pub async fn a_nonce_is_used_once(open: impl Backend) {
         .all(|r| matches!(r, Ok(()) | Err(StoreError::Conflict(_)))));
 }
 
+/// Revocation across nodes (DESIGN.md §4.7) under 50 parallel callers. Receiving: a notice
+/// applies once, and no foreign session bound to a home session survives its end, however
+/// bindings and the end interleave. Home side: a grant that races the end of its session is
+/// either refused or becomes a notice.
+pub async fn revocation_across_nodes_holds_under_parallel_callers(open: impl Backend) {
+    let (_dir, s, _) = setup(open).await;
+    let now = s.clock().now_ms();
+    let origin = "alpha.example.org";
+    let foreign = User {
+        id: 4242,
+        email: None,
+        name: "ada@alpha.example.org".into(),
+        password_hash: None,
+        email_verified: false,
+        home: Some((origin.into(), 7)),
+        disabled: false,
+        created_at: now,
+    };
+    s.store()
+        .write(move |tx| tx.insert_user(&foreign))
+        .await
+        .unwrap();
+    // Bindings to home session 99 race its end: every binding that commits is ended.
+    let ended = parallel(CALLERS, |i| {
+        let (store, sessions) = (s.store().clone(), s.sessions.clone());
+        async move {
+            if i % 5 == 0 {
+                return store
+                    .write(move |tx| tx.end_home_session(origin, 7, 99, now + 60_000, now))
+                    .await
+                    .map(Some);
+            }
+            let (_, session) = sessions.new_session(4242, Default::default(), "federated");
+            store
+                .write(move |tx| {
+                    tx.insert_session(&session)?;
+                    match tx.bind_foreign_session(session.id, origin, 99)? {
+                        true => Ok(None),
+                        false => Err(StoreError::Conflict("ended")),
+                    }
+                })
+                .await
+        }
+    })
+    .await;
+    let applied = ended
+        .iter()
+        .filter(|r| matches!(r, Ok(Some(Some(_)))))
+        .count();
+    assert_eq!(applied, 1, "one end applies; the others see it applied");
+    let left = s.store().read(|tx| tx.sessions_of(4242)).await.unwrap();
+    assert!(
+        left.is_empty(),
+        "{} bound sessions outlived their home session",
+        left.len()
+    );
+
+    // Home side: grants of one session for 49 peers race the session's deletion.
+    let home = sign_up(&s, "home@example.org").await;
+    let (session, user) = (home.session.id, home.user.id);
+    let granted = parallel(CALLERS, |i| {
+        let store = s.store().clone();
+        async move {
+            let peer = format!("p{i}.example.org");
+            let ok = store
+                .write(move |tx| match i {
+                    25 => tx.delete_session(session).map(|_| false),
+                    _ => tx.grant_federation(session, false, &peer, user),
+                })
+                .await
+                .unwrap();
+            (i, ok)
+        }
+    })
+    .await;
+    let mut granted: Vec<String> = granted
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(i, _)| format!("p{i}.example.org"))
+        .collect();
+    let mut noticed: Vec<String> = s
+        .store()
+        .read(move |tx| tx.due_notices(now, 1000))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.home_session == session)
+        .map(|n| n.peer)
+        .collect();
+    granted.sort();
+    noticed.sort();
+    assert_eq!(
+        granted, noticed,
+        "every grant that committed became a notice"
+    );
+}
+
 /// Ids stay unique while the CLI and the node write at once: each process leases its own
 /// snowflake worker.
 pub async fn ids_stay_unique_across_processes(open: impl Backend) {
@@ -806,6 +903,11 @@ async fn sqlite_the_token_cap_holds_under_parallel_creates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_revocation_across_nodes_holds_under_parallel_callers() {
+    revocation_across_nodes_holds_under_parallel_callers(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_the_passkey_rules_hold_under_parallel_adds() {
     the_passkey_rules_hold_under_parallel_adds(sqlite).await;
 }
@@ -933,4 +1035,5 @@ on_postgres! {
     postgres_the_gate_admits_its_slots_only => the_gate_admits_its_slots_only,
     postgres_a_write_nobody_awaits_commits_nothing => a_write_nobody_awaits_commits_nothing,
     postgres_the_passkey_rules_hold_under_parallel_adds => the_passkey_rules_hold_under_parallel_adds,
+    postgres_revocation_across_nodes_holds_under_parallel_callers => revocation_across_nodes_holds_under_parallel_callers,
 }

@@ -148,7 +148,7 @@ async fn costly_public_methods_are_limited_per_client_ip_and_class() {
     let n = TestNode::start_with(|c| {
         c.limits.hashing_calls_per_ip_per_minute = 3;
         c.limits.mail_calls_per_ip_per_minute = 2;
-        c.limits.peer_calls_per_ip_per_minute = 4;
+        c.limits.node_calls_per_ip_per_minute = 4;
     })
     .await;
     for i in 0..3 {
@@ -191,7 +191,8 @@ async fn costly_public_methods_are_limited_per_client_ip_and_class() {
         Code::ResourceExhausted,
         "too many mail calls",
     );
-    // A GetChallenge flood from one source runs out quickly; Ping is not limited.
+    // A GetChallenge flood from one source runs out its calls between nodes quickly; Ping
+    // is not limited.
     let mut refused = 0;
     for _ in 0..10 {
         let r = hearth::pb::auth::auth_client::AuthClient::new(n.channel.clone())

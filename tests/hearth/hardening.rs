@@ -142,6 +142,7 @@ async fn hostile_text_from_a_peer_is_refused_before_it_is_stored() {
         expires_at: now + 60_000,
         nonce,
         amr: Vec::new(),
+        home_session_id: 0,
     };
     let cases = [
         claims("\u{1b}[31mred\u{1b}[0m".into(), vec![1; 16]),

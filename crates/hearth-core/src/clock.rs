@@ -1,6 +1,6 @@
 //! Time as a parameter: every expiry, window and backoff reads a [`Clock`], so tests can move
 //! time without sleeping (`../shared/STYLE.md`, habit 5).
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -45,10 +45,10 @@ impl Clock for ManualClock {
     }
 }
 
-/// Real time plus an offset that tests can move forward: background tasks keep running on
-/// real time while a test jumps past an expiry.
+/// Real time plus an offset that tests can move: background tasks keep running on real time
+/// while a test jumps past an expiry (forward), or holds every timer back (backward).
 #[derive(Debug, Default)]
-pub struct OffsetClock(AtomicU64);
+pub struct OffsetClock(AtomicI64);
 
 impl OffsetClock {
     /// A clock at the real time.
@@ -58,13 +58,21 @@ impl OffsetClock {
 
     /// Moves the clock forward by `ms` milliseconds, for good.
     pub fn advance_ms(&self, ms: u64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        self.0.fetch_add(ms as i64, Ordering::SeqCst);
+    }
+
+    /// Moves the clock back by `ms` milliseconds: nothing timed comes due until real time
+    /// has caught up (a test's quiet window).
+    pub fn rewind_ms(&self, ms: u64) {
+        self.0.fetch_sub(ms as i64, Ordering::SeqCst);
     }
 }
 
 impl Clock for OffsetClock {
     fn now_ms(&self) -> u64 {
-        SystemClock.now_ms() + self.0.load(Ordering::SeqCst)
+        SystemClock
+            .now_ms()
+            .saturating_add_signed(self.0.load(Ordering::SeqCst))
     }
 }
 

@@ -2,18 +2,39 @@
 //! records tests add as nodes start.
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hickory_proto::rr::rdata::{A, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::authority::{Catalog, ZoneType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryAuthority;
 use hickory_server::ServerFuture;
 
 pub struct Dns {
     pub addr: SocketAddr,
     authority: Arc<InMemoryAuthority>,
+    queries: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The catalog, counting the queries it answers.
+struct Counting {
+    catalog: Catalog,
+    queries: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Counting {
+    async fn handle_request<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        response: R,
+    ) -> ResponseInfo {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.catalog.handle_request(request, response).await
+    }
 }
 
 impl Dns {
@@ -28,7 +49,11 @@ impl Dns {
         catalog.upsert(LowerName::from(&origin), Box::new(authority.clone()));
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
-        let mut server = ServerFuture::new(catalog);
+        let queries = Arc::new(AtomicU64::new(0));
+        let mut server = ServerFuture::new(Counting {
+            catalog,
+            queries: queries.clone(),
+        });
         server.register_socket(socket);
         let task = tokio::spawn(async move {
             let _ = server.block_until_done().await;
@@ -36,8 +61,14 @@ impl Dns {
         Self {
             addr,
             authority,
+            queries,
             task,
         }
+    }
+
+    /// Queries answered so far.
+    pub fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     /// `<name>.hearth.test` → 127.0.0.1.

@@ -4,6 +4,9 @@
 
 mod cases;
 mod dns;
+mod linking;
+mod mesh;
 mod peers;
 mod processes;
+mod revocation;
 mod support;

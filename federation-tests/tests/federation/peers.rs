@@ -324,7 +324,8 @@ async fn links_are_refreshed_before_their_peer_token_expires() {
     );
 }
 
-async fn key_fetches(node: &Member) -> u64 {
+/// `Key` requests `node` served (its metrics).
+pub async fn key_fetches(node: &Member) -> u64 {
     let url = format!("{}/metrics", node.running().url());
     let text = reqwest::get(url).await.unwrap().text().await.unwrap();
     text.lines()
@@ -359,7 +360,7 @@ async fn parallel_first_logins_fetch_the_origin_key_once() {
 }
 
 /// alpha's row for `peer`, polled until `want` holds (or `secs` of real time pass).
-async fn peer_row_until(
+pub async fn peer_row_until(
     alpha: &Member,
     peer: &str,
     secs: u64,
@@ -368,15 +369,14 @@ async fn peer_row_until(
     let start = Instant::now();
     loop {
         let rows = alpha.domain().peers.list().await.unwrap();
-        let row = rows.into_iter().find(|p| p.server_id == peer).unwrap();
-        if want(&row) {
-            return (row, start.elapsed());
+        let row = rows.into_iter().find(|p| p.server_id == peer);
+        if let Some(row) = row.as_ref().filter(|r| want(r)) {
+            return (row.clone(), start.elapsed());
         }
         assert!(
             start.elapsed() < Duration::from_secs(secs),
-            "{peer} stayed {} ({:?}) for {secs} s",
-            row.state,
-            row.last_error
+            "{peer} stayed {:?} for {secs} s",
+            row.map(|r| (r.state, r.last_error))
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

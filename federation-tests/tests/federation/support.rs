@@ -176,6 +176,81 @@ impl Member {
         (a.token, a.user.unwrap().id)
     }
 
+    /// Signs in again as `email`: a second session; returns its token.
+    pub async fn sign_in(&self, email: &str) -> String {
+        AuthClient::new(self.channel())
+            .sign_in(hearth::pb::tangle::client::auth::SignIn {
+                email: email.into(),
+                password: PASSWORD.into(),
+                totp: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    /// The id of the session of `token`.
+    pub async fn session_id(&self, token: &str) -> u64 {
+        AuthClient::new(self.channel())
+            .get_sessions(authed(
+                hearth::pb::tangle::client::auth::GetSessions {},
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .current
+    }
+
+    /// Ends the sessions `ids` of the caller of `token` (tangle RevokeSessions).
+    pub async fn revoke_sessions(&self, token: &str, ids: Vec<u64>) {
+        AuthClient::new(self.channel())
+            .revoke_sessions(authed(
+                hearth::pb::tangle::client::auth::RevokeSessions { session_ids: ids },
+                token,
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// A personal access token of the caller of `session` with `scopes`: (uuid, value).
+    pub async fn create_token(&self, session: &str, scopes: &[&str]) -> (String, String) {
+        use hearth::pb::tokens::v1::{
+            tokens_service_client::TokensServiceClient, CreateTokenRequest, TokenMetadata,
+            TokenPermissions,
+        };
+        let req = CreateTokenRequest {
+            token_metadata: Some(TokenMetadata {
+                name: "federation".into(),
+                expires_at: None,
+            }),
+            token_permissions: Some(TokenPermissions {
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            }),
+        };
+        let r = TokensServiceClient::new(self.channel())
+            .create_token(authed(req, session))
+            .await
+            .unwrap()
+            .into_inner();
+        (r.token_uuid.unwrap().uuid, r.token_value.unwrap().token)
+    }
+
+    /// Expires the caller's personal access token `uuid` now.
+    pub async fn force_token_expiration(&self, session: &str, uuid: &str) {
+        use hearth::pb::tokens::v1::{
+            tokens_service_client::TokensServiceClient, ForceTokenExpirationRequest, TokenUuid,
+        };
+        let req = ForceTokenExpirationRequest {
+            token_uuid: Some(TokenUuid { uuid: uuid.into() }),
+        };
+        TokensServiceClient::new(self.channel())
+            .force_token_expiration(authed(req, session))
+            .await
+            .unwrap();
+    }
+
     /// Federate on this (home) node for `target`.
     pub async fn federate(&self, token: &str, target: &str) -> Result<Token, Status> {
         let req = authed(

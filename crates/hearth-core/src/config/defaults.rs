@@ -48,6 +48,8 @@ impl Default for Config {
                 extra_ca: None,
                 default_port: 7450,
                 well_known_port: None,
+                calls_per_peer_per_minute: 120,
+                accept_caller_urls: false,
                 peers: Vec::new(),
             },
             oidc: Oidc::default(),
@@ -84,6 +86,7 @@ impl Default for Config {
                 peer_calls_per_ip_per_minute: 120,
                 flow_calls_per_ip_per_minute: 120,
                 session_calls_per_ip_per_minute: 60,
+                node_calls_per_ip_per_minute: 1200,
                 socket_frames_per_second: 50,
             },
         }

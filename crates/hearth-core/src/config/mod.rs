@@ -200,9 +200,12 @@ pub struct Limits {
     pub hashing_calls_per_ip_per_minute: u32,
     /// Calls per client IP and minute that send mail (reset, resend).
     pub mail_calls_per_ip_per_minute: u32,
-    /// Calls per client IP and minute from other nodes or about them (LoginFederated, the
-    /// peer challenge).
+    /// Calls per client IP and minute about other nodes' users (LoginFederated) and to
+    /// identity providers (GetJWT).
     pub peer_calls_per_ip_per_minute: u32,
+    /// Calls per client IP and minute between nodes (the peer challenge, TokenRefresh,
+    /// RevokeFederated); each authenticated peer also has `federation.calls_per_peer_per_minute`.
+    pub node_calls_per_ip_per_minute: u32,
     /// Calls per client IP and minute that start or advance a flow or look up an invite.
     pub flow_calls_per_ip_per_minute: u32,
     /// Calls per client IP and minute that make a session from a credential
@@ -350,6 +353,12 @@ pub struct Federation {
     /// Port of `/.well-known/hearth/server` lookups; absent: 443 (https) or 80 (http).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub well_known_port: Option<u16>,
+    /// Calls a minute from one authenticated peer (Authenticate once its proof verifies,
+    /// TokenRefresh, RevokeFederated), whatever address it calls from.
+    pub calls_per_peer_per_minute: u32,
+    /// When discovery cannot find a node that linked here, ask the URL it gave for its key
+    /// instead (networks without DNS for their nodes). Off: only discovery names a node.
+    pub accept_caller_urls: bool,
     /// Peers linked at start-up.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<Peer>,

@@ -257,7 +257,11 @@ impl AccessTokens {
                 let end_sessions = change(&mut t, &caller)?;
                 tx.update_access_token(&t)?;
                 let ended = match end_sessions {
-                    true => tx.delete_sessions_of_token(t.id)?,
+                    true => {
+                        // Sessions other nodes made from this token end too (notices.rs).
+                        tx.end_grants(&[t.id])?;
+                        tx.delete_sessions_of_token(t.id)?
+                    }
                     false => Vec::new(),
                 };
                 Ok::<_, DomainError>((t, ended))

@@ -50,6 +50,7 @@ use crate::identity::key::NodeKey;
 use federation::challenge::{PeerChallenge, MAX_PENDING};
 use federation::links::Links;
 use federation::login::FederationLogin;
+use federation::notices::Notices;
 use federation::peers::Peers;
 use federation::{PeerHello, PeerNetwork};
 use model::{DeviceFacts, KeyRotation};
@@ -194,6 +195,8 @@ pub struct Services {
     pub login: Arc<FederationLogin>,
     /// The link keeper.
     pub links: Arc<Links>,
+    /// Revocation notices to and from other nodes.
+    pub notices: Arc<Notices>,
     /// The operator's account actions.
     pub operator: operator::Operator,
     config: Arc<Config>,
@@ -320,7 +323,19 @@ impl Services {
             clock.clone(),
             config.federation.clone(),
             network.clone(),
+            rate_limit::RateLimiter::new(state.buckets.clone(), state.clock.clone()),
         ));
+        let notices = Notices::new(
+            store.clone(),
+            clock.clone(),
+            config.server_id.clone(),
+            keys.clone(),
+            peers.clone(),
+            network.clone(),
+            sessions.clone(),
+            state.jobs.clone(),
+            state.revocations.as_ref(),
+        );
         let challenge = Arc::new(PeerChallenge::new(
             store.clone(),
             clock.clone(),
@@ -329,6 +344,7 @@ impl Services {
             state.challenges.clone(),
             peers.clone(),
             network.clone(),
+            notices.clone(),
         ));
         let login = Arc::new(FederationLogin::new(
             store.clone(),
@@ -346,6 +362,7 @@ impl Services {
             network,
             clock,
             state.jobs.clone(),
+            notices.clone(),
         );
         let jwts = Arc::new(jwts::Jwts::new(
             keys.clone(),
@@ -401,6 +418,7 @@ impl Services {
             peers,
             challenge,
             login,
+            notices,
             links,
             config,
             state,

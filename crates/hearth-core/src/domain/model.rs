@@ -114,6 +114,20 @@ pub struct Session {
     pub amr: String,
 }
 
+/// A revocation notice waiting in the outbox (DESIGN.md §4.7): `home_session` of local user
+/// `user_id` ended, and `peer` holds sessions made from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingNotice {
+    pub id: u64,
+    pub peer: String,
+    pub user_id: u64,
+    pub home_session: u64,
+    /// When the session ended (unix ms).
+    pub created_at: u64,
+    /// Failed deliveries so far.
+    pub attempts: u32,
+}
+
 /// A personal access token. Only the SHA-256 of its value is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessToken {

@@ -51,6 +51,9 @@ impl Operator {
                 // their cached copies are dropped too).
                 let mut revoked = AccessTokens::ids_of_in(tx, id)?;
                 if disabled {
+                    // What other nodes made from its tokens ends too (notices.rs); its
+                    // sessions' grants follow their deletion.
+                    tx.end_grants(&revoked)?;
                     revoked.extend(tx.delete_all_sessions_of(id, None)?);
                 }
                 Ok::<_, DomainError>(revoked)

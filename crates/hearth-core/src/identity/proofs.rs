@@ -1,4 +1,4 @@
-//! The exact bytes nodes sign (DESIGN.md §4.3, §4.4), and key-chain verification. Pure
+//! The exact bytes nodes sign (DESIGN.md §4.3, §4.4, §4.7), and key-chain verification. Pure
 //! functions: other implementations must produce the same bytes to interoperate.
 use super::key::{address_of, verify};
 
@@ -32,6 +32,18 @@ pub fn server_proof(
         &hex::encode(client_challenge),
     ]
     .join("\n")
+}
+
+/// `hearth-revocation-notice-v1`: a home node's notice that `home_session` of its user
+/// `user_id` ended, for node `target`, signed at `at` (unix ms).
+pub fn revocation_notice(
+    home: &str,
+    target: &str,
+    user_id: u64,
+    home_session: u64,
+    at: u64,
+) -> String {
+    format!("hearth-revocation-notice-v1\n{home}\n{target}\n{user_id}\n{home_session}\n{at}")
 }
 
 /// `hearth-peer-challenge-v1`: the client's signature over the server's challenge.

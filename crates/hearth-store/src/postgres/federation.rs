@@ -1,7 +1,7 @@
 //! The federation area of the store seam on PostgreSQL.
 use super::rows;
 use super::tx::{i, Tx};
-use crate::domain::model::{KeyRotation, Peer};
+use crate::domain::model::{KeyRotation, Peer, PendingNotice};
 use crate::domain::state::store::{FederationRead, FederationWrite, StoreError};
 
 impl FederationRead for Tx<'_> {
@@ -34,6 +34,28 @@ impl FederationRead for Tx<'_> {
                 sig: r.get(3),
             })
             .collect())
+    }
+    fn due_notices(&mut self, now: u64, limit: u32) -> Result<Vec<PendingNotice>, StoreError> {
+        let rows = self.rows(
+            "SELECT id, peer, user_id, home_session, created_at, attempts \
+             FROM revocation_notices WHERE next_at <= $1 ORDER BY id LIMIT $2",
+            &[&i(now), &i64::from(limit)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| PendingNotice {
+                id: r.get::<_, i64>(0) as u64,
+                peer: r.get(1),
+                user_id: r.get::<_, i64>(2) as u64,
+                home_session: r.get::<_, i64>(3) as u64,
+                created_at: r.get::<_, i64>(4) as u64,
+                attempts: r.get::<_, i32>(5) as u32,
+            })
+            .collect())
+    }
+    fn waiting_notices(&mut self) -> Result<u64, StoreError> {
+        let r = self.row("SELECT COUNT(*) FROM revocation_notices", &[])?;
+        Ok(r.map_or(0, |r| r.get::<_, i64>(0) as u64))
     }
 }
 
@@ -104,6 +126,125 @@ impl FederationWrite for Tx<'_> {
         self.exec(
             "INSERT INTO key_rotations (old_key, new_key, at, sig) VALUES ($1, $2, $3, $4)",
             &[&&r.old_key[..], &&r.new_key[..], &i(r.at), &r.sig],
+        )?;
+        Ok(())
+    }
+    fn grant_federation(
+        &mut self,
+        home_session: u64,
+        token: bool,
+        peer: &str,
+        user_id: u64,
+    ) -> Result<bool, StoreError> {
+        // The credential's row stays locked until commit: a delete waits for this grant and
+        // its trigger then sees it, or the delete went first and the grant is refused.
+        let lock = match token {
+            true => "SELECT 1 FROM access_tokens WHERE id = $1 FOR SHARE",
+            false => "SELECT 1 FROM sessions WHERE id = $1 FOR SHARE",
+        };
+        if self.row(lock, &[&i(home_session)])?.is_none() {
+            return Ok(false);
+        }
+        self.exec(
+            "INSERT INTO federation_grants (home_session, peer, user_id) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+            &[&i(home_session), &peer, &i(user_id)],
+        )?;
+        Ok(true)
+    }
+    fn end_grants(&mut self, home_sessions: &[u64]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = home_sessions.iter().map(|&v| i(v)).collect();
+        self.exec(
+            "WITH gone AS (DELETE FROM federation_grants WHERE home_session = ANY($1) \
+             RETURNING peer, user_id, home_session) \
+             INSERT INTO revocation_notices (peer, user_id, home_session, created_at) \
+             SELECT peer, user_id, home_session, \
+             (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT FROM gone",
+            &[&ids],
+        )?;
+        Ok(())
+    }
+    fn delete_notices(&mut self, ids: &[u64]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|&v| i(v)).collect();
+        self.exec("DELETE FROM revocation_notices WHERE id = ANY($1)", &[&ids])?;
+        Ok(())
+    }
+    fn retry_notices(&mut self, ids: &[u64], next_at: u64) -> Result<(), StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|&v| i(v)).collect();
+        self.exec(
+            "UPDATE revocation_notices SET attempts = attempts + 1, next_at = $2 \
+             WHERE id = ANY($1)",
+            &[&ids, &i(next_at)],
+        )?;
+        Ok(())
+    }
+    fn notices_due_now(&mut self, peer: &str) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE revocation_notices SET next_at = 0 WHERE peer = $1 AND next_at > 0",
+            &[&peer],
+        )?;
+        Ok(())
+    }
+    fn bind_foreign_session(
+        &mut self,
+        session_id: u64,
+        origin: &str,
+        home_session: u64,
+    ) -> Result<bool, StoreError> {
+        self.lock_home_session(origin, home_session)?;
+        let ended = self.row(
+            "SELECT 1 FROM ended_home_sessions WHERE origin = $1 AND home_session = $2",
+            &[&origin, &i(home_session)],
+        )?;
+        if ended.is_some() {
+            return Ok(false);
+        }
+        self.exec(
+            "INSERT INTO foreign_sessions (session_id, origin, home_session) VALUES ($1, $2, $3)",
+            &[&i(session_id), &origin, &i(home_session)],
+        )?;
+        Ok(true)
+    }
+    fn end_home_session(
+        &mut self,
+        origin: &str,
+        remote_user: u64,
+        home_session: u64,
+        keep_until: u64,
+        now: u64,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        self.lock_home_session(origin, home_session)?;
+        self.exec(
+            "DELETE FROM ended_home_sessions WHERE keep_until < $1",
+            &[&i(now)],
+        )?;
+        // The primary key decides which of parallel deliveries applies the notice.
+        let new = self.exec(
+            "INSERT INTO ended_home_sessions (origin, home_session, keep_until) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&origin, &i(home_session), &i(keep_until)],
+        )?;
+        if new == 0 {
+            return Ok(None);
+        }
+        // Only the sessions of that origin's own user: a node ends nothing of another's users.
+        self.returning_ids(
+            "DELETE FROM sessions WHERE id IN (SELECT f.session_id FROM foreign_sessions f \
+             WHERE f.origin = $1 AND f.home_session = $2) AND user_id IN (SELECT id FROM users \
+             WHERE home_server = $1 AND remote_user_id = $3) RETURNING id",
+            &[&origin, &i(home_session), &i(remote_user)],
+        )
+        .map(Some)
+    }
+}
+
+impl Tx<'_> {
+    /// Orders a binding and an ending of one home session (a binding's check of a row that
+    /// does not exist yet cannot lock it): a lock on the pair until commit.
+    fn lock_home_session(&mut self, origin: &str, home_session: u64) -> Result<(), StoreError> {
+        self.row(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+            &[&origin, &i(home_session)],
         )?;
         Ok(())
     }

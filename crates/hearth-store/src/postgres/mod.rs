@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_second_factors.sql"),
     include_str!("migrations/0007_session_amr.sql"),
     include_str!("migrations/0008_passkeys.sql"),
+    include_str!("migrations/0009_revocation_notices.sql"),
 ];
 
 /// The schema version this build writes.

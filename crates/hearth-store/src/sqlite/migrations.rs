@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_second_factors.sql"),
     include_str!("migrations/0015_session_amr.sql"),
     include_str!("migrations/0016_passkeys.sql"),
+    include_str!("migrations/0017_revocation_notices.sql"),
 ];
 
 /// The schema version this build writes.

@@ -24,6 +24,7 @@ mod outbox;
 mod passkeys;
 mod peer_tokens;
 mod peers;
+mod revocation_notices;
 mod second_factors;
 mod secrets;
 mod sessions;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use base64::Engine;
 use rand::RngCore;
 
+use super::notices::Notices;
 use super::peers::Peers;
 use super::{ChallengeReply, FetchedKey, PeerHello, PeerNetwork, PEER_TOKEN_MS};
 use crate::clock::SharedClock;
@@ -15,7 +16,7 @@ use crate::domain::error::Reason;
 use crate::domain::keyring::KeyRing;
 use crate::domain::state::shared_map::{take, SharedMap};
 use crate::domain::state::Store;
-use crate::domain::DomainError;
+use crate::domain::{DomainError, ErrorKind};
 use crate::identity::key::{address_of, parse_address, verify, NodeKey};
 use crate::identity::proofs::{client_proof, server_proof};
 use crate::identity::server_id::ServerId;
@@ -79,6 +80,7 @@ pub struct PeerChallenge {
     pending: Arc<dyn SharedMap<String>>,
     peers: Arc<Peers>,
     network: Arc<dyn PeerNetwork>,
+    notices: Arc<Notices>,
 }
 
 impl std::fmt::Debug for PeerChallenge {
@@ -92,6 +94,7 @@ impl std::fmt::Debug for PeerChallenge {
 impl PeerChallenge {
     /// The service; `me` names this node (its address follows `keys`), `pending` holds
     /// open server challenges.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         clock: SharedClock,
@@ -100,6 +103,7 @@ impl PeerChallenge {
         pending: Arc<dyn SharedMap<String>>,
         peers: Arc<Peers>,
         network: Arc<dyn PeerNetwork>,
+        notices: Arc<Notices>,
     ) -> Self {
         Self {
             store,
@@ -109,6 +113,7 @@ impl PeerChallenge {
             pending,
             peers,
             network,
+            notices,
         }
     }
 
@@ -218,8 +223,21 @@ impl PeerChallenge {
             ));
         }
         self.peers.check_policy(&name).await?;
-        // The key proved itself; now the name must prove it belongs to that key.
-        let served: FetchedKey = self.network.fetch_key(&name).await?;
+        // The key proved itself: from here on the peer pays from its own budget.
+        self.peers.charge(&name).await?;
+        // Now the name must prove it belongs to that key: through discovery, or where the
+        // operator allows it and discovery finds nothing, through the caller's own URL.
+        let url = (!client.url.is_empty()).then(|| client.url.clone());
+        let served: FetchedKey = match (self.network.fetch_key(&name).await, &url) {
+            (Err(e), Some(url))
+                if e.is(ErrorKind::Unavailable) && self.peers.accepts_caller_urls() =>
+            {
+                let served = self.network.fetch_key_at(&name, url).await?;
+                self.network.set_route(&name, url);
+                served
+            }
+            (found, _) => found?,
+        };
         if served.key != key {
             return Err(DomainError::denied(
                 Reason::PeerNameMismatch,
@@ -231,7 +249,15 @@ impl PeerChallenge {
             ));
         }
         self.peers.accept_key(&name, &served).await?;
-        self.issue_token(name.to_string(), None).await
+        let token = self.issue_token(name.to_string(), None).await?;
+        // A peer that links again asks, by linking, for the notices it missed.
+        self.notices.peer_back(&name).await;
+        // A link this node did not ask for is returned (DESIGN.md §4.8), through the URL the
+        // caller gave now that its key is confirmed.
+        if let Err(e) = self.peers.link_back(&name, url).await {
+            tracing::warn!(peer = %name, error = %e, "linking back");
+        }
+        Ok(token)
     }
 
     /// Issues a new peer token for `server`; with `replacing`, that token is taken in the
@@ -276,6 +302,10 @@ impl PeerChallenge {
 
     /// TokenRefresh: a new peer token; the old one dies in the same transaction.
     pub async fn refresh(&self, token: &str) -> Result<PeerToken, DomainError> {
+        let server = self.peer_of_token(token).await?;
+        if let Ok(server) = ServerId::parse(&server) {
+            self.peers.charge(&server).await?;
+        }
         let old = Self::parse_token(token)?.hash();
         self.issue_token(String::new(), Some(old)).await
     }

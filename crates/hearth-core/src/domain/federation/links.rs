@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::challenge::{Linked, PeerChallenge};
+use super::notices::Notices;
 use super::peers::Peers;
 use super::{FetchedKey, PeerNetwork};
 use crate::clock::SharedClock;
@@ -47,6 +48,7 @@ pub struct Links {
     network: Arc<dyn PeerNetwork>,
     clock: SharedClock,
     jobs: Arc<dyn JobLeases>,
+    notices: Arc<Notices>,
     state: Mutex<HashMap<ServerId, LinkState>>,
 }
 
@@ -58,6 +60,7 @@ impl Links {
         network: Arc<dyn PeerNetwork>,
         clock: SharedClock,
         jobs: Arc<dyn JobLeases>,
+        notices: Arc<Notices>,
     ) -> Arc<Self> {
         Arc::new(Self {
             peers,
@@ -65,6 +68,7 @@ impl Links {
             network,
             clock,
             jobs,
+            notices,
             state: Mutex::new(HashMap::new()),
         })
     }
@@ -126,6 +130,9 @@ impl Links {
         match result {
             Ok((token, expires_at, key)) => {
                 self.peers.record_link(server, Ok(expires_at)).await?;
+                if state.failures > 0 || state.token.is_none() {
+                    self.notices.peer_back(server).await;
+                }
                 self.set(
                     server,
                     LinkState {

@@ -41,6 +41,9 @@ pub struct Claims {
     pub nonce: Vec<u8>,
     /// How the user's home session was made (RFC 8176 values).
     pub amr: Vec<String>,
+    /// The home session (or personal access token) that signed it; 0 from nodes that do
+    /// not say (their sessions are not bound).
+    pub home_session_id: u64,
 }
 
 /// A signed federation token: `sig` is ed25519 over the exact `data` bytes.
@@ -123,15 +126,27 @@ impl FederationLogin {
             .other_node(target, "that is this node; sign in here directly")
             .await?;
         let (id, session_id) = (p.user_id, p.session_id);
-        let from_token = p.kind != crate::domain::principal::CredentialKind::Session;
+        let from_token = p.kind == crate::domain::principal::CredentialKind::PersonalAccessToken;
+        let peer = target.to_string();
+        // The grant is written with the signature's facts, while the credential is locked:
+        // when it ends, the notice to `target` is queued in that same write (notices.rs).
         let (user, amr) = self
             .store
-            .read(move |tx| {
+            .write(move |tx| {
                 let amr = match from_token {
                     true => "token".to_owned(),
                     false => tx.session(session_id)?.map(|s| s.amr).unwrap_or_default(),
                 };
-                Ok::<_, DomainError>((tx.user(id)?, amr))
+                let Some(user) = tx.user(id)? else {
+                    return Ok((None, amr));
+                };
+                if user.home.is_none() && !tx.grant_federation(session_id, from_token, &peer, id)? {
+                    return Err(DomainError::unauthenticated(
+                        Reason::SessionUnknown,
+                        "this session ended; sign in again",
+                    ));
+                }
+                Ok::<_, DomainError>((Some(user), amr))
             })
             .await?;
         let user = user.ok_or_else(|| {
@@ -155,6 +170,7 @@ impl FederationLogin {
             expires_at: now + TOKEN_LIFETIME_MS,
             nonce,
             amr: amr.split_whitespace().map(str::to_owned).collect(),
+            home_session_id: session_id,
         };
         let data = encode(&claims);
         let sig = self.keys.current().node.sign(&data).to_vec();
@@ -267,6 +283,7 @@ impl FederationLogin {
             self.sessions
                 .new_session(new_user.id, ctx.device.clone(), &amr.join(" "));
         let keep_until = claims.expires_at + CLOCK_SKEW_MS;
+        let home_session = claims.home_session_id;
         let user_id = self
             .store
             .write(move |tx| {
@@ -293,6 +310,12 @@ impl FederationLogin {
                 };
                 session.user_id = user_id;
                 tx.insert_session(&session)?;
+                if home_session != 0 && !tx.bind_foreign_session(session.id, &origin_name, home_session)? {
+                    return Err(DomainError::unauthenticated(
+                        Reason::HomeSessionEnded,
+                        format!("the session at {origin_name} that signed this token has ended; sign in there again"),
+                    ));
+                }
                 Ok((user_id, crate::domain::sessions::make_room(tx, &session)?))
             })
             .await?;

@@ -1,10 +1,12 @@
 //! Federation rules (DESIGN.md §4): peers, pins and policy (`peers`), both halves of the
-//! peer challenge (`challenge`), cross-node login (`login`) and the link keeper (`links`).
+//! peer challenge (`challenge`), cross-node login (`login`), revocation notices between
+//! nodes (`notices`) and the link keeper (`links`).
 //! The network is reached only through [`PeerNetwork`], which `crate::federation::client`
 //! implements; identity and signed bytes come from `crate::identity`.
 pub mod challenge;
 pub mod links;
 pub mod login;
+pub mod notices;
 pub mod peers;
 
 use crate::config::Config;
@@ -68,6 +70,8 @@ pub struct ChallengeReply {
 pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
     /// Discovers `server` and asks its `Key` RPC.
     async fn fetch_key(&self, server: &ServerId) -> Result<FetchedKey, DomainError>;
+    /// Asks the `Key` RPC at `url`, a caller's own URL (`accept_caller_urls`).
+    async fn fetch_key_at(&self, server: &ServerId, url: &str) -> Result<FetchedKey, DomainError>;
     /// GetChallenge at `server`.
     async fn get_challenge(
         &self,
@@ -88,6 +92,12 @@ pub trait PeerNetwork: Send + Sync + std::fmt::Debug {
     async fn refresh(&self, server: &ServerId, token: &str) -> Result<String, DomainError>;
     /// Signout at `server`.
     async fn signout(&self, server: &ServerId, token: &str) -> Result<(), DomainError>;
+    /// RevokeFederated at `server`: revocation notices this node signed for it.
+    async fn revoke_federated(
+        &self,
+        server: &ServerId,
+        notices: Vec<notices::Notice>,
+    ) -> Result<(), DomainError>;
     /// A static route for `server` (from `hearth peer link --url`).
     fn set_route(&self, server: &ServerId, url: &str);
 }

@@ -10,6 +10,7 @@ use crate::clock::SharedClock;
 use crate::config::{Federation, FederationPolicy};
 use crate::domain::error::Reason;
 use crate::domain::model::Peer;
+use crate::domain::rate_limit::RateLimiter;
 use crate::domain::state::short_lived::{LocalMap, ShortLived};
 use crate::domain::state::Store;
 use crate::domain::validate::printable;
@@ -59,7 +60,12 @@ pub struct Peers {
     network: Arc<dyn PeerNetwork>,
     fetch_locks: LocalMap<String, Arc<tokio::sync::Mutex<()>>>,
     failed_fetches: LocalMap<String, DomainError>,
+    budgets: RateLimiter,
 }
+
+/// The most peers linked back (links a peer offered, not configured): each is probed and
+/// kept linked, so an open node does not take on every node that calls.
+pub const MAX_LINK_BACKS: usize = 1000;
 
 impl Peers {
     pub fn new(
@@ -67,8 +73,10 @@ impl Peers {
         clock: SharedClock,
         config: Federation,
         network: Arc<dyn PeerNetwork>,
+        budgets: RateLimiter,
     ) -> Self {
         Self {
+            budgets,
             fetch_locks: LocalMap::new(clock.clone(), MAX_FETCH_LOCKS),
             failed_fetches: LocalMap::new(clock.clone(), MAX_FETCH_LOCKS),
             store,
@@ -304,6 +312,70 @@ impl Peers {
             Ok(())
         })
         .await
+    }
+
+    /// Takes one call from `server`'s own budget (`calls_per_peer_per_minute`): a peer that
+    /// proved who it is pays from its budget, from whatever address it calls.
+    pub async fn charge(&self, server: &ServerId) -> Result<(), DomainError> {
+        let key = format!("peer {server}");
+        match self
+            .budgets
+            .take(&key, self.config.calls_per_peer_per_minute)
+            .await?
+        {
+            true => Ok(()),
+            false => Err(DomainError::exhausted(
+                Reason::PeerThrottled,
+                format!("too many calls from {server}; try again in a minute"),
+            )),
+        }
+    }
+
+    /// A peer that proved its name and key linked here: unless it is wanted already, it is
+    /// linked back (through `url`, when given), up to [`MAX_LINK_BACKS`]. True when this
+    /// made it wanted.
+    pub async fn link_back(
+        &self,
+        server: &ServerId,
+        url: Option<String>,
+    ) -> Result<bool, DomainError> {
+        if self.config.peers.iter().any(|p| &p.server_id == server) {
+            return Ok(false);
+        }
+        let (name, now) = (server.to_string(), self.clock.now_ms());
+        let added = self
+            .store
+            .write(move |tx| {
+                let rows = tx.peers()?;
+                let row = rows.iter().find(|r| r.server_id == name);
+                if row.is_some_and(|r| r.linked)
+                    || rows.iter().filter(|r| r.linked).count() >= MAX_LINK_BACKS
+                {
+                    return Ok::<_, DomainError>(false);
+                }
+                let mut row = row.cloned().unwrap_or_else(|| Peer {
+                    server_id: name.clone(),
+                    state: "new".into(),
+                    ..Peer::default()
+                });
+                row.linked = true;
+                if url.is_some() {
+                    row.url = url.clone();
+                }
+                row.updated_at = now;
+                tx.put_peer(&row)?;
+                Ok(true)
+            })
+            .await?;
+        if added {
+            tracing::info!(target: "hearth::audit", event = "peer_linked_back", peer = %server);
+        }
+        Ok(added)
+    }
+
+    /// Whether a caller's URL may stand in for discovery (`accept_caller_urls`).
+    pub fn accepts_caller_urls(&self) -> bool {
+        self.config.accept_caller_urls
     }
 
     /// Every peer this node knows.

@@ -13,6 +13,8 @@ pub enum Job {
     LinkKeeper,
     /// Delivers the mail outbox.
     MailSender,
+    /// Delivers revocation notices to other nodes.
+    NoticeSender,
 }
 
 impl Job {
@@ -20,6 +22,7 @@ impl Job {
         match self {
             Job::LinkKeeper => "link_keeper",
             Job::MailSender => "mail_sender",
+            Job::NoticeSender => "notice_sender",
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The federation area of the store seam on SQLite: each operation is its table file's function.
 use super::Tx;
-use crate::domain::model::{KeyRotation, Peer};
+use crate::domain::model::{KeyRotation, Peer, PendingNotice};
 use crate::domain::state::store::{FederationRead, FederationWrite, StoreError};
-use crate::sqlite::{key_rotations, nonces, peer_tokens, peers};
+use crate::sqlite::{key_rotations, nonces, peer_tokens, peers, revocation_notices as notices};
 
 impl FederationRead for Tx<'_> {
     fn peer(&mut self, server_id: &str) -> Result<Option<Peer>, StoreError> {
@@ -16,6 +16,12 @@ impl FederationRead for Tx<'_> {
     }
     fn key_rotations(&mut self) -> Result<Vec<KeyRotation>, StoreError> {
         key_rotations::list(self.0)
+    }
+    fn due_notices(&mut self, now: u64, limit: u32) -> Result<Vec<PendingNotice>, StoreError> {
+        notices::due(self.0, now, limit)
+    }
+    fn waiting_notices(&mut self) -> Result<u64, StoreError> {
+        notices::waiting(self.0)
     }
 }
 
@@ -45,5 +51,44 @@ impl FederationWrite for Tx<'_> {
     }
     fn insert_key_rotation(&mut self, r: &KeyRotation) -> Result<(), StoreError> {
         key_rotations::insert(self.0, r)
+    }
+    fn grant_federation(
+        &mut self,
+        home_session: u64,
+        token: bool,
+        peer: &str,
+        user_id: u64,
+    ) -> Result<bool, StoreError> {
+        notices::grant(self.0, home_session, token, peer, user_id)
+    }
+    fn end_grants(&mut self, home_sessions: &[u64]) -> Result<(), StoreError> {
+        notices::end_grants(self.0, home_sessions)
+    }
+    fn delete_notices(&mut self, ids: &[u64]) -> Result<(), StoreError> {
+        notices::delete(self.0, ids)
+    }
+    fn retry_notices(&mut self, ids: &[u64], next_at: u64) -> Result<(), StoreError> {
+        notices::retry(self.0, ids, next_at)
+    }
+    fn notices_due_now(&mut self, peer: &str) -> Result<(), StoreError> {
+        notices::due_now(self.0, peer)
+    }
+    fn bind_foreign_session(
+        &mut self,
+        session_id: u64,
+        origin: &str,
+        home_session: u64,
+    ) -> Result<bool, StoreError> {
+        notices::bind(self.0, session_id, origin, home_session)
+    }
+    fn end_home_session(
+        &mut self,
+        origin: &str,
+        remote_user: u64,
+        home_session: u64,
+        keep_until: u64,
+        now: u64,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        notices::end(self.0, origin, remote_user, home_session, keep_until, now)
     }
 }
