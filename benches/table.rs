@@ -859,6 +859,35 @@ async fn main() {
                 .unwrap();
         }
         let seeded = seeding.elapsed();
+        // The sessions went into the database behind the node's back: it loads its session
+        // index as it does at start (a restart would).
+        let rss_before_index = rss_mib();
+        let loading = Instant::now();
+        let sessions = &alpha.node.services().sessions;
+        let indexed = sessions.load_index().await.unwrap();
+        let load_time = loading.elapsed();
+        let (per_entry, index_bytes) = sessions.index().bytes();
+        table.note(
+            &format!("session index: {indexed} sessions loaded"),
+            format!("{:.1} s", load_time.as_secs_f64()),
+            "–".into(),
+            "–",
+        );
+        table.note(
+            "… bytes per session in memory (entry; whole index / sessions)",
+            format!(
+                "{per_entry} B; {:.1} B",
+                index_bytes as f64 / indexed.max(1) as f64
+            ),
+            "–".into(),
+            "goal ≤ 32 B (36: a 96-bit key)",
+        );
+        table.note(
+            "… resident memory it added (MiB)",
+            format!("{:.0}", rss_mib() - rss_before_index),
+            "–".into(),
+            "–",
+        );
         // For attaching a profiler to the cache-miss rows.
         eprintln!("[bench] sessions seeded; the distinct-session rows start");
         let (tokens, in_process) = tokens.shuffle_split(sessions_used, &mut rng);
@@ -1124,39 +1153,37 @@ async fn main() {
         })
         .await;
         let logins = 4_000;
-        let mut fed_tokens = Vec::with_capacity(logins);
-        let mut fed = AuthServiceClient::new(alpha.channel.clone());
-        for _ in 0..logins {
-            let t = fed
-                .federate(authed(
-                    FederateRequest {
-                        server_id: "beta.bench.test".into(),
-                    },
-                    &token,
-                ))
-                .await
-                .unwrap()
-                .into_inner()
-                .token
-                .unwrap();
-            fed_tokens.push(t);
-        }
-        let fed_tokens = Arc::new(fed_tokens);
-        let beta_chans = connect(&beta.node.url(), load.connections).await;
-        let t = fed_tokens.clone();
-        let federated = drive(&beta_chans, load, logins, move |ch, i| {
-            let token = t[i].clone();
+        let fed = AuthServiceClient::new(alpha.channel.clone());
+        let tokens_for_beta = || {
+            let (mut fed, token) = (fed.clone(), token.clone());
             async move {
-                AuthServiceClient::new(ch)
-                    .login_federated(LoginFederatedRequest {
-                        auth_token: Some(token),
-                        server_id: "alpha.bench.test".into(),
-                    })
-                    .await
-                    .is_ok()
+                let mut fed_tokens = Vec::with_capacity(logins);
+                for _ in 0..logins {
+                    let req = FederateRequest {
+                        server_id: "beta.bench.test".into(),
+                    };
+                    let t = fed.federate(authed(req, &token)).await.unwrap();
+                    fed_tokens.push(t.into_inner().token.unwrap());
+                }
+                Arc::new(fed_tokens)
             }
-        })
-        .await;
+        };
+        let beta_chans = connect(&beta.node.url(), load.connections).await;
+        let log_in = |t: Arc<Vec<hearth::pb::protocol::harmonytypes::v1::Token>>| {
+            move |ch, i: usize| {
+                let token = t[i].clone();
+                async move {
+                    AuthServiceClient::new(ch)
+                        .login_federated(LoginFederatedRequest {
+                            auth_token: Some(token),
+                            server_id: "alpha.bench.test".into(),
+                        })
+                        .await
+                        .is_ok()
+                }
+            }
+        };
+        let federated = drive(&beta_chans, load, logins, log_in(tokens_for_beta().await)).await;
         let verify_insert = verify_and_insert(&beta, load).await;
         table.note(
             "one ed25519 verify + one session insert",
@@ -1168,6 +1195,32 @@ async fn main() {
             "LoginFederated (key cached)",
             &federated,
             Some(("verify + insert", verify_insert)),
+        );
+        // The same on a node that has 98 more peers pinned (a full mesh of 100).
+        let now = hearth::clock::Clock::now_ms(&hearth::clock::SystemClock);
+        beta.node
+            .services()
+            .store()
+            .write(move |tx| {
+                for n in 0..98 {
+                    tx.put_peer(&hearth::domain::model::Peer {
+                        server_id: format!("n{n:02}.bench.test"),
+                        pinned_key: Some(hearth::identity::key::NodeKey::generate().public()),
+                        linked: true,
+                        state: "linked".into(),
+                        updated_at: now,
+                        ..Default::default()
+                    })?;
+                }
+                Ok::<_, hearth::domain::state::StoreError>(())
+            })
+            .await
+            .unwrap();
+        let with_peers = drive(&beta_chans, load, logins, log_in(tokens_for_beta().await)).await;
+        table.row(
+            "LoginFederated, 99 peers pinned",
+            &with_peers,
+            Some(("LoginFederated (key cached)", federated.rate)),
         );
         others.push(beta);
     }

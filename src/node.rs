@@ -272,6 +272,7 @@ impl Node {
         tasks.push(renew_id_lease(services.clone(), stopped.clone()));
         tasks.push(sweep_state(services.clone(), stopped.clone()));
         tasks.push(write_activity(services.clone(), stopped.clone()));
+        tasks.push(keep_session_index(services.clone(), stopped.clone()));
         if services.config().store.url.is_none() {
             tasks.push(crate::notice_files::follow(
                 services.config().data_dir.clone(),
@@ -406,6 +407,25 @@ fn write_activity(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> J
             if stopping {
                 return;
             }
+        }
+    })
+}
+
+/// Loads the session index, then folds what it learns into it every few seconds.
+fn keep_session_index(services: Arc<Services>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        match services.sessions.load_index().await {
+            Ok(n) => tracing::debug!(sessions = n, "session index loaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "loading the session index; sessions are read from the database until it learns them")
+            }
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                _ = stop.changed() => return,
+            }
+            services.sessions.rebuild_index().await;
         }
     })
 }

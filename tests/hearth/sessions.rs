@@ -262,3 +262,47 @@ async fn only_the_sha256_of_a_session_token_is_stored() {
     assert_eq!(found.scopes, hearth::domain::scopes::ScopeSet::ALL);
     assert!(found.expires_at > found.last_active);
 }
+
+/// The session index (`[sessions] memory_index_max`): a session the short-lived credential
+/// cache no longer holds resolves from memory, without a database read; one that ends is
+/// refused at once, and so is a token replaced by RefreshSession.
+#[tokio::test]
+async fn the_session_index_resolves_without_the_database_and_drops_ended_sessions() {
+    let n = TestNode::start().await;
+    let (token, session, _) = n.sign_up("index@example.org").await;
+    let (other, _, _) = n.sign_up("index2@example.org").await;
+    n.pong(Some(&token)).await.unwrap();
+    n.pong(Some(&other)).await.unwrap();
+    // Past the credential cache's 5 s.
+    n.clock.advance_ms(6_000);
+    let reads = n.domain().store().timings().reads;
+    n.pong(Some(&token)).await.unwrap();
+    n.pong(Some(&other)).await.unwrap();
+    assert_eq!(
+        n.domain().store().timings().reads,
+        reads,
+        "resolved from the index"
+    );
+    assert!(n.domain().sessions.index().len() >= 2);
+    n.tangle()
+        .revoke_sessions(authed(
+            tangle::RevokeSessions {
+                session_ids: vec![session],
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let refused = n.pong(Some(&token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    // Folded into the sorted part, the ended session stays gone and the other stays.
+    n.domain().sessions.rebuild_index().await;
+    n.clock.advance_ms(6_000);
+    assert_eq!(
+        n.pong(Some(&token)).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let reads = n.domain().store().timings().reads;
+    n.pong(Some(&other)).await.unwrap();
+    assert_eq!(n.domain().store().timings().reads, reads);
+}

@@ -30,6 +30,7 @@ impl Default for Config {
             sessions: Sessions {
                 idle_timeout_secs: 30 * 24 * 3600,
                 lifetime_secs: 90 * 24 * 3600,
+                memory_index_max: 1_000_000,
             },
             mail: Mail {
                 smtp_url: None,

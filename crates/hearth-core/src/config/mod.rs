@@ -294,6 +294,10 @@ pub struct Sessions {
     pub idle_timeout_secs: u64,
     /// A session expires this long after sign-in, used or not.
     pub lifetime_secs: u64,
+    /// Sessions kept in memory (36 bytes each) so that resolving one reads no database;
+    /// past it, sessions are read from the database. 0: off. Off on nodes that require
+    /// verified e-mail.
+    pub memory_index_max: usize,
 }
 
 /// `[mail]`

@@ -28,6 +28,7 @@ pub mod principal;
 pub mod rate_limit;
 pub mod scopes;
 pub mod second_factor;
+pub mod session_index;
 pub mod sessions;
 pub mod settings;
 pub mod state;

@@ -9,8 +9,9 @@ use super::error::Reason;
 use super::model::{DeviceFacts, Session};
 use super::principal::{CredentialKind, Principal};
 use super::scopes::ScopeSet;
+use super::session_index::{Known, SessionIndex};
 use super::state::ids::IdAllocator;
-use super::state::revocations::Revocations;
+use super::state::revocations::{Revocations, Revoked};
 use super::state::{Store, StoreError, WriteTx};
 use super::DomainError;
 use crate::clock::SharedClock;
@@ -78,6 +79,7 @@ pub struct Sessions {
     revocations: Arc<dyn Revocations>,
     require_verified_email: bool,
     stamps: Arc<ActivityStamps>,
+    index: Arc<SessionIndex>,
 }
 
 impl Sessions {
@@ -91,7 +93,20 @@ impl Sessions {
         revocations: Arc<dyn Revocations>,
     ) -> Self {
         let cache = CredentialCache::kept_by(clock.clone(), revocations.as_ref());
+        // Whether an account's address is verified can change without a notice (a guest
+        // upgraded), so a node that requires it reads the database.
+        let max = match require_verified_email {
+            true => 0,
+            false => config.memory_index_max,
+        };
+        let index = Arc::new(SessionIndex::new(max));
+        let kept = index.clone();
+        revocations.subscribe(Arc::new(move |r| match r {
+            Revoked::Sessions(ids) => kept.end(ids),
+            Revoked::Anything => kept.clear(),
+        }));
         Self {
+            index,
             store,
             clock,
             ids,
@@ -137,14 +152,75 @@ impl Sessions {
         (token, row)
     }
 
-    /// Resolves a parsed session token; known sessions are served from the cache.
+    /// Resolves a parsed session token: from the credential cache, else the session
+    /// index, else the store.
     pub async fn resolve(&self, secret: &BearerSecret) -> Result<Principal, DomainError> {
         let hash = secret.hash();
         let now = self.clock.now_ms();
+        let (entry, cached) = match self.cache.get(&hash) {
+            Some(entry) => (entry, true),
+            None => match self.indexed(&hash, now) {
+                Some(entry) => (entry, false),
+                None => (self.load(hash).await?, true),
+            },
+        };
+        if now >= entry.expires_at {
+            return Err(sign_in_again(
+                Reason::SessionExpired,
+                "the session has expired",
+            ));
+        }
+        if now >= entry.last_active + self.idle_ms {
+            return Err(sign_in_again(
+                Reason::SessionIdle,
+                "the session expired after being idle",
+            ));
+        }
+        let due = match cached {
+            true => self.cache.use_due(&hash, &entry, now, TOUCH_EVERY_MS),
+            false => now.saturating_sub(entry.last_active) >= TOUCH_EVERY_MS,
+        };
+        if due {
+            // Written behind, in one batch with others (`write_activity`).
+            self.stamps.stamp(entry.principal.session_id, now);
+            self.index.touch(&hash, now);
+        }
+        Ok(entry.principal)
+    }
+
+    /// The session of `hash` from the index, when the index knows it and it is clearly
+    /// alive: the index's times are rounded toward refusal, so a session near its expiry or
+    /// idle limit goes to the store, which decides to the millisecond.
+    fn indexed(&self, hash: &[u8; 32], now: u64) -> Option<Entry> {
+        let k = self.index.get(hash)?;
+        let last_active = self
+            .stamps
+            .get(k.session_id)
+            .map_or(k.last_active, |at| at.max(k.last_active));
+        if now >= k.expires_at || now >= last_active + self.idle_ms {
+            return None;
+        }
+        Some(Entry {
+            principal: Principal {
+                user_id: k.user_id,
+                session_id: k.session_id,
+                kind: CredentialKind::Session,
+                scopes: ScopeSet::ALL,
+                token_hash: *hash,
+                email_unverified: false,
+            },
+            expires_at: k.expires_at,
+            last_active,
+        })
+    }
+
+    /// The session of `hash` from the store, then cached (and kept in the index when it is
+    /// a full session).
+    async fn load(&self, hash: [u8; 32]) -> Result<Entry, DomainError> {
         let check_email = self.require_verified_email;
-        let (store, stamps) = (self.store.clone(), self.stamps.clone());
-        let entry = self
-            .cache
+        let (store, stamps, index) = (self.store.clone(), self.stamps.clone(), self.index.clone());
+        let generation = index.generation();
+        self.cache
             .get_or_load(hash, || async move {
                 let (row, email_unverified) = store
                     .lookup(move |tx| {
@@ -164,6 +240,18 @@ impl Sessions {
                             "the session does not exist or was revoked",
                         )
                     })?;
+                let last_active = stamps
+                    .get(row.id)
+                    .map_or(row.last_active, |at| at.max(row.last_active));
+                if row.scopes == ScopeSet::ALL && !email_unverified {
+                    let known = Known {
+                        session_id: row.id,
+                        user_id: row.user_id,
+                        expires_at: row.expires_at,
+                        last_active,
+                    };
+                    index.learn(&hash, known, generation);
+                }
                 Ok(Entry {
                     principal: Principal {
                         user_id: row.user_id,
@@ -175,29 +263,68 @@ impl Sessions {
                     },
                     expires_at: row.expires_at,
                     // A stamp this node has not written yet still counts.
-                    last_active: stamps
-                        .get(row.id)
-                        .map_or(row.last_active, |at| at.max(row.last_active)),
+                    last_active,
                 })
             })
-            .await?;
-        if now >= entry.expires_at {
-            return Err(sign_in_again(
-                Reason::SessionExpired,
-                "the session has expired",
-            ));
+            .await
+    }
+
+    /// Loads every live full session from the store into the index (at start; the
+    /// benchmark after seeding sessions, as a restart would). Returns how many it holds.
+    pub async fn load_index(&self) -> Result<usize, DomainError> {
+        if !self.index.enabled() {
+            return Ok(0);
         }
-        if now >= entry.last_active + self.idle_ms {
-            return Err(sign_in_again(
-                Reason::SessionIdle,
-                "the session expired after being idle",
-            ));
+        const PAGE: u32 = 20_000;
+        self.index.begin_load();
+        let (mut all, mut after) = (Vec::new(), 0);
+        let now = self.clock.now_ms();
+        loop {
+            let page = self
+                .store
+                .read(move |tx| tx.full_sessions(after, PAGE, now))
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    self.index.load(Vec::new(), now);
+                    return Err(e.into());
+                }
+            };
+            let last = page.last().map(|(_, c)| c.id);
+            all.extend(page.into_iter().map(|(hash, c)| {
+                let known = Known {
+                    session_id: c.id,
+                    user_id: c.user_id,
+                    expires_at: c.expires_at,
+                    last_active: c.last_active,
+                };
+                (hash, known)
+            }));
+            match last {
+                Some(id) if all.len() < self.index.max() => after = id,
+                _ => break,
+            }
         }
-        if self.cache.use_due(&hash, &entry, now, TOUCH_EVERY_MS) {
-            // Written behind, in one batch with others (`write_activity`).
-            self.stamps.stamp(entry.principal.session_id, now);
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || index.load(all, now))
+            .await
+            .map_err(|e| DomainError::internal(format!("loading the session index: {e}")))?;
+        Ok(self.index.len())
+    }
+
+    /// The session index (figures: its size and bytes).
+    pub fn index(&self) -> &SessionIndex {
+        &self.index
+    }
+
+    /// Folds what the index learned into its sorted part, off the async workers, while it
+    /// has something to fold (the node calls it every few seconds).
+    pub async fn rebuild_index(&self) {
+        if self.index.dirty() {
+            let (index, now) = (self.index.clone(), self.clock.now_ms());
+            let _ = tokio::task::spawn_blocking(move || index.rebuild(now)).await;
         }
-        Ok(entry.principal)
     }
 
     /// Writes every pending activity stamp in one transaction (the node calls it every

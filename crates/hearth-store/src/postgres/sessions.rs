@@ -19,6 +19,35 @@ impl SessionsRead for Tx<'_> {
             .as_ref()
             .map(rows::session_credential))
     }
+    fn full_sessions(
+        &mut self,
+        after_id: u64,
+        limit: u32,
+        now: u64,
+    ) -> Result<Vec<([u8; 32], SessionCredential)>, StoreError> {
+        let rows = self.rows(
+            "SELECT token_hash, id, user_id, last_active, expires_at FROM sessions \
+             WHERE id > $1 AND expires_at > $2 AND scopes IS NULL AND access_token_id IS NULL \
+             ORDER BY id LIMIT $3",
+            &[&i(after_id), &i(now), &i64::from(limit)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let hash: Vec<u8> = r.get(0);
+                (
+                    hash.try_into().unwrap_or([0; 32]),
+                    SessionCredential {
+                        id: r.get::<_, i64>(1) as u64,
+                        user_id: r.get::<_, i64>(2) as u64,
+                        last_active: r.get::<_, i64>(3) as u64,
+                        expires_at: r.get::<_, i64>(4) as u64,
+                        scopes: crate::domain::scopes::ScopeSet::ALL,
+                    },
+                )
+            })
+            .collect())
+    }
     fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError> {
         let sql = format!("SELECT {} FROM sessions WHERE id = $1", rows::SESSION);
         Ok(self.row(&sql, &[&i(id)])?.as_ref().map(rows::session))

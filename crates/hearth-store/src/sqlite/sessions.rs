@@ -149,6 +149,38 @@ pub fn credential(
     )
 }
 
+/// A page of live full sessions with their token hashes, in id order.
+pub fn full_page(
+    c: &Connection,
+    after_id: u64,
+    limit: u32,
+    now: u64,
+) -> Result<Vec<([u8; 32], SessionCredential)>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT token_hash, id, user_id, last_active, expires_at FROM sessions \
+             WHERE id > ?1 AND expires_at > ?2 AND scopes IS NULL AND access_token_id IS NULL \
+             ORDER BY id LIMIT ?3",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![after_id as i64, now as i64, limit], |r| {
+            let hash: Vec<u8> = r.get(0)?;
+            Ok((
+                hash.try_into().unwrap_or([0; 32]),
+                SessionCredential {
+                    id: r.get::<_, i64>(1)? as u64,
+                    user_id: r.get::<_, i64>(2)? as u64,
+                    last_active: r.get::<_, i64>(3)? as u64,
+                    expires_at: r.get::<_, i64>(4)? as u64,
+                    scopes: ScopeSet::ALL,
+                },
+            ))
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
 /// A user's sessions, newest first.
 pub fn list_for_user(c: &Connection, user_id: u64) -> Result<Vec<Session>, StoreError> {
     let mut stmt = c

@@ -11,6 +11,14 @@ impl SessionsRead for Tx<'_> {
     ) -> Result<Option<SessionCredential>, StoreError> {
         sessions::credential(self.0, hash)
     }
+    fn full_sessions(
+        &mut self,
+        after_id: u64,
+        limit: u32,
+        now: u64,
+    ) -> Result<Vec<([u8; 32], SessionCredential)>, StoreError> {
+        sessions::full_page(self.0, after_id, limit, now)
+    }
     fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError> {
         sessions::by_id(self.0, id)
     }

@@ -9,6 +9,15 @@ pub trait SessionsRead {
         &mut self,
         hash: &[u8; 32],
     ) -> Result<Option<SessionCredential>, StoreError>;
+    /// Up to `limit` live full sessions (every scope, not made from a personal access
+    /// token) with ids above `after_id`, in id order, with their token hashes: a page of
+    /// what the session index loads at start.
+    fn full_sessions(
+        &mut self,
+        after_id: u64,
+        limit: u32,
+        now: u64,
+    ) -> Result<Vec<([u8; 32], SessionCredential)>, StoreError>;
     /// A session by id.
     fn session(&mut self, id: u64) -> Result<Option<Session>, StoreError>;
     /// How many sessions of `user_id`, and of personal access token `token_id`, are live
