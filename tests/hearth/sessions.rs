@@ -296,7 +296,10 @@ async fn the_session_index_resolves_without_the_database_and_drops_ended_session
     let refused = n.pong(Some(&token)).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
     // Folded into the sorted part, the ended session stays gone and the other stays.
-    n.domain().sessions.rebuild_index().await;
+    n.domain()
+        .sessions
+        .index()
+        .rebuild(hearth::clock::Clock::now_ms(n.clock.as_ref()));
     n.clock.advance_ms(6_000);
     assert_eq!(
         n.pong(Some(&token)).await.unwrap_err().code(),

@@ -20,10 +20,15 @@ use std::sync::{Arc, RwLock};
 /// Ended sessions remembered between rebuilds; past it the index answers nothing until the
 /// next rebuild (which then runs at once).
 const MAX_ENDED: usize = 100_000;
+/// Sessions learned or ended that make a rebuild worth its copy of the sorted part: below
+/// it they stay in the small map and the ended set, which lookups check first.
+pub const REBUILD_AT: usize = 16_384;
+/// Sessions learned between rebuilds at most (a rebuild every 5 s folds them in).
+const MAX_RECENT: usize = 65_536;
 
 /// One session, packed: every field 4-aligned, so the entry is 36 bytes.
 #[derive(Debug)]
-struct Packed {
+pub struct Packed {
     key: [u32; 3],
     session: [u32; 2],
     user: [u32; 2],
@@ -171,7 +176,7 @@ impl SessionIndex {
         }
         let mut recent = write(&self.recent);
         // Under the lock a revocation's `end` also takes: it cannot slip in between.
-        if self.generation() == generation {
+        if self.generation() == generation && recent.len() < MAX_RECENT {
             recent.insert(key_of(hash), Packed::new(hash, &known));
         }
     }
@@ -230,10 +235,13 @@ impl SessionIndex {
         (per, base + recent)
     }
 
-    /// Whether a rebuild has something to fold in (and may run: no load is reading).
+    /// Whether a rebuild is due: enough was learned or ended since the last one to be
+    /// worth copying the sorted part (and no load is reading).
     pub fn dirty(&self) -> bool {
         !self.loading.load(Ordering::Acquire)
-            && (!read(&self.recent).is_empty() || !read(&self.ended).is_empty())
+            && (read(&self.recent).len() >= REBUILD_AT
+                || read(&self.ended).len() >= REBUILD_AT
+                || self.overflow.load(Ordering::Acquire))
     }
 
     /// A load from the store begins: sessions ending from now on stay ended until
@@ -285,17 +293,23 @@ impl SessionIndex {
             .store(all_ended.len() > MAX_ENDED, Ordering::Release);
     }
 
-    /// Replaces the base with `sessions` (a load from the store that began with
-    /// [`SessionIndex::begin_load`]), keeping what was learned and ended meanwhile.
-    pub fn load(&self, sessions: Vec<([u8; 32], Known)>, now: u64) {
-        let mut base: Vec<Packed> = sessions
-            .iter()
-            .take(self.max)
-            .map(|(hash, k)| Packed::new(hash, k))
-            .collect();
-        base.sort_by_key(|p| p.key);
-        *write(&self.base) = Arc::new(base);
-        self.rebuild(now);
+    /// Adds a page of a load from the store (begun with [`SessionIndex::begin_load`]) to
+    /// `into`, packed as it comes: a million sessions never exist in memory twice.
+    pub fn pack(&self, into: &mut Vec<Packed>, page: &[([u8; 32], Known)]) {
+        let room = self.max.saturating_sub(into.len());
+        into.extend(page.iter().take(room).map(|(hash, k)| Packed::new(hash, k)));
+    }
+
+    /// Ends a load: `loaded` (from [`SessionIndex::pack`]) becomes the sorted part, without
+    /// what ended while it was read; what was learned meanwhile stays.
+    pub fn finish_load(&self, mut loaded: Vec<Packed>) {
+        loaded.sort_unstable_by_key(|p| p.key);
+        loaded.dedup_by(|later, earlier| later.key == earlier.key);
+        {
+            let ended = read(&self.ended);
+            loaded.retain(|p| !ended.contains(&join(p.session)));
+        }
+        *write(&self.base) = Arc::new(loaded);
         self.loading.store(false, Ordering::Release);
     }
 }
@@ -329,7 +343,10 @@ mod tests {
     fn learned_loaded_and_rebuilt_sessions_are_found_and_ended_ones_are_not() {
         let index = SessionIndex::new(10);
         index.begin_load();
-        index.load((1..=3).map(|n| (hash(n), known(u64::from(n)))).collect(), 0);
+        let mut loaded = Vec::new();
+        let page: Vec<_> = (1..=3).map(|n| (hash(n), known(u64::from(n)))).collect();
+        index.pack(&mut loaded, &page);
+        index.finish_load(loaded);
         let g = index.generation();
         index.learn(&hash(9), known(9), g);
         assert_eq!(index.get(&hash(2)), Some(known(2)));

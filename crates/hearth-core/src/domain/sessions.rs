@@ -277,7 +277,7 @@ impl Sessions {
         }
         const PAGE: u32 = 20_000;
         self.index.begin_load();
-        let (mut all, mut after) = (Vec::new(), 0);
+        let (mut loaded, mut after) = (Vec::new(), 0);
         let now = self.clock.now_ms();
         loop {
             let page = self
@@ -287,27 +287,30 @@ impl Sessions {
             let page = match page {
                 Ok(page) => page,
                 Err(e) => {
-                    self.index.load(Vec::new(), now);
+                    self.index.finish_load(loaded);
                     return Err(e.into());
                 }
             };
-            let last = page.last().map(|(_, c)| c.id);
-            all.extend(page.into_iter().map(|(hash, c)| {
-                let known = Known {
-                    session_id: c.id,
-                    user_id: c.user_id,
-                    expires_at: c.expires_at,
-                    last_active: c.last_active,
-                };
-                (hash, known)
-            }));
-            match last {
-                Some(id) if all.len() < self.index.max() => after = id,
+            let known: Vec<([u8; 32], Known)> = page
+                .iter()
+                .map(|(hash, c)| {
+                    let known = Known {
+                        session_id: c.id,
+                        user_id: c.user_id,
+                        expires_at: c.expires_at,
+                        last_active: c.last_active,
+                    };
+                    (*hash, known)
+                })
+                .collect();
+            self.index.pack(&mut loaded, &known);
+            match page.last() {
+                Some((_, c)) if loaded.len() < self.index.max() => after = c.id,
                 _ => break,
             }
         }
         let index = self.index.clone();
-        tokio::task::spawn_blocking(move || index.load(all, now))
+        tokio::task::spawn_blocking(move || index.finish_load(loaded))
             .await
             .map_err(|e| DomainError::internal(format!("loading the session index: {e}")))?;
         Ok(self.index.len())
