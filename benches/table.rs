@@ -669,9 +669,10 @@ async fn stage_costs(table: &mut Table, services: &hearth::domain::Services) {
         *req.uri_mut() = path.parse().unwrap();
         req.headers_mut()
             .insert("content-type", "application/grpc".parse().unwrap());
-        req.extensions_mut().insert(hearth::api::context::ClientIp(Some(
-            std::net::Ipv4Addr::LOCALHOST.into(),
-        )));
+        req.extensions_mut()
+            .insert(hearth::api::context::ClientIp(Some(
+                std::net::Ipv4Addr::LOCALHOST.into(),
+            )));
         req
     };
     let answer = |req: axum::extract::Request| async move {
@@ -704,8 +705,14 @@ async fn stage_costs(table: &mut Table, services: &hearth::domain::Services) {
     }
     let alone = per_call(|| answer(request())).await;
     let stages = [
-        ("trace (span, request id)", per_call(|| trace::around(request(), answer)).await),
-        ("cors", per_call(|| cors::around(&cors, request(), answer)).await),
+        (
+            "trace (span, request id)",
+            per_call(|| trace::around(request(), answer)).await,
+        ),
+        (
+            "cors",
+            per_call(|| cors::around(&cors, request(), answer)).await,
+        ),
         (
             "metrics",
             per_call(|| metrics::around(&metrics, Some(method), request(), answer)).await,

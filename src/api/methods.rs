@@ -18,8 +18,9 @@ pub enum Cost {
     /// A password hash.
     Hashing,
     Mail,
-    /// Logins of other nodes' users (a key fetch, a signature check, a write), and calls
-    /// to identity providers (GetJWT).
+    /// Logins of other nodes' users (a key fetch, a signature check, a write), tokens for
+    /// other nodes (Federate: a signature and a write), and calls to identity providers
+    /// (GetJWT).
     Peer,
     /// Calls between nodes (a signature each); the domain also charges the authenticated
     /// peer, so many nodes behind one address do not share one budget.
@@ -146,10 +147,12 @@ pub const METHODS: &[Method] = &[
     m("/auth.Auth/TokenRefresh", Public).cost(Cost::Node),
     m("/auth.Auth/Signout", Public),
     m("/auth.v1alpha1.AuthAPI/GetJWT", Public).cost(Cost::Peer),
+    // A signature and a write (the grant that revocation notices follow) each.
     m(
         "/protocol.auth.v1.AuthService/Federate",
         Scope("federation"),
-    ),
+    )
+    .cost(Cost::Peer),
     m("/protocol.auth.v1.AuthService/LoginFederated", Public).cost(Cost::Peer),
     m("/protocol.auth.v1.AuthService/Key", Public),
     m("/protocol.auth.v1.AuthService/RevokeFederated", Public).cost(Cost::Node),

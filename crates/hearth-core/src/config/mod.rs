@@ -200,7 +200,7 @@ pub struct Limits {
     pub hashing_calls_per_ip_per_minute: u32,
     /// Calls per client IP and minute that send mail (reset, resend).
     pub mail_calls_per_ip_per_minute: u32,
-    /// Calls per client IP and minute about other nodes' users (LoginFederated) and to
+    /// Calls per client IP and minute of federation (Federate, LoginFederated) and to
     /// identity providers (GetJWT).
     pub peer_calls_per_ip_per_minute: u32,
     /// Calls per client IP and minute between nodes (the peer challenge, TokenRefresh,
