@@ -1414,6 +1414,7 @@ async fn main() {
             "–".into(),
             "–",
         );
+        node_memory_rows(&mut table, load, users_total, sessions_total, sessions_used).await;
     }
 
     // Three nodes on one PostgreSQL against the one SQLite node above.
@@ -1615,9 +1616,6 @@ async fn verify_and_insert(node: &common::BenchNode, load: Load) -> f64 {
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// SignIn with a TOTP code against SignIn without one, each call to an account of its own
-/// (a code signs in once per 30 s step, so one account cannot be signed in again at once),
-/// alternating rounds as [`pair`] does.
 /// A `hearth serve` process logging at `level` into `log`; killed when dropped.
 struct Process(std::process::Child);
 
@@ -1678,6 +1676,116 @@ async fn log_rows(table: &mut Table, load: Load) {
     );
 }
 
+/// A `hearth serve` process alone on a database of `users` users and `sessions` sessions:
+/// its resident memory once started (the session index loaded), and after Pong over
+/// `distinct` of the sessions. The in-process rows cannot separate a node's memory from the
+/// load generator's and the other nodes'.
+async fn node_memory_rows(
+    table: &mut Table,
+    load: Load,
+    users: usize,
+    sessions: usize,
+    distinct: usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = hearth::Config {
+        data_dir: dir.path().join("data"),
+        ..hearth::Config::default()
+    };
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let store = hearth::Node::open_store(&config, 2).unwrap();
+    let now = hearth::clock::Clock::now_ms(&hearth::clock::SystemClock);
+    let user = move |id: u64| User {
+        id,
+        email: Some(format!("user{id}@bench.test")),
+        name: "U".into(),
+        password_hash: None,
+        email_verified: false,
+        home: None,
+        disabled: false,
+        created_at: now,
+    };
+    let owner = 1u64 << 62;
+    store
+        .write(move |tx| tx.insert_user(&user(owner)))
+        .await
+        .unwrap();
+    for chunk in 0..users.div_ceil(20_000) {
+        let start = (1u64 << 61) + (chunk * 20_000) as u64;
+        let n = 20_000.min(users - chunk * 20_000) as u64;
+        store
+            .write(move |tx| (start..start + n).try_for_each(|id| tx.insert_user(&user(id))))
+            .await
+            .unwrap();
+    }
+    let mut tokens = TokenPool::with_capacity(distinct);
+    let mut rng = rand::thread_rng();
+    let mut id = 1u64 << 60;
+    for chunk in 0..sessions.div_ceil(20_000) {
+        let mut batch = Vec::new();
+        for _ in 0..20_000.min(sessions - chunk * 20_000) {
+            let secret = BearerSecret::generate(SecretKind::Session);
+            id += 1;
+            batch.push(Session {
+                id,
+                user_id: owner,
+                token_hash: secret.hash(),
+                device: DeviceFacts::default(),
+                created_at: now - 600_000,
+                last_active: now - 600_000,
+                expires_at: now + 86_400_000,
+                scopes: ScopeSet::ALL,
+                access_token_id: None,
+                amr: "pwd".into(),
+            });
+            let seen = chunk * 20_000 + batch.len() - 1;
+            if rng.gen_range(0..sessions - seen) < distinct - tokens.len() {
+                tokens.push(secret.expose());
+            }
+        }
+        store
+            .write(move |tx| batch.iter().try_for_each(|s| tx.insert_session(s)))
+            .await
+            .unwrap();
+    }
+    store.close();
+    drop(store);
+    let (node, url) = serve_logging(dir.path(), "warn");
+    let pid = node.0.id().to_string();
+    let chans = connect(&url, load.connections).await;
+    // The index loads in the background at start (about half a second a million).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = common::rss_mib_of(&pid);
+    let (t, next) = (Arc::new(tokens), Arc::new(AtomicUsize::new(0)));
+    let pongs = samples(
+        &chans,
+        for_window(load, load.window * 3),
+        usize::MAX,
+        move |ch, _| {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            call_pong(ch, t.get(k % t.len()).to_owned())
+        },
+    )
+    .await
+    .stats();
+    let after = common::rss_mib_of(&pid);
+    table.note(
+        &format!("hearth serve alone, {users} users and {sessions} sessions: resident memory started (MiB)"),
+        format!("{started:.0}"),
+        "–".into(),
+        "–",
+    );
+    table.note(
+        &format!(
+            "… after Pong over {distinct} distinct sessions ({:.0}/s, {} errors) (MiB)",
+            pongs.rate, pongs.errors
+        ),
+        format!("{after:.0}"),
+        "–".into(),
+        "goal ≤ 200",
+    );
+}
+
 /// Signs up `{prefix}{i}@bench.test` for `i` below `n` over `chans`, 16 at a time.
 async fn seed_accounts(chans: &[Channel], prefix: &str, n: usize) {
     let next = Arc::new(AtomicUsize::new(0));
@@ -1704,6 +1812,9 @@ async fn seed_accounts(chans: &[Channel], prefix: &str, n: usize) {
     }
 }
 
+/// SignIn with a TOTP code against SignIn without one, each call to an account of its own
+/// (a code signs in once per 30 s step, so one account cannot be signed in again at once),
+/// alternating rounds as [`pair`] does.
 async fn second_factor_rows(table: &mut Table, chans: &[Channel], load: Load) {
     use hearth::pb::tangle::client::auth::SetupTotp;
     let accounts: usize = env("BENCH_SECOND_FACTOR_ACCOUNTS", 800);
