@@ -938,47 +938,15 @@ async fn main() {
         let in_process_used = env("BENCH_IN_PROCESS", IN_PROCESS_MISSES)
             .min(sessions_total - sessions_used)
             .min(IN_PROCESS_MISSES);
-        let mut tokens = TokenPool::with_capacity(sessions_used + in_process_used);
-        let mut next_id = 1u64 << 60;
+        let tokens = seed_sessions(
+            &store,
+            user_id,
+            sessions_total,
+            sessions_used + in_process_used,
+            now,
+        )
+        .await;
         let mut rng = rand::thread_rng();
-        for chunk in 0..sessions_total.div_ceil(20_000) {
-            let mut batch = Vec::new();
-            for _ in 0..20_000.min(sessions_total - chunk * 20_000) {
-                let secret = BearerSecret::generate(SecretKind::Session);
-                next_id += 1;
-                batch.push(Session {
-                    id: next_id,
-                    user_id,
-                    token_hash: secret.hash(),
-                    device: DeviceFacts::default(),
-                    // Last used ten minutes ago: each session comes back with its activity
-                    // stamp due, as returning users do.
-                    created_at: now - 600_000,
-                    last_active: now - 600_000,
-                    expires_at: now + 86_400_000,
-                    scopes: ScopeSet::ALL,
-                    access_token_id: None,
-                    amr: "pwd".into(),
-                });
-                // A uniform sample of the sessions (selection sampling), so the ones that
-                // come back are spread over the table as returning users' are, not
-                // neighbours in id order that share pages.
-                let seen = chunk * 20_000 + batch.len() - 1;
-                let wanted = sessions_used + in_process_used - tokens.len();
-                if rng.gen_range(0..sessions_total - seen) < wanted {
-                    tokens.push(secret.expose());
-                }
-            }
-            store
-                .write(move |tx| {
-                    for s in &batch {
-                        tx.insert_session(s)?;
-                    }
-                    Ok::<_, hearth::domain::state::StoreError>(())
-                })
-                .await
-                .unwrap();
-        }
         let seeded = seeding.elapsed();
         // The sessions went into the database behind the node's back: it loads its session
         // index as it does at start (a restart would).
@@ -1676,6 +1644,50 @@ async fn log_rows(table: &mut Table, load: Load) {
     );
 }
 
+/// Inserts `total` sessions of `user_id` straight into `store`, last used ten minutes ago
+/// (each comes back with its activity stamp due, as returning users do); returns the tokens
+/// of `keep` of them, a uniform sample (selection sampling), so the ones that come back are
+/// spread over the table as returning users' are, not neighbours that share pages.
+async fn seed_sessions(
+    store: &hearth::domain::state::Store,
+    user_id: u64,
+    total: usize,
+    keep: usize,
+    now: u64,
+) -> TokenPool {
+    let mut tokens = TokenPool::with_capacity(keep);
+    let mut next_id = 1u64 << 60;
+    let mut rng = rand::thread_rng();
+    for chunk in 0..total.div_ceil(20_000) {
+        let mut batch = Vec::new();
+        for _ in 0..20_000.min(total - chunk * 20_000) {
+            let secret = BearerSecret::generate(SecretKind::Session);
+            next_id += 1;
+            batch.push(Session {
+                id: next_id,
+                user_id,
+                token_hash: secret.hash(),
+                device: DeviceFacts::default(),
+                created_at: now - 600_000,
+                last_active: now - 600_000,
+                expires_at: now + 86_400_000,
+                scopes: ScopeSet::ALL,
+                access_token_id: None,
+                amr: "pwd".into(),
+            });
+            let seen = chunk * 20_000 + batch.len() - 1;
+            if rng.gen_range(0..total - seen) < keep - tokens.len() {
+                tokens.push(secret.expose());
+            }
+        }
+        store
+            .write(move |tx| batch.iter().try_for_each(|s| tx.insert_session(s)))
+            .await
+            .unwrap();
+    }
+    tokens
+}
+
 /// A `hearth serve` process alone on a database of `users` users and `sessions` sessions:
 /// its resident memory once started (the session index loaded), and after Pong over
 /// `distinct` of the sessions. The in-process rows cannot separate a node's memory from the
@@ -1718,36 +1730,7 @@ async fn node_memory_rows(
             .await
             .unwrap();
     }
-    let mut tokens = TokenPool::with_capacity(distinct);
-    let mut rng = rand::thread_rng();
-    let mut id = 1u64 << 60;
-    for chunk in 0..sessions.div_ceil(20_000) {
-        let mut batch = Vec::new();
-        for _ in 0..20_000.min(sessions - chunk * 20_000) {
-            let secret = BearerSecret::generate(SecretKind::Session);
-            id += 1;
-            batch.push(Session {
-                id,
-                user_id: owner,
-                token_hash: secret.hash(),
-                device: DeviceFacts::default(),
-                created_at: now - 600_000,
-                last_active: now - 600_000,
-                expires_at: now + 86_400_000,
-                scopes: ScopeSet::ALL,
-                access_token_id: None,
-                amr: "pwd".into(),
-            });
-            let seen = chunk * 20_000 + batch.len() - 1;
-            if rng.gen_range(0..sessions - seen) < distinct - tokens.len() {
-                tokens.push(secret.expose());
-            }
-        }
-        store
-            .write(move |tx| batch.iter().try_for_each(|s| tx.insert_session(s)))
-            .await
-            .unwrap();
-    }
+    let tokens = seed_sessions(&store, owner, sessions, distinct, now).await;
     store.close();
     drop(store);
     let (node, url) = serve_logging(dir.path(), "warn");
