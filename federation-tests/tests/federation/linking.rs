@@ -28,6 +28,18 @@ async fn a_one_sided_config_links_both_ways() {
         .await;
         assert!(row.linked, "{row:?}");
     }
+    // An operator's unlink holds: the peer linking again is not linked back.
+    let (alpha, b) = (c.get("alpha"), c.get("b"));
+    alpha
+        .domain()
+        .peers
+        .set_link(&b.id(), false, None)
+        .await
+        .unwrap();
+    b.domain().challenge.link(&alpha.id(), None).await.unwrap();
+    let rows = alpha.domain().peers.list().await.unwrap();
+    let row = rows.iter().find(|p| p.server_id == b.server_id).unwrap();
+    assert!(!row.linked && row.state == "unlinked", "{row:?}");
 }
 
 #[tokio::test]

@@ -331,9 +331,9 @@ impl Peers {
         }
     }
 
-    /// A peer that proved its name and key linked here: unless it is wanted already, it is
-    /// linked back (through `url`, when given), up to [`MAX_LINK_BACKS`]. True when this
-    /// made it wanted.
+    /// A peer that proved its name and key linked here: unless it is wanted already, or an
+    /// operator unlinked it (`hearth peer unlink`), it is linked back (through `url`, when
+    /// given), up to [`MAX_LINK_BACKS`]. True when this made it wanted.
     pub async fn link_back(
         &self,
         server: &ServerId,
@@ -348,7 +348,7 @@ impl Peers {
             .write(move |tx| {
                 let rows = tx.peers()?;
                 let row = rows.iter().find(|r| r.server_id == name);
-                if row.is_some_and(|r| r.linked)
+                if row.is_some_and(|r| r.linked || r.state == "unlinked")
                     || rows.iter().filter(|r| r.linked).count() >= MAX_LINK_BACKS
                 {
                     return Ok::<_, DomainError>(false);
