@@ -88,6 +88,15 @@ pub(crate) fn unique(e: rusqlite::Error, what: &'static str) -> StoreError {
     }
 }
 
+/// Ids as one JSON array parameter, for `IN (SELECT value FROM json_each(?))`: one cached
+/// statement whatever the number of ids, and no limit on how many.
+pub(crate) fn json_ids(ids: &[u64]) -> String {
+    format!(
+        "[{}]",
+        ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+    )
+}
+
 /// Reads an optional row: `Ok(None)` when the query returns nothing.
 pub(crate) fn optional<T>(r: Result<T, rusqlite::Error>) -> Result<Option<T>, StoreError> {
     match r {

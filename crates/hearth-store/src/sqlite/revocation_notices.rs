@@ -2,9 +2,9 @@
 //! `revocation_notices` outbox of a home node (filled by the triggers of migration 0017),
 //! and `foreign_sessions` and `ended_home_sessions` of a receiving node.
 use crate::sqlite::db_err;
-use rusqlite::{params, params_from_iter, Connection};
+use rusqlite::{params, Connection};
 
-use super::StoreError;
+use super::{cached_exec, json_ids, StoreError};
 use crate::domain::model::PendingNotice;
 
 pub fn grant(
@@ -39,24 +39,21 @@ pub fn grant(
 }
 
 pub fn end_grants(tx: &Connection, home_sessions: &[u64]) -> Result<(), StoreError> {
-    for chunk in home_sessions.chunks(500) {
-        let list = id_list(chunk.len());
-        let ids = || params_from_iter(chunk.iter().map(|&i| i as i64));
-        tx.execute(
-            &format!(
-                "INSERT INTO revocation_notices (peer, user_id, home_session, created_at) \
-                 SELECT peer, user_id, home_session, CAST(strftime('%s', 'now') AS INTEGER) * 1000 \
-                 FROM federation_grants WHERE home_session IN ({list})"
-            ),
-            ids(),
-        )
-        .map_err(db_err)?;
-        tx.execute(
-            &format!("DELETE FROM federation_grants WHERE home_session IN ({list})"),
-            ids(),
-        )
-        .map_err(db_err)?;
-    }
+    let ids = json_ids(home_sessions);
+    cached_exec(
+        tx,
+        "INSERT INTO revocation_notices (peer, user_id, home_session, created_at) \
+         SELECT peer, user_id, home_session, CAST(strftime('%s', 'now') AS INTEGER) * 1000 \
+         FROM federation_grants WHERE home_session IN (SELECT value FROM json_each(?1))",
+        [&ids],
+    )
+    .map_err(db_err)?;
+    cached_exec(
+        tx,
+        "DELETE FROM federation_grants WHERE home_session IN (SELECT value FROM json_each(?1))",
+        [&ids],
+    )
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -90,38 +87,24 @@ pub fn waiting(tx: &Connection) -> Result<u64, StoreError> {
     .map_err(db_err)
 }
 
-fn id_list(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
 pub fn delete(tx: &Connection, ids: &[u64]) -> Result<(), StoreError> {
-    for chunk in ids.chunks(500) {
-        tx.execute(
-            &format!(
-                "DELETE FROM revocation_notices WHERE id IN ({})",
-                id_list(chunk.len())
-            ),
-            params_from_iter(chunk.iter().map(|&i| i as i64)),
-        )
-        .map_err(db_err)?;
-    }
+    cached_exec(
+        tx,
+        "DELETE FROM revocation_notices WHERE id IN (SELECT value FROM json_each(?1))",
+        [json_ids(ids)],
+    )
+    .map_err(db_err)?;
     Ok(())
 }
 
 pub fn retry(tx: &Connection, ids: &[u64], next_at: u64) -> Result<(), StoreError> {
-    for chunk in ids.chunks(500) {
-        tx.execute(
-            &format!(
-                "UPDATE revocation_notices SET attempts = attempts + 1, next_at = ? \
-                 WHERE id IN ({})",
-                id_list(chunk.len())
-            ),
-            params_from_iter(
-                std::iter::once(next_at as i64).chain(chunk.iter().map(|&i| i as i64)),
-            ),
-        )
-        .map_err(db_err)?;
-    }
+    cached_exec(
+        tx,
+        "UPDATE revocation_notices SET attempts = attempts + 1, next_at = ?2 \
+         WHERE id IN (SELECT value FROM json_each(?1))",
+        params![json_ids(ids), next_at as i64],
+    )
+    .map_err(db_err)?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 use crate::sqlite::db_err;
 use rusqlite::{params, Connection, Row};
 
-use super::{cached_exec, cached_row, optional, StoreError};
+use super::{cached_exec, cached_row, json_ids, optional, StoreError};
 use crate::domain::model::{DeviceFacts, Session, SessionCredential};
 use crate::domain::scopes::ScopeSet;
 
@@ -247,10 +247,7 @@ pub fn least_active(
 
 /// Deletes the listed sessions of `user_id` in one statement; returns the ids deleted.
 pub fn delete_for_user(tx: &Connection, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
-    let list = format!(
-        "[{}]",
-        ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
-    );
+    let list = json_ids(ids);
     let mut stmt = tx
         .prepare_cached(
             "DELETE FROM sessions WHERE user_id = ?1 \
