@@ -23,7 +23,6 @@ use crate::identity::server_id::ServerId;
 
 /// Re-link this long before the peer token expires.
 pub const REFRESH_BEFORE_MS: u64 = 10 * 60 * 1000;
-const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 /// How often each wanted peer is asked for its key: well inside DESIGN.md §4.8's 30 s, so a
 /// dead peer shows `down` within 60 s even when a probe times out.
 pub const PROBE_EVERY_MS: u64 = 20_000;
@@ -154,7 +153,7 @@ impl Links {
     }
 
     /// Records a failed link or probe: `down` (or `refused`) with the error, and the next
-    /// attempt after a backoff that doubles up to [`MAX_BACKOFF_MS`].
+    /// attempt after a backoff that doubles up to [`super::MAX_BACKOFF_MS`].
     async fn failed(
         &self,
         server: &ServerId,
@@ -164,7 +163,7 @@ impl Links {
         self.peers.record_link(server, Err(e)).await?;
         self.update(server, |state| {
             state.failures += 1;
-            state.next_attempt = now + (1_000u64 << state.failures.min(10)).min(MAX_BACKOFF_MS);
+            state.next_attempt = now + super::backoff_ms(state.failures);
             state.probed_at = now;
         });
         Ok(())

@@ -193,19 +193,11 @@ impl FederationLogin {
             .await?;
         let now = self.clock.now_ms();
         let hide = |e| for_anonymous_callers(&origin, e);
-        let mut keys = self.peers.trusted_keys(&origin).await.map_err(hide)?;
-        if !keys.verifies(&token.data, &token.sig, now) {
-            // The origin may have rotated its key since we pinned it: fetch once and retry.
-            keys = self
-                .peers
-                .refetch_keys(&origin, Some(&keys))
-                .await
-                .map_err(hide)?;
-            if !keys.verifies(&token.data, &token.sig, now) {
-                return Err(DomainError::unauthenticated(Reason::TokenSignatureInvalid, format!(
-                    "the token's signature does not verify with {origin}'s key (tampered, or not from {origin})"
-                )));
-            }
+        let signed = |keys: &super::peers::PeerKeys| keys.verifies(&token.data, &token.sig, now);
+        if !self.peers.keys_pass(&origin, signed).await.map_err(hide)? {
+            return Err(DomainError::unauthenticated(Reason::TokenSignatureInvalid, format!(
+                "the token's signature does not verify with {origin}'s key (tampered, or not from {origin})"
+            )));
         }
         let claims = decode(&token.data).map_err(|e| DomainError::invalid("auth_token.data", e))?;
         let me = self.me.to_string();

@@ -22,6 +22,14 @@ pub const TOKEN_MAX_MS: u64 = 5 * 60 * 1000;
 pub const CLOCK_SKEW_MS: u64 = 30 * 1000;
 /// How long a peer token lives.
 pub const PEER_TOKEN_MS: u64 = 3600 * 1000;
+/// The longest wait before trying a peer again.
+pub const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+
+/// The wait before trying a peer again after `failures` failures: 1 s doubling, up to
+/// [`MAX_BACKOFF_MS`] (links and revocation notices alike).
+pub fn backoff_ms(failures: u32) -> u64 {
+    (1_000u64 << failures.min(10)).min(MAX_BACKOFF_MS)
+}
 
 /// A key as another node serves it through `Key`.
 #[derive(Debug, Clone, PartialEq, Eq)]

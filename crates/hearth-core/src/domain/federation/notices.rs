@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use super::peers::Peers;
-use super::{PeerNetwork, CLOCK_SKEW_MS};
+use super::{backoff_ms, PeerNetwork, CLOCK_SKEW_MS};
 use crate::clock::SharedClock;
 use crate::domain::error::Reason;
 use crate::domain::keyring::KeyRing;
@@ -29,7 +29,6 @@ pub const MAX_PER_REQUEST: usize = 100;
 pub const KEEP_MS: u64 = 24 * 3600 * 1000;
 /// How long the outbox retries a peer that does not take its notices before giving up.
 pub const GIVE_UP_MS: u64 = 3 * 24 * 3600 * 1000;
-const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 /// Notices read from the outbox per pass.
 const BATCH: u32 = 1000;
 
@@ -85,10 +84,6 @@ pub struct Notices {
     wake: Arc<Notify>,
 }
 
-fn refused(reason: Reason, message: String) -> DomainError {
-    DomainError::denied(reason, message)
-}
-
 impl Notices {
     /// The service; every revocation announced on this node (or, in a cluster, on any node)
     /// wakes the sender, since it may have filled the outbox.
@@ -118,22 +113,6 @@ impl Notices {
             jobs,
             wake,
         })
-    }
-
-    /// Records, inside Federate, that `peer` gets a token from `home_session` of `user_id`
-    /// (`token`: a personal access token's id); false when that credential ended meanwhile.
-    pub async fn grant(
-        &self,
-        home_session: u64,
-        token: bool,
-        peer: &ServerId,
-        user_id: u64,
-    ) -> Result<bool, DomainError> {
-        let peer = peer.to_string();
-        Ok(self
-            .store
-            .write(move |tx| tx.grant_federation(home_session, token, &peer, user_id))
-            .await?)
     }
 
     /// `peer` linked with this node again (or answered again): what it missed goes now.
@@ -169,9 +148,9 @@ impl Notices {
         let home = ServerId::parse(&first.home)
             .map_err(|e| DomainError::invalid("notices.home_server", e.to_string()))?;
         if home == self.me {
-            return Err(refused(
+            return Err(DomainError::denied(
                 Reason::NoticeRefused,
-                "a node does not send notices to itself".into(),
+                "a node does not send notices to itself",
             ));
         }
         let canonical = home.to_string();
@@ -185,7 +164,7 @@ impl Notices {
                 ));
             }
             if n.target != me {
-                return Err(refused(
+                return Err(DomainError::denied(
                     Reason::NoticeRefused,
                     format!("a notice is for {}, not for this node ({me})", n.target),
                 ));
@@ -199,21 +178,16 @@ impl Notices {
             }
         }
         self.peers.check_policy(&home).await?;
-        let mut keys = self.peers.trusted_keys(&home).await?;
         let signed = |keys: &super::peers::PeerKeys| {
             notices
                 .iter()
                 .all(|n| keys.verifies(n.message().as_bytes(), &n.sig, now))
         };
-        if !signed(&keys) {
-            // The home node may have rotated its key since we pinned it: fetch once.
-            keys = self.peers.refetch_keys(&home, Some(&keys)).await?;
-            if !signed(&keys) {
-                return Err(DomainError::unauthenticated(
-                    Reason::NoticeSignatureInvalid,
-                    format!("a notice's signature does not verify with {canonical}'s key"),
-                ));
-            }
+        if !self.peers.keys_pass(&home, signed).await? {
+            return Err(DomainError::unauthenticated(
+                Reason::NoticeSignatureInvalid,
+                format!("a notice's signature does not verify with {canonical}'s key"),
+            ));
         }
         // The sender proved who it is: it pays from its own budget, not its address's.
         self.peers.charge(&home).await?;
@@ -320,8 +294,7 @@ impl Notices {
                         Err(e) => {
                             tracing::warn!(peer = %peer, error = %e, "revocation notices not delivered; will retry");
                             let attempts = chunk.iter().map(|n| n.attempts).max().unwrap_or(0);
-                            let wait = (1_000u64 << attempts.min(10)).min(MAX_BACKOFF_MS);
-                            retry.push((ids.collect::<Vec<_>>(), now + wait));
+                            retry.push((ids.collect::<Vec<_>>(), now + backoff_ms(attempts)));
                         }
                     }
                 }

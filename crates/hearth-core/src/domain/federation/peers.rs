@@ -250,6 +250,21 @@ impl Peers {
         .await
     }
 
+    /// Whether `server`'s keys pass `check`: the trusted ones, and when they fail it, the
+    /// keys fetched once more (the server may have rotated since it was pinned).
+    pub async fn keys_pass(
+        &self,
+        server: &ServerId,
+        check: impl Fn(&PeerKeys) -> bool,
+    ) -> Result<bool, DomainError> {
+        let keys = self.trusted_keys(server).await?;
+        if check(&keys) {
+            return Ok(true);
+        }
+        let keys = self.refetch_keys(server, Some(&keys)).await?;
+        Ok(check(&keys))
+    }
+
     /// Operator: pins `key` for `server`, replacing any pin (and forgetting the old key).
     pub async fn pin(&self, server: &ServerId, key: [u8; 32]) -> Result<(), DomainError> {
         self.update_peer(server, move |row| {
