@@ -37,6 +37,11 @@ impl ActivityStamps {
         self.lock().get(&id).copied()
     }
 
+    /// Session `id`'s last use: `stored` (as read), or the pending stamp when later.
+    pub fn latest(&self, id: u64, stored: u64) -> u64 {
+        self.get(id).map_or(stored, |at| at.max(stored))
+    }
+
     /// Every pending stamp, leaving none, in session-id order: the batch then walks the
     /// sessions table's pages in order, each read and written once.
     pub fn take(&self) -> Vec<(u64, u64)> {

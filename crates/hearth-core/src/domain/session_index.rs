@@ -17,6 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::model::SessionCredential;
+
 /// Ended sessions remembered between rebuilds; past it the index answers nothing until the
 /// next rebuild (which then runs at once).
 const MAX_ENDED: usize = 100_000;
@@ -47,6 +49,17 @@ pub struct Known {
     pub expires_at: u64,
     /// Unix ms, rounded down to the second.
     pub last_active: u64,
+}
+
+impl From<&SessionCredential> for Known {
+    fn from(c: &SessionCredential) -> Self {
+        Self {
+            session_id: c.id,
+            user_id: c.user_id,
+            expires_at: c.expires_at,
+            last_active: c.last_active,
+        }
+    }
 }
 
 fn key_of(hash: &[u8; 32]) -> [u32; 3] {
@@ -295,9 +308,13 @@ impl SessionIndex {
 
     /// Adds a page of a load from the store (begun with [`SessionIndex::begin_load`]) to
     /// `into`, packed as it comes: a million sessions never exist in memory twice.
-    pub fn pack(&self, into: &mut Vec<Packed>, page: &[([u8; 32], Known)]) {
+    pub fn pack(&self, into: &mut Vec<Packed>, page: impl IntoIterator<Item = ([u8; 32], Known)>) {
         let room = self.max.saturating_sub(into.len());
-        into.extend(page.iter().take(room).map(|(hash, k)| Packed::new(hash, k)));
+        into.extend(
+            page.into_iter()
+                .take(room)
+                .map(|(hash, k)| Packed::new(&hash, &k)),
+        );
     }
 
     /// Ends a load: `loaded` (from [`SessionIndex::pack`]) becomes the sorted part, without
@@ -345,7 +362,7 @@ mod tests {
         index.begin_load();
         let mut loaded = Vec::new();
         let page: Vec<_> = (1..=3).map(|n| (hash(n), known(u64::from(n)))).collect();
-        index.pack(&mut loaded, &page);
+        index.pack(&mut loaded, page);
         index.finish_load(loaded);
         let g = index.generation();
         index.learn(&hash(9), known(9), g);

@@ -193,10 +193,7 @@ impl Sessions {
     /// idle limit goes to the store, which decides to the millisecond.
     fn indexed(&self, hash: &[u8; 32], now: u64) -> Option<Entry> {
         let k = self.index.get(hash)?;
-        let last_active = self
-            .stamps
-            .get(k.session_id)
-            .map_or(k.last_active, |at| at.max(k.last_active));
+        let last_active = self.stamps.latest(k.session_id, k.last_active);
         if now >= k.expires_at || now >= last_active + self.idle_ms {
             return None;
         }
@@ -240,15 +237,12 @@ impl Sessions {
                             "the session does not exist or was revoked",
                         )
                     })?;
-                let last_active = stamps
-                    .get(row.id)
-                    .map_or(row.last_active, |at| at.max(row.last_active));
+                // A stamp this node has not written yet still counts.
+                let last_active = stamps.latest(row.id, row.last_active);
                 if row.scopes == ScopeSet::ALL && !email_unverified {
                     let known = Known {
-                        session_id: row.id,
-                        user_id: row.user_id,
-                        expires_at: row.expires_at,
                         last_active,
+                        ..Known::from(&row)
                     };
                     index.learn(&hash, known, generation);
                 }
@@ -262,7 +256,6 @@ impl Sessions {
                         email_unverified,
                     },
                     expires_at: row.expires_at,
-                    // A stamp this node has not written yet still counts.
                     last_active,
                 })
             })
@@ -291,19 +284,8 @@ impl Sessions {
                     return Err(e.into());
                 }
             };
-            let known: Vec<([u8; 32], Known)> = page
-                .iter()
-                .map(|(hash, c)| {
-                    let known = Known {
-                        session_id: c.id,
-                        user_id: c.user_id,
-                        expires_at: c.expires_at,
-                        last_active: c.last_active,
-                    };
-                    (*hash, known)
-                })
-                .collect();
-            self.index.pack(&mut loaded, &known);
+            let known = page.iter().map(|(hash, c)| (*hash, Known::from(c)));
+            self.index.pack(&mut loaded, known);
             match page.last() {
                 Some((_, c)) if loaded.len() < self.index.max() => after = c.id,
                 _ => break,
