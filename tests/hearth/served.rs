@@ -146,8 +146,18 @@ impl Served {
         kib / 1024
     }
 
-    /// Stops the node and returns everything it logged (standard error).
+    /// Stops the node and returns everything it logged (standard error). SIGTERM first, so
+    /// the node writes out the log lines still queued for its writer thread (a kill loses
+    /// them, and on a busy machine the last requests' lines are often still queued); a node
+    /// that has not exited after 10 s is killed.
     pub fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.stderr
