@@ -2,6 +2,7 @@
 //! (honouring `X-Forwarded-For` only from trusted proxies) and device facts from metadata.
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Body;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
@@ -19,6 +20,55 @@ pub struct TrustedProxies(pub std::sync::Arc<Vec<IpAddr>>);
 /// The client's IP, worked out once per request by the pipeline (see [`client_ip`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
+
+/// Which transport carried a request (an extension the request log reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP/2 gRPC.
+    Grpc,
+    /// gRPC-Web.
+    GrpcWeb,
+    /// Harmony's hRPC (HTTP POST or a WebSocket).
+    Hrpc,
+    /// The Osmium socket.
+    Osmium,
+    /// A form of the pages people use in a browser.
+    Page,
+    /// A plain HTTP route.
+    Http,
+}
+
+impl Transport {
+    /// The name in the request log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::GrpcWeb => "grpc-web",
+            Transport::Hrpc => "hrpc",
+            Transport::Osmium => "osmium",
+            Transport::Page => "page",
+            Transport::Http => "http",
+        }
+    }
+
+    /// The transport of a request that no adapter marked: by its content-type.
+    pub fn of(req: &http::Request<Body>) -> Transport {
+        if let Some(t) = req.extensions().get::<Transport>() {
+            return *t;
+        }
+        let ct = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map_or(&b""[..], |v| v.as_bytes());
+        if ct.starts_with(b"application/grpc-web") {
+            Transport::GrpcWeb
+        } else if ct.starts_with(b"application/grpc") {
+            Transport::Grpc
+        } else {
+            Transport::Http
+        }
+    }
+}
 
 /// The authenticated caller; UNAUTHENTICATED if the auth layer found none.
 pub fn principal<T>(req: &Request<T>) -> Result<Principal, Status> {

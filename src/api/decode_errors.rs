@@ -5,8 +5,6 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 use prost::Message;
 
@@ -62,9 +60,8 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub async fn layer(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    let res = next.run(req).await;
+/// `res`, tonic's answer to a call of `path`, with a decoding failure made the caller's.
+pub fn answer(path: &str, res: Response) -> Response {
     let internal = res
         .headers()
         .get("grpc-status")
@@ -90,7 +87,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
     let Some(detail) = message.strip_prefix(DECODE_FAILURE) else {
         return res;
     };
-    let name = request_types().get(&path).map_or("request", String::as_str);
+    let name = request_types().get(path).map_or("request", String::as_str);
     let detail: String = detail
         .trim_start_matches(':')
         .trim()

@@ -8,58 +8,8 @@ use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::BodyExt;
 use tonic::Code;
 use tonic_types::StatusExt;
-use tower::ServiceExt;
 
-use super::context::PeerAddr;
-
-/// Which transport carried a request (an extension the request log reads).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// HTTP/2 gRPC.
-    Grpc,
-    /// gRPC-Web.
-    GrpcWeb,
-    /// Harmony's hRPC (HTTP POST or a WebSocket).
-    Hrpc,
-    /// The Osmium socket.
-    Osmium,
-    /// A form of the pages people use in a browser.
-    Page,
-    /// A plain HTTP route.
-    Http,
-}
-
-impl Transport {
-    /// The name in the request log.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Grpc => "grpc",
-            Transport::GrpcWeb => "grpc-web",
-            Transport::Hrpc => "hrpc",
-            Transport::Osmium => "osmium",
-            Transport::Page => "page",
-            Transport::Http => "http",
-        }
-    }
-
-    /// The transport of a request that no adapter marked: by its content-type.
-    pub fn of(req: &Request<Body>) -> Transport {
-        if let Some(t) = req.extensions().get::<Transport>() {
-            return *t;
-        }
-        let ct = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .map_or(&b""[..], |v| v.as_bytes());
-        if ct.starts_with(b"application/grpc-web") {
-            Transport::GrpcWeb
-        } else if ct.starts_with(b"application/grpc") {
-            Transport::Grpc
-        } else {
-            Transport::Http
-        }
-    }
-}
+use super::context::{PeerAddr, Transport};
 
 /// A refusal as every transport reports it: the gRPC code, the bounded message and the
 /// stable reason code of `google.rpc.ErrorInfo`.
@@ -138,7 +88,7 @@ impl Caller {
 
 /// The pipeline and routes, as an adapter calls them.
 #[derive(Clone)]
-pub struct Inner(pub axum::Router);
+pub struct Inner(pub std::sync::Arc<super::endpoints::Pipelined>);
 
 /// A message in gRPC's length-prefixed framing.
 fn framed(message: &[u8]) -> Bytes {
@@ -206,6 +156,11 @@ impl Messages {
 }
 
 impl Inner {
+    /// Runs an HTTP request as it came (gRPC, gRPC-Web, plain HTTP) through the pipeline.
+    pub async fn call_http(&self, req: Request<Body>) -> axum::response::Response {
+        self.0.call(req).await
+    }
+
     fn request(&self, path: &str, caller: &Caller, message: &[u8], t: Transport) -> Request<Body> {
         let mut req = Request::new(Body::from(framed(message)));
         *req.method_mut() = http::Method::POST;
@@ -235,10 +190,7 @@ impl Inner {
         t: Transport,
     ) -> Result<(HeaderMap, Messages), Refusal> {
         let req = self.request(path, caller, message, t);
-        let res = match self.0.clone().oneshot(req).await {
-            Ok(res) => res,
-            Err(never) => match never {},
-        };
+        let res = self.0.call(req).await;
         let (parts, body) = res.into_parts();
         if let Some(r) = refusal_in(&parts.headers) {
             return Err(r);

@@ -14,8 +14,9 @@ use http_body_util::BodyExt;
 use prost::Message;
 use tonic::Code;
 
+use super::context::Transport;
 use super::deadline::MAX_REQUEST_BYTES;
-use super::dispatch::{Caller, Inner, Refusal, Transport};
+use super::dispatch::{Caller, Inner, Refusal};
 use super::methods::{self, Kind};
 
 /// hRPC's content type.

@@ -7,6 +7,7 @@ pub mod cors;
 pub mod deadline;
 pub mod decode_errors;
 pub mod dispatch;
+pub mod endpoints;
 pub mod harmony;
 pub mod hrpc;
 pub mod methods;
@@ -56,18 +57,20 @@ pub const SERVICES: &[&str] = &[
 #[error("gRPC reflection: {0}")]
 pub struct RouterError(#[from] tonic_reflection::server::Error);
 
-/// Builds the whole request path. Order, outermost first:
-/// trace (span, `x-request-id`) → CORS (preflights answered here) → metrics → deadline (`limits.request_timeout_secs`) →
-/// rate limits (per client IP and class of costly method) → auth (principal or refusal) →
-/// route → [gRPC-Web translation → undecodable requests answered INVALID_ARGUMENT, gRPC
-/// routes only] → handler (requests over `deadline::MAX_REQUEST_BYTES` are refused while
-/// decoding). tonic-web refuses HTTP/1.1 requests that are not gRPC-Web, so it wraps only
-/// the gRPC routes; auth reads only the path and `authorization`, which it does not change.
+/// Builds the whole request path (`transports.rs`, `endpoints.rs`). Order, outermost first: the transports'
+/// split (hRPC and the Osmium socket turn into calls of the rest) → trace (span,
+/// `x-request-id`) → CORS (preflights answered here) → metrics → deadline
+/// (`limits.request_timeout_secs`) → rate limits (per client IP and class of costly method)
+/// → auth (principal or refusal) → the method row's endpoint → [gRPC-Web translation →
+/// undecodable requests answered INVALID_ARGUMENT, gRPC services only] → handler (requests
+/// over `deadline::MAX_REQUEST_BYTES` are refused while decoding). tonic-web refuses
+/// HTTP/1.1 requests that are not gRPC-Web, so it wraps only the gRPC services; auth reads
+/// only the path and `authorization`, which it does not change.
 pub async fn router(
     services: Arc<Services>,
     metrics: Arc<metrics::Metrics>,
     http_routes: axum::Router,
-) -> Result<axum::Router, RouterError> {
+) -> Result<transports::Front, RouterError> {
     use pb::accounts::v1::{
         accounts_service_server::AccountsServiceServer,
         public_accounts_service_server::PublicAccountsServiceServer,
@@ -126,10 +129,7 @@ pub async fn router(
     ))
     .add_service(health)
     .add_service(reflection_v1)
-    .add_service(reflection_v1alpha)
-    .into_axum_router()
-    .layer(axum::middleware::from_fn(decode_errors::layer))
-    .layer(tonic_web::GrpcWebLayer::new());
+    .add_service(reflection_v1alpha);
 
     let trusted =
         context::TrustedProxies(Arc::new(services.config().listen.trusted_proxies.clone()));
@@ -142,41 +142,26 @@ pub async fn router(
             services.clock().clone(),
         ),
     );
-    let transports = transports::Transports::new(axum::Router::new(), services.config());
     let limits = &services.config().limits;
     let bounds = deadline::Bounds {
         timeout: std::time::Duration::from_secs(limits.request_timeout_secs.max(1)),
         in_flight: tokio::sync::Semaphore::new(limits.max_requests_in_flight.max(1)),
     };
-    let pipeline = Arc::new(pipeline::Pipeline {
+    let pipeline = pipeline::Pipeline {
         credentials: services.credentials.clone(),
         trusted,
         rate_limits,
         bounds,
         metrics,
         cors: cors::Cors::new(&cors_origins),
-    });
+    };
     let pages = pages::Pages::new(&services);
-    let inner = grpc
-        .merge(http_routes)
-        .merge(pages::routes(pages.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            pipeline,
-            pipeline::layer,
-        ));
+    let endpoints =
+        endpoints::Endpoints::new(grpc, http_routes.merge(pages::routes(pages.clone())));
+    let inner = dispatch::Inner(Arc::new(endpoints::Pipelined::new(pipeline, endpoints)));
     // hRPC, the Osmium socket and the pages call `inner` themselves, so their requests take the same
     // pipeline as gRPC's.
-    pages.connect(dispatch::Inner(inner.clone()));
-    let transports = Arc::new(transports::Transports {
-        inner: dispatch::Inner(inner.clone()),
-        socket: osmium::Socket {
-            inner: dispatch::Inner(inner.clone()),
-            ..transports.socket
-        },
-        ..transports
-    });
-    Ok(inner.layer(axum::middleware::from_fn_with_state(
-        transports,
-        transports::layer,
-    )))
+    pages.connect(inner.clone());
+    let transports = transports::Transports::new(inner, services.config());
+    Ok(transports::Front::new(Arc::new(transports)))
 }

@@ -18,8 +18,9 @@ use prost::encoding::{self, DecodeContext, WireType};
 use prost::Message;
 use tonic::Code;
 
+use super::context::Transport;
 use super::deadline::MAX_REQUEST_BYTES;
-use super::dispatch::{Caller, Inner, Refusal, Transport};
+use super::dispatch::{Caller, Inner, Refusal};
 use super::methods::{self, OSMIUM_INITIALIZE, OSMIUM_INITIALIZED};
 
 /// A burst a socket may send, in seconds of its frame budget.

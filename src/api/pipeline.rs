@@ -1,20 +1,20 @@
-//! The pipeline every request goes through, as one middleware: request id and span
+//! The pipeline every request goes through (`endpoints.rs` runs it): request id and span
 //! (`trace`), CORS, metrics, the in-flight cap and deadline, per-IP budgets for costly
 //! methods, then the credential check (`auth`), in that order. The method's row of the
 //! method table (`methods.rs`) and the client's address are found once here and handed to
-//! every stage; every transport's requests arrive here as the same paths. One middleware rather than
-//! one per concern because axum's `from_fn` clones the whole stack below it on every
-//! request: seven nested layers cost a few dozen boxed service clones per call (about 8%
-//! of a public call's CPU in the bench profile), this costs one. The stages are our own
+//! every stage; every transport's requests arrive here as the same paths. One function of
+//! nested stages rather than a layer per concern because a tower or axum layer clones and
+//! boxes the stack below it on every request: seven nested layers cost a few dozen boxed
+//! service clones per call (about 8% of a public call's CPU in the bench profile). The stages are our own
 //! rather than tower-http's (CorsLayer, TimeoutLayer, the request-id and trace layers)
 //! because each reads the method's row found once here (its requirement, cost, label);
 //! all six together cost about 0.55 µs of a public call, under 2% of a Ping's CPU (the
 //! `stages` rows of `cargo bench --bench table`), so the stack's cost over plain tonic
 //! lies in axum's routing and the HTTP/2 server, not in these stages.
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 
 use super::context::{http_client_ip, ClientIp, TrustedProxies};
@@ -37,8 +37,12 @@ pub struct Pipeline {
     pub cors: cors::Cors,
 }
 
-pub async fn layer(State(p): State<Arc<Pipeline>>, mut req: Request, next: Next) -> Response {
-    let p = &*p;
+/// Runs `req` through the stages, then `endpoint` with the method's row.
+pub async fn run<F: Future<Output = Response>>(
+    p: &Pipeline,
+    mut req: Request,
+    endpoint: impl FnOnce(&'static methods::Method, Request) -> F,
+) -> Response {
     let method = methods::find(req.uri().path());
     let ip = ClientIp(http_client_ip(&req, &p.trusted.0));
     req.extensions_mut().insert(ip);
@@ -51,7 +55,7 @@ pub async fn layer(State(p): State<Arc<Pipeline>>, mut req: Request, next: Next)
                         return auth::not_served(&req);
                     };
                     rate_limits::around(&p.rate_limits, method, req, |req| {
-                        auth::around(&p.credentials, method, req, |req| next.run(req))
+                        auth::around(&p.credentials, method, req, |req| endpoint(method, req))
                     })
                     .await
                 })

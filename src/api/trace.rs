@@ -51,7 +51,7 @@ pub async fn around<F: Future<Output = Response>>(
     let span = tracing::info_span!(
         "request",
         method = %req.uri().path(),
-        transport = super::dispatch::Transport::of(&req).name(),
+        transport = super::context::Transport::of(&req).name(),
         request_id = %id.to_str().unwrap_or_default(),
         user = tracing::field::Empty
     );

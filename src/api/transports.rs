@@ -1,15 +1,20 @@
 //! The one place that tells transports apart on the shared port: hRPC unary calls and
 //! WebSockets (hRPC streams, the Osmium socket at `/`) go to their adapters, which call the
-//! pipeline themselves; gRPC, gRPC-Web and plain HTTP go straight on. A POST to a method
-//! with a content type no transport speaks gets 415.
+//! pipeline themselves; gRPC, gRPC-Web and plain HTTP go straight to the pipeline. A POST to a method
+//! with a content type no transport speaks gets 415. [`Front`] is the service hyper calls:
+//! one boxed future per request for the whole path (`endpoints.rs` says why).
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use http::StatusCode;
 
+use super::context::PeerAddr;
 use super::dispatch::Inner;
 use super::methods::{self, Kind};
 use super::{hrpc, osmium};
@@ -26,8 +31,7 @@ pub struct Transports {
 
 impl Transports {
     /// Over `inner`, with the node's request timeout, idle timeout and public URL.
-    pub fn new(inner: axum::Router, config: &crate::config::Config) -> Self {
-        let inner = Inner(inner);
+    pub fn new(inner: Inner, config: &crate::config::Config) -> Self {
         let url = config.mail.public_url.as_deref().unwrap_or_default();
         let uri = url.parse::<http::Uri>().ok();
         let host = uri.as_ref().and_then(|u| u.host()).unwrap_or("localhost");
@@ -58,8 +62,8 @@ fn unsupported(path: &str) -> Response {
     res
 }
 
-/// The middleware, outermost.
-pub async fn layer(State(t): State<Arc<Transports>>, req: Request, next: Next) -> Response {
+/// Where `req` goes first (`front.rs` calls this for every request).
+pub async fn route(t: &Transports, req: Request) -> Response {
     if hrpc::is_unary(&req) {
         return hrpc::unary(&t.inner, t.timeout, req).await;
     }
@@ -81,5 +85,47 @@ pub async fn layer(State(t): State<Arc<Transports>>, req: Request, next: Next) -
             return unsupported(req.uri().path());
         }
     }
-    next.run(req).await
+    t.inner.call_http(req).await
+}
+
+/// The service hyper serves on the port.
+#[derive(Clone)]
+pub struct Front(Arc<Transports>);
+
+impl Front {
+    pub fn new(transports: Arc<Transports>) -> Self {
+        Front(transports)
+    }
+
+    /// The service of one connection from `peer`.
+    pub fn connection(&self, peer: SocketAddr) -> Connection {
+        Connection {
+            transports: self.0.clone(),
+            peer: PeerAddr(peer),
+        }
+    }
+}
+
+/// [`Front`] for one connection: every request learns the peer's address.
+#[derive(Clone)]
+pub struct Connection {
+    transports: Arc<Transports>,
+    peer: PeerAddr,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Connection {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Answer {
+        let (transports, peer) = (self.transports.clone(), self.peer);
+        Box::pin(async move {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(peer);
+            Ok(route(&transports, req).await)
+        })
+    }
 }

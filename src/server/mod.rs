@@ -13,12 +13,10 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
-use crate::api::context::PeerAddr;
+use crate::api::transports::Front;
 use crate::config::Limits;
 use activity::Activity;
 
@@ -136,7 +134,7 @@ fn connection_cap(configured: usize) -> usize {
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
-    app: axum::Router,
+    app: Front,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -182,13 +180,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service =
-            app.clone()
-                .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    req
-                });
-        let service = TowerToHyperService::new(service);
+        let service = app.connection(peer);
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let tls = tls.as_ref().and_then(|t| t.acceptor());
         tokio::spawn(async move {

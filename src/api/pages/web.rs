@@ -10,7 +10,8 @@ use maud::{html, Markup};
 use tonic::Code;
 
 use super::super::context::PeerAddr;
-use super::super::dispatch::{Caller, Refusal, Transport};
+use super::super::context::Transport;
+use super::super::dispatch::{Caller, Refusal};
 use super::Pages;
 
 /// A cookie's two names: plain, and with `__Host-` (Secure, host-only, path `/`) when the
