@@ -670,3 +670,39 @@ async fn the_operators_cli_revokes_on_every_node_at_once() {
     }
     println!("hearth user disable took {took:?}; every node refused within 200 ms after");
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn a_sign_in_finds_its_account_and_counts_its_sessions_through_indexes() {
+    let pg = PgServer::start();
+    let _node = cluster_on(&url_on(pg.port, "plans"), 1, |_| {}).await;
+    // Sequential scans off, so the plan shows whether an index can answer at all (on
+    // tables this small the planner would scan them either way).
+    let plan = |sql: &str| {
+        pg.sql(
+            "plans",
+            &format!("SET enable_seqscan = off; SET enable_bitmapscan = off; EXPLAIN {sql}"),
+        )
+        .join("\n")
+    };
+    let by_email = plan(
+        "SELECT id FROM users WHERE lower(email) = lower('a@example.org') AND home_server IS NULL",
+    );
+    assert!(
+        by_email.contains("users_by_lower_email"),
+        "the account lookup of a sign-in reads every user: {by_email}"
+    );
+    let count = plan("SELECT COUNT(*) FROM sessions WHERE user_id = 1 AND expires_at > 0");
+    assert!(
+        count.contains("Index Only Scan"),
+        "the session cap visits each session's row: {count}"
+    );
+    let least = plan(
+        "SELECT id FROM sessions WHERE user_id = 1 AND expires_at > 0 \
+         AND (NULL::bigint IS NULL OR access_token_id = NULL) ORDER BY last_active, id LIMIT 3",
+    );
+    assert!(
+        least.contains("Index Only Scan"),
+        "the least active sessions are found by visiting each session's row: {least}"
+    );
+}

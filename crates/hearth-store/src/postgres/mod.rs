@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_session_amr.sql"),
     include_str!("migrations/0008_passkeys.sql"),
     include_str!("migrations/0009_revocation_notices.sql"),
+    include_str!("migrations/0010_sign_in_indexes.sql"),
 ];
 
 /// The schema version this build writes.
