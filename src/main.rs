@@ -308,6 +308,16 @@ fn init(path: &Path, force: bool, data_dir: Option<&Path>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// A line of the start-up banner. A node whose stdout is closed (started with `>&-`, or
+/// piped into a reader that left) serves on: the banner is for a person watching, and
+/// `println!` would end the process on a broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()> {
     let open_registration = config.accounts.registration == Registration::Open;
     let data_dir = config.data_dir.clone();
@@ -339,7 +349,7 @@ async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()>
     if json {
         // The one plain line scripts read (DESIGN §7); the rest as a log event, like every
         // other line of a JSON-logging node.
-        println!("listening on {addr}");
+        say!("listening on {addr}");
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             url = node.url(),
@@ -349,37 +359,40 @@ async fn serve(config: Config, config_path: Option<&Path>) -> anyhow::Result<()>
             "started"
         );
     } else {
-        println!(
+        say!(
             "Hearth {} — node {} ({})",
             env!("CARGO_PKG_VERSION"),
             domain.config().server_id,
             domain.node_key().address()
         );
-        println!("listening on {addr}");
-        println!(
+        say!("listening on {addr}");
+        say!(
             "  gRPC, gRPC-Web, hRPC and the Osmium socket: {}",
             node.url()
         );
-        println!(
+        say!(
             "  in a browser (sign in, register, your account): {}/",
             node.url()
         );
-        println!("  health: {0}/healthz   metrics: {0}/metrics", node.url());
-        println!(
+        say!("  health: {0}/healthz   metrics: {0}/metrics", node.url());
+        say!(
             "  data: {} (hearth.sqlite3, node.key{})",
             data.display(),
             if node.key_created() { ", new key" } else { "" }
         );
-        println!("Next steps:");
+        say!("Next steps:");
         for step in &next {
-            println!("  {step}");
+            say!("  {step}");
         }
-        println!("Stop with Ctrl-C.");
+        say!("Stop with Ctrl-C.");
     }
     shutdown_signal().await;
     match json {
         true => tracing::info!("shutting down"),
-        false => eprintln!("shutting down…"),
+        false => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "shutting down…");
+        }
     }
     node.shutdown().await;
     Ok(())

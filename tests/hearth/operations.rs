@@ -393,3 +393,51 @@ async fn a_stalled_log_reader_costs_log_lines_not_requests() {
         .unwrap_or_else(|| panic!("no dropped-lines counter in {metrics}"));
     assert!(dropped > 0, "{dropped}");
 }
+
+#[test]
+fn a_node_whose_stdout_and_stderr_are_closed_serves_on() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Both pipes' readers are gone before the node writes its first byte.
+    let (out_reader, out) = std::io::pipe().unwrap();
+    let (err_reader, err) = std::io::pipe().unwrap();
+    drop((out_reader, err_reader));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve"])
+        .env("HEARTH_DATA_DIR", dir.path().join("data"))
+        .env("HEARTH_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let healthy = || {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    };
+    let started = (0..150).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        healthy()
+    });
+    // The banner and the first log lines are written once it listens: give them time.
+    std::thread::sleep(Duration::from_millis(1500));
+    let alive = child.try_wait().unwrap().is_none();
+    let still = healthy();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started, "the node did not start with its output closed");
+    assert!(
+        alive && still,
+        "the node died writing to a closed stdout or stderr"
+    );
+}
