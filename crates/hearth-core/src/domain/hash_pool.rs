@@ -27,17 +27,24 @@ fn internal(what: &str, e: impl std::fmt::Display) -> DomainError {
 }
 
 impl HashPool {
-    /// Starts `threads` workers, each with memory for `params`.
+    /// Starts `threads` workers, each with memory for `params`, and returns once every
+    /// worker holds its memory: a node's resident memory is all there when it is ready,
+    /// not growing by the pool's size while it already serves.
     pub fn new(threads: usize, params: &Params) -> Result<Self, DomainError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads.max(1) {
+        let (held, holding) = mpsc::channel::<()>();
+        let threads = threads.max(1);
+        for i in 0..threads {
             let rx = rx.clone();
+            let held = held.clone();
             let blocks = params.block_count();
             std::thread::Builder::new()
                 .name(format!("hearth-argon2-{i}"))
                 .spawn(move || {
                     let mut memory = vec![Block::default(); blocks];
+                    let _ = held.send(());
+                    drop(held);
                     loop {
                         let job = match rx.lock() {
                             Ok(r) => r.recv(),
@@ -50,6 +57,12 @@ impl HashPool {
                     }
                 })
                 .map_err(|e| internal("starting the argon2 threads", e))?;
+        }
+        drop(held);
+        for _ in 0..threads {
+            holding
+                .recv()
+                .map_err(|e| internal("allocating the argon2 threads' memory", e))?;
         }
         Ok(Self {
             jobs: Mutex::new(tx),
