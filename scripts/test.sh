@@ -11,8 +11,8 @@ work=$(mktemp -d)
 node_pid=""
 trap '[ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null; rm -rf "$work"' EXIT
 failed=()
-# Tests marked `#[ignore = "needs PostgreSQL …"]` run here too (a plain `cargo test` reports
-# them ignored); install-test-deps.sh installed PostgreSQL for them.
+# Tests marked `#[ignore = "needs PostgreSQL …"]` or `#[ignore = "needs Chromium …"]` run here
+# too (a plain `cargo test` reports them ignored); install-test-deps.sh installed both.
 cargo test --workspace --no-fail-fast "$@" -- --include-ignored 2>&1 | tee "$work/test.log" ||
   failed+=("cargo test")
 

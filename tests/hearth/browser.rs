@@ -126,11 +126,13 @@ async fn run(allow_page: bool) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (bash scripts/test.sh installs it)"]
 async fn a_page_on_an_allowed_origin_signs_up_and_calls_with_the_token() {
     assert_eq!(run(true).await, "RESULT ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (bash scripts/test.sh installs it)"]
 async fn a_page_on_another_origin_is_blocked_by_default() {
     let title = run(false).await;
     assert!(title.starts_with("RESULT failed"), "{title}");

@@ -208,6 +208,7 @@ impl Chromium {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (bash scripts/test.sh installs it)"]
 async fn a_person_registers_signs_out_and_signs_in_again_in_chromium() {
     let n = TestNode::start().await;
     let mut c = Chromium::launch().await;
@@ -303,6 +304,7 @@ impl Chromium {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium (bash scripts/test.sh installs it)"]
 async fn a_person_adds_a_passkey_and_signs_in_with_it_alone_and_after_the_password() {
     let (n, url) = passkey_node().await;
     let mut c = Chromium::launch().await;
