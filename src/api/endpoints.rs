@@ -3,8 +3,9 @@
 //! translation where the request is gRPC-Web) or an HTTP route or page. Plain calls and
 //! functions, not axum Routers with `from_fn` middleware: each such middleware clones and
 //! boxes the service below it and boxes its own future on every request, and each Router
-//! matches the path again; that chain cost a Ping more than all six pipeline stages
-//! together (the `Ping` rows of `cargo bench --bench table`).
+//! matches the path again. That chain made a Ping cost 5.5 µs of CPU more than tonic's own
+//! server answering health Check; without it a Ping costs about 2 µs less (the "CPU a Ping
+//! costs beyond plain tonic's Check" row of `cargo bench --bench table`).
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;

@@ -4,13 +4,11 @@
 //! method table (`methods.rs`) and the client's address are found once here and handed to
 //! every stage; every transport's requests arrive here as the same paths. One function of
 //! nested stages rather than a layer per concern because a tower or axum layer clones and
-//! boxes the stack below it on every request: seven nested layers cost a few dozen boxed
-//! service clones per call (about 8% of a public call's CPU in the bench profile). The stages are our own
-//! rather than tower-http's (CorsLayer, TimeoutLayer, the request-id and trace layers)
-//! because each reads the method's row found once here (its requirement, cost, label);
-//! all six together cost about 0.55 µs of a public call, under 2% of a Ping's CPU (the
-//! `stages` rows of `cargo bench --bench table`), so the stack's cost over plain tonic
-//! lies in axum's routing and the HTTP/2 server, not in these stages.
+//! boxes the stack below it on every request (`endpoints.rs` says what that cost). The
+//! stages are our own rather than tower-http's (CorsLayer, TimeoutLayer, the request-id and
+//! trace layers) because each reads the method's row found once here (its requirement,
+//! cost, label); all six together cost about 0.7 µs of a public call, under 2% of a Ping's
+//! CPU (the `stages` rows of `cargo bench --bench table`).
 use std::future::Future;
 use std::sync::Arc;
 
