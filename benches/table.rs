@@ -300,6 +300,20 @@ where
     }
 }
 
+/// A local account without a password, as the memory rows seed a million of them.
+fn seeded_user(id: u64, domain: &str, now: u64) -> User {
+    User {
+        id,
+        email: Some(format!("user{id}@{domain}")),
+        name: "U".into(),
+        password_hash: None,
+        email_verified: false,
+        home: None,
+        disabled: false,
+        created_at: now,
+    }
+}
+
 /// `load` for `window`.
 fn for_window(load: Load, window: Duration) -> Load {
     Load { window, ..load }
@@ -1327,16 +1341,7 @@ async fn main() {
             store
                 .write(move |tx| {
                     for k in 0..n as u64 {
-                        tx.insert_user(&User {
-                            id: start + k,
-                            email: Some(format!("user{}@example.org", start + k)),
-                            name: "U".into(),
-                            password_hash: None,
-                            email_verified: false,
-                            home: None,
-                            disabled: false,
-                            created_at: now,
-                        })?;
+                        tx.insert_user(&seeded_user(start + k, "example.org", now))?;
                     }
                     Ok::<_, hearth::domain::state::StoreError>(())
                 })
@@ -1707,16 +1712,7 @@ async fn node_memory_rows(
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let store = hearth::Node::open_store(&config, 2).unwrap();
     let now = hearth::clock::Clock::now_ms(&hearth::clock::SystemClock);
-    let user = move |id: u64| User {
-        id,
-        email: Some(format!("user{id}@bench.test")),
-        name: "U".into(),
-        password_hash: None,
-        email_verified: false,
-        home: None,
-        disabled: false,
-        created_at: now,
-    };
+    let user = move |id: u64| seeded_user(id, "bench.test", now);
     let owner = 1u64 << 62;
     store
         .write(move |tx| tx.insert_user(&user(owner)))

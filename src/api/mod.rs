@@ -57,8 +57,9 @@ pub const SERVICES: &[&str] = &[
 #[error("gRPC reflection: {0}")]
 pub struct RouterError(#[from] tonic_reflection::server::Error);
 
-/// Builds the whole request path (`transports.rs`, `endpoints.rs`). Order, outermost first: the transports'
-/// split (hRPC and the Osmium socket turn into calls of the rest) → trace (span,
+/// Builds the whole request path (`transports.rs`, `endpoints.rs`). Order, outermost
+/// first: the transports' split (hRPC and the Osmium socket turn into calls of the rest)
+/// → trace (span,
 /// `x-request-id`) → CORS (preflights answered here) → metrics → deadline
 /// (`limits.request_timeout_secs`) → rate limits (per client IP and class of costly method)
 /// → auth (principal or refusal) → the method row's endpoint → [gRPC-Web translation →

@@ -1,8 +1,8 @@
 //! The one place that tells transports apart on the shared port: hRPC unary calls and
 //! WebSockets (hRPC streams, the Osmium socket at `/`) go to their adapters, which call the
-//! pipeline themselves; gRPC, gRPC-Web and plain HTTP go straight to the pipeline. A POST to a method
-//! with a content type no transport speaks gets 415. [`Front`] is the service hyper calls:
-//! one boxed future per request for the whole path (`endpoints.rs` says why).
+//! pipeline themselves; gRPC, gRPC-Web and plain HTTP go straight to the pipeline. A POST
+//! to a method with a content type no transport speaks gets 415. [`Front`] is the service
+//! hyper calls: one boxed future per request for the whole path (`endpoints.rs` says why).
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -62,7 +62,7 @@ fn unsupported(path: &str) -> Response {
     res
 }
 
-/// Where `req` goes first (`front.rs` calls this for every request).
+/// Where `req` goes first ([`Connection`] calls this for every request).
 pub async fn route(t: &Transports, req: Request) -> Response {
     if hrpc::is_unary(&req) {
         return hrpc::unary(&t.inner, t.timeout, req).await;
