@@ -122,10 +122,11 @@ async fn one_node_at_a_time_holds_a_job_and_another_takes_over_when_it_stops() {
         "held by the first node"
     );
     assert!(jobs(0).hold(Job::MailSender).await, "renewed by its holder");
-    // The holder stops renewing (it died): after the lease runs out, the other takes over.
-    nodes[1]
-        .clock
-        .advance_ms(hearth::domain::state::jobs::LEASE_MS + 1);
+    // The holder stops renewing (it hung): after the lease runs out, the other takes over,
+    // and the first learns so when it asks again (its last answer is old by then).
+    for n in &nodes {
+        n.clock.advance_ms(hearth::domain::state::jobs::LEASE_MS + 1);
+    }
     assert!(jobs(1).hold(Job::MailSender).await);
     assert!(!jobs(0).hold(Job::MailSender).await);
 }
@@ -269,6 +270,49 @@ async fn a_clients_budget_holds_across_every_node() {
     assert!(results
         .iter()
         .all(|(_, _, r)| r.as_ref().err().is_none_or(|e| e == "IP_THROTTLED")));
+}
+
+/// A held job lease is renewed every few seconds, not at every pass of its job: the
+/// revocation sender passes whenever a session ends (on an account at its session cap,
+/// every sign-in), and a renewal is a durable write. A lease another node holds is asked
+/// for again after a second, and taken once it runs out.
+#[tokio::test]
+async fn a_held_job_lease_is_renewed_every_few_seconds_not_at_every_pass() {
+    use hearth::domain::state::jobs::{
+        JobLeases, StoreJobs, ASK_AGAIN_AFTER_MS, LEASE_MS, RENEW_AFTER_MS,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = hearth::store::sqlite::Sqlite::open(
+        &dir.path().join("hearth.sqlite3"),
+        2,
+        hearth::config::Synchronous::Full,
+    )
+    .unwrap();
+    let store = hearth::domain::state::Store::new(std::sync::Arc::new(sqlite));
+    let clock = hearth::clock::ManualClock::new();
+    let mine = StoreJobs::new(store.clone(), clock.clone(), "mine".into());
+    let theirs = StoreJobs::new(store.clone(), clock.clone(), "theirs".into());
+    let job = Job::NoticeSender;
+    let start = store.writes();
+    let written = || store.writes() - start;
+    for _ in 0..100 {
+        assert!(mine.hold(job).await);
+    }
+    assert_eq!(written(), 1, "one write for 100 passes");
+    clock.advance_ms(RENEW_AFTER_MS);
+    assert!(mine.hold(job).await);
+    assert_eq!(written(), 2, "renewed once due");
+    for _ in 0..100 {
+        assert!(!theirs.hold(job).await);
+    }
+    assert_eq!(written(), 3, "the other node asked once");
+    clock.advance_ms(ASK_AGAIN_AFTER_MS);
+    assert!(!theirs.hold(job).await);
+    assert_eq!(written(), 4, "and again a second later");
+    // No renewal for a whole lease: the other node takes it, and the first learns so.
+    clock.advance_ms(LEASE_MS);
+    assert!(theirs.hold(job).await);
+    assert!(!mine.hold(job).await);
 }
 
 #[tokio::test]
