@@ -807,6 +807,155 @@ pub async fn a_pending_address_has_one_account(open: impl Backend) {
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
 }
 
+/// What a password sign-in's writes read, each in one statement where the backend can: the
+/// gate's rows with the account of the address, the account's factors under its locked row,
+/// the new session with the live counts the caps go by, and the least active sessions
+/// ended. Each answer is checked against what the separate reads would say.
+pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
+    use hearth::domain::model::{SecondFactor, StoredPasskey, ThrottleRow};
+    let (_dir, s, _) = setup(open).await;
+    let totp = sign_up(&s, "totp@example.org").await.user.id;
+    let passkey = sign_up(&s, "passkey@example.org").await.user.id;
+    let plain = sign_up(&s, "plain@example.org").await.user;
+    let now = s.clock().now_ms();
+    let factors = s
+        .store()
+        .write(move |tx| {
+            let factor = |enabled| SecondFactor {
+                sealed_secret: vec![1],
+                enabled,
+                last_step: 0,
+                recovery: Vec::new(),
+            };
+            tx.set_second_factor(totp, Some(&factor(true)), now)?;
+            // A setup in progress is no factor yet.
+            tx.set_second_factor(plain.id, Some(&factor(false)), now)?;
+            tx.insert_passkey(&StoredPasskey {
+                id: 1 << 60,
+                user_id: passkey,
+                credential_id: vec![7; 16],
+                name: "laptop".into(),
+                data: "{}".into(),
+                created_at: now,
+                last_used_at: None,
+            })?;
+            let mut found = Vec::new();
+            for id in [totp, passkey, plain.id, 1 << 61] {
+                found.push(tx.user_factors_for_update(id)?);
+            }
+            Ok::<_, StoreError>(found)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        factors,
+        [
+            Some((true, false)),
+            Some((false, true)),
+            Some((false, false)),
+            None
+        ]
+    );
+
+    let client = "192.0.2.9";
+    let delayed = ThrottleRow {
+        failures: 3,
+        ..Default::default()
+    };
+    let (known, unknown) = s
+        .store()
+        .write(move |tx| {
+            tx.put_sign_in_rows("plain@example.org", &[(client, &delayed)], now)?;
+            let known = tx.sign_in_rows_and_user_for_update("plain@example.org", client)?;
+            let unknown = tx.sign_in_rows_and_user_for_update("nobody@example.org", client)?;
+            Ok::<_, StoreError>((known, unknown))
+        })
+        .await
+        .unwrap();
+    assert_eq!((known.0, known.1), (ThrottleRow::default(), delayed));
+    assert_eq!(known.2.map(|u| u.id), Some(plain.id));
+    assert_eq!(
+        unknown,
+        (ThrottleRow::default(), ThrottleRow::default(), None)
+    );
+
+    // The account holds its sign-up's session; a second comes a second later.
+    let (_, mut newer) = s.sessions.new_session(plain.id, Default::default(), "pwd");
+    newer.created_at += 1_000;
+    newer.last_active += 1_000;
+    let newer_id = newer.id;
+    let (_, refused) = s.sessions.new_session(plain.id, Default::default(), "pwd");
+    let hash = plain.password_hash.clone().unwrap_or_default();
+    let (counted, wrong, ended, left) = s
+        .store()
+        .write(move |tx| {
+            let counted = tx.insert_session_if_password(&newer, &hash)?;
+            let wrong = tx.insert_session_if_password(&refused, "another hash")?;
+            let ended = tx.end_least_active_sessions(plain.id, None, newer.created_at, 1)?;
+            let left = tx.live_sessions(plain.id, None, newer.created_at)?;
+            Ok::<_, StoreError>((counted, wrong, ended, left))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        counted,
+        Some((2, 0)),
+        "the new session is counted with the old"
+    );
+    assert_eq!(wrong, None, "a changed password inserts nothing");
+    let kept = s
+        .store()
+        .read(move |tx| tx.sessions_of(plain.id))
+        .await
+        .unwrap();
+    let kept: Vec<u64> = kept.iter().map(|k| k.id).collect();
+    assert_eq!(
+        kept,
+        [newer_id],
+        "the sign-up's session, active least, was ended"
+    );
+    assert_eq!(ended.len(), 1);
+    assert_eq!(left, (1, 0));
+}
+
+/// A client's budget in the shared map (as a cluster keeps it) under 50 parallel charges:
+/// exactly its size is allowed and none fails. Each charge reads the row unlocked and
+/// stores it only where it still holds what was read (`swap_short_lived`), then, after
+/// three lost rounds, queues on the row's lock; a charge that read, then wrote blindly
+/// would let more through, and two swaps that each held one row while waiting for the
+/// other would deadlock.
+pub async fn a_shared_budget_allows_exactly_its_size(open: impl Backend) {
+    use hearth::domain::rate_limit::RateLimiter;
+    use hearth::domain::state::shared_map::StoreMap;
+    let (_dir, s, _) = setup(open).await;
+    let keys: hearth::domain::state::shared_map::SealKeys = Arc::default();
+    let _ = keys.set(s.key_ring().clone());
+    let map = StoreMap::new(s.store().clone(), s.clock().clone(), "budget", keys);
+    let limiter = RateLimiter::new(Arc::new(map), s.clock().clone());
+    let answers = parallel(CALLERS, |i| {
+        let limiter = limiter.clone();
+        // Three budgets per call, as a costly method charges two: two shared by all (rows
+        // every caller swaps, in either order), one its own.
+        let mine = format!("mine 192.0.2.{i}");
+        let shared = [("one 192.0.2.1", 20), ("two 192.0.2.1", 50)];
+        let mut budgets: Vec<(String, u32)> =
+            shared.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        budgets.push((mine, 1));
+        async move { limiter.take_each(&budgets).await }
+    })
+    .await;
+    let refused: Vec<Option<usize>> = answers
+        .into_iter()
+        .map(|a| a.expect("every charge is answered"))
+        .collect();
+    let allowed = refused.iter().filter(|r| r.is_none()).count();
+    assert_eq!(allowed, 20, "the shared budget of 20 let {allowed} through");
+    assert!(
+        refused.iter().all(|r| r.is_none() || *r == Some(0)),
+        "only the shared budget runs out"
+    );
+}
+
 fn sqlite(dir: &Path) -> Store {
     let sqlite = hearth::store::sqlite::Sqlite::open(
         &dir.join("hearth.sqlite3"),
@@ -890,6 +1039,16 @@ async fn sqlite_the_gate_admits_its_slots_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_a_write_nobody_awaits_commits_nothing() {
     a_write_nobody_awaits_commits_nothing(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_shared_budget_allows_exactly_its_size() {
+    a_shared_budget_allows_exactly_its_size(sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_sign_in_reads_answer_as_their_parts() {
+    the_sign_in_reads_answer_as_their_parts(sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1032,6 +1191,8 @@ on_postgres! {
     postgres_a_guest_is_upgraded_once => a_guest_is_upgraded_once,
     postgres_a_pending_address_has_one_account => a_pending_address_has_one_account,
     postgres_the_session_caps_hold_under_parallel_callers => the_session_caps_hold_under_parallel_callers,
+    postgres_the_sign_in_reads_answer_as_their_parts => the_sign_in_reads_answer_as_their_parts,
+    postgres_a_shared_budget_allows_exactly_its_size => a_shared_budget_allows_exactly_its_size,
     postgres_the_gate_admits_its_slots_only => the_gate_admits_its_slots_only,
     postgres_a_write_nobody_awaits_commits_nothing => a_write_nobody_awaits_commits_nothing,
     postgres_the_passkey_rules_hold_under_parallel_adds => the_passkey_rules_hold_under_parallel_adds,

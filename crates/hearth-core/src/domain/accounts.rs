@@ -417,11 +417,13 @@ impl Accounts {
                 // The user's row first: a password change waits for this write, or this
                 // write sees the new hash and inserts nothing. The gate's rows and the
                 // session caps lock their own rows, so no read here needs more isolation.
-                tx.user_for_update(id)?;
                 // The second factor is checked here, under the user's row: a factor turned
                 // on meanwhile is asked for, and a code is used once however many parallel
-                // sign-ins send it.
-                let factor = second_factor::require_in(tx, &key, id, second.as_ref(), now)?;
+                // sign-ins send it. An account deleted meanwhile needs none, and gets no
+                // session below.
+                let factors = tx.user_factors_for_update(id)?.unwrap_or_default();
+                let factor =
+                    second_factor::require_in(tx, &key, id, factors, second.as_ref(), now)?;
                 // The password was right and no code came: the holder is asked for it,
                 // which costs them nothing in the throttle (and clears nothing wrong codes
                 // earned).
@@ -433,11 +435,14 @@ impl Accounts {
                     amr: factor.amr().join(" "),
                     ..base.clone()
                 };
-                let inserted =
-                    factor != Factor::Wrong && tx.insert_session_if_password(&s, &verified_hash)?;
-                let ended = match inserted {
-                    true => crate::domain::sessions::make_room(tx, &s)?,
-                    false => Vec::new(),
+                let live = match factor {
+                    Factor::Wrong => None,
+                    _ => tx.insert_session_if_password(&s, &verified_hash)?,
+                };
+                let inserted = live.is_some();
+                let ended = match live {
+                    Some(live) => crate::domain::sessions::trim(tx, &s, live)?,
+                    None => Vec::new(),
                 };
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;

@@ -275,15 +275,16 @@ pub fn factors_in(tx: &mut dyn WriteTx, user_id: u64) -> Result<(bool, bool), St
     Ok((totp, !tx.passkeys(user_id)?.is_empty()))
 }
 
-/// Inside a password sign-in's write: what `second` comes to for `user_id` at `now_ms`.
+/// Inside a password sign-in's write: what `second` comes to for `user_id` at `now_ms`,
+/// given its `factors` (TOTP on, a passkey held) read under its locked row.
 pub fn require_in(
     tx: &mut dyn WriteTx,
     key: &FactorKey,
     user_id: u64,
+    (totp, passkey): (bool, bool),
     second: Option<&Second>,
     now_ms: u64,
 ) -> Result<Factor, StoreError> {
-    let (totp, passkey) = factors_in(tx, user_id)?;
     if !totp && !passkey {
         return Ok(Factor::NotNeeded);
     }

@@ -47,18 +47,27 @@ pub fn make_room(tx: &mut dyn WriteTx, s: &Session) -> Result<Vec<u64>, StoreErr
     // Exact under a serializable write, and under a row-locked one that holds the user's
     // row (a sign-in). The two kinds racing for one user may pass a cap by one until the
     // next insert trims it again.
+    let live = tx.live_sessions(s.user_id, s.access_token_id, s.created_at)?;
+    trim(tx, s, live)
+}
+
+/// [`make_room`] given the `live` sessions of `s`'s user and of its token, `s` counted (as
+/// the insert that made `s` may have counted them).
+pub fn trim(
+    tx: &mut dyn WriteTx,
+    s: &Session,
+    (of_user, of_token): (u32, u32),
+) -> Result<Vec<u64>, StoreError> {
     let now = s.created_at;
-    let (of_user, of_token) = tx.live_sessions(s.user_id, s.access_token_id, now)?;
     let mut ended = Vec::new();
     if let Some(token) = s.access_token_id.filter(|_| of_token > MAX_PER_TOKEN) {
-        let ids =
-            tx.least_active_sessions(s.user_id, Some(token), now, of_token - MAX_PER_TOKEN)?;
-        ended.extend(tx.delete_sessions_of(s.user_id, &ids)?);
+        let over = of_token - MAX_PER_TOKEN;
+        ended.extend(tx.end_least_active_sessions(s.user_id, Some(token), now, over)?);
     }
     let left = of_user.saturating_sub(ended.len() as u32);
     if left > MAX_PER_USER {
-        let ids = tx.least_active_sessions(s.user_id, None, now, left - MAX_PER_USER)?;
-        ended.extend(tx.delete_sessions_of(s.user_id, &ids)?);
+        let over = left - MAX_PER_USER;
+        ended.extend(tx.end_least_active_sessions(s.user_id, None, now, over)?);
     }
     Ok(ended)
 }

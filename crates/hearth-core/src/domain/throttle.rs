@@ -36,13 +36,40 @@ pub fn begin_in(
     now: u64,
     p: &LockPolicy,
 ) -> Result<SignInGate, StoreError> {
-    let (account, mut row) = tx.sign_in_rows_for_update(email, client)?;
+    Ok(gate_in(tx, email, client, now, p, false)?.0)
+}
+
+/// [`begin_in`], and when it allows the attempt, the local account with the address (read
+/// with the gate's rows: a sign-in reads it next anyway).
+pub fn begin_reading_in(
+    tx: &mut dyn WriteTx,
+    email: &str,
+    client: &str,
+    now: u64,
+    p: &LockPolicy,
+) -> Result<(SignInGate, Option<User>), StoreError> {
+    gate_in(tx, email, client, now, p, true)
+}
+
+fn gate_in(
+    tx: &mut dyn WriteTx,
+    email: &str,
+    client: &str,
+    now: u64,
+    p: &LockPolicy,
+    read_user: bool,
+) -> Result<(SignInGate, Option<User>), StoreError> {
+    let (account, mut row, user) = match read_user {
+        true => tx.sign_in_rows_and_user_for_update(email, client)?,
+        false => {
+            let (account, row) = tx.sign_in_rows_for_update(email, client)?;
+            (account, row, None)
+        }
+    };
     for r in [&account, &row] {
         if let Some(until) = r.locked_until.filter(|u| *u > now) {
-            return Ok(SignInGate::Locked {
-                failures: r.failures,
-                until,
-            });
+            let failures = r.failures;
+            return Ok((SignInGate::Locked { failures, until }, None));
         }
     }
     // A count older than the stale limit is the leftover of a crash.
@@ -52,14 +79,14 @@ pub fn begin_in(
             .is_none_or(|since| since.saturating_add(p.stale_in_flight_ms) <= now);
     let in_flight = if stale { 0 } else { row.in_flight };
     if in_flight >= p.slots(row.failures) {
-        return Ok(SignInGate::Busy);
+        return Ok((SignInGate::Busy, None));
     }
     row.in_flight = in_flight + 1;
     if stale {
         row.in_flight_since = Some(now);
     }
     tx.put_sign_in_rows(email, &[(client, &row)], now)?;
-    Ok(SignInGate::Allowed)
+    Ok((SignInGate::Allowed, user))
 }
 
 /// Whether an attempt may be waiting for a slot of `row`: only while every slot was taken
@@ -297,14 +324,7 @@ impl Slot {
             let now = clock.now_ms();
             let (e, c) = (email.to_owned(), client.to_owned());
             let (gate, user) = store
-                .write_counted(move |tx| {
-                    let gate = begin_in(tx, &e, &c, now, &POLICY)?;
-                    let user = match (gate, read_user) {
-                        (SignInGate::Allowed, true) => tx.user_by_email(&e)?,
-                        _ => None,
-                    };
-                    Ok::<_, StoreError>((gate, user))
-                })
+                .write_counted(move |tx| gate_in(tx, &e, &c, now, &POLICY, read_user))
                 .await?;
             match gate {
                 SignInGate::Allowed => {

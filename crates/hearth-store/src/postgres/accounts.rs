@@ -89,6 +89,19 @@ impl AccountsWrite for Tx<'_> {
         let sql = format!("SELECT {} FROM users WHERE id = $1 FOR UPDATE", rows::USER);
         Ok(self.row(&sql, &[&i(id)])?.as_ref().map(rows::user))
     }
+    fn user_factors_for_update(&mut self, id: u64) -> Result<Option<(bool, bool)>, StoreError> {
+        // The CTE runs first, so the user's row is locked before its factor's, the order
+        // every writer of both takes.
+        let row = self.row(
+            "WITH u AS (SELECT id FROM users WHERE id = $1 FOR UPDATE) \
+             SELECT (SELECT f.enabled FROM second_factors f, u \
+                       WHERE f.user_id = u.id FOR UPDATE OF f), \
+                    EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1) \
+             FROM u",
+            &[&i(id)],
+        )?;
+        Ok(row.map(|r| (r.get::<_, Option<bool>>(0) == Some(true), r.get(1))))
+    }
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO users ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -132,7 +145,15 @@ impl AccountsWrite for Tx<'_> {
         email: &str,
         client: &str,
     ) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
-        gates::sign_in_rows_for_update(self, email, client)
+        let (account, row, _) = gates::sign_in_rows_for_update(self, email, client, false)?;
+        Ok((account, row))
+    }
+    fn sign_in_rows_and_user_for_update(
+        &mut self,
+        email: &str,
+        client: &str,
+    ) -> Result<(ThrottleRow, ThrottleRow, Option<User>), StoreError> {
+        gates::sign_in_rows_for_update(self, email, client, true)
     }
     fn put_sign_in_rows(
         &mut self,

@@ -4,7 +4,7 @@
 //! one alike (see `mod.rs`).
 use super::rows;
 use super::tx::Tx;
-use crate::domain::model::{CodeRecord, Session, ThrottleRow};
+use crate::domain::model::{CodeRecord, Session, ThrottleRow, User};
 use crate::domain::state::store::StoreError;
 
 const ACCOUNT: &str = "*";
@@ -15,34 +15,62 @@ fn i(v: u64) -> i64 {
 }
 
 /// The rows of `email` account-wide and of `client`, locked (absent ones are made first, so
-/// there is a row to lock: parallel first attempts queue on it instead of racing).
+/// there is a row to lock: parallel first attempts queue on it instead of racing), and with
+/// `with_user` the local user with the address, read in the same statement.
 pub fn sign_in_rows_for_update(
     tx: &mut Tx<'_>,
     email: &str,
     client: &str,
-) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
-    // Always the account row first: every gate locks in one order, so none deadlocks.
-    const LOCK: &str = "SELECT client, failures, locked_until, in_flight, in_flight_since \
-         FROM sign_in_throttle WHERE email = $1 AND client IN ($2, $3) \
-         ORDER BY client = $2 DESC FOR UPDATE";
-    let mut rows = tx.rows(LOCK, &[&email, &ACCOUNT, &client])?;
+    with_user: bool,
+) -> Result<(ThrottleRow, ThrottleRow, Option<User>), StoreError> {
+    // Always the account row first: every gate locks in one order, so none deadlocks. With
+    // the user, its columns come first in each row (NULL without one); only the throttle
+    // rows are locked.
+    const LOCK: &str = "SELECT t.client, t.failures, t.locked_until, t.in_flight, \
+             t.in_flight_since \
+         FROM sign_in_throttle t WHERE t.email = $1 AND t.client IN ($2, $3) \
+         ORDER BY t.client = $2 DESC FOR UPDATE OF t";
+    static LOCK_WITH_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = match with_user {
+        false => LOCK,
+        true => LOCK_WITH_USER.get_or_init(|| {
+            let user: Vec<String> = rows::USER.split(", ").map(|c| format!("u.{c}")).collect();
+            format!(
+                "SELECT {}, t.client, t.failures, t.locked_until, t.in_flight, \
+                     t.in_flight_since \
+                 FROM sign_in_throttle t LEFT JOIN users u \
+                     ON lower(u.email) = lower($1) AND u.home_server IS NULL \
+                 WHERE t.email = $1 AND t.client IN ($2, $3) \
+                 ORDER BY t.client = $2 DESC FOR UPDATE OF t",
+                user.join(", ")
+            )
+        }),
+    };
+    let mut rows = tx.rows(sql, &[&email, &ACCOUNT, &client])?;
     if rows.len() < 2 {
         tx.exec(
             "INSERT INTO sign_in_throttle (email, client, updated_at) \
              VALUES ($1, $2, 0), ($1, $3, 0) ON CONFLICT (email, client) DO NOTHING",
             &[&email, &ACCOUNT, &client],
         )?;
-        rows = tx.rows(LOCK, &[&email, &ACCOUNT, &client])?;
+        rows = tx.rows(sql, &[&email, &ACCOUNT, &client])?;
     }
-    let mut found = (ThrottleRow::default(), ThrottleRow::default());
+    let at = match with_user {
+        true => rows::USER.split(", ").count(),
+        false => 0,
+    };
+    let mut found = (ThrottleRow::default(), ThrottleRow::default(), None);
     for r in rows {
+        if with_user && r.get::<_, Option<i64>>(0).is_some() {
+            found.2 = Some(rows::user(&r));
+        }
         let row = ThrottleRow {
-            failures: r.get::<_, i64>(1) as u32,
-            locked_until: r.get::<_, Option<i64>>(2).map(|v| v as u64),
-            in_flight: r.get::<_, i64>(3) as u32,
-            in_flight_since: r.get::<_, Option<i64>>(4).map(|v| v as u64),
+            failures: r.get::<_, i64>(at + 1) as u32,
+            locked_until: r.get::<_, Option<i64>>(at + 2).map(|v| v as u64),
+            in_flight: r.get::<_, i64>(at + 3) as u32,
+            in_flight_since: r.get::<_, Option<i64>>(at + 4).map(|v| v as u64),
         };
-        match r.get::<_, &str>(0) == ACCOUNT {
+        match r.get::<_, &str>(at) == ACCOUNT {
             true => found.0 = row,
             false => found.1 = row,
         }
@@ -157,42 +185,84 @@ pub fn lease_worker(
     Ok(Some(worker as u16))
 }
 
-/// Inserts `s` where `condition` (SQL over `$2` = user id, `$9` = created, `$11` = expiry,
-/// `$13` = token id and `$14` = `extra`) holds; returns whether it inserted.
-pub fn insert_session_where(
-    tx: &mut Tx<'_>,
-    s: &Session,
-    condition: &str,
-    extra: &(dyn postgres::types::ToSql + Sync),
-) -> Result<bool, StoreError> {
-    let sql = format!(
+/// The statement that inserts a session where `condition` (SQL over `$2` = user id, `$9` =
+/// created, `$11` = expiry, `$13` = token id and `$14` = the caller's `extra`) holds.
+fn session_insert(condition: &str) -> String {
+    format!(
         "INSERT INTO sessions ({}) \
          SELECT $1::bigint, $2::bigint, $3::bytea, $4::bigint, $5::text, $6::text, $7::text, \
                 $8::text, $9::bigint, $10::bigint, $11::bigint, $12::text, $13::bigint, \
                 $15::text \
          WHERE {condition}",
         rows::SESSION
-    );
-    let n = tx.exec_unique(
-        &sql,
-        &[
-            &i(s.id),
-            &i(s.user_id),
-            &&s.token_hash[..],
-            &i64::from(s.device.client_id),
-            &s.device.device_type,
-            &s.device.device_version,
-            &s.device.app_name,
-            &s.device.app_version,
-            &i(s.created_at),
-            &i(s.last_active),
-            &i(s.expires_at),
-            &rows::scopes_text(s),
-            &s.access_token_id.map(i),
-            extra,
-            &s.amr,
-        ],
-        "that session",
-    )?;
+    )
+}
+
+/// Calls `f` with the parameters of [`session_insert`] for `s` and `extra`.
+fn with_session<R>(
+    s: &Session,
+    extra: &(dyn postgres::types::ToSql + Sync),
+    f: impl FnOnce(super::tx::Params<'_>) -> R,
+) -> R {
+    let (id, user, client) = (i(s.id), i(s.user_id), i64::from(s.device.client_id));
+    let (created, active, expires) = (i(s.created_at), i(s.last_active), i(s.expires_at));
+    let (scopes, token) = (rows::scopes_text(s), s.access_token_id.map(i));
+    f(&[
+        &id,
+        &user,
+        &&s.token_hash[..],
+        &client,
+        &s.device.device_type,
+        &s.device.device_version,
+        &s.device.app_name,
+        &s.device.app_version,
+        &created,
+        &active,
+        &expires,
+        &scopes,
+        &token,
+        extra,
+        &s.amr,
+    ])
+}
+
+/// Inserts `s` where `condition` holds (see [`session_insert`]); returns whether it did.
+pub fn insert_session_where(
+    tx: &mut Tx<'_>,
+    s: &Session,
+    condition: &str,
+    extra: &(dyn postgres::types::ToSql + Sync),
+) -> Result<bool, StoreError> {
+    let sql = session_insert(condition);
+    let n = with_session(s, extra, |p| tx.exec_unique(&sql, p, "that session"))?;
     Ok(n > 0)
+}
+
+/// [`insert_session_where`], and in the same statement, when it inserted, the live sessions
+/// of `s`'s user and of its personal access token, `s` counted (what the caps need next).
+pub fn insert_session_counting(
+    tx: &mut Tx<'_>,
+    s: &Session,
+    condition: &str,
+    extra: &(dyn postgres::types::ToSql + Sync),
+) -> Result<Option<(u32, u32)>, StoreError> {
+    // The counts read the statement's snapshot, which the insert's row is not in yet.
+    let sql = format!(
+        "WITH ins AS ({} RETURNING 1) \
+         SELECT (SELECT COUNT(*) FROM ins), \
+                (SELECT COUNT(*) FROM sessions WHERE user_id = $2 AND expires_at > $9), \
+                (SELECT COUNT(*) FROM sessions WHERE $13::bigint IS NOT NULL \
+                   AND access_token_id = $13 AND expires_at > $9)",
+        session_insert(condition)
+    );
+    let row = with_session(s, extra, |p| tx.row_unique(&sql, p, "that session"))?;
+    let count = |n: usize| row.as_ref().map_or(0, |r| r.get::<_, i64>(n) as u32);
+    let inserted = count(0);
+    Ok((inserted > 0).then(|| {
+        let of_token = match s.access_token_id {
+            Some(_) => count(2) + inserted,
+            None => 0,
+        };
+        (count(1) + inserted, of_token)
+    }))
 }

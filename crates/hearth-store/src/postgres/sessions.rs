@@ -68,20 +68,6 @@ impl SessionsRead for Tx<'_> {
             (r.get::<_, i64>(0) as u32, r.get::<_, i64>(1) as u32)
         }))
     }
-    fn least_active_sessions(
-        &mut self,
-        user_id: u64,
-        token_id: Option<u64>,
-        now: u64,
-        n: u32,
-    ) -> Result<Vec<u64>, StoreError> {
-        self.ids(
-            "SELECT id FROM sessions WHERE user_id = $1 AND expires_at > $2 \
-               AND ($3::bigint IS NULL OR access_token_id = $3) \
-             ORDER BY last_active, id LIMIT $4",
-            &[&i(user_id), &i(now), &token_id.map(i), &i64::from(n)],
-        )
-    }
     fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError> {
         let sql = format!(
             "SELECT {} FROM sessions WHERE user_id = $1 ORDER BY id DESC",
@@ -103,12 +89,28 @@ impl SessionsWrite for Tx<'_> {
         &mut self,
         s: &Session,
         password_hash: &str,
-    ) -> Result<bool, StoreError> {
-        gates::insert_session_where(
+    ) -> Result<Option<(u32, u32)>, StoreError> {
+        gates::insert_session_counting(
             self,
             s,
             "EXISTS (SELECT 1 FROM users WHERE id = $2 AND password_hash = $14::text)",
             &password_hash,
+        )
+    }
+    fn end_least_active_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+        n: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.returning_ids(
+            "DELETE FROM sessions WHERE user_id = $1 AND id IN (SELECT id FROM sessions \
+                 WHERE user_id = $1 AND expires_at > $2 \
+                   AND ($3::bigint IS NULL OR access_token_id = $3) \
+                 ORDER BY last_active, id LIMIT $4) \
+             RETURNING id",
+            &[&i(user_id), &i(now), &token_id.map(i), &i64::from(n)],
         )
     }
     fn delete_sessions_of(&mut self, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {

@@ -113,6 +113,20 @@ impl Tx<'_> {
             .map_err(|e| fail(e, what))
     }
 
+    pub(super) fn row_unique(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+        what: &'static str,
+    ) -> Result<Option<Row>, StoreError> {
+        let row = self
+            .prepared(sql)
+            .and_then(|s| self.0.query_opt(&s, p))
+            .map_err(|e| fail(e, what));
+        super::widen_race();
+        row
+    }
+
     pub(super) fn ids(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<u64>, StoreError> {
         Ok(self
             .rows(sql, p)?

@@ -1,7 +1,7 @@
 //! The accounts area of the store seam on SQLite: each operation is its table file's function.
 use super::Tx;
 use crate::domain::model::{AccountChange, SecondFactor, ThrottleRow, User};
-use crate::domain::state::store::{AccountsRead, AccountsWrite, StoreError};
+use crate::domain::state::store::{AccountsRead, AccountsWrite, PasskeysRead, StoreError};
 use crate::sqlite::{account_changes, identities, second_factors, sign_in_throttle, users};
 
 impl AccountsRead for Tx<'_> {
@@ -49,6 +49,13 @@ impl AccountsWrite for Tx<'_> {
         // The single writer holds every row already.
         users::by_id(self.0, id)
     }
+    fn user_factors_for_update(&mut self, id: u64) -> Result<Option<(bool, bool)>, StoreError> {
+        if users::by_id(self.0, id)?.is_none() {
+            return Ok(None);
+        }
+        let totp = second_factors::get(self.0, id)?.is_some_and(|f| f.enabled);
+        Ok(Some((totp, !self.passkeys(id)?.is_empty())))
+    }
     fn upgrade_guest(&mut self, u: &User) -> Result<bool, StoreError> {
         users::upgrade_guest(self.0, u)
     }
@@ -65,6 +72,14 @@ impl AccountsWrite for Tx<'_> {
             sign_in_throttle::row(self.0, email, "*")?,
             sign_in_throttle::row(self.0, email, client)?,
         ))
+    }
+    fn sign_in_rows_and_user_for_update(
+        &mut self,
+        email: &str,
+        client: &str,
+    ) -> Result<(ThrottleRow, ThrottleRow, Option<User>), StoreError> {
+        let (account, row) = self.sign_in_rows_for_update(email, client)?;
+        Ok((account, row, users::by_email(self.0, email)?))
     }
     fn put_sign_in_rows(
         &mut self,

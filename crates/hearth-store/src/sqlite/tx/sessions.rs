@@ -33,15 +33,6 @@ impl SessionsRead for Tx<'_> {
     ) -> Result<(u32, u32), StoreError> {
         sessions::live(self.0, user_id, token_id, now)
     }
-    fn least_active_sessions(
-        &mut self,
-        user_id: u64,
-        token_id: Option<u64>,
-        now: u64,
-        n: u32,
-    ) -> Result<Vec<u64>, StoreError> {
-        sessions::least_active(self.0, user_id, token_id, now, n)
-    }
 }
 
 impl SessionsWrite for Tx<'_> {
@@ -52,8 +43,21 @@ impl SessionsWrite for Tx<'_> {
         &mut self,
         s: &Session,
         password_hash: &str,
-    ) -> Result<bool, StoreError> {
-        sessions::insert_if_password(self.0, s, password_hash)
+    ) -> Result<Option<(u32, u32)>, StoreError> {
+        match sessions::insert_if_password(self.0, s, password_hash)? {
+            true => sessions::live(self.0, s.user_id, s.access_token_id, s.created_at).map(Some),
+            false => Ok(None),
+        }
+    }
+    fn end_least_active_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+        n: u32,
+    ) -> Result<Vec<u64>, StoreError> {
+        let ids = sessions::least_active(self.0, user_id, token_id, now, n)?;
+        sessions::delete_for_user(self.0, user_id, &ids)
     }
     fn delete_sessions_of(&mut self, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
         sessions::delete_for_user(self.0, user_id, ids)

@@ -35,6 +35,10 @@ pub trait AccountsWrite: AccountsRead {
     /// A user by id, its row locked until the transaction ends: every write that adds a
     /// session or changes a password takes it first, so they run one at a time per user.
     fn user_for_update(&mut self, id: u64) -> Result<Option<User>, StoreError>;
+    /// [`AccountsWrite::user_for_update`], then its second factor's row locked too: whether
+    /// its TOTP is on and whether it holds a passkey (`None`: no such user). What a
+    /// password sign-in's final write starts with, in one round trip where the backend can.
+    fn user_factors_for_update(&mut self, id: u64) -> Result<Option<(bool, bool)>, StoreError>;
     /// Inserts a user; a taken e-mail (or foreign identity) is [`StoreError::Conflict`].
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError>;
     /// Atomic: turns the guest account `u.id` into a full one (e-mail, name, password hash)
@@ -51,6 +55,13 @@ pub trait AccountsWrite: AccountsRead {
         email: &str,
         client: &str,
     ) -> Result<(ThrottleRow, ThrottleRow), StoreError>;
+    /// [`AccountsWrite::sign_in_rows_for_update`], and the local user with the address
+    /// ([`AccountsRead::user_by_email`]), in one round trip where the backend can.
+    fn sign_in_rows_and_user_for_update(
+        &mut self,
+        email: &str,
+        client: &str,
+    ) -> Result<(ThrottleRow, ThrottleRow, Option<User>), StoreError>;
     /// Writes throttle rows of `email`, each (client, row) (client `*`: account-wide), in
     /// one statement where the backend can; rows untouched for a day that hold no delay go
     /// in the sweep.

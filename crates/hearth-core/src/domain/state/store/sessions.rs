@@ -28,15 +28,6 @@ pub trait SessionsRead {
         token_id: Option<u64>,
         now: u64,
     ) -> Result<(u32, u32), StoreError>;
-    /// The ids of the `n` least recently active live sessions of `user_id` (of personal
-    /// access token `token_id` only, when given).
-    fn least_active_sessions(
-        &mut self,
-        user_id: u64,
-        token_id: Option<u64>,
-        now: u64,
-        n: u32,
-    ) -> Result<Vec<u64>, StoreError>;
     /// A user's sessions, newest first.
     fn sessions_of(&mut self, user_id: u64) -> Result<Vec<Session>, StoreError>;
 }
@@ -46,12 +37,23 @@ pub trait SessionsWrite: SessionsRead {
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError>;
     /// Atomic: inserts a session only while its user's password hash is still
     /// `password_hash` (the one the sign-in verified), so no session made with a password
-    /// outlives a reset of it. Returns whether it inserted.
+    /// outlives a reset of it. Returns, when it inserted, the live sessions of its user and
+    /// of its personal access token counted with it (as [`SessionsRead::live_sessions`] at
+    /// `s.created_at` would), for the caps.
     fn insert_session_if_password(
         &mut self,
         s: &Session,
         password_hash: &str,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<(u32, u32)>, StoreError>;
+    /// Ends the `n` least recently active live sessions of `user_id` (of personal access
+    /// token `token_id` only, when given); returns their ids.
+    fn end_least_active_sessions(
+        &mut self,
+        user_id: u64,
+        token_id: Option<u64>,
+        now: u64,
+        n: u32,
+    ) -> Result<Vec<u64>, StoreError>;
     /// Deletes the listed sessions of `user_id`; returns the ids that were deleted.
     fn delete_sessions_of(&mut self, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError>;
     /// Deletes every session of `user_id` except `keep`; returns the deleted ids.
