@@ -2,7 +2,7 @@
 use super::gates;
 use super::short_lived;
 use super::tx::{i, Tx};
-use crate::domain::state::store::{Gauges, JobsRead, JobsWrite, StoreError};
+use crate::domain::state::store::{Gauges, JobsRead, JobsWrite, StoreError, StoredRow, Swap};
 
 impl JobsRead for Tx<'_> {
     fn stored_secret(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -20,6 +20,13 @@ impl JobsRead for Tx<'_> {
             &[&space, &&key[..], &i(now)],
         )?;
         Ok(r.map(|r| r.get(0)))
+    }
+    fn short_lived_rows(
+        &mut self,
+        space: &str,
+        keys: &[[u8; 32]],
+    ) -> Result<Vec<Option<StoredRow>>, StoreError> {
+        short_lived::rows(self, space, keys)
     }
     fn highest_id(&mut self) -> Result<u64, StoreError> {
         let r = self.row(
@@ -100,6 +107,15 @@ impl JobsWrite for Tx<'_> {
         now: u64,
     ) -> Result<(), StoreError> {
         short_lived::put(self, space, values, expires_at, now)
+    }
+    fn swap_short_lived(
+        &mut self,
+        space: &str,
+        swaps: &[Swap],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Vec<bool>, StoreError> {
+        short_lived::swap(self, space, swaps, expires_at, now)
     }
     fn hold_job(
         &mut self,

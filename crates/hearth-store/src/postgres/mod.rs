@@ -219,7 +219,7 @@ impl Pooled {
             if !self.health.may_try() {
                 return Err(self.health.unreachable());
             }
-            match self.target.connect() {
+            match pool_connection(&self.target) {
                 Ok(c) => self.client = Some(c),
                 Err(e) => {
                     self.health.failed(&raw(e));
@@ -271,6 +271,20 @@ pub(super) fn widen_race() {
     }
 }
 
+/// What every pool connection starts with: commits do not wait for the disk unless their
+/// transaction says so. The row-locked jobs (budgets, the sign-in gate) and the
+/// compare-and-set ones ([`Backend::write_each`], which run outside a transaction, so no
+/// `SET LOCAL` can reach them) keep it; every other write sets `synchronous_commit` back to
+/// the server's own setting for its transaction (docs/SECURITY.md).
+const NOT_DURABLE: &str = "SET synchronous_commit TO off";
+
+/// A new connection of the pool.
+fn pool_connection(target: &PgTarget) -> Result<Client, StoreError> {
+    let mut client = target.connect()?;
+    client.batch_execute(NOT_DURABLE).map_err(failed)?;
+    Ok(client)
+}
+
 /// Runs of a write that lost a serialization race before it gives up (UNAVAILABLE).
 const WRITE_ATTEMPTS: u32 = 40;
 
@@ -284,9 +298,10 @@ impl Postgres {
             s.spawn(|| {
                 let mut first = target.connect()?;
                 migrate(&mut first, &shown)?;
+                first.batch_execute(NOT_DURABLE).map_err(failed)?;
                 let mut clients = vec![first];
                 for _ in 1..connections.max(1) {
-                    clients.push(target.connect()?);
+                    clients.push(pool_connection(target)?);
                 }
                 Ok::<_, StoreError>(clients)
             })
@@ -425,12 +440,16 @@ impl Postgres {
         // fraction of a second (budgets refill, an in-flight count goes stale, the last
         // failures of a sign-in are not counted), which is worth not waiting for the disk
         // while holding a hot row (docs/SECURITY.md). Every other write waits for its commit.
+        // `DEFAULT` is the server's (or the role's, or the URL's) setting: what the
+        // connection would have without its own `SET` ([`NOT_DURABLE`]).
         let begin = match (isolation, durable) {
-            (IsolationLevel::Serializable, _) => "START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
-            (_, true) => "START TRANSACTION ISOLATION LEVEL READ COMMITTED",
-            (_, false) => {
-                "START TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO OFF"
+            (IsolationLevel::Serializable, _) => {
+                "START TRANSACTION ISOLATION LEVEL SERIALIZABLE; SET LOCAL synchronous_commit TO DEFAULT"
             }
+            (_, true) => {
+                "START TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO DEFAULT"
+            }
+            (_, false) => "START TRANSACTION ISOLATION LEVEL READ COMMITTED",
         };
         for attempt in 1..=WRITE_ATTEMPTS {
             LOST_RACE.with(|l| l.set(false));
@@ -496,6 +515,31 @@ impl Backend for Postgres {
     async fn write_rows(&self, job: WriteJob) -> Result<(), StoreError> {
         self.write_with(IsolationLevel::ReadCommitted, true, job)
             .await
+    }
+
+    async fn write_each(&self, mut job: WriteJob) -> Result<(), StoreError> {
+        let widen = self.widen.load(Ordering::Relaxed);
+        self.run(move |client| {
+            WIDEN_MICROS.with(|w| w.set(widen));
+            let mut done = Ok(());
+            // No BEGIN and no COMMIT: two round trips fewer. A statement that lost a
+            // deadlock was undone whole, and the job is run again.
+            for attempt in 1..=WRITE_ATTEMPTS {
+                LOST_RACE.with(|l| l.set(false));
+                done = catch_unwind(AssertUnwindSafe(|| {
+                    job(&mut Tx(client));
+                }))
+                .map_err(|_| StoreError::Backend("a write job panicked".into()));
+                if done.is_err() || !LOST_RACE.with(Cell::get) {
+                    break;
+                }
+                let pause = Duration::from_micros(200 << attempt.min(8));
+                std::thread::sleep(pause.mul_f64(0.5 + rand::random::<f64>()));
+            }
+            WIDEN_MICROS.with(|w| w.set(0));
+            done
+        })
+        .await
     }
 
     async fn read(&self, job: ReadJob) -> Result<(), StoreError> {

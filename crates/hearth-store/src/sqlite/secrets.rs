@@ -55,6 +55,19 @@ pub fn short_lived(
     ))
 }
 
+/// The stored row of (`space`, `key`), live or expired: (value, expires at).
+pub fn short_lived_row(
+    c: &Connection,
+    space: &str,
+    key: &[u8; 32],
+) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+    optional(c.query_row(
+        "SELECT value, expires_at FROM short_lived WHERE space = ?1 AND key = ?2",
+        params![space, &key[..]],
+        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+    ))
+}
+
 /// Stores a short-lived value; sweeps the space's expired rows.
 pub fn put_short_lived(
     tx: &Connection,

@@ -250,47 +250,125 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
         &self,
         keys: &[String],
         ttl_ms: u64,
-        mut update: EachUpdate<V>,
+        update: EachUpdate<V>,
     ) -> Result<Vec<V>, StoreError> {
-        let (space, now) = (self.space, self.clock.now_ms());
-        // Rows locked in one order by every writer, so two requests never deadlock; a key
-        // named twice is one row.
-        let mut rows: Vec<(usize, [u8; 32])> =
-            keys.iter().map(|k| row_key(k)).enumerate().collect();
-        rows.sort_by_key(|(_, row)| *row);
+        let (space, now, n) = (self.space, self.clock.now_ms(), keys.len());
+        let rows = std::sync::Arc::new(rows_of(keys));
+        let update = std::sync::Arc::new(std::sync::Mutex::new(update));
+        // Compare-and-set first: read the rows unlocked, work out their new values here,
+        // and store each only where it still holds what was read (one round trip each way,
+        // no transaction). A row another request wrote meanwhile is read again.
+        // What is stored so far lives outside the job: a run again (after a deadlock)
+        // goes on from there instead of charging a stored row twice.
+        let progress = (0..n).map(|_| None).collect::<Vec<Option<V>>>();
+        let progress = std::sync::Arc::new(std::sync::Mutex::new((
+            progress,
+            (0..rows.len()).collect::<Vec<usize>>(),
+        )));
+        let (r, u, sealer, seen) = (
+            rows.clone(),
+            update.clone(),
+            self.sealer(),
+            progress.clone(),
+        );
+        self.store
+            .write_each(move |tx| {
+                let mut update = u.lock().unwrap_or_else(|e| e.into_inner());
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                let (out, pending) = &mut *seen;
+                for _ in 0..SWAP_ROUNDS {
+                    let wanted: Vec<[u8; 32]> = pending.iter().map(|&p| r[p].0).collect();
+                    let found = tx.short_lived_rows(space, &wanted)?;
+                    let mut swaps = Vec::with_capacity(pending.len());
+                    for (&p, found) in pending.iter().zip(found) {
+                        let (row, places) = &r[p];
+                        let live = found
+                            .as_ref()
+                            .filter(|(_, expires_at)| *expires_at > now)
+                            .and_then(|(b, _)| sealer.decode::<V>(row, b.clone()));
+                        if let Some(v) = work_out(places, live, &mut update, out) {
+                            swaps.push((*row, found.map(|(b, _)| b), sealer.encode(row, &v)?));
+                        }
+                    }
+                    let stored = tx.swap_short_lived(space, &swaps, now + ttl_ms, now)?;
+                    let lost: Vec<[u8; 32]> = swaps
+                        .iter()
+                        .zip(&stored)
+                        .filter(|(_, stored)| !**stored)
+                        .map(|((row, _, _), _)| *row)
+                        .collect();
+                    pending.retain(|&p| lost.contains(&r[p].0));
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        let (done, pending) =
+            std::mem::take(&mut *progress.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return Ok(done.into_iter().flatten().collect());
+        }
+        // Rows that busy: queue on their locks instead, in one order (no deadlock). Rows
+        // already swapped keep their answers.
         let sealer = self.sealer();
         self.store
             .write_locked(move |tx| {
-                let mut keys: Vec<[u8; 32]> = rows.iter().map(|(_, row)| *row).collect();
-                keys.dedup();
-                let olds = tx.short_lived_for_update(space, &keys, now)?;
-                let mut current: Vec<Option<V>> = keys
-                    .iter()
-                    .zip(olds)
-                    .map(|(row, old)| old.and_then(|b| sealer.decode::<V>(row, b)))
-                    .collect();
-                // A key named twice is updated twice, in turn, as one map would.
-                let mut out: Vec<Option<V>> = (0..rows.len()).map(|_| None).collect();
-                let mut at = 0;
-                for (i, row) in &rows {
-                    while keys[at] != *row {
-                        at += 1;
-                    }
-                    let new = update(*i, current[at].as_ref());
-                    current[at] = Some(new.clone());
-                    out[*i] = Some(new);
-                }
-                let mut sealed = Vec::with_capacity(keys.len());
-                for (row, value) in keys.iter().zip(&current) {
-                    if let Some(v) = value {
-                        sealed.push((*row, sealer.encode(row, v)?));
+                let mut update = update.lock().unwrap_or_else(|e| e.into_inner());
+                let wanted: Vec<[u8; 32]> = pending.iter().map(|&p| rows[p].0).collect();
+                let olds = tx.short_lived_for_update(space, &wanted, now)?;
+                let mut out = done.clone();
+                let mut sealed = Vec::with_capacity(wanted.len());
+                for (&p, old) in pending.iter().zip(olds) {
+                    let (row, places) = &rows[p];
+                    let live = old.and_then(|b| sealer.decode::<V>(row, b));
+                    if let Some(v) = work_out(places, live, &mut update, &mut out) {
+                        sealed.push((*row, sealer.encode(row, &v)?));
                     }
                 }
                 tx.put_short_lived(space, &sealed, now + ttl_ms, now)?;
-                Ok::<_, super::StoreError>(out.into_iter().flatten().collect())
+                Ok::<_, StoreError>(out.into_iter().flatten().collect())
             })
             .await
     }
+}
+
+/// Rounds of compare-and-set an update of shared rows tries before it queues on their
+/// locks: a lost round means another request wrote a row between this one's read and write.
+const SWAP_ROUNDS: usize = 3;
+
+/// The distinct rows of `keys`, sorted (every writer takes them in one order), each with the
+/// places in `keys` that name it: a key named twice is one row, updated twice in turn, as
+/// one map would.
+fn rows_of(keys: &[String]) -> Vec<([u8; 32], Vec<usize>)> {
+    let mut rows: Vec<([u8; 32], Vec<usize>)> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let row = row_key(key);
+        match rows.iter_mut().find(|(r, _)| *r == row) {
+            Some((_, at)) => at.push(i),
+            None => rows.push((row, vec![i])),
+        }
+    }
+    rows.sort_by_key(|(row, _)| *row);
+    rows
+}
+
+/// The new value of one row from its `live` one: `update` applied for each of its `places`
+/// in turn, each answer kept in `out`.
+fn work_out<V: Clone>(
+    places: &[usize],
+    live: Option<V>,
+    update: &mut EachUpdate<V>,
+    out: &mut [Option<V>],
+) -> Option<V> {
+    let mut value = live;
+    for &i in places {
+        let new = update(i, value.as_ref());
+        out[i] = Some(new.clone());
+        value = Some(new);
+    }
+    value
 }
 
 #[cfg(test)]

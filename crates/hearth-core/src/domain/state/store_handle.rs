@@ -16,6 +16,8 @@ enum Mode {
     Rows,
     /// Row-locking operations only; committed whether or not its caller waits.
     Counted,
+    /// Statements each atomic alone, each committed as it runs.
+    Each,
 }
 
 /// Handle to the store; cheap to clone. Counts operations for tests and metrics.
@@ -96,6 +98,17 @@ impl Store {
         self.write_job(f, Mode::Counted).await
     }
 
+    /// [`Store::write`] for a job whose every write is a compare-and-set (see
+    /// [`Backend::write_each`]): each commits as it runs, whether or not the caller waits.
+    pub async fn write_each<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnMut(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_job(f, Mode::Each).await
+    }
+
     async fn write_job<R, E, F>(&self, mut f: F, mode: Mode) -> Result<R, E>
     where
         F: FnMut(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,
@@ -112,7 +125,8 @@ impl Store {
             // A caller that went away (its deadline passed, or the client cancelled) gets
             // no answer, so nothing of its request commits: a sign-in that no client
             // receives makes no session.
-            let commit = result.is_ok() && (mode == Mode::Counted || !waiting.is_closed());
+            let commit = result.is_ok()
+                && (matches!(mode, Mode::Counted | Mode::Each) || !waiting.is_closed());
             // A rerun (a lost serialization race) replaces the earlier run's answer.
             *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
             commit
@@ -123,6 +137,7 @@ impl Store {
             Mode::Isolated => self.backend.write(job).await,
             Mode::Locked | Mode::Counted => self.backend.write_locked(job).await,
             Mode::Rows => self.backend.write_rows(job).await,
+            Mode::Each => self.backend.write_each(job).await,
         };
         drop(caller);
         self.counts

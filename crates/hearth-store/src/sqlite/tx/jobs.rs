@@ -1,6 +1,6 @@
 //! The jobs area of the store seam on SQLite: each operation is its table file's function.
 use super::Tx;
-use crate::domain::state::store::{Gauges, JobsRead, JobsWrite, StoreError};
+use crate::domain::state::store::{Gauges, JobsRead, JobsWrite, StoreError, StoredRow, Swap};
 use crate::sqlite::db_err;
 use crate::sqlite::{id_workers, secrets};
 
@@ -38,6 +38,15 @@ impl JobsRead for Tx<'_> {
         now: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         secrets::short_lived(self.0, space, key, now)
+    }
+    fn short_lived_rows(
+        &mut self,
+        space: &str,
+        keys: &[[u8; 32]],
+    ) -> Result<Vec<Option<StoredRow>>, StoreError> {
+        keys.iter()
+            .map(|key| secrets::short_lived_row(self.0, space, key))
+            .collect()
     }
     fn highest_id(&mut self) -> Result<u64, StoreError> {
         let max: Option<i64> = self.0.query_row(
@@ -92,6 +101,27 @@ impl JobsWrite for Tx<'_> {
         now: u64,
     ) -> Result<(), StoreError> {
         secrets::put_short_lived(self.0, space, values, expires_at, now)
+    }
+    fn swap_short_lived(
+        &mut self,
+        space: &str,
+        swaps: &[Swap],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Vec<bool>, StoreError> {
+        // The single writer holds every row: compare, then store the swaps that match.
+        let mut stored = Vec::with_capacity(swaps.len());
+        let mut values = Vec::new();
+        for (key, expected, value) in swaps {
+            let found = secrets::short_lived_row(self.0, space, key)?.map(|(v, _)| v);
+            let matches = found == *expected;
+            if matches {
+                values.push((*key, value.clone()));
+            }
+            stored.push(matches);
+        }
+        secrets::put_short_lived(self.0, space, &values, expires_at, now)?;
+        Ok(stored)
     }
     fn hold_job(
         &mut self,

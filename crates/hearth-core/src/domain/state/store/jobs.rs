@@ -16,7 +16,22 @@ pub trait JobsRead {
         key: &[u8; 32],
         now: u64,
     ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The stored short-lived rows of (`space`, each of `keys`), live or expired, in the
+    /// keys' order: (value, expires at). Not locked: what a [`JobsWrite::swap_short_lived`]
+    /// compares against.
+    fn short_lived_rows(
+        &mut self,
+        space: &str,
+        keys: &[[u8; 32]],
+    ) -> Result<Vec<Option<StoredRow>>, StoreError>;
 }
+
+/// A short-lived row as stored: its value and when it expires (unix ms).
+pub type StoredRow = (Vec<u8>, u64);
+
+/// A compare-and-set of one short-lived row: (key, the value it must still hold, or `None`
+/// for no row, the new value).
+pub type Swap = ([u8; 32], Option<Vec<u8>>, Vec<u8>);
 
 /// Writes of the jobs area, inside the caller's one transaction.
 pub trait JobsWrite: JobsRead {
@@ -57,6 +72,17 @@ pub trait JobsWrite: JobsRead {
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError>;
+    /// Atomic for each row: stores each swap's new value until `expires_at` where its row
+    /// still holds the value the swap expects (`None`: where there is no row), one row at a
+    /// time (sweeping some expired rows); returns, in the swaps' order, which were stored. Sealed values carry a random nonce, so a row written again
+    /// since it was read never compares equal.
+    fn swap_short_lived(
+        &mut self,
+        space: &str,
+        swaps: &[Swap],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Vec<bool>, StoreError>;
     /// Atomic: takes or renews the lease of job `name` for `holder` until `expires_at`,
     /// unless another holder's lease is still live at `now`; returns whether `holder` holds it.
     fn hold_job(

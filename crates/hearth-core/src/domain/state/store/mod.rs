@@ -14,7 +14,7 @@ pub use accounts::{AccountsRead, AccountsWrite};
 pub use codes::{CodesRead, CodesWrite};
 pub use federation::{FederationRead, FederationWrite};
 pub use invites::{InvitesRead, InvitesWrite};
-pub use jobs::{JobsRead, JobsWrite};
+pub use jobs::{JobsRead, JobsWrite, StoredRow, Swap};
 pub use passkeys::{PasskeysRead, PasskeysWrite};
 pub use sessions::{SessionsRead, SessionsWrite};
 use std::fmt;
@@ -156,6 +156,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// sign-in's session, behind its user's row lock).
     async fn write_rows(&self, job: WriteJob) -> Result<(), StoreError> {
         self.write(job).await
+    }
+    /// Runs `job`, whose every write is one statement atomic by itself (a compare-and-set,
+    /// [`WriteTx::swap_short_lived`]), where it costs least: on PostgreSQL outside any
+    /// transaction, each statement committing as it runs, so the job's answer cannot roll
+    /// anything back. Not durable, like [`Backend::write_locked`]. By default,
+    /// [`Backend::write_locked`].
+    async fn write_each(&self, job: WriteJob) -> Result<(), StoreError> {
+        self.write_locked(job).await
     }
     /// Runs `job` on a read-only snapshot.
     async fn read(&self, job: ReadJob) -> Result<(), StoreError>;
