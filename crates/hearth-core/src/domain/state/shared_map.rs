@@ -123,6 +123,10 @@ pub struct StoreMap<V> {
     clock: SharedClock,
     space: &'static str,
     keys: SealKeys,
+    /// Until when (unix ms) updates skip the compare-and-set: set for a second whenever one
+    /// gave up, so a row that hot (one address's burst) is taken on its lock, in turn,
+    /// instead of being fought over.
+    busy_until: std::sync::atomic::AtomicU64,
     _values: PhantomData<fn() -> V>,
 }
 
@@ -134,6 +138,7 @@ impl<V> StoreMap<V> {
             clock,
             space,
             keys,
+            busy_until: std::sync::atomic::AtomicU64::new(0),
             _values: PhantomData,
         }
     }
@@ -271,44 +276,54 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
             self.sealer(),
             progress.clone(),
         );
-        self.store
-            .write_each(move |tx| {
-                let mut update = u.lock().unwrap_or_else(|e| e.into_inner());
-                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                let (out, pending) = &mut *seen;
-                for _ in 0..SWAP_ROUNDS {
-                    let wanted: Vec<[u8; 32]> = pending.iter().map(|&p| r[p].0).collect();
-                    let found = tx.short_lived_rows(space, &wanted)?;
-                    let mut swaps = Vec::with_capacity(pending.len());
-                    for (&p, found) in pending.iter().zip(found) {
-                        let (row, places) = &r[p];
-                        let live = found
-                            .as_ref()
-                            .filter(|(_, expires_at)| *expires_at > now)
-                            .and_then(|(b, _)| sealer.decode::<V>(row, b.clone()));
-                        if let Some(v) = work_out(places, live, &mut update, out) {
-                            swaps.push((*row, found.map(|(b, _)| b), sealer.encode(row, &v)?));
+        let busy = &self.busy_until;
+        let rounds = match now < busy.load(std::sync::atomic::Ordering::Relaxed) {
+            true => 0,
+            false => SWAP_ROUNDS,
+        };
+        if rounds > 0 {
+            self.store
+                .write_each(move |tx| {
+                    let mut update = u.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let (out, pending) = &mut *seen;
+                    for _ in 0..rounds {
+                        let wanted: Vec<[u8; 32]> = pending.iter().map(|&p| r[p].0).collect();
+                        let found = tx.short_lived_rows(space, &wanted)?;
+                        let mut swaps = Vec::with_capacity(pending.len());
+                        for (&p, found) in pending.iter().zip(found) {
+                            let (row, places) = &r[p];
+                            let live = found
+                                .as_ref()
+                                .filter(|(_, expires_at)| *expires_at > now)
+                                .and_then(|(b, _)| sealer.decode::<V>(row, b.clone()));
+                            if let Some(v) = work_out(places, live, &mut update, out) {
+                                swaps.push((*row, found.map(|(b, _)| b), sealer.encode(row, &v)?));
+                            }
+                        }
+                        let stored = tx.swap_short_lived(space, &swaps, now + ttl_ms, now)?;
+                        let lost: Vec<[u8; 32]> = swaps
+                            .iter()
+                            .zip(&stored)
+                            .filter(|(_, stored)| !**stored)
+                            .map(|((row, _, _), _)| *row)
+                            .collect();
+                        pending.retain(|&p| lost.contains(&r[p].0));
+                        if pending.is_empty() {
+                            break;
                         }
                     }
-                    let stored = tx.swap_short_lived(space, &swaps, now + ttl_ms, now)?;
-                    let lost: Vec<[u8; 32]> = swaps
-                        .iter()
-                        .zip(&stored)
-                        .filter(|(_, stored)| !**stored)
-                        .map(|((row, _, _), _)| *row)
-                        .collect();
-                    pending.retain(|&p| lost.contains(&r[p].0));
-                    if pending.is_empty() {
-                        break;
-                    }
-                }
-                Ok::<_, StoreError>(())
-            })
-            .await?;
+                    Ok::<_, StoreError>(())
+                })
+                .await?;
+        }
         let (done, pending) =
             std::mem::take(&mut *progress.lock().unwrap_or_else(|e| e.into_inner()));
         if pending.is_empty() {
             return Ok(done.into_iter().flatten().collect());
+        }
+        if rounds > 0 {
+            busy.store(now + 1_000, std::sync::atomic::Ordering::Relaxed);
         }
         // Rows that busy: queue on their locks instead, in one order (no deadlock). Rows
         // already swapped keep their answers.
@@ -335,7 +350,8 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
 }
 
 /// Rounds of compare-and-set an update of shared rows tries before it queues on their
-/// locks: a lost round means another request wrote a row between this one's read and write.
+/// locks (and the map's next second of updates with it): a lost round means another
+/// request wrote a row between this one's read and write.
 const SWAP_ROUNDS: usize = 3;
 
 /// The distinct rows of `keys`, sorted (every writer takes them in one order), each with the
