@@ -125,7 +125,8 @@ async fn one_node_at_a_time_holds_a_job_and_another_takes_over_when_it_stops() {
     // The holder stops renewing (it hung): after the lease runs out, the other takes over,
     // and the first learns so when it asks again (its last answer is old by then).
     for n in &nodes {
-        n.clock.advance_ms(hearth::domain::state::jobs::LEASE_MS + 1);
+        n.clock
+            .advance_ms(hearth::domain::state::jobs::LEASE_MS + 1);
     }
     assert!(jobs(1).hold(Job::MailSender).await);
     assert!(!jobs(0).hold(Job::MailSender).await);
