@@ -61,7 +61,7 @@ impl RateLimiter {
     }
 
     /// Takes one call from `ip`'s budget of each of `classes` (name, per minute) in one
-    /// write; the refusal names the first that was spent. What the API's per-method limit
+    /// call; the refusal names the first that was spent. What the API's per-method limit
     /// and the step flows' forms both charge.
     pub async fn charge(
         &self,
@@ -82,7 +82,7 @@ impl RateLimiter {
         Err(DomainError::exhausted(Reason::IpThrottled, message))
     }
 
-    /// Takes one call from each of `budgets` (key, per minute) in one write: the index of
+    /// Takes one call from each of `budgets` (key, per minute) in one call: the index of
     /// the first that was spent, if any (the others are charged all the same, as separate
     /// calls would have been).
     pub async fn take_each(&self, budgets: &[(String, u32)]) -> Result<Option<usize>, DomainError> {

@@ -42,8 +42,8 @@ pub trait SharedMap<V>: Send + Sync {
     /// Atomically replaces the value of `key` (live or not) with `update(current)`, live
     /// for `ttl_ms`; returns the new value.
     async fn update(&self, key: &str, ttl_ms: u64, update: Update<V>) -> Result<V, StoreError>;
-    /// [`SharedMap::update`] of several keys at once, in one write (a request's budgets);
-    /// returns the new values in the keys' order.
+    /// [`SharedMap::update`] of several keys at once, in one call (a request's budgets),
+    /// each key's update atomic on its own; returns the new values in the keys' order.
     async fn update_each(
         &self,
         keys: &[String],
