@@ -266,17 +266,9 @@ pub enum Second {
     Passkey(Box<super::passkeys::Assertion>),
 }
 
-/// Inside a write: which second factors `user_id` has: (TOTP on, a passkey). Either one
-/// makes a password alone not enough.
-pub fn factors_in(tx: &mut dyn WriteTx, user_id: u64) -> Result<(bool, bool), StoreError> {
-    let totp = tx
-        .second_factor_for_update(user_id)?
-        .is_some_and(|f| f.enabled);
-    Ok((totp, !tx.passkeys(user_id)?.is_empty()))
-}
-
 /// Inside a password sign-in's write: what `second` comes to for `user_id` at `now_ms`,
-/// given its `factors` (TOTP on, a passkey held) read under its locked row.
+/// given its `factors` (TOTP on, a passkey held) read under its locked row: either one makes
+/// a password alone not enough.
 pub fn require_in(
     tx: &mut dyn WriteTx,
     key: &FactorKey,
