@@ -48,11 +48,10 @@ pub fn short_lived(
     key: &[u8; 32],
     now: u64,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    optional(c.query_row(
-        "SELECT value FROM short_lived WHERE space = ?1 AND key = ?2 AND expires_at > ?3",
-        params![space, &key[..], now as i64],
-        |r| r.get(0),
-    ))
+    let row = short_lived_row(c, space, key)?;
+    Ok(row
+        .filter(|(_, expires_at)| *expires_at > now)
+        .map(|(v, _)| v))
 }
 
 /// The stored row of (`space`, `key`), live or expired: (value, expires at).
