@@ -557,9 +557,7 @@ pub async fn the_gate_admits_its_slots_only(open: impl Backend) {
         let store = s.store().clone();
         async move {
             store
-                .write_counted(move |tx| {
-                    begin_in(tx, "gate@example.org", "192.0.2.7", now, &POLICY)
-                })
+                .write_each(move |tx| begin_in(tx, "gate@example.org", "192.0.2.7", now, &POLICY))
                 .await
         }
     })
@@ -808,7 +806,7 @@ pub async fn a_pending_address_has_one_account(open: impl Backend) {
 }
 
 /// What a password sign-in's writes read, each in one statement where the backend can: the
-/// gate's rows with the account of the address, the account's factors under its locked row,
+/// gate's rows with the account of the address (and its compare-and-set), the account's factors under its locked row,
 /// the new session with the live counts the caps go by, and the least active sessions
 /// ended. Each answer is checked against what the separate reads would say.
 pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
@@ -862,22 +860,52 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
         failures: 3,
         ..Default::default()
     };
-    let (known, unknown) = s
+    let locked = ThrottleRow {
+        failures: 100,
+        locked_until: Some(now + 1),
+        ..Default::default()
+    };
+    let (known, unknown, alone) = s
         .store()
         .write(move |tx| {
             tx.put_sign_in_rows("plain@example.org", &[(client, &delayed)], now)?;
-            let known = tx.sign_in_rows_and_user_for_update("plain@example.org", client)?;
-            let unknown = tx.sign_in_rows_and_user_for_update("nobody@example.org", client)?;
-            Ok::<_, StoreError>((known, unknown))
+            tx.put_sign_in_rows("locked@example.org", &[("*", &locked)], now)?;
+            let known = tx.sign_in_rows("plain@example.org", client, true)?;
+            let unknown = tx.sign_in_rows("nobody@example.org", client, true)?;
+            let alone = tx.sign_in_rows("locked@example.org", client, false)?;
+            Ok::<_, StoreError>((known, unknown, alone))
         })
         .await
         .unwrap();
-    assert_eq!((known.0, known.1), (ThrottleRow::default(), delayed));
+    assert_eq!((known.0, known.1), (ThrottleRow::default(), Some(delayed)));
     assert_eq!(known.2.map(|u| u.id), Some(plain.id));
-    assert_eq!(
-        unknown,
-        (ThrottleRow::default(), ThrottleRow::default(), None)
-    );
+    assert_eq!(unknown, (ThrottleRow::default(), None, None));
+    assert_eq!(alone, (locked, None, None));
+
+    // The gate's compare-and-set writes only over the row it read.
+    let taken = ThrottleRow {
+        in_flight: 1,
+        in_flight_since: Some(now),
+        ..delayed
+    };
+    let swaps = s
+        .store()
+        .write_each(move |tx| {
+            let e = "plain@example.org";
+            Ok::<_, StoreError>([
+                tx.swap_sign_in_row(e, client, None, &taken, now)?,
+                tx.swap_sign_in_row(e, client, Some(&ThrottleRow::default()), &taken, now)?,
+                tx.swap_sign_in_row(e, client, Some(&delayed), &taken, now)?,
+                tx.swap_sign_in_row(e, client, Some(&delayed), &delayed, now)?,
+                tx.swap_sign_in_row("new@example.org", client, None, &taken, now)?,
+                tx.swap_sign_in_row("new@example.org", client, None, &delayed, now)?,
+                tx.sign_in_rows(e, client, false)?.1 == Some(taken),
+                tx.sign_in_rows("new@example.org", client, false)?.1 == Some(taken),
+            ])
+        })
+        .await
+        .unwrap();
+    assert_eq!(swaps, [false, false, true, false, true, false, true, true]);
 
     // The account holds its sign-up's session; a second comes a second later.
     let (_, mut newer) = s.sessions.new_session(plain.id, Default::default(), "pwd");

@@ -1,6 +1,7 @@
 //! Sign-in throttling (DESIGN.md §3): the sign-in gate's policy — a progressive delay per
 //! (address, client IP), and an account-wide lock after 100 consecutive failures from
-//! anywhere — applied inside the write that holds the gate's rows, and the slots an
+//! anywhere — applied by the writes of the gate's rows (a compare-and-set as an attempt
+//! begins, the rows locked in the write that ends it), and the slots an
 //! attempt holds while its password is evaluated. The per-IP sign-in budget is charged
 //! with the request's other budgets (`api/rate_limits.rs`, the flows' forms).
 use std::collections::HashMap;
@@ -25,9 +26,10 @@ pub const POLICY: LockPolicy = LockPolicy {
     stale_in_flight_ms: 60 * 1000,
 };
 
-/// The gate, inside the write that holds the rows: refuses while the address is locked
-/// account-wide or this client of it is delayed, and otherwise takes one of the client's
-/// in-flight slots unless all [`LockPolicy::slots`] are taken. Keyed by the address whether
+/// The gate, a compare-and-set of the client's row (in a [`Store::write_each`], or inside
+/// any write): refuses while the address is locked account-wide or this client of it is
+/// delayed, and otherwise takes one of the client's in-flight slots unless all
+/// [`LockPolicy::slots`] are taken. Keyed by the address whether
 /// or not an account has it, so unknown addresses answer alike.
 pub fn begin_in(
     tx: &mut dyn WriteTx,
@@ -51,6 +53,11 @@ pub fn begin_reading_in(
     gate_in(tx, email, client, now, p, true)
 }
 
+/// Rounds the gate reads and swaps before it answers Busy: a lost round means another
+/// attempt changed the row meanwhile (took or gave back a slot), so the waiting attempt is
+/// woken again or looks again within 100 ms.
+const GATE_ROUNDS: usize = 8;
+
 fn gate_in(
     tx: &mut dyn WriteTx,
     email: &str,
@@ -59,34 +66,35 @@ fn gate_in(
     p: &LockPolicy,
     read_user: bool,
 ) -> Result<(SignInGate, Option<User>), StoreError> {
-    let (account, mut row, user) = match read_user {
-        true => tx.sign_in_rows_and_user_for_update(email, client)?,
-        false => {
-            let (account, row) = tx.sign_in_rows_for_update(email, client)?;
-            (account, row, None)
+    // A compare-and-set: no row is held while the policy runs, so the gate costs a read and
+    // a conditional write, and a Busy or Locked answer writes nothing.
+    for _ in 0..GATE_ROUNDS {
+        let (account, stored, user) = tx.sign_in_rows(email, client, read_user)?;
+        let mut row = stored.unwrap_or_default();
+        for r in [&account, &row] {
+            if let Some(until) = r.locked_until.filter(|u| *u > now) {
+                let failures = r.failures;
+                return Ok((SignInGate::Locked { failures, until }, None));
+            }
         }
-    };
-    for r in [&account, &row] {
-        if let Some(until) = r.locked_until.filter(|u| *u > now) {
-            let failures = r.failures;
-            return Ok((SignInGate::Locked { failures, until }, None));
+        // A count older than the stale limit is the leftover of a crash.
+        let stale = row.in_flight == 0
+            || row
+                .in_flight_since
+                .is_none_or(|since| since.saturating_add(p.stale_in_flight_ms) <= now);
+        let in_flight = if stale { 0 } else { row.in_flight };
+        if in_flight >= p.slots(row.failures) {
+            return Ok((SignInGate::Busy, None));
+        }
+        row.in_flight = in_flight + 1;
+        if stale {
+            row.in_flight_since = Some(now);
+        }
+        if tx.swap_sign_in_row(email, client, stored.as_ref(), &row, now)? {
+            return Ok((SignInGate::Allowed, user));
         }
     }
-    // A count older than the stale limit is the leftover of a crash.
-    let stale = row.in_flight == 0
-        || row
-            .in_flight_since
-            .is_none_or(|since| since.saturating_add(p.stale_in_flight_ms) <= now);
-    let in_flight = if stale { 0 } else { row.in_flight };
-    if in_flight >= p.slots(row.failures) {
-        return Ok((SignInGate::Busy, None));
-    }
-    row.in_flight = in_flight + 1;
-    if stale {
-        row.in_flight_since = Some(now);
-    }
-    tx.put_sign_in_rows(email, &[(client, &row)], now)?;
-    Ok((SignInGate::Allowed, user))
+    Ok((SignInGate::Busy, None))
 }
 
 /// Whether an attempt may be waiting for a slot of `row`: only while every slot was taken
@@ -324,7 +332,7 @@ impl Slot {
             let now = clock.now_ms();
             let (e, c) = (email.to_owned(), client.to_owned());
             let (gate, user) = store
-                .write_counted(move |tx| gate_in(tx, &e, &c, now, &POLICY, read_user))
+                .write_each(move |tx| gate_in(tx, &e, &c, now, &POLICY, read_user))
                 .await?;
             match gate {
                 SignInGate::Allowed => {

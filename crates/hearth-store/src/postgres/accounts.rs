@@ -66,6 +66,14 @@ impl AccountsRead for Tx<'_> {
         )?;
         Ok(r.map(|r| r.get::<_, i64>(0) as u64))
     }
+    fn sign_in_rows(
+        &mut self,
+        email: &str,
+        client: &str,
+        with_user: bool,
+    ) -> Result<(ThrottleRow, Option<ThrottleRow>, Option<User>), StoreError> {
+        gates::sign_in_rows(self, email, client, with_user)
+    }
     fn sign_in_throttle(
         &mut self,
         email: &str,
@@ -145,15 +153,17 @@ impl AccountsWrite for Tx<'_> {
         email: &str,
         client: &str,
     ) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
-        let (account, row, _) = gates::sign_in_rows_for_update(self, email, client, false)?;
-        Ok((account, row))
+        gates::sign_in_rows_for_update(self, email, client)
     }
-    fn sign_in_rows_and_user_for_update(
+    fn swap_sign_in_row(
         &mut self,
         email: &str,
         client: &str,
-    ) -> Result<(ThrottleRow, ThrottleRow, Option<User>), StoreError> {
-        gates::sign_in_rows_for_update(self, email, client, true)
+        old: Option<&ThrottleRow>,
+        new: &ThrottleRow,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        gates::swap_sign_in_row(self, email, client, old, new, now)
     }
     fn put_sign_in_rows(
         &mut self,

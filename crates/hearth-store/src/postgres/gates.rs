@@ -1,4 +1,4 @@
-//! The larger atomic operations on PostgreSQL: the sign-in gate's locked rows, code
+//! The larger atomic operations on PostgreSQL: the sign-in gate's rows, code
 //! issuance, snowflake worker leases and guarded session inserts. Each is one statement, or
 //! locks the rows it reads, so it holds in a serializable transaction and in a row-locked
 //! one alike (see `mod.rs`).
@@ -14,68 +14,142 @@ fn i(v: u64) -> i64 {
     v as i64
 }
 
+/// A throttle row read from the columns `failures, locked_until, in_flight,
+/// in_flight_since` at `at`.
+fn throttle_row(r: &postgres::Row, at: usize) -> ThrottleRow {
+    ThrottleRow {
+        failures: r.get::<_, i64>(at) as u32,
+        locked_until: r.get::<_, Option<i64>>(at + 1).map(|v| v as u64),
+        in_flight: r.get::<_, i64>(at + 2) as u32,
+        in_flight_since: r.get::<_, Option<i64>>(at + 3).map(|v| v as u64),
+    }
+}
+
 /// The rows of `email` account-wide and of `client`, locked (absent ones are made first, so
-/// there is a row to lock: parallel first attempts queue on it instead of racing), and with
-/// `with_user` the local user with the address, read in the same statement.
+/// there is a row to lock: parallel first attempts queue on it instead of racing).
 pub fn sign_in_rows_for_update(
     tx: &mut Tx<'_>,
     email: &str,
     client: &str,
-    with_user: bool,
-) -> Result<(ThrottleRow, ThrottleRow, Option<User>), StoreError> {
-    // Always the account row first: every gate locks in one order, so none deadlocks. With
-    // the user, its columns come first in each row (NULL without one); only the throttle
-    // rows are locked.
-    const LOCK: &str = "SELECT t.client, t.failures, t.locked_until, t.in_flight, \
-             t.in_flight_since \
-         FROM sign_in_throttle t WHERE t.email = $1 AND t.client IN ($2, $3) \
-         ORDER BY t.client = $2 DESC FOR UPDATE OF t";
-    static LOCK_WITH_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = match with_user {
-        false => LOCK,
-        true => LOCK_WITH_USER.get_or_init(|| {
-            let user: Vec<String> = rows::USER.split(", ").map(|c| format!("u.{c}")).collect();
-            format!(
-                "SELECT {}, t.client, t.failures, t.locked_until, t.in_flight, \
-                     t.in_flight_since \
-                 FROM sign_in_throttle t LEFT JOIN users u \
-                     ON lower(u.email) = lower($1) AND u.home_server IS NULL \
-                 WHERE t.email = $1 AND t.client IN ($2, $3) \
-                 ORDER BY t.client = $2 DESC FOR UPDATE OF t",
-                user.join(", ")
-            )
-        }),
-    };
-    let mut rows = tx.rows(sql, &[&email, &ACCOUNT, &client])?;
+) -> Result<(ThrottleRow, ThrottleRow), StoreError> {
+    // Always the account row first: every locking write takes them in one order, so none
+    // deadlocks.
+    const LOCK: &str = "SELECT client, failures, locked_until, in_flight, in_flight_since \
+         FROM sign_in_throttle WHERE email = $1 AND client IN ($2, $3) \
+         ORDER BY client = $2 DESC FOR UPDATE";
+    let mut rows = tx.rows(LOCK, &[&email, &ACCOUNT, &client])?;
     if rows.len() < 2 {
         tx.exec(
             "INSERT INTO sign_in_throttle (email, client, updated_at) \
              VALUES ($1, $2, 0), ($1, $3, 0) ON CONFLICT (email, client) DO NOTHING",
             &[&email, &ACCOUNT, &client],
         )?;
-        rows = tx.rows(sql, &[&email, &ACCOUNT, &client])?;
+        rows = tx.rows(LOCK, &[&email, &ACCOUNT, &client])?;
     }
-    let at = match with_user {
-        true => rows::USER.split(", ").count(),
-        false => 0,
-    };
-    let mut found = (ThrottleRow::default(), ThrottleRow::default(), None);
+    let mut found = (ThrottleRow::default(), ThrottleRow::default());
     for r in rows {
-        if with_user && r.get::<_, Option<i64>>(0).is_some() {
-            found.2 = Some(rows::user(&r));
-        }
-        let row = ThrottleRow {
-            failures: r.get::<_, i64>(at + 1) as u32,
-            locked_until: r.get::<_, Option<i64>>(at + 2).map(|v| v as u64),
-            in_flight: r.get::<_, i64>(at + 3) as u32,
-            in_flight_since: r.get::<_, Option<i64>>(at + 4).map(|v| v as u64),
-        };
-        match r.get::<_, &str>(at) == ACCOUNT {
-            true => found.0 = row,
-            false => found.1 = row,
+        match r.get::<_, &str>(0) == ACCOUNT {
+            true => found.0 = throttle_row(&r, 1),
+            false => found.1 = throttle_row(&r, 1),
         }
     }
     Ok(found)
+}
+
+/// The rows of `email` account-wide (default when absent) and of `client` (`None` when
+/// absent), not locked, and with `with_user` the local user with the address: one
+/// statement, which answers for an address no row and no account has too.
+pub fn sign_in_rows(
+    tx: &mut Tx<'_>,
+    email: &str,
+    client: &str,
+    with_user: bool,
+) -> Result<(ThrottleRow, Option<ThrottleRow>, Option<User>), StoreError> {
+    // One line per key, the account's first; the user's columns (NULL without one) come
+    // after the throttle columns, on the account's line only.
+    const ROWS: &str = "SELECT t.failures, t.locked_until, t.in_flight, t.in_flight_since \
+         FROM (VALUES (0, $2::text), (1, $3::text)) AS k(n, client) \
+         LEFT JOIN sign_in_throttle t ON t.email = $1 AND t.client = k.client ORDER BY k.n";
+    static WITH_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = match with_user {
+        false => ROWS,
+        true => WITH_USER.get_or_init(|| {
+            let user: Vec<String> = rows::USER.split(", ").map(|c| format!("u.{c}")).collect();
+            format!(
+                "SELECT t.failures, t.locked_until, t.in_flight, t.in_flight_since, {} \
+                 FROM (VALUES (0, $2::text), (1, $3::text)) AS k(n, client) \
+                 LEFT JOIN sign_in_throttle t ON t.email = $1 AND t.client = k.client \
+                 LEFT JOIN users u ON k.n = 0 AND lower(u.email) = lower($1) \
+                     AND u.home_server IS NULL \
+                 ORDER BY k.n",
+                user.join(", ")
+            )
+        }),
+    };
+    let found = tx.rows(sql, &[&email, &ACCOUNT, &client])?;
+    let stored = |n: usize| {
+        found
+            .get(n)
+            .filter(|r| r.get::<_, Option<i64>>(0).is_some())
+            .map(|r| throttle_row(r, 0))
+    };
+    let user = found
+        .first()
+        .filter(|r| with_user && r.get::<_, Option<i64>>(4).is_some())
+        .map(|r| rows::user_at(r, 4));
+    Ok((stored(0).unwrap_or_default(), stored(1), user))
+}
+
+/// Writes `new` as the row of (`email`, `client`) only while it holds `old` (`None`: no
+/// row), in one statement; returns whether it did.
+pub fn swap_sign_in_row(
+    tx: &mut Tx<'_>,
+    email: &str,
+    client: &str,
+    old: Option<&ThrottleRow>,
+    new: &ThrottleRow,
+    now: u64,
+) -> Result<bool, StoreError> {
+    let (failures, locked) = (i64::from(new.failures), new.locked_until.map(i));
+    let (in_flight, since) = (i64::from(new.in_flight), new.in_flight_since.map(i));
+    let Some(old) = old else {
+        let n = tx.exec(
+            "INSERT INTO sign_in_throttle \
+                 (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email, client) DO NOTHING",
+            &[
+                &email,
+                &client,
+                &failures,
+                &locked,
+                &in_flight,
+                &since,
+                &i(now),
+            ],
+        )?;
+        return Ok(n > 0);
+    };
+    let n = tx.exec(
+        "UPDATE sign_in_throttle SET failures = $3, locked_until = $4, in_flight = $5, \
+             in_flight_since = $6, updated_at = $7 \
+         WHERE email = $1 AND client = $2 AND failures = $8 \
+             AND locked_until IS NOT DISTINCT FROM $9 AND in_flight = $10 \
+             AND in_flight_since IS NOT DISTINCT FROM $11",
+        &[
+            &email,
+            &client,
+            &failures,
+            &locked,
+            &in_flight,
+            &since,
+            &i(now),
+            &i64::from(old.failures),
+            &old.locked_until.map(i),
+            &i64::from(old.in_flight),
+            &old.in_flight_since.map(i),
+        ],
+    )?;
+    Ok(n > 0)
 }
 
 /// Writes throttle rows of `email` in one statement (the same upsert as SQLite's).

@@ -31,17 +31,22 @@ fn hash(v: Vec<u8>) -> [u8; 32] {
 }
 
 pub fn user(r: &Row) -> User {
-    let home: Option<String> = r.get(5);
-    let remote: Option<i64> = r.get(6);
+    user_at(r, 0)
+}
+
+/// A user from the columns of [`USER`] starting at column `at`.
+pub fn user_at(r: &Row, at: usize) -> User {
+    let home: Option<String> = r.get(at + 5);
+    let remote: Option<i64> = r.get(at + 6);
     User {
-        id: u(r.get(0)),
-        email: r.get(1),
-        name: r.get(2),
-        password_hash: r.get(3),
-        email_verified: r.get(4),
+        id: u(r.get(at)),
+        email: r.get(at + 1),
+        name: r.get(at + 2),
+        password_hash: r.get(at + 3),
+        email_verified: r.get(at + 4),
         home: home.zip(remote.map(u)),
-        created_at: u(r.get(7)),
-        disabled: r.get(8),
+        created_at: u(r.get(at + 7)),
+        disabled: r.get(at + 8),
     }
 }
 

@@ -25,7 +25,16 @@ pub fn get(tx: &Connection, email: &str, client: &str) -> Result<(u32, Option<u6
 
 /// The row of (`email`, `client`), or the default row.
 pub fn row(tx: &Connection, email: &str, client: &str) -> Result<ThrottleRow, StoreError> {
-    Ok(cached_row(
+    Ok(stored(tx, email, client)?.unwrap_or_default())
+}
+
+/// The row of (`email`, `client`) as stored (`None`: no row).
+pub fn stored(
+    tx: &Connection,
+    email: &str,
+    client: &str,
+) -> Result<Option<ThrottleRow>, StoreError> {
+    cached_row(
         tx,
         "SELECT failures, locked_until, in_flight, in_flight_since FROM sign_in_throttle \
          WHERE email = ?1 AND client = ?2",
@@ -38,8 +47,60 @@ pub fn row(tx: &Connection, email: &str, client: &str) -> Result<ThrottleRow, St
                 in_flight_since: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
             })
         },
-    )?
-    .unwrap_or_default())
+    )
+}
+
+/// Writes `new` as the row of (`email`, `client`) only while it holds `old` (`None`: no
+/// row); returns whether it did.
+pub fn swap(
+    tx: &Connection,
+    email: &str,
+    client: &str,
+    old: Option<&ThrottleRow>,
+    new: &ThrottleRow,
+    now: u64,
+) -> Result<bool, StoreError> {
+    let Some(old) = old else {
+        let n = cached_exec(
+            tx,
+            "INSERT INTO sign_in_throttle \
+                 (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (email, client) DO NOTHING",
+            params![
+                email,
+                client,
+                new.failures,
+                new.locked_until.map(|v| v as i64),
+                new.in_flight,
+                new.in_flight_since.map(|v| v as i64),
+                now as i64
+            ],
+        )
+        .map_err(db_err)?;
+        return Ok(n > 0);
+    };
+    let n = cached_exec(
+        tx,
+        "UPDATE sign_in_throttle SET failures = ?3, locked_until = ?4, in_flight = ?5, \
+             in_flight_since = ?6, updated_at = ?7 \
+         WHERE email = ?1 AND client = ?2 AND failures = ?8 AND locked_until IS ?9 \
+             AND in_flight = ?10 AND in_flight_since IS ?11",
+        params![
+            email,
+            client,
+            new.failures,
+            new.locked_until.map(|v| v as i64),
+            new.in_flight,
+            new.in_flight_since.map(|v| v as i64),
+            now as i64,
+            old.failures,
+            old.locked_until.map(|v| v as i64),
+            old.in_flight,
+            old.in_flight_since.map(|v| v as i64),
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(n > 0)
 }
 
 /// Writes a row (a default one stays until the sweep).

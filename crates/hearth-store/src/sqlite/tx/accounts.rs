@@ -39,6 +39,22 @@ impl AccountsRead for Tx<'_> {
     ) -> Result<(u32, Option<u64>), StoreError> {
         sign_in_throttle::get(self.0, email, client)
     }
+    fn sign_in_rows(
+        &mut self,
+        email: &str,
+        client: &str,
+        with_user: bool,
+    ) -> Result<(ThrottleRow, Option<ThrottleRow>, Option<User>), StoreError> {
+        let user = match with_user {
+            true => users::by_email(self.0, email)?,
+            false => None,
+        };
+        Ok((
+            sign_in_throttle::row(self.0, email, "*")?,
+            sign_in_throttle::stored(self.0, email, client)?,
+            user,
+        ))
+    }
 }
 
 impl AccountsWrite for Tx<'_> {
@@ -73,13 +89,15 @@ impl AccountsWrite for Tx<'_> {
             sign_in_throttle::row(self.0, email, client)?,
         ))
     }
-    fn sign_in_rows_and_user_for_update(
+    fn swap_sign_in_row(
         &mut self,
         email: &str,
         client: &str,
-    ) -> Result<(ThrottleRow, ThrottleRow, Option<User>), StoreError> {
-        let (account, row) = self.sign_in_rows_for_update(email, client)?;
-        Ok((account, row, users::by_email(self.0, email)?))
+        old: Option<&ThrottleRow>,
+        new: &ThrottleRow,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        sign_in_throttle::swap(self.0, email, client, old, new, now)
     }
     fn put_sign_in_rows(
         &mut self,

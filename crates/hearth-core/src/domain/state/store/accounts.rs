@@ -22,6 +22,16 @@ pub trait AccountsRead {
     fn accounts_due_for_deletion(&mut self, now: u64, limit: u32) -> Result<Vec<u64>, StoreError>;
     /// The local user of an external provider's account.
     fn identity(&mut self, provider: &str, subject: &str) -> Result<Option<u64>, StoreError>;
+    /// The sign-in throttle rows of `email` account-wide (client `*`; the default row when
+    /// absent) and of `client` (`None` when absent), not locked, and with `with_user` the
+    /// local user with the address ([`AccountsRead::user_by_email`]), in one round trip
+    /// where the backend can: what [`AccountsWrite::swap_sign_in_row`] compares against.
+    fn sign_in_rows(
+        &mut self,
+        email: &str,
+        client: &str,
+        with_user: bool,
+    ) -> Result<(ThrottleRow, Option<ThrottleRow>, Option<User>), StoreError>;
     /// (failures, delayed until) of `client` for `email`; client `*` is account-wide.
     fn sign_in_throttle(
         &mut self,
@@ -55,13 +65,17 @@ pub trait AccountsWrite: AccountsRead {
         email: &str,
         client: &str,
     ) -> Result<(ThrottleRow, ThrottleRow), StoreError>;
-    /// [`AccountsWrite::sign_in_rows_for_update`], and the local user with the address
-    /// ([`AccountsRead::user_by_email`]), in one round trip where the backend can.
-    fn sign_in_rows_and_user_for_update(
+    /// Atomic compare-and-set: writes `new` as the throttle row of (`email`, `client`) only
+    /// while the row still holds `old` (`None`: there is no row); returns whether it did.
+    /// What the sign-in gate takes a slot with, after [`AccountsRead::sign_in_rows`].
+    fn swap_sign_in_row(
         &mut self,
         email: &str,
         client: &str,
-    ) -> Result<(ThrottleRow, ThrottleRow, Option<User>), StoreError>;
+        old: Option<&ThrottleRow>,
+        new: &ThrottleRow,
+        now: u64,
+    ) -> Result<bool, StoreError>;
     /// Writes throttle rows of `email`, each (client, row) (client `*`: account-wide), in
     /// one statement where the backend can; rows untouched for a day that hold no delay go
     /// in the sweep.
