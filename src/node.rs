@@ -121,9 +121,10 @@ impl Node {
                 jwt: joined.jwt,
             };
             // A cluster: revocations reach every node; one node at a time runs each job.
-            state.revocations = crate::store::postgres::PgRevocations::start(&target);
+            let notices = crate::store::postgres::PgNotices::start(&target);
+            state.revocations = crate::store::postgres::PgRevocations::start(&notices);
             state.feeds = crate::store::postgres::PgFeeds::start(
-                &target,
+                &notices,
                 clock.clone(),
                 crate::domain::flows::MAX_FLOWS,
             );

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, IsolationLevel};
 
 use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
-pub use notices::{PgFeeds, PgRevocations};
+pub use notices::{PgFeeds, PgNotices, PgRevocations};
 pub use target::PgTarget;
 use tx::Tx;
 

@@ -1,9 +1,11 @@
 //! Notices between nodes on one PostgreSQL database, over LISTEN/NOTIFY. Revocations
 //! (`hearth_revocations`): a node calls its own handlers at once, then NOTIFYs and waits (a
 //! few milliseconds) until the notice is sent, so when the revoking request returns every
-//! other node is being told; each node LISTENs on its own connection and drops the named
-//! sessions and tokens from its caches. Step-flow changes (`hearth_flows`) wake StreamSteps
-//! subscribers on every node. Connections that fail are retried every second.
+//! other node is being told; each node drops the named sessions and tokens from its caches.
+//! Step-flow changes (`hearth_flows`) wake StreamSteps subscribers on every node. A node
+//! sends on one connection and LISTENs on both channels on another ([`PgNotices`]);
+//! connections that fail are retried every second.
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -21,15 +23,39 @@ use crate::domain::state::short_lived::{LocalMap, ShortLived};
 /// Ids per NOTIFY (its payload is capped at 8000 bytes).
 const IDS_PER_NOTICE: usize = 300;
 
-type Handlers = Arc<RwLock<Vec<Handler>>>;
-type Outgoing = (String, Option<mpsc::SyncSender<()>>);
+/// Notices one NOTIFY statement sends at most (each payload is at most ~8 kB).
+const NOTICES_PER_SEND: usize = 64;
 
-/// One NOTIFY channel: a thread that sends, a thread that LISTENs and hands every payload
-/// from another node to `on`.
-struct PgChannel {
+type Handlers = Arc<RwLock<Vec<Handler>>>;
+
+/// Every channel a node LISTENs on.
+const CHANNELS: [&str; 2] = [REVOCATIONS, FLOWS];
+const REVOCATIONS: &str = "hearth_revocations";
+const FLOWS: &str = "hearth_flows";
+
+/// What a channel's notices are handed to: each notice of another node, and `None` when
+/// listening resumes after a lost connection (notices sent meanwhile are lost).
+type Route = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+type Routes = Arc<RwLock<HashMap<&'static str, Route>>>;
+/// (channel, payload, told once it is sent).
+type Outgoing = (&'static str, String, Option<mpsc::SyncSender<()>>);
+
+/// A node's notices to and from the other nodes: one connection that sends and one that
+/// LISTENs on every channel, each in a thread of its own. One listening connection per node,
+/// not one per channel: PostgreSQL wakes every listening backend of the database for each
+/// NOTIFY, whatever channel it listens on. Notices queued together go in one statement
+/// (one commit, one wake-up of every listener).
+pub struct PgNotices {
     outgoing: Mutex<mpsc::Sender<Outgoing>>,
+    routes: Routes,
     closed: Arc<AtomicBool>,
     origin: String,
+}
+
+impl std::fmt::Debug for PgNotices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgNotices")
+    }
 }
 
 /// A connection, retried every second until one works; logs the first failure only (the
@@ -50,42 +76,54 @@ fn connected(target: &PgTarget, closed: &AtomicBool) -> Option<Client> {
     None
 }
 
-impl PgChannel {
-    /// `on` gets each notice of another node, and `None` when listening resumes after a lost
-    /// connection (notices sent meanwhile are lost).
-    fn start(
-        target: &PgTarget,
-        channel: &'static str,
-        on: impl Fn(Option<&str>) + Send + 'static,
-    ) -> Self {
+impl PgNotices {
+    /// Starts the sending and the listening connection to `target`. Notices of a channel
+    /// no route was given for yet ([`PgNotices::route`]) are dropped.
+    pub fn start(target: &PgTarget) -> Arc<Self> {
         let closed = Arc::new(AtomicBool::new(false));
         let origin = format!("{:016x}", rand::random::<u64>());
+        let routes: Routes = Arc::default();
         let (tx, rx) = mpsc::channel::<Outgoing>();
         {
             let (target, closed) = (target.clone(), closed.clone());
             std::thread::Builder::new()
-                .name(format!("hearth-pg-{channel}"))
-                .spawn(move || Self::send_loop(&target, channel, &closed, rx))
+                .name("hearth-pg-notify".into())
+                .spawn(move || Self::send_loop(&target, &closed, rx))
                 .ok();
         }
         {
             let (target, closed, origin) = (target.clone(), closed.clone(), origin.clone());
+            let routes = routes.clone();
             std::thread::Builder::new()
-                .name(format!("hearth-pg-listen-{channel}"))
-                .spawn(move || Self::listen(&target, channel, &closed, &origin, on))
+                .name("hearth-pg-listen".into())
+                .spawn(move || Self::listen(&target, &closed, &origin, &routes))
                 .ok();
         }
-        Self {
+        Arc::new(Self {
             outgoing: Mutex::new(tx),
+            routes,
             closed,
             origin,
-        }
+        })
     }
 
-    /// Sends `payload` to every other node; with `wait`, returns once it is sent (≤ 2 s).
-    fn send(&self, payload: &str, wait: bool) {
+    /// Hands `channel`'s notices from other nodes to `on`.
+    fn route(&self, channel: &'static str, on: impl Fn(Option<&str>) + Send + Sync + 'static) {
+        self.routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel, Arc::new(on));
+    }
+
+    /// Sends `payload` on `channel` to every other node; with `wait`, returns once it is
+    /// sent (≤ 2 s).
+    fn send(&self, channel: &'static str, payload: &str, wait: bool) {
         let (done, acked) = mpsc::sync_channel(1);
-        let message = (format!("{} {payload}", self.origin), wait.then_some(done));
+        let message = (
+            channel,
+            format!("{} {payload}", self.origin),
+            wait.then_some(done),
+        );
         let sent = self
             .outgoing
             .lock()
@@ -96,20 +134,27 @@ impl PgChannel {
         }
     }
 
-    fn send_loop(
-        target: &PgTarget,
-        channel: &str,
-        closed: &AtomicBool,
-        rx: mpsc::Receiver<Outgoing>,
-    ) {
+    fn send_loop(target: &PgTarget, closed: &AtomicBool, rx: mpsc::Receiver<Outgoing>) {
         let mut client = None;
-        while let Ok((payload, done)) = rx.recv() {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < NOTICES_PER_SEND {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let channels: Vec<&str> = batch.iter().map(|(c, _, _)| *c).collect();
+            let payloads: Vec<&str> = batch.iter().map(|(_, p, _)| p.as_str()).collect();
             for _ in 0..2 {
                 if client.is_none() {
                     client = connected(target, closed);
                 }
                 let Some(c) = client.as_mut() else { return };
-                match c.execute("SELECT pg_notify($1, $2)", &[&channel, &payload]) {
+                match c.execute(
+                    "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+                    &[&channels, &payloads],
+                ) {
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "cluster notice not sent; reconnecting");
@@ -117,28 +162,31 @@ impl PgChannel {
                     }
                 }
             }
-            if let Some(done) = done {
-                let _ = done.send(());
+            for (_, _, done) in batch {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
             }
         }
     }
 
-    fn listen(
-        target: &PgTarget,
-        channel: &str,
-        closed: &AtomicBool,
-        origin: &str,
-        on: impl Fn(Option<&str>),
-    ) {
+    fn listen(target: &PgTarget, closed: &AtomicBool, origin: &str, routes: &Routes) {
+        let route = |channel: &str| {
+            let routes = routes.read().unwrap_or_else(|e| e.into_inner());
+            routes.get(channel).cloned()
+        };
+        let listen: Vec<String> = CHANNELS.iter().map(|c| format!("LISTEN {c};")).collect();
         let mut lost = false;
         while let Some(mut client) = connected(target, closed) {
-            if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")) {
+            if let Err(e) = client.batch_execute(&listen.concat()) {
                 tracing::warn!(error = %e, "cluster notices: LISTEN failed; retrying");
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
             if std::mem::take(&mut lost) {
-                on(None);
+                for on in CHANNELS.iter().filter_map(|c| route(c)) {
+                    on(None);
+                }
             }
             while !closed.load(Ordering::Relaxed) {
                 let next = {
@@ -148,7 +196,11 @@ impl PgChannel {
                 };
                 match next {
                     Ok(Some(n)) => match n.payload().split_once(' ') {
-                        Some((from, body)) if from != origin => on(Some(body)),
+                        Some((from, body)) if from != origin => {
+                            if let Some(on) = route(n.channel()) {
+                                on(Some(body));
+                            }
+                        }
                         _ => {}
                     },
                     Ok(None) => {}
@@ -169,7 +221,7 @@ impl PgChannel {
     }
 }
 
-impl Drop for PgChannel {
+impl Drop for PgNotices {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Relaxed);
     }
@@ -178,7 +230,7 @@ impl Drop for PgChannel {
 /// Revocation notices shared by every node on one database.
 pub struct PgRevocations {
     handlers: Handlers,
-    channel: PgChannel,
+    notices: Arc<PgNotices>,
 }
 
 impl std::fmt::Debug for PgRevocations {
@@ -195,11 +247,11 @@ fn call(handlers: &Handlers, revoked: Revoked<'_>) {
 }
 
 impl PgRevocations {
-    /// Starts the sending and listening connections to `target` (in threads of their own).
-    pub fn start(target: &PgTarget) -> Arc<Self> {
+    /// Revocations over `notices`.
+    pub fn start(notices: &Arc<PgNotices>) -> Arc<Self> {
         let handlers: Handlers = Arc::default();
         let theirs = handlers.clone();
-        let channel = PgChannel::start(target, "hearth_revocations", move |notice| match notice {
+        notices.route(REVOCATIONS, move |notice| match notice {
             Some(body) => {
                 let ids: Vec<u64> = body.split(',').filter_map(|v| v.parse().ok()).collect();
                 call(&theirs, Revoked::Sessions(&ids));
@@ -210,7 +262,10 @@ impl PgRevocations {
                 call(&theirs, Revoked::Anything);
             }
         });
-        Arc::new(Self { handlers, channel })
+        Arc::new(Self {
+            handlers,
+            notices: notices.clone(),
+        })
     }
 }
 
@@ -223,7 +278,7 @@ impl Revocations for PgRevocations {
         // Bounded: when the revoking request returns, every node is being told.
         for chunk in session_ids.chunks(IDS_PER_NOTICE) {
             let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
-            self.channel.send(&ids.join(","), true);
+            self.notices.send(REVOCATIONS, &ids.join(","), true);
         }
     }
 
@@ -241,7 +296,7 @@ impl Revocations for PgRevocations {
 pub struct PgFeeds {
     local: Arc<LocalFeeds>,
     names: Arc<LocalMap<String, String>>,
-    channel: PgChannel,
+    notices: Arc<PgNotices>,
     /// Prefixes this node's notices: its own come back through LISTEN, and were already
     /// published here (a second wake-up would cost each waiter one more gate check).
     origin: String,
@@ -259,14 +314,14 @@ fn flow_name(flow: &str) -> String {
 }
 
 impl PgFeeds {
-    /// Feeds for at most `capacity` flows subscribed on this node.
-    pub fn start(target: &PgTarget, clock: SharedClock, capacity: usize) -> Arc<Self> {
+    /// Feeds for at most `capacity` flows subscribed on this node, over `notices`.
+    pub fn start(notices: &Arc<PgNotices>, clock: SharedClock, capacity: usize) -> Arc<Self> {
         let local = Arc::new(LocalFeeds::new(clock.clone(), capacity));
         let names: Arc<LocalMap<String, String>> = Arc::new(LocalMap::new(clock, capacity));
         let (l, n) = (local.clone(), names.clone());
         let origin = format!("{:016x}", rand::random::<u64>());
         let mine = format!("{origin}:");
-        let channel = PgChannel::start(target, "hearth_flows", move |notice| {
+        notices.route(FLOWS, move |notice| {
             let Some(body) = notice.filter(|b| !b.starts_with(&mine)) else {
                 return;
             };
@@ -279,7 +334,7 @@ impl PgFeeds {
         Arc::new(Self {
             local,
             names,
-            channel,
+            notices: notices.clone(),
             origin,
         })
     }
@@ -289,7 +344,7 @@ impl StepFeeds for PgFeeds {
     fn publish(&self, flow: &str) {
         self.local.publish(flow);
         let notice = format!("{}:{}", self.origin, flow_name(flow));
-        self.channel.send(&notice, false);
+        self.notices.send(FLOWS, &notice, false);
     }
 
     fn subscribe(&self, flow: &str, ttl_ms: u64) -> tokio::sync::watch::Receiver<u64> {
