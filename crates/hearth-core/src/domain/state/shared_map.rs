@@ -40,7 +40,8 @@ pub trait SharedMap<V>: Send + Sync {
     /// `ttl_ms` and returns true; otherwise changes nothing.
     async fn modify(&self, key: &str, ttl_ms: u64, change: Change<V>) -> Result<bool, StoreError>;
     /// Atomically replaces the value of `key` (live or not) with `update(current)`, live
-    /// for `ttl_ms`; returns the new value.
+    /// for `ttl_ms` (a map in the store may keep it up to 10 s longer: budgets, which this
+    /// serves, refill meanwhile); returns the new value.
     async fn update(&self, key: &str, ttl_ms: u64, update: Update<V>) -> Result<V, StoreError>;
     /// [`SharedMap::update`] of several keys at once, in one call (a request's budgets),
     /// each key's update atomic on its own; returns the new values in the keys' order.
@@ -258,6 +259,7 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
         update: EachUpdate<V>,
     ) -> Result<Vec<V>, StoreError> {
         let (space, now, n) = (self.space, self.clock.now_ms(), keys.len());
+        let until = kept_until(now, ttl_ms);
         let rows = std::sync::Arc::new(rows_of(keys));
         let update = std::sync::Arc::new(std::sync::Mutex::new(update));
         // Compare-and-set first: read the rows unlocked, work out their new values here,
@@ -301,7 +303,7 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
                                 swaps.push((*row, found.map(|(b, _)| b), sealer.encode(row, &v)?));
                             }
                         }
-                        let stored = tx.swap_short_lived(space, &swaps, now + ttl_ms, now)?;
+                        let stored = tx.swap_short_lived(space, &swaps, until, now)?;
                         let lost: Vec<[u8; 32]> = swaps
                             .iter()
                             .zip(&stored)
@@ -342,11 +344,23 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
                         sealed.push((*row, sealer.encode(row, &v)?));
                     }
                 }
-                tx.put_short_lived(space, &sealed, now + ttl_ms, now)?;
+                tx.put_short_lived(space, &sealed, until, now)?;
                 Ok::<_, StoreError>(out.into_iter().flatten().collect())
             })
             .await
     }
+}
+
+/// Granularity of the expiry [`SharedMap::update_each`] stores (ms).
+const EXPIRY_STEP_MS: u64 = 10_000;
+
+/// When a row updated at `now` to live `ttl_ms` may go: at least that long, rounded up to
+/// [`EXPIRY_STEP_MS`], so a row charged many times a second keeps its expiry between
+/// charges. PostgreSQL then updates it in place (a HOT update: no indexed column changed)
+/// instead of adding index entries at every charge, which lookups of a busy client's
+/// budget had to step over.
+fn kept_until(now: u64, ttl_ms: u64) -> u64 {
+    now.saturating_add(ttl_ms).div_ceil(EXPIRY_STEP_MS) * EXPIRY_STEP_MS
 }
 
 /// Rounds of compare-and-set an update of shared rows tries before it queues on their
