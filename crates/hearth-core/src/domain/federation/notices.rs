@@ -70,6 +70,12 @@ pub struct Receipt {
     pub already: u32,
 }
 
+/// The shortest time between two passes of the sender: revocations come in bursts (an
+/// account at its session cap ends one at every sign-in, and each wakes the sender), and
+/// one pass sends what all of them put in the outbox, one read instead of one per
+/// revocation.
+const PASS_GAP: Duration = Duration::from_millis(50);
+
 /// Sends and receives revocation notices.
 #[derive(Debug)]
 pub struct Notices {
@@ -317,7 +323,8 @@ impl Notices {
     }
 
     /// The background sender: a pass whenever a revocation is announced or a peer comes
-    /// back, and at least once a second (retries that came due).
+    /// back (at most one per [`PASS_GAP`]), and at least once a second (retries that came
+    /// due).
     pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
@@ -326,9 +333,14 @@ impl Notices {
                         tracing::warn!(error = %e, "reading the revocation outbox");
                     }
                 }
+                let passed = tokio::time::Instant::now();
                 tokio::select! {
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(passed + PASS_GAP) => {}
                     _ = stop.changed() => return,
                 }
             }
