@@ -839,7 +839,11 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
             })?;
             let mut found = Vec::new();
             for id in [totp, passkey, plain.id, 1 << 61] {
-                found.push(tx.user_factors_for_update(id)?);
+                // No throttle rows yet: they are made, and come back as default rows.
+                let (factors, rows) =
+                    tx.user_factors_and_gate_for_update(id, "first@example.org", "192.0.2.1")?;
+                assert_eq!(rows, Default::default());
+                found.push(factors);
             }
             Ok::<_, StoreError>(found)
         })
@@ -865,22 +869,35 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
         locked_until: Some(now + 1),
         ..Default::default()
     };
-    let (known, unknown, alone) = s
+    let (known, unknown, alone, held) = s
         .store()
         .write(move |tx| {
             tx.put_sign_in_rows("plain@example.org", &[(client, &delayed)], now)?;
             tx.put_sign_in_rows("locked@example.org", &[("*", &locked)], now)?;
+            tx.put_sign_in_rows("locked@example.org", &[(client, &delayed)], now)?;
             let known = tx.sign_in_rows("plain@example.org", client, true)?;
             let unknown = tx.sign_in_rows("nobody@example.org", client, true)?;
             let alone = tx.sign_in_rows("locked@example.org", client, false)?;
-            Ok::<_, StoreError>((known, unknown, alone))
+            // The final write's rows, with the user's factors and without a user.
+            let held = [
+                tx.user_factors_and_gate_for_update(plain.id, "locked@example.org", client)?,
+                tx.user_factors_and_gate_for_update(1 << 61, "locked@example.org", client)?,
+            ];
+            Ok::<_, StoreError>((known, unknown, alone, held))
         })
         .await
         .unwrap();
+    assert_eq!(
+        held,
+        [
+            (Some((false, false)), (locked, delayed)),
+            (None, (locked, delayed))
+        ]
+    );
     assert_eq!((known.0, known.1), (ThrottleRow::default(), Some(delayed)));
     assert_eq!(known.2.map(|u| u.id), Some(plain.id));
     assert_eq!(unknown, (ThrottleRow::default(), None, None));
-    assert_eq!(alone, (locked, None, None));
+    assert_eq!(alone, (locked, Some(delayed), None));
 
     // The gate's compare-and-set writes only over the row it read.
     let taken = ThrottleRow {

@@ -415,20 +415,22 @@ impl Accounts {
             .store
             .write_rows(move |tx| {
                 // The user's row first: a password change waits for this write, or this
-                // write sees the new hash and inserts nothing. The gate's rows and the
-                // session caps lock their own rows, so no read here needs more isolation.
+                // write sees the new hash and inserts nothing. The gate's rows are locked
+                // with it (the outcome is written to them below) and the session caps lock
+                // their own rows, so no read here needs more isolation.
                 // The second factor is checked here, under the user's row: a factor turned
                 // on meanwhile is asked for, and a code is used once however many parallel
                 // sign-ins send it. An account deleted meanwhile needs none, and gets no
                 // session below.
-                let factors = tx.user_factors_for_update(id)?.unwrap_or_default();
+                let (factors, gate) = tx.user_factors_and_gate_for_update(id, &address, &client)?;
+                let factors = factors.unwrap_or_default();
                 let factor =
                     second_factor::require_in(tx, &key, id, factors, second.as_ref(), now)?;
                 // The password was right and no code came: the holder is asked for it,
                 // which costs them nothing in the throttle (and clears nothing wrong codes
                 // earned).
                 if let Factor::Missing { totp, passkey } = factor {
-                    let waited = throttle::release_in(tx, &address, &client, now)?;
+                    let waited = throttle::release_with(tx, &address, &client, gate.1, now)?;
                     return Ok((Err((totp, passkey)), Vec::new(), waited));
                 }
                 let s = Session {
@@ -447,8 +449,15 @@ impl Accounts {
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                 }
-                let waited =
-                    throttle::finish_in(tx, &address, &client, inserted, now, &throttle::POLICY)?;
+                let waited = throttle::finish_with(
+                    tx,
+                    &address,
+                    &client,
+                    gate,
+                    inserted,
+                    now,
+                    &throttle::POLICY,
+                )?;
                 Ok::<_, DomainError>((Ok((inserted, factor)), ended, waited))
             })
             .await?;

@@ -116,7 +116,20 @@ pub fn finish_in(
     now: u64,
     p: &LockPolicy,
 ) -> Result<bool, StoreError> {
-    let (mut account, mut row) = tx.sign_in_rows_for_update(email, client)?;
+    let rows = tx.sign_in_rows_for_update(email, client)?;
+    finish_with(tx, email, client, rows, ok, now, p)
+}
+
+/// [`finish_in`] over the (account-wide, client) rows the write already holds locked.
+pub fn finish_with(
+    tx: &mut dyn WriteTx,
+    email: &str,
+    client: &str,
+    (mut account, mut row): (ThrottleRow, ThrottleRow),
+    ok: bool,
+    now: u64,
+    p: &LockPolicy,
+) -> Result<bool, StoreError> {
     let waited = full(&row, p);
     row.in_flight = row.in_flight.saturating_sub(1);
     if ok {
@@ -144,7 +157,18 @@ pub fn release_in(
     client: &str,
     now: u64,
 ) -> Result<bool, StoreError> {
-    let (_, mut row) = tx.sign_in_rows_for_update(email, client)?;
+    let (_, row) = tx.sign_in_rows_for_update(email, client)?;
+    release_with(tx, email, client, row, now)
+}
+
+/// [`release_in`] over the client's row the write already holds locked.
+pub fn release_with(
+    tx: &mut dyn WriteTx,
+    email: &str,
+    client: &str,
+    mut row: ThrottleRow,
+    now: u64,
+) -> Result<bool, StoreError> {
     let waited = full(&row, &POLICY);
     row.in_flight = row.in_flight.saturating_sub(1);
     tx.put_sign_in_rows(email, &[(client, &row)], now)?;

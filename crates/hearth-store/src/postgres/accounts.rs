@@ -3,7 +3,7 @@ use super::gates;
 use super::rows;
 use super::tx::{i, Tx};
 use crate::domain::model::{AccountChange, SecondFactor, ThrottleRow, User};
-use crate::domain::state::store::{AccountsRead, AccountsWrite, StoreError};
+use crate::domain::state::store::{AccountsRead, AccountsWrite, SignInHeld, StoreError};
 
 impl AccountsRead for Tx<'_> {
     fn user(&mut self, id: u64) -> Result<Option<User>, StoreError> {
@@ -97,18 +97,13 @@ impl AccountsWrite for Tx<'_> {
         let sql = format!("SELECT {} FROM users WHERE id = $1 FOR UPDATE", rows::USER);
         Ok(self.row(&sql, &[&i(id)])?.as_ref().map(rows::user))
     }
-    fn user_factors_for_update(&mut self, id: u64) -> Result<Option<(bool, bool)>, StoreError> {
-        // The CTE runs first, so the user's row is locked before its factor's, the order
-        // every writer of both takes.
-        let row = self.row(
-            "WITH u AS (SELECT id FROM users WHERE id = $1 FOR UPDATE) \
-             SELECT (SELECT f.enabled FROM second_factors f, u \
-                       WHERE f.user_id = u.id FOR UPDATE OF f), \
-                    EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1) \
-             FROM u",
-            &[&i(id)],
-        )?;
-        Ok(row.map(|r| (r.get::<_, Option<bool>>(0) == Some(true), r.get(1))))
+    fn user_factors_and_gate_for_update(
+        &mut self,
+        id: u64,
+        email: &str,
+        client: &str,
+    ) -> Result<SignInHeld, StoreError> {
+        gates::user_factors_and_gate_for_update(self, id, email, client)
     }
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError> {
         let sql = format!(

@@ -5,7 +5,7 @@
 use super::rows;
 use super::tx::Tx;
 use crate::domain::model::{CodeRecord, Session, ThrottleRow, User};
-use crate::domain::state::store::StoreError;
+use crate::domain::state::store::{SignInHeld, StoreError};
 
 const ACCOUNT: &str = "*";
 const WORKERS: i64 = 1024;
@@ -54,6 +54,48 @@ pub fn sign_in_rows_for_update(
         }
     }
     Ok(found)
+}
+
+/// The user `id`'s row, the throttle rows of `email` and `client` and the user's second
+/// factor's row, locked in that order in one statement (the order every writer of them
+/// takes): whether its TOTP is on and whether it holds a passkey (`None`: no such user),
+/// and the throttle rows. Rows yet to be made are made and locked as
+/// [`sign_in_rows_for_update`] does (the first sign-in of an address).
+pub fn user_factors_and_gate_for_update(
+    tx: &mut Tx<'_>,
+    id: u64,
+    email: &str,
+    client: &str,
+) -> Result<SignInHeld, StoreError> {
+    // The user's row first (the CTE drives the join), then the throttle rows in the gate's
+    // order, then the factor's row for each line of the result.
+    let found = tx.rows(
+        "WITH u AS (SELECT id FROM users WHERE id = $1 FOR UPDATE) \
+         SELECT (SELECT f.enabled FROM second_factors f WHERE f.user_id = u.id \
+                     FOR UPDATE OF f), \
+                EXISTS (SELECT 1 FROM passkeys WHERE user_id = u.id), \
+                t.client, t.failures, t.locked_until, t.in_flight, t.in_flight_since \
+         FROM u LEFT JOIN LATERAL (SELECT * FROM sign_in_throttle \
+                 WHERE email = $2 AND client IN ($3, $4) \
+                 ORDER BY client = $3 DESC FOR UPDATE) t ON true",
+        &[&i(id), &email, &ACCOUNT, &client],
+    )?;
+    let factors = found
+        .first()
+        .map(|r| (r.get::<_, Option<bool>>(0) == Some(true), r.get(1)));
+    let mut rows = (None, None);
+    for r in &found {
+        match r.get::<_, Option<&str>>(2) {
+            Some(ACCOUNT) => rows.0 = Some(throttle_row(r, 3)),
+            Some(_) => rows.1 = Some(throttle_row(r, 3)),
+            None => {}
+        }
+    }
+    let rows = match rows {
+        (Some(account), Some(row)) => (account, row),
+        _ => sign_in_rows_for_update(tx, email, client)?,
+    };
+    Ok((factors, rows))
 }
 
 /// The rows of `email` account-wide (default when absent) and of `client` (`None` when

@@ -1,7 +1,9 @@
 //! The accounts area of the store seam on SQLite: each operation is its table file's function.
 use super::Tx;
 use crate::domain::model::{AccountChange, SecondFactor, ThrottleRow, User};
-use crate::domain::state::store::{AccountsRead, AccountsWrite, PasskeysRead, StoreError};
+use crate::domain::state::store::{
+    AccountsRead, AccountsWrite, PasskeysRead, SignInHeld, StoreError,
+};
 use crate::sqlite::{account_changes, identities, second_factors, sign_in_throttle, users};
 
 impl AccountsRead for Tx<'_> {
@@ -65,12 +67,18 @@ impl AccountsWrite for Tx<'_> {
         // The single writer holds every row already.
         users::by_id(self.0, id)
     }
-    fn user_factors_for_update(&mut self, id: u64) -> Result<Option<(bool, bool)>, StoreError> {
+    fn user_factors_and_gate_for_update(
+        &mut self,
+        id: u64,
+        email: &str,
+        client: &str,
+    ) -> Result<SignInHeld, StoreError> {
+        let rows = self.sign_in_rows_for_update(email, client)?;
         if users::by_id(self.0, id)?.is_none() {
-            return Ok(None);
+            return Ok((None, rows));
         }
         let totp = second_factors::get(self.0, id)?.is_some_and(|f| f.enabled);
-        Ok(Some((totp, !self.passkeys(id)?.is_empty())))
+        Ok((Some((totp, !self.passkeys(id)?.is_empty())), rows))
     }
     fn upgrade_guest(&mut self, u: &User) -> Result<bool, StoreError> {
         users::upgrade_guest(self.0, u)

@@ -2,6 +2,11 @@
 use super::StoreError;
 use crate::domain::model::{AccountChange, SecondFactor, ThrottleRow, User};
 
+/// What a password sign-in's final write holds locked: whether the user's TOTP is on and
+/// whether it holds a passkey (`None`: no such user), and the gate's (account-wide, client)
+/// throttle rows.
+pub type SignInHeld = (Option<(bool, bool)>, (ThrottleRow, ThrottleRow));
+
 /// Reads of the accounts area.
 pub trait AccountsRead {
     /// A user by id.
@@ -45,10 +50,17 @@ pub trait AccountsWrite: AccountsRead {
     /// A user by id, its row locked until the transaction ends: every write that adds a
     /// session or changes a password takes it first, so they run one at a time per user.
     fn user_for_update(&mut self, id: u64) -> Result<Option<User>, StoreError>;
-    /// [`AccountsWrite::user_for_update`], then its second factor's row locked too: whether
-    /// its TOTP is on and whether it holds a passkey (`None`: no such user). What a
-    /// password sign-in's final write starts with, in one round trip where the backend can.
-    fn user_factors_for_update(&mut self, id: u64) -> Result<Option<(bool, bool)>, StoreError>;
+    /// [`AccountsWrite::user_for_update`], then the sign-in throttle rows of `email` and
+    /// `client` ([`AccountsWrite::sign_in_rows_for_update`]) and the user's second factor's
+    /// row, all locked: whether its TOTP is on and whether it holds a passkey (`None`: no
+    /// such user), and the rows. What a password sign-in's final write starts with, in one
+    /// round trip where the backend can.
+    fn user_factors_and_gate_for_update(
+        &mut self,
+        id: u64,
+        email: &str,
+        client: &str,
+    ) -> Result<SignInHeld, StoreError>;
     /// Inserts a user; a taken e-mail (or foreign identity) is [`StoreError::Conflict`].
     fn insert_user(&mut self, u: &User) -> Result<(), StoreError>;
     /// Atomic: turns the guest account `u.id` into a full one (e-mail, name, password hash)

@@ -10,7 +10,7 @@ mod passkeys;
 mod sessions;
 mod tokens;
 
-pub use accounts::{AccountsRead, AccountsWrite};
+pub use accounts::{AccountsRead, AccountsWrite, SignInHeld};
 pub use codes::{CodesRead, CodesWrite};
 pub use federation::{FederationRead, FederationWrite};
 pub use invites::{InvitesRead, InvitesWrite};
