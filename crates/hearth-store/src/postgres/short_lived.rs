@@ -77,28 +77,37 @@ pub fn swap(
     now: u64,
 ) -> Result<Vec<bool>, StoreError> {
     sweep(tx, space, now)?;
-    // One statement per row: a swap never holds one row while it waits for another, so no
-    // two writers deadlock, whatever order their rows come in. Under read committed, an
-    // UPDATE that meets a row changed since its statement began waits for that change and
-    // compares again with the row's new value; an INSERT that meets a row made meanwhile
-    // does nothing. Either way that swap is not stored.
-    let mut stored = Vec::with_capacity(swaps.len());
-    for (key, expected, value) in swaps {
-        let n = match expected {
-            Some(old) => tx.exec(
-                "UPDATE short_lived SET value = $4, expires_at = $5 \
-                 WHERE space = $1 AND key = $2 AND value = $3",
-                &[&space, &&key[..], old, value, &i(expires_at)],
-            )?,
-            None => tx.exec(
-                "INSERT INTO short_lived (space, key, value, expires_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (space, key) DO NOTHING",
-                &[&space, &&key[..], value, &i(expires_at)],
-            )?,
-        };
-        stored.push(n > 0);
+    if swaps.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(stored)
+    // One statement for every row, which never waits on another writer's lock, so no two
+    // writers deadlock whatever rows they share: a row whose value is still the one read
+    // is locked (a row another writer holds is skipped, its swap lost: that writer is
+    // changing it) and updated; a row that was absent is inserted unless one was made
+    // meanwhile. Under read committed the lock compares again with the row's newest value.
+    let keys: Vec<&[u8]> = swaps.iter().map(|(k, _, _)| &k[..]).collect();
+    let olds: Vec<Option<&[u8]>> = swaps.iter().map(|(_, o, _)| o.as_deref()).collect();
+    let news: Vec<&[u8]> = swaps.iter().map(|(_, _, v)| &v[..]).collect();
+    let stored = tx.rows(
+        "WITH w AS (SELECT * FROM unnest($2::bytea[], $3::bytea[], $4::bytea[]) \
+                 AS w(key, old, new)), \
+             held AS (SELECT s.key FROM short_lived s JOIN w ON s.key = w.key \
+                 WHERE s.space = $1 AND w.old IS NOT NULL AND s.value = w.old \
+                 ORDER BY s.key FOR UPDATE OF s SKIP LOCKED), \
+             up AS (UPDATE short_lived s SET value = w.new, expires_at = $5 \
+                 FROM held h JOIN w ON w.key = h.key \
+                 WHERE s.space = $1 AND s.key = h.key RETURNING s.key), \
+             made AS (INSERT INTO short_lived (space, key, value, expires_at) \
+                 SELECT $1, w.key, w.new, $5 FROM w WHERE w.old IS NULL ORDER BY w.key \
+                 ON CONFLICT (space, key) DO NOTHING RETURNING key) \
+         SELECT key FROM up UNION ALL SELECT key FROM made",
+        &[&space, &keys, &olds, &news, &i(expires_at)],
+    )?;
+    let stored: Vec<Vec<u8>> = stored.iter().map(|r| r.get(0)).collect();
+    Ok(swaps
+        .iter()
+        .map(|(k, _, _)| stored.iter().any(|s| s[..] == k[..]))
+        .collect())
 }
 
 pub fn put(
