@@ -153,43 +153,35 @@ pub fn swap_sign_in_row(
     now: u64,
 ) -> Result<bool, StoreError> {
     let (failures, locked) = (i64::from(new.failures), new.locked_until.map(i));
-    let (in_flight, since) = (i64::from(new.in_flight), new.in_flight_since.map(i));
+    let (in_flight, since, now) = (i64::from(new.in_flight), new.in_flight_since.map(i), i(now));
+    let stored: [&(dyn postgres::types::ToSql + Sync); 7] = [
+        &email, &client, &failures, &locked, &in_flight, &since, &now,
+    ];
     let Some(old) = old else {
         let n = tx.exec(
             "INSERT INTO sign_in_throttle \
                  (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email, client) DO NOTHING",
-            &[
-                &email,
-                &client,
-                &failures,
-                &locked,
-                &in_flight,
-                &since,
-                &i(now),
-            ],
+            &stored,
         )?;
         return Ok(n > 0);
     };
+    let (was_failures, was_locked) = (i64::from(old.failures), old.locked_until.map(i));
+    let (was_in_flight, was_since) = (i64::from(old.in_flight), old.in_flight_since.map(i));
+    let mut params = stored.to_vec();
+    params.extend([
+        &was_failures as &(dyn postgres::types::ToSql + Sync),
+        &was_locked,
+        &was_in_flight,
+        &was_since,
+    ]);
     let n = tx.exec(
         "UPDATE sign_in_throttle SET failures = $3, locked_until = $4, in_flight = $5, \
              in_flight_since = $6, updated_at = $7 \
          WHERE email = $1 AND client = $2 AND failures = $8 \
              AND locked_until IS NOT DISTINCT FROM $9 AND in_flight = $10 \
              AND in_flight_since IS NOT DISTINCT FROM $11",
-        &[
-            &email,
-            &client,
-            &failures,
-            &locked,
-            &in_flight,
-            &since,
-            &i(now),
-            &i64::from(old.failures),
-            &old.locked_until.map(i),
-            &i64::from(old.in_flight),
-            &old.in_flight_since.map(i),
-        ],
+        &params,
     )?;
     Ok(n > 0)
 }

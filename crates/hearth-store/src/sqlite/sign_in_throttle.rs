@@ -61,23 +61,7 @@ pub fn swap(
     now: u64,
 ) -> Result<bool, StoreError> {
     let Some(old) = old else {
-        let n = cached_exec(
-            tx,
-            "INSERT INTO sign_in_throttle \
-                 (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (email, client) DO NOTHING",
-            params![
-                email,
-                client,
-                new.failures,
-                new.locked_until.map(|v| v as i64),
-                new.in_flight,
-                new.in_flight_since.map(|v| v as i64),
-                now as i64
-            ],
-        )
-        .map_err(db_err)?;
-        return Ok(n > 0);
+        return Ok(insert(tx, email, client, new, now, "NOTHING")? > 0);
     };
     let n = cached_exec(
         tx,
@@ -111,14 +95,37 @@ pub fn put(
     row: &ThrottleRow,
     now: u64,
 ) -> Result<(), StoreError> {
-    cached_exec(
+    insert(
         tx,
+        email,
+        client,
+        row,
+        now,
+        "UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until, \
+             in_flight = excluded.in_flight, in_flight_since = excluded.in_flight_since, \
+             updated_at = excluded.updated_at",
+    )?;
+    Ok(())
+}
+
+/// Inserts `row`, doing `on_conflict` (`NOTHING`, or an `UPDATE SET …`) where one is
+/// stored; returns the rows written.
+fn insert(
+    tx: &Connection,
+    email: &str,
+    client: &str,
+    row: &ThrottleRow,
+    now: u64,
+    on_conflict: &str,
+) -> Result<usize, StoreError> {
+    let sql = format!(
         "INSERT INTO sign_in_throttle \
              (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (email, client) DO UPDATE SET failures = excluded.failures, \
-             locked_until = excluded.locked_until, in_flight = excluded.in_flight, \
-             in_flight_since = excluded.in_flight_since, updated_at = excluded.updated_at",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (email, client) DO {on_conflict}"
+    );
+    cached_exec(
+        tx,
+        &sql,
         params![
             email,
             client,
@@ -129,8 +136,7 @@ pub fn put(
             now as i64
         ],
     )
-    .map_err(db_err)?;
-    Ok(())
+    .map_err(db_err)
 }
 
 /// Forgets every throttle row of `email` (after a password reset).
