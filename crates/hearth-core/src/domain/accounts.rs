@@ -430,7 +430,7 @@ impl Accounts {
                 // which costs them nothing in the throttle (and clears nothing wrong codes
                 // earned).
                 if let Factor::Missing { totp, passkey } = factor {
-                    let waited = throttle::release_with(tx, &address, &client, gate.1, now)?;
+                    let waited = throttle::release_in(tx, &address, &client, gate.1, now)?;
                     return Ok((Err((totp, passkey)), Vec::new(), waited));
                 }
                 let s = Session {

@@ -41,23 +41,13 @@ pub fn begin_in(
     Ok(gate_in(tx, email, client, now, p, false)?.0)
 }
 
-/// [`begin_in`], and when it allows the attempt, the local account with the address (read
-/// with the gate's rows: a sign-in reads it next anyway).
-pub fn begin_reading_in(
-    tx: &mut dyn WriteTx,
-    email: &str,
-    client: &str,
-    now: u64,
-    p: &LockPolicy,
-) -> Result<(SignInGate, Option<User>), StoreError> {
-    gate_in(tx, email, client, now, p, true)
-}
-
 /// Rounds the gate reads and swaps before it answers Busy: a lost round means another
 /// attempt changed the row meanwhile (took or gave back a slot), so the waiting attempt is
 /// woken again or looks again within 100 ms.
 const GATE_ROUNDS: usize = 8;
 
+/// [`begin_in`], and with `read_user`, when it allows the attempt, the local account with
+/// the address, read with the gate's rows (a sign-in reads it next anyway).
 fn gate_in(
     tx: &mut dyn WriteTx,
     email: &str,
@@ -150,19 +140,9 @@ pub fn finish_with(
 
 /// Gives the slot back and records nothing: the password was right and the attempt stops
 /// to ask for the second factor (neither a success, which would clear the delays wrong
-/// codes earned, nor a failure of the holder).
+/// codes earned, nor a failure of the holder). `row` is the client's row, which the write
+/// holds locked.
 pub fn release_in(
-    tx: &mut dyn WriteTx,
-    email: &str,
-    client: &str,
-    now: u64,
-) -> Result<bool, StoreError> {
-    let (_, row) = tx.sign_in_rows_for_update(email, client)?;
-    release_with(tx, email, client, row, now)
-}
-
-/// [`release_in`] over the client's row the write already holds locked.
-pub fn release_with(
     tx: &mut dyn WriteTx,
     email: &str,
     client: &str,
