@@ -51,7 +51,7 @@ pub fn stored(
 }
 
 /// Writes `new` as the row of (`email`, `client`) only while it holds `old` (`None`: no
-/// row); returns whether it did.
+/// row); returns whether it did. The single writer holds every row: compare, then write.
 pub fn swap(
     tx: &Connection,
     email: &str,
@@ -60,31 +60,11 @@ pub fn swap(
     new: &ThrottleRow,
     now: u64,
 ) -> Result<bool, StoreError> {
-    let Some(old) = old else {
-        return Ok(insert(tx, email, client, new, now, "NOTHING")? > 0);
-    };
-    let n = cached_exec(
-        tx,
-        "UPDATE sign_in_throttle SET failures = ?3, locked_until = ?4, in_flight = ?5, \
-             in_flight_since = ?6, updated_at = ?7 \
-         WHERE email = ?1 AND client = ?2 AND failures = ?8 AND locked_until IS ?9 \
-             AND in_flight = ?10 AND in_flight_since IS ?11",
-        params![
-            email,
-            client,
-            new.failures,
-            new.locked_until.map(|v| v as i64),
-            new.in_flight,
-            new.in_flight_since.map(|v| v as i64),
-            now as i64,
-            old.failures,
-            old.locked_until.map(|v| v as i64),
-            old.in_flight,
-            old.in_flight_since.map(|v| v as i64),
-        ],
-    )
-    .map_err(db_err)?;
-    Ok(n > 0)
+    if stored(tx, email, client)?.as_ref() != old {
+        return Ok(false);
+    }
+    put(tx, email, client, new, now)?;
+    Ok(true)
 }
 
 /// Writes a row (a default one stays until the sweep).
@@ -95,37 +75,14 @@ pub fn put(
     row: &ThrottleRow,
     now: u64,
 ) -> Result<(), StoreError> {
-    insert(
-        tx,
-        email,
-        client,
-        row,
-        now,
-        "UPDATE SET failures = excluded.failures, locked_until = excluded.locked_until, \
-             in_flight = excluded.in_flight, in_flight_since = excluded.in_flight_since, \
-             updated_at = excluded.updated_at",
-    )?;
-    Ok(())
-}
-
-/// Inserts `row`, doing `on_conflict` (`NOTHING`, or an `UPDATE SET …`) where one is
-/// stored; returns the rows written.
-fn insert(
-    tx: &Connection,
-    email: &str,
-    client: &str,
-    row: &ThrottleRow,
-    now: u64,
-    on_conflict: &str,
-) -> Result<usize, StoreError> {
-    let sql = format!(
-        "INSERT INTO sign_in_throttle \
-             (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (email, client) DO {on_conflict}"
-    );
     cached_exec(
         tx,
-        &sql,
+        "INSERT INTO sign_in_throttle \
+             (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (email, client) DO UPDATE SET failures = excluded.failures, \
+             locked_until = excluded.locked_until, in_flight = excluded.in_flight, \
+             in_flight_since = excluded.in_flight_since, updated_at = excluded.updated_at",
         params![
             email,
             client,
@@ -136,7 +93,8 @@ fn insert(
             now as i64
         ],
     )
-    .map_err(db_err)
+    .map_err(db_err)?;
+    Ok(())
 }
 
 /// Forgets every throttle row of `email` (after a password reset).
