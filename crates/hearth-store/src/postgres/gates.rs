@@ -109,25 +109,27 @@ pub fn sign_in_rows(
 ) -> Result<(ThrottleRow, Option<ThrottleRow>, Option<User>), StoreError> {
     // One line per key, the account's first; the user's columns (NULL without one) come
     // after the throttle columns, on the account's line only.
-    const ROWS: &str = "SELECT t.failures, t.locked_until, t.in_flight, t.in_flight_since \
-         FROM (VALUES (0, $2::text), (1, $3::text)) AS k(n, client) \
-         LEFT JOIN sign_in_throttle t ON t.email = $1 AND t.client = k.client ORDER BY k.n";
-    static WITH_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = match with_user {
-        false => ROWS,
-        true => WITH_USER.get_or_init(|| {
-            let user: Vec<String> = rows::USER.split(", ").map(|c| format!("u.{c}")).collect();
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    let [alone, with] = SQL.get_or_init(|| {
+        let select = |user: &str, join: &str| {
             format!(
-                "SELECT t.failures, t.locked_until, t.in_flight, t.in_flight_since, {} \
+                "SELECT t.failures, t.locked_until, t.in_flight, t.in_flight_since{user} \
                  FROM (VALUES (0, $2::text), (1, $3::text)) AS k(n, client) \
-                 LEFT JOIN sign_in_throttle t ON t.email = $1 AND t.client = k.client \
-                 LEFT JOIN users u ON k.n = 0 AND lower(u.email) = lower($1) \
-                     AND u.home_server IS NULL \
-                 ORDER BY k.n",
-                user.join(", ")
+                 LEFT JOIN sign_in_throttle t ON t.email = $1 AND t.client = k.client{join} \
+                 ORDER BY k.n"
             )
-        }),
-    };
+        };
+        let user: Vec<String> = rows::USER.split(", ").map(|c| format!(", u.{c}")).collect();
+        [
+            select("", ""),
+            select(
+                &user.concat(),
+                " LEFT JOIN users u ON k.n = 0 AND lower(u.email) = lower($1) \
+                     AND u.home_server IS NULL",
+            ),
+        ]
+    });
+    let sql = if with_user { with } else { alone };
     let found = tx.rows(sql, &[&email, &ACCOUNT, &client])?;
     let stored = |n: usize| {
         found
