@@ -297,9 +297,6 @@ pub struct PgFeeds {
     local: Arc<LocalFeeds>,
     names: Arc<LocalMap<String, String>>,
     notices: Arc<PgNotices>,
-    /// Prefixes this node's notices: its own come back through LISTEN, and were already
-    /// published here (a second wake-up would cost each waiter one more gate check).
-    origin: String,
 }
 
 impl std::fmt::Debug for PgFeeds {
@@ -319,13 +316,11 @@ impl PgFeeds {
         let local = Arc::new(LocalFeeds::new(clock.clone(), capacity));
         let names: Arc<LocalMap<String, String>> = Arc::new(LocalMap::new(clock, capacity));
         let (l, n) = (local.clone(), names.clone());
-        let origin = format!("{:016x}", rand::random::<u64>());
-        let mine = format!("{origin}:");
+        // This node's own notices never come back here ([`PgNotices`] drops them): they
+        // were published here already.
         notices.route(FLOWS, move |notice| {
-            let Some(body) = notice.filter(|b| !b.starts_with(&mine)) else {
-                return;
-            };
-            // A notice is `origin:name` (or a bare name, from a node of an older version).
+            let Some(body) = notice else { return };
+            // A notice is a flow's name (or `origin:name`, from a node of an older version).
             let name = body.rsplit(':').next().unwrap_or(body);
             if let Some(flow) = ShortLived::get(&*n, &name.to_owned()) {
                 l.publish(&flow);
@@ -335,7 +330,6 @@ impl PgFeeds {
             local,
             names,
             notices: notices.clone(),
-            origin,
         })
     }
 }
@@ -343,8 +337,7 @@ impl PgFeeds {
 impl StepFeeds for PgFeeds {
     fn publish(&self, flow: &str) {
         self.local.publish(flow);
-        let notice = format!("{}:{}", self.origin, flow_name(flow));
-        self.notices.send(FLOWS, &notice, false);
+        self.notices.send(FLOWS, &flow_name(flow), false);
     }
 
     fn subscribe(&self, flow: &str, ttl_ms: u64) -> tokio::sync::watch::Receiver<u64> {
