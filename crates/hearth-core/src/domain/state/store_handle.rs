@@ -87,8 +87,8 @@ impl Store {
 
     /// [`Store::write`] for a job of row-locking operations only (see
     /// [`Backend::write_locked`]) that commits even when its caller went away: for the
-    /// records that count an attempt (the sign-in gate, a client's budget), which must hold
-    /// whether or not the client waits.
+    /// records that count an attempt (a sign-in slot given back, with its outcome), which
+    /// must hold whether or not the client waits.
     pub async fn write_counted<R, E, F>(&self, f: F) -> Result<R, E>
     where
         F: FnMut(&mut dyn WriteTx) -> Result<R, E> + Send + 'static,

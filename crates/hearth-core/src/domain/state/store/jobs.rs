@@ -73,9 +73,10 @@ pub trait JobsWrite: JobsRead {
         now: u64,
     ) -> Result<(), StoreError>;
     /// Atomic for each row: stores each swap's new value until `expires_at` where its row
-    /// still holds the value the swap expects (`None`: where there is no row), one row at a
-    /// time (sweeping some expired rows); returns, in the swaps' order, which were stored. Sealed values carry a random nonce, so a row written again
-    /// since it was read never compares equal.
+    /// still holds the value the swap expects (`None`: where there is no row), never waiting
+    /// on a row another write holds (that swap is not stored), and sweeps some expired rows;
+    /// returns, in the swaps' order, which were stored. Sealed values carry a random nonce,
+    /// so a row written again since it was read never compares equal.
     fn swap_short_lived(
         &mut self,
         space: &str,
