@@ -356,13 +356,19 @@ pub fn insert_session_counting(
     condition: &str,
     extra: &(dyn postgres::types::ToSql + Sync),
 ) -> Result<Option<(u32, u32)>, StoreError> {
-    // The counts read the statement's snapshot, which the insert's row is not in yet.
+    // The counts read the statement's snapshot, which the insert's row is not in yet. A
+    // session without a token has no token count to make: two texts, not one that skips
+    // it on `$13 IS NULL`, since PostgreSQL would plan that one again at every call (a
+    // plan for the NULL drops the count, so the cached plan always looks dearer).
+    let of_token = match s.access_token_id {
+        Some(_) => "SELECT COUNT(*) FROM sessions WHERE access_token_id = $13 AND expires_at > $9",
+        None => "SELECT 0::bigint",
+    };
     let sql = format!(
         "WITH ins AS ({} RETURNING 1) \
          SELECT (SELECT COUNT(*) FROM ins), \
                 (SELECT COUNT(*) FROM sessions WHERE user_id = $2 AND expires_at > $9), \
-                (SELECT COUNT(*) FROM sessions WHERE $13::bigint IS NOT NULL \
-                   AND access_token_id = $13 AND expires_at > $9)",
+                ({of_token})",
         session_insert(condition)
     );
     let row = with_session(s, extra, |p| tx.row_unique(&sql, p, "that session"))?;
