@@ -277,6 +277,47 @@ async fn a_clients_budget_holds_across_every_node() {
 /// revocation sender passes whenever a session ends (on an account at its session cap,
 /// every sign-in), and a renewal is a durable write. A lease another node holds is asked
 /// for again after a second, and taken once it runs out.
+/// A statement PostgreSQL plans again at every call (its cached plan looks dearer than one
+/// made for the call's values, e.g. SQL that skips a part when a parameter is NULL) costs
+/// the server its planning each time: the sign-in's session insert did, a third of its CPU.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn no_statement_of_a_sign_in_is_planned_at_every_call() {
+    let pg = PgServer::start_counting();
+    let url = url_on(pg.port, "plans");
+    let node = cluster_on(&url, 1, |_| {}).await.remove(0);
+    node.sign_up("planned@example.org").await;
+    // Accounts and sessions as a node in use has (one account at its cap of 1,000), loaded
+    // in bulk: until autovacuum analyzes them, plans are costed on a near-empty table,
+    // where a plan for the call's values looked cheapest. The accounts share the password.
+    pg.sql(
+        "plans",
+        "INSERT INTO users (id, email, name, password_hash, created_at) \
+             SELECT g, 'user' || g || '@example.org', 'user', u.password_hash, 0 \
+             FROM generate_series(1, 401) g, users u WHERE u.email = 'planned@example.org'; \
+         INSERT INTO sessions (id, user_id, token_hash, created_at, last_active, expires_at) \
+             SELECT g, CASE WHEN g <= 1000 THEN 1 ELSE g % 400 + 2 END, \
+                 sha256(g::text::bytea), 0, 0, 4102444800000 \
+             FROM generate_series(1, 3800) g; \
+         CREATE EXTENSION pg_stat_statements",
+    );
+    for n in 0..120 {
+        let email = format!("user{}@example.org", n % 400 + 2);
+        node.sign_in(&email, PASSWORD).await.unwrap();
+    }
+    // Each pool connection plans a statement for its first five calls, then keeps a plan
+    // unless the plans made for the values look cheaper.
+    let replanned = pg.sql(
+        "plans",
+        "SELECT calls || ' calls, ' || plans || ' plans: ' || left(query, 90) \
+         FROM pg_stat_statements WHERE calls >= 100 AND plans * 2 > calls",
+    );
+    assert!(
+        replanned.is_empty(),
+        "planned at most calls: {replanned:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_held_job_lease_is_renewed_every_few_seconds_not_at_every_pass() {
     use hearth::domain::state::jobs::{

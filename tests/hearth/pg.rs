@@ -54,16 +54,26 @@ fn free_port() -> u16 {
 impl PgServer {
     /// A fresh server; panics, saying how to install it, when PostgreSQL is missing.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(None, "")
+    }
+
+    /// A fresh server that counts each statement's calls and plans (`pg_stat_statements`,
+    /// shipped with the server), for tests of what the store asks of it.
+    pub fn start_counting() -> Self {
+        Self::start_with(
+            None,
+            " -c shared_preload_libraries=pg_stat_statements \
+             -c pg_stat_statements.track_planning=on",
+        )
     }
 
     /// A fresh server that takes TCP connections only over TLS, with this certificate and
     /// key (PEM); local socket connections stay open for setup.
     pub fn start_tls(cert: &str, key: &str) -> Self {
-        Self::start_with(Some((cert, key)))
+        Self::start_with(Some((cert, key)), "")
     }
 
-    fn start_with(tls: Option<(&str, &str)>) -> Self {
+    fn start_with(tls: Option<(&str, &str)>, extra: &str) -> Self {
         let Some(bin) = bin_dir() else {
             panic!("this test needs PostgreSQL, which is not installed: run `bash scripts/test.sh` (it installs it with scripts/install-test-deps.sh)");
         };
@@ -98,6 +108,7 @@ impl PgServer {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             dir.path().display()
         );
+        opts.push_str(extra);
         if let Some((cert, key)) = tls {
             use std::os::unix::fs::PermissionsExt;
             let (cert_file, key_file) = (data.join("server.crt"), data.join("server.key"));
