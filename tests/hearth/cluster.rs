@@ -273,6 +273,55 @@ async fn a_clients_budget_holds_across_every_node() {
         .all(|(_, _, r)| r.as_ref().err().is_none_or(|e| e == "IP_THROTTLED")));
 }
 
+/// Parallel requests of one client to one node charge its budget in turn: each a read and
+/// one compare-and-set that holds, none lost to a request beside it (each loss costs a
+/// read and a write more, and a burst of them the locked path for a second).
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn parallel_requests_of_one_client_charge_its_budget_in_turn() {
+    use hearth::pb::protocol::auth::v1::{
+        auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
+    };
+    let pg = PgServer::start_counting();
+    let node = cluster_on(&url_on(pg.port, "turns"), 1, |c| {
+        c.limits.flow_calls_per_ip_per_minute = 1000;
+    })
+    .await
+    .remove(0);
+    pg.sql("turns", "CREATE EXTENSION pg_stat_statements");
+    let calls = (0..50).map(|_| {
+        let mut h = Harmony::new(node.channel.clone());
+        async move {
+            h.begin_auth(BeginAuthRequest {
+                for_guest_token: None,
+            })
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let count = |like: &str| -> i64 {
+        pg.sql(
+            "turns",
+            &format!(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '{like}'"
+            ),
+        )[0]
+        .parse()
+        .unwrap()
+    };
+    assert_eq!(
+        count("WITH w AS (SELECT * FROM unnest%"),
+        50,
+        "one swap each"
+    );
+    assert_eq!(
+        count("%short_lived%ORDER BY key FOR UPDATE"),
+        0,
+        "no locked path"
+    );
+}
+
 /// A held job lease is renewed every few seconds, not at every pass of its job: the
 /// revocation sender passes whenever a session ends (on an account at its session cap,
 /// every sign-in), and a renewal is a durable write. A lease another node holds is asked
