@@ -354,6 +354,20 @@ async fn no_statement_of_a_sign_in_is_planned_at_every_call() {
         let email = format!("user{}@example.org", n % 400 + 2);
         node.sign_in(&email, PASSWORD).await.unwrap();
     }
+    // And parallel sign-ins of one account, which wait for its slots: each slot given back
+    // to a waiting sign-in is a notice to the cluster.
+    for _ in 0..8 {
+        let all = (0..20).map(|_| node.sign_in("planned@example.org", PASSWORD));
+        for signed_in in futures_util::future::join_all(all).await {
+            signed_in.unwrap();
+        }
+    }
+    // Notices to the cluster (a slot given back to a waiting sign-in is one), one at a time.
+    for n in 0..150 {
+        node.domain().state().feeds.publish(&format!("plans {n}"));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // Each pool connection plans a statement for its first five calls, then keeps a plan
     // unless the plans made for the values look cheaper.
     let replanned = pg.sql(

@@ -135,6 +135,15 @@ impl PgNotices {
     }
 
     fn send_loop(target: &PgTarget, closed: &AtomicBool, rx: mpsc::Receiver<Outgoing>) {
+        const SEND: &str = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)";
+        // The statement is prepared once per connection and planned once: a plan made for
+        // each batch's length looked cheaper to PostgreSQL than its cached one, so it
+        // planned every send again (and an unprepared text costs a round trip more).
+        let ready = |mut c: Client| -> Result<_, postgres::Error> {
+            c.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+            let send = c.prepare(SEND)?;
+            Ok((c, send))
+        };
         let mut client = None;
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
@@ -148,13 +157,21 @@ impl PgNotices {
             let payloads: Vec<&str> = batch.iter().map(|(_, p, _)| p.as_str()).collect();
             for _ in 0..2 {
                 if client.is_none() {
-                    client = connected(target, closed);
+                    let Some(c) = connected(target, closed) else {
+                        return;
+                    };
+                    match ready(c) {
+                        Ok(ready) => client = Some(ready),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cluster notice not sent; reconnecting");
+                            continue;
+                        }
+                    }
                 }
-                let Some(c) = client.as_mut() else { return };
-                match c.execute(
-                    "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
-                    &[&channels, &payloads],
-                ) {
+                let Some((c, send)) = client.as_mut() else {
+                    return;
+                };
+                match c.execute(&*send, &[&channels, &payloads]) {
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "cluster notice not sent; reconnecting");
