@@ -37,6 +37,20 @@ async fn cluster_on(
     nodes
 }
 
+/// Harmony's BeginAuth on `node` (a call charged to the client's flow budget).
+async fn begin_auth(node: &TestNode) -> Result<(), tonic::Status> {
+    use hearth::pb::protocol::auth::v1::{
+        auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
+    };
+    let request = BeginAuthRequest {
+        for_guest_token: None,
+    };
+    Harmony::new(node.channel.clone())
+        .begin_auth(request)
+        .await
+        .map(drop)
+}
+
 /// Waits (at most 2 s) until `check` holds.
 async fn soon(check: impl AsyncFnMut() -> bool) -> bool {
     within(Duration::from_secs(2), check).await
@@ -244,9 +258,6 @@ async fn a_peer_challenge_taken_on_one_node_is_answered_on_another_once() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn a_clients_budget_holds_across_every_node() {
-    use hearth::pb::protocol::auth::v1::{
-        auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
-    };
     let pg = PgServer::start();
     let nodes = cluster_on(&url_on(pg.port, "budgets"), 3, |c| {
         c.limits.flow_calls_per_ip_per_minute = 4;
@@ -255,12 +266,8 @@ async fn a_clients_budget_holds_across_every_node() {
     let mut results = Vec::new();
     for round in 0..2 {
         for (i, n) in nodes.iter().enumerate() {
-            let r = Harmony::new(n.channel.clone())
-                .begin_auth(BeginAuthRequest {
-                    for_guest_token: None,
-                })
-                .await;
-            results.push((round, i, r.map(|_| ()).map_err(|s| reason(&s))));
+            let r = begin_auth(n).await;
+            results.push((round, i, r.map_err(|s| reason(&s))));
         }
     }
     let allowed = results.iter().filter(|(_, _, r)| r.is_ok()).count();
@@ -279,9 +286,6 @@ async fn a_clients_budget_holds_across_every_node() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn parallel_requests_of_one_client_charge_its_budget_in_turn() {
-    use hearth::pb::protocol::auth::v1::{
-        auth_service_client::AuthServiceClient as Harmony, BeginAuthRequest,
-    };
     let pg = PgServer::start_counting();
     let node = cluster_on(&url_on(pg.port, "turns"), 1, |c| {
         c.limits.flow_calls_per_ip_per_minute = 1000;
@@ -289,16 +293,7 @@ async fn parallel_requests_of_one_client_charge_its_budget_in_turn() {
     .await
     .remove(0);
     pg.sql("turns", "CREATE EXTENSION pg_stat_statements");
-    let calls = (0..50).map(|_| {
-        let mut h = Harmony::new(node.channel.clone());
-        async move {
-            h.begin_auth(BeginAuthRequest {
-                for_guest_token: None,
-            })
-            .await
-        }
-    });
-    let answers = futures_util::future::join_all(calls).await;
+    let answers = futures_util::future::join_all((0..50).map(|_| begin_auth(&node))).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     let count = |like: &str| -> i64 {
         pg.sql(
