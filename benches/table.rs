@@ -390,22 +390,23 @@ fn goal_of(row: &str) -> Option<f64> {
         .map(|(_, g)| *g)
 }
 
-/// Sign-ups per second on 1, 2 and 3 nodes sharing one PostgreSQL (argon2 at its cheapest,
-/// so the database is what is measured), and how much of the database's work was waiting
-/// for a lock: `pg_stat_activity` sampled every 5 ms, Hearth's active backends that wait
-/// on a lock against all of them. With one cluster-wide write lock, three nodes queued
-/// behind each other; now they should not.
-/// Runs `ANALYZE` on the database of `url`.
-fn analyze(url: &str) {
-    let url = url.to_owned();
+/// Runs `sql` on the database of `url` (on a thread of its own: the synchronous driver may
+/// not run inside the runtime).
+fn run_sql(url: &str, sql: &str) {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
     std::thread::spawn(move || {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        c.batch_execute("ANALYZE").unwrap();
+        c.batch_execute(&sql).unwrap();
     })
     .join()
     .unwrap();
 }
 
+/// Sign-ups per second on 1, 2 and 3 nodes sharing one PostgreSQL (argon2 at its cheapest,
+/// so the database is what is measured), and how much of the database's work was waiting
+/// for a lock: `pg_stat_activity` sampled every 5 ms, Hearth's active backends that wait
+/// on a lock against all of them. With one cluster-wide write lock, three nodes queued
+/// behind each other; now they should not.
 async fn sign_ups_on_one_database(table: &mut Table, admin_url: &str, load: Load) {
     use hearth::pb::tangle::client::auth::SignUp;
     // A database of its own: a cluster with an identity of its own.
@@ -414,15 +415,7 @@ async fn sign_ups_on_one_database(table: &mut Table, admin_url: &str, load: Load
         Some((server, _)) => format!("{server}/{db}"),
         None => return,
     };
-    {
-        let (admin, db) = (admin_url.to_owned(), db.clone());
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-            c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-        })
-        .join()
-        .unwrap();
-    }
+    run_sql(admin_url, &format!("CREATE DATABASE {db}"));
     let url = url.as_str();
     let edit = {
         let url = url.to_owned();
@@ -1467,7 +1460,7 @@ async fn main() {
             // What autovacuum does within a minute of a bulk load (pgbench analyzes after
             // its own): until then the planner still sizes `users` as the near-empty table
             // it last saw, and finds the account by reading every row.
-            analyze(&url_for_sign_ups);
+            run_sql(&url_for_sign_ups, "ANALYZE");
             let each =
                 move |ch, i: usize| call_sign_in_as(ch, format!("each{}@bench.test", i % accounts));
             let (sign_in, pg_sign_in) = pair_scaled(

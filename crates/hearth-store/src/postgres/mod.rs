@@ -8,9 +8,9 @@
 //! operations only (short-lived state, a sign-in's final write) run in READ COMMITTED,
 //! queueing on their row locks, and jobs of compare-and-set statements (budgets, the
 //! sign-in gate) outside any transaction. Reads run beside them, each statement on its own
-//! snapshot. A connection that breaks is made again under a shared, capped, jittered backoff; meanwhile calls answer
-//! [`StoreError::Unreachable`] (UNAVAILABLE) and the node is not ready. The URL's password
-//! never appears in logs or errors.
+//! snapshot. A connection that breaks is made again under a shared, capped, jittered
+//! backoff; meanwhile calls answer [`StoreError::Unreachable`] (UNAVAILABLE) and the node
+//! is not ready. The URL's password never appears in logs or errors.
 mod accounts;
 mod codes;
 mod federation;
@@ -274,9 +274,10 @@ pub(super) fn widen_race() {
 
 /// What every pool connection starts with: commits do not wait for the disk unless their
 /// transaction says so. The row-locked jobs (budgets that queue, a sign-in slot given
-/// back) and the compare-and-set ones ([`Backend::write_each`], which run outside a transaction, so no
-/// `SET LOCAL` can reach them) keep it; every other write sets `synchronous_commit` back to
-/// the server's own setting for its transaction (docs/SECURITY.md).
+/// back) and the compare-and-set ones ([`Backend::write_each`], which run outside a
+/// transaction, so no `SET LOCAL` can reach them) keep it; every other write sets
+/// `synchronous_commit` back to the server's own setting for its transaction
+/// (docs/SECURITY.md).
 const NOT_DURABLE: &str = "SET synchronous_commit TO off";
 
 /// A new connection of the pool.
