@@ -1394,7 +1394,9 @@ async fn main() {
         node_memory_rows(&mut table, load, users_total, sessions_total, sessions_used).await;
     }
 
-    // Three nodes on one PostgreSQL against the one SQLite node above.
+    // Three nodes on one PostgreSQL against the one SQLite node above. The nodes of this
+    // process share one set of argon2 threads (`hash_pool`), as three nodes on one host
+    // should be configured to: six threads on two cores cost argon2 a tenth of its rate.
     match std::env::var("BENCH_PG_URL") {
         Ok(url) if wanted("pg") => {
             let url_for_sign_ups = url.clone();

@@ -64,11 +64,11 @@ pub fn normalize(password: &str) -> Zeroizing<String> {
 }
 
 /// Hashes and verifies passwords off the async workers, on `cap` dedicated threads that
-/// reuse their argon2 memory (see `hash_pool`).
+/// reuse their argon2 memory and that the nodes of one process share (see `hash_pool`).
 #[derive(Debug)]
 pub struct Hasher {
     params: Params,
-    pool: HashPool,
+    pool: Arc<HashPool>,
     permits: Arc<Semaphore>,
     dummy: String,
     verifications: AtomicU64,
@@ -106,7 +106,7 @@ impl Hasher {
         )?;
         drop(memory);
         Ok(Self {
-            pool: HashPool::new(cap, &params)?,
+            pool: HashPool::shared(cap, &params)?,
             params,
             permits: Arc::new(Semaphore::new(cap)),
             dummy,
