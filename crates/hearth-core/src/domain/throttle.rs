@@ -47,7 +47,8 @@ pub fn begin_in(
 const GATE_ROUNDS: usize = 8;
 
 /// [`begin_in`], and with `read_user`, when it allows the attempt, the local account with
-/// the address, read with the gate's rows (a sign-in reads it next anyway).
+/// the address, read with the gate's rows (a sign-in reads it next anyway); and whether the
+/// slot it took was the last free one.
 fn gate_in(
     tx: &mut dyn WriteTx,
     email: &str,
@@ -55,7 +56,7 @@ fn gate_in(
     now: u64,
     p: &LockPolicy,
     read_user: bool,
-) -> Result<(SignInGate, Option<User>), StoreError> {
+) -> Result<(SignInGate, Option<User>, bool), StoreError> {
     // A compare-and-set: no row is held while the policy runs, so the gate costs a read and
     // a conditional write, and a Busy or Locked answer writes nothing.
     for _ in 0..GATE_ROUNDS {
@@ -64,7 +65,7 @@ fn gate_in(
         for r in [&account, &row] {
             if let Some(until) = r.locked_until.filter(|u| *u > now) {
                 let failures = r.failures;
-                return Ok((SignInGate::Locked { failures, until }, None));
+                return Ok((SignInGate::Locked { failures, until }, None, false));
             }
         }
         // A count older than the stale limit is the leftover of a crash.
@@ -74,17 +75,17 @@ fn gate_in(
                 .is_none_or(|since| since.saturating_add(p.stale_in_flight_ms) <= now);
         let in_flight = if stale { 0 } else { row.in_flight };
         if in_flight >= p.slots(row.failures) {
-            return Ok((SignInGate::Busy, None));
+            return Ok((SignInGate::Busy, None, true));
         }
         row.in_flight = in_flight + 1;
         if stale {
             row.in_flight_since = Some(now);
         }
         if tx.swap_sign_in_row(email, client, stored.as_ref(), &row, now)? {
-            return Ok((SignInGate::Allowed, user));
+            return Ok((SignInGate::Allowed, user, full(&row, p)));
         }
     }
-    Ok((SignInGate::Busy, None))
+    Ok((SignInGate::Busy, None, true))
 }
 
 /// Whether an attempt may be waiting for a slot of `row`: only while every slot was taken
@@ -192,11 +193,13 @@ pub struct SlotWaiters {
     lines: Arc<Mutex<HashMap<String, Line>>>,
 }
 
-/// One line: the lock its head holds, and how many attempts stand in it.
+/// One line: the lock its head holds, how many attempts stand in it, and, when the last
+/// head left with the last free slot, the feed's count its gate read had seen.
 #[derive(Debug)]
 struct Line {
     head: Arc<tokio::sync::Mutex<()>>,
     standing: usize,
+    filled_at: Option<u64>,
 }
 
 /// Lines kept at once; past it a waiting attempt re-checks the gate on its own, as every
@@ -224,6 +227,28 @@ impl SlotWaiters {
         self.lines.lock().is_ok_and(|l| l.contains_key(name))
     }
 
+    /// Records, for the next head of `name`'s line, that a gate read at feed count `seen`
+    /// left every slot taken (`Some`), or that slots may be free (`None`).
+    fn set_filled(&self, name: &str, filled_at: Option<u64>) {
+        if let Some(line) = self
+            .lines
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|l| l.get_mut(name))
+        {
+            line.filled_at = filled_at;
+        }
+    }
+
+    /// Whether the gate was last read full at feed count `seen`: then a new head has
+    /// nothing to ask until a notice comes.
+    fn filled_at(&self, name: &str, seen: u64) -> bool {
+        self.lines
+            .lock()
+            .is_ok_and(|l| l.get(name).and_then(|l| l.filled_at) == Some(seen))
+    }
+
     /// Stands in the line of `name` until first in it; `None` when no line could be kept.
     async fn wait_first(&self, name: &str) -> Option<Place> {
         let (ticket, head) = {
@@ -234,6 +259,7 @@ impl SlotWaiters {
             let line = lines.entry(name.to_owned()).or_insert_with(|| Line {
                 head: Arc::default(),
                 standing: 0,
+                filled_at: None,
             });
             line.standing += 1;
             let ticket = Ticket {
@@ -319,10 +345,18 @@ impl Slot {
                 if left.is_zero() {
                     break;
                 }
-                // Once first in line, ask again at once: a slot may have freed meanwhile.
+                // Once first in line, ask again at once (a slot may have freed meanwhile),
+                // unless the head before left with the last free slot and no notice came
+                // since: that read would only answer Busy (a store read per sign-in).
                 if place.is_none() {
                     match tokio::time::timeout(left, waiters.wait_first(&name)).await {
-                        Ok(Some(first)) => place = Some(first),
+                        Ok(Some(first)) => {
+                            place = Some(first);
+                            let seen = *freed.borrow_and_update();
+                            if waiters.filled_at(&name, seen) {
+                                until_freed(&mut freed).await;
+                            }
+                        }
                         Ok(None) => until_freed(&mut freed).await,
                         Err(_) => break,
                     }
@@ -332,12 +366,15 @@ impl Slot {
             }
             wait = true;
             // Changes from here on wake the wait above: none is missed.
-            freed.borrow_and_update();
+            let seen = *freed.borrow_and_update();
             let now = clock.now_ms();
             let (e, c) = (email.to_owned(), client.to_owned());
-            let (gate, user) = store
+            let (gate, user, filled) = store
                 .write_each(move |tx| gate_in(tx, &e, &c, now, &POLICY, read_user))
                 .await?;
+            if place.is_some() {
+                waiters.set_filled(&name, filled.then_some(seen));
+            }
             match gate {
                 SignInGate::Allowed => {
                     let slot = Self {
