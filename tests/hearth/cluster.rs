@@ -315,6 +315,12 @@ async fn parallel_requests_of_one_client_charge_its_budget_in_turn() {
         0,
         "no locked path"
     );
+    // The node compares against what it stored last: only the first charge read the row.
+    assert_eq!(
+        count("SELECT key, value, expires_at FROM short_lived WHERE space = $1 AND key = ANY($2)"),
+        1,
+        "one read"
+    );
 }
 
 /// A held job lease is renewed every few seconds, not at every pass of its job: the

@@ -975,10 +975,16 @@ pub async fn a_shared_budget_allows_exactly_its_size(open: impl Backend) {
     let (_dir, s, _) = setup(open).await;
     let keys: hearth::domain::state::shared_map::SealKeys = Arc::default();
     let _ = keys.set(s.key_ring().clone());
-    let map = StoreMap::new(s.store().clone(), s.clock().clone(), "budget", keys);
-    let limiter = RateLimiter::new(Arc::new(map), s.clock().clone());
+    // Three maps, as three nodes have: each remembers the rows it stored (and compares
+    // against them without reading), so each must lose its swap when another wrote since.
+    let limiters: Vec<RateLimiter> = (0..3)
+        .map(|_| {
+            let map = StoreMap::new(s.store().clone(), s.clock().clone(), "budget", keys.clone());
+            RateLimiter::new(Arc::new(map), s.clock().clone())
+        })
+        .collect();
     let answers = parallel(CALLERS, |i| {
-        let limiter = limiter.clone();
+        let limiter = limiters[i % 3].clone();
         // Three budgets per call, as a costly method charges two: two shared by all (rows
         // every caller swaps, in either order), one its own.
         let mine = format!("mine 192.0.2.{i}");

@@ -130,8 +130,28 @@ pub struct StoreMap<V> {
     busy_until: std::sync::atomic::AtomicU64,
     /// Updates of this node take their rows' stripes in turn (see [`StoreMap::update_each`]).
     stripes: std::sync::Arc<[std::sync::Arc<tokio::sync::Mutex<()>>]>,
+    /// The rows this node's updates last stored, as stored (see [`Known`]).
+    known: std::sync::Arc<LocalMap<[u8; 32], Known>>,
     _values: PhantomData<fn() -> V>,
 }
+
+/// What a node knows of a row its compare-and-set last wrote. While no other writer
+/// touches the row (one node; a client whose requests reach one node), the next update
+/// compares against what was stored without reading it first: one round trip instead of
+/// two. A lost compare-and-set marks the row shared, and it is read first again until the
+/// mark expires, so rows that several nodes write cost no more than before.
+#[derive(Debug, Clone)]
+enum Known {
+    /// The sealed value stored and its expiry.
+    Stored(Vec<u8>, u64),
+    /// Another writer changed it lately.
+    Shared,
+}
+
+/// Rows a node remembers per map (each ~150 bytes).
+const KNOWN_ROWS: usize = 4096;
+/// How long a row stays marked shared (ms).
+const SHARED_FOR_MS: u64 = 10_000;
 
 /// Stripes of a map's rows on one node: updates of rows in different stripes run at once.
 const STRIPES: usize = 64;
@@ -141,11 +161,12 @@ impl<V> StoreMap<V> {
     pub fn new(store: Store, clock: SharedClock, space: &'static str, keys: SealKeys) -> Self {
         Self {
             store,
-            clock,
+            clock: clock.clone(),
             space,
             keys,
             busy_until: std::sync::atomic::AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| std::sync::Arc::default()).collect(),
+            known: std::sync::Arc::new(LocalMap::new(clock.clone(), KNOWN_ROWS)),
             _values: PhantomData,
         }
     }
@@ -301,11 +322,12 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
             progress,
             (0..rows.len()).collect::<Vec<usize>>(),
         )));
-        let (r, u, sealer, seen) = (
+        let (r, u, sealer, seen, known) = (
             rows.clone(),
             update.clone(),
             self.sealer(),
             progress.clone(),
+            self.known.clone(),
         );
         let busy = &self.busy_until;
         let rounds = match now < busy.load(std::sync::atomic::Ordering::Relaxed) {
@@ -318,9 +340,15 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
                     let mut update = u.lock().unwrap_or_else(|e| e.into_inner());
                     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                     let (out, pending) = &mut *seen;
-                    for _ in 0..rounds {
-                        let wanted: Vec<[u8; 32]> = pending.iter().map(|&p| r[p].0).collect();
-                        let found = tx.short_lived_rows(space, &wanted)?;
+                    for round in 0..rounds {
+                        let found = match round {
+                            0 => found_or_known(tx, space, &known, pending, &r)?,
+                            _ => {
+                                let wanted: Vec<[u8; 32]> =
+                                    pending.iter().map(|&p| r[p].0).collect();
+                                tx.short_lived_rows(space, &wanted)?
+                            }
+                        };
                         let mut swaps = Vec::with_capacity(pending.len());
                         for (&p, found) in pending.iter().zip(found) {
                             let (row, places) = &r[p];
@@ -333,6 +361,16 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
                             }
                         }
                         let stored = tx.swap_short_lived(space, &swaps, until, now)?;
+                        for ((row, _, new), stored) in swaps.iter().zip(&stored) {
+                            match stored {
+                                true => known.put(
+                                    *row,
+                                    Known::Stored(new.clone(), until),
+                                    until.saturating_sub(now),
+                                ),
+                                false => known.put(*row, Known::Shared, SHARED_FOR_MS),
+                            }
+                        }
                         let lost: Vec<[u8; 32]> = swaps
                             .iter()
                             .zip(&stored)
@@ -378,6 +416,37 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
             })
             .await
     }
+}
+
+/// The stored rows of `pending`: what this node last stored where it knows that (see
+/// [`Known`]), the others read in one statement (none when all are known).
+fn found_or_known(
+    tx: &mut dyn super::WriteTx,
+    space: &str,
+    known: &LocalMap<[u8; 32], Known>,
+    pending: &[usize],
+    rows: &[([u8; 32], Vec<usize>)],
+) -> Result<Vec<Option<super::store::StoredRow>>, StoreError> {
+    let mut found: Vec<Option<Option<super::store::StoredRow>>> = pending
+        .iter()
+        .map(|&p| match ShortLived::get(known, &rows[p].0) {
+            Some(Known::Stored(value, until)) => Some(Some((value, until))),
+            _ => None,
+        })
+        .collect();
+    let unknown: Vec<[u8; 32]> = pending
+        .iter()
+        .zip(&found)
+        .filter(|(_, f)| f.is_none())
+        .map(|(&p, _)| rows[p].0)
+        .collect();
+    if !unknown.is_empty() {
+        let mut read = tx.short_lived_rows(space, &unknown)?.into_iter();
+        for f in found.iter_mut().filter(|f| f.is_none()) {
+            *f = Some(read.next().flatten());
+        }
+    }
+    Ok(found.into_iter().map(Option::flatten).collect())
 }
 
 /// Granularity of the expiry [`SharedMap::update_each`] stores (ms).
