@@ -160,13 +160,13 @@ impl<V> StoreMap<V> {
     /// A map of `space` in `store`, sealed under the current key of `keys`.
     pub fn new(store: Store, clock: SharedClock, space: &'static str, keys: SealKeys) -> Self {
         Self {
+            known: std::sync::Arc::new(LocalMap::new(clock.clone(), KNOWN_ROWS)),
             store,
-            clock: clock.clone(),
+            clock,
             space,
             keys,
             busy_until: std::sync::atomic::AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| std::sync::Arc::default()).collect(),
-            known: std::sync::Arc::new(LocalMap::new(clock.clone(), KNOWN_ROWS)),
             _values: PhantomData,
         }
     }
