@@ -323,6 +323,33 @@ async fn parallel_requests_of_one_client_charge_its_budget_in_turn() {
     );
 }
 
+/// A client whose requests reach two nodes: each node compares against the budget it
+/// stored last only until it loses once to the other, then reads first for a while. A mark
+/// that the next won swap cleared lost every other charge again (a swap more, and three
+/// nodes' bursts went on to the locked path: two-thirds of a benchmark's sign-ins).
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn a_budget_two_nodes_charge_is_read_first_after_one_lost_swap() {
+    let pg = PgServer::start_counting();
+    let nodes = cluster_on(&url_on(pg.port, "alternate"), 2, |c| {
+        c.limits.flow_calls_per_ip_per_minute = 1000;
+    })
+    .await;
+    pg.sql("alternate", "CREATE EXTENSION pg_stat_statements");
+    for n in 0..40 {
+        begin_auth(&nodes[n % 2]).await.unwrap();
+    }
+    let swaps: i64 = pg.sql(
+        "alternate",
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements \
+         WHERE query LIKE 'WITH w AS (SELECT * FROM unnest%'",
+    )[0]
+    .parse()
+    .unwrap();
+    // One swap per charge, and one lost by each node before it marks the row shared.
+    assert!(swaps <= 40 + 4, "{swaps} swaps for 40 charges");
+}
+
 /// A held job lease is renewed every few seconds, not at every pass of its job: the
 /// revocation sender passes whenever a session ends (on an account at its session cap,
 /// every sign-in), and a renewal is a durable write. A lease another node holds is asked

@@ -362,7 +362,11 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
                         }
                         let stored = tx.swap_short_lived(space, &swaps, until, now)?;
                         for ((row, _, new), stored) in swaps.iter().zip(&stored) {
+                            let shared = matches!(known.get(row), Some(Known::Shared));
                             match stored {
+                                // A shared row stays marked until the mark expires: the
+                                // next swap after a win would lose to the other writer again.
+                                true if shared => {}
                                 true => known.put(
                                     *row,
                                     Known::Stored(new.clone(), until),
