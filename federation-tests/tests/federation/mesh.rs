@@ -162,7 +162,20 @@ async fn a_full_mesh_links_logs_in_across_outlives_a_death_and_revokes_everywher
     println!("mesh: login seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let live: Vec<&Member> = c.members.iter().collect();
-    let (keys0, dns0) = (all_key_requests(&live).await, c.dns.queries());
+    // Probes already on their way when the timers were held still ask for keys: on a
+    // loaded machine (CI), a round of 9,900 runs past the rewind. Count from when none
+    // has arrived for half a second.
+    let mut keys0 = all_key_requests(&live).await;
+    let settling = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = all_key_requests(&live).await;
+        if now == keys0 || settling.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        keys0 = now;
+    }
+    let dns0 = c.dns.queries();
     let before = random_logins(&live, &tokens, &mut rng, 200).await;
     let (keys, dns) = (
         all_key_requests(&live).await - keys0,
