@@ -51,6 +51,18 @@ async fn begin_auth(node: &TestNode) -> Result<(), tonic::Status> {
         .map(drop)
 }
 
+/// `n` nodes on database `db` of a server that counts statements, with budgets roomy
+/// enough that no charge below is refused.
+async fn counted_cluster(db: &str, n: usize) -> (PgServer, Vec<TestNode>) {
+    let pg = PgServer::start_counting();
+    let nodes = cluster_on(&url_on(pg.port, db), n, |c| {
+        c.limits.flow_calls_per_ip_per_minute = 1000;
+    })
+    .await;
+    pg.sql(db, "CREATE EXTENSION pg_stat_statements");
+    (pg, nodes)
+}
+
 /// Waits (at most 2 s) until `check` holds.
 async fn soon(check: impl AsyncFnMut() -> bool) -> bool {
     within(Duration::from_secs(2), check).await
@@ -286,25 +298,10 @@ async fn a_clients_budget_holds_across_every_node() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn parallel_requests_of_one_client_charge_its_budget_in_turn() {
-    let pg = PgServer::start_counting();
-    let node = cluster_on(&url_on(pg.port, "turns"), 1, |c| {
-        c.limits.flow_calls_per_ip_per_minute = 1000;
-    })
-    .await
-    .remove(0);
-    pg.sql("turns", "CREATE EXTENSION pg_stat_statements");
-    let answers = futures_util::future::join_all((0..50).map(|_| begin_auth(&node))).await;
+    let (pg, nodes) = counted_cluster("turns", 1).await;
+    let answers = futures_util::future::join_all((0..50).map(|_| begin_auth(&nodes[0]))).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-    let count = |like: &str| -> i64 {
-        pg.sql(
-            "turns",
-            &format!(
-                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '{like}'"
-            ),
-        )[0]
-        .parse()
-        .unwrap()
-    };
+    let count = |like: &str| pg.calls_like("turns", like);
     assert_eq!(
         count("WITH w AS (SELECT * FROM unnest%"),
         50,
@@ -330,22 +327,11 @@ async fn parallel_requests_of_one_client_charge_its_budget_in_turn() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
 async fn a_budget_two_nodes_charge_is_read_first_after_one_lost_swap() {
-    let pg = PgServer::start_counting();
-    let nodes = cluster_on(&url_on(pg.port, "alternate"), 2, |c| {
-        c.limits.flow_calls_per_ip_per_minute = 1000;
-    })
-    .await;
-    pg.sql("alternate", "CREATE EXTENSION pg_stat_statements");
+    let (pg, nodes) = counted_cluster("alternate", 2).await;
     for n in 0..40 {
         begin_auth(&nodes[n % 2]).await.unwrap();
     }
-    let swaps: i64 = pg.sql(
-        "alternate",
-        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements \
-         WHERE query LIKE 'WITH w AS (SELECT * FROM unnest%'",
-    )[0]
-    .parse()
-    .unwrap();
+    let swaps = pg.calls_like("alternate", "WITH w AS (SELECT * FROM unnest%");
     // One swap per charge, and one lost by each node before it marks the row shared.
     assert!(swaps <= 40 + 4, "{swaps} swaps for 40 charges");
 }

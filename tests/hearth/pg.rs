@@ -187,6 +187,15 @@ impl PgServer {
         self.ctl(&["-l", log.to_str().unwrap(), "-o", &self.opts, "-w", "start"]);
     }
 
+    /// Calls of the statements of database `db` whose text is `LIKE` `pattern`, as
+    /// `pg_stat_statements` counted them (a server from [`PgServer::start_counting`]).
+    pub fn calls_like(&self, db: &str, pattern: &str) -> i64 {
+        let sql = format!(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '{pattern}'"
+        );
+        self.sql(db, &sql)[0].parse().unwrap()
+    }
+
     /// Runs `sql` on database `db` as the superuser; the rows' first columns as text.
     pub fn sql(&self, db: &str, sql: &str) -> Vec<String> {
         let url = format!("postgres://hearth@127.0.0.1:{}/{db}", self.port);

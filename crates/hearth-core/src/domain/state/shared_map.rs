@@ -341,14 +341,10 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
                     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                     let (out, pending) = &mut *seen;
                     for round in 0..rounds {
-                        let found = match round {
-                            0 => found_or_known(tx, space, &known, pending, &r)?,
-                            _ => {
-                                let wanted: Vec<[u8; 32]> =
-                                    pending.iter().map(|&p| r[p].0).collect();
-                                tx.short_lived_rows(space, &wanted)?
-                            }
-                        };
+                        // Only the first round may trust what this node stored: a later one
+                        // runs because a row changed under it.
+                        let trusted = (round == 0).then_some(&*known);
+                        let found = found_or_known(tx, space, trusted, pending, &r)?;
                         let mut swaps = Vec::with_capacity(pending.len());
                         for (&p, found) in pending.iter().zip(found) {
                             let (row, places) = &r[p];
@@ -422,21 +418,23 @@ impl<V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> SharedMap<
     }
 }
 
-/// The stored rows of `pending`: what this node last stored where it knows that (see
+/// The stored rows of `pending`: what this node last stored where `known` says so (see
 /// [`Known`]), the others read in one statement (none when all are known).
 fn found_or_known(
     tx: &mut dyn super::WriteTx,
     space: &str,
-    known: &LocalMap<[u8; 32], Known>,
+    known: Option<&LocalMap<[u8; 32], Known>>,
     pending: &[usize],
     rows: &[([u8; 32], Vec<usize>)],
 ) -> Result<Vec<Option<super::store::StoredRow>>, StoreError> {
     let mut found: Vec<Option<Option<super::store::StoredRow>>> = pending
         .iter()
-        .map(|&p| match ShortLived::get(known, &rows[p].0) {
-            Some(Known::Stored(value, until)) => Some(Some((value, until))),
-            _ => None,
-        })
+        .map(
+            |&p| match known.and_then(|k| ShortLived::get(k, &rows[p].0)) {
+                Some(Known::Stored(value, until)) => Some(Some((value, until))),
+                _ => None,
+            },
+        )
         .collect();
     let unknown: Vec<[u8; 32]> = pending
         .iter()
