@@ -336,6 +336,64 @@ async fn a_budget_two_nodes_charge_is_read_first_after_one_lost_swap() {
     assert!(swaps <= 40 + 4, "{swaps} swaps for 40 charges");
 }
 
+/// A sign-in's final write sends its BEGIN with its first statement and its throttle rows
+/// with its COMMIT: three round trips, not five. With the client's budget (one swap) and
+/// the gate (a read and a swap), a sign-in of an account no other call touches waits for
+/// the database six times, eight without.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn a_sign_in_sends_what_no_one_waits_for_with_the_next_statement() {
+    let pg = PgServer::start();
+    let node = &cluster_on(&url_on(pg.port, "trips"), 1, |c| {
+        c.limits.flow_calls_per_ip_per_minute = 1000;
+    })
+    .await[0];
+    node.sign_up("trips@example.org").await;
+    let store = node.domain().store();
+    let mut fewest = u64::MAX;
+    // The fewest of several: each pool connection prepares each statement once, and a
+    // background job may talk to the database meanwhile.
+    for _ in 0..20 {
+        let before = store.round_trips();
+        node.sign_in("trips@example.org", PASSWORD).await.unwrap();
+        fewest = fewest.min(store.round_trips() - before);
+    }
+    assert_eq!(fewest, 6, "round trips of one sign-in");
+}
+
+/// A write sent without waiting for its answer still decides its transaction: when a
+/// sign-in's throttle rows cannot be written, the sign-in fails and its session is not
+/// there, on any node.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn a_sign_in_whose_throttle_write_fails_commits_no_session() {
+    let pg = PgServer::start();
+    let node = &cluster_on(&url_on(pg.port, "unsent"), 1, |_| {}).await[0];
+    let (_, _, user) = node.sign_up("unsent@example.org").await;
+    let sessions = || {
+        pg.sql(
+            "unsent",
+            &format!("SELECT count(*) FROM sessions WHERE user_id = {user}"),
+        )
+    };
+    assert_eq!(sessions(), ["1"]);
+    // The gate's swap writes the client's row; only the final write writes the
+    // account-wide one ("*"), and it is refused.
+    pg.sql(
+        "unsent",
+        "ALTER TABLE sign_in_throttle ADD CONSTRAINT refused CHECK (client <> '*') NOT VALID",
+    );
+    let refused = node.sign_in("unsent@example.org", PASSWORD).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(sessions(), ["1"], "no session of the failed sign-in");
+    pg.sql(
+        "unsent",
+        "ALTER TABLE sign_in_throttle DROP CONSTRAINT refused",
+    );
+    node.sign_in("unsent@example.org", PASSWORD).await.unwrap();
+    assert_eq!(sessions(), ["2"]);
+}
+
 /// A held job lease is renewed every few seconds, not at every pass of its job: the
 /// revocation sender passes whenever a session ends (on an account at its session cap,
 /// every sign-in), and a renewal is a durable write. A lease another node holds is asked

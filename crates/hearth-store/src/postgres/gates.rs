@@ -188,7 +188,8 @@ pub fn swap_sign_in_row(
     Ok(n > 0)
 }
 
-/// Writes throttle rows of `email` in one statement (the same upsert as SQLite's).
+/// Writes throttle rows of `email` in one statement (the same upsert as SQLite's), sent
+/// with the write's next statement or its COMMIT: no one needs its count.
 pub fn put_sign_in_rows(
     tx: &mut Tx<'_>,
     email: &str,
@@ -200,7 +201,7 @@ pub fn put_sign_in_rows(
     let locked: Vec<Option<i64>> = rows.iter().map(|(_, r)| r.locked_until.map(i)).collect();
     let in_flight: Vec<i64> = rows.iter().map(|(_, r)| i64::from(r.in_flight)).collect();
     let since: Vec<Option<i64>> = rows.iter().map(|(_, r)| r.in_flight_since.map(i)).collect();
-    tx.exec(
+    tx.exec_later(
         "INSERT INTO sign_in_throttle \
              (email, client, failures, locked_until, in_flight, in_flight_since, updated_at) \
          SELECT $1, c, f, l, n, s, $7 \
@@ -218,8 +219,7 @@ pub fn put_sign_in_rows(
             &since,
             &i(now),
         ],
-    )?;
-    Ok(())
+    )
 }
 
 /// Issues a code unless `max_per_hour` were issued this hour (same rule as SQLite's).

@@ -1,7 +1,7 @@
 //! The PostgreSQL backend (`[store] url = "postgres://…"`), for several stateless nodes on
-//! one database. The `postgres` driver (the synchronous client of rust-postgres) runs on a
-//! small pool of dedicated threads, one connection each, so no query ever runs on an async
-//! worker. Writes of every node run concurrently, each holding only the rows it touches: a
+//! one database. `tokio-postgres` runs on a small pool of dedicated threads, one connection
+//! and one single-threaded runtime each, so no query ever runs on the node's async workers;
+//! a statement whose answer can wait goes out with the next one ([`tx`]). Writes of every node run concurrently, each holding only the rows it touches: a
 //! write job runs in a SERIALIZABLE transaction, run again from scratch when it loses a
 //! serialization race (SQLSTATE 40001) or a deadlock (40P01), so each check that guards a
 //! write stays inside its write without one lock for the cluster; jobs of row-locking
@@ -34,6 +34,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, IsolationLevel};
+use tx::Conn;
 
 use crate::domain::state::store::{Backend, ReadJob, StoreError, WriteJob};
 pub use notices::{PgFeeds, PgNotices, PgRevocations};
@@ -61,13 +62,14 @@ pub const LATEST: i64 = MIGRATIONS.len() as i64;
 
 /// A job for a pool thread: given the connection (or why there is none); says whether the
 /// connection turned out unreachable.
-type Job = Box<dyn FnOnce(Result<&mut Client, StoreError>) -> Result<(), StoreError> + Send>;
+type Job = Box<dyn FnOnce(Result<&Conn, StoreError>) -> Result<(), StoreError> + Send>;
 
 /// The PostgreSQL backend.
 pub struct Postgres {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     health: Arc<Health>,
     shown: String,
+    trips: Arc<AtomicU64>,
     /// A pause between each read and what follows inside a write (tests only, see
     /// [`Postgres::widen_races`]).
     widen: Arc<AtomicU64>,
@@ -204,14 +206,15 @@ impl Health {
 /// One pooled connection: made again after it breaks, under the shared [`Health`].
 struct Pooled {
     target: PgTarget,
-    client: Option<Client>,
+    trips: Arc<AtomicU64>,
+    client: Option<Conn>,
     health: Arc<Health>,
 }
 
 impl Pooled {
     /// The connection, reconnecting if it broke and the backoff allows.
-    fn get(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
+    fn get(&mut self) -> Result<&Conn, StoreError> {
+        if self.client.as_ref().is_some_and(Conn::is_closed) {
             self.client = None;
         }
         if self.client.is_none() {
@@ -220,7 +223,7 @@ impl Pooled {
             if !self.health.may_try() {
                 return Err(self.health.unreachable());
             }
-            match pool_connection(&self.target) {
+            match pool_connection(&self.target, &self.trips) {
                 Ok(c) => self.client = Some(c),
                 Err(e) => {
                     self.health.failed(&raw(e));
@@ -228,7 +231,7 @@ impl Pooled {
                 }
             }
         }
-        self.client.as_mut().ok_or(StoreError::Closed)
+        self.client.as_ref().ok_or(StoreError::Closed)
     }
 
     /// Notes what a job's outcome says about the connection it ran on (none: it did not).
@@ -241,7 +244,7 @@ impl Pooled {
                 self.health.failed(e);
                 self.client = None;
             }
-            _ if self.client.as_ref().is_some_and(Client::is_closed) => {
+            _ if self.client.as_ref().is_some_and(Conn::is_closed) => {
                 self.health.failed("the connection was closed");
                 self.client = None;
             }
@@ -281,10 +284,10 @@ pub(super) fn widen_race() {
 const NOT_DURABLE: &str = "SET synchronous_commit TO off";
 
 /// A new connection of the pool.
-fn pool_connection(target: &PgTarget) -> Result<Client, StoreError> {
-    let mut client = target.connect()?;
-    client.batch_execute(NOT_DURABLE).map_err(failed)?;
-    Ok(client)
+fn pool_connection(target: &PgTarget, trips: &Arc<AtomicU64>) -> Result<Conn, StoreError> {
+    let conn = target.connect_pool(trips)?;
+    conn.batch(NOT_DURABLE).map_err(failed)?;
+    Ok(conn)
 }
 
 /// Runs of a write that lost a serialization race before it gives up (UNAVAILABLE).
@@ -302,17 +305,14 @@ impl Postgres {
     /// Blocking: call before serving, or from a blocking context.
     pub fn open(target: &PgTarget, connections: usize) -> Result<Self, StoreError> {
         let shown = target.shown().to_owned();
+        let trips = Arc::new(AtomicU64::new(0));
         // The driver runs its own runtime: connect on a plain thread, outside any async one.
         let clients = std::thread::scope(|s| {
             s.spawn(|| {
-                let mut first = target.connect()?;
-                migrate(&mut first, &shown)?;
-                first.batch_execute(NOT_DURABLE).map_err(failed)?;
-                let mut clients = vec![first];
-                for _ in 1..connections.max(1) {
-                    clients.push(pool_connection(target)?);
-                }
-                Ok::<_, StoreError>(clients)
+                migrate(&mut target.connect()?, &shown)?;
+                (0..connections.max(1))
+                    .map(|_| pool_connection(target, &trips))
+                    .collect::<Result<Vec<_>, _>>()
             })
             .join()
             .map_err(|_| StoreError::Backend("connecting to PostgreSQL panicked".into()))?
@@ -329,6 +329,7 @@ impl Postgres {
             let rx = rx.clone();
             let mut pooled = Pooled {
                 target: target.clone(),
+                trips: trips.clone(),
                 client: Some(client),
                 health: health.clone(),
             };
@@ -353,6 +354,7 @@ impl Postgres {
             jobs: Mutex::new(Some(tx)),
             health,
             shown,
+            trips,
             widen,
         })
     }
@@ -398,7 +400,7 @@ impl Postgres {
 
     async fn run(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<(), StoreError> + Send + 'static,
+        f: impl FnOnce(&Conn) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<(), StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |client| {
@@ -430,21 +432,21 @@ impl Postgres {
         mut job: WriteJob,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + '_ {
         let widen = self.widen.load(Ordering::Relaxed);
-        self.run(move |client| {
+        self.run(move |conn| {
             WIDEN_MICROS.with(|w| w.set(widen));
-            let done = Self::attempts(client, isolation, durable, &mut job);
+            let done = Self::attempts(conn, isolation, durable, &mut job);
             WIDEN_MICROS.with(|w| w.set(0));
             done
         })
     }
 
     fn attempts(
-        client: &mut Client,
+        conn: &Conn,
         isolation: IsolationLevel,
         durable: bool,
         job: &mut WriteJob,
     ) -> Result<(), StoreError> {
-        // One round trip opens the transaction with its settings. Row-locked jobs keep
+        // The transaction opens with its settings, sent with the job's first statement. Row-locked jobs keep
         // budgets and the sign-in gate: a crash of the database may forget their last
         // fraction of a second (budgets refill, an in-flight count goes stale, the last
         // failures of a sign-in are not counted), which is worth not waiting for the disk
@@ -462,13 +464,11 @@ impl Postgres {
         };
         for attempt in 1..=WRITE_ATTEMPTS {
             LOST_RACE.with(|l| l.set(false));
-            client.batch_execute(begin).map_err(failed)?;
-            let commit = catch_unwind(AssertUnwindSafe(|| job(&mut Tx(client))));
+            let mut tx = Tx::begin(conn, begin);
+            let commit = catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
             let done = match commit {
-                Ok(true) if !LOST_RACE.with(Cell::get) => {
-                    client.batch_execute("COMMIT").map_err(failed)
-                }
-                _ => end(client),
+                Ok(true) if !LOST_RACE.with(Cell::get) => tx.commit().map_err(failed),
+                _ => end(tx),
             };
             if commit.is_err() {
                 done?;
@@ -492,9 +492,8 @@ fn failed(e: postgres::Error) -> StoreError {
 
 /// Rolls back the open transaction. A connection that cannot is given up (the pool makes
 /// a new one): left inside a transaction, it would fold the next job into this one.
-fn end(client: &mut Client) -> Result<(), StoreError> {
-    client
-        .batch_execute("ROLLBACK")
+fn end(tx: Tx<'_>) -> Result<(), StoreError> {
+    tx.rollback()
         .map_err(|e| StoreError::Unreachable(format!("could not roll back: {}", raw(failed(e)))))
 }
 
@@ -527,7 +526,7 @@ impl Backend for Postgres {
 
     async fn write_each(&self, mut job: WriteJob) -> Result<(), StoreError> {
         let widen = self.widen.load(Ordering::Relaxed);
-        self.run(move |client| {
+        self.run(move |conn| {
             WIDEN_MICROS.with(|w| w.set(widen));
             let mut done = Ok(());
             // No BEGIN and no COMMIT: two round trips fewer. A statement that lost a
@@ -535,7 +534,7 @@ impl Backend for Postgres {
             for attempt in 1..=WRITE_ATTEMPTS {
                 LOST_RACE.with(|l| l.set(false));
                 done = catch_unwind(AssertUnwindSafe(|| {
-                    job(&mut Tx(client));
+                    job(&mut Tx::each(conn));
                 }))
                 .map_err(|_| StoreError::Backend("a write job panicked".into()));
                 if done.is_err() || !LOST_RACE.with(Cell::get) {
@@ -553,11 +552,15 @@ impl Backend for Postgres {
         // No transaction: under READ COMMITTED (PostgreSQL's default) a transaction gives
         // each statement its own snapshot anyway, so BEGIN and COMMIT would only cost two
         // round trips. A read job is handed only the seam's reads (`ReadTx`).
-        self.run(move |client| {
-            catch_unwind(AssertUnwindSafe(|| job(&mut Tx(client))))
+        self.run(move |conn| {
+            catch_unwind(AssertUnwindSafe(|| job(&mut Tx::each(conn))))
                 .map_err(|_| StoreError::Backend("a read job panicked".into()))
         })
         .await
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
     }
 
     fn is_ready(&self) -> bool {

@@ -6,13 +6,16 @@
 //! it), as documented.
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
-use postgres::config::SslMode;
 use postgres::{Client, NoTls};
+use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::tx::Conn;
 use tokio_rustls::rustls;
 
 use crate::domain::state::store::StoreError;
@@ -20,7 +23,7 @@ use crate::domain::state::store::StoreError;
 /// A PostgreSQL server and how to talk to it. The password never leaves `config`.
 #[derive(Clone)]
 pub struct PgTarget {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     shown: String,
     tls: Option<MakeRustlsConnect>,
 }
@@ -40,7 +43,7 @@ impl PgTarget {
     /// to (`ca_file`, else the public web roots).
     pub fn new(url: &str, ca_file: Option<&Path>) -> Result<Self, StoreError> {
         let shown = super::describe(url);
-        let config = postgres::Config::from_str(url).map_err(|_| {
+        let config = tokio_postgres::Config::from_str(url).map_err(|_| {
             bad(format!(
                 "config key `store.url` for {shown} is not a postgres URL (postgres://user:password@host:5432/db)"
             ))
@@ -100,22 +103,49 @@ impl PgTarget {
         &self.shown
     }
 
-    /// A new connection. Blocking; the driver's errors never include the password.
+    /// A new connection of the synchronous client (migrations, notices, the probe).
+    /// Blocking; the driver's errors never include the password.
     pub fn connect(&self) -> Result<Client, StoreError> {
+        let config = postgres::Config::from(self.config.clone());
         let connected = match &self.tls {
-            Some(tls) => self.config.connect(tls.clone()),
-            None => self.config.connect(NoTls),
+            Some(tls) => config.connect(tls.clone()),
+            None => config.connect(NoTls),
         };
-        connected.map_err(|e| {
-            // The driver's Display stops at "error performing TLS handshake"; the cause
-            // (say, an unknown issuer) is its source.
-            let cause = std::error::Error::source(&e)
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            bad(format!(
-                "cannot connect to PostgreSQL {}: {e}{cause}",
-                self.shown
-            ))
-        })
+        connected.map_err(|e| self.cannot_connect(e))
+    }
+
+    /// A new connection of a pool thread, on a runtime of its own. Blocking: call outside
+    /// any runtime.
+    pub(super) fn connect_pool(&self, trips: &Arc<AtomicU64>) -> Result<Conn, StoreError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| bad(format!("cannot start a runtime for PostgreSQL: {e}")))?;
+        match &self.tls {
+            Some(tls) => {
+                let (client, connection) = rt
+                    .block_on(self.config.connect(tls.clone()))
+                    .map_err(|e| self.cannot_connect(e))?;
+                Ok(Conn::new(rt, client, connection, trips.clone()))
+            }
+            None => {
+                let (client, connection) = rt
+                    .block_on(self.config.connect(NoTls))
+                    .map_err(|e| self.cannot_connect(e))?;
+                Ok(Conn::new(rt, client, connection, trips.clone()))
+            }
+        }
+    }
+
+    fn cannot_connect(&self, e: postgres::Error) -> StoreError {
+        // The driver's Display stops at "error performing TLS handshake"; the cause (say,
+        // an unknown issuer) is its source.
+        let cause = std::error::Error::source(&e)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        bad(format!(
+            "cannot connect to PostgreSQL {}: {e}{cause}",
+            self.shown
+        ))
     }
 }

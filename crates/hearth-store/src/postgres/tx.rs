@@ -2,19 +2,78 @@
 //! every area uses. The areas' operations are in `accounts.rs`, `sessions.rs`, `codes.rs`,
 //! `tokens.rs`, `invites.rs`, `federation.rs` and `jobs.rs`; the larger atomic ones in
 //! `gates.rs`.
-use postgres::types::ToSql;
+//!
+//! A pool thread drives `tokio-postgres` on a runtime of its own ([`Conn`]) rather than
+//! the synchronous `postgres` client, which keeps its async client private: with it, a
+//! statement whose answer no one waits for (a transaction's BEGIN, a write whose count is
+//! not used) goes out with the next one, and the server takes both in one round trip.
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use postgres::{Client, Row, Statement};
+use bytes::{Bytes, BytesMut};
+use futures_util::future::{join, join_all};
+use postgres::types::{Format, IsNull, ToSql, Type};
+use postgres::{Row, Statement};
 
 use crate::domain::state::store::StoreError;
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
+/// One connection of the pool, with the runtime that drives it. Only its pool thread uses
+/// it, and nothing runs on the runtime between that thread's statements.
+pub(super) struct Conn {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    /// The pool's count of round trips ([`Backend::round_trips`]).
+    ///
+    /// [`Backend::round_trips`]: crate::domain::state::store::Backend::round_trips
+    trips: Arc<AtomicU64>,
+}
+
+impl Conn {
+    pub(super) fn new(
+        rt: tokio::runtime::Runtime,
+        client: tokio_postgres::Client,
+        connection: impl Future<Output = Result<(), postgres::Error>> + Send + 'static,
+        trips: Arc<AtomicU64>,
+    ) -> Self {
+        rt.spawn(async move {
+            // Its end shows as `is_closed`; the statement that meets it reports the error.
+            let _ = connection.await;
+        });
+        Self { rt, client, trips }
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Runs `sql` (one or more statements without parameters) and waits for it.
+    pub(super) fn batch(&self, sql: &str) -> Result<(), postgres::Error> {
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        self.rt.block_on(self.client.batch_execute(sql))
+    }
+}
+
+/// A statement sent whose answer is not waited for yet: its rows-affected count, or 0.
+type Sent<'a> = Pin<Box<dyn Future<Output = Result<u64, postgres::Error>> + Send + 'a>>;
+
 /// A connection seen through the seam: inside a transaction the pool opened for a write,
-/// or on its own for a read.
-pub(super) struct Tx<'a>(pub &'a mut Client);
+/// or on its own for a read or a compare-and-set.
+pub(super) struct Tx<'a> {
+    conn: &'a Conn,
+    /// Statements sent, in order, whose answers come before the next one's.
+    sent: Vec<Sent<'a>>,
+    /// Inside a transaction, where a write's error may wait for the next answer: the
+    /// statement after it fails too, and COMMIT rolls back. Outside one, each statement
+    /// commits alone, so its error must be seen before the job goes on.
+    in_transaction: bool,
+}
 
 /// A driver error as the seam's error; a unique violation names `what` was taken.
 pub(super) fn fail(e: postgres::Error, what: &'static str) -> StoreError {
@@ -63,12 +122,115 @@ pub(super) fn forget_prepared() {
     PREPARED.with(|p| p.borrow_mut().clear());
 }
 
-impl Tx<'_> {
+/// A parameter already encoded, so a statement sent now need not borrow its caller's
+/// values until its answer comes.
+#[derive(Debug)]
+struct Encoded(Option<Bytes>, Format);
+
+impl ToSql for Encoded {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(match &self.0 {
+            Some(b) => {
+                out.extend_from_slice(b);
+                IsNull::No
+            }
+            None => IsNull::Yes,
+        })
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    /// The value was checked against the statement's type when it was encoded.
+    fn to_sql_checked(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.to_sql(ty, out)
+    }
+
+    fn encode_format(&self, _: &Type) -> Format {
+        self.1
+    }
+}
+
+impl<'a> Tx<'a> {
+    /// Statements on `conn`, each committing alone.
+    pub(super) fn each(conn: &'a Conn) -> Self {
+        Self {
+            conn,
+            sent: Vec::new(),
+            in_transaction: false,
+        }
+    }
+
+    /// A transaction opened by `begin`, which goes out with the job's first statement.
+    pub(super) fn begin(conn: &'a Conn, begin: &'static str) -> Self {
+        let mut tx = Self {
+            conn,
+            sent: Vec::new(),
+            in_transaction: true,
+        };
+        let client = &conn.client;
+        tx.send(Box::pin(async move {
+            client.batch_execute(begin).await.map(|()| 0)
+        }));
+        tx
+    }
+
+    /// Commits, sent with what is still unanswered: the first error of them all is the
+    /// outcome (COMMIT after an error rolls back).
+    pub(super) fn commit(mut self) -> Result<(), postgres::Error> {
+        let client = &self.conn.client;
+        self.wait(client.batch_execute("COMMIT"))
+    }
+
+    /// Rolls back, sent with what is still unanswered, whose errors no longer matter.
+    pub(super) fn rollback(mut self) -> Result<(), postgres::Error> {
+        let (client, sent) = (&self.conn.client, std::mem::take(&mut self.sent));
+        self.conn.trips.fetch_add(1, Ordering::Relaxed);
+        self.conn.rt.block_on(async move {
+            let (_, this) = join(join_all(sent), client.batch_execute("ROLLBACK")).await;
+            this
+        })
+    }
+
+    /// Hands `f` its first poll, which sends its statement, and keeps it for its answer.
+    fn send(&mut self, mut f: Sent<'a>) {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        if let Poll::Ready(done) = f.as_mut().poll(&mut cx) {
+            f = Box::pin(std::future::ready(done));
+        }
+        self.sent.push(f);
+    }
+
+    /// Waits for `f` and for everything sent before it, in one round trip; an earlier
+    /// statement's error comes first (it is why a later one failed).
+    fn wait<T>(
+        &mut self,
+        f: impl Future<Output = Result<T, postgres::Error>>,
+    ) -> Result<T, postgres::Error> {
+        let sent = std::mem::take(&mut self.sent);
+        self.conn.trips.fetch_add(1, Ordering::Relaxed);
+        self.conn.rt.block_on(async move {
+            let (before, this) = join(join_all(sent), f).await;
+            before.into_iter().try_for_each(|r| r.map(drop))?;
+            this
+        })
+    }
+
     fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
         if let Some(s) = PREPARED.with(|p| p.borrow().get(sql).cloned()) {
             return Ok(s);
         }
-        let s = self.0.prepare(sql)?;
+        let client = &self.conn.client;
+        let s = self.wait(client.prepare(sql))?;
         PREPARED.with(|p| {
             let mut p = p.borrow_mut();
             if p.len() < MAX_PREPARED {
@@ -78,28 +240,73 @@ impl Tx<'_> {
         Ok(s)
     }
 
+    fn query(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.prepared(sql)?;
+        let client = &self.conn.client;
+        self.wait(client.query(&s, p))
+    }
+
+    fn query_opt(&mut self, sql: &str, p: Params<'_>) -> Result<Option<Row>, postgres::Error> {
+        let s = self.prepared(sql)?;
+        let client = &self.conn.client;
+        self.wait(client.query_opt(&s, p))
+    }
+
+    fn execute(&mut self, sql: &str, p: Params<'_>) -> Result<u64, postgres::Error> {
+        let s = self.prepared(sql)?;
+        let client = &self.conn.client;
+        self.wait(client.execute(&s, p))
+    }
+
     pub(super) fn rows(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, StoreError> {
-        let rows = self
-            .prepared(sql)
-            .and_then(|s| self.0.query(&s, p))
-            .map_err(backend);
+        let rows = self.query(sql, p).map_err(backend);
         super::widen_race();
         rows
     }
 
     pub(super) fn row(&mut self, sql: &str, p: Params<'_>) -> Result<Option<Row>, StoreError> {
-        let row = self
-            .prepared(sql)
-            .and_then(|s| self.0.query_opt(&s, p))
-            .map_err(backend);
+        let row = self.query_opt(sql, p).map_err(backend);
         super::widen_race();
         row
     }
 
     pub(super) fn exec(&mut self, sql: &str, p: Params<'_>) -> Result<u64, StoreError> {
-        self.prepared(sql)
-            .and_then(|s| self.0.execute(&s, p))
-            .map_err(backend)
+        self.execute(sql, p).map_err(backend)
+    }
+
+    /// Runs a write whose count no one needs. Inside a transaction it goes out with the
+    /// next statement (or the COMMIT), and its error, if any, is that statement's.
+    pub(super) fn exec_later(&mut self, sql: &str, p: Params<'_>) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return self.exec(sql, p).map(drop);
+        }
+        let s = self.prepared(sql).map_err(backend)?;
+        if p.len() != s.params().len() {
+            return Err(StoreError::Backend(format!(
+                "a write takes {} parameters, not {}",
+                s.params().len(),
+                p.len()
+            )));
+        }
+        let encoded = s
+            .params()
+            .iter()
+            .zip(p)
+            .map(|(ty, v)| {
+                let mut out = BytesMut::new();
+                let value = match v.to_sql_checked(ty, &mut out)? {
+                    IsNull::Yes => None,
+                    IsNull::No => Some(out.freeze()),
+                };
+                Ok(Encoded(value, v.encode_format(ty)))
+            })
+            .collect::<Result<Vec<_>, Box<dyn std::error::Error + Sync + Send>>>()
+            .map_err(|e| StoreError::Backend(format!("a parameter of a write: {e}")))?;
+        let client = &self.conn.client;
+        self.send(Box::pin(
+            async move { client.execute_raw(&s, encoded).await },
+        ));
+        Ok(())
     }
 
     pub(super) fn exec_unique(
@@ -108,9 +315,7 @@ impl Tx<'_> {
         p: Params<'_>,
         what: &'static str,
     ) -> Result<u64, StoreError> {
-        self.prepared(sql)
-            .and_then(|s| self.0.execute(&s, p))
-            .map_err(|e| fail(e, what))
+        self.execute(sql, p).map_err(|e| fail(e, what))
     }
 
     pub(super) fn row_unique(
@@ -119,10 +324,7 @@ impl Tx<'_> {
         p: Params<'_>,
         what: &'static str,
     ) -> Result<Option<Row>, StoreError> {
-        let row = self
-            .prepared(sql)
-            .and_then(|s| self.0.query_opt(&s, p))
-            .map_err(|e| fail(e, what));
+        let row = self.query_opt(sql, p).map_err(|e| fail(e, what));
         super::widen_race();
         row
     }

@@ -207,6 +207,11 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// See [`Backend::round_trips`].
+    pub fn round_trips(&self) -> u64 {
+        self.backend.round_trips()
+    }
+
     /// See [`Backend::scrub`].
     pub async fn scrub(&self) -> Result<(), StoreError> {
         self.backend.scrub().await

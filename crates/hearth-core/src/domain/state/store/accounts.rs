@@ -90,7 +90,8 @@ pub trait AccountsWrite: AccountsRead {
     ) -> Result<bool, StoreError>;
     /// Writes throttle rows of `email`, each (client, row) (client `*`: account-wide), in
     /// one statement where the backend can; rows untouched for a day that hold no delay go
-    /// in the sweep.
+    /// in the sweep. Inside a transaction the backend may report its error with the next
+    /// statement or the commit (the write fails either way).
     fn put_sign_in_rows(
         &mut self,
         email: &str,

@@ -174,6 +174,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Whether the backend can still serve (the writer is alive).
     fn is_ready(&self) -> bool;
+    /// Round trips to a database server so far: each time a connection waited for an
+    /// answer (0 for an embedded database).
+    fn round_trips(&self) -> u64 {
+        0
+    }
     /// Makes sure rewritten or deleted data no longer lingers in the backend's files (for
     /// SQLite: checkpoints and truncates the write-ahead log).
     async fn scrub(&self) -> Result<(), StoreError>;
