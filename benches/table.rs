@@ -1427,13 +1427,26 @@ async fn main() {
                 &pg_pong,
                 Some(("Pong", pong.rate)),
             );
+            // Round trips to PostgreSQL per sign-in of each row (the SQLite node makes none).
+            let trips = || -> u64 {
+                cluster
+                    .iter()
+                    .map(|n| n.node.services().store().round_trips())
+                    .sum()
+            };
+            let mut per_sign_in = Vec::new();
+            let mut trips_of = |before: u64, after: u64, s: &Stats| {
+                per_sign_in.push((after - before) as f64 / (s.calls - s.errors).max(1) as f64);
+            };
             let sign_in_call = |ch, _| call_sign_in(ch);
+            let before = trips();
             let (sign_in, pg_sign_in) = pair_scaled(
                 4,
                 |w| samples(sqlite_chans, on(w), usize::MAX, sign_in_call),
                 |w| samples(&chans, on(w), usize::MAX, sign_in_call),
             )
             .await;
+            trips_of(before, trips(), &pg_sign_in);
             table.row(
                 "SignIn, three nodes on one PostgreSQL",
                 &pg_sign_in,
@@ -1442,12 +1455,14 @@ async fn main() {
             // One node against one node: what the database costs a node, not what three
             // nodes sharing two cores get.
             let one_node = connect(&cluster[0].node.url(), load.connections).await;
+            let before = trips();
             let (sign_in, pg_sign_in) = pair_scaled(
                 4,
                 |w| samples(sqlite_chans, on(w), usize::MAX, sign_in_call),
                 |w| samples(&one_node, on(w), usize::MAX, sign_in_call),
             )
             .await;
+            trips_of(before, trips(), &pg_sign_in);
             table.row(
                 "SignIn, one node on PostgreSQL",
                 &pg_sign_in,
@@ -1465,18 +1480,28 @@ async fn main() {
             run_sql(&url_for_sign_ups, "ANALYZE");
             let each =
                 move |ch, i: usize| call_sign_in_as(ch, format!("each{}@bench.test", i % accounts));
+            let before = trips();
             let (sign_in, pg_sign_in) = pair_scaled(
                 4,
                 |w| samples(sqlite_chans, on(w), usize::MAX, each),
                 |w| samples(&one_node, on(w), usize::MAX, each),
             )
             .await;
+            trips_of(before, trips(), &pg_sign_in);
             table.row("SignIn, one account per call (SQLite)", &sign_in, None);
             table.row(
                 "SignIn, one account per call, one node on PostgreSQL",
                 &pg_sign_in,
                 Some(("SignIn, one account per call (SQLite)", sign_in.rate)),
             );
+            if let [three, one, each] = per_sign_in[..] {
+                table.note(
+                    "PostgreSQL round trips per sign-in: three nodes, one node, one account per call",
+                    format!("{three:.1}, {one:.1}, {each:.1}"),
+                    "–".into(),
+                    "–",
+                );
+            }
             drop(cluster);
             sign_ups_on_one_database(&mut table, &url_for_sign_ups, load).await;
         }
