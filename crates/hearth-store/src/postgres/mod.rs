@@ -1,14 +1,14 @@
 //! The PostgreSQL backend (`[store] url = "postgres://…"`), for several stateless nodes on
 //! one database. `tokio-postgres` runs on a small pool of dedicated threads, one connection
 //! and one single-threaded runtime each, so no query ever runs on the node's async workers;
-//! a statement whose answer can wait goes out with the next one ([`tx`]). Writes of every node run concurrently, each holding only the rows it touches: a
-//! write job runs in a SERIALIZABLE transaction, run again from scratch when it loses a
-//! serialization race (SQLSTATE 40001) or a deadlock (40P01), so each check that guards a
-//! write stays inside its write without one lock for the cluster; jobs of row-locking
-//! operations only (short-lived state, a sign-in's final write) run in READ COMMITTED,
-//! queueing on their row locks, and jobs of compare-and-set statements (budgets, the
-//! sign-in gate) outside any transaction. Reads run beside them, each statement on its own
-//! snapshot. A connection that breaks is made again under a shared, capped, jittered
+//! a statement whose answer can wait goes out with the next one ([`tx`]). Writes of every
+//! node run concurrently, each holding only the rows it touches: a write job runs in a
+//! SERIALIZABLE transaction, run again from scratch when it loses a serialization race
+//! (SQLSTATE 40001) or a deadlock (40P01), so each check that guards a write stays inside
+//! its write without one lock for the cluster; jobs of row-locking operations only
+//! (short-lived state, a sign-in's final write) run in READ COMMITTED, queueing on their
+//! row locks, and jobs of compare-and-set statements (budgets, the sign-in gate) outside
+//! any transaction. Reads run beside them, each statement on its own snapshot. A connection that breaks is made again under a shared, capped, jittered
 //! backoff; meanwhile calls answer [`StoreError::Unreachable`] (UNAVAILABLE) and the node
 //! is not ready. The URL's password never appears in logs or errors.
 mod accounts;

@@ -173,9 +173,8 @@ impl<'a> Tx<'a> {
     /// A transaction opened by `begin`, which goes out with the job's first statement.
     pub(super) fn begin(conn: &'a Conn, begin: &'static str) -> Self {
         let mut tx = Self {
-            conn,
-            sent: Vec::new(),
             in_transaction: true,
+            ..Self::each(conn)
         };
         let client = &conn.client;
         tx.send(Box::pin(async move {
@@ -193,12 +192,8 @@ impl<'a> Tx<'a> {
 
     /// Rolls back, sent with what is still unanswered, whose errors no longer matter.
     pub(super) fn rollback(mut self) -> Result<(), postgres::Error> {
-        let (client, sent) = (&self.conn.client, std::mem::take(&mut self.sent));
-        self.conn.trips.fetch_add(1, Ordering::Relaxed);
-        self.conn.rt.block_on(async move {
-            let (_, this) = join(join_all(sent), client.batch_execute("ROLLBACK")).await;
-            this
-        })
+        let client = &self.conn.client;
+        self.settle(client.batch_execute("ROLLBACK")).1
     }
 
     /// Hands `f` its first poll, which sends its statement, and keeps it for its answer.
@@ -216,12 +211,22 @@ impl<'a> Tx<'a> {
         &mut self,
         f: impl Future<Output = Result<T, postgres::Error>>,
     ) -> Result<T, postgres::Error> {
+        let (before, this) = self.settle(f);
+        before?;
+        this
+    }
+
+    /// Sends `f` after everything sent before it and waits for all of their answers in
+    /// one round trip: the first error of those sent before, and `f`'s own outcome.
+    fn settle<T>(
+        &mut self,
+        f: impl Future<Output = Result<T, postgres::Error>>,
+    ) -> (Result<(), postgres::Error>, Result<T, postgres::Error>) {
         let sent = std::mem::take(&mut self.sent);
         self.conn.trips.fetch_add(1, Ordering::Relaxed);
         self.conn.rt.block_on(async move {
             let (before, this) = join(join_all(sent), f).await;
-            before.into_iter().try_for_each(|r| r.map(drop))?;
-            this
+            (before.into_iter().try_for_each(|r| r.map(drop)), this)
         })
     }
 
