@@ -924,43 +924,53 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
         .unwrap();
     assert_eq!(swaps, [false, false, true, false, true, false, true, true]);
 
-    // The account holds its sign-up's session; a second comes a second later.
+    // The account holds its sign-up's session; a second comes a second later, and a third
+    // a second after that.
     let (_, mut newer) = s.sessions.new_session(plain.id, Default::default(), "pwd");
     newer.created_at += 1_000;
     newer.last_active += 1_000;
     let newer_id = newer.id;
     let (_, refused) = s.sessions.new_session(plain.id, Default::default(), "pwd");
+    let (_, mut newest) = s.sessions.new_session(plain.id, Default::default(), "pwd");
+    newest.created_at += 2_000;
+    newest.last_active += 2_000;
+    let newest_id = newest.id;
     let hash = plain.password_hash.clone().unwrap_or_default();
-    let (counted, wrong, ended, left) = s
+    let (roomy, wrong, ended, left, trimmed) = s
         .store()
         .write(move |tx| {
-            let counted = tx.insert_session_if_password(&newer, &hash)?;
-            let wrong = tx.insert_session_if_password(&refused, "another hash")?;
+            let roomy = tx.insert_session_if_password(&newer, &hash, 2)?;
+            let wrong = tx.insert_session_if_password(&refused, "another hash", 1)?;
             let ended = tx.end_least_active_sessions(plain.id, None, newer.created_at, 1)?;
             let left = tx.live_sessions(plain.id, None, newer.created_at)?;
-            Ok::<_, StoreError>((counted, wrong, ended, left))
+            let trimmed = tx.insert_session_if_password(&newest, &hash, 1)?;
+            Ok::<_, StoreError>((roomy, wrong, ended, left, trimmed))
         })
         .await
         .unwrap();
+    assert_eq!(roomy, Some(vec![]), "two live sessions fit a cap of two");
     assert_eq!(
-        counted,
-        Some((2, 0)),
-        "the new session is counted with the old"
+        wrong, None,
+        "a changed password inserts nothing, and ends nothing"
     );
-    assert_eq!(wrong, None, "a changed password inserts nothing");
+    assert_eq!(
+        ended.len(),
+        1,
+        "the sign-up's session, active least, was ended"
+    );
+    assert_eq!(left, (1, 0));
+    assert_eq!(
+        trimmed,
+        Some(vec![newer_id]),
+        "a cap of one ends every other live session, never the new one"
+    );
     let kept = s
         .store()
         .read(move |tx| tx.sessions_of(plain.id))
         .await
         .unwrap();
     let kept: Vec<u64> = kept.iter().map(|k| k.id).collect();
-    assert_eq!(
-        kept,
-        [newer_id],
-        "the sign-up's session, active least, was ended"
-    );
-    assert_eq!(ended.len(), 1);
-    assert_eq!(left, (1, 0));
+    assert_eq!(kept, [newest_id]);
 }
 
 /// A client's budget in the shared map (as a cluster keeps it) under 50 parallel charges:

@@ -437,15 +437,18 @@ impl Accounts {
                     amr: factor.amr().join(" "),
                     ..base.clone()
                 };
-                let live = match factor {
+                // The account's session cap is kept by the insert itself: a password's
+                // session has no token, so no token's cap applies.
+                let ended = match factor {
                     Factor::Wrong => None,
-                    _ => tx.insert_session_if_password(&s, &verified_hash)?,
+                    _ => tx.insert_session_if_password(
+                        &s,
+                        &verified_hash,
+                        crate::domain::sessions::MAX_PER_USER,
+                    )?,
                 };
-                let inserted = live.is_some();
-                let ended = match live {
-                    Some(live) => crate::domain::sessions::trim(tx, &s, live)?,
-                    None => Vec::new(),
-                };
+                let inserted = ended.is_some();
+                let ended = ended.unwrap_or_default();
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                 }

@@ -41,23 +41,14 @@ pub const MAX_PER_TOKEN: u32 = 100;
 /// the least recently active sessions over them (never `s`, the most recent); returns
 /// their ids, which the caller announces as revoked once the write commits
 /// ([`Sessions::announce_ended`]). Called inside the write that inserted `s`, so parallel
-/// sign-ins cannot pass a cap together. Nobody is locked out: a cap ends what was left
+/// callers cannot pass a cap together (a password sign-in's insert keeps the account's cap
+/// itself: `insert_session_if_password`). Nobody is locked out: a cap ends what was left
 /// unused longest (a script that signs in on every run and never signs out).
 pub fn make_room(tx: &mut dyn WriteTx, s: &Session) -> Result<Vec<u64>, StoreError> {
     // Exact under a serializable write, and under a row-locked one that holds the user's
     // row (a sign-in). The two kinds racing for one user may pass a cap by one until the
     // next insert trims it again.
-    let live = tx.live_sessions(s.user_id, s.access_token_id, s.created_at)?;
-    trim(tx, s, live)
-}
-
-/// [`make_room`] given the `live` sessions of `s`'s user and of its token, `s` counted (as
-/// the insert that made `s` may have counted them).
-pub fn trim(
-    tx: &mut dyn WriteTx,
-    s: &Session,
-    (of_user, of_token): (u32, u32),
-) -> Result<Vec<u64>, StoreError> {
+    let (of_user, of_token) = tx.live_sessions(s.user_id, s.access_token_id, s.created_at)?;
     let now = s.created_at;
     let mut ended = Vec::new();
     if let Some(token) = s.access_token_id.filter(|_| of_token > MAX_PER_TOKEN) {

@@ -348,37 +348,39 @@ pub fn insert_session_where(
     Ok(n > 0)
 }
 
-/// [`insert_session_where`], and in the same statement, when it inserted, the live sessions
-/// of `s`'s user and of its personal access token, `s` counted (what the caps need next).
-pub fn insert_session_counting(
+/// [`insert_session_where`], and in the same statement, when it inserted, ends the live
+/// sessions of `s`'s user past the `max_live` most recently active (`s` counted; it is not
+/// in the statement's snapshot, so it is never ended); returns the ended ids when it
+/// inserted. One statement: at the cap the count and the trim walk the user's sessions
+/// once, not twice, and cost no round trip of their own. The ids to end are made an array
+/// first, so the delete finds them by key whatever the plan cached while the table was
+/// small (an `IN` join cached then rescanned the user's sessions for each of them).
+pub fn insert_session_trimming(
     tx: &mut Tx<'_>,
     s: &Session,
     condition: &str,
     extra: &(dyn postgres::types::ToSql + Sync),
-) -> Result<Option<(u32, u32)>, StoreError> {
-    // The counts read the statement's snapshot, which the insert's row is not in yet. A
-    // session without a token has no token count to make: two texts, not one that skips
-    // it on `$13 IS NULL`, since PostgreSQL would plan that one again at every call (a
-    // plan for the NULL drops the count, so the cached plan always looks dearer).
-    let of_token = match s.access_token_id {
-        Some(_) => "SELECT COUNT(*) FROM sessions WHERE access_token_id = $13 AND expires_at > $9",
-        None => "SELECT 0::bigint",
-    };
+    max_live: u32,
+) -> Result<Option<Vec<u64>>, StoreError> {
     let sql = format!(
-        "WITH ins AS ({} RETURNING 1) \
-         SELECT (SELECT COUNT(*) FROM ins), \
-                (SELECT COUNT(*) FROM sessions WHERE user_id = $2 AND expires_at > $9), \
-                ({of_token})",
+        "WITH ins AS ({} RETURNING 1), \
+         ended AS (DELETE FROM sessions WHERE user_id = $2 AND EXISTS (SELECT 1 FROM ins) \
+             AND id = ANY(ARRAY(SELECT id FROM sessions WHERE user_id = $2 \
+                 AND expires_at > $9 ORDER BY last_active DESC, id DESC OFFSET $16)) \
+             RETURNING id) \
+         SELECT (SELECT COUNT(*) FROM ins), ARRAY(SELECT id FROM ended)",
         session_insert(condition)
     );
-    let row = with_session(s, extra, |p| tx.row_unique(&sql, p, "that session"))?;
-    let count = |n: usize| row.as_ref().map_or(0, |r| r.get::<_, i64>(n) as u32);
-    let inserted = count(0);
-    Ok((inserted > 0).then(|| {
-        let of_token = match s.access_token_id {
-            Some(_) => count(2) + inserted,
-            None => 0,
-        };
-        (count(1) + inserted, of_token)
+    let others = i64::from(max_live.saturating_sub(1));
+    let row = with_session(s, extra, |p| {
+        let mut p = p.to_vec();
+        p.push(&others);
+        tx.row_unique(&sql, &p, "that session")
+    })?;
+    Ok(row.filter(|r| r.get::<_, i64>(0) > 0).map(|r| {
+        r.get::<_, Vec<i64>>(1)
+            .into_iter()
+            .map(|id| id as u64)
+            .collect()
     }))
 }

@@ -89,12 +89,14 @@ impl SessionsWrite for Tx<'_> {
         &mut self,
         s: &Session,
         password_hash: &str,
-    ) -> Result<Option<(u32, u32)>, StoreError> {
-        gates::insert_session_counting(
+        max_live: u32,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        gates::insert_session_trimming(
             self,
             s,
             "EXISTS (SELECT 1 FROM users WHERE id = $2 AND password_hash = $14::text)",
             &password_hash,
+            max_live,
         )
     }
     fn end_least_active_sessions(

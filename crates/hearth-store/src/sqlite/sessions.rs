@@ -245,6 +245,25 @@ pub fn least_active(
         .map_err(db_err)
 }
 
+/// The live sessions of `s`'s user other than `s` past the `kept` most recently active.
+pub fn past_most_active(c: &Connection, s: &Session, kept: u32) -> Result<Vec<u64>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT id FROM sessions WHERE user_id = ?1 AND expires_at > ?2 AND id != ?3 \
+             ORDER BY last_active DESC, id DESC LIMIT -1 OFFSET ?4",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(
+            params![s.user_id as i64, s.created_at as i64, s.id as i64, kept],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(db_err)?;
+    rows.map(|r| r.map(|v| v as u64))
+        .collect::<Result<_, _>>()
+        .map_err(db_err)
+}
+
 /// Deletes the listed sessions of `user_id` in one statement; returns the ids deleted.
 pub fn delete_for_user(tx: &Connection, user_id: u64, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
     let list = json_ids(ids);

@@ -43,11 +43,13 @@ impl SessionsWrite for Tx<'_> {
         &mut self,
         s: &Session,
         password_hash: &str,
-    ) -> Result<Option<(u32, u32)>, StoreError> {
-        match sessions::insert_if_password(self.0, s, password_hash)? {
-            true => sessions::live(self.0, s.user_id, s.access_token_id, s.created_at).map(Some),
-            false => Ok(None),
+        max_live: u32,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        if !sessions::insert_if_password(self.0, s, password_hash)? {
+            return Ok(None);
         }
+        let past = sessions::past_most_active(self.0, s, max_live.saturating_sub(1))?;
+        sessions::delete_for_user(self.0, s.user_id, &past).map(Some)
     }
     fn end_least_active_sessions(
         &mut self,

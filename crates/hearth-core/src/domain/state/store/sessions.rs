@@ -37,14 +37,17 @@ pub trait SessionsWrite: SessionsRead {
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError>;
     /// Atomic: inserts a session only while its user's password hash is still
     /// `password_hash` (the one the sign-in verified), so no session made with a password
-    /// outlives a reset of it. Returns, when it inserted, the live sessions of its user and
-    /// of its personal access token counted with it (as [`SessionsRead::live_sessions`] at
-    /// `s.created_at` would), for the caps.
+    /// outlives a reset of it; when it inserted, ends the user's live sessions past the
+    /// `max_live` most recently active, `s` counted and never ended (the account's cap,
+    /// [`crate::domain::sessions::MAX_PER_USER`]), in the same round trip where the backend
+    /// can. Returns the ended ids when it inserted. `s` has no personal access token, so no
+    /// token's cap applies.
     fn insert_session_if_password(
         &mut self,
         s: &Session,
         password_hash: &str,
-    ) -> Result<Option<(u32, u32)>, StoreError>;
+        max_live: u32,
+    ) -> Result<Option<Vec<u64>>, StoreError>;
     /// Ends the `n` least recently active live sessions of `user_id` (of personal access
     /// token `token_id` only, when given); returns their ids.
     fn end_least_active_sessions(
