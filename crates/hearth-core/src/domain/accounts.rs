@@ -409,6 +409,7 @@ impl Accounts {
         let (address, client) = (user.email.clone().unwrap_or_default(), client.clone());
         let verified_hash = user.password_hash.clone().unwrap_or_default();
         let key = self.factors.key().clone();
+        let hand_on = slot.may_hand_on();
         // The session is written only if the password is still the one just verified: a
         // reset that committed meanwhile wins, and this attempt counts as a failure.
         let inserted = self
@@ -431,7 +432,8 @@ impl Accounts {
                 // earned).
                 if let Factor::Missing { totp, passkey } = factor {
                     let waited = throttle::release_in(tx, &address, &client, gate.1, now)?;
-                    return Ok((Err((totp, passkey)), Vec::new(), waited));
+                    let freed = throttle::Freed::Back(waited);
+                    return Ok((Err((totp, passkey)), Vec::new(), freed));
                 }
                 let s = Session {
                     amr: factor.amr().join(" "),
@@ -452,7 +454,7 @@ impl Accounts {
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                 }
-                let waited = throttle::finish_with(
+                let freed = throttle::finish_with(
                     tx,
                     &address,
                     &client,
@@ -460,12 +462,13 @@ impl Accounts {
                     inserted,
                     now,
                     &throttle::POLICY,
+                    hand_on,
                 )?;
-                Ok::<_, DomainError>((Ok((inserted, factor)), ended, waited))
+                Ok::<_, DomainError>((Ok((inserted, factor)), ended, freed))
             })
             .await?;
-        let (outcome, ended, waited) = inserted;
-        slot.done(waited);
+        let (outcome, ended, freed) = inserted;
+        slot.done(freed);
         self.sessions.announce_ended(&ended);
         let (inserted, factor) = match outcome {
             Ok(done) => done,

@@ -330,7 +330,7 @@ pub enum SignInGate {
     },
 }
 
-/// The policy the sign-in gate applies (`domain/throttle.rs`), inside the write that holds
+/// The policy the sign-in gate applies (`domain/throttle/`), inside the write that holds
 /// the rows it reads; once it was passed to the store, so the rule ran inside its
 /// atomic operations; [`LockPolicy::locked_until`] is the rule itself, which every backend
 /// must match (the conformance suite checks it).

@@ -71,7 +71,7 @@ pub trait AccountsWrite: AccountsRead {
     fn set_password_hash(&mut self, id: u64, hash: &str) -> Result<(), StoreError>;
     /// The sign-in throttle rows of `email` account-wide (client `*`) and of `client`
     /// (default rows when absent), locked until the transaction ends: the gate's rule
-    /// (`domain/throttle.rs`) runs on them alone, however many attempts arrive at once.
+    /// (`domain/throttle/`) runs on them alone, however many attempts arrive at once.
     fn sign_in_rows_for_update(
         &mut self,
         email: &str,

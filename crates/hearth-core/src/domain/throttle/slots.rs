@@ -1,163 +1,17 @@
-//! Sign-in throttling (DESIGN.md §3): the sign-in gate's policy — a progressive delay per
-//! (address, client IP), and an account-wide lock after 100 consecutive failures from
-//! anywhere — applied by the writes of the gate's rows (a compare-and-set as an attempt
-//! begins, the rows locked in the write that ends it), and the slots an
-//! attempt holds while its password is evaluated. The per-IP sign-in budget is charged
-//! with the request's other budgets (`api/rate_limits.rs`, the flows' forms).
+//! The slots a sign-in attempt holds while its password is evaluated: taking one through
+//! the gate, waiting for one in this node's line, handing one on to the next in line and
+//! giving one back.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
 use std::time::{Duration, Instant};
 
-use super::error::Reason;
-use super::model::{LockPolicy, SignInGate, ThrottleRow, User};
-use super::state::feeds::StepFeeds;
-use super::state::{Store, StoreError, WriteTx};
-use super::DomainError;
+use super::{finish_in, gate_in, refusal, release_in, Freed, POLICY};
 use crate::clock::SharedClock;
-
-/// The per-account policy.
-pub const POLICY: LockPolicy = LockPolicy {
-    free_failures: 5,
-    base_delay_ms: 1000,
-    max_delay_ms: 5 * 60 * 1000,
-    lock_after: 100,
-    lock_ms: 24 * 3600 * 1000,
-    stale_in_flight_ms: 60 * 1000,
-};
-
-/// The gate, a compare-and-set of the client's row (in a [`Store::write_each`], or inside
-/// any write): refuses while the address is locked account-wide or this client of it is
-/// delayed, and otherwise takes one of the client's in-flight slots unless all
-/// [`LockPolicy::slots`] are taken. Keyed by the address whether
-/// or not an account has it, so unknown addresses answer alike.
-pub fn begin_in(
-    tx: &mut dyn WriteTx,
-    email: &str,
-    client: &str,
-    now: u64,
-    p: &LockPolicy,
-) -> Result<SignInGate, StoreError> {
-    Ok(gate_in(tx, email, client, now, p, false)?.0)
-}
-
-/// Rounds the gate reads and swaps before it answers Busy: a lost round means another
-/// attempt changed the row meanwhile (took or gave back a slot), so the waiting attempt is
-/// woken again or looks again within 100 ms.
-const GATE_ROUNDS: usize = 8;
-
-/// [`begin_in`], and with `read_user`, when it allows the attempt, the local account with
-/// the address, read with the gate's rows (a sign-in reads it next anyway); and whether the
-/// slot it took was the last free one.
-fn gate_in(
-    tx: &mut dyn WriteTx,
-    email: &str,
-    client: &str,
-    now: u64,
-    p: &LockPolicy,
-    read_user: bool,
-) -> Result<(SignInGate, Option<User>, bool), StoreError> {
-    // A compare-and-set: no row is held while the policy runs, so the gate costs a read and
-    // a conditional write, and a Busy or Locked answer writes nothing.
-    for _ in 0..GATE_ROUNDS {
-        let (account, stored, user) = tx.sign_in_rows(email, client, read_user)?;
-        let mut row = stored.unwrap_or_default();
-        for r in [&account, &row] {
-            if let Some(until) = r.locked_until.filter(|u| *u > now) {
-                let failures = r.failures;
-                return Ok((SignInGate::Locked { failures, until }, None, false));
-            }
-        }
-        // A count older than the stale limit is the leftover of a crash.
-        let stale = row.in_flight == 0
-            || row
-                .in_flight_since
-                .is_none_or(|since| since.saturating_add(p.stale_in_flight_ms) <= now);
-        let in_flight = if stale { 0 } else { row.in_flight };
-        if in_flight >= p.slots(row.failures) {
-            return Ok((SignInGate::Busy, None, true));
-        }
-        row.in_flight = in_flight + 1;
-        if stale {
-            row.in_flight_since = Some(now);
-        }
-        if tx.swap_sign_in_row(email, client, stored.as_ref(), &row, now)? {
-            return Ok((SignInGate::Allowed, user, full(&row, p)));
-        }
-    }
-    Ok((SignInGate::Busy, None, true))
-}
-
-/// Whether an attempt may be waiting for a slot of `row`: only while every slot was taken
-/// can one have been answered Busy, and until a slot is given back no count falls (a later
-/// slot taken only raises it), so the first give-back after a Busy answer sees it full.
-fn full(row: &ThrottleRow, p: &LockPolicy) -> bool {
-    row.in_flight >= p.slots(row.failures)
-}
-
-/// Gives the slot back and records the outcome: success clears the client's delay and the
-/// account-wide count; failure counts one for both, sets the client's delay and, at
-/// `lock_after` consecutive failures, the account-wide lock. True when an attempt may be
-/// waiting for the slot (see [`Slot::done`]).
-pub fn finish_in(
-    tx: &mut dyn WriteTx,
-    email: &str,
-    client: &str,
-    ok: bool,
-    now: u64,
-    p: &LockPolicy,
-) -> Result<bool, StoreError> {
-    let rows = tx.sign_in_rows_for_update(email, client)?;
-    finish_with(tx, email, client, rows, ok, now, p)
-}
-
-/// [`finish_in`] over the (account-wide, client) rows the write already holds locked.
-pub fn finish_with(
-    tx: &mut dyn WriteTx,
-    email: &str,
-    client: &str,
-    (mut account, mut row): (ThrottleRow, ThrottleRow),
-    ok: bool,
-    now: u64,
-    p: &LockPolicy,
-) -> Result<bool, StoreError> {
-    let waited = full(&row, p);
-    row.in_flight = row.in_flight.saturating_sub(1);
-    if ok {
-        row.failures = 0;
-        row.locked_until = None;
-        account = ThrottleRow::default();
-    } else {
-        row.failures += 1;
-        row.locked_until = p.delay_until(row.failures, now);
-        account.failures += 1;
-        if account.failures >= p.lock_after {
-            account.locked_until = Some(now + p.lock_ms);
-        }
-    }
-    tx.put_sign_in_rows(email, &[(ACCOUNT, &account), (client, &row)], now)?;
-    Ok(waited)
-}
-
-/// Gives the slot back and records nothing: the password was right and the attempt stops
-/// to ask for the second factor (neither a success, which would clear the delays wrong
-/// codes earned, nor a failure of the holder). `row` is the client's row, which the write
-/// holds locked.
-pub fn release_in(
-    tx: &mut dyn WriteTx,
-    email: &str,
-    client: &str,
-    mut row: ThrottleRow,
-    now: u64,
-) -> Result<bool, StoreError> {
-    let waited = full(&row, &POLICY);
-    row.in_flight = row.in_flight.saturating_sub(1);
-    tx.put_sign_in_rows(email, &[(client, &row)], now)?;
-    Ok(waited)
-}
-
-/// The client name of the account-wide throttle row.
-const ACCOUNT: &str = "*";
+use crate::domain::error::Reason;
+use crate::domain::model::{SignInGate, User};
+use crate::domain::state::feeds::StepFeeds;
+use crate::domain::state::Store;
+use crate::domain::DomainError;
 
 /// How long a sign-in waits for a free slot of its account (other attempts in flight) before
 /// it is refused. Waiting is on real time: slots free up when real work ends.
@@ -194,12 +48,34 @@ pub struct SlotWaiters {
 }
 
 /// One line: the lock its head holds, how many attempts stand in it, and, when the last
-/// head left with the last free slot, the feed's count its gate read had seen.
+/// head left with the last free slot, the feed's count its gate read had seen; the slots
+/// handed on to it that no head has taken yet, what wakes its head for them, and how many
+/// slots in a row were handed on rather than given back to the gate.
 #[derive(Debug)]
 struct Line {
     head: Arc<tokio::sync::Mutex<()>>,
     standing: usize,
     filled_at: Option<u64>,
+    handed: Vec<Handed>,
+    wake: Arc<tokio::sync::Notify>,
+    run: u32,
+}
+
+/// Slots handed on in a row to one line before the next freed one goes back to the gate,
+/// where every node's waiting attempts may take it: attempts waiting on other nodes of a
+/// cluster get a turn at least at every fifth freed slot.
+const HAND_ON_RUN: u32 = 4;
+
+/// A slot handed on to a line; one no head took (the line emptied) is given back.
+#[derive(Debug)]
+struct Handed(Option<Slot>);
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.give_back();
+        }
+    }
 }
 
 /// Lines kept at once; past it a waiting attempt re-checks the gate on its own, as every
@@ -260,6 +136,9 @@ impl SlotWaiters {
                 head: Arc::default(),
                 standing: 0,
                 filled_at: None,
+                handed: Vec::new(),
+                wake: Arc::default(),
+                run: 0,
             });
             line.standing += 1;
             let ticket = Ticket {
@@ -274,6 +153,70 @@ impl SlotWaiters {
             _ticket: ticket,
         })
     }
+
+    /// What wakes the head of `name`'s line when a slot is handed on to it.
+    fn wake_of(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        let lines = self.lines.lock().ok()?;
+        lines.get(name).map(|l| l.wake.clone())
+    }
+
+    /// Whether a slot of `name` freed now may be handed on: attempts stand in its line and
+    /// fewer than [`HAND_ON_RUN`] slots in a row were.
+    fn may_hand_on(&self, name: &str) -> bool {
+        self.lines.lock().is_ok_and(|l| {
+            l.get(name)
+                .is_some_and(|l| l.standing > 0 && l.run < HAND_ON_RUN)
+        })
+    }
+
+    /// Hands `slot` on to the line of `name` and wakes its head; gives it back when no
+    /// attempt stands there any more.
+    fn hand_on(&self, name: &str, slot: Slot) {
+        let handed = Handed(Some(slot));
+        let Ok(mut lines) = self.lines.lock() else {
+            return;
+        };
+        match lines.get_mut(name).filter(|l| l.standing > 0) {
+            Some(line) => {
+                line.run += 1;
+                line.handed.push(handed);
+                line.wake.notify_one();
+            }
+            None => {
+                // Given back, outside the lock.
+                drop(lines);
+                drop(handed);
+            }
+        }
+    }
+
+    /// Whether a slot handed on to the line of `name` waits for its head.
+    fn has_handed(&self, name: &str) -> bool {
+        self.lines
+            .lock()
+            .is_ok_and(|l| l.get(name).is_some_and(|l| !l.handed.is_empty()))
+    }
+
+    /// A slot handed on to the line of `name`, taken by its head.
+    fn take_handed(&self, name: &str) -> Option<Slot> {
+        let mut lines = self.lines.lock().ok()?;
+        let line = lines.get_mut(name)?;
+        let mut handed = line.handed.pop()?;
+        handed.0.take()
+    }
+
+    /// A slot of `name` went back to the gate: the next may be handed on again.
+    fn gave_back(&self, name: &str) {
+        if let Some(line) = self
+            .lines
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|l| l.get_mut(name))
+        {
+            line.run = 0;
+        }
+    }
 }
 
 /// An attempt standing in a line; leaving (even by being cancelled) removes an empty line.
@@ -284,14 +227,17 @@ struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        let mut emptied = None;
         if let Ok(mut lines) = self.lines.lock() {
             if let Some(line) = lines.get_mut(&self.name) {
                 line.standing -= 1;
                 if line.standing == 0 {
-                    lines.remove(&self.name);
+                    emptied = lines.remove(&self.name);
                 }
             }
         }
+        // Slots handed on to an emptied line are given back, outside the lock.
+        drop(emptied);
     }
 }
 
@@ -336,6 +282,8 @@ impl Slot {
             .subscribe(&name, SLOT_WAIT.as_millis() as u64 * 2);
         // Held from the first busy answer until this attempt leaves.
         let mut place = None;
+        // What wakes this attempt, first in line, for a slot handed on to it.
+        let mut wake = None;
         // Ask the gate at once, unless attempts of this (address, client) already stand in
         // line: then stand behind them, first come first served.
         let mut wait = waiters.has_line(&name);
@@ -352,16 +300,32 @@ impl Slot {
                     match tokio::time::timeout(left, waiters.wait_first(&name)).await {
                         Ok(Some(first)) => {
                             place = Some(first);
+                            wake = waiters.wake_of(&name);
                             let seen = *freed.borrow_and_update();
-                            if waiters.filled_at(&name, seen) {
-                                until_freed(&mut freed).await;
+                            if !waiters.has_handed(&name) && waiters.filled_at(&name, seen) {
+                                until_freed(&mut freed, wake.as_deref()).await;
                             }
                         }
-                        Ok(None) => until_freed(&mut freed).await,
+                        Ok(None) => until_freed(&mut freed, None).await,
                         Err(_) => break,
                     }
                 } else {
-                    until_freed(&mut freed).await;
+                    until_freed(&mut freed, wake.as_deref()).await;
+                }
+                // A slot an attempt of this node handed on: taken without the gate.
+                if let Some(slot) = place.as_ref().and_then(|_| waiters.take_handed(&name)) {
+                    let e = email.to_owned();
+                    let user = match read_user {
+                        true => store.read(move |tx| tx.user_by_email(&e)).await,
+                        false => Ok(None),
+                    };
+                    return match user {
+                        Ok(user) => Ok((slot, user)),
+                        Err(e) => {
+                            slot.give_back();
+                            Err(e.into())
+                        }
+                    };
                 }
             }
             wait = true;
@@ -377,15 +341,7 @@ impl Slot {
             }
             match gate {
                 SignInGate::Allowed => {
-                    let slot = Self {
-                        store: store.clone(),
-                        clock: clock.clone(),
-                        email: email.to_owned(),
-                        client: client.to_owned(),
-                        waiters: waiters.clone(),
-                        name,
-                        finished: false,
-                    };
+                    let slot = Self::held(store, clock, waiters, email, client, name);
                     return Ok((slot, user));
                 }
                 SignInGate::Locked { failures, until } => {
@@ -401,26 +357,75 @@ impl Slot {
         ))
     }
 
-    /// The outcome was committed; nothing more to record. `waited` is what [`finish_in`]
-    /// (or [`release_in`]) answered: only then may an attempt wait for this slot, on this
-    /// node or another, and only then is it told (a notice costs every node of a cluster a
-    /// wake-up; a waiter also looks again every 100 ms).
-    pub fn done(mut self, waited: bool) {
-        self.finished = true;
-        if waited {
-            self.waiters.feeds.publish(&self.name);
+    /// A slot taken in the store, to be finished.
+    fn held(
+        store: &Store,
+        clock: &SharedClock,
+        waiters: &SlotWaiters,
+        email: &str,
+        client: &str,
+        name: String,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            clock: clock.clone(),
+            email: email.to_owned(),
+            client: client.to_owned(),
+            waiters: waiters.clone(),
+            name,
+            finished: false,
         }
+    }
+
+    /// Whether the write that ends this attempt may hand its slot on (see [`finish_with`]):
+    /// attempts of this node wait in its line.
+    pub fn may_hand_on(&self) -> bool {
+        self.waiters.may_hand_on(&self.name)
+    }
+
+    /// The outcome was committed; nothing more to record. `freed` is what [`finish_with`]
+    /// (or [`release_in`], as [`Freed::Back`]) answered. A slot given back with attempts
+    /// maybe waiting, on this node or another, is announced (a notice costs every node of a
+    /// cluster a wake-up; a waiter also looks again every 100 ms); one kept taken goes to
+    /// the head of this node's line.
+    pub fn done(mut self, freed: Freed) {
+        self.finished = true;
+        match freed {
+            Freed::Back(waited) => {
+                self.waiters.gave_back(&self.name);
+                if waited {
+                    self.waiters.feeds.publish(&self.name);
+                }
+            }
+            Freed::HandedOn => {
+                // The same slot, still taken, held by whoever takes it from the line.
+                let (store, clock, waiters) = (&self.store, &self.clock, &self.waiters);
+                let (email, client, name) = (&self.email, &self.client, self.name.clone());
+                let next = Self::held(store, clock, waiters, email, client, name);
+                self.waiters.hand_on(&self.name, next);
+            }
+        }
+    }
+
+    /// Gives a slot handed on that no attempt took back to the gate, recording nothing.
+    fn give_back(mut self) {
+        self.finished = true;
+        detach(self.record(None));
     }
 
     /// Records the outcome in its own transaction.
     pub async fn finish(mut self, ok: bool) -> Result<(), DomainError> {
         self.finished = true;
-        self.record(ok).await
+        self.record(Some(ok)).await
     }
 
-    /// Writes the outcome and wakes the attempts waiting for this slot (the one path of
-    /// `finish` and of a slot dropped unfinished).
-    fn record(&self, ok: bool) -> impl std::future::Future<Output = Result<(), DomainError>> {
+    /// Gives the slot back with the outcome (`None`: recording nothing) and wakes the
+    /// attempts waiting for it (the one path of `finish`, of a slot dropped unfinished and
+    /// of one handed on that no attempt took).
+    fn record(
+        &self,
+        outcome: Option<bool>,
+    ) -> impl std::future::Future<Output = Result<(), DomainError>> {
         let (store, now, waiters) = (
             self.store.clone(),
             self.clock.now_ms(),
@@ -429,7 +434,15 @@ impl Slot {
         let (email, client, name) = (self.email.clone(), self.client.clone(), self.name.clone());
         async move {
             let waited = store
-                .write_counted(move |tx| Ok(finish_in(tx, &email, &client, ok, now, &POLICY)?))
+                .write_counted(move |tx| {
+                    Ok::<_, DomainError>(match outcome {
+                        Some(ok) => finish_in(tx, &email, &client, ok, now, &POLICY)?,
+                        None => {
+                            let (_, row) = tx.sign_in_rows_for_update(&email, &client)?;
+                            release_in(tx, &email, &client, row, now)?
+                        }
+                    })
+                })
                 .await;
             // When the write failed, who may wait is unknown: tell them.
             if !matches!(waited, Ok(false)) {
@@ -445,39 +458,35 @@ impl Drop for Slot {
         if self.finished {
             return;
         }
-        let failed = self.record(false);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = failed.await;
-            });
-        }
+        detach(self.record(Some(false)));
     }
 }
 
-/// Waits for news of a freed slot, or 100 ms (a notice may come from a node that died).
-async fn until_freed(freed: &mut tokio::sync::watch::Receiver<u64>) {
+/// Runs `write` on its own, when there is a runtime to run it.
+fn detach(write: impl std::future::Future<Output = Result<(), DomainError>> + Send + 'static) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let _ = write.await;
+        });
+    }
+}
+
+/// Waits for news of a freed slot, for a slot handed on to this line's head (`handed`), or
+/// 100 ms (a notice may come from a node that died).
+async fn until_freed(
+    freed: &mut tokio::sync::watch::Receiver<u64>,
+    handed: Option<&tokio::sync::Notify>,
+) {
+    let handed = async {
+        match handed {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = freed.changed() => {}
+        () = handed => {}
         () = tokio::time::sleep(Duration::from_millis(100)) => {}
-    }
-}
-
-/// The error for an account that may not try yet.
-pub fn refusal(failures: u32, until: u64, now: u64) -> DomainError {
-    let secs = until.saturating_sub(now).div_ceil(1000);
-    if failures >= POLICY.lock_after {
-        DomainError::exhausted(
-            Reason::AccountLocked,
-            format!(
-                "this account is locked after {} failed sign-ins; reset the password or wait {secs} s",
-                POLICY.lock_after
-            ),
-        )
-    } else {
-        DomainError::exhausted(
-            Reason::AccountThrottled,
-            format!("too many failed sign-ins for this account; try again in {secs} s"),
-        )
     }
 }
 
@@ -485,15 +494,6 @@ pub fn refusal(failures: u32, until: u64, now: u64) -> DomainError {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-
-    #[test]
-    fn delays_grow_then_lock() {
-        assert_eq!(POLICY.locked_until(4, 0), None);
-        assert_eq!(POLICY.locked_until(5, 0), Some(1000));
-        assert_eq!(POLICY.locked_until(6, 0), Some(2000));
-        assert_eq!(POLICY.locked_until(99, 0), Some(POLICY.max_delay_ms));
-        assert_eq!(POLICY.locked_until(100, 0), Some(POLICY.lock_ms));
-    }
 
     #[tokio::test]
     async fn a_line_has_one_head_and_leaves_nothing_behind() {
