@@ -433,6 +433,93 @@ async fn a_busy_node_leaves_slots_to_the_others() {
     assert!(signed_in > 1, "{signed_in}");
 }
 
+/// The count of each user's sessions the password sign-in's cap reads (`session_counts`)
+/// follows every path that adds or ends sessions, in the statement that does, and expired
+/// rows not swept yet are not counted as live: an account at its cap with three expired
+/// rows ends one live session per sign-in and keeps exactly 1,000 live.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn the_session_count_follows_every_path_and_the_cap_counts_live_sessions() {
+    use hearth::domain::state::StoreError;
+    let pg = PgServer::start();
+    let node = &cluster_on(&url_on(pg.port, "counted"), 1, |c| {
+        c.limits.flow_calls_per_ip_per_minute = 1000;
+        c.accounts.sign_ins_per_ip_per_minute = 1000;
+    })
+    .await[0];
+    let (_, kept, user) = node.sign_up("counted@example.org").await;
+    let (_, _, other) = node.sign_up("other@example.org").await;
+    let agrees = || {
+        pg.sql(
+            "counted",
+            "SELECT count(*) FROM (SELECT user_id, count(*) AS n FROM sessions GROUP BY 1) s \
+             FULL JOIN session_counts c USING (user_id) \
+             WHERE coalesce(s.n, 0) <> coalesce(c.held, 0)",
+        )
+    };
+    for _ in 0..6 {
+        node.sign_in("counted@example.org", PASSWORD).await.unwrap();
+    }
+    assert_eq!(agrees(), ["0"], "sign-ups and sign-ins");
+    let store = node.domain().store();
+    let ids: Vec<u64> = store
+        .read(move |tx| tx.sessions_of(user))
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .filter(|id| *id != kept)
+        .collect();
+    let (one, two) = (ids[0], ids[1..3].to_vec());
+    store
+        .write(move |tx| {
+            tx.delete_session(one)?;
+            tx.delete_sessions_of(user, &two)?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(agrees(), ["0"], "one ended, a list ended");
+    store
+        .write(move |tx| tx.delete_all_sessions_of(user, Some(kept)))
+        .await
+        .unwrap();
+    assert_eq!(agrees(), ["0"], "all but one ended");
+    store.write(move |tx| tx.delete_user(other)).await.unwrap();
+    assert_eq!(agrees(), ["0"], "an account deleted with its sessions");
+    // At the cap: 999 more live sessions, less active than any new one, and 3 expired.
+    pg.sql(
+        "counted",
+        &format!(
+            "INSERT INTO sessions (id, user_id, token_hash, created_at, last_active, expires_at) \
+             SELECT g, {user}, sha256(g::text::bytea), 0, g, \
+                 CASE WHEN g <= 3 THEN 1 ELSE 4102444800000 END \
+             FROM generate_series(1, 1002) g"
+        ),
+    );
+    assert_eq!(agrees(), ["0"], "rows inserted in bulk");
+    let live = || {
+        pg.sql(
+            "counted",
+            &format!(
+                "SELECT count(*) FILTER (WHERE expires_at > 1) || '|' \
+                     || count(*) FILTER (WHERE id = 4) \
+                 FROM sessions WHERE user_id = {user}"
+            ),
+        )
+    };
+    assert_eq!(live(), ["1000|1"]);
+    node.sign_in("counted@example.org", PASSWORD).await.unwrap();
+    assert_eq!(
+        live(),
+        ["1000|0"],
+        "the least active live session ended, no expired row counted"
+    );
+    node.sign_in("counted@example.org", PASSWORD).await.unwrap();
+    assert_eq!(live()[0].split('|').next(), Some("1000"));
+    assert_eq!(agrees(), ["0"], "sign-ins at the cap");
+}
+
 /// A write sent without waiting for its answer still decides its transaction: when a
 /// sign-in's throttle rows cannot be written, the sign-in fails and its session is not
 /// there, on any node.

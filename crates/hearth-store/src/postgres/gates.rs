@@ -351,10 +351,13 @@ pub fn insert_session_where(
 /// [`insert_session_where`], and in the same statement, when it inserted, ends the live
 /// sessions of `s`'s user past the `max_live` most recently active (`s` counted; it is not
 /// in the statement's snapshot, so it is never ended); returns the ended ids when it
-/// inserted. One statement: at the cap the count and the trim walk the user's sessions
-/// once, not twice, and cost no round trip of their own. The ids to end are made an array
-/// first, so the delete finds them by key whatever the plan cached while the table was
-/// small (an `IN` join cached then rescanned the user's sessions for each of them).
+/// inserted. One statement, no round trip of its own for the cap. The live sessions are
+/// the user's count (`session_counts`, kept by triggers) less its expired rows, both in
+/// the statement's snapshot, so nothing walks the user's sessions: at the cap that walk
+/// was 1,000 heap visits while sessions churn. Those over the cap are the least active,
+/// from that end of the index; their ids are made an array first and the delete asks for
+/// nothing else, so it finds them by key (with the user's id beside them, a cached plan
+/// read all the user's rows and filtered them by id).
 pub fn insert_session_trimming(
     tx: &mut Tx<'_>,
     s: &Session,
@@ -364,9 +367,13 @@ pub fn insert_session_trimming(
 ) -> Result<Option<Vec<u64>>, StoreError> {
     let sql = format!(
         "WITH ins AS ({} RETURNING 1), \
-         ended AS (DELETE FROM sessions WHERE user_id = $2 AND EXISTS (SELECT 1 FROM ins) \
+         over AS (SELECT c.held - $16 \
+                 - (SELECT COUNT(*) FROM sessions WHERE user_id = $2 AND expires_at <= $9) AS n \
+             FROM session_counts c WHERE c.user_id = $2), \
+         ended AS (DELETE FROM sessions WHERE EXISTS (SELECT 1 FROM ins) \
              AND id = ANY(ARRAY(SELECT id FROM sessions WHERE user_id = $2 \
-                 AND expires_at > $9 ORDER BY last_active DESC, id DESC OFFSET $16)) \
+                 AND expires_at > $9 ORDER BY last_active, id \
+                 LIMIT GREATEST((SELECT n FROM over), 0))) \
              RETURNING id) \
          SELECT (SELECT COUNT(*) FROM ins), ARRAY(SELECT id FROM ended)",
         session_insert(condition)

@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_passkeys.sql"),
     include_str!("migrations/0009_revocation_notices.sql"),
     include_str!("migrations/0010_sign_in_indexes.sql"),
+    include_str!("migrations/0011_session_counts.sql"),
 ];
 
 /// The schema version this build writes.
