@@ -103,26 +103,21 @@ impl SlotWaiters {
         self.lines.lock().is_ok_and(|l| l.contains_key(name))
     }
 
+    /// `f` over the line of `name`, if attempts stand in it.
+    fn with_line<R>(&self, name: &str, f: impl FnOnce(&mut Line) -> R) -> Option<R> {
+        self.lines.lock().ok()?.get_mut(name).map(f)
+    }
+
     /// Records, for the next head of `name`'s line, that a gate read at feed count `seen`
     /// left every slot taken (`Some`), or that slots may be free (`None`).
     fn set_filled(&self, name: &str, filled_at: Option<u64>) {
-        if let Some(line) = self
-            .lines
-            .lock()
-            .ok()
-            .as_mut()
-            .and_then(|l| l.get_mut(name))
-        {
-            line.filled_at = filled_at;
-        }
+        self.with_line(name, |l| l.filled_at = filled_at);
     }
 
     /// Whether the gate was last read full at feed count `seen`: then a new head has
     /// nothing to ask until a notice comes.
     fn filled_at(&self, name: &str, seen: u64) -> bool {
-        self.lines
-            .lock()
-            .is_ok_and(|l| l.get(name).and_then(|l| l.filled_at) == Some(seen))
+        self.with_line(name, |l| l.filled_at) == Some(Some(seen))
     }
 
     /// Stands in the line of `name` until first in it; `None` when no line could be kept.
@@ -156,17 +151,13 @@ impl SlotWaiters {
 
     /// What wakes the head of `name`'s line when a slot is handed on to it.
     fn wake_of(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        let lines = self.lines.lock().ok()?;
-        lines.get(name).map(|l| l.wake.clone())
+        self.with_line(name, |l| l.wake.clone())
     }
 
     /// Whether a slot of `name` freed now may be handed on: attempts stand in its line and
     /// fewer than [`HAND_ON_RUN`] slots in a row were.
     fn may_hand_on(&self, name: &str) -> bool {
-        self.lines.lock().is_ok_and(|l| {
-            l.get(name)
-                .is_some_and(|l| l.standing > 0 && l.run < HAND_ON_RUN)
-        })
+        self.with_line(name, |l| l.standing > 0 && l.run < HAND_ON_RUN) == Some(true)
     }
 
     /// Hands `slot` on to the line of `name` and wakes its head; gives it back when no
@@ -192,30 +183,18 @@ impl SlotWaiters {
 
     /// Whether a slot handed on to the line of `name` waits for its head.
     fn has_handed(&self, name: &str) -> bool {
-        self.lines
-            .lock()
-            .is_ok_and(|l| l.get(name).is_some_and(|l| !l.handed.is_empty()))
+        self.with_line(name, |l| !l.handed.is_empty()) == Some(true)
     }
 
     /// A slot handed on to the line of `name`, taken by its head.
     fn take_handed(&self, name: &str) -> Option<Slot> {
-        let mut lines = self.lines.lock().ok()?;
-        let line = lines.get_mut(name)?;
-        let mut handed = line.handed.pop()?;
+        let mut handed = self.with_line(name, |l| l.handed.pop())??;
         handed.0.take()
     }
 
     /// A slot of `name` went back to the gate: the next may be handed on again.
     fn gave_back(&self, name: &str) {
-        if let Some(line) = self
-            .lines
-            .lock()
-            .ok()
-            .as_mut()
-            .and_then(|l| l.get_mut(name))
-        {
-            line.run = 0;
-        }
+        self.with_line(name, |l| l.run = 0);
     }
 }
 
