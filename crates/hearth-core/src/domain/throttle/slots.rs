@@ -320,7 +320,15 @@ impl Slot {
             }
             match gate {
                 SignInGate::Allowed => {
-                    let slot = Self::held(store, clock, waiters, email, client, name);
+                    let slot = Self {
+                        store: store.clone(),
+                        clock: clock.clone(),
+                        email: email.to_owned(),
+                        client: client.to_owned(),
+                        waiters: waiters.clone(),
+                        name,
+                        finished: false,
+                    };
                     return Ok((slot, user));
                 }
                 SignInGate::Locked { failures, until } => {
@@ -336,26 +344,6 @@ impl Slot {
         ))
     }
 
-    /// A slot taken in the store, to be finished.
-    fn held(
-        store: &Store,
-        clock: &SharedClock,
-        waiters: &SlotWaiters,
-        email: &str,
-        client: &str,
-        name: String,
-    ) -> Self {
-        Self {
-            store: store.clone(),
-            clock: clock.clone(),
-            email: email.to_owned(),
-            client: client.to_owned(),
-            waiters: waiters.clone(),
-            name,
-            finished: false,
-        }
-    }
-
     /// Whether the write that ends this attempt may hand its slot on (see [`finish_with`]):
     /// attempts of this node wait in its line.
     pub fn may_hand_on(&self) -> bool {
@@ -368,20 +356,18 @@ impl Slot {
     /// cluster a wake-up; a waiter also looks again every 100 ms); one kept taken goes to
     /// the head of this node's line.
     pub fn done(mut self, freed: Freed) {
-        self.finished = true;
         match freed {
             Freed::Back(waited) => {
+                self.finished = true;
                 self.waiters.gave_back(&self.name);
                 if waited {
                     self.waiters.feeds.publish(&self.name);
                 }
             }
+            // This slot, still taken and unfinished, goes to whoever takes it from the line.
             Freed::HandedOn => {
-                // The same slot, still taken, held by whoever takes it from the line.
-                let (store, clock, waiters) = (&self.store, &self.clock, &self.waiters);
-                let (email, client, name) = (&self.email, &self.client, self.name.clone());
-                let next = Self::held(store, clock, waiters, email, client, name);
-                self.waiters.hand_on(&self.name, next);
+                let (waiters, name) = (self.waiters.clone(), self.name.clone());
+                waiters.hand_on(&name, self);
             }
         }
     }
