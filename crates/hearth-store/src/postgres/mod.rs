@@ -13,6 +13,7 @@
 //! is not ready. The URL's password never appears in logs or errors.
 mod accounts;
 mod codes;
+mod dispatch;
 mod federation;
 mod gates;
 mod invites;
@@ -30,7 +31,7 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, IsolationLevel};
@@ -67,7 +68,7 @@ type Job = Box<dyn FnOnce(Result<&Conn, StoreError>) -> Result<(), StoreError> +
 
 /// The PostgreSQL backend.
 pub struct Postgres {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Arc<dispatch::Dispatch<Job>>,
     health: Arc<Health>,
     shown: String,
     trips: Arc<AtomicU64>,
@@ -324,10 +325,9 @@ impl Postgres {
             state: Mutex::default(),
         });
         let widen = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        let jobs = Arc::new(dispatch::Dispatch::<Job>::new());
         for (n, client) in clients.into_iter().enumerate() {
-            let rx = rx.clone();
+            let jobs = jobs.clone();
             let mut pooled = Pooled {
                 target: target.clone(),
                 trips: trips.clone(),
@@ -336,23 +336,20 @@ impl Postgres {
             };
             std::thread::Builder::new()
                 .name(format!("hearth-postgres-{n}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => break,
-                    };
-                    let Ok(job) = job else { break };
-                    let outcome = match pooled.get() {
-                        Ok(client) => job(Ok(client)),
-                        Err(e) => job(Err(e)),
-                    };
-                    pooled.after(&outcome);
+                .spawn(move || {
+                    while let Some(job) = jobs.next() {
+                        let outcome = match pooled.get() {
+                            Ok(client) => job(Ok(client)),
+                            Err(e) => job(Err(e)),
+                        };
+                        pooled.after(&outcome);
+                    }
                 })
                 .map_err(|_| StoreError::Closed)?;
         }
         Self::probe(target, &health);
         Ok(Self {
-            jobs: Mutex::new(Some(tx)),
+            jobs,
             health,
             shown,
             trips,
@@ -414,13 +411,7 @@ impl Postgres {
             let _ = reply.send(outcome);
             seen
         });
-        let sender = self
-            .jobs
-            .lock()
-            .map_err(|_| StoreError::Closed)?
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)?;
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -565,8 +556,7 @@ impl Backend for Postgres {
     }
 
     fn is_ready(&self) -> bool {
-        self.health.up.load(Ordering::Relaxed)
-            && self.jobs.lock().map(|j| j.is_some()).unwrap_or(false)
+        self.health.up.load(Ordering::Relaxed) && self.jobs.is_open()
     }
 
     async fn scrub(&self) -> Result<(), StoreError> {
@@ -575,8 +565,6 @@ impl Backend for Postgres {
     }
 
     fn close(&self) {
-        if let Ok(mut j) = self.jobs.lock() {
-            j.take();
-        }
+        self.jobs.close();
     }
 }
