@@ -5,7 +5,7 @@
 #
 # Knobs (environment): BENCH_CONCURRENCY (64), BENCH_CONNECTIONS (4), BENCH_SECONDS (3),
 # BENCH_ROUNDS (3: a row and its baseline alternate this many times within BENCH_SECONDS
-# each), BENCH_SESSIONS (1000000), BENCH_DISTINCT (200000), BENCH_USERS (1000000),
+# each; the SignIn rows on PostgreSQL take at least 7 such rounds), BENCH_SESSIONS (1000000), BENCH_DISTINCT (200000), BENCH_USERS (1000000),
 # BENCH_ROWS (all; or a comma list of tokens, distinct, signin, federated, memory, pg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
