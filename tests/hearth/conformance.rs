@@ -840,10 +840,14 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
             let mut found = Vec::new();
             for id in [totp, passkey, plain.id, 1 << 61] {
                 // No throttle rows yet: they are made, and come back as default rows.
-                let (factors, rows) =
+                let (held, rows) =
                     tx.user_factors_and_gate_for_update(id, "first@example.org", "192.0.2.1")?;
                 assert_eq!(rows, Default::default());
-                found.push(factors);
+                // The locked row comes back whole: as the user's own read has it.
+                if let Some((user, _)) = &held {
+                    assert_eq!(Some(user), tx.user(id)?.as_ref());
+                }
+                found.push(held.map(|(_, factors)| factors));
             }
             Ok::<_, StoreError>(found)
         })
@@ -879,10 +883,12 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
             let unknown = tx.sign_in_rows("nobody@example.org", client, true)?;
             let alone = tx.sign_in_rows("locked@example.org", client, false)?;
             // The final write's rows, with the user's factors and without a user.
-            let held = [
-                tx.user_factors_and_gate_for_update(plain.id, "locked@example.org", client)?,
-                tx.user_factors_and_gate_for_update(1 << 61, "locked@example.org", client)?,
-            ];
+            let held = [plain.id, 1 << 61].map(|id| {
+                tx.user_factors_and_gate_for_update(id, "locked@example.org", client)
+                    .map(|(held, rows)| (held.map(|(u, factors)| (u.id, factors)), rows))
+            });
+            let [plain_held, none_held] = held;
+            let held = [plain_held?, none_held?];
             Ok::<_, StoreError>((known, unknown, alone, held))
         })
         .await
@@ -890,7 +896,7 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
     assert_eq!(
         held,
         [
-            (Some((false, false)), (locked, delayed)),
+            (Some((plain.id, (false, false))), (locked, delayed)),
             (None, (locked, delayed))
         ]
     );

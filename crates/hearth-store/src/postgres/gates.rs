@@ -68,21 +68,29 @@ pub fn user_factors_and_gate_for_update(
     client: &str,
 ) -> Result<SignInHeld, StoreError> {
     // The user's row first (the CTE drives the join), then the throttle rows in the gate's
-    // order, then the factor's row for each line of the result.
-    let found = tx.rows(
-        "WITH u AS (SELECT id FROM users WHERE id = $1 FOR UPDATE) \
-         SELECT (SELECT f.enabled FROM second_factors f WHERE f.user_id = u.id \
-                     FOR UPDATE OF f), \
-                EXISTS (SELECT 1 FROM passkeys WHERE user_id = u.id), \
-                t.client, t.failures, t.locked_until, t.in_flight, t.in_flight_since \
-         FROM u LEFT JOIN LATERAL (SELECT * FROM sign_in_throttle \
-                 WHERE email = $2 AND client IN ($3, $4) \
-                 ORDER BY client = $3 DESC FOR UPDATE) t ON true",
-        &[&i(id), &email, &ACCOUNT, &client],
-    )?;
-    let factors = found
-        .first()
-        .map(|r| (r.get::<_, Option<bool>>(0) == Some(true), r.get(1)));
+    // order, then the factor's row for each line of the result; the user's columns come
+    // last, on every line.
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let user: Vec<String> = rows::USER.split(", ").map(|c| format!(", u.{c}")).collect();
+        format!(
+            "WITH u AS (SELECT {} FROM users WHERE id = $1 FOR UPDATE) \
+             SELECT (SELECT f.enabled FROM second_factors f WHERE f.user_id = u.id \
+                         FOR UPDATE OF f), \
+                    EXISTS (SELECT 1 FROM passkeys WHERE user_id = u.id), \
+                    t.client, t.failures, t.locked_until, t.in_flight, t.in_flight_since{} \
+             FROM u LEFT JOIN LATERAL (SELECT * FROM sign_in_throttle \
+                     WHERE email = $2 AND client IN ($3, $4) \
+                     ORDER BY client = $3 DESC FOR UPDATE) t ON true",
+            rows::USER,
+            user.concat()
+        )
+    });
+    let found = tx.rows(sql, &[&i(id), &email, &ACCOUNT, &client])?;
+    let factors = found.first().map(|r| {
+        let factors = (r.get::<_, Option<bool>>(0) == Some(true), r.get(1));
+        (rows::user_at(r, 7), factors)
+    });
     let mut rows = (None, None);
     for r in &found {
         match r.get::<_, Option<&str>>(2) {

@@ -30,6 +30,8 @@ pub struct Slot {
     waiters: SlotWaiters,
     name: String,
     finished: bool,
+    /// The account, as the write that handed this slot on left it (see [`Slot::done`]).
+    user: Option<User>,
 }
 
 /// Wake-ups for sign-ins waiting on a slot: a freed slot is announced as a change of the
@@ -291,12 +293,19 @@ impl Slot {
                 } else {
                     until_freed(&mut freed, wake.as_deref()).await;
                 }
-                // A slot an attempt of this node handed on: taken without the gate.
-                if let Some(slot) = place.as_ref().and_then(|_| waiters.take_handed(&name)) {
+                // A slot an attempt of this node handed on: taken without the gate, with the
+                // account that attempt's write held locked, unless its address changed.
+                if let Some(mut slot) = place.as_ref().and_then(|_| waiters.take_handed(&name)) {
+                    let carried = slot.user.take().filter(|u| {
+                        u.email
+                            .as_deref()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(email))
+                    });
                     let e = email.to_owned();
-                    let user = match read_user {
-                        true => store.read(move |tx| tx.user_by_email(&e)).await,
-                        false => Ok(None),
+                    let user = match (read_user, carried) {
+                        (false, _) => Ok(None),
+                        (true, Some(user)) => Ok(Some(user)),
+                        (true, None) => store.read(move |tx| tx.user_by_email(&e)).await,
                     };
                     return match user {
                         Ok(user) => Ok((slot, user)),
@@ -328,6 +337,7 @@ impl Slot {
                         waiters: waiters.clone(),
                         name,
                         finished: false,
+                        user: None,
                     };
                     return Ok((slot, user));
                 }
@@ -354,8 +364,9 @@ impl Slot {
     /// (or [`release_in`], as [`Freed::Back`]) answered. A slot given back with attempts
     /// maybe waiting, on this node or another, is announced (a notice costs every node of a
     /// cluster a wake-up; a waiter also looks again every 100 ms); one kept taken goes to
-    /// the head of this node's line.
-    pub fn done(mut self, freed: Freed) {
+    /// the head of this node's line with `user`, the account as the write left it (`None`:
+    /// that attempt reads it).
+    pub fn done(mut self, freed: Freed, user: Option<User>) {
         match freed {
             Freed::Back(waited) => {
                 self.finished = true;
@@ -366,6 +377,7 @@ impl Slot {
             }
             // This slot, still taken and unfinished, goes to whoever takes it from the line.
             Freed::HandedOn => {
+                self.user = user;
                 let (waiters, name) = (self.waiters.clone(), self.name.clone());
                 waiters.hand_on(&name, self);
             }

@@ -74,11 +74,11 @@ impl AccountsWrite for Tx<'_> {
         client: &str,
     ) -> Result<SignInHeld, StoreError> {
         let rows = self.sign_in_rows_for_update(email, client)?;
-        if users::by_id(self.0, id)?.is_none() {
+        let Some(user) = users::by_id(self.0, id)? else {
             return Ok((None, rows));
-        }
+        };
         let totp = second_factors::get(self.0, id)?.is_some_and(|f| f.enabled);
-        Ok((Some((totp, !self.passkeys(id)?.is_empty())), rows))
+        Ok((Some((user, (totp, !self.passkeys(id)?.is_empty()))), rows))
     }
     fn upgrade_guest(&mut self, u: &User) -> Result<bool, StoreError> {
         users::upgrade_guest(self.0, u)
