@@ -170,9 +170,7 @@ where
     B: FnMut(Duration) -> FB,
     FB: Future<Output = Samples>,
 {
-    let rounds = env("BENCH_ROUNDS", 3).max(1);
-    let window = Duration::from_secs(env("BENCH_SECONDS", 3) as u64) * scale.max(1) / rounds as u32;
-    pair_rounds(window, rounds, base, row).await
+    pair_at_least(scale, 1, base, row).await
 }
 
 /// Rounds at least the SignIn rows on PostgreSQL take: their ratios sit within a few
@@ -180,23 +178,10 @@ where
 /// host's noise), so a median of three could not tell met from missed.
 const GOAL_ROUNDS: usize = 7;
 
-/// [`pair_scaled`] with at least [`GOAL_ROUNDS`] rounds, each as long as its rounds.
-async fn pair_for_goal<A, FA, B, FB>(scale: u32, base: A, row: B) -> (Stats, Stats)
-where
-    A: FnMut(Duration) -> FA,
-    FA: Future<Output = Samples>,
-    B: FnMut(Duration) -> FB,
-    FB: Future<Output = Samples>,
-{
-    let rounds = env("BENCH_ROUNDS", 3).max(1);
-    let window = Duration::from_secs(env("BENCH_SECONDS", 3) as u64) * scale.max(1) / rounds as u32;
-    pair_rounds(window, rounds.max(GOAL_ROUNDS), base, row).await
-}
-
-/// `rounds` alternating rounds of `window` each (see [`pair`]).
-async fn pair_rounds<A, FA, B, FB>(
-    window: Duration,
-    rounds: usize,
+/// [`pair_scaled`] with at least `min_rounds` rounds, each as long as its rounds.
+async fn pair_at_least<A, FA, B, FB>(
+    scale: u32,
+    min_rounds: usize,
     mut base: A,
     mut row: B,
 ) -> (Stats, Stats)
@@ -206,6 +191,9 @@ where
     B: FnMut(Duration) -> FB,
     FB: Future<Output = Samples>,
 {
+    let rounds = env("BENCH_ROUNDS", 3).max(1);
+    let window = Duration::from_secs(env("BENCH_SECONDS", 3) as u64) * scale.max(1) / rounds as u32;
+    let rounds = rounds.max(min_rounds);
     let (mut a, mut b) = (Samples::default(), Samples::default());
     let mut ratios = Vec::new();
     for _ in 0..rounds {
@@ -1475,8 +1463,9 @@ async fn main() {
             };
             let sign_in_call = |ch, _| call_sign_in(ch);
             let before = trips();
-            let (sign_in, pg_sign_in) = pair_for_goal(
+            let (sign_in, pg_sign_in) = pair_at_least(
                 4,
+                GOAL_ROUNDS,
                 |w| samples(sqlite_chans, on(w), usize::MAX, sign_in_call),
                 |w| samples(&chans, on(w), usize::MAX, sign_in_call),
             )
@@ -1491,8 +1480,9 @@ async fn main() {
             // nodes sharing two cores get.
             let one_node = connect(&cluster[0].node.url(), load.connections).await;
             let before = trips();
-            let (sign_in, pg_sign_in) = pair_for_goal(
+            let (sign_in, pg_sign_in) = pair_at_least(
                 4,
+                GOAL_ROUNDS,
                 |w| samples(sqlite_chans, on(w), usize::MAX, sign_in_call),
                 |w| samples(&one_node, on(w), usize::MAX, sign_in_call),
             )
@@ -1516,8 +1506,9 @@ async fn main() {
             let each =
                 move |ch, i: usize| call_sign_in_as(ch, format!("each{}@bench.test", i % accounts));
             let before = trips();
-            let (sign_in, pg_sign_in) = pair_for_goal(
+            let (sign_in, pg_sign_in) = pair_at_least(
                 4,
+                GOAL_ROUNDS,
                 |w| samples(sqlite_chans, on(w), usize::MAX, each),
                 |w| samples(&one_node, on(w), usize::MAX, each),
             )
