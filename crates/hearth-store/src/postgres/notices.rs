@@ -130,7 +130,15 @@ impl PgNotices {
             .map(|o| o.send(message).is_ok())
             .unwrap_or(false);
         if sent && wait {
-            let _ = acked.recv_timeout(Duration::from_secs(2));
+            let wait = || {
+                let _ = acked.recv_timeout(Duration::from_secs(2));
+            };
+            // On a runtime's worker the wait would hold up every task queued behind it (for
+            // 2 s while the database cannot be reached): the worker hands them on first.
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+                _ => wait(),
+            }
         }
     }
 
@@ -364,5 +372,40 @@ impl StepFeeds for PgFeeds {
 
     fn feed_count(&self) -> usize {
         self.local.feed_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Instant;
+
+    /// A revocation waits until its notice is sent (up to 2 s, while the database cannot be
+    /// reached); the runtime's other tasks go on meanwhile, even with one worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn waiting_for_a_notice_leaves_the_worker_to_other_tasks() {
+        // Nothing listens on port 1: the notice is never sent.
+        let target = PgTarget::new("postgres://hearth@127.0.0.1:1/none", None).unwrap();
+        let revocations = PgRevocations::start(&PgNotices::start(&target));
+        let ticks = Arc::new(AtomicU64::new(0));
+        let counted = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let started = Instant::now();
+        // On the worker, as a request's revocation runs.
+        tokio::spawn(async move { revocations.announce(&[1]) })
+            .await
+            .unwrap();
+        let (waited, ticked) = (started.elapsed(), ticks.load(Ordering::Relaxed));
+        ticker.abort();
+        assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+        // About 200 in 2 s; none while the only worker waits.
+        assert!(ticked > 50, "{ticked} ticks in {waited:?}");
     }
 }
