@@ -130,14 +130,23 @@ impl PgNotices {
             .map(|o| o.send(message).is_ok())
             .unwrap_or(false);
         if sent && wait {
-            let wait = || {
-                let _ = acked.recv_timeout(Duration::from_secs(2));
-            };
-            // On a runtime's worker the wait would hold up every task queued behind it (for
-            // 2 s while the database cannot be reached): the worker hands them on first.
-            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-                _ => wait(),
+            // A notice is sent within a round trip as a rule, and that short wait stays here.
+            // A longer one (up to 2 s while the database cannot be reached) would hold up
+            // every task queued behind a runtime's worker: the worker hands them on first.
+            let until = std::time::Instant::now() + Duration::from_secs(2);
+            if let Err(mpsc::RecvTimeoutError::Timeout) =
+                acked.recv_timeout(Duration::from_millis(5))
+            {
+                let rest = || {
+                    let _ = acked
+                        .recv_timeout(until.saturating_duration_since(std::time::Instant::now()));
+                };
+                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                        tokio::task::block_in_place(rest)
+                    }
+                    _ => rest(),
+                }
             }
         }
     }
