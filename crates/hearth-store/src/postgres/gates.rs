@@ -72,7 +72,6 @@ pub fn user_factors_and_gate_for_update(
     // last, on every line.
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
-        let user: Vec<String> = rows::USER.split(", ").map(|c| format!(", u.{c}")).collect();
         format!(
             "WITH u AS (SELECT {} FROM users WHERE id = $1 FOR UPDATE) \
              SELECT (SELECT f.enabled FROM second_factors f WHERE f.user_id = u.id \
@@ -83,11 +82,11 @@ pub fn user_factors_and_gate_for_update(
                      WHERE email = $2 AND client IN ($3, $4) \
                      ORDER BY client = $3 DESC FOR UPDATE) t ON true",
             rows::USER,
-            user.concat()
+            rows::user_columns_of("u")
         )
     });
     let found = tx.rows(sql, &[&i(id), &email, &ACCOUNT, &client])?;
-    let factors = found.first().map(|r| {
+    let held = found.first().map(|r| {
         let factors = (r.get::<_, Option<bool>>(0) == Some(true), r.get(1));
         (rows::user_at(r, 7), factors)
     });
@@ -103,7 +102,7 @@ pub fn user_factors_and_gate_for_update(
         (Some(account), Some(row)) => (account, row),
         _ => sign_in_rows_for_update(tx, email, client)?,
     };
-    Ok((factors, rows))
+    Ok((held, rows))
 }
 
 /// The rows of `email` account-wide (default when absent) and of `client` (`None` when
@@ -127,11 +126,10 @@ pub fn sign_in_rows(
                  ORDER BY k.n"
             )
         };
-        let user: Vec<String> = rows::USER.split(", ").map(|c| format!(", u.{c}")).collect();
         [
             select("", ""),
             select(
-                &user.concat(),
+                &rows::user_columns_of("u"),
                 " LEFT JOIN users u ON k.n = 0 AND lower(u.email) = lower($1) \
                      AND u.home_server IS NULL",
             ),

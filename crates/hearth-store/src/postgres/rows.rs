@@ -30,6 +30,12 @@ fn hash(v: Vec<u8>) -> [u8; 32] {
     v.try_into().unwrap_or([0; 32])
 }
 
+/// The columns of [`USER`] of the table named `alias` in a query, each after a comma: what
+/// a query appends to its own columns to read a user with [`user_at`].
+pub fn user_columns_of(alias: &str) -> String {
+    USER.split(", ").map(|c| format!(", {alias}.{c}")).collect()
+}
+
 pub fn user(r: &Row) -> User {
     user_at(r, 0)
 }

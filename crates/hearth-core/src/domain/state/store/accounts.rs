@@ -53,8 +53,8 @@ pub trait AccountsWrite: AccountsRead {
     /// [`AccountsWrite::user_for_update`], then the sign-in throttle rows of `email` and
     /// `client` ([`AccountsWrite::sign_in_rows_for_update`]) and the user's second factor's
     /// row, all locked: the user, whether its TOTP is on and whether it holds a passkey
-    /// (`None`: no such user), and the rows. What a password sign-in's final write starts with, in one
-    /// round trip where the backend can.
+    /// (`None`: no such user), and the rows. What a password sign-in's final write starts
+    /// with, in one round trip where the backend can.
     fn user_factors_and_gate_for_update(
         &mut self,
         id: u64,
