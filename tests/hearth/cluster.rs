@@ -21,20 +21,26 @@ async fn cluster_on(
     n: usize,
     edit: impl Fn(&mut hearth::Config) + Copy,
 ) -> Vec<TestNode> {
-    let config = |url: String| {
-        move |c: &mut hearth::Config| {
-            c.server_id = "cluster.test".parse().unwrap();
-            c.store.url = Some(url);
-            edit(c);
-        }
-    };
-    let first = TestNode::start_with(config(url.to_owned())).await;
+    let first = TestNode::start_with(member_of(url, edit)).await;
     let mut nodes = Vec::new();
     for _ in 1..n {
-        nodes.push(TestNode::start_beside(&first, config(url.to_owned())).await);
+        nodes.push(TestNode::start_beside(&first, member_of(url, edit)).await);
     }
     nodes.insert(0, first);
     nodes
+}
+
+/// The configuration of a node of the cluster on `url`, with `edit` applied.
+fn member_of(
+    url: &str,
+    edit: impl Fn(&mut hearth::Config) + Copy,
+) -> impl FnOnce(&mut hearth::Config) {
+    let url = url.to_owned();
+    move |c: &mut hearth::Config| {
+        c.server_id = "cluster.test".parse().unwrap();
+        c.store.url = Some(url);
+        edit(c);
+    }
 }
 
 /// Harmony's BeginAuth on `node` (a call charged to the client's flow budget).
@@ -410,12 +416,7 @@ async fn a_slot_handed_on_after_a_rehash_carries_the_new_hash() {
     let old = &cluster_on(&url, 1, cheaper).await[0];
     old.sign_up("rehash@example.org").await;
     // The same cluster (one key), hashing as configured now.
-    let node = &TestNode::start_beside(old, move |c: &mut hearth::Config| {
-        c.server_id = "cluster.test".parse().unwrap();
-        c.store.url = Some(url);
-        lines_form(c);
-    })
-    .await;
+    let node = &TestNode::start_beside(old, member_of(&url, lines_form)).await;
     for _ in 0..4 {
         let wrong = node.sign_in("rehash@example.org", "not the password").await;
         assert_eq!(wrong.unwrap_err().code(), Code::Unauthenticated);
