@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
@@ -133,13 +133,12 @@ impl PgNotices {
             // A notice is sent within a round trip as a rule, and that short wait stays here.
             // A longer one (up to 2 s while the database cannot be reached) would hold up
             // every task queued behind a runtime's worker: the worker hands them on first.
-            let until = std::time::Instant::now() + Duration::from_secs(2);
+            let until = Instant::now() + Duration::from_secs(2);
             if let Err(mpsc::RecvTimeoutError::Timeout) =
                 acked.recv_timeout(Duration::from_millis(5))
             {
                 let rest = || {
-                    let _ = acked
-                        .recv_timeout(until.saturating_duration_since(std::time::Instant::now()));
+                    let _ = acked.recv_timeout(until.saturating_duration_since(Instant::now()));
                 };
                 match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
                     Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
@@ -389,7 +388,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::sync::atomic::AtomicU64;
-    use std::time::Instant;
 
     /// A revocation waits until its notice is sent (up to 2 s, while the database cannot be
     /// reached); the runtime's other tasks go on meanwhile, even with one worker.
