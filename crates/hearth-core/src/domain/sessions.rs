@@ -42,7 +42,7 @@ pub const MAX_PER_TOKEN: u32 = 100;
 /// their ids, which the caller announces as revoked once the write commits
 /// ([`Sessions::announce_ended`]). Called inside the write that inserted `s`, so parallel
 /// callers cannot pass a cap together (a password sign-in's insert keeps the account's cap
-/// itself: `insert_session_if_password`). Nobody is locked out: a cap ends what was left
+/// itself: `insert_session_capped`). Nobody is locked out: a cap ends what was left
 /// unused longest (a script that signs in on every run and never signs out).
 pub fn make_room(tx: &mut dyn WriteTx, s: &Session) -> Result<Vec<u64>, StoreError> {
     // Exact under a serializable write, and under a row-locked one that holds the user's

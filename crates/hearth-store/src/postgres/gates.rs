@@ -5,7 +5,7 @@
 use super::rows;
 use super::tx::Tx;
 use crate::domain::model::{CodeRecord, Session, ThrottleRow, User};
-use crate::domain::state::store::{SignInHeld, StoreError};
+use crate::domain::state::store::{Later, SignInHeld, StoreError};
 
 const ACCOUNT: &str = "*";
 const WORKERS: i64 = 1024;
@@ -354,46 +354,45 @@ pub fn insert_session_where(
     Ok(n > 0)
 }
 
-/// [`insert_session_where`], and in the same statement, when it inserted, ends the live
-/// sessions of `s`'s user past the `max_live` most recently active (`s` counted; it is not
-/// in the statement's snapshot, so it is never ended); returns the ended ids when it
-/// inserted. One statement, no round trip of its own for the cap. The live sessions are
-/// the user's count (`session_counts`, kept by triggers) less its expired rows, both in
-/// the statement's snapshot, so nothing walks the user's sessions: at the cap that walk
-/// was 1,000 heap visits while sessions churn. Those over the cap are the least active,
-/// from that end of the index; their ids are made an array first and the delete asks for
+/// Inserts `s` and, in the same statement, ends the live sessions of `s`'s user past the
+/// `max_live` most recently active (`s` counted; it is not in the statement's snapshot, so
+/// it is never ended); `ended` gets their ids when the answer comes. Sent with the write's
+/// next statement or its COMMIT: no round trip of its own. The live sessions are the
+/// user's count (`session_counts`, kept by triggers) less its expired rows, both in the
+/// statement's snapshot, so nothing walks the user's sessions: at the cap that walk was
+/// 1,000 heap visits while sessions churn. Those over the cap are the least active, from
+/// that end of the index; their ids are made an array first and the delete asks for
 /// nothing else, so it finds them by key (with the user's id beside them, a cached plan
 /// read all the user's rows and filtered them by id).
 pub fn insert_session_trimming(
     tx: &mut Tx<'_>,
     s: &Session,
-    condition: &str,
-    extra: &(dyn postgres::types::ToSql + Sync),
     max_live: u32,
-) -> Result<Option<Vec<u64>>, StoreError> {
-    let sql = format!(
-        "WITH ins AS ({} RETURNING 1), \
-         over AS (SELECT c.held - $16 \
-                 - (SELECT COUNT(*) FROM sessions WHERE user_id = $2 AND expires_at <= $9) AS n \
-             FROM session_counts c WHERE c.user_id = $2), \
-         ended AS (DELETE FROM sessions WHERE EXISTS (SELECT 1 FROM ins) \
-             AND id = ANY(ARRAY(SELECT id FROM sessions WHERE user_id = $2 \
-                 AND expires_at > $9 ORDER BY last_active, id \
-                 LIMIT GREATEST((SELECT n FROM over), 0))) \
-             RETURNING id) \
-         SELECT (SELECT COUNT(*) FROM ins), ARRAY(SELECT id FROM ended)",
-        session_insert(condition)
-    );
+    ended: Later<Vec<u64>>,
+) -> Result<(), StoreError> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "WITH ins AS ({} RETURNING 1), \
+             over AS (SELECT c.held - $16 \
+                     - (SELECT COUNT(*) FROM sessions WHERE user_id = $2 AND expires_at <= $9) \
+                     AS n \
+                 FROM session_counts c WHERE c.user_id = $2), \
+             ended AS (DELETE FROM sessions WHERE EXISTS (SELECT 1 FROM ins) \
+                 AND id = ANY(ARRAY(SELECT id FROM sessions WHERE user_id = $2 \
+                     AND expires_at > $9 ORDER BY last_active, id \
+                     LIMIT GREATEST((SELECT n FROM over), 0))) \
+                 RETURNING id) \
+             SELECT id FROM ended",
+            session_insert("$14::text = ''")
+        )
+    });
     let others = i64::from(max_live.saturating_sub(1));
-    let row = with_session(s, extra, |p| {
+    with_session(s, &"", |p| {
         let mut p = p.to_vec();
         p.push(&others);
-        tx.row_unique(&sql, &p, "that session")
-    })?;
-    Ok(row.filter(|r| r.get::<_, i64>(0) > 0).map(|r| {
-        r.get::<_, Vec<i64>>(1)
-            .into_iter()
-            .map(|id| id as u64)
-            .collect()
-    }))
+        tx.rows_later(sql, &p, move |rows| {
+            ended.fill(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+        })
+    })
 }

@@ -3,7 +3,7 @@ use super::gates;
 use super::rows;
 use super::tx::{i, Tx};
 use crate::domain::model::{Session, SessionCredential};
-use crate::domain::state::store::{SessionsRead, SessionsWrite, StoreError};
+use crate::domain::state::store::{Later, SessionsRead, SessionsWrite, StoreError};
 
 impl SessionsRead for Tx<'_> {
     fn session_credential(
@@ -85,19 +85,14 @@ impl SessionsWrite for Tx<'_> {
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError> {
         gates::insert_session_where(self, s, "$14::text = ''", &"").map(|_| ())
     }
-    fn insert_session_if_password(
+    fn insert_session_capped(
         &mut self,
         s: &Session,
-        password_hash: &str,
         max_live: u32,
-    ) -> Result<Option<Vec<u64>>, StoreError> {
-        gates::insert_session_trimming(
-            self,
-            s,
-            "EXISTS (SELECT 1 FROM users WHERE id = $2 AND password_hash = $14::text)",
-            &password_hash,
-            max_live,
-        )
+    ) -> Result<Later<Vec<u64>>, StoreError> {
+        let ended = Later::pending();
+        gates::insert_session_trimming(self, s, max_live, ended.clone())?;
+        Ok(ended)
     }
     fn end_least_active_sessions(
         &mut self,

@@ -285,10 +285,50 @@ impl<'a> Tx<'a> {
         if !self.in_transaction {
             return self.exec(sql, p).map(drop);
         }
+        let (s, encoded) = self.encoded(sql, p)?;
+        let client = &self.conn.client;
+        self.send(Box::pin(
+            async move { client.execute_raw(&s, encoded).await },
+        ));
+        Ok(())
+    }
+
+    /// Runs a statement whose rows no one needs before the commit: inside a transaction it
+    /// goes out with the next statement (or the COMMIT), and `answer` gets its rows when
+    /// they come; its error, if any, is that statement's. Outside one it runs now.
+    pub(super) fn rows_later(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+        answer: impl FnOnce(Vec<Row>) + Send + 'a,
+    ) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            answer(self.rows(sql, p)?);
+            return Ok(());
+        }
+        let (s, encoded) = self.encoded(sql, p)?;
+        let client = &self.conn.client;
+        self.send(Box::pin(async move {
+            use futures_util::TryStreamExt;
+            let rows: Vec<Row> = client.query_raw(&s, encoded).await?.try_collect().await?;
+            let n = rows.len() as u64;
+            answer(rows);
+            Ok(n)
+        }));
+        Ok(())
+    }
+
+    /// `sql` prepared, with `p` encoded for it now, so a statement sent now need not
+    /// borrow its caller's values until its answer comes.
+    fn encoded(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> Result<(Statement, Vec<Encoded>), StoreError> {
         let s = self.prepared(sql).map_err(backend)?;
         if p.len() != s.params().len() {
             return Err(StoreError::Backend(format!(
-                "a write takes {} parameters, not {}",
+                "a statement takes {} parameters, not {}",
                 s.params().len(),
                 p.len()
             )));
@@ -306,12 +346,8 @@ impl<'a> Tx<'a> {
                 Ok(Encoded(value, v.encode_format(ty)))
             })
             .collect::<Result<Vec<_>, Box<dyn std::error::Error + Sync + Send>>>()
-            .map_err(|e| StoreError::Backend(format!("a parameter of a write: {e}")))?;
-        let client = &self.conn.client;
-        self.send(Box::pin(
-            async move { client.execute_raw(&s, encoded).await },
-        ));
-        Ok(())
+            .map_err(|e| StoreError::Backend(format!("a parameter of a statement: {e}")))?;
+        Ok((s, encoded))
     }
 
     pub(super) fn exec_unique(
@@ -321,17 +357,6 @@ impl<'a> Tx<'a> {
         what: &'static str,
     ) -> Result<u64, StoreError> {
         self.execute(sql, p).map_err(|e| fail(e, what))
-    }
-
-    pub(super) fn row_unique(
-        &mut self,
-        sql: &str,
-        p: Params<'_>,
-        what: &'static str,
-    ) -> Result<Option<Row>, StoreError> {
-        let row = self.query_opt(sql, p).map_err(|e| fail(e, what));
-        super::widen_race();
-        row
     }
 
     pub(super) fn ids(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<u64>, StoreError> {

@@ -77,20 +77,6 @@ pub fn insert(tx: &Connection, s: &Session) -> Result<(), StoreError> {
     insert_where(tx, s, "?14 = ?14", &"").map(|_| ())
 }
 
-/// Inserts a session only while its user's password hash is still `password_hash`.
-pub fn insert_if_password(
-    tx: &Connection,
-    s: &Session,
-    password_hash: &str,
-) -> Result<bool, StoreError> {
-    insert_where(
-        tx,
-        s,
-        "EXISTS (SELECT 1 FROM users WHERE id = ?2 AND password_hash = ?14)",
-        &password_hash,
-    )
-}
-
 /// Inserts a session made from the personal access token `s.access_token_id` only while
 /// that token still has the value `token_hash` and has not expired at `s.created_at`.
 pub fn insert_for_token(

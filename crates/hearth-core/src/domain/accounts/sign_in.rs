@@ -209,24 +209,28 @@ impl Accounts {
                 if let Factor::Missing { totp, passkey } = factor {
                     let waited = throttle::release_in(tx, &address, &client, gate.1, now)?;
                     let freed = throttle::Freed::Back(waited);
-                    return Ok((Err((totp, passkey)), Vec::new(), freed, None));
+                    return Ok((Err((totp, passkey)), None, freed, None));
                 }
                 let s = Session {
                     amr: factor.amr().join(" "),
                     ..base.clone()
                 };
+                // Checked on the row this write holds locked, so no reset can commit
+                // between the check and the insert.
+                let holds = locked
+                    .as_ref()
+                    .and_then(|u| u.password_hash.as_deref())
+                    .is_some_and(|h| h == verified_hash);
                 // The account's session cap is kept by the insert itself: a password's
-                // session has no token, so no token's cap applies.
+                // session has no token, so no token's cap applies. Its answer, the
+                // sessions it ended, is not needed before the commit, so the insert goes
+                // out with the gate's rows and the COMMIT.
                 let ended = match factor {
                     Factor::Wrong => None,
-                    _ => tx.insert_session_if_password(
-                        &s,
-                        &verified_hash,
-                        crate::domain::sessions::MAX_PER_USER,
-                    )?,
+                    _ if !holds => None,
+                    _ => Some(tx.insert_session_capped(&s, crate::domain::sessions::MAX_PER_USER)?),
                 };
                 let inserted = ended.is_some();
-                let ended = ended.unwrap_or_default();
                 if let (true, Some(h)) = (inserted, &rehash) {
                     tx.set_password_hash(id, h)?;
                     if let Some(user) = &mut locked {
@@ -250,6 +254,7 @@ impl Accounts {
         // A slot handed on carries the account as this write left it, under its lock: the
         // next attempt in line need not read it again.
         slot.done(freed, locked);
+        let ended = ended.and_then(|e| e.take()).unwrap_or_default();
         self.sessions.announce_ended(&ended);
         let (inserted, factor) = match outcome {
             Ok(done) => done,

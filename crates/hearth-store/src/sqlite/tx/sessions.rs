@@ -1,7 +1,7 @@
 //! The sessions area of the store seam on SQLite: each operation is its table file's function.
 use super::Tx;
 use crate::domain::model::{Session, SessionCredential};
-use crate::domain::state::store::{SessionsRead, SessionsWrite, StoreError};
+use crate::domain::state::store::{Later, SessionsRead, SessionsWrite, StoreError};
 use crate::sqlite::sessions;
 
 impl SessionsRead for Tx<'_> {
@@ -39,17 +39,14 @@ impl SessionsWrite for Tx<'_> {
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError> {
         sessions::insert(self.0, s)
     }
-    fn insert_session_if_password(
+    fn insert_session_capped(
         &mut self,
         s: &Session,
-        password_hash: &str,
         max_live: u32,
-    ) -> Result<Option<Vec<u64>>, StoreError> {
-        if !sessions::insert_if_password(self.0, s, password_hash)? {
-            return Ok(None);
-        }
+    ) -> Result<Later<Vec<u64>>, StoreError> {
+        sessions::insert(self.0, s)?;
         let past = sessions::past_most_active(self.0, s, max_live.saturating_sub(1))?;
-        sessions::delete_for_user(self.0, s.user_id, &past).map(Some)
+        sessions::delete_for_user(self.0, s.user_id, &past).map(Later::ready)
     }
     fn end_least_active_sessions(
         &mut self,

@@ -1,6 +1,43 @@
 //! The store seam's sessions area: sessions: made, listed, touched, rotated and ended.
+use std::sync::{Arc, Mutex};
+
 use super::StoreError;
 use crate::domain::model::{Session, SessionCredential};
+
+/// The answer of a statement a write sent without waiting for it: there by the time the
+/// write has committed (or at once, where the backend answers each statement as it runs).
+#[derive(Debug)]
+pub struct Later<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Clone for Later<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T> Later<T> {
+    /// An answer yet to come.
+    pub fn pending() -> Self {
+        Self(Arc::new(Mutex::new(None)))
+    }
+
+    /// An answer already here.
+    pub fn ready(v: T) -> Self {
+        let later = Self::pending();
+        later.fill(v);
+        later
+    }
+
+    /// Gives the answer (the backend, when it comes).
+    pub fn fill(&self, v: T) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+    }
+
+    /// The answer, once; `None` before it came.
+    pub fn take(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
 
 /// Reads of the sessions area.
 pub trait SessionsRead {
@@ -35,19 +72,18 @@ pub trait SessionsRead {
 /// Writes of the sessions area, inside the caller's one transaction.
 pub trait SessionsWrite: SessionsRead {
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError>;
-    /// Atomic: inserts a session only while its user's password hash is still
-    /// `password_hash` (the one the sign-in verified), so no session made with a password
-    /// outlives a reset of it; when it inserted, ends the user's live sessions past the
-    /// `max_live` most recently active, `s` counted and never ended (the account's cap,
-    /// [`crate::domain::sessions::MAX_PER_USER`]), in the same round trip where the backend
-    /// can. Returns the ended ids when it inserted. `s` has no personal access token, so no
-    /// token's cap applies.
-    fn insert_session_if_password(
+    /// Inserts `s`, whose user's row this write holds locked (the caller checked on it
+    /// what the session needs, e.g. that the password is still the one verified), and ends
+    /// the user's live sessions past the `max_live` most recently active, `s` counted and
+    /// never ended: the account's cap, [`crate::domain::sessions::MAX_PER_USER`]. `s` has
+    /// no personal access token, so no token's cap applies. The ended ids are in the
+    /// answer once the write commits: where the backend can, the statement goes out with
+    /// the write's next statement or its commit, as one round trip.
+    fn insert_session_capped(
         &mut self,
         s: &Session,
-        password_hash: &str,
         max_live: u32,
-    ) -> Result<Option<Vec<u64>>, StoreError>;
+    ) -> Result<Later<Vec<u64>>, StoreError>;
     /// Ends the `n` least recently active live sessions of `user_id` (of personal access
     /// token `token_id` only, when given); returns their ids.
     fn end_least_active_sessions(
