@@ -575,6 +575,84 @@ async fn the_session_count_follows_every_path_and_the_cap_counts_live_sessions()
     assert_eq!(agrees(), ["0"], "sign-ins at the cap");
 }
 
+/// The sessions a sign-in's cap ends are told to every node by the commit that ends them
+/// (a NOTIFY in the write's own transaction, from no node in particular), not by a
+/// transaction of its own after it; a write that rolls back tells nothing. The other node
+/// then refuses the ended session's token, which it had cached.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (bash scripts/test.sh runs it)"]
+async fn the_sessions_a_cap_ends_are_told_by_the_commit_that_ends_them() {
+    use hearth::domain::state::StoreError;
+    use postgres::fallible_iterator::FallibleIterator;
+    let pg = PgServer::start();
+    let url = url_on(pg.port, "told");
+    let nodes = cluster_on(&url, 2, |c| {
+        c.limits.flow_calls_per_ip_per_minute = 1000;
+    })
+    .await;
+    let (token, ended, user) = nodes[0].sign_up("told@example.org").await;
+    // At the cap: 999 more live sessions, each more active than the sign-up's.
+    pg.sql(
+        "told",
+        &format!(
+            "INSERT INTO sessions (id, user_id, token_hash, created_at, last_active, expires_at) \
+             SELECT g, {user}, sha256(g::text::bytea), 0, 4102444800000, 4102444800000 \
+             FROM generate_series(1, 999) g"
+        ),
+    );
+    nodes[1].pong(Some(&token)).await.unwrap();
+    let (ready, listening) = std::sync::mpsc::channel();
+    let listener = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("LISTEN hearth_revocations").unwrap();
+        ready.send(()).unwrap();
+        let mut told = Vec::new();
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut notices = c.notifications();
+        let mut each = notices.timeout_iter(Duration::from_millis(100));
+        while Instant::now() < until {
+            if let Some(n) = each.next().unwrap() {
+                told.push(n.payload().to_owned());
+            }
+        }
+        told
+    });
+    listening.recv().unwrap();
+    // Rolled back: it ended the least active of the 999, and tells nobody.
+    let store = nodes[0].domain().store();
+    let (_, rolled_back) = nodes[0]
+        .domain()
+        .sessions
+        .new_session(user, Default::default(), "pwd");
+    let undone = store
+        .write(move |tx| {
+            tx.insert_session_capped(&rolled_back, 1)?;
+            tx.live_sessions(user, None, 0)?;
+            Err::<(), _>(StoreError::Backend("rolled back on purpose".into()))
+        })
+        .await;
+    assert!(undone.is_err());
+    nodes[0]
+        .sign_in("told@example.org", PASSWORD)
+        .await
+        .unwrap();
+    let refused = async {
+        loop {
+            if nodes[1].pong(Some(&token)).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), refused)
+        .await
+        .expect("the other node refuses the ended session within a second");
+    let told = tokio::task::spawn_blocking(move || listener.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(told, [format!("commit {ended}")]);
+}
+
 /// A write sent without waiting for its answer still decides its transaction: when a
 /// sign-in's throttle rows cannot be written, the sign-in fails and its session is not
 /// there, on any node.

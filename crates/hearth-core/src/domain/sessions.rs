@@ -12,6 +12,7 @@ use super::scopes::ScopeSet;
 use super::session_index::{Known, SessionIndex};
 use super::state::ids::IdAllocator;
 use super::state::revocations::{Revocations, Revoked};
+use super::state::store::Ended;
 use super::state::{Store, StoreError, WriteTx};
 use super::DomainError;
 use crate::clock::SharedClock;
@@ -121,9 +122,22 @@ impl Sessions {
 
     /// Tells every node that sessions a cap ended ([`make_room`]) are gone.
     pub fn announce_ended(&self, ids: &[u64]) {
-        if !ids.is_empty() {
-            tracing::info!(target: "hearth::audit", event = "sessions_capped", count = ids.len());
-            self.revocations.announce(ids);
+        self.announce_capped(&Ended {
+            ids: ids.to_vec(),
+            nodes_told: false,
+        });
+    }
+
+    /// [`Sessions::announce_ended`] for sessions a password sign-in's insert ended: this
+    /// node only, when the write's commit told the other nodes.
+    pub fn announce_capped(&self, ended: &Ended) {
+        if ended.ids.is_empty() {
+            return;
+        }
+        tracing::info!(target: "hearth::audit", event = "sessions_capped", count = ended.ids.len());
+        match ended.nodes_told {
+            true => self.revocations.announce_here(&ended.ids),
+            false => self.revocations.announce(&ended.ids),
         }
     }
 

@@ -5,7 +5,7 @@
 use super::rows;
 use super::tx::Tx;
 use crate::domain::model::{CodeRecord, Session, ThrottleRow, User};
-use crate::domain::state::store::{Later, SignInHeld, StoreError};
+use crate::domain::state::store::{Ended, Later, SignInHeld, StoreError};
 
 const ACCOUNT: &str = "*";
 const WORKERS: i64 = 1024;
@@ -356,20 +356,23 @@ pub fn insert_session_where(
 
 /// Inserts `s` and, in the same statement, ends the live sessions of `s`'s user past the
 /// `max_live` most recently active (`s` counted; it is not in the statement's snapshot, so
-/// it is never ended); `ended` gets their ids when the answer comes. Sent with the write's
-/// next statement or its COMMIT: no round trip of its own. The live sessions are the
-/// user's count (`session_counts`, kept by triggers) less its expired rows, both in the
-/// statement's snapshot, so nothing walks the user's sessions: at the cap that walk was
-/// 1,000 heap visits while sessions churn. Those over the cap are the least active, from
-/// that end of the index; their ids are made an array first and the delete asks for
-/// nothing else, so it finds them by key (with the user's id beside them, a cached plan
-/// read all the user's rows and filtered them by id).
+/// it is never ended) and NOTIFYs their ids to every node, delivered when the write
+/// commits; `ended` gets them when the answer comes. Sent with the write's next statement
+/// or its COMMIT: no round trip of its own, and no transaction of its own for the notice
+/// (at the cap, each sign-in ends a session). The live sessions are the user's count
+/// (`session_counts`, kept by triggers) less its expired rows, both in the statement's
+/// snapshot, so nothing walks the user's sessions: at the cap that walk was 1,000 heap
+/// visits while sessions churn. Those over the cap are the least active, from that end of
+/// the index; their ids are made an array first and the delete asks for nothing else, so
+/// it finds them by key (with the user's id beside them, a cached plan read all the user's
+/// rows and filtered them by id).
 pub fn insert_session_trimming(
     tx: &mut Tx<'_>,
     s: &Session,
     max_live: u32,
-    ended: Later<Vec<u64>>,
+    ended: Later<Ended>,
 ) -> Result<(), StoreError> {
+    use super::notices::{FROM_A_COMMIT, IDS_PER_NOTICE, REVOCATIONS};
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         format!(
@@ -383,7 +386,11 @@ pub fn insert_session_trimming(
                      AND expires_at > $9 ORDER BY last_active, id \
                      LIMIT GREATEST((SELECT n FROM over), 0))) \
                  RETURNING id) \
-             SELECT id FROM ended",
+             SELECT ARRAY(SELECT id FROM ended), \
+                 (SELECT count(*) FROM (SELECT pg_notify('{REVOCATIONS}', \
+                         '{FROM_A_COMMIT} ' || string_agg(id::text, ',')) \
+                     FROM (SELECT id, row_number() OVER () - 1 AS n FROM ended) e \
+                     GROUP BY n / {IDS_PER_NOTICE}) told)",
             session_insert("$14::text = ''")
         )
     });
@@ -392,7 +399,14 @@ pub fn insert_session_trimming(
         let mut p = p.to_vec();
         p.push(&others);
         tx.rows_later(sql, &p, move |rows| {
-            ended.fill(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+            let ids = rows
+                .first()
+                .map(|r| r.get::<_, Vec<i64>>(0))
+                .unwrap_or_default();
+            ended.fill(Ended {
+                ids: ids.into_iter().map(|id| id as u64).collect(),
+                nodes_told: true,
+            })
         })
     })
 }

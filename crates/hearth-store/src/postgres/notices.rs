@@ -21,7 +21,13 @@ use crate::domain::state::revocations::{Handler, Revocations, Revoked};
 use crate::domain::state::short_lived::{LocalMap, ShortLived};
 
 /// Ids per NOTIFY (its payload is capped at 8000 bytes).
-const IDS_PER_NOTICE: usize = 300;
+pub(super) const IDS_PER_NOTICE: usize = 300;
+
+/// The sender named by a notice a write sends in its own transaction (delivered when it
+/// commits, never when it rolls back): no node in particular, so every node takes it, the
+/// writer's too, whose handlers it calls a second time (dropping a cached credential twice
+/// changes nothing).
+pub(super) const FROM_A_COMMIT: &str = "commit";
 
 /// Notices one NOTIFY statement sends at most (each payload is at most ~8 kB).
 const NOTICES_PER_SEND: usize = 64;
@@ -30,7 +36,7 @@ type Handlers = Arc<RwLock<Vec<Handler>>>;
 
 /// Every channel a node LISTENs on.
 const CHANNELS: [&str; 2] = [REVOCATIONS, FLOWS];
-const REVOCATIONS: &str = "hearth_revocations";
+pub(super) const REVOCATIONS: &str = "hearth_revocations";
 const FLOWS: &str = "hearth_flows";
 
 /// What a channel's notices are handed to: each notice of another node, and `None` when
@@ -312,6 +318,14 @@ impl Revocations for PgRevocations {
         for chunk in session_ids.chunks(IDS_PER_NOTICE) {
             let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();
             self.notices.send(REVOCATIONS, &ids.join(","), true);
+        }
+    }
+
+    /// The other nodes were told by the commit that ended the sessions
+    /// ([`FROM_A_COMMIT`]).
+    fn announce_here(&self, session_ids: &[u64]) {
+        if !session_ids.is_empty() {
+            call(&self.handlers, Revoked::Sessions(session_ids));
         }
     }
 

@@ -3,7 +3,7 @@ use super::gates;
 use super::rows;
 use super::tx::{i, Tx};
 use crate::domain::model::{Session, SessionCredential};
-use crate::domain::state::store::{Later, SessionsRead, SessionsWrite, StoreError};
+use crate::domain::state::store::{Ended, Later, SessionsRead, SessionsWrite, StoreError};
 
 impl SessionsRead for Tx<'_> {
     fn session_credential(
@@ -89,7 +89,7 @@ impl SessionsWrite for Tx<'_> {
         &mut self,
         s: &Session,
         max_live: u32,
-    ) -> Result<Later<Vec<u64>>, StoreError> {
+    ) -> Result<Later<Ended>, StoreError> {
         let ended = Later::pending();
         gates::insert_session_trimming(self, s, max_live, ended.clone())?;
         Ok(ended)

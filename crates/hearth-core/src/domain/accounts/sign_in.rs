@@ -255,7 +255,7 @@ impl Accounts {
         // next attempt in line need not read it again.
         slot.done(freed, locked);
         let ended = ended.and_then(|e| e.take()).unwrap_or_default();
-        self.sessions.announce_ended(&ended);
+        self.sessions.announce_capped(&ended);
         let (inserted, factor) = match outcome {
             Ok(done) => done,
             Err((totp, passkey)) => {

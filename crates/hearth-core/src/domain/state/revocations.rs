@@ -19,6 +19,11 @@ pub type Handler = Arc<dyn Fn(Revoked<'_>) + Send + Sync>;
 pub trait Revocations: Send + Sync + std::fmt::Debug {
     /// Tells every subscriber that these sessions are revoked.
     fn announce(&self, session_ids: &[u64]);
+    /// Tells this node's subscribers only: the write that ended the sessions told the other
+    /// nodes itself ([`crate::domain::state::store::Ended`]).
+    fn announce_here(&self, session_ids: &[u64]) {
+        self.announce(session_ids);
+    }
     /// Registers a local handler.
     fn subscribe(&self, handler: Handler);
 }

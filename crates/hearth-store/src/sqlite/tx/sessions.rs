@@ -1,7 +1,7 @@
 //! The sessions area of the store seam on SQLite: each operation is its table file's function.
 use super::Tx;
 use crate::domain::model::{Session, SessionCredential};
-use crate::domain::state::store::{Later, SessionsRead, SessionsWrite, StoreError};
+use crate::domain::state::store::{Ended, Later, SessionsRead, SessionsWrite, StoreError};
 use crate::sqlite::sessions;
 
 impl SessionsRead for Tx<'_> {
@@ -43,10 +43,15 @@ impl SessionsWrite for Tx<'_> {
         &mut self,
         s: &Session,
         max_live: u32,
-    ) -> Result<Later<Vec<u64>>, StoreError> {
+    ) -> Result<Later<Ended>, StoreError> {
         sessions::insert(self.0, s)?;
         let past = sessions::past_most_active(self.0, s, max_live.saturating_sub(1))?;
-        sessions::delete_for_user(self.0, s.user_id, &past).map(Later::ready)
+        let ids = sessions::delete_for_user(self.0, s.user_id, &past)?;
+        // One node per database file: no other node to tell.
+        Ok(Later::ready(Ended {
+            ids,
+            nodes_told: false,
+        }))
     }
     fn end_least_active_sessions(
         &mut self,

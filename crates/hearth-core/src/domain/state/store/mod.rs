@@ -16,7 +16,7 @@ pub use federation::{FederationRead, FederationWrite};
 pub use invites::{InvitesRead, InvitesWrite};
 pub use jobs::{JobsRead, JobsWrite, StoredRow, Swap};
 pub use passkeys::{PasskeysRead, PasskeysWrite};
-pub use sessions::{Later, SessionsRead, SessionsWrite};
+pub use sessions::{Ended, Later, SessionsRead, SessionsWrite};
 use std::fmt;
 use std::path::PathBuf;
 pub use tokens::{TokensRead, TokensWrite};

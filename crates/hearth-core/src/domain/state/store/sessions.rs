@@ -4,6 +4,14 @@ use std::sync::{Arc, Mutex};
 use super::StoreError;
 use crate::domain::model::{Session, SessionCredential};
 
+/// Sessions a write ended, and whether its commit itself told the other nodes sharing the
+/// store (PostgreSQL's NOTIFY, sent with it); otherwise the caller announces them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ended {
+    pub ids: Vec<u64>,
+    pub nodes_told: bool,
+}
+
 /// The answer of a statement a write sent without waiting for it: there by the time the
 /// write has committed (or at once, where the backend answers each statement as it runs).
 #[derive(Debug)]
@@ -76,14 +84,15 @@ pub trait SessionsWrite: SessionsRead {
     /// what the session needs, e.g. that the password is still the one verified), and ends
     /// the user's live sessions past the `max_live` most recently active, `s` counted and
     /// never ended: the account's cap, [`crate::domain::sessions::MAX_PER_USER`]. `s` has
-    /// no personal access token, so no token's cap applies. The ended ids are in the
+    /// no personal access token, so no token's cap applies. The ended sessions are in the
     /// answer once the write commits: where the backend can, the statement goes out with
-    /// the write's next statement or its commit, as one round trip.
+    /// the write's next statement or its commit, as one round trip, and where other nodes
+    /// share the store, the commit tells them ([`Ended::nodes_told`]).
     fn insert_session_capped(
         &mut self,
         s: &Session,
         max_live: u32,
-    ) -> Result<Later<Vec<u64>>, StoreError>;
+    ) -> Result<Later<Ended>, StoreError>;
     /// Ends the `n` least recently active live sessions of `user_id` (of personal access
     /// token `token_id` only, when given); returns their ids.
     fn end_least_active_sessions(
