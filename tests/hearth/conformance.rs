@@ -840,14 +840,12 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
             let mut found = Vec::new();
             for id in [totp, passkey, plain.id, 1 << 61] {
                 // No throttle rows yet: they are made, and come back as default rows.
-                let (held, rows) =
+                let held =
                     tx.user_factors_and_gate_for_update(id, "first@example.org", "192.0.2.1")?;
-                assert_eq!(rows, Default::default());
+                assert_eq!(held.rows, Default::default());
                 // The locked row comes back whole: as the user's own read has it.
-                if let Some((user, _)) = &held {
-                    assert_eq!(Some(user), tx.user(id)?.as_ref());
-                }
-                found.push(held.map(|(_, factors)| factors));
+                assert_eq!(held.user, tx.user(id)?);
+                found.push(held.user.map(|_| (held.totp, held.passkey)));
             }
             Ok::<_, StoreError>(found)
         })
@@ -885,7 +883,7 @@ pub async fn the_sign_in_reads_answer_as_their_parts(open: impl Backend) {
             // The final write's rows, with the user's factors and without a user.
             let held = [plain.id, 1 << 61].map(|id| {
                 tx.user_factors_and_gate_for_update(id, "locked@example.org", client)
-                    .map(|(held, rows)| (held.map(|(u, factors)| (u.id, factors)), rows))
+                    .map(|h| (h.user.map(|u| (u.id, (h.totp, h.passkey))), h.rows))
             });
             let [plain_held, none_held] = held;
             let held = [plain_held?, none_held?];

@@ -86,10 +86,10 @@ pub fn user_factors_and_gate_for_update(
         )
     });
     let found = tx.rows(sql, &[&i(id), &email, &ACCOUNT, &client])?;
-    let held = found.first().map(|r| {
-        let factors = (r.get::<_, Option<bool>>(0) == Some(true), r.get(1));
-        (rows::user_at(r, 7), factors)
-    });
+    let first = found.first();
+    let user = first.map(|r| rows::user_at(r, 7));
+    let totp = first.is_some_and(|r| r.get::<_, Option<bool>>(0) == Some(true));
+    let passkey = first.is_some_and(|r| r.get(1));
     let mut rows = (None, None);
     for r in &found {
         match r.get::<_, Option<&str>>(2) {
@@ -102,7 +102,12 @@ pub fn user_factors_and_gate_for_update(
         (Some(account), Some(row)) => (account, row),
         _ => sign_in_rows_for_update(tx, email, client)?,
     };
-    Ok((held, rows))
+    Ok(SignInHeld {
+        user,
+        totp,
+        passkey,
+        rows,
+    })
 }
 
 /// The rows of `email` account-wide (default when absent) and of `client` (`None` when

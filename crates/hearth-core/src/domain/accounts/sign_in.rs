@@ -196,11 +196,9 @@ impl Accounts {
                 // on meanwhile is asked for, and a code is used once however many parallel
                 // sign-ins send it. An account deleted meanwhile needs none, and gets no
                 // session below.
-                let (held, gate) = tx.user_factors_and_gate_for_update(id, &address, &client)?;
-                let (mut locked, factors) = match held {
-                    Some((user, factors)) => (Some(user), factors),
-                    None => (None, Default::default()),
-                };
+                let held = tx.user_factors_and_gate_for_update(id, &address, &client)?;
+                let (mut locked, gate) = (held.user, held.rows);
+                let factors = (held.totp, held.passkey);
                 let factor =
                     second_factor::require_in(tx, &key, id, factors, second.as_ref(), now)?;
                 // The password was right and no code came: the holder is asked for it,

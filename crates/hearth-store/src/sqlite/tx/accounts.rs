@@ -75,10 +75,19 @@ impl AccountsWrite for Tx<'_> {
     ) -> Result<SignInHeld, StoreError> {
         let rows = self.sign_in_rows_for_update(email, client)?;
         let Some(user) = users::by_id(self.0, id)? else {
-            return Ok((None, rows));
+            return Ok(SignInHeld {
+                user: None,
+                totp: false,
+                passkey: false,
+                rows,
+            });
         };
-        let totp = second_factors::get(self.0, id)?.is_some_and(|f| f.enabled);
-        Ok((Some((user, (totp, !self.passkeys(id)?.is_empty()))), rows))
+        Ok(SignInHeld {
+            user: Some(user),
+            totp: second_factors::get(self.0, id)?.is_some_and(|f| f.enabled),
+            passkey: !self.passkeys(id)?.is_empty(),
+            rows,
+        })
     }
     fn upgrade_guest(&mut self, u: &User) -> Result<bool, StoreError> {
         users::upgrade_guest(self.0, u)

@@ -2,10 +2,18 @@
 use super::StoreError;
 use crate::domain::model::{AccountChange, SecondFactor, ThrottleRow, User};
 
-/// What a password sign-in's final write holds locked: the user as its locked row has it,
-/// with whether its TOTP is on and whether it holds a passkey (`None`: no such user), and the
-/// gate's (account-wide, client) throttle rows.
-pub type SignInHeld = (Option<(User, (bool, bool))>, (ThrottleRow, ThrottleRow));
+/// What a password sign-in's final write holds locked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInHeld {
+    /// The user as its locked row has it (`None`: no such user).
+    pub user: Option<User>,
+    /// Whether the user's TOTP is on.
+    pub totp: bool,
+    /// Whether the user holds a passkey.
+    pub passkey: bool,
+    /// The gate's (account-wide, client) throttle rows.
+    pub rows: (ThrottleRow, ThrottleRow),
+}
 
 /// Reads of the accounts area.
 pub trait AccountsRead {
@@ -52,9 +60,8 @@ pub trait AccountsWrite: AccountsRead {
     fn user_for_update(&mut self, id: u64) -> Result<Option<User>, StoreError>;
     /// [`AccountsWrite::user_for_update`], then the sign-in throttle rows of `email` and
     /// `client` ([`AccountsWrite::sign_in_rows_for_update`]) and the user's second factor's
-    /// row, all locked: the user, whether its TOTP is on and whether it holds a passkey
-    /// (`None`: no such user), and the rows. What a password sign-in's final write starts
-    /// with, in one round trip where the backend can.
+    /// row, all locked ([`SignInHeld`]). What a password sign-in's final write starts with,
+    /// in one round trip where the backend can.
     fn user_factors_and_gate_for_update(
         &mut self,
         id: u64,
