@@ -89,6 +89,30 @@ async fn no_session_made_with_the_old_password_outlives_a_reset() {
     old_password_sessions_end_with_a_reset(&n).await;
 }
 
+/// After a change of the argon2 settings the first parallel sign-ins of an account all
+/// verify its old hash, and the first to finish rehashes it: the others find the hash
+/// replaced in their final write, verify the password again against the new one, and sign
+/// in (before, they were refused BAD_CREDENTIALS for the right password, and counted as
+/// failures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rehash_by_a_parallel_sign_in_refuses_none_of_the_others() {
+    let costly = |c: &mut hearth::Config| {
+        c.passwords.argon2_memory_kib = 8 * 1024;
+        c.passwords.argon2_iterations = 1;
+    };
+    let n = TestNode::start_with(costly).await;
+    n.sign_up("rehash@example.org").await;
+    let n = n.restart_with(|c| c.passwords.argon2_iterations = 2).await;
+    let answers =
+        futures_util::future::join_all((0..20).map(|_| n.sign_in("rehash@example.org", PASSWORD)))
+            .await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err().map(|s| s.message()))
+        .collect();
+    assert!(refused.is_empty(), "{} refused: {refused:?}", refused.len());
+}
+
 /// Twelve sign-ins verify the password while a reset of it commits: none of those that
 /// got a session may keep it (the session is written only while the password verified is
 /// still the account's, checked on the row the final write holds locked).

@@ -6,9 +6,56 @@ use crate::domain::model::{Session, User};
 use crate::domain::passwords;
 use crate::domain::second_factor::{self, Factor, Second};
 use crate::domain::sessions::SignedIn;
+use crate::domain::state::store::{Ended, Later};
 use crate::domain::throttle::{self, Slot};
 use crate::domain::validate::canonical_email;
 use crate::domain::{DomainError, RequestContext};
+use zeroize::Zeroizing;
+
+/// What a sign-in knows of the password it verified.
+struct Proven {
+    /// The account's new hash of it, when its hash uses older argon2 settings.
+    rehash: Option<String>,
+    /// The password itself, to verify again if the hash is replaced before the final
+    /// write (`None`: the step flow's proof holds no password).
+    recheck: Option<Zeroizing<String>>,
+}
+
+/// What [`Accounts::final_write`] is given.
+struct FinalWrite<'a> {
+    user: &'a User,
+    client: &'a str,
+    session: &'a Session,
+    rehash: Option<String>,
+    second: Option<Second>,
+    /// Whether a replaced hash is answered [`Wrote::Replaced`] (the caller can verify the
+    /// password again) rather than failing the attempt.
+    may_recheck: bool,
+}
+
+/// What a sign-in's final write did.
+enum Wrote {
+    /// The account's hash is no longer the one verified: nothing was written. The hash it
+    /// holds now.
+    Replaced(String),
+    /// The password was right and no code came for the account's second factor (TOTP on,
+    /// a passkey); the slot was given back.
+    Asked {
+        totp: bool,
+        passkey: bool,
+        freed: throttle::Freed,
+    },
+    /// The outcome, recorded: whether a session was inserted, what the second factor came
+    /// to, the sessions the cap ended, what became of the slot, and the account as the
+    /// write left it.
+    Done {
+        inserted: bool,
+        factor: Factor,
+        ended: Option<Later<Ended>>,
+        freed: throttle::Freed,
+        locked: Option<User>,
+    },
+}
 
 fn bad_credentials() -> DomainError {
     DomainError::unauthenticated(Reason::BadCredentials, BAD_CREDENTIALS)
@@ -119,10 +166,14 @@ impl Accounts {
             ));
         }
         let rehash = match verified.needs_rehash {
-            true => Some(self.hasher.hash(password).await?),
+            true => Some(self.hasher.hash(password.clone()).await?),
             false => None,
         };
-        self.complete(slot, user, client, rehash, second, ctx).await
+        let proven = Proven {
+            rehash,
+            recheck: Some(password),
+        };
+        self.complete(slot, user, client, proven, second, ctx).await
     }
 
     /// The second step of a sign-in whose password `proof` showed right: the gate, then
@@ -158,46 +209,149 @@ impl Accounts {
             slot.finish(false).await?;
             return Err(bad_credentials());
         };
-        self.complete(slot, user, client, None, Some(second), ctx)
+        let proven = Proven {
+            rehash: None,
+            recheck: None,
+        };
+        self.complete(slot, user, client, proven, Some(second), ctx)
             .await?
             .map_err(|_| second_factor::required())
     }
 
     /// The write that ends a sign-in whose password was right: the second factor, the
-    /// session, the caps, the gate's outcome.
+    /// session, the caps, the gate's outcome. When the account's hash was replaced after
+    /// the password was verified (a parallel sign-in rehashed it, as after a change of the
+    /// argon2 settings, or the password changed), the password is verified once more
+    /// against the hash the account holds, and only a right one goes on; without the
+    /// password ([`Proven::recheck`]), a replaced hash fails the attempt.
     async fn complete(
         &self,
         slot: Slot,
-        user: User,
+        mut user: User,
         client: String,
-        rehash: Option<String>,
+        password: Proven,
         second: Option<Second>,
         ctx: &RequestContext,
     ) -> Result<Result<SignedIn, PasswordProof>, DomainError> {
+        let Proven {
+            mut rehash,
+            mut recheck,
+        } = password;
         let (token, mut session) = self
             .sessions
             .new_session(user.id, ctx.device.clone(), "pwd");
-        let base = session.clone();
-        let (id, now) = (user.id, self.clock.now_ms());
-        let (address, client) = (user.email.clone().unwrap_or_default(), client.clone());
-        let verified_hash = user.password_hash.clone().unwrap_or_default();
+        let id = user.id;
+        let wrote = loop {
+            let write = FinalWrite {
+                user: &user,
+                client: &client,
+                session: &session,
+                rehash: rehash.clone(),
+                second: second.clone(),
+                may_recheck: recheck.is_some(),
+            };
+            let now = match self.final_write(&slot, write).await? {
+                Wrote::Replaced(now) => now,
+                wrote => break wrote,
+            };
+            let verified = match recheck.take() {
+                Some(password) => {
+                    let verified = self
+                        .hasher
+                        .verify(password.clone(), Some(now.clone()))
+                        .await?;
+                    rehash = match (verified.ok, verified.needs_rehash) {
+                        (true, true) => Some(self.hasher.hash(password).await?),
+                        _ => None,
+                    };
+                    verified.ok
+                }
+                None => false,
+            };
+            if !verified {
+                slot.finish(false).await?;
+                tracing::info!(target: "hearth::audit", event = "sign_in_failed", user = id, password = "changed");
+                return Err(bad_credentials());
+            }
+            user.password_hash = Some(now);
+        };
+        let (inserted, factor, ended) = match wrote {
+            Wrote::Asked {
+                totp,
+                passkey,
+                freed,
+            } => {
+                slot.done(freed, None);
+                return Ok(Err(PasswordProof {
+                    totp,
+                    passkey,
+                    ..PasswordProof::of(&user)
+                }));
+            }
+            Wrote::Done {
+                inserted,
+                factor,
+                ended,
+                freed,
+                locked,
+            } => {
+                // A slot handed on carries the account as this write left it, under its
+                // lock: the next attempt in line need not read it again.
+                slot.done(freed, locked);
+                (inserted, factor, ended)
+            }
+            Wrote::Replaced(_) => return Err(bad_credentials()),
+        };
+        let ended = ended.and_then(|e| e.take()).unwrap_or_default();
+        self.sessions.announce_capped(&ended);
+        if !inserted {
+            if factor == Factor::Wrong {
+                tracing::info!(target: "hearth::audit", event = "sign_in_failed", user = id, second_factor = "wrong");
+            }
+            return Err(bad_credentials());
+        }
+        session.amr = factor.amr().join(" ");
+        tracing::info!(target: "hearth::audit", event = "sign_in", user = id, session = session.id, amr = %session.amr);
+        Ok(Ok(SignedIn {
+            token,
+            user,
+            session,
+        }))
+    }
+
+    /// One run of [`Accounts::complete`]'s write.
+    async fn final_write(&self, slot: &Slot, w: FinalWrite<'_>) -> Result<Wrote, DomainError> {
+        let base = w.session.clone();
+        let (id, now) = (w.user.id, self.clock.now_ms());
+        let (address, client) = (
+            w.user.email.clone().unwrap_or_default(),
+            w.client.to_owned(),
+        );
+        let verified_hash = w.user.password_hash.clone().unwrap_or_default();
         let key = self.factors.key().clone();
         let hand_on = slot.may_hand_on();
+        let (rehash, second, may_recheck) = (w.rehash, w.second, w.may_recheck);
         // The session is written only if the password is still the one just verified: a
         // reset that committed meanwhile wins, and this attempt counts as a failure.
-        let inserted = self
-            .store
+        self.store
             .write_rows(move |tx| {
                 // The user's row first: a password change waits for this write, or this
                 // write sees the new hash and inserts nothing. The gate's rows are locked
                 // with it (the outcome is written to them below) and the session caps lock
                 // their own rows, so no read here needs more isolation.
+                let held = tx.user_factors_and_gate_for_update(id, &address, &client)?;
+                let (mut locked, gate) = (held.user, held.rows);
+                // Checked on the row this write holds locked, so no reset can commit
+                // between the check and the insert.
+                let now_hash = locked.as_ref().and_then(|u| u.password_hash.clone());
+                let holds = now_hash.as_deref() == Some(verified_hash.as_str());
+                if let (Some(now_hash), false, true) = (now_hash, holds, may_recheck) {
+                    return Ok(Wrote::Replaced(now_hash));
+                }
                 // The second factor is checked here, under the user's row: a factor turned
                 // on meanwhile is asked for, and a code is used once however many parallel
                 // sign-ins send it. An account deleted meanwhile needs none, and gets no
                 // session below.
-                let held = tx.user_factors_and_gate_for_update(id, &address, &client)?;
-                let (mut locked, gate) = (held.user, held.rows);
                 let factors = (held.totp, held.passkey);
                 let factor =
                     second_factor::require_in(tx, &key, id, factors, second.as_ref(), now)?;
@@ -207,18 +361,16 @@ impl Accounts {
                 if let Factor::Missing { totp, passkey } = factor {
                     let waited = throttle::release_in(tx, &address, &client, gate.1, now)?;
                     let freed = throttle::Freed::Back(waited);
-                    return Ok((Err((totp, passkey)), None, freed, None));
+                    return Ok(Wrote::Asked {
+                        totp,
+                        passkey,
+                        freed,
+                    });
                 }
                 let s = Session {
                     amr: factor.amr().join(" "),
                     ..base.clone()
                 };
-                // Checked on the row this write holds locked, so no reset can commit
-                // between the check and the insert.
-                let holds = locked
-                    .as_ref()
-                    .and_then(|u| u.password_hash.as_deref())
-                    .is_some_and(|h| h == verified_hash);
                 // The account's session cap is kept by the insert itself: a password's
                 // session has no token, so no token's cap applies. Its answer, the
                 // sessions it ended, is not needed before the commit, so the insert goes
@@ -245,38 +397,15 @@ impl Accounts {
                     &throttle::POLICY,
                     hand_on,
                 )?;
-                Ok::<_, DomainError>((Ok((inserted, factor)), ended, freed, locked))
+                Ok::<_, DomainError>(Wrote::Done {
+                    inserted,
+                    factor,
+                    ended,
+                    freed,
+                    locked,
+                })
             })
-            .await?;
-        let (outcome, ended, freed, locked) = inserted;
-        // A slot handed on carries the account as this write left it, under its lock: the
-        // next attempt in line need not read it again.
-        slot.done(freed, locked);
-        let ended = ended.and_then(|e| e.take()).unwrap_or_default();
-        self.sessions.announce_capped(&ended);
-        let (inserted, factor) = match outcome {
-            Ok(done) => done,
-            Err((totp, passkey)) => {
-                return Ok(Err(PasswordProof {
-                    totp,
-                    passkey,
-                    ..PasswordProof::of(&user)
-                }))
-            }
-        };
-        if !inserted {
-            if factor == Factor::Wrong {
-                tracing::info!(target: "hearth::audit", event = "sign_in_failed", user = id, second_factor = "wrong");
-            }
-            return Err(bad_credentials());
-        }
-        session.amr = factor.amr().join(" ");
-        tracing::info!(target: "hearth::audit", event = "sign_in", user = id, session = session.id, amr = %session.amr);
-        Ok(Ok(SignedIn {
-            token,
-            user,
-            session,
-        }))
+            .await
     }
 
     /// Checks the password of a signed-in account holder (ChangePassword) through the same
