@@ -122,22 +122,23 @@ impl Sessions {
 
     /// Tells every node that sessions a cap ended ([`make_room`]) are gone.
     pub fn announce_ended(&self, ids: &[u64]) {
-        self.announce_capped(&Ended {
-            ids: ids.to_vec(),
-            nodes_told: false,
-        });
+        self.announce_capped_ids(ids, false);
     }
 
     /// [`Sessions::announce_ended`] for sessions a password sign-in's insert ended: this
     /// node only, when the write's commit told the other nodes.
     pub fn announce_capped(&self, ended: &Ended) {
-        if ended.ids.is_empty() {
+        self.announce_capped_ids(&ended.ids, ended.nodes_told);
+    }
+
+    fn announce_capped_ids(&self, ids: &[u64], nodes_told: bool) {
+        if ids.is_empty() {
             return;
         }
-        tracing::info!(target: "hearth::audit", event = "sessions_capped", count = ended.ids.len());
-        match ended.nodes_told {
-            true => self.revocations.announce_here(&ended.ids),
-            false => self.revocations.announce(&ended.ids),
+        tracing::info!(target: "hearth::audit", event = "sessions_capped", count = ids.len());
+        match nodes_told {
+            true => self.revocations.announce_here(ids),
+            false => self.revocations.announce(ids),
         }
     }
 

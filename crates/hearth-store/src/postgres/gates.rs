@@ -306,6 +306,9 @@ pub fn lease_worker(
     Ok(Some(worker as u16))
 }
 
+/// The condition of a session inserted whatever holds (its `$14` is `''`).
+pub const UNCONDITIONAL: &str = "$14::text = ''";
+
 /// The statement that inserts a session where `condition` (SQL over `$2` = user id, `$9` =
 /// created, `$11` = expiry, `$13` = token id and `$14` = the caller's `extra`) holds.
 fn session_insert(condition: &str) -> String {
@@ -396,7 +399,7 @@ pub fn insert_session_trimming(
                          '{FROM_A_COMMIT} ' || string_agg(id::text, ',')) \
                      FROM (SELECT id, row_number() OVER () - 1 AS n FROM ended) e \
                      GROUP BY n / {IDS_PER_NOTICE}) told)",
-            session_insert("$14::text = ''")
+            session_insert(UNCONDITIONAL)
         )
     });
     let others = i64::from(max_live.saturating_sub(1));

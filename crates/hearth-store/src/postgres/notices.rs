@@ -313,7 +313,7 @@ impl Revocations for PgRevocations {
         if session_ids.is_empty() {
             return;
         }
-        call(&self.handlers, Revoked::Sessions(session_ids));
+        self.announce_here(session_ids);
         // Bounded: when the revoking request returns, every node is being told.
         for chunk in session_ids.chunks(IDS_PER_NOTICE) {
             let ids: Vec<String> = chunk.iter().map(u64::to_string).collect();

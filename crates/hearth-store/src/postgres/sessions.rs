@@ -83,7 +83,7 @@ impl SessionsRead for Tx<'_> {
 
 impl SessionsWrite for Tx<'_> {
     fn insert_session(&mut self, s: &Session) -> Result<(), StoreError> {
-        gates::insert_session_where(self, s, "$14::text = ''", &"").map(|_| ())
+        gates::insert_session_where(self, s, gates::UNCONDITIONAL, &"").map(|_| ())
     }
     fn insert_session_capped(
         &mut self,

@@ -28,16 +28,13 @@ struct FinalWrite<'a> {
     session: &'a Session,
     rehash: Option<String>,
     second: Option<Second>,
-    /// Whether a replaced hash is answered [`Wrote::Replaced`] (the caller can verify the
-    /// password again) rather than failing the attempt.
+    /// Whether a replaced hash is answered with the hash the account holds now (the caller
+    /// can verify the password again) rather than failing the attempt.
     may_recheck: bool,
 }
 
-/// What a sign-in's final write did.
+/// What a sign-in's final write did, when the hash it found was the one verified.
 enum Wrote {
-    /// The account's hash is no longer the one verified: nothing was written. The hash it
-    /// holds now.
-    Replaced(String),
     /// The password was right and no code came for the account's second factor (TOTP on,
     /// a passkey); the slot was given back.
     Asked {
@@ -45,11 +42,10 @@ enum Wrote {
         passkey: bool,
         freed: throttle::Freed,
     },
-    /// The outcome, recorded: whether a session was inserted, what the second factor came
-    /// to, the sessions the cap ended, what became of the slot, and the account as the
+    /// The outcome, recorded: what the second factor came to, the sessions the cap ended
+    /// (`None`: no session was inserted), what became of the slot, and the account as the
     /// write left it.
     Done {
-        inserted: bool,
         factor: Factor,
         ended: Option<Later<Ended>>,
         freed: throttle::Freed,
@@ -251,8 +247,8 @@ impl Accounts {
                 may_recheck: recheck.is_some(),
             };
             let now = match self.final_write(&slot, write).await? {
-                Wrote::Replaced(now) => now,
-                wrote => break wrote,
+                Ok(wrote) => break wrote,
+                Err(replaced) => replaced,
             };
             let verified = match recheck.take() {
                 Some(password) => {
@@ -275,7 +271,7 @@ impl Accounts {
             }
             user.password_hash = Some(now);
         };
-        let (inserted, factor, ended) = match wrote {
+        let (factor, ended) = match wrote {
             Wrote::Asked {
                 totp,
                 passkey,
@@ -289,7 +285,6 @@ impl Accounts {
                 }));
             }
             Wrote::Done {
-                inserted,
                 factor,
                 ended,
                 freed,
@@ -298,10 +293,10 @@ impl Accounts {
                 // A slot handed on carries the account as this write left it, under its
                 // lock: the next attempt in line need not read it again.
                 slot.done(freed, locked);
-                (inserted, factor, ended)
+                (factor, ended)
             }
-            Wrote::Replaced(_) => return Err(bad_credentials()),
         };
+        let inserted = ended.is_some();
         let ended = ended.and_then(|e| e.take()).unwrap_or_default();
         self.sessions.announce_capped(&ended);
         if !inserted {
@@ -319,8 +314,14 @@ impl Accounts {
         }))
     }
 
-    /// One run of [`Accounts::complete`]'s write.
-    async fn final_write(&self, slot: &Slot, w: FinalWrite<'_>) -> Result<Wrote, DomainError> {
+    /// One run of [`Accounts::complete`]'s write; `Err` (with `may_recheck`): the account's
+    /// hash is no longer the one verified, nothing was written, and this is the hash it
+    /// holds now.
+    async fn final_write(
+        &self,
+        slot: &Slot,
+        w: FinalWrite<'_>,
+    ) -> Result<Result<Wrote, String>, DomainError> {
         let base = w.session.clone();
         let (id, now) = (w.user.id, self.clock.now_ms());
         let (address, client) = (
@@ -346,7 +347,7 @@ impl Accounts {
                 let now_hash = locked.as_ref().and_then(|u| u.password_hash.clone());
                 let holds = now_hash.as_deref() == Some(verified_hash.as_str());
                 if let (Some(now_hash), false, true) = (now_hash, holds, may_recheck) {
-                    return Ok(Wrote::Replaced(now_hash));
+                    return Ok(Err(now_hash));
                 }
                 // The second factor is checked here, under the user's row: a factor turned
                 // on meanwhile is asked for, and a code is used once however many parallel
@@ -361,11 +362,11 @@ impl Accounts {
                 if let Factor::Missing { totp, passkey } = factor {
                     let waited = throttle::release_in(tx, &address, &client, gate.1, now)?;
                     let freed = throttle::Freed::Back(waited);
-                    return Ok(Wrote::Asked {
+                    return Ok(Ok(Wrote::Asked {
                         totp,
                         passkey,
                         freed,
-                    });
+                    }));
                 }
                 let s = Session {
                     amr: factor.amr().join(" "),
@@ -397,13 +398,12 @@ impl Accounts {
                     &throttle::POLICY,
                     hand_on,
                 )?;
-                Ok::<_, DomainError>(Wrote::Done {
-                    inserted,
+                Ok::<_, DomainError>(Ok(Wrote::Done {
                     factor,
                     ended,
                     freed,
                     locked,
-                })
+                }))
             })
             .await
     }
